@@ -1,0 +1,153 @@
+r"""The capacity-allocation problem and its exact, differentiable solution.
+
+A model of capacity ``N`` trained on mixture ``h`` spends ``x_i`` of its capacity on domain ``i``
+so as to minimise its mixture-weighted training loss (Dai & Zheng, 2026, §3):
+
+.. math::
+
+    x^*(h, N) = \arg\min_x \sum_i h_i c_i x_i^{-b_i}
+    \quad\text{s.t.}\quad \sum_i x_i = N + (K - 1) H,\quad x_i \ge H .
+
+``H`` is the shared head: counted once in the budget but used by every domain, hence the
+``(K - 1) H``. The KKT conditions give, for a multiplier :math:`\lambda > 0`,
+
+.. math::
+
+    x_i(\lambda) = \max\!\big(H,\ (h_i b_i c_i / \lambda)^{1/(b_i + 1)}\big),
+
+and :math:`\lambda` is the one value for which the budget is met. With :math:`u = \log\lambda`,
+:math:`\beta_i = 1/(b_i + 1)` and :math:`\ell_i = \log(h_i b_i c_i)`, the budget residual
+
+.. math::
+
+    g(u) = \log \sum_i \exp\!\big(\max(\log H,\ \beta_i(\ell_i - u))\big) - \log\big(N + (K-1)H\big)
+
+is convex and decreasing in ``u`` (a log-sum-exp of convex functions). Newton's method started to
+the left of the root therefore increases monotonically to it without overshoot, whatever the
+spread of the exponents; once the active set has settled it converges quadratically. The start
+``u_0`` makes the largest single allocation equal twice the budget, so ``g(u_0) >= log 2 > 0``.
+
+Zero weights: a domain with ``h_i = 0`` gets exactly the floor ``x_i = H`` (more capacity would
+lower no weighted loss). Degenerate budget: when ``N <= H`` the budget cannot exceed the floors;
+every domain then gets ``x_i = H`` (the limit of the solution as ``N`` decreases to ``H``) and the
+derivatives with respect to ``N`` vanish there.
+
+Derivatives come from the implicit function theorem applied to ``g(u; h, b, c, N, H) = 0``
+(a ``jax.custom_jvp`` on the multiplier), never from unrolling the Newton iterations; every other
+step is an ordinary differentiable expression of ``u``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["allocate", "log_allocation", "log_multiplier"]
+
+_MAX_NEWTON_STEPS = 200
+
+
+def _log_alloc_given_u(u, h, b, c, N, H):
+    """``log x_i(u)`` for every domain; zero-weight domains sit at ``log H``. Shapes: (K,)."""
+    positive = h > 0
+    h_safe = jnp.where(positive, h, 1.0)  # keeps the unselected branch finite (double-where)
+    beta = 1.0 / (b + 1.0)
+    ell = jnp.log(h_safe) + jnp.log(b) + jnp.log(c)
+    log_h = jnp.log(H)
+    free = beta * (ell - u)
+    return jnp.where(positive, jnp.maximum(log_h, free), log_h * jnp.ones_like(free))
+
+
+def _budget_residual(u, h, b, c, N, H):
+    """``g(u)``: log of the total allocation minus log of the budget ``N + (K-1)H``."""
+    k = h.shape[-1]
+    log_x = _log_alloc_given_u(u, h, b, c, N, H)
+    return jax.nn.logsumexp(log_x) - jnp.log(N + (k - 1) * H)
+
+
+def _newton_solve(h, b, c, N, H):
+    k = h.shape[-1]
+    feasible = N > H
+    # An infeasible budget is replaced by a feasible one so the loop stays finite; the caller
+    # selects the all-floor answer for it.
+    budget = jnp.where(feasible, N + (k - 1) * H, (k + 1.0) * H)
+    n_eff = budget - (k - 1) * H
+    positive = h > 0
+    beta = 1.0 / (b + 1.0)
+    ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
+    starts = jnp.where(positive, ell - jnp.log(2.0 * budget) / beta, -jnp.inf)
+    u0 = jnp.max(starts)
+
+    def residual_and_slope(u):
+        return jax.value_and_grad(_budget_residual)(u, h, b, c, n_eff, H)
+
+    def cond(state):
+        i, _, step = state
+        return (i < _MAX_NEWTON_STEPS) & (jnp.abs(step) > 1e-13 * (1.0 + jnp.abs(state[1])))
+
+    def body(state):
+        i, u, _ = state
+        g, dg = residual_and_slope(u)
+        step = -g / dg
+        return i + 1, u + step, step
+
+    dtype = jnp.result_type(h, b, c, N, H, float)
+    init = (jnp.asarray(0), u0.astype(dtype), jnp.asarray(jnp.inf, dtype))
+    _, u, _ = lax.while_loop(cond, body, init)
+    return u
+
+
+@jax.custom_jvp
+def log_multiplier(h, b, c, N, H):
+    r"""``u = log λ``: the log KKT multiplier of the allocation problem.
+
+    Args:
+        h: ``(K,)`` mixture weights (non-negative, at least one positive).
+        b: ``(K,)`` capacity exponents, > 0.
+        c: ``(K,)`` capacity amplitudes, > 0.
+        N: scalar capacity budget (same units as ``H``), > 0.
+        H: scalar shared-head size, > 0.
+
+    Returns:
+        Scalar ``u``. Differentiable by the implicit function theorem.
+    """
+    return _newton_solve(h, b, c, N, H)
+
+
+@log_multiplier.defjvp
+def _log_multiplier_jvp(primals, tangents):
+    h, b, c, N, H = primals
+    u = log_multiplier(h, b, c, N, H)
+    g_u = jax.grad(_budget_residual)(u, h, b, c, N, H)
+    _, g_theta = jax.jvp(lambda *theta: _budget_residual(u, *theta), primals, tangents)
+    feasible = N > H
+    # Guard the division so the masked (infeasible) branch stays finite in reverse mode too.
+    du = -g_theta / jnp.where(feasible, g_u, -1.0)
+    return u, jnp.where(feasible, du, jnp.zeros_like(du))
+
+
+def log_allocation(h, b, c, N, H):
+    r"""``log x*_i(h, N)`` for every domain, shape ``(K,)``.
+
+    Converged to about 1e-13 in ``log λ`` (so to ~1e-13 relative in ``x``) in float64. Derivatives
+    with respect to every argument are exact (implicit differentiation of the budget constraint).
+    When ``N <= H`` every domain gets the floor ``H``.
+    """
+    dtype = jnp.result_type(h, b, c, N, H, float)
+    h, b, c, N, H = (jnp.asarray(v, dtype) for v in (h, b, c, N, H))
+    u = log_multiplier(h, b, c, N, H)
+    log_x = _log_alloc_given_u(u, h, b, c, N, H)
+    return jnp.where(N > H, log_x, jnp.log(H) * jnp.ones_like(log_x))
+
+
+def allocate(h, b, c, N, H):
+    r"""The capacity allocation ``x*(h, N)``, shape ``(K,)``; see the module docstring.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = allocate(jnp.array([0.5, 0.5]), jnp.array([0.5, 0.5]), jnp.ones(2), 10.0, 1.0)
+        >>> [round(float(v), 6) for v in x]   # symmetric domains split N + H = 11 evenly
+        [5.5, 5.5]
+    """
+    return jnp.exp(log_allocation(h, b, c, N, H))

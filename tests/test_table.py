@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from mixscale.data import LossTable, TableError
+
+
+def _table(**kw):
+    base = dict(weights=np.array([[0.5, 0.5], [0.2, 0.8]]), model_size=np.array([1.0, 2.0]),
+                tokens=np.array([1.0, 1.0]), losses=np.array([[3.0, np.nan], [2.5, 2.0]]),
+                train_domains=("a", "b"), loss_domains=("a", "b"), name="t")
+    base.update(kw)
+    return LossTable(**base)
+
+
+def test_valid_table_keeps_nan_and_shapes():
+    t = _table()
+    assert (t.n_runs, t.n_train_domains, t.n_loss_domains) == (2, 2, 2)
+    assert np.isnan(t.losses[0, 1])
+    assert t.take([1]).losses.shape == (1, 2)
+    assert t.select_losses(["b"]).loss_domains == ("b",)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(weights=np.array([[0.5, 0.5], [-0.2, 1.2]])), "row 2.*weight_a.*negative"),
+    (dict(weights=np.array([[0.5, 0.5], [0.2, 0.7]])), "row 2.*sum to 0.9"),
+    (dict(model_size=np.array([1.0, 0.0])), "row 2.*model_size"),
+    (dict(tokens=np.array([-1.0, 1.0])), "row 1.*n_tokens"),
+    (dict(train_domains=("a", "a")), "duplicate training domain"),
+    (dict(weights=np.zeros((0, 2)), model_size=np.zeros(0), tokens=np.zeros(0),
+          losses=np.zeros((0, 2))), "empty"),
+])
+def test_bad_tables_are_refused_with_location(kw, match):
+    with pytest.raises(TableError, match=match):
+        _table(**kw)
