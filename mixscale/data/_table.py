@@ -62,6 +62,8 @@ class LossTable:
         token_unit: tokens per unit of ``tokens`` (``1e9`` for real tables).
         name: a short name for messages and reports.
         meta: free-form provenance (source files, citation, generating settings).
+        row_tags: per-row labels, each an ``(n,)`` array (e.g. ``mixture_id``, ``split``);
+            carried along by :meth:`take`.
 
     Row numbers in error messages are 1-based data rows (the header is not counted).
     """
@@ -76,6 +78,7 @@ class LossTable:
     token_unit: float = 1e9
     name: str = "table"
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    row_tags: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         src = self.name
@@ -143,6 +146,15 @@ class LossTable:
             r, c = np.argwhere(nonpos)[0]
             raise TableError(f"{_where(src, r + 1, lossd[c] + '_loss')}loss must be positive, "
                              f"got {y[r, c]!r}")
+        tags = {}
+        for key, val in dict(self.row_tags).items():
+            arr = np.asarray(val)
+            if arr.shape != (n,):
+                raise TableError(f"{src}: row tag {key!r} has shape {arr.shape}, expected ({n},)")
+            arr = arr.copy()
+            arr.setflags(write=False)
+            tags[str(key)] = arr
+        object.__setattr__(self, "row_tags", tags)
         for arr in (w, n_size, d, y):
             arr.setflags(write=False)
         object.__setattr__(self, "weights", w)
@@ -208,7 +220,8 @@ class LossTable:
             idx = np.flatnonzero(idx)
         return dataclasses.replace(
             self, weights=self.weights[idx], model_size=self.model_size[idx],
-            tokens=self.tokens[idx], losses=self.losses[idx], name=name or self.name)
+            tokens=self.tokens[idx], losses=self.losses[idx], name=name or self.name,
+            row_tags={k: v[idx] for k, v in self.row_tags.items()})
 
     def select_losses(self, loss_domains: Sequence[str]) -> LossTable:
         """The same runs with only the named loss columns, in that order."""
