@@ -88,7 +88,7 @@ def mixture_ids(table: LossTable) -> np.ndarray:
     mixture carry the same numbers: SlimPajama repeats each mixture at 3 sizes and 11 token
     checkpoints); two mixtures that differ only by rounding get different ids.
     """
-    # + 0.0 turns -0.0 into 0.0: np.unique(axis=0) compares rows bytewise.
+    # + 0.0 turns -0.0 into 0.0, so grouping never depends on the sign of a zero weight.
     _, first, inverse = np.unique(table.weights + 0.0, axis=0, return_index=True,
                                   return_inverse=True)
     order = np.argsort(first, kind="stable")  # unique rows by first appearance
