@@ -212,6 +212,13 @@ def test_read_csv_units_and_tag_types(tmp_path):
     assert t.row_tags["temp"].dtype == np.float64 and np.isnan(t.row_tags["temp"][1])
 
 
+def test_read_csv_accepts_a_byte_order_mark_and_crlf(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode())
+    t = read_csv(path)
+    assert "mixture_id" in t.row_tags and t.n_runs == 2
+
+
 def _replace_cell(row, column, value, text=GOOD):
     lines = text.splitlines()
     header = lines[0].split(",")

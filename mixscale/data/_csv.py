@@ -49,7 +49,7 @@ def read_csv(
     """Read a loss table from a wide CSV file (format in the module docstring).
 
     Args:
-        path: the CSV file (UTF-8).
+        path: the CSV file (UTF-8, with or without a byte-order mark).
         size_unit: parameters per law unit of model size; the file's ``model_size`` is divided by
             it (``1e6``: millions of parameters, as for every real table).
         token_unit: tokens per law unit; the file's ``n_tokens`` is divided by it (``1e9``:
@@ -69,7 +69,8 @@ def read_csv(
     path = os.fspath(path)
     if name is None:
         name = os.path.splitext(os.path.basename(path))[0]
-    with open(path, encoding="utf-8", newline="") as stream:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not become part of the first name.
+    with open(path, encoding="utf-8-sig", newline="") as stream:
         return read_wide(stream, source=path, size_unit=size_unit, token_unit=token_unit,
                          out_of_mixture=out_of_mixture, name=name)
 
