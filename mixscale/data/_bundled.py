@@ -42,6 +42,7 @@ _SHUKOR = ('Shukor et al., "Scaling Laws for Optimal Data Mixtures", arXiv:2507.
            "(data as released in apple/ml-scalefit)")
 _REGMIX = ('Liu et al., "RegMix: Data Mixture as Regression for Language Model Pre-training", '
            "ICLR 2025")
+_REGMIX_LICENSE = "MIT (Sea AI Lab, 2024)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +323,8 @@ def _load_regmix_1b(extra_losses: bool = True) -> LossTable:
     pair = ("test_mixture_1B.csv", "test_pile_loss_1B.csv")
     table = _load_regmix_pair(*pair, 1e9, 25e9, info.name)
     if not extra_losses:
-        meta = _meta(pair, _REGMIX, info.license, f"{_REGMIX_NOTE} Model size is nominal (1B).")
+        meta = _meta(pair, _REGMIX, _REGMIX_LICENSE,
+                     f"{_REGMIX_NOTE} Model size is nominal (1B).")
         return dataclasses.replace(table, meta=meta)
     extra = _extra_losses(table.row_tags[_REGMIX_INDEX])
     logged = {d: table.losses[:, m] for m, d in enumerate(table.loss_domains)}
@@ -365,7 +367,7 @@ _REGMIX_1M = DatasetInfo(
     description="RegMix: 1M-parameter models, 1B tokens, random mixtures of 17 Pile domains; "
                 "512 training + 256 test runs, losses on 13 domains",
     runs=768, n_train_domains=17, n_loss_domains=13, model_sizes=(1.0,), token_counts=(1.0,),
-    citation=_REGMIX, license="MIT (Sea AI Lab, 2024)",
+    citation=_REGMIX, license=_REGMIX_LICENSE,
     files=("train_mixture_1m.csv", "train_pile_loss_1m.csv", "test_mixture_1m.csv",
            "test_pile_loss_1m.csv"))
 _REGMIX_60M = DatasetInfo(
@@ -373,7 +375,7 @@ _REGMIX_60M = DatasetInfo(
     description="RegMix: 60M-parameter models, 1B tokens, on the 256 test mixtures of "
                 "regmix-1m; losses on 13 of the 17 Pile domains",
     runs=256, n_train_domains=17, n_loss_domains=13, model_sizes=(60.0,), token_counts=(1.0,),
-    citation=_REGMIX, license="MIT (Sea AI Lab, 2024)",
+    citation=_REGMIX, license=_REGMIX_LICENSE,
     files=("test_mixture_60m.csv", "test_pile_loss_60m.csv"))
 _REGMIX_1B = DatasetInfo(
     name="regmix-1b",
@@ -381,7 +383,7 @@ _REGMIX_1B = DatasetInfo(
                 "losses on all 17 (4 joined from the paper authors' evaluations)",
     runs=64, n_train_domains=17, n_loss_domains=17, model_sizes=(1000.0,),
     token_counts=(25.0,), citation=f"{_REGMIX}; extra losses: {_DAI_ZHENG}",
-    license="MIT (Sea AI Lab, 2024); extra losses: no license file upstream, cite the paper",
+    license=f"{_REGMIX_LICENSE}; extra losses: no license file upstream, cite the paper",
     files=("test_mixture_1B.csv", "test_pile_loss_1B.csv", _EXTRA_FILE))
 
 
