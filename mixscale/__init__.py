@@ -8,7 +8,9 @@ The library never changes global JAX configuration; enable float64 in your entry
 
 from ._allocation import allocate, log_allocation
 from ._fit import FitProgress, FitResult, fit, predict_table
+from ._io import load_fit, save_fit
 from ._metrics import error_metrics
+from ._mixture import MixtureResult, optimal_mixture, project_to_simplex
 from .data import LossTable, TableError
 from .laws import LAWS, AbstractLaw, CapacityLaw, get_law, parameter_count
 
@@ -16,6 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbstractLaw", "CapacityLaw", "FitProgress", "FitResult", "LAWS", "LossTable", "TableError",
-    "allocate", "error_metrics", "fit", "get_law", "log_allocation", "parameter_count",
-    "predict_table",
+    "MixtureResult", "allocate", "error_metrics", "fit", "get_law", "load_fit", "log_allocation",
+    "optimal_mixture", "parameter_count", "predict_table", "project_to_simplex", "save_fit",
 ]

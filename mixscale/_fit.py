@@ -176,7 +176,7 @@ def _objective(params, static, data, delta):
 @eqx.filter_jit
 def _solve_lm(params, static, data, delta, rtol, max_steps):
     """Levenberg–Marquardt on the Huber residuals of every restart (``vmap``)."""
-    solver = optx.LevenbergMarquardt(rtol=rtol, atol=rtol * 1e-2)
+    solver = optx.LevenbergMarquardt(rtol=rtol, atol=rtol * 1e-2)  # log-parameters ~ O(1)
 
     def one(p):
         sol = optx.least_squares(lambda q, _: _residuals(q, static, data, delta), solver, p,
@@ -244,7 +244,7 @@ def _prepare(table: LossTable, targets: Sequence[str]):
 
 def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
-        method: str = "lm", max_steps: int | None = None, rtol: float = 1e-10,
+        method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 64,
         progress: Callable[[FitProgress], None] | None = None) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).

@@ -62,7 +62,7 @@ def _data_term(A, a, D, h, floor):
 
 
 class CapacityLaw(AbstractLaw):
-    """The capacity-competition + noise-reduction law; see the module docstring for the formula.
+    """Capacity competition + noise reduction (Dai & Zheng, ICML 2026); formula in the module doc.
 
     Fields hold raw parameters (logs of the positive ones); read the natural ones through the
     properties ``b, c, H, A, a, E``. Build one from natural parameters with
