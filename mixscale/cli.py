@@ -41,7 +41,8 @@ def _quantity(text: str) -> float:
     try:
         value = float(s) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 680M, 25B, 1e9)")
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 680M, 25B, 1e9)") \
+            from None
     if not (np.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
@@ -54,7 +55,7 @@ def _assignment(text: str) -> tuple[str, float]:
     try:
         return name.strip(), float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number in {text!r}")
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
 
 
 def _err(msg: str) -> None:

@@ -1,4 +1,4 @@
-"""The exact capacity-allocation solve: brute force, KKT, the feature-selection picture, gradients."""
+"""The exact capacity-allocation solve: brute force, KKT, top-N feature counts, gradients."""
 
 import jax
 import jax.numpy as jnp
