@@ -1,4 +1,4 @@
-r"""Fitting any law to a loss table: many restarts of L-BFGS, batched with ``vmap``, compiled once.
+r"""Fitting any law to a loss table: many restarts batched with ``vmap``, compiled once.
 
 Objective (the same for every law). With relative residuals
 :math:`r_{rm} = (\hat L_{rm} - L_{rm}) / L_{rm}` over the observed entries :math:`\Omega` (missing
@@ -15,7 +15,7 @@ reported metric is the mean *relative* error; a relative residual weighs every d
 defined for every law (also the linear baselines, whose predictions may be negative, where a
 log-loss residual is not) and is to first order the log residual. Why Huber with
 ``δ = 0.02``: real runs scatter by well under 2 % around any smooth law, so nearly every entry is in
-the quadratic zone (a least-squares fit, which L-BFGS converges on fast), while a few broken runs
+the quadratic zone (a plain least-squares fit), while a few broken runs
 (RegMix's 1M models include some) get a linear, bounded pull instead of dominating the fit.
 
 Optimisers. The Huber objective is a least-squares problem in the transformed residuals
@@ -102,6 +102,11 @@ class FitResult:
     method: str
     timings: Mapping[str, float]
 
+    def evaluate(self, table: LossTable) -> dict:
+        """Error metrics of this law on every run of ``table`` (e.g. new runs)."""
+        return evaluate_table(self.law, table, self.targets, self.train_domains,
+                              self.size_unit, self.token_unit)
+
     def predict(self, table: LossTable) -> np.ndarray:
         """Predicted losses ``(n, M)`` of this law's targets for every run of ``table``."""
         return predict_table(self.law, table, self.train_domains, self.size_unit,
@@ -133,6 +138,17 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
                                      jnp.asarray(table.model_size), jnp.asarray(table.tokens)))
 
 
+def evaluate_table(law: AbstractLaw, table: LossTable, targets: Sequence[str],
+                   train_domains: Sequence[str], size_unit: float, token_unit: float) -> dict:
+    """Error metrics (:func:`mixscale.error_metrics`) of ``law`` on every run of ``table``."""
+    missing = [t for t in targets if t not in table.loss_domains]
+    if missing:
+        raise TableError(f"{table.name} has no loss columns for the law's targets {missing}")
+    pred = predict_table(law, table, train_domains, size_unit, token_unit)
+    obs = table.select_losses(list(targets)).losses
+    return error_metrics(pred, obs, targets, own_weight=_own_weight(table, targets))
+
+
 def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str, ...], list]:
     targets = law_class.targets_for(table.train_domains, table.loss_domains, **options)
     if not targets:
@@ -147,6 +163,7 @@ def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str,
 
 
 def _own_weight(table: LossTable, targets: Sequence[str]) -> np.ndarray:
+    """``(n, M)``: each target's own training-domain weight per row (NaN if out-of-mixture)."""
     cols = [table.weights[:, table.train_domains.index(t)] if t in table.train_domains
             else np.full(table.n_runs, np.nan) for t in targets]
     return np.stack(cols, axis=1)
@@ -341,9 +358,8 @@ def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable
     law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[best], params), static)
 
     def metrics(t: LossTable):
-        pred = predict_table(law, t, table.train_domains, table.size_unit, table.token_unit)
-        obs = t.select_losses(list(targets)).losses
-        return error_metrics(pred, obs, targets, own_weight=_own_weight(t, targets))
+        return evaluate_table(law, t, targets, table.train_domains, table.size_unit,
+                              table.token_unit)
 
     return FitResult(
         law=law, law_options=options, targets=targets, train_domains=tuple(table.train_domains),

@@ -207,7 +207,8 @@ def _cmd_fit(args) -> int:
              f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
 
     res = fit(law_class, train, validation=valid, law_options=options,
-              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report)
+              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report,
+              chunk=16)
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
@@ -319,17 +320,9 @@ def _cmd_optimize(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from ._fit import _own_weight
-    from ._metrics import error_metrics
-
     res = _load_fit_file(args.fitted)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
-    missing = [t for t in res.targets if t not in table.loss_domains]
-    if missing:
-        raise CliError(f"{table.name} has no loss columns for the law's targets {missing}")
-    pred = res.predict(table)
-    obs = table.select_losses(list(res.targets)).losses
-    m = error_metrics(pred, obs, res.targets, own_weight=_own_weight(table, res.targets))
+    m = res.evaluate(table)
     if args.json:
         print(json.dumps({"dataset": table.name, "runs": table.n_runs, **m}, indent=1))
         return 0
