@@ -20,12 +20,17 @@ the quadratic zone (a plain least-squares fit), while a few broken runs
 
 Optimisers. The Huber objective is a least-squares problem in the transformed residuals
 ``ψ(r) = r`` for ``|r| ≤ δ`` and ``sign(r)·sqrt(δ(2|r| − δ))`` beyond (``ψ²/2 = huber_δ``, and ``ψ``
-is C¹), so the default ``method="lm"`` runs Levenberg–Marquardt (``optimistix``) on ``ψ``. Power-law
-fits are badly conditioned: LM converges in tens of iterations where a first-order method needs
-thousands (measured in ``benchmarks/bench_fit.py``). ``method="lbfgs"`` runs ``optax.lbfgs`` with a
-zoom line search instead, for laws whose Jacobian is costly. Either way every restart of a chunk
-runs in one ``vmap``-ed, compiled call, and each restart stops on its own rule (the compiled loop
-keeps stepping only the unfinished ones). Deterministic for a given ``seed``.
+is C¹), so the default ``method="lm"`` runs Levenberg–Marquardt on ``ψ`` (Marquardt scaling,
+Nielsen damping; the Jacobian by forward mode). Power-law fits are badly conditioned: LM converges
+in tens to hundreds of iterations where a first-order method needs thousands (measured in
+``benchmarks/bench_fit.py``). ``method="lbfgs"`` runs ``optax.lbfgs`` with a zoom line search
+instead, for laws with many parameters.
+
+Batching. Restarts run ``chunk`` at a time in one ``vmap``-ed, compiled loop, each stopping on its
+own rule. Since a vectorised loop would keep every slot busy until its slowest restart is done, LM
+works through a queue: every 25 steps, finished slots are handed the next restart (all calls
+share one compilation). Each restart's result is independent of the others and of ``chunk``;
+the fit is deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import optimistix as optx
 from jax import lax
 
 from ._metrics import error_metrics
@@ -81,8 +85,7 @@ class FitResult:
         n_params: number of fitted scalar parameters.
         notes: remarks for the user (e.g. loss columns the law cannot predict).
         method: the optimiser used (``"lm"`` or ``"lbfgs"``).
-        timings: ``first_call_s`` (first chunk, including compilation) and ``total_s`` (wall
-            seconds of the whole fit).
+        timings: ``total_s``, wall seconds of the fit (compilation included on a first call).
     """
 
     law: AbstractLaw
@@ -190,23 +193,158 @@ def _objective(params, static, data, delta):
     return 0.5 * jnp.sum(r**2) / jnp.sum(data[4])
 
 
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How a law's parameter pytree maps to one flat vector (hashable: one compilation)."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, tree) -> _Layout:
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return cls(treedef, tuple(tuple(np.shape(x)) for x in leaves))
+
+    def ravel(self, tree):
+        return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+    def unravel(self, flat):
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = jnp.split(flat, np.cumsum(sizes)[:-1])
+        return jax.tree_util.tree_unflatten(
+            self.treedef, [x.reshape(s) for x, s in zip(parts, self.shapes, strict=True)])
+
+
+def _lm_functions(static, data, delta, unravel):
+    def res(p):
+        return _residuals(unravel(p), static, data, delta)
+
+    def linearise(p):
+        return res(p), jax.jacfwd(res)(p)
+
+    return res, linearise
+
+
 @eqx.filter_jit
-def _solve_lm(params, static, data, delta, rtol, max_steps):
-    """Levenberg–Marquardt on the Huber residuals of every restart (``vmap``)."""
-    solver = optx.LevenbergMarquardt(rtol=rtol, atol=rtol * 1e-2)  # log-parameters ~ O(1)
+def _lm_start(flat_params, static, data, delta, layout):
+    """The Levenberg–Marquardt state of every slot, from flat initial parameters ``(W, P)``."""
+    _, linearise = _lm_functions(static, data, delta, layout.unravel)
 
     def one(p):
-        sol = optx.least_squares(lambda q, _: _residuals(q, static, data, delta), solver, p,
-                                 max_steps=max_steps, throw=False)
-        f = _objective(sol.value, static, data, delta)
-        ok = sol.result == optx.RESULTS.successful
-        return sol.value, f, ok, sol.stats["num_steps"]
+        r, jac = linearise(p)
+        f = 0.5 * jnp.dot(r, r)
+        return (p, r, jac, f, jnp.asarray(1e-3, p.dtype), jnp.asarray(0), jnp.asarray(0),
+                ~jnp.isfinite(f), jnp.asarray(2.0, p.dtype), jnp.asarray(False))
 
-    return jax.vmap(one)(params)
+    return jax.vmap(one)(flat_params)
 
 
 @eqx.filter_jit
-def _solve_lbfgs(params, static, data, delta, rtol, max_steps):
+def _lm_advance(state, static, data, delta, layout, rtol, max_steps, segment):
+    """Advance every unfinished slot by up to ``segment`` Levenberg–Marquardt steps.
+
+    Marquardt's scaled damping with Nielsen's update of ``μ``: each step solves
+    ``(JᵀJ + μ diag(JᵀJ)) δ = −Jᵀr`` (``J`` by forward mode) and is accepted when it lowers the
+    objective. A restart has converged once two accepted steps in a row lower the objective by
+    less than ``rtol`` (relative), or once the damping has grown past ``1e16`` (no step of any
+    length lowers it: a minimum to rounding); it has failed when the objective is not finite.
+    """
+    res, linearise = _lm_functions(static, data, delta, layout.unravel)
+
+    def one(*c):
+        stop_at = jnp.minimum(c[5] + segment, max_steps)
+
+        def cond(c):
+            return (c[5] < stop_at) & ~c[7]
+
+        def body(c):
+            p, r, jac, f, mu, steps, small, done, nu, conv = c
+            g = jac.T @ r
+            a = jac.T @ jac
+            scale = jnp.maximum(jnp.diag(a), 1e-12 * jnp.max(jnp.diag(a)))
+            step = jnp.linalg.solve(a + mu * jnp.diag(scale), -g)
+            r_new = res(p + step)
+            f_new = 0.5 * jnp.dot(r_new, r_new)
+            predicted = 0.5 * jnp.dot(step, mu * scale * step - g)
+            gain = (f - f_new) / jnp.where(predicted > 0, predicted, 1.0)
+            accept = jnp.isfinite(f_new) & (f_new < f)
+            mu = jnp.where(accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3),
+                           mu * nu)
+            nu = jnp.where(accept, 2.0, 2.0 * nu)
+            rel = (f - f_new) / jnp.maximum(f, 1e-300)
+            small = jnp.where(accept, jnp.where(rel < rtol, small + 1, 0), small)
+            p = jnp.where(accept, p + step, p)
+            r_lin, j_lin = linearise(p)
+            r = jnp.where(accept, r_lin, r)
+            jac = jnp.where(accept, j_lin, jac)
+            f = jnp.where(accept, f_new, f)
+            conv = (small >= 2) | (mu > 1e16)
+            done = conv | ~jnp.isfinite(f)
+            return p, r, jac, f, mu, steps + 1, small, done, nu, conv
+
+        return lax.while_loop(cond, body, c)
+
+    return jax.vmap(one)(*state)
+
+
+def _set_rows(state_leaf, rows, fresh_leaf):
+    out = np.array(state_leaf)
+    out[rows] = np.asarray(fresh_leaf)[: len(rows)]
+    return jnp.asarray(out)
+
+
+def _solve_lm(params, static, data, delta, rtol, max_steps, width, progress=None):
+    """Levenberg–Marquardt for a queue of restarts on ``width`` vectorised slots.
+
+    Restarts stop at different times; instead of letting finished ones idle until the slowest is
+    done, each finished slot is refilled with the next restart from the queue between segments
+    of 25 steps (all calls share one compilation).
+    """
+    n = jax.tree_util.tree_leaves(params)[0].shape[0]
+    layout = _Layout.of(jax.tree_util.tree_map(lambda x: x[0], params))
+    flat = jax.vmap(layout.ravel)(params)
+    width = min(width, n)
+    queue = list(range(width, n))
+    slot_of = np.arange(width)  # restart held by each slot (-1: none)
+    state = _lm_start(flat[:width], static, data, delta, layout)
+    out_p = np.zeros(flat.shape)
+    out_f = np.full(n, np.inf)
+    out_conv = np.zeros(n, bool)
+    out_steps = np.zeros(n, np.int64)
+    finished = 0
+    while True:
+        state = _lm_advance(state, static, data, delta, layout, rtol, max_steps, 25)
+        done = np.asarray(state[7]) | (np.asarray(state[5]) >= max_steps)
+        free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
+        if free:
+            p_np, f_np = np.asarray(state[0]), np.asarray(state[3])
+            conv_np, steps_np = np.asarray(state[9]), np.asarray(state[5])
+            for i in free:
+                k = slot_of[i]
+                out_p[k], out_f[k] = p_np[i], f_np[i]
+                out_conv[k], out_steps[k] = conv_np[i], steps_np[i]
+                slot_of[i] = -1
+                finished += 1
+            refill = np.asarray(free[: len(queue)], dtype=np.int64)
+            if refill.size:
+                take = [queue.pop(0) for _ in refill]
+                # Always start a full batch (padded by repetition): one compilation.
+                fresh = _lm_start(flat[np.asarray(take + take[:1] * (width - len(take)))],
+                                  static, data, delta, layout)
+                state = jax.tree_util.tree_map(
+                    lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
+                slot_of[refill] = take
+            if progress is not None:
+                progress(finished, float(np.min(out_f)))
+        if finished == n:
+            break
+    count = float(np.sum(np.asarray(data[4])))
+    params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
+    return params_out, out_f / count, out_conv & np.isfinite(out_f), out_steps
+
+
+@eqx.filter_jit
+def _lbfgs_batch(params, static, data, delta, rtol, max_steps):
     """optax L-BFGS (zoom line search) on the Huber objective of every restart (``vmap``).
 
     A restart stops once its objective decreases by less than ``rtol`` (relative) on two steps
@@ -245,6 +383,27 @@ def _solve_lbfgs(params, static, data, delta, rtol, max_steps):
     return jax.vmap(one)(params)
 
 
+def _solve_lbfgs(params, static, data, delta, rtol, max_steps, width, progress=None):
+    """optax L-BFGS on chunks of ``width`` restarts (the last chunk padded: one compilation)."""
+    n = jax.tree_util.tree_leaves(params)[0].shape[0]
+    width = min(width, n)
+    pad = -n % width
+    padded = jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]), params)
+    outs = []
+    for start in range(0, n + pad, width):
+        chunk = jax.tree_util.tree_map(lambda x, s=start: x[s:s + width], padded)
+        outs.append(jax.block_until_ready(
+            _lbfgs_batch(chunk, static, data, delta, rtol, max_steps)))
+        if progress is not None:
+            f_all = np.concatenate([np.asarray(o[1]) for o in outs])[:n]
+            progress(min(start + width, n), float(np.nanmin(np.where(np.isfinite(f_all),
+                                                                      f_all, np.inf))))
+    p = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:n], *[o[0] for o in outs])
+    return (p,) + tuple(np.concatenate([np.asarray(o[i]) for o in outs])[:n]
+                        for i in (1, 2, 3))
+
+
 _SOLVERS = {"lm": _solve_lm, "lbfgs": _solve_lbfgs}
 
 
@@ -262,7 +421,7 @@ def _prepare(table: LossTable, targets: Sequence[str]):
 def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
         method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
-        huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 64,
+        huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
@@ -279,8 +438,9 @@ def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable
         rtol: relative tolerance of the stopping rule (LM: parameter step; L-BFGS: objective
             decrease).
         huber_delta: Huber threshold on relative residuals (see the module docstring).
-        chunk: restarts per compiled call (all calls share one compilation; progress is reported
-            after each).
+        chunk: restarts advanced together (``vmap`` width). LM refills a finished restart's
+            slot with the next one; L-BFGS runs chunk after chunk. All calls share one
+            compilation; progress is reported as restarts finish.
         progress: optional callback receiving :class:`FitProgress` after each chunk.
 
     Returns:
@@ -320,37 +480,21 @@ def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable
         model_size=(float(table.model_size.min()), float(table.model_size.max())),
         tokens=(float(table.tokens.min()), float(table.tokens.max())))
 
-    chunk = min(chunk, n_restarts)
-    n_chunks = -(-n_restarts // chunk)
-    # Padding the last chunk keeps every call the same shape (one compilation).
-    keys = jax.random.split(jax.random.key(seed), n_chunks * chunk)
+    keys = jax.random.split(jax.random.key(seed), n_restarts)
     init = eqx.filter_jit(eqx.filter_vmap(lambda k: law_class.init(k, summary, **options)))
-    solve = _SOLVERS[method]
+    params0, static = eqx.partition(init(keys), eqx.is_inexact_array)
     delta = jnp.asarray(huber_delta, dtype=float)
-    outs = []
-    timings = {}
     t0 = time.perf_counter()
-    for i in range(n_chunks):
-        t_call = time.perf_counter()
-        params0, static = eqx.partition(init(keys[i * chunk:(i + 1) * chunk]),
-                                        eqx.is_inexact_array)
-        out = jax.block_until_ready(solve(params0, static, data, delta, rtol, max_steps))
-        if i == 0:
-            timings["first_call_s"] = time.perf_counter() - t_call
-        outs.append(out)
-        if progress is not None:
-            f_all = np.concatenate([np.asarray(o[1]) for o in outs])
-            progress(FitProgress(done=min((i + 1) * chunk, n_restarts), n_restarts=n_restarts,
-                                 best_objective=float(np.nanmin(np.where(
-                                     np.isfinite(f_all), f_all, np.inf))),
-                                 elapsed_s=time.perf_counter() - t0))
-    timings["total_s"] = time.perf_counter() - t0
 
-    params = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:n_restarts],
-                                    *[o[0] for o in outs])
-    f = np.concatenate([np.asarray(o[1]) for o in outs])[:n_restarts]
-    conv = np.concatenate([np.asarray(o[2]) for o in outs])[:n_restarts]
-    steps = np.concatenate([np.asarray(o[3]) for o in outs])[:n_restarts]
+    def report(done, best):
+        if progress is not None:
+            progress(FitProgress(done=done, n_restarts=n_restarts, best_objective=best,
+                                 elapsed_s=time.perf_counter() - t0))
+
+    params, f, conv, steps = _SOLVERS[method](params0, static, data, delta, rtol, max_steps,
+                                              chunk, report)
+    f, conv, steps = np.asarray(f), np.asarray(conv), np.asarray(steps)
+    timings = {"total_s": time.perf_counter() - t0}
     objectives = np.where(np.isfinite(f), f, np.inf)
     if not np.isfinite(objectives).any():
         raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")

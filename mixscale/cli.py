@@ -207,8 +207,7 @@ def _cmd_fit(args) -> int:
              f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
 
     res = fit(law_class, train, validation=valid, law_options=options,
-              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report,
-              chunk=16)
+              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report)
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
