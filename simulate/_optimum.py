@@ -7,11 +7,12 @@ search is therefore derivative-free and batched:
 
 1. evaluate every point of the simplex lattice ``{h : r h ∈ ℕ^K, Σ h = 1}`` in one compiled call;
 2. from the ``n_starts`` best lattice points, run a compass search along the ``K(K−1)`` simplex
-   directions ``e_i − e_j`` (a positive spanning set of the simplex's tangent space), all starts
-   and directions in one batched call per iteration. A move that would leave the simplex is
-   shortened to stop on the face (so optima with some ``h_j = 0`` are reached exactly). A start
-   moves to its best strictly improving candidate, otherwise halves its step; the search stops
-   when every step is below ``tol``.
+   directions ``e_i − e_j`` (a positive spanning set of the simplex's tangent space), each at
+   the steps ``δ, δ/2, δ/4, δ/8`` (so a narrow basin beside a jump is not stepped over), all
+   starts, directions and steps in one batched call per iteration. A move that would leave the
+   simplex is shortened to stop on the face (so optima with some ``h_j = 0`` are reached
+   exactly). A start moves to its best strictly improving candidate, otherwise halves ``δ``;
+   the search stops when every ``δ`` is below ``tol``.
 
 For a smooth ``f`` compass search converges to a stationary point; the lattice start makes it
 global up to the lattice resolution. Every evaluated mixture is checked against the stable step
@@ -34,6 +35,8 @@ from ._recursion import recursion_losses, require_stable
 from ._schedule import AbstractSchedule
 
 __all__ = ["Optimum", "optimal_mixture", "simplex_lattice"]
+
+_N_SCALES = 4
 
 
 class Optimum(eqx.Module):
@@ -85,7 +88,7 @@ def _objective(model, mixtures, n, schedule, checkpoints, batch_size, target):
 
 def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
                     batch_size: int = 1, *, target=None, resolution: int | None = None,
-                    n_starts: int = 3, tol: float = 1e-4, max_iterations: int = 500) -> Optimum:
+                    n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500) -> Optimum:
     r"""The mixture minimising the simulator's exact target loss after ``steps`` SGD steps.
 
     Args:
@@ -140,23 +143,27 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     directions = np.asarray([np.eye(k)[i] - np.eye(k)[j] for i in range(k) for j in range(k)
                              if i != j])
     source = np.asarray([j for i in range(k) for j in range(k) if i != j])
+    scales = 0.5 ** np.arange(_N_SCALES)
     for _ in range(max_iterations):
         if np.all(step < tol):
             break
-        # Shorten a move that would drive h_j below 0 so it stops on the face h_j = 0.
-        length = np.minimum(step[:, None], points[:, source])
-        cand = points[:, None, :] + length[:, :, None] * directions[None, :, :]
+        # Every direction at steps δ, δ/2, δ/4, δ/8: a narrow basin next to a jump of the kept
+        # set is not stepped over. A move that would drive h_j below 0 stops on the face.
+        want = step[:, None, None] * scales[None, :, None]  # (starts, scales, 1)
+        length = np.minimum(want, points[:, source][:, None, :]).reshape(n_starts, -1)
+        dirs = np.tile(directions, (_N_SCALES, 1))
+        cand = points[:, None, :] + length[:, :, None] * dirs[None, :, :]
         cand = np.clip(cand, 0.0, None)  # only removes rounding-level negatives
         cand /= cand.sum(axis=-1, keepdims=True)
         v, ls = evaluate(cand.reshape(-1, k))
-        v = v.reshape(n_starts, -1)
+        v = np.where(length > 0, v.reshape(n_starts, -1), np.inf)
         ls = ls.reshape(n_starts, -1, k)
-        v = np.where(length > 0, v, np.inf)
         j = np.argmin(v, axis=1)
-        improved = v[np.arange(n_starts), j] < point_values
-        points = np.where(improved[:, None], cand[np.arange(n_starts), j], points)
-        point_values = np.where(improved, v[np.arange(n_starts), j], point_values)
-        point_losses = np.where(improved[:, None], ls[np.arange(n_starts), j], point_losses)
+        rows = np.arange(n_starts)
+        improved = v[rows, j] < point_values
+        points = np.where(improved[:, None], cand[rows, j], points)
+        point_values = np.where(improved, v[rows, j], point_values)
+        point_losses = np.where(improved[:, None], ls[rows, j], point_losses)
         step = np.where(improved | (step < tol), step, step / 2)
     i = int(np.argmin(point_values))
     return Optimum(weights=jnp.asarray(points[i], dtype),

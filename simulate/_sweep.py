@@ -10,9 +10,10 @@ optionally an axis ``"features"``) the batch of mixtures is split over the ``"mi
 and the feature axis over the ``"features"`` devices; XLA's partitioner turns the per-step
 reductions over features (:math:`r_j = \sum_k a_{jk} c_k`) into all-reduces. The batch is padded
 by repeating the last mixture and the features by zero features (eigenvalue 0, signal 0, never
-kept before a real feature), then the padding is dropped. Mixture sharding gives the
-single-device numbers exactly; feature sharding changes only the order of the reductions'
-additions (rounding-level differences).
+kept before a real feature), then the padding is dropped. Both give the single-device numbers to
+rounding: every device runs the same per-mixture programme, but XLA's CPU matmul may block the
+feature reduction differently for a different per-device batch (measured: a few ulps), and
+feature sharding sums the per-device partial reductions in a different order.
 """
 
 from __future__ import annotations
