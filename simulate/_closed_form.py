@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jax import Array
 
 from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
@@ -41,8 +41,8 @@ from ._schedule import Constant
 __all__ = ["closed_form_losses", "closed_form_one"]
 
 
-def closed_form_one(model: DisjointTailModel, h: Float[Array, " K"], n: int, lr,
-                    steps: Float[Array, " C"], batch_size: int) -> Float[Array, "C K"]:
+def closed_form_one(model: DisjointTailModel, h: Array, n: int, lr,
+                    steps: Array, batch_size: int) -> Array:
     """Closed-form losses ``(C, K)`` for one mixture, ``n`` (static) kept features, constant
     step ``lr`` and ``steps`` (any non-negative reals; integers are SGD step counts).
     Traceable and ``vmap``-able over ``h`` and ``lr``; no input checks."""
@@ -75,7 +75,7 @@ _closed_form_jit = eqx.filter_jit(closed_form_one)
 
 
 def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
-                       batch_size: int = 1) -> Float[Array, "C K"]:
+                       batch_size: int = 1) -> Array:
     r"""Exact expected losses for a constant step, in closed form (see the module docstring).
 
     Same arguments and result as :func:`expected_losses` with ``Constant(lr)``; agrees with the

@@ -38,7 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jax import Array
 
 __all__ = ["DisjointTailModel", "feature_layout"]
 
@@ -121,11 +121,11 @@ class DisjointTailModel(eqx.Module):
         (8, [1, 2, 3, 3, 4, 4, 5, 5])
     """
 
-    alpha: Float[Array, " K"]
-    beta: Float[Array, ""]
-    sigma2: Float[Array, " K"]
-    rank: Int[Array, " P"]
-    member: Bool[Array, "K P"]
+    alpha: Array
+    beta: Array
+    sigma2: Array
+    rank: Array
+    member: Array
     head: int = eqx.field(static=True)
     tails: tuple[int, ...] = eqx.field(static=True)
     rho: float = eqx.field(static=True)
@@ -177,15 +177,15 @@ class DisjointTailModel(eqx.Module):
             a_np = np.asarray(alpha)
             if not np.all(np.isfinite(a_np)) or np.any(a_np <= 1.0):
                 bad = int(np.argmax(~np.isfinite(a_np) | (a_np <= 1.0)))
-                raise ValueError(f"alpha[{bad}] = {float(a_np[bad])!r}: every spectral exponent must "
-                                 "be > 1 (the spectrum l^(-alpha) must be summable)")
+                raise ValueError(f"alpha[{bad}] = {float(a_np[bad])!r}: every spectral exponent "
+                                 "must be > 1 (the spectrum l^(-alpha) must be summable)")
             if not np.isfinite(float(beta)):
                 raise ValueError(f"beta must be finite, got {float(beta)!r}")
             s_np = np.asarray(sigma2)
             if not np.all(np.isfinite(s_np)) or np.any(s_np < 0):
                 bad = int(np.argmax(~np.isfinite(s_np) | (s_np < 0)))
-                raise ValueError(f"sigma2[{bad}] = {float(s_np[bad])!r}: label-noise variances must be "
-                                 "finite and >= 0")
+                raise ValueError(f"sigma2[{bad}] = {float(s_np[bad])!r}: label-noise variances "
+                                 "must be finite and >= 0")
         else:
             alpha = eqx.error_if(alpha, alpha <= 1.0, "every spectral exponent alpha must be > 1")
             sigma2 = eqx.error_if(sigma2, sigma2 < 0, "label-noise variances must be >= 0")
@@ -212,30 +212,30 @@ class DisjointTailModel(eqx.Module):
         """``P``, the total number of features."""
         return int(self.rank.shape[0])
 
-    def eigenvalues(self) -> Float[Array, "K P"]:
+    def eigenvalues(self) -> Array:
         """``a_ik = l_k^(-α_i)`` where domain ``i`` uses feature ``k``, else 0; shape ``(K, P)``."""
         log_l = jnp.log(self.rank.astype(self.alpha.dtype))
         return jnp.where(self.member, jnp.exp(-self.alpha[:, None] * log_l[None, :]), 0.0)
 
-    def signal(self) -> Float[Array, " P"]:
+    def signal(self) -> Array:
         """``(w*_k)² = l_k^(-β)``, shape ``(P,)``."""
         return jnp.exp(-self.beta * jnp.log(self.rank.astype(self.alpha.dtype)))
 
-    def initial_losses(self) -> Float[Array, " K"]:
+    def initial_losses(self) -> Array:
         """Loss of the zero predictor: ``σ_i² + Σ_k a_ik (w*_k)²``, shape ``(K,)``."""
         return self.sigma2 + self.eigenvalues() @ self.signal()
 
     # ------------------------------------------------------------------ keep rule
-    def scores(self, h: Float[Array, " K"]) -> Float[Array, " P"]:
+    def scores(self, h: Array) -> Array:
         """The keep rule's score of every feature under mixture ``h``; shape ``(P,)``."""
         lam = h @ self.eigenvalues()
         return lam * self.signal() if self.keep == "signal" else lam
 
-    def order(self, h: Float[Array, " K"]) -> Int[Array, " P"]:
+    def order(self, h: Array) -> Array:
         """Feature indices from the highest score down (stable: ties by lower index)."""
         return jnp.argsort(-self.scores(h), stable=True)
 
-    def kept(self, h: Float[Array, " K"], n: Int[Array, ""]) -> Bool[Array, " P"]:
+    def kept(self, h: Array, n: Array) -> Array:
         """``(P,)`` mask of the ``N`` features a learner of capacity ``N`` keeps under ``h``.
 
         ``n`` may be traced (one compiled program serves every model size).
@@ -245,7 +245,7 @@ class DisjointTailModel(eqx.Module):
             jnp.arange(order.shape[0], dtype=order.dtype))
         return position < n
 
-    def kept_per_domain(self, h: Float[Array, " K"], n: Int[Array, ""]) -> Int[Array, " K"]:
+    def kept_per_domain(self, h: Array, n: Array) -> Array:
         """Number of kept features each domain uses (head included), shape ``(K,)``.
 
         With ``ρ = 0`` this is the simulator's capacity allocation ``x_i`` of the law.

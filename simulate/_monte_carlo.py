@@ -24,13 +24,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jax import Array
 
 from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
 from ._recursion import require_stable
-from ._schedule import AbstractSchedule
+from ._schedule import AbstractSchedule, run_schedule
 
 __all__ = ["MonteCarloResult", "monte_carlo"]
 
@@ -45,8 +44,8 @@ class MonteCarloResult(eqx.Module):
         n_runs: number of independent runs.
     """
 
-    mean: Float[Array, "C K"]
-    stderr: Float[Array, "C K"]
+    mean: Array
+    stderr: Array
     n_runs: int = eqx.field(static=True)
 
 
@@ -62,25 +61,21 @@ def _one_run(key, a, w, sigma2, h, kept, schedule, checkpoints, batch_size, samp
 
     v = jnp.zeros_like(w)
     buf = jnp.where((ck == 0)[:, None], loss(v)[None, :], 0.0)
-    carry = (v, key, buf)
-    for start, stop, lr in schedule.pieces(max(checkpoints)):
-        if stop <= start:
-            continue
 
-        def step(carry, t, lr=lr):
-            v, key, buf = carry
-            key, k_dom, k_x, k_noise = jax.random.split(key, 4)
-            dom = jax.random.categorical(k_dom, logits, shape=(batch_size,))
-            z = jax.random.normal(k_x, (batch_size, w.shape[0]), sample_dtype).astype(w.dtype)
-            x = z * sqrt_a[dom]
-            xi = jax.random.normal(k_noise, (batch_size,), sample_dtype).astype(w.dtype)
-            y = x @ w + sigma[dom] * xi
-            resid = y - x @ v
-            v = v + (lr / batch_size) * mask * (resid @ x)
-            buf = jnp.where((ck == t + 1)[:, None], loss(v)[None, :], buf)
-            return (v, key, buf), None
+    def step(carry, t, lr, _):
+        v, key, buf = carry
+        k_dom, k_x, k_noise = jax.random.split(jax.random.fold_in(key, t), 3)
+        dom = jax.random.categorical(k_dom, logits, shape=(batch_size,))
+        z = jax.random.normal(k_x, (batch_size, w.shape[0]), sample_dtype).astype(w.dtype)
+        x = z * sqrt_a[dom]
+        xi = jax.random.normal(k_noise, (batch_size,), sample_dtype).astype(w.dtype)
+        y = x @ w + sigma[dom] * xi
+        resid = y - x @ v
+        v = v + (lr / batch_size) * mask * (resid @ x)
+        buf = jnp.where((ck == t + 1)[:, None], loss(v)[None, :], buf)
+        return v, key, buf
 
-        carry, _ = lax.scan(step, carry, jnp.arange(start, stop))
+    carry = run_schedule(schedule, max(checkpoints), (v, key, buf), lambda lr: None, step)
     return carry[2]
 
 
@@ -98,7 +93,7 @@ def _monte_carlo_jit(model, h, n, schedule, checkpoints, batch_size, keys, sampl
 
 def monte_carlo(model: DisjointTailModel, h, n, schedule: AbstractSchedule, checkpoints,
                 batch_size: int = 1, *, n_runs: int = 1000,
-                key: PRNGKeyArray | None = None, sample_dtype=jnp.float32) -> MonteCarloResult:
+                key: Array | None = None, sample_dtype=jnp.float32) -> MonteCarloResult:
     r"""Mean test losses of ``n_runs`` independent SGD runs, with standard errors.
 
     Same arguments as :func:`expected_losses`, plus ``n_runs >= 2`` and a PRNG ``key``

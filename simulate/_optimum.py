@@ -27,9 +27,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jax import Array
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
+from ._checks import check_batch_size, check_checkpoints, check_sizes
 from ._model import DisjointTailModel
 from ._recursion import recursion_losses, require_stable
 from ._schedule import AbstractSchedule
@@ -50,9 +50,9 @@ class Optimum(eqx.Module):
         n_evaluations: number of mixtures evaluated.
     """
 
-    weights: Float[Array, " K"]
-    loss: Float[Array, ""]
-    losses: Float[Array, " K"]
+    weights: Array
+    loss: Array
+    losses: Array
     step: float = eqx.field(static=True)
     n_evaluations: int = eqx.field(static=True)
 

@@ -27,21 +27,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jaxtyping import Array, Bool, Float
+from jax import Array
 
 from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
-from ._schedule import AbstractSchedule
+from ._schedule import AbstractSchedule, run_schedule
 from ._stability import step_limit, step_limit_batched
 
 __all__ = ["expected_losses", "recursion_losses", "require_stable", "stable_step_limit"]
 
 
-def recursion_losses(a: Float[Array, "K P"], w2: Float[Array, " P"], sigma2: Float[Array, " K"],
-                     h: Float[Array, " K"], kept: Bool[Array, " P"], schedule: AbstractSchedule,
-                     checkpoints: tuple[int, ...], batch_size: int,
-                     unroll: int = 1) -> Float[Array, "C K"]:
+def recursion_losses(a: Array, w2: Array, sigma2: Array,
+                     h: Array, kept: Array, schedule: AbstractSchedule,
+                     checkpoints: tuple[int, ...], batch_size: int) -> Array:
     """Expected losses ``(C, K)`` at ``checkpoints`` (numbers of SGD steps) for one mixture.
 
     Traceable and ``vmap``-able over ``h`` and ``kept`` (with ``a``, ``w2``, ``sigma2`` shared,
@@ -55,21 +53,19 @@ def recursion_losses(a: Float[Array, "K P"], w2: Float[Array, " P"], sigma2: Flo
     c = w2
     r = a @ c
     buf = jnp.where((ck == 0)[:, None], r[None, :], jnp.zeros((ck.shape[0], r.shape[0]), r.dtype))
-    for start, stop, lr in schedule.pieces(max(checkpoints)):
-        if stop <= start:
-            continue
-        d = 1.0 - 2.0 * lr * lam + lr * lr * qd
-        g = lr * lr * inv_b
 
-        def step(carry, t, d=d, g=g):
-            c, r, buf = carry
-            s = g * h * (r + sigma2)
-            c = jnp.where(kept, d * c + s @ a, c)
-            r = a @ c
-            buf = jnp.where((ck == t + 1)[:, None], r[None, :], buf)
-            return (c, r, buf), None
+    def setup(lr):
+        return 1.0 - 2.0 * lr * lam + lr * lr * qd  # the diagonal multiplier of this piece
 
-        (c, r, buf), _ = lax.scan(step, (c, r, buf), jnp.arange(start, stop), unroll=unroll)
+    def step(carry, t, lr, d):
+        c, r, buf = carry
+        s = (lr * lr * inv_b) * h * (r + sigma2)
+        c = jnp.where(kept, d * c + s @ a, c)
+        r = a @ c
+        buf = jnp.where((ck == t + 1)[:, None], r[None, :], buf)
+        return c, r, buf
+
+    _, _, buf = run_schedule(schedule, max(checkpoints), (c, r, buf), setup, step)
     return buf + sigma2[None, :]
 
 
@@ -127,7 +123,7 @@ def _expected_losses_jit(model, h, n, schedule, checkpoints, batch_size):
 
 
 def expected_losses(model: DisjointTailModel, h, n, schedule: AbstractSchedule, checkpoints,
-                    batch_size: int = 1) -> Float[Array, "C K"]:
+                    batch_size: int = 1) -> Array:
     r"""Exact expected test loss of every domain after one-pass SGD, at every checkpoint.
 
     Args:

@@ -1,9 +1,12 @@
 r"""Step-size schedules for one-pass SGD: piecewise constant, so each piece is one ``lax.scan``.
 
 A schedule maps the step index ``t = 0, 1, ...`` (the ``t``-th update) to the step size
-:math:`\gamma_t`. Both schedules here are piecewise constant; :meth:`pieces` lists the pieces
-``(start, stop, γ)`` covering ``[0, n_steps)``, with static boundaries and ``γ`` a (possibly
-traced) array, so the exact recursion precomputes its per-feature multiplier once per piece.
+:math:`\gamma_t`. Both schedules here are piecewise constant. :meth:`blocks` describes the first
+``n_steps`` steps as a few *blocks*, each a run of equal-length pieces of constant step
+``(start, lrs, length)``: steps ``start + j·length .. start + (j+1)·length − 1`` use ``lrs[j]``.
+:func:`run_schedule` drives a per-piece setup and a per-step update through them with two nested
+``lax.scan`` calls per block, so the compiled programme does not grow with the number of pieces
+and per-feature multipliers are computed once per piece, not once per step.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jax import Array, lax
 
 from ._checks import is_concrete
 
-__all__ = ["AbstractSchedule", "Constant", "StepDecay"]
+__all__ = ["AbstractSchedule", "Constant", "StepDecay", "run_schedule"]
 
 
 def _check_lr(lr) -> None:
@@ -29,13 +32,13 @@ class AbstractSchedule(eqx.Module):
     """A piecewise-constant step-size schedule."""
 
     @abc.abstractmethod
-    def pieces(self, n_steps: int) -> list[tuple[int, int, Float[Array, ""]]]:
-        """``[(start, stop, γ), ...]`` covering steps ``0 .. n_steps - 1`` in order."""
+    def blocks(self, n_steps: int) -> list[tuple[int, Array, int]]:
+        """``[(start, lrs, length), ...]`` covering steps ``0 .. n_steps - 1`` in order
+        (``lrs`` has shape ``(n_pieces,)``; ``start`` and ``length`` are static ints)."""
 
-    def max_lr(self, n_steps: int) -> Float[Array, ""]:
-        """The largest step size used in the first ``n_steps`` steps."""
-        ps = self.pieces(max(n_steps, 1))
-        return jnp.max(jnp.stack([jnp.asarray(g) for _, _, g in ps]))
+    def max_lr(self, n_steps: int) -> Array:
+        """The largest step size used in the first ``n_steps`` steps (at least one step)."""
+        return jnp.max(jnp.concatenate([lrs for _, lrs, _ in self.blocks(max(n_steps, 1))]))
 
     def describe(self) -> dict:
         """A JSON-friendly description (for the generating settings of a loss table)."""
@@ -52,7 +55,7 @@ class Constant(AbstractSchedule):
         lr: the step size ``γ > 0`` (scalar).
     """
 
-    lr: Float[Array, ""]
+    lr: Array
 
     def __init__(self, lr):
         self.lr = jnp.asarray(lr, dtype=jnp.result_type(float))
@@ -60,8 +63,8 @@ class Constant(AbstractSchedule):
             raise ValueError(f"lr must be a scalar, got shape {self.lr.shape}")
         _check_lr(self.lr)
 
-    def pieces(self, n_steps):
-        return [(0, int(n_steps), self.lr)]
+    def blocks(self, n_steps):
+        return [(0, self.lr[None], int(n_steps))] if n_steps > 0 else []
 
 
 class StepDecay(AbstractSchedule):
@@ -73,8 +76,8 @@ class StepDecay(AbstractSchedule):
         every: ``E``, the number of steps between decays (a positive int).
     """
 
-    lr: Float[Array, ""]
-    factor: Float[Array, ""]
+    lr: Array
+    factor: Array
     every: int = eqx.field(static=True)
 
     def __init__(self, lr, factor, every: int):
@@ -90,8 +93,40 @@ class StepDecay(AbstractSchedule):
         _check_lr(self.lr)
         self.every = int(every)
 
-    def pieces(self, n_steps):
+    def blocks(self, n_steps):
+        full, rest = divmod(int(n_steps), self.every)
         out = []
-        for j, start in enumerate(range(0, int(n_steps), self.every)):
-            out.append((start, min(start + self.every, int(n_steps)), self.lr * self.factor ** j))
-        return out or [(0, 0, self.lr)]
+        if full:
+            out.append((0, self.lr * self.factor ** jnp.arange(full), self.every))
+        if rest:
+            out.append((full * self.every, (self.lr * self.factor ** full)[None], rest))
+        return out
+
+
+def run_schedule(schedule: AbstractSchedule, n_steps: int, carry, setup, step):
+    """Run ``n_steps`` steps of a scheduled iteration.
+
+    Args:
+        schedule: the step-size schedule.
+        n_steps: number of steps (static).
+        carry: the initial state (a pytree).
+        setup: ``setup(lr) -> aux``, per-piece precomputation (e.g. per-feature multipliers).
+        step: ``step(carry, t, lr, aux) -> carry``, one update; ``t`` is the 0-based step index.
+
+    Returns:
+        The state after ``n_steps`` steps.
+    """
+    for start, lrs, length in schedule.blocks(n_steps):
+
+        def piece(carry, xs, start=start, length=length):
+            lr, j = xs
+            aux = setup(lr)
+
+            def one(carry, t):
+                return step(carry, t, lr, aux), None
+
+            carry, _ = lax.scan(one, carry, start + j * length + jnp.arange(length))
+            return carry, None
+
+        carry, _ = lax.scan(piece, carry, (lrs, jnp.arange(lrs.shape[0])))
+    return carry

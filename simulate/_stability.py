@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
-from jaxtyping import Array, Bool, Float
+from jax import Array, lax
 
 __all__ = ["step_limit"]
 
 _BISECTION_STEPS = 80
 
 
-def step_limit(a: Float[Array, "K P"], h: Float[Array, " K"], kept: Bool[Array, " P"],
-               batch_size: int) -> Float[Array, ""]:
+def step_limit(a: Array, h: Array, kept: Array,
+               batch_size: int) -> Array:
     r"""The stability limit :math:`\gamma_{\max}` for one mixture and one kept set.
 
     Args:

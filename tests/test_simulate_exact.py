@@ -89,7 +89,7 @@ def test_step_decay_agrees_with_constant_until_its_first_decay(model):
     lr = 0.5 * sim.stable_step_limit(model, h, n)
     ck = [0, 20, 50, 51, 200]
     constant = np.asarray(sim.expected_losses(model, h, n, sim.Constant(lr), ck))
-    same = np.asarray(sim.expected_losses(model, h, n, sim.StepDecay(lr, 1.0, 7), ck))
+    same = np.asarray(sim.expected_losses(model, h, n, sim.StepDecay(lr, 1.0, 30), ck))
     np.testing.assert_allclose(same, constant, rtol=tol())
     decayed = np.asarray(sim.expected_losses(model, h, n, sim.StepDecay(lr, 0.1, 50), ck))
     np.testing.assert_allclose(decayed[:3], constant[:3], rtol=tol())

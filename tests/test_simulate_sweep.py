@@ -98,7 +98,7 @@ def test_optimal_mixture_beats_a_fine_lattice():
     model = sim.DisjointTailModel(jnp.array([1.4, 2.2, 3.0]), beta=0.2,
                                   sigma2=jnp.array([0.2, 0.05, 0.1]), head=3, tail=25)
     n, steps, schedule = 30, 200, sim.Constant(0.3)
-    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-4)
+    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-3)
     lattice = simplex_lattice(3, 60)
     brute = sim.sweep_losses(model, lattice, [n], [steps], schedule)[:, 0, 0].mean(axis=1)
     best = int(np.argmin(brute))
@@ -108,16 +108,16 @@ def test_optimal_mixture_beats_a_fine_lattice():
     np.testing.assert_allclose(float(opt.loss), float(np.mean(again)), rtol=tol())
     np.testing.assert_allclose(np.asarray(opt.losses), np.asarray(again), rtol=tol())
     # a target on one domain moves the optimum toward it
-    opt0 = sim.optimal_mixture(model, n, steps, schedule, target=[1.0, 0.0, 0.0])
+    opt0 = sim.optimal_mixture(model, n, steps, schedule, target=[1.0, 0.0, 0.0], tol=1e-2)
     assert float(opt0.weights[0]) > float(opt.weights[0])
 
 
 def test_optimal_mixture_two_domains_against_a_dense_line():
     model = sim.DisjointTailModel(jnp.array([1.5, 2.5]), beta=0.0, sigma2=jnp.array([0.1, 0.3]),
                                   head=2, tail=40)
-    n, steps, schedule = 25, 500, sim.Constant(0.3)
-    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-5)
-    grid = np.linspace(0, 1, 2001)
+    n, steps, schedule = 25, 300, sim.Constant(0.3)
+    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-4)
+    grid = np.linspace(0, 1, 1001)
     line = np.stack([grid, 1 - grid], axis=1)
     brute = sim.sweep_losses(model, line, [n], [steps], schedule)[:, 0, 0].mean(axis=1)
     assert float(opt.loss) <= brute.min() + 1e-12
