@@ -1,6 +1,6 @@
 """Smoke test of experiments/law_vs_simulator.py (needs the fitter, mixscale.fit)."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -10,14 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_law_vs_simulator_quick_writes_results(tmp_path):
+def test_law_vs_simulator_quick_writes_results(tmp_path, monkeypatch):
     mixscale = pytest.importorskip("mixscale")
     if not hasattr(mixscale, "fit") or not hasattr(mixscale, "CapacityLaw"):
         pytest.skip("the fitter (mixscale.fit, CapacityLaw) is not on this branch yet")
-    spec = importlib.util.spec_from_file_location(
-        "law_vs_simulator", ROOT / "experiments" / "law_vs_simulator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    module = importlib.import_module("law_vs_simulator")
     out = tmp_path / "res.json"
     assert module.main(["--quick", "--out", str(out)]) == 0
     record = json.loads(out.read_text())
