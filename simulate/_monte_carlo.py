@@ -50,7 +50,6 @@ class MonteCarloResult(eqx.Module):
 
 
 def _one_run(key, a, w, sigma2, h, kept, schedule, checkpoints, batch_size, sample_dtype):
-    ck = jnp.asarray(checkpoints)
     sqrt_a = jnp.sqrt(a)
     sigma = jnp.sqrt(sigma2)
     logits = jnp.log(h)
@@ -60,10 +59,9 @@ def _one_run(key, a, w, sigma2, h, kept, schedule, checkpoints, batch_size, samp
         return sigma2 + a @ jnp.square(v - w)
 
     v = jnp.zeros_like(w)
-    buf = jnp.where((ck == 0)[:, None], loss(v)[None, :], 0.0)
 
     def step(carry, t, lr, _):
-        v, key, buf = carry
+        v, key = carry
         k_dom, k_x, k_noise = jax.random.split(jax.random.fold_in(key, t), 3)
         dom = jax.random.categorical(k_dom, logits, shape=(batch_size,))
         z = jax.random.normal(k_x, (batch_size, w.shape[0]), sample_dtype).astype(w.dtype)
@@ -71,12 +69,11 @@ def _one_run(key, a, w, sigma2, h, kept, schedule, checkpoints, batch_size, samp
         xi = jax.random.normal(k_noise, (batch_size,), sample_dtype).astype(w.dtype)
         y = x @ w + sigma[dom] * xi
         resid = y - x @ v
-        v = v + (lr / batch_size) * mask * (resid @ x)
-        buf = jnp.where((ck == t + 1)[:, None], loss(v)[None, :], buf)
-        return v, key, buf
+        return v + (lr / batch_size) * mask * (resid @ x), key
 
-    carry = run_schedule(schedule, max(checkpoints), (v, key, buf), lambda lr: None, step)
-    return carry[2]
+    at = run_schedule(schedule, checkpoints, (v, key), lambda lr: None, step,
+                      lambda carry: loss(carry[0]))
+    return jnp.stack([at[t] for t in checkpoints])
 
 
 @eqx.filter_jit

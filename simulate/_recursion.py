@@ -47,26 +47,26 @@ def recursion_losses(a: Array, w2: Array, sigma2: Array,
     No input checks: the public verbs check and then call this.
     """
     inv_b = 1.0 / batch_size
-    ck = jnp.asarray(checkpoints)
     lam = h @ a
     qd = 2.0 * inv_b * (h @ (a * a)) + (1.0 - inv_b) * lam * lam
     c = w2
-    r = a @ c
-    buf = jnp.where((ck == 0)[:, None], r[None, :], jnp.zeros((ck.shape[0], r.shape[0]), r.dtype))
 
     def setup(lr):
         return 1.0 - 2.0 * lr * lam + lr * lr * qd  # the diagonal multiplier of this piece
 
     def step(carry, t, lr, d):
-        c, r, buf = carry
+        c, r = carry
         s = (lr * lr * inv_b) * h * (r + sigma2)
-        c = jnp.where(kept, d * c + s @ a, c)
-        r = a @ c
-        buf = jnp.where((ck == t + 1)[:, None], r[None, :], buf)
-        return c, r, buf
+        # Σ_j s_j a_jk as K multiply-adds (K is small): XLA fuses them with the update into one
+        # pass over the features, where a (K, P) matmul would write and re-read a temporary.
+        forcing = s[0] * a[0]
+        for j in range(1, a.shape[0]):
+            forcing = forcing + s[j] * a[j]
+        c = jnp.where(kept, d * c + forcing, c)
+        return c, a @ c
 
-    _, _, buf = run_schedule(schedule, max(checkpoints), (c, r, buf), setup, step)
-    return buf + sigma2[None, :]
+    at = run_schedule(schedule, checkpoints, (c, a @ c), setup, step, lambda carry: carry[1])
+    return jnp.stack([at[t] for t in checkpoints]) + sigma2[None, :]
 
 
 def _limits(model: DisjointTailModel, mixtures, sizes, batch_size: int):

@@ -103,20 +103,51 @@ class StepDecay(AbstractSchedule):
         return out
 
 
-def run_schedule(schedule: AbstractSchedule, n_steps: int, carry, setup, step):
-    """Run ``n_steps`` steps of a scheduled iteration.
+def _split_blocks(blocks, stops):
+    """Split ``blocks`` so that every stop strictly inside one becomes a block end."""
+    out = []
+    for start, lrs, length in blocks:
+        n = lrs.shape[0]
+        j, cur = 0, start  # piece index containing cur, and the current step
+        while cur < start + n * length:
+            piece_start = start + j * length
+            nxt = min((s for s in stops if s > cur), default=None)
+            if cur == piece_start:
+                m = n - j if nxt is None else min(n - j, (nxt - piece_start) // length)
+                if m >= 1:
+                    out.append((cur, lrs[j:j + m], length))
+                    j, cur = j + m, start + (j + m) * length
+                    continue
+            end = piece_start + length if nxt is None else min(nxt, piece_start + length)
+            out.append((cur, lrs[j:j + 1], end - cur))
+            cur = end
+            if cur == piece_start + length:
+                j += 1
+    return out
+
+
+def run_schedule(schedule: AbstractSchedule, stops: tuple[int, ...], carry, setup, step,
+                 record) -> dict:
+    """Run a scheduled iteration and record its state at the given step counts.
 
     Args:
         schedule: the step-size schedule.
-        n_steps: number of steps (static).
+        stops: step counts (static, ``>= 0``) at which to call ``record``.
         carry: the initial state (a pytree).
         setup: ``setup(lr) -> aux``, per-piece precomputation (e.g. per-feature multipliers).
         step: ``step(carry, t, lr, aux) -> carry``, one update; ``t`` is the 0-based step index.
+        record: ``record(carry) -> value``, what to keep at a stop.
 
     Returns:
-        The state after ``n_steps`` steps.
+        ``{stop: record(state after stop steps)}``. Recording happens between ``lax.scan``
+        segments, never inside the per-step loop (a per-step write into a checkpoint buffer
+        costs XLA an extra pass over the state).
     """
-    for start, lrs, length in schedule.blocks(n_steps):
+    stops = sorted(set(int(s) for s in stops))
+    out = {}
+    if 0 in stops:
+        out[0] = record(carry)
+    for start, lrs, length in _split_blocks(schedule.blocks(max(stops, default=0)), stops):
 
         def piece(carry, xs, start=start, length=length):
             lr, j = xs
@@ -128,5 +159,11 @@ def run_schedule(schedule: AbstractSchedule, n_steps: int, carry, setup, step):
             carry, _ = lax.scan(one, carry, start + j * length + jnp.arange(length))
             return carry, None
 
-        carry, _ = lax.scan(piece, carry, (lrs, jnp.arange(lrs.shape[0])))
-    return carry
+        if lrs.shape[0] == 1:  # a single piece needs no outer loop
+            carry, _ = piece(carry, (lrs[0], 0))
+        else:
+            carry, _ = lax.scan(piece, carry, (lrs, jnp.arange(lrs.shape[0])))
+        end = start + lrs.shape[0] * length
+        if end in stops:
+            out[end] = record(carry)
+    return out

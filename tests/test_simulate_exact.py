@@ -168,3 +168,24 @@ def test_float32_runs_and_agrees_to_float32_rounding(model):
         assert got.dtype == np.float32
     want = np.asarray(sim.expected_losses(model, h, 50, sim.Constant(0.3), [0, 100]))
     np.testing.assert_allclose(got, want, rtol=200 * tol(np.float32))  # 100 steps of rounding
+
+
+def test_schedule_segments_cover_every_step_once_and_end_at_every_stop():
+    from simulate._schedule import _split_blocks
+
+    for schedule, n in [(sim.StepDecay(1.0, 0.5, 7), 40), (sim.Constant(1.0), 13),
+                        (sim.StepDecay(1.0, 0.5, 5), 10)]:
+        for stops in [(), (3,), (7, 14), (1, 2, 3, 20, 21, 33), (5, 10)]:
+            stops = tuple(s for s in stops if s <= n) + (n,)
+            blocks = _split_blocks(schedule.blocks(n), stops)
+            lr_of_step = []
+            ends = set()
+            for start, lrs, length in blocks:
+                assert start == len(lr_of_step) and length >= 1
+                for g in np.asarray(lrs):
+                    lr_of_step += [float(g)] * length
+                ends.add(start + lrs.shape[0] * length)
+            every = getattr(schedule, "every", n)
+            factor = float(getattr(schedule, "factor", 1.0))
+            assert lr_of_step == [factor ** (t // every) for t in range(n)]
+            assert set(stops) <= ends
