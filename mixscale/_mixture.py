@@ -1,0 +1,211 @@
+r"""Optimal mixtures: minimise a weighted mean of predicted losses over the (bounded) simplex.
+
+.. math::
+
+    h^\star = \arg\min_{h} \frac{\sum_m w_m \hat L_m(h, N, D)}{\sum_m w_m}
+    \quad\text{s.t.}\quad \sum_i h_i = 1,\quad \ell_i \le h_i \le u_i .
+
+``w`` weighs the law's targets (default: uniform over them); lower bounds ``ℓ`` and caps ``u``
+express data limits (a domain that holds only so many tokens) or minimum shares.
+
+Method: spectral projected gradient (Birgin, Martínez & Raydan, 2000) — gradient steps with
+Barzilai–Borwein step lengths, projected onto the feasible set, with an Armijo backtracking
+line search along the projected direction. The projection onto
+``{Σ h = 1, ℓ ≤ h ≤ u}`` is ``clip(v - τ, ℓ, u)`` with the one ``τ`` that makes the sum 1, found by
+bisection (the sum is monotone in ``τ``). Gradients are exact (through the law, including the
+implicit derivative of the capacity allocation). Several starts run at once (``vmap``): the
+uniform mixture, the projection of ``w`` mapped onto the training domains, and random Dirichlet
+draws; the best stationary point is returned. Stationarity is measured by
+``‖P(h − ∇f) − h‖_∞``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .laws._base import AbstractLaw
+
+__all__ = ["MixtureResult", "optimal_mixture", "project_to_simplex"]
+
+_BISECTION_STEPS = 100
+
+
+def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
+    """Euclidean projection of ``v`` ``(K,)`` onto ``{h: Σh = 1, lower ≤ h ≤ upper}``.
+
+    Assumes the set is non-empty (``Σ lower ≤ 1 ≤ Σ upper``, ``lower ≤ upper``).
+    """
+    lo_tau = jnp.min(v - upper) - 1.0
+    hi_tau = jnp.max(v - lower) + 1.0
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        too_big = jnp.sum(jnp.clip(v - mid, lower, upper)) > 1.0
+        return jnp.where(too_big, mid, lo), jnp.where(too_big, hi, mid)
+
+    lo, hi = lax.fori_loop(0, _BISECTION_STEPS, body, (lo_tau, hi_tau))
+    tau = 0.5 * (lo + hi)
+    return jnp.clip(v - tau, lower, upper)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureResult:
+    """The optimal mixture found.
+
+    Attributes:
+        weights: ``(K,)`` the mixture (sums to 1, within the bounds).
+        losses: ``(M,)`` the law's predicted target losses there.
+        objective: the weighted mean loss there.
+        stationarity: ``‖P(h − ∇f) − h‖_∞`` at the returned point (0 at an exact optimum).
+        converged: whether the best start met the tolerance before ``max_steps``.
+        start_objectives: ``(S,)`` the final objective of every start.
+    """
+
+    weights: np.ndarray
+    losses: np.ndarray
+    objective: float
+    stationarity: float
+    converged: bool
+    start_objectives: np.ndarray
+
+
+@eqx.filter_jit
+def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
+    def f(h):
+        return jnp.dot(w, law.predict(h, N, D)) / jnp.sum(w)
+
+    value_and_grad = jax.value_and_grad(f)
+
+    def proj(v):
+        return project_to_simplex(v, lower, upper)
+
+    def one(h0):
+        h0 = proj(h0)
+        f0, g0 = value_and_grad(h0)
+        pg0 = jnp.max(jnp.abs(proj(h0 - g0) - h0))
+
+        def cond(c):
+            h, fh, g, step, pg, i = c
+            return (i < max_steps) & (pg > tol)
+
+        def body(c):
+            h, fh, g, step, _, i = c
+            d = proj(h - step * g) - h
+            slope = jnp.dot(g, d)
+
+            def ls_cond(s):
+                t, f_new = s
+                return (f_new > fh + 1e-4 * t * slope) & (t > 1e-20)
+
+            def ls_body(s):
+                t, _ = s
+                t = 0.5 * t
+                return t, f(h + t * d)
+
+            t, f_new = lax.while_loop(ls_cond, ls_body, (jnp.asarray(1.0, h.dtype),
+                                                         f(h + d)))
+            accepted = f_new <= fh + 1e-4 * t * slope
+            h_new = jnp.where(accepted, h + t * d, h)
+            f_new, g_new = value_and_grad(h_new)
+            s_vec, y_vec = h_new - h, g_new - g
+            sy = jnp.dot(s_vec, y_vec)
+            bb = jnp.where(sy > 0, jnp.dot(s_vec, s_vec) / jnp.where(sy > 0, sy, 1.0), 1e6)
+            step = jnp.clip(bb, 1e-12, 1e12)
+            pg = jnp.max(jnp.abs(proj(h_new - g_new) - h_new))
+            # A rejected line search means no descent is possible at this precision: stop.
+            pg = jnp.where(accepted, pg, 0.0 * pg - 1.0)
+            return h_new, f_new, g_new, step, pg, i + 1
+
+        step0 = 1.0 / jnp.maximum(pg0, 1e-12)
+        h, fh, _, _, pg, steps = lax.while_loop(cond, body,
+                                                (h0, f0, g0, step0, pg0, jnp.asarray(0)))
+        _, g = value_and_grad(h)
+        pg_final = jnp.max(jnp.abs(proj(h - g) - h))
+        return h, fh, pg_final, steps
+
+    return jax.vmap(one)(starts)
+
+
+def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
+                    target_weights: Sequence[float] | None = None,
+                    lower: Sequence[float] | None = None, upper: Sequence[float] | None = None,
+                    n_starts: int = 16, seed: int = 0, tol: float = 1e-9,
+                    max_steps: int = 3000, n_train_domains: int | None = None) -> MixtureResult:
+    """The mixture minimising the weighted mean predicted loss at size ``N`` and tokens ``D``.
+
+    Args:
+        law: a fitted law (``FitResult.law``) or any :class:`AbstractLaw`.
+        N, D: model size and tokens in the law's units (e.g. millions / billions).
+        target_weights: ``(M,)`` non-negative weights of the law's targets (default uniform).
+        lower, upper: ``(K,)`` per-domain lower bounds and caps (default 0 and 1).
+        n_starts: number of starting points (uniform, ``w`` mapped to domains, random draws).
+        seed: PRNG seed of the random starts.
+        tol: stationarity tolerance ``‖P(h − ∇f) − h‖_∞``.
+        max_steps: iterations per start at most.
+        n_train_domains: ``K``; inferred from the law when it exposes ``b`` (the capacity law).
+
+    Returns:
+        A :class:`MixtureResult`.
+    """
+    k = n_train_domains
+    if k is None:
+        b = getattr(law, "b", None)
+        if b is None:
+            raise ValueError("pass n_train_domains: the law does not expose its number of "
+                             "training domains")
+        k = int(np.shape(b)[0])
+    if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
+        raise ValueError(f"model size and tokens must be positive and finite, got N={N!r}, "
+                         f"D={D!r}")
+    lo = np.zeros(k) if lower is None else np.asarray(lower, dtype=np.float64)
+    hi = np.ones(k) if upper is None else np.asarray(upper, dtype=np.float64)
+    for arr, what in ((lo, "lower"), (hi, "upper")):
+        if arr.shape != (k,):
+            raise ValueError(f"{what} bounds must have shape ({k},), got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} bounds must be finite")
+    if np.any(lo < 0) or np.any(hi > 1) or np.any(lo > hi):
+        raise ValueError("bounds must satisfy 0 <= lower <= upper <= 1 for every domain")
+    if lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12:
+        raise ValueError(f"no mixture fits the bounds: sum(lower) = {lo.sum():.6g} and "
+                         f"sum(upper) = {hi.sum():.6g} must bracket 1")
+    probe = np.asarray(law.predict(jnp.full(k, 1.0 / k), jnp.asarray(N, float),
+                                   jnp.asarray(D, float)))
+    m = probe.shape[0]
+    w = np.ones(m) if target_weights is None else np.asarray(target_weights, dtype=np.float64)
+    if w.shape != (m,):
+        raise ValueError(f"target_weights must have shape ({m},) (one per target), "
+                         f"got {w.shape}")
+    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError("target_weights must be non-negative, finite and not all zero")
+    if n_starts < 1:
+        raise ValueError("n_starts must be at least 1")
+    starts = [np.full(k, 1.0 / k)]
+    targets = getattr(law, "targets", None)
+    if targets is not None and len(targets) == m and n_starts > 1:
+        mapped = np.full(k, 1e-3)
+        np.add.at(mapped, np.asarray(targets), w)
+        starts.append(mapped / mapped.sum())
+    rng = np.random.default_rng(seed)
+    while len(starts) < n_starts:
+        starts.append(rng.dirichlet(np.full(k, 0.5)))
+    starts = jnp.asarray(np.stack(starts[:n_starts]))
+    h, f, pg, _ = _spg(law, starts, jnp.asarray(N, float), jnp.asarray(D, float),
+                       jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi), tol, max_steps)
+    f = np.asarray(f)
+    f = np.where(np.isfinite(f), f, np.inf)
+    best = int(np.argmin(f))
+    h_best = np.asarray(h[best])
+    return MixtureResult(
+        weights=h_best, losses=np.asarray(law.predict(jnp.asarray(h_best), jnp.asarray(N, float),
+                                                      jnp.asarray(D, float))),
+        objective=float(f[best]), stationarity=float(pg[best]),
+        converged=bool(pg[best] <= tol), start_objectives=f)

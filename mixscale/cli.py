@@ -1,0 +1,421 @@
+"""The ``mixscale`` command line: a thin shell over the library (no mathematics here).
+
+    mixscale datasets                      list the bundled loss tables
+    mixscale laws [--domains K]            list the laws and their parameter counts
+    mixscale fit DATASET_OR_CSV [...]      fit a law, print it, its errors and the best mixture
+    mixscale optimize FIT.json --model-size 1B --tokens 25B [...]
+    mixscale evaluate FIT.json DATASET_OR_CSV [...]
+
+Sizes and token counts are given as plain numbers of parameters / tokens, with an optional
+suffix ``K``, ``M``, ``B`` or ``T`` (``680M``, ``2.5e10``, ``25B``). Bad input ends with a one-line
+message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+#: ``--tokens`` matches published token counts within this relative tolerance (RegMix and
+#: SlimPajama round their budgets, e.g. 9.998B tokens for a nominal "10B" checkpoint).
+TOKEN_MATCH = 0.01
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _quantity(text: str) -> float:
+    s = text.strip().upper()
+    scale = 1.0
+    if s and s[-1] in _SUFFIX:
+        scale, s = _SUFFIX[s[-1]], s[:-1]
+    try:
+        value = float(s) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 680M, 25B, 1e9)") \
+            from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- loading
+def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
+    from .data import available, load, read_csv
+
+    names = {d.name for d in available()}
+    if source in names:
+        opts = {"split": split} if split else {}
+        return load(source, **opts)
+    if os.path.exists(source):
+        if split:
+            raise CliError("--split applies to bundled datasets only")
+        return read_csv(source, out_of_mixture=tuple(out_of_mixture))
+    raise CliError(f"{source!r} is neither a bundled dataset ({', '.join(sorted(names))}) "
+                   "nor an existing CSV file")
+
+
+def _select_rows(table, args):
+    from .data import select
+
+    kw = {}
+    if args.model_size:
+        kw["model_size"] = [v / table.size_unit for v in args.model_size]
+    if args.tokens:
+        if len(args.tokens) != 1:
+            raise CliError("give one --tokens value (or --tokens-range LO HI)")
+        t = args.tokens[0] / table.token_unit
+        kw["tokens_range"] = (t * (1 - TOKEN_MATCH), t * (1 + TOKEN_MATCH))
+    if args.tokens_range:
+        if "tokens_range" in kw:
+            raise CliError("give --tokens or --tokens-range, not both")
+        lo, hi = args.tokens_range
+        kw["tokens_range"] = (lo / table.token_unit, hi / table.token_unit)
+    return select(table, **kw) if kw else table
+
+
+def _fmt_quantity(value: float) -> str:
+    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _print_mixture(names, weights, losses=None, targets=()):
+    print(f"  {'domain':<22} {'weight':>8}" + (f" {'pred. loss':>11}" if losses is not None
+                                                 else ""))
+    loss_of = dict(zip(targets, [] if losses is None else losses, strict=False))
+    for name, w in zip(names, weights, strict=True):
+        extra = f" {loss_of[name]:>11.4f}" if name in loss_of else ""
+        print(f"  {name:<22} {w:>8.4f}{extra}")
+
+
+def _print_metrics(title, m):
+    if m is None:
+        return
+    hw = m.get("mre_high_weight")
+    hw_txt = "" if hw is None or np.isnan(hw) else f"   MRE(h>=0.1) {100 * hw:.3f} %"
+    print(f"{title:<11} MRE {100 * m['mre']:.3f} %   MAE {m['mae']:.4f}   RMSE {m['rmse']:.4f}"
+          f"   ({m['n']} losses){hw_txt}")
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_datasets(args) -> int:
+    from .data import available
+
+    infos = available()
+    if args.json:
+        print(json.dumps([dict(name=d.name, description=d.description, runs=d.runs,
+                               train_domains=d.n_train_domains, loss_domains=d.n_loss_domains,
+                               model_sizes_millions=list(d.model_sizes),
+                               tokens_billions=list(d.token_counts), citation=d.citation)
+                          for d in infos], indent=1))
+        return 0
+    print(f"{'name':<13} {'runs':>5} {'K':>3} {'M':>3}  {'model sizes':<22} tokens")
+    for d in infos:
+        sizes = ", ".join(_fmt_quantity(s * 1e6) for s in d.model_sizes)
+        toks = (f"{_fmt_quantity(min(d.token_counts) * 1e9)}–"
+                f"{_fmt_quantity(max(d.token_counts) * 1e9)}" if len(d.token_counts) > 1
+                else _fmt_quantity(d.token_counts[0] * 1e9))
+        print(f"{d.name:<13} {d.runs:>5} {d.n_train_domains:>3} {d.n_loss_domains:>3}  "
+              f"{sizes:<22} {toks}")
+        print(f"{'':<13} {d.description}")
+    return 0
+
+
+def _cmd_laws(args) -> int:
+    import jax
+
+    from .laws import LAWS, DataSummary, parameter_count
+
+    k = args.domains
+    names = tuple(f"d{i}" for i in range(k))
+    summary = DataSummary(train_domains=names, targets=names, loss_min=np.full(k, 2.0),
+                          loss_max=np.full(k, 3.0), model_size=(10.0, 100.0), tokens=(1.0, 10.0))
+    rows = []
+    for name, cls in LAWS.items():
+        variants = [{}]
+        if "variant" in cls.option_names():
+            from .laws._capacity import VARIANTS
+
+            variants = [{"variant": v} for v in VARIANTS] if cls is LAWS.get("capacity") \
+                else [{}]
+        for opts in variants:
+            law = cls.init(jax.random.key(0), summary, **opts)
+            label = name + (f" ({opts['variant']})" if opts else "")
+            rows.append((label, parameter_count(law), cls.uses_scale,
+                         (cls.__doc__ or "").strip().splitlines()[0]))
+    if args.json:
+        print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2]) for r in rows],
+                         indent=1))
+        return 0
+    print(f"laws for K = M = {k} domains")
+    print(f"{'law':<22} {'params':>6}  {'N, D terms':<10} description")
+    for label, n, scale, doc in rows:
+        print(f"{label:<22} {n:>6}  {'yes' if scale else 'one scale':<10} {doc}")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from . import fit
+    from ._io import save_fit
+    from ._mixture import optimal_mixture
+    from .data import split
+    from .laws import get_law
+
+    law_class = get_law(args.law)
+    table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
+    options = {}
+    if args.variant is not None:
+        if "variant" not in law_class.option_names():
+            raise CliError(f"law {args.law!r} has no variants")
+        options["variant"] = args.variant
+    if args.validation_fraction > 0:
+        train, valid = split(table, args.validation_fraction, args.seed)
+    else:
+        train, valid = table, None
+    _err(f"fitting {args.law}{' (' + args.variant + ')' if args.variant else ''} to "
+         f"{table.name}: {train.n_runs} training runs"
+         f"{f', {valid.n_runs} held out' if valid is not None else ''}; "
+         f"{args.restarts} restarts ({args.method})")
+
+    def report(p):
+        _err(f"  restarts {p.done}/{p.n_restarts} done, best objective "
+             f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
+
+    res = fit(law_class, train, validation=valid, law_options=options,
+              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report,
+              chunk=16)
+    n_at = float(train.model_size.max())
+    d_at = float(train.tokens.max())
+    mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
+    if args.out:
+        save_fit(res, args.out)
+    if args.json:
+        from ._io import law_to_dict
+
+        print(json.dumps({
+            "dataset": table.name, **law_to_dict(res.law), "law_options": options,
+            "targets": list(res.targets), "n_params": res.n_params,
+            "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
+            "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
+            "optimal_mixture": {"model_size": n_at * table.size_unit,
+                                "tokens": d_at * table.token_unit,
+                                "weights": dict(zip(res.train_domains,
+                                                    mix.weights.tolist(), strict=True)),
+                                "mean_loss": mix.objective}}, indent=1, default=float))
+        return 0
+    print(f"law {args.law} {options or ''} — {res.n_params} parameters, "
+          f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
+          f"{res.timings['total_s']:.1f} s")
+    for note in res.notes:
+        print(f"note: {note}")
+    _print_parameters(res)
+    _print_metrics("train", res.train_metrics)
+    _print_metrics("validation", res.validation_metrics)
+    per = (res.validation_metrics or res.train_metrics)["per_domain_mre"]
+    print("per-domain MRE (%): " + ", ".join(f"{k} {100 * v:.2f}" for k, v in per.items()))
+    print(f"recommended mixture at {_fmt_quantity(n_at * table.size_unit)} parameters, "
+          f"{_fmt_quantity(d_at * table.token_unit)} tokens (mean predicted loss "
+          f"{mix.objective:.4f}):")
+    _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    if args.out:
+        print(f"saved the fitted law to {args.out}")
+    return 0
+
+
+def _print_parameters(res) -> None:
+    from ._io import law_to_dict
+
+    natural = law_to_dict(res.law)["natural_parameters"]
+    vectors = {k: v for k, v in natural.items() if isinstance(v, list)}
+    scalars = {k: v for k, v in natural.items() if not isinstance(v, list)}
+    if scalars:
+        print("  " + "   ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))
+    if not vectors:
+        return
+    k_names, m_names = res.train_domains, res.targets
+    print(f"  {'domain':<22}" + "".join(f"{k:>10}" for k in vectors))
+    for i, name in enumerate(k_names):
+        cells = []
+        for vec in vectors.values():
+            if len(vec) == len(k_names) and len(k_names) != len(m_names):
+                cells.append(vec[i])
+            elif name in m_names:
+                j = m_names.index(name)
+                cells.append(vec[j] if len(vec) == len(m_names) else vec[i])
+            else:
+                cells.append(vec[i] if len(vec) == len(k_names) else None)
+        print(f"  {name:<22}" + "".join(f"{c:>10.4g}" if c is not None else f"{'-':>10}"
+                                        for c in cells))
+
+
+def _load_fit_file(path):
+    from ._io import load_fit
+
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    return load_fit(path)
+
+
+def _cmd_optimize(args) -> int:
+    from ._mixture import optimal_mixture
+
+    res = _load_fit_file(args.fitted)
+    n = args.model_size / res.size_unit
+    d = args.tokens / res.token_unit
+    k = len(res.train_domains)
+
+    def per_domain(pairs, default, names, what):
+        out = np.full(len(names), default, dtype=float)
+        for name, value in pairs or ():
+            if name not in names:
+                raise CliError(f"{what}: unknown domain {name!r}; domains: {', '.join(names)}")
+            out[names.index(name)] = value
+        return out
+
+    w = None
+    if args.target:
+        w = per_domain(args.target, 0.0, list(res.targets), "--target")
+    lower = per_domain(args.lower, 0.0, list(res.train_domains), "--lower")
+    upper = per_domain(args.upper, 1.0, list(res.train_domains), "--upper")
+    mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
+                          n_starts=args.starts, seed=args.seed, n_train_domains=k)
+    if args.json:
+        print(json.dumps({"model_size": args.model_size, "tokens": args.tokens,
+                          "weights": dict(zip(res.train_domains, mix.weights.tolist(),
+                                              strict=True)),
+                          "predicted_losses": dict(zip(res.targets, mix.losses.tolist(),
+                                                       strict=True)),
+                          "objective": mix.objective, "converged": mix.converged}, indent=1))
+        return 0
+    print(f"optimal mixture at {_fmt_quantity(args.model_size)} parameters, "
+          f"{_fmt_quantity(args.tokens)} tokens: weighted mean predicted loss "
+          f"{mix.objective:.4f}{'' if mix.converged else ' (not converged)'}")
+    _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    res = _load_fit_file(args.fitted)
+    table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
+    m = res.evaluate(table)
+    if args.json:
+        print(json.dumps({"dataset": table.name, "runs": table.n_runs, **m}, indent=1))
+        return 0
+    print(f"{table.name}: {table.n_runs} runs, {m['n']} measured losses")
+    _print_metrics("overall", m)
+    print(f"  {'domain':<22} {'MRE %':>8}")
+    for name, v in m["per_domain_mre"].items():
+        print(f"  {name:<22} {100 * v:>8.3f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def _add_rows(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="a bundled dataset name (see `mixscale datasets`) or a CSV")
+    p.add_argument("--model-size", type=_quantity, nargs="+", metavar="N",
+                   help="keep rows of these model sizes (parameters, e.g. 122M)")
+    p.add_argument("--tokens", type=_quantity, nargs="+", metavar="D",
+                   help=f"keep rows with this many tokens (matched within "
+                        f"{100 * TOKEN_MATCH:g} %%, e.g. 10B)")
+    p.add_argument("--tokens-range", type=_quantity, nargs=2, metavar=("LO", "HI"),
+                   help="keep rows with tokens in [LO, HI]")
+    p.add_argument("--split", choices=("train", "test"),
+                   help="regmix-1m: RegMix's 512 training or 256 test mixtures")
+    p.add_argument("--out-of-mixture", nargs="+", default=(), metavar="DOMAIN",
+                   help="CSV input: loss columns of domains that are not training domains")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mixscale", description=(
+        "Fit data-mixing scaling laws to loss tables and pick mixtures."))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("datasets", help="list the bundled loss tables")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(run=_cmd_datasets)
+
+    lw = sub.add_parser("laws", help="list the laws and their parameter counts")
+    lw.add_argument("--domains", type=int, default=7, metavar="K",
+                    help="number of (training = loss) domains for the counts (default 7)")
+    lw.add_argument("--json", action="store_true")
+    lw.set_defaults(run=_cmd_laws)
+
+    f = sub.add_parser("fit", help="fit a law to a loss table")
+    _add_rows(f)
+    f.add_argument("--law", default="capacity", help="law name (see `mixscale laws`)")
+    f.add_argument("--variant", help="capacity law: full (default), capacity or tied")
+    f.add_argument("--validation-fraction", type=float, default=0.3,
+                   help="share of mixtures held out for validation (0 to fit on all)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--restarts", type=int, default=64)
+    f.add_argument("--method", choices=("lm", "lbfgs"), default="lm")
+    f.add_argument("--out", help="write the fitted law to this JSON file")
+    f.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    f.set_defaults(run=_cmd_fit)
+
+    o = sub.add_parser("optimize", help="optimal mixture of a fitted law at a scale")
+    o.add_argument("fitted", help="JSON written by `mixscale fit --out`")
+    o.add_argument("--model-size", type=_quantity, required=True, help="parameters, e.g. 1B")
+    o.add_argument("--tokens", type=_quantity, required=True, help="tokens, e.g. 25B")
+    o.add_argument("--target", type=_assignment, nargs="+", metavar="DOMAIN=W",
+                   help="weights of target loss domains (default: uniform over all)")
+    o.add_argument("--lower", type=_assignment, nargs="+", metavar="DOMAIN=V",
+                   help="lower bounds on domain weights")
+    o.add_argument("--upper", type=_assignment, nargs="+", metavar="DOMAIN=V",
+                   help="caps on domain weights (e.g. data-limited domains)")
+    o.add_argument("--starts", type=int, default=16)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(run=_cmd_optimize)
+
+    e = sub.add_parser("evaluate", help="predicted vs measured losses on a table")
+    e.add_argument("fitted", help="JSON written by `mixscale fit --out`")
+    _add_rows(e)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(run=_cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 success, 2 bad input)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from .data import TableError
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CliError, TableError, ValueError, KeyError, TypeError, OSError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        _err(f"mixscale: error: {msg}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

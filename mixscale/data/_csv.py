@@ -1,0 +1,320 @@
+"""Reading and writing loss tables in the wide CSV format.
+
+The format has one row per run and these columns, in any order:
+
+* ``weight_<domain>``: the mixture weight of each training domain (required in every row,
+  non-negative, summing to 1 within :data:`~mixscale.data.WEIGHT_SUM_TOLERANCE`). The training
+  domains are these columns, in file order.
+* ``model_size``: the model's parameter count (> 0).
+* ``n_tokens``: the training tokens (> 0).
+* ``<domain>_loss``: the loss on a domain (> 0); an empty or ``nan`` cell means "not measured"
+  and becomes ``NaN``. ``<domain>`` must be a training domain unless it is declared
+  out-of-mixture, so a typo such as ``githb_loss`` is caught instead of becoming a new target.
+* anything else (``mixture_id``, ``split``...) is kept, per row, in :attr:`LossTable.row_tags`.
+
+Every malformed input raises :class:`~mixscale.data.TableError` with a one-line message naming
+the file, the data row (1-based, header not counted) and the column. Nothing is clipped,
+dropped or renormalised.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ._table import WEIGHT_SUM_TOLERANCE, LossTable, TableError, _where
+
+__all__ = ["read_csv", "write_csv"]
+
+WEIGHT_PREFIX = "weight_"
+LOSS_SUFFIX = "_loss"
+SIZE_COLUMN = "model_size"
+TOKENS_COLUMN = "n_tokens"
+_MISSING = frozenset({"", "nan"})  # lower-cased cell texts that mean "not measured"
+
+
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    size_unit: float = 1e6,
+    token_unit: float = 1e9,
+    out_of_mixture: Sequence[str] = (),
+    name: str | None = None,
+) -> LossTable:
+    """Read a loss table from a wide CSV file (format in the module docstring).
+
+    Args:
+        path: the CSV file (UTF-8, with or without a byte-order mark).
+        size_unit: parameters per law unit of model size; the file's ``model_size`` is divided by
+            it (``1e6``: millions of parameters, as for every real table).
+        token_unit: tokens per law unit; the file's ``n_tokens`` is divided by it (``1e9``:
+            billions of tokens).
+        out_of_mixture: loss domains that are deliberately not training domains (e.g.
+            ``("openhermes",)``); each needs its ``<domain>_loss`` column.
+        name: the table's name; defaults to the file name without its extension.
+
+    Returns:
+        A :class:`LossTable` with ``weights`` ``(n, K)``, ``model_size`` and ``tokens`` ``(n,)``
+        in law units, ``losses`` ``(n, M)`` (``NaN`` where not measured), the other columns as
+        ``row_tags`` and ``meta["source"]`` set to ``str(path)``.
+
+    Raises:
+        TableError: the file is malformed; the message names the file, row and column.
+    """
+    path = os.fspath(path)
+    if name is None:
+        name = os.path.splitext(os.path.basename(path))[0]
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not become part of the first name.
+    with open(path, encoding="utf-8-sig", newline="") as stream:
+        return read_wide(stream, source=path, size_unit=size_unit, token_unit=token_unit,
+                         out_of_mixture=out_of_mixture, name=name)
+
+
+def read_wide(
+    stream: Iterable[str],
+    *,
+    source: str,
+    size_unit: float,
+    token_unit: float,
+    out_of_mixture: Sequence[str] = (),
+    name: str,
+) -> LossTable:
+    """:func:`read_csv` on an open text stream; ``source`` names it in error messages."""
+    header, rows = read_records(stream, source)
+    return parse_wide(header, rows, source=source, size_unit=size_unit, token_unit=token_unit,
+                      out_of_mixture=out_of_mixture, name=name)
+
+
+def read_records(stream: Iterable[str], source: str) -> tuple[tuple[str, ...], list[list[str]]]:
+    """The header and data rows of a CSV stream, checked for shape.
+
+    Refuses an empty file, unnamed or duplicate columns, rows whose cell count differs from the
+    header's, blank lines between data rows and a header without data. Trailing blank lines are
+    ignored. Header names are stripped of surrounding spaces; cells are returned as they are.
+    """
+    reader = csv.reader(stream, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise TableError(f"{source}: the file is empty (no header, no rows)")
+        names = tuple(h.strip() for h in header)
+        if not names:
+            raise TableError(f"{source}: the header line is blank")
+        for j, h in enumerate(names):
+            if not h:
+                raise TableError(f"{source}: header column {j + 1} has no name")
+        for h, count in Counter(names).items():
+            if count > 1:
+                raise TableError(f"{_where(source, column=h)}duplicate column "
+                                 f"(appears {count} times in the header)")
+        rows: list[list[str]] = []
+        blank_after: int | None = None  # data rows seen when the first blank line came
+        for record in reader:
+            if not record:
+                blank_after = len(rows) if blank_after is None else blank_after
+                continue
+            if blank_after is not None:
+                raise TableError(f"{_where(source, blank_after + 1)}blank line between data "
+                                 "rows (remove it: row numbers would no longer match the file)")
+            row = len(rows) + 1
+            if len(record) != len(names):
+                raise TableError(f"{_where(source, row)}{len(record)} cells, but the header "
+                                 f"has {len(names)} columns")
+            rows.append(record)
+    except csv.Error as err:
+        raise TableError(f"{source}, line {reader.line_num}: unreadable CSV ({err})") from None
+    except UnicodeDecodeError as err:
+        raise TableError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not rows:
+        raise TableError(f"{source}: no data rows (the file has only a header)")
+    return names, rows
+
+
+def parse_float(cell: str, source: str, row: int, column: str) -> float:
+    """The number in ``cell``; ``NaN`` for an empty or ``nan`` cell; TableError otherwise."""
+    text = cell.strip()
+    if text.lower() in _MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise TableError(f"{_where(source, row, column)}not a number: {cell!r}") from None
+
+
+def parse_wide(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    source: str,
+    size_unit: float,
+    token_unit: float,
+    out_of_mixture: Sequence[str] = (),
+    name: str,
+) -> LossTable:
+    """Build a :class:`LossTable` from the records of a wide CSV (see :func:`read_records`)."""
+    for unit, what in ((size_unit, "size_unit"), (token_unit, "token_unit")):
+        if not (math.isfinite(unit) and unit > 0):
+            raise TableError(f"{source}: {what} must be positive and finite, got {unit!r}")
+    weight_cols, loss_cols, tag_cols = _classify(header, source, out_of_mixture)
+    size_col, tokens_col = header.index(SIZE_COLUMN), header.index(TOKENS_COLUMN)
+    train = [d for _, d in weight_cols]
+    n = len(rows)
+    weights = np.empty((n, len(weight_cols)))
+    losses = np.empty((n, len(loss_cols)))
+    size = np.empty(n)
+    tokens = np.empty(n)
+    for r, record in enumerate(rows):
+        row = r + 1
+        for k, (j, _) in enumerate(weight_cols):
+            weights[r, k] = _weight(record[j], source, row, header[j])
+        total = math.fsum(weights[r])
+        if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+            raise TableError(
+                f"{_where(source, row, WEIGHT_PREFIX + '*')}weights sum to {total:.6g}, not 1 "
+                f"(tolerance {WEIGHT_SUM_TOLERANCE:g}; nothing is renormalised)")
+        size[r] = _positive(record[size_col], source, row, SIZE_COLUMN)
+        tokens[r] = _positive(record[tokens_col], source, row, TOKENS_COLUMN)
+        for m, (j, _) in enumerate(loss_cols):
+            value = parse_float(record[j], source, row, header[j])
+            if not (math.isnan(value) or (math.isfinite(value) and value > 0)):
+                raise TableError(f"{_where(source, row, header[j])}loss must be positive and "
+                                 f"finite (or empty when not measured), got {record[j]!r}")
+            losses[r, m] = value
+    tags = {header[j]: _tag_array([record[j] for record in rows]) for j in tag_cols}
+    return LossTable(
+        weights=weights, model_size=size / size_unit, tokens=tokens / token_unit, losses=losses,
+        train_domains=tuple(train), loss_domains=tuple(d for _, d in loss_cols),
+        size_unit=float(size_unit), token_unit=float(token_unit), name=name,
+        meta={"source": source}, row_tags=tags)
+
+
+def _classify(
+    header: Sequence[str], source: str, out_of_mixture: Sequence[str]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[int]]:
+    """Column positions of the weights, losses (with their domains) and row tags."""
+    weight_cols: list[tuple[int, str]] = []
+    loss_cols: list[tuple[int, str]] = []
+    tag_cols: list[int] = []
+    for j, h in enumerate(header):
+        if h.startswith(WEIGHT_PREFIX):
+            weight_cols.append((j, h[len(WEIGHT_PREFIX):]))
+        elif h.endswith(LOSS_SUFFIX):
+            loss_cols.append((j, h[: -len(LOSS_SUFFIX)]))
+        elif h not in (SIZE_COLUMN, TOKENS_COLUMN):
+            tag_cols.append(j)
+    for j, domain in weight_cols + loss_cols:
+        if not domain:
+            raise TableError(f"{_where(source, column=header[j])}empty domain name")
+    if not weight_cols:
+        raise TableError(f"{source}: no weight columns (expected one 'weight_<domain>' column "
+                         "per training domain)")
+    for required, what in ((SIZE_COLUMN, "parameters"), (TOKENS_COLUMN, "training tokens")):
+        if required not in header:
+            raise TableError(f"{_where(source, column=required)}missing column (the {what} of "
+                             "each run)")
+    if not loss_cols:
+        raise TableError(f"{source}: no loss columns (expected '<domain>_loss' columns)")
+    train = [d for _, d in weight_cols]
+    losses = [d for _, d in loss_cols]
+    for domain in out_of_mixture:
+        if domain in train:
+            raise TableError(f"{source}: out_of_mixture names {domain!r}, which is a training "
+                             "domain (weight_" + domain + ")")
+        if domain not in losses:
+            raise TableError(f"{_where(source, column=domain + LOSS_SUFFIX)}missing column "
+                             f"(out_of_mixture names {domain!r})")
+    for j, domain in loss_cols:
+        if domain not in train and domain not in out_of_mixture:
+            raise TableError(
+                f"{_where(source, column=header[j])}unknown domain {domain!r}: not a training "
+                f"domain {train}; pass out_of_mixture=({domain!r},) if it is a held-out target")
+    return weight_cols, loss_cols, tag_cols
+
+
+def _weight(cell: str, source: str, row: int, column: str) -> float:
+    value = parse_float(cell, source, row, column)
+    if math.isnan(value):
+        raise TableError(f"{_where(source, row, column)}missing weight (weights are required in "
+                         "every row; write 0 for an unused domain)")
+    if not math.isfinite(value) or value < 0:
+        raise TableError(f"{_where(source, row, column)}weight must be non-negative and finite, "
+                         f"got {cell!r}")
+    return value
+
+
+def _positive(cell: str, source: str, row: int, column: str) -> float:
+    value = parse_float(cell, source, row, column)
+    if math.isnan(value):
+        raise TableError(f"{_where(source, row, column)}missing value (required in every row)")
+    if not (math.isfinite(value) and value > 0):
+        raise TableError(f"{_where(source, row, column)}must be positive and finite, "
+                         f"got {cell!r}")
+    return value
+
+
+def _tag_array(cells: list[str]) -> np.ndarray:
+    """A tag column as ``int64`` if every cell is an integer, else ``float64`` if every cell is a
+    number or empty (``NaN``), else as strings."""
+    texts = [c.strip() for c in cells]
+    try:
+        return np.array([int(t) for t in texts], dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return np.array([float(t) if t else math.nan for t in texts], dtype=np.float64)
+    except ValueError:
+        return np.array(texts, dtype=np.str_)
+
+
+def write_csv(table: LossTable, path: str | os.PathLike[str]) -> None:
+    """Write ``table`` in the wide CSV format that :func:`read_csv` reads.
+
+    Columns: the row tags, ``weight_<domain>`` for each training domain, ``model_size`` (in
+    parameters: law units times ``table.size_unit``), ``n_tokens`` (in tokens), and
+    ``<domain>_loss`` for each loss domain, with an empty cell for ``NaN``. Numbers are written
+    with the shortest text that reads back to the same float. ``meta`` is not written; read the
+    file back with the same ``size_unit``, ``token_unit`` and ``out_of_mixture``.
+
+    Raises:
+        TableError: a row tag's name collides with a column of the format.
+    """
+    for key in table.row_tags:
+        if (key.startswith(WEIGHT_PREFIX) or key.endswith(LOSS_SUFFIX)
+                or key in (SIZE_COLUMN, TOKENS_COLUMN)):
+            raise TableError(f"{table.name}: row tag {key!r} cannot be written: its name is "
+                             "reserved by the CSV format")
+    header = [*table.row_tags, *(WEIGHT_PREFIX + d for d in table.train_domains), SIZE_COLUMN,
+              TOKENS_COLUMN, *(d + LOSS_SUFFIX for d in table.loss_domains)]
+    size = table.model_size * table.size_unit
+    tokens = table.tokens * table.token_unit
+    with open(os.fspath(path), "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        for r in range(table.n_runs):
+            writer.writerow([
+                *(_format_cell(tag[r]) for tag in table.row_tags.values()),
+                *(_format_cell(w) for w in table.weights[r]),
+                _format_cell(size[r]), _format_cell(tokens[r]),
+                *(_format_cell(y) for y in table.losses[r]),
+            ])
+
+
+def _format_cell(value: object) -> str:
+    if isinstance(value, np.bool_ | bool):
+        return str(bool(value))
+    if isinstance(value, np.integer | int):
+        return str(int(value))
+    if isinstance(value, np.floating | float):
+        x = float(value)
+        if math.isnan(x):
+            return ""
+        if x.is_integer() and abs(x) < 2.0**53:
+            return str(int(x))  # 90000000, not 90000000.0 or 9e+07
+        return repr(x)
+    return str(value)
+

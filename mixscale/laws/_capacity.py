@@ -1,0 +1,274 @@
+r"""The capacity-competition + noise-reduction law of Dai & Zheng (ICML 2026).
+
+For target (loss) domain ``i``, trained on mixture ``h`` with model size ``N`` and ``D`` tokens,
+
+.. math::
+
+    L_i(h, N, D) = c_i\, x_i^*(h, N)^{-b_i} + A_i\, (D\, h_i)^{-a_i} + E_i ,
+
+where :math:`x^*(h, N)` is the exact solution of the capacity-allocation problem
+(:func:`mixscale.allocate`): the model spends its capacity ``N + (K-1)H`` on the domains so as to
+minimise its mixture-weighted training loss :math:`\sum_j h_j c_j x_j^{-b_j}`, every domain
+getting at least the shared head ``H``. The first term is *capacity competition* (domains share a
+finite model), the second *noise reduction* (each domain's own data averages out SGD noise).
+
+Variants (one class, the ``variant`` option):
+
+* ``"full"`` (default): free ``b, c`` per training domain, free ``A, a, E`` per target and one
+  ``H``: ``2K + 3M + 1`` parameters (``5K + 1`` when every training domain is a target).
+* ``"capacity"``: the paper's Eq. 1 at a fixed token budget, ``L_i = c_i x_i^{*-b_i} + E_i``
+  (no data term, so no ``D`` dependence): ``2K + M + 1`` parameters.
+* ``"tied"``: exponents tied as the theory predicts for a spectrum ``l^{-α_i}`` with source
+  exponent ``β``: ``b_i = α_i + β - 1``, ``a_i = b_i / α_i``, and ``c_i = κ^{-b_i} / b_i`` — the
+  theory's ``c_i = 1/b_i`` in feature units, with one global ``κ`` converting law units of ``N``
+  to features. Free: ``α`` (K), ``β``, ``κ``, ``H``, and ``A, E`` per target: ``K + 2M + 3``.
+
+Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
+tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
+
+Zero weights: a target with ``h_i = 0`` gets capacity ``x_i = H`` (finite), and its data term
+uses the effective share ``max(h_i, weight_floor)`` (default ``1e-3``, the resolution of RegMix's
+published weights), so losses and gradients stay finite. ``weight_floor = 0`` gives the pure
+law, whose data term is infinite at ``h_i = 0``. Above the floor the law is exactly the formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._allocation import log_allocation
+from ._base import AbstractLaw, DataSummary
+
+__all__ = ["CapacityLaw"]
+
+VARIANTS = ("full", "capacity", "tied")
+
+
+def _data_term(A, a, D, h, floor):
+    """``A (D max(h, floor))^{-a}`` with finite values and gradients for any ``h >= 0``."""
+    above = h > floor
+    h_safe = jnp.where(above, h, 1.0)
+    if floor > 0:
+        log_share = jnp.where(above, jnp.log(h_safe), jnp.log(floor))
+    else:
+        log_share = jnp.where(above, jnp.log(h_safe), -jnp.inf)
+    return A * jnp.exp(-a * (jnp.log(D) + log_share))
+
+
+class CapacityLaw(AbstractLaw):
+    """Capacity competition + noise reduction (Dai & Zheng, ICML 2026); formula in the module doc.
+
+    Fields hold raw parameters (logs of the positive ones); read the natural ones through the
+    properties ``b, c, H, A, a, E``. Build one from natural parameters with
+    :meth:`from_params`; :meth:`init` draws a random one for a restart of a fit.
+
+    Attributes:
+        targets: training-domain index of each of the ``M`` targets (static).
+        variant: ``"full"``, ``"capacity"`` or ``"tied"`` (static).
+        weight_floor: smallest share used in the data term (static), see the module docstring.
+    """
+
+    name: ClassVar[str] = "capacity"
+    uses_scale: ClassVar[bool] = True
+
+    log_H: jax.Array
+    log_E: jax.Array
+    log_b: jax.Array | None = None
+    log_c: jax.Array | None = None
+    log_A: jax.Array | None = None
+    log_a: jax.Array | None = None
+    log_alpha_minus_1: jax.Array | None = None
+    log_beta: jax.Array | None = None
+    log_kappa: jax.Array | None = None
+    targets: tuple[int, ...] = eqx.field(static=True, default=())
+    variant: str = eqx.field(static=True, default="full")
+    weight_floor: float = eqx.field(static=True, default=1e-3)
+
+    def __check_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if not self.weight_floor >= 0:
+            raise ValueError(f"weight_floor must be >= 0, got {self.weight_floor!r}")
+
+    # ----------------------------------------------------------- natural parameters
+    @property
+    def alpha(self) -> jax.Array:
+        """Spectral exponents ``α_i > 1`` (tied variant only)."""
+        return 1.0 + jnp.exp(self.log_alpha_minus_1)
+
+    @property
+    def b(self) -> jax.Array:
+        """Capacity exponents ``(K,)``."""
+        if self.variant == "tied":
+            return self.alpha + jnp.exp(self.log_beta) - 1.0
+        return jnp.exp(self.log_b)
+
+    @property
+    def c(self) -> jax.Array:
+        """Capacity amplitudes ``(K,)``."""
+        if self.variant == "tied":
+            b = self.b
+            return jnp.exp(-b * self.log_kappa) / b
+        return jnp.exp(self.log_c)
+
+    @property
+    def H(self) -> jax.Array:
+        """Shared-head size (units of ``N``)."""
+        return jnp.exp(self.log_H)
+
+    @property
+    def E(self) -> jax.Array:
+        """Irreducible losses ``(M,)``."""
+        return jnp.exp(self.log_E)
+
+    @property
+    def A(self) -> jax.Array | None:
+        """Data-term amplitudes ``(M,)`` (``None`` for the capacity-only variant)."""
+        return None if self.log_A is None else jnp.exp(self.log_A)
+
+    @property
+    def a(self) -> jax.Array | None:
+        """Data-term exponents ``(M,)``; tied: ``b_i / α_i`` of each target's domain."""
+        if self.variant == "capacity":
+            return None
+        if self.variant == "tied":
+            idx = jnp.asarray(self.targets)
+            return (self.b / self.alpha)[idx]
+        return jnp.exp(self.log_a)
+
+    # ------------------------------------------------------------------ prediction
+    def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
+        """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
+
+    def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
+        """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
+        h = jnp.asarray(h)
+        if h.ndim != 1:
+            raise ValueError(f"h must be one mixture of shape (K,), got {h.shape}; "
+                             "use jax.vmap for a batch")
+        b, c = self.b, self.c
+        if h.shape[0] != b.shape[0]:
+            raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
+                             "training domains")
+        idx = jnp.asarray(self.targets)
+        log_x = log_allocation(h, b, c, N, self.H)[idx]
+        loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
+        if self.variant != "capacity":
+            loss = loss + _data_term(self.A, self.a, D, h[idx], self.weight_floor)
+        return loss
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_params(cls, *, H, E, b=None, c=None, A=None, a=None, alpha=None, beta=None,
+                    kappa=None, targets: Sequence[int] | None = None, variant: str = "full",
+                    weight_floor: float = 1e-3) -> CapacityLaw:
+        """A law from natural (positive) parameters.
+
+        ``full`` needs ``b, c, A, a``; ``capacity`` needs ``b, c``; ``tied`` needs
+        ``alpha (> 1), beta, kappa, A``. ``targets`` defaults to every training domain in order.
+        """
+        def log(v, what):
+            if v is None:
+                raise ValueError(f"variant {variant!r} needs parameter {what!r}")
+            arr = jnp.asarray(v, dtype=float)
+            if not bool(jnp.all(arr > 0)):
+                raise ValueError(f"parameter {what!r} must be positive, got {v!r}")
+            return jnp.log(arr)
+
+        fields = {}
+        if variant == "tied":
+            alpha = jnp.asarray(alpha, dtype=float)
+            fields["log_alpha_minus_1"] = log(None if alpha is None else alpha - 1.0,
+                                              "alpha (> 1)")
+            fields["log_beta"] = log(beta, "beta")
+            fields["log_kappa"] = log(kappa, "kappa")
+            k = alpha.shape[0]
+        else:
+            fields["log_b"] = log(b, "b")
+            fields["log_c"] = log(c, "c")
+            k = fields["log_b"].shape[0]
+        if variant != "capacity":
+            fields["log_A"] = log(A, "A")
+        if variant == "full":
+            fields["log_a"] = log(a, "a")
+        targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
+        return cls(log_H=log(H, "H"), log_E=log(E, "E"), targets=targets, variant=variant,
+                   weight_floor=weight_floor, **fields)
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """Only in-mixture loss domains: the law predicts a domain's loss from its own weight."""
+        del options
+        return tuple(s for s in loss_domains if s in train_domains)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return ("variant", "weight_floor")
+
+    @classmethod
+    def init(cls, key, summary: DataSummary, *, variant: str = "full",
+             weight_floor: float = 1e-3) -> CapacityLaw:
+        """A random initial law for one restart, scaled to the data.
+
+        Ranges (log-uniform unless stated): ``b ∈ [0.05, 1.5]``, ``a ∈ [0.05, 1.0]``;
+        ``H ∈ [1e-3, 0.5]·N_min``; ``E`` uniform in ``[0.2, 0.9]·min loss``; the amplitudes ``c``
+        and ``A`` are set so that, at the geometric middle of the observed sizes (tokens) and an
+        even split, each term is a uniform ``[0.05, 0.6]`` fraction of the target's mean loss.
+        Tied: ``α - 1 ∈ [0.05, 2]``, ``β ∈ [0.01, 1]``, ``κ`` so that ``c`` is of the same order.
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        targets = summary.target_index
+        k, m = len(summary.train_domains), len(targets)
+        keys = jax.random.split(key, 10)
+        lo_n, hi_n = summary.model_size
+        lo_d, hi_d = summary.tokens
+        n_mid = float(np.sqrt(lo_n * hi_n))
+        d_mid = float(np.sqrt(lo_d * hi_d))
+        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+
+        def log_unif(kk, lo, hi, shape):
+            return jax.random.uniform(kk, shape, minval=np.log(lo), maxval=np.log(hi))
+
+        def unif(kk, lo, hi, shape):
+            return jax.random.uniform(kk, shape, minval=lo, maxval=hi)
+
+        log_H = jnp.log(lo_n) + log_unif(keys[0], 1e-3, 0.5, ())
+        E = unif(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
+        # Target-level loss scale mapped to training domains (domains without a target use the
+        # mean scale).
+        scale_k = jnp.full((k,), jnp.mean(loss_mid)).at[jnp.asarray(targets)].set(loss_mid)
+        x_mid = n_mid / k + jnp.exp(log_H)
+        fields = {}
+        if variant == "tied":
+            log_am1 = log_unif(keys[2], 0.05, 2.0, (k,))
+            log_beta = log_unif(keys[3], 0.01, 1.0, ())
+            b = 1.0 + jnp.exp(log_am1) + jnp.exp(log_beta) - 1.0
+            frac = unif(keys[4], 0.05, 0.6, ())
+            # choose κ so that c·x_mid^{-b} ≈ frac·scale for the mean b: c = κ^{-b}/b
+            b_bar = jnp.mean(b)
+            log_kappa = -(jnp.log(frac * jnp.mean(scale_k) * b_bar) + b_bar * jnp.log(x_mid)) \
+                / b_bar
+            fields.update(log_alpha_minus_1=log_am1, log_beta=log_beta, log_kappa=log_kappa)
+            a_t = (b / (1.0 + jnp.exp(log_am1)))[jnp.asarray(targets)]
+        else:
+            log_b = log_unif(keys[2], 0.05, 1.5, (k,))
+            frac = unif(keys[4], 0.05, 0.6, (k,))
+            log_c = jnp.log(frac * scale_k) + jnp.exp(log_b) * jnp.log(x_mid)
+            fields.update(log_b=log_b, log_c=log_c)
+        if variant != "capacity":
+            if variant == "full":
+                log_a = log_unif(keys[5], 0.05, 1.0, (m,))
+                fields["log_a"] = log_a
+                a_t = jnp.exp(log_a)
+            frac_a = unif(keys[6], 0.05, 0.6, (m,))
+            fields["log_A"] = jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid / k)
+        return cls(log_H=log_H, log_E=jnp.log(E), targets=targets, variant=variant,
+                   weight_floor=weight_floor, **fields)

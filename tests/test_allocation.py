@@ -1,0 +1,137 @@
+"""The exact capacity-allocation solve: brute force, KKT, top-N feature counts, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from mixscale import allocate, log_allocation
+
+
+def _random_case(rng, k, zeros=0, floor_some=False):
+    h = rng.dirichlet(np.ones(k))
+    if zeros:
+        h[rng.choice(k, zeros, replace=False)] = 0.0
+        h /= h.sum()
+    if floor_some:  # tiny weights push their domains onto the floor x_i = H
+        h[0] = 1e-6
+        h /= h.sum()
+    b = rng.uniform(0.1, 1.5, k)
+    c = rng.uniform(0.3, 3.0, k)
+    return h, b, c
+
+
+def _kkt_residual(x, h, b, c, N, H):
+    """Largest relative violation of the KKT conditions of the allocation problem."""
+    k = len(h)
+    budget = N + (k - 1) * H
+    marginal = h * b * c * x ** (-b - 1.0)  # minus d/dx_i of the objective
+    active = x > H * (1 + 1e-13)
+    lam = np.median(marginal[active])
+    viol = [abs(x.sum() - budget) / budget, max(0.0, (H - x.min()) / H)]
+    viol.append(np.max(np.abs(marginal[active] - lam) / lam))
+    if (~active).any():  # a floored domain must not want more capacity than the price
+        viol.append(max(0.0, np.max((marginal[~active] - lam) / lam)))
+    return max(viol)
+
+
+@pytest.mark.parametrize("k, zeros, floor_some", [(2, 0, False), (5, 1, True), (12, 3, True),
+                                                  (7, 0, True)])
+def test_matches_brute_force_slsqp(rng, k, zeros, floor_some):
+    for _ in range(3):
+        h, b, c = _random_case(rng, k, zeros, floor_some)
+        N, H = float(rng.uniform(5, 50)), float(rng.uniform(0.1, 2.0))
+        x = np.asarray(allocate(h, b, c, N, H))
+        budget = N + (k - 1) * H
+        res = minimize(lambda v: np.sum(h * c * v ** (-b)), np.full(k, budget / k),
+                       jac=lambda v: -h * b * c * v ** (-b - 1.0), method="SLSQP",
+                       bounds=[(H, None)] * k,
+                       constraints=[{"type": "eq", "fun": lambda v: v.sum() - budget,
+                                     "jac": lambda v: np.ones_like(v)}],
+                       options={"ftol": 1e-16, "maxiter": 2000})
+        np.testing.assert_allclose(x, res.x, rtol=1e-6)
+        assert np.all(x[h == 0] == pytest.approx(H, rel=1e-12))
+
+
+@pytest.mark.parametrize("k", [3, 17, 64])
+@pytest.mark.parametrize("n_over_h", [1.0 + 1e-9, 1.001, 10.0, 1e4, 1e12])
+def test_kkt_holds_to_1e10_over_budget_range(rng, k, n_over_h):
+    h, b, c = _random_case(rng, k, zeros=k // 4)
+    H = 0.7
+    N = H * n_over_h
+    x = np.asarray(allocate(h, b, c, N, H))
+    assert np.all(np.isfinite(x))
+    assert _kkt_residual(x, h, b, c, N, H) < 1e-10
+
+
+def test_degenerate_budget_puts_every_domain_on_the_floor():
+    h = jnp.array([0.2, 0.3, 0.5])
+    x = allocate(h, jnp.ones(3), jnp.ones(3), 0.5, 1.0)  # N <= H: no room beyond the head
+    np.testing.assert_array_equal(np.asarray(x), np.ones(3))
+    g = jax.grad(lambda n: allocate(h, jnp.ones(3), jnp.ones(3), n, 1.0).sum())(0.5)
+    assert g == 0.0
+
+
+def test_allocation_counts_the_top_eigen_directions():
+    """Shared head of S features plus disjoint tails l^{-α_i}: keeping the N largest eigenvalues
+    of H(h) = Σ_j h_j A_j gives each domain S + (#kept tail features) = x_i* within ±1, with
+    b = α - 1 and c = 1/b (so that h_i b_i c_i x^{-b_i-1} = h_i x^{-α_i})."""
+    alpha = np.array([1.4, 1.9, 2.6])
+    S, L = 20, 20000
+    l_idx = np.arange(1, L + 1, dtype=np.float64)
+    for h in (np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.1, 0.3]), np.array([0.0, 0.5, 0.5])):
+        head = sum(h[i] * l_idx[:S] ** -alpha[i] for i in range(3))
+        tails = [h[i] * l_idx[S:] ** -alpha[i] for i in range(3)]
+        eig = np.concatenate([head] + tails)
+        owner = np.concatenate([np.full(S, -1)] + [np.full(L - S, i) for i in range(3)])
+        for N in (60, 300, 2000):
+            kept = np.argsort(-eig, kind="stable")[:N]
+            counts = np.array([S + np.sum(owner[kept] == i) for i in range(3)])
+            b = alpha - 1.0
+            x = np.asarray(allocate(h, b, 1.0 / b, float(N), float(S)))
+            assert np.all(np.abs(counts - x) <= 1.0), (h, N, counts, x)
+
+
+def _central_diff(f, x, eps):
+    x = np.asarray(x, dtype=np.float64)
+    g = np.zeros(x.shape + np.shape(f(x)))
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps * max(1.0, abs(x[i]))
+        g[i] = (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * e[i])
+    return g
+
+
+def test_gradients_match_finite_differences(rng):
+    k = 6
+    h, b, c = _random_case(rng, k, zeros=1, floor_some=True)
+    N, H = 30.0, 0.8
+    args = dict(h=h, b=b, c=c, N=np.float64(N), H=np.float64(H))
+    x = np.asarray(allocate(**args))
+    active = x > H
+    assert active.sum() >= 3 and (~active).sum() >= 2  # both regimes are exercised
+    for name in args:
+        def f(v, name=name):
+            return log_allocation(**{**args, name: v})
+
+        jac = np.asarray(jax.jacfwd(f)(jnp.asarray(args[name])))
+        jac_rev = np.asarray(jax.jacrev(f)(jnp.asarray(args[name])))
+        fd = _central_diff(f, args[name], 1e-6)
+        fd = np.moveaxis(fd, 0, -1) if np.ndim(args[name]) else fd
+        np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(jac_rev, jac, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_jit_and_vmap_agree_and_do_not_recompile(rng):
+    k = 5
+    hs = rng.dirichlet(np.ones(k), size=8)
+    b, c = rng.uniform(0.2, 1.0, k), rng.uniform(0.5, 2.0, k)
+    plain = np.stack([np.asarray(allocate(h, b, c, 20.0, 0.5)) for h in hs])
+    jitted = jax.jit(allocate)
+    batched = jax.jit(jax.vmap(allocate, in_axes=(0, None, None, None, None)))
+    np.testing.assert_allclose(np.asarray(batched(hs, b, c, 20.0, 0.5)), plain, rtol=1e-13)
+    for h, p in zip(hs, plain, strict=True):
+        np.testing.assert_allclose(np.asarray(jitted(h, b, c, 20.0, 0.5)), p, rtol=1e-13)
+    assert jitted._cache_size() == 1
+    assert batched._cache_size() == 1

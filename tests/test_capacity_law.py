@@ -1,0 +1,146 @@
+"""The capacity-competition law: formula, variants, zero weights, gradients, jit/vmap."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mixscale import CapacityLaw, allocate, parameter_count
+
+K = 4
+
+
+def _full_law(**kw):
+    params = dict(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                  A=[0.5, 0.3, 0.4, 0.6], a=[0.3, 0.4, 0.2, 0.5], E=[1.0, 1.5, 0.8, 2.0])
+    params.update(kw)
+    return CapacityLaw.from_params(**params)
+
+
+def _law(variant):
+    if variant == "full":
+        return _full_law()
+    if variant == "capacity":
+        return CapacityLaw.from_params(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                                       E=[1.0, 1.5, 0.8, 2.0], variant="capacity")
+    return CapacityLaw.from_params(alpha=[1.3, 1.5, 1.4, 1.8], beta=0.2, kappa=0.7, H=0.5,
+                                   A=[0.5, 0.3, 0.4, 0.6], E=[1.0, 1.5, 0.8, 2.0],
+                                   variant="tied")
+
+
+def test_formula_by_hand():
+    law = _full_law()
+    h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
+    x = np.asarray(allocate(h, b, c, N, 0.5))
+    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
+        [1.0, 1.5, 0.8, 2.0])
+    expected = c * x**-b + A * (D * h) ** -a + E
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
+
+
+def test_parameter_counts():
+    assert parameter_count(_law("full")) == 5 * K + 1
+    assert parameter_count(_law("capacity")) == 3 * K + 1
+    assert parameter_count(_law("tied")) == 3 * K + 3
+    sub = CapacityLaw.from_params(b=np.ones(5), c=np.ones(5), H=0.1, A=np.ones(2),
+                                  a=np.ones(2), E=np.ones(2), targets=[1, 3])
+    assert parameter_count(sub) == 2 * 5 + 3 * 2 + 1
+    assert sub.predict(jnp.full(5, 0.2), 10.0, 1.0).shape == (2,)
+
+
+def test_tied_variant_ties_exponents():
+    law = _law("tied")
+    alpha = np.array([1.3, 1.5, 1.4, 1.8])
+    np.testing.assert_allclose(np.asarray(law.b), alpha + 0.2 - 1.0, rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(law.a), (alpha + 0.2 - 1.0) / alpha, rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(law.c), 0.7 ** -(alpha - 0.8) / (alpha - 0.8),
+                               rtol=1e-14)
+
+
+def test_capacity_variant_ignores_tokens():
+    law = _law("capacity")
+    h = jnp.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_array_equal(np.asarray(law.predict(h, 30.0, 1.0)),
+                                  np.asarray(law.predict(h, 30.0, 100.0)))
+
+
+@pytest.mark.parametrize("variant", ["full", "capacity", "tied"])
+def test_zero_weights_give_finite_losses_and_gradients(variant):
+    law = _law(variant)
+    h = jnp.array([0.0, 0.5, 0.0, 0.5])
+    loss = law.predict(h, 30.0, 5.0)
+    assert np.all(np.isfinite(np.asarray(loss)))
+    g_h = jax.jacfwd(lambda v: law.predict(v, 30.0, 5.0))(h)
+    g_p = eqx.filter_grad(lambda m: m.predict(h, 30.0, 5.0).sum())(law)
+    leaves = jax.tree_util.tree_leaves(g_p) + [g_h]
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
+
+
+def test_weight_floor_zero_is_the_pure_law():
+    law = _full_law()
+    pure = _full_law(weight_floor=0.0)
+    h = jnp.array([0.0, 0.5, 0.2, 0.3])
+    assert np.isinf(np.asarray(pure.predict(h, 30.0, 5.0))[0])
+    h = jnp.array([0.1, 0.4, 0.2, 0.3])  # above the floor both agree exactly
+    np.testing.assert_array_equal(np.asarray(pure.predict(h, 30.0, 5.0)),
+                                  np.asarray(law.predict(h, 30.0, 5.0)))
+
+
+def _fd_check(f, x, rtol=1e-5, eps=1e-6):
+    x = np.asarray(x, dtype=np.float64)
+    jac = np.asarray(jax.jacfwd(f)(jnp.asarray(x)))
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        step = eps * max(1.0, abs(x[i]))
+        e[i] = step
+        fd = (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * step)
+        np.testing.assert_allclose(jac[(...,) + i], fd, rtol=rtol, atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["full", "capacity", "tied"])
+def test_gradients_match_finite_differences(variant):
+    law = _law(variant)
+    h = np.array([0.002, 0.298, 0.3, 0.4])  # domain 0 sits on the floor x = H, the rest do not
+    x = np.asarray(law.allocation(h, 12.0))
+    assert x[0] == pytest.approx(float(law.H)) and np.all(x[1:] > 1.01 * float(law.H))
+    _fd_check(lambda v: law.predict(v, 12.0, 5.0), h)
+    _fd_check(lambda n: law.predict(h, n, 5.0), np.float64(12.0))
+    _fd_check(lambda d: law.predict(h, 12.0, d), np.float64(5.0))
+    params, static = eqx.partition(law, eqx.is_inexact_array)
+    names = [n for n in ("log_b", "log_c", "log_H", "log_E", "log_A", "log_a",
+                         "log_alpha_minus_1", "log_beta", "log_kappa")
+             if getattr(law, n) is not None]
+    assert "log_H" in names
+    for name in names:
+        def f(v, name=name):
+            return eqx.combine(eqx.tree_at(lambda p: getattr(p, name), params, v),
+                               static).predict(h, 12.0, 5.0)
+
+        _fd_check(f, np.asarray(getattr(law, name)))
+
+
+def test_jit_vmap_match_plain_calls(rng):
+    law = _full_law()
+    hs = rng.dirichlet(np.ones(K), size=6)
+    ns, ds = rng.uniform(5, 50, 6), rng.uniform(1, 10, 6)
+    plain = np.stack([np.asarray(law.predict(h, n, d)) for h, n, d in zip(hs, ns, ds,
+                                                                              strict=True)])
+    batched = eqx.filter_jit(jax.vmap(lambda m, h, n, d: m.predict(h, n, d),
+                                      in_axes=(None, 0, 0, 0)))
+    np.testing.assert_allclose(np.asarray(batched(law, hs, ns, ds)), plain, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(batched(law, hs + 0.0, ns, ds)), plain, rtol=1e-13)
+    assert batched._cached._cache_size() == 1
+
+
+def test_bad_construction_is_refused():
+    with pytest.raises(ValueError, match="variant"):
+        CapacityLaw.from_params(b=[1.0], c=[1.0], H=1.0, E=[1.0], A=[1.0], a=[1.0],
+                                variant="nope")
+    with pytest.raises(ValueError, match="'b' must be positive"):
+        _full_law(b=[0.3, -0.5, 0.4, 0.6])
+    with pytest.raises(ValueError, match="needs parameter 'A'"):
+        _full_law(A=None)
+    with pytest.raises(ValueError, match="4 training domains"):
+        _full_law().predict(jnp.ones(3) / 3, 10.0, 1.0)

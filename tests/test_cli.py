@@ -1,0 +1,77 @@
+"""The command line end to end, on a bundled dataset and on a user CSV."""
+
+import json
+
+import pytest
+
+from mixscale import load_fit
+from mixscale.cli import main
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fit") / "pile4.json"
+    rc = main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--restarts", "4",
+               "--seed", "1", "--out", str(path)])
+    assert rc == 0
+    return path
+
+
+def test_fit_prints_law_errors_and_mixture(fitted, capsys):
+    res = load_fit(fitted)
+    assert res.targets == ("github", "gutenberg", "stackexchange", "wikipedia")
+    assert res.size_unit == 1e6 and res.n_params == 21
+    assert res.validation_metrics["mre"] < 0.05  # a sane fit of real losses
+
+
+def test_fit_json_output(capsys):
+    rc = main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--restarts", "2",
+               "--variant", "capacity", "--json", "--validation-fraction", "0"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_params"] == 3 * 4 + 1
+    assert out["validation_metrics"] is None
+    assert sum(out["optimal_mixture"]["weights"].values()) == pytest.approx(1.0)
+
+
+def test_optimize_and_evaluate(fitted, capsys):
+    capsys.readouterr()
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "20B",
+                 "--upper", "github=0.2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["weights"]["github"] <= 0.2 + 1e-9
+    assert sum(out["weights"].values()) == pytest.approx(1.0)
+    assert main(["evaluate", str(fitted), "pile4", "--model-size", "440M", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["runs"] > 0 and 0 < ev["mre"] < 0.2
+
+
+def test_datasets_and_laws_listing(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pile4", "slimpajama7", "regmix-1m", "regmix-60m", "regmix-1b"):
+        assert name in out
+    assert main(["laws", "--domains", "7", "--json"]) == 0
+    rows = {r["law"]: r["n_params"] for r in json.loads(capsys.readouterr().out)}
+    assert rows["capacity (full)"] == 36
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "no-such-table"], "neither a bundled dataset"),
+    (["fit", "pile4", "--model-size", "123M"], "not in the table"),
+    (["fit", "pile4", "--law", "nope"], "unknown law"),
+    (["optimize", "missing.json", "--model-size", "1B", "--tokens", "1B"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mixscale: error:") and message in err[0]
+
+
+def test_user_csv_with_a_typo_is_refused(tmp_path, capsys):
+    bad = tmp_path / "runs.csv"
+    bad.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,bb_loss\n"
+                   "0.5,0.5,1e6,1e9,3.0,3.1\n")
+    assert main(["fit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bb_loss" in err and "runs.csv" in err

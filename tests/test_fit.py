@@ -1,0 +1,102 @@
+"""The fitter: planted parameters recovered, masks, determinism, compilation reuse, bad input."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import mixscale as ms
+from mixscale import CapacityLaw, LossTable, TableError
+
+DOMAINS = ("a", "b", "c")
+
+
+def _planted():
+    return CapacityLaw.from_params(b=[0.35, 0.6, 0.45], c=[2.0, 1.2, 1.6], H=0.8,
+                                   A=[0.5, 0.3, 0.45], a=[0.3, 0.45, 0.25], E=[1.0, 1.5, 0.8])
+
+
+def _table(law, rng, n=48, nan_frac=0.0, loss_domains=DOMAINS, extra=None):
+    h = rng.dirichlet(np.ones(3), n)
+    N = rng.choice([20.0, 60.0, 180.0], n)
+    D = rng.choice([1.0, 4.0, 16.0], n)
+    y = np.array(jax.vmap(law.predict)(h, N, D))
+    if nan_frac:
+        y[rng.random(y.shape) < nan_frac] = np.nan
+    if extra is not None:
+        y = np.concatenate([y, extra(n)], axis=1)
+    return LossTable(weights=h, model_size=N, tokens=D, losses=y, train_domains=DOMAINS,
+                     loss_domains=loss_domains, size_unit=1.0, token_unit=1.0, name="planted")
+
+
+def test_recovers_planted_parameters_from_noiseless_output(rng):
+    law = _planted()
+    table = _table(law, rng, nan_frac=0.1)  # masked entries must not matter
+    valid = _table(law, rng)
+    res = ms.fit(CapacityLaw, table, validation=valid, n_restarts=8, seed=0)
+    assert res.train_metrics["mre"] < 1e-4
+    assert res.validation_metrics["mre"] < 1e-4
+    assert res.converged[res.best]
+    np.testing.assert_allclose(np.asarray(res.law.b), np.asarray(law.b), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(res.law.a), np.asarray(law.a), rtol=1e-3)
+    assert res.n_params == 5 * 3 + 1
+    assert res.objectives.shape == res.converged.shape == res.steps.shape == (8,)
+
+
+def test_lbfgs_method_also_fits(rng):
+    law = _planted()
+    res = ms.fit(CapacityLaw, _table(law, rng), n_restarts=4, seed=1, method="lbfgs",
+                 max_steps=3000)
+    assert res.train_metrics["mre"] < 1e-3
+    assert res.method == "lbfgs"
+
+
+def test_fit_is_deterministic_and_compiles_once(rng, caplog):
+    law = _planted()
+    table = _table(law, rng)
+    first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    np.testing.assert_array_equal(first.objectives, second.objectives)
+    compiled = [r.getMessage() for r in caplog.records if "_solve_lm" in r.getMessage()
+                and "Compiling" in r.getMessage()]
+    assert compiled == []
+
+
+def test_out_of_mixture_targets_are_left_out_with_a_note(rng):
+    law = _planted()
+    table = _table(law, rng, loss_domains=DOMAINS + ("ood",),
+                   extra=lambda n: np.full((n, 1), 2.0))
+    res = ms.fit(CapacityLaw, table, n_restarts=2, seed=0, max_steps=50)
+    assert res.targets == DOMAINS
+    assert any("ood" in note for note in res.notes)
+
+
+def test_tied_variant_recovers_its_own_planted_law(rng):
+    law = CapacityLaw.from_params(alpha=[1.3, 1.6, 1.45], beta=0.3, kappa=0.5, H=0.8,
+                                  A=[0.5, 0.3, 0.45], E=[1.0, 1.5, 0.8], variant="tied")
+    res = ms.fit(CapacityLaw, _table(law, rng), law_options={"variant": "tied"},
+                 n_restarts=8, seed=0)
+    assert res.train_metrics["mre"] < 1e-4
+    assert res.n_params == 3 * 3 + 3
+
+
+def test_bad_arguments_are_refused(rng):
+    table = _table(_planted(), rng, n=12)
+    with pytest.raises(ValueError, match="no options"):
+        ms.fit(CapacityLaw, table, law_options={"colour": "red"})
+    with pytest.raises(ValueError, match="unknown method"):
+        ms.fit(CapacityLaw, table, method="newton")
+    other = LossTable(weights=np.full((2, 2), 0.5), model_size=np.ones(2), tokens=np.ones(2),
+                      losses=np.ones((2, 2)), train_domains=("x", "y"), loss_domains=("x", "y"))
+    with pytest.raises(TableError, match="training domains"):
+        ms.fit(CapacityLaw, table, validation=other)
+    none = LossTable(weights=np.full((2, 2), 0.5), model_size=np.ones(2), tokens=np.ones(2),
+                     losses=np.ones((2, 1)), train_domains=("x", "y"), loss_domains=("z",))
+    with pytest.raises(TableError, match="can predict none"):
+        ms.fit(CapacityLaw, none)

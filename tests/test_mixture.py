@@ -1,0 +1,97 @@
+"""Optimal-mixture search: known optima of each term, bounds, projection, bad input."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mixscale import CapacityLaw, optimal_mixture, project_to_simplex
+
+W = np.array([0.1, 0.2, 0.3, 0.4])
+
+
+def _data_optimum(w, A, a, D, lower=None, upper=None):
+    """h_i = (w_i a_i A_i D^{-a_i} / μ)^{1/(1+a_i)} with μ making Σh = 1 (bisection in log μ),
+    clipped to the bounds (KKT of the bounded problem)."""
+    lo = np.zeros_like(w) if lower is None else lower
+    hi = np.ones_like(w) if upper is None else upper
+
+    def h_of(log_mu):
+        return np.clip((w * a * A * D ** -a / np.exp(log_mu)) ** (1 / (1 + a)), lo, hi)
+
+    left, right = -60.0, 60.0
+    for _ in range(200):
+        mid = 0.5 * (left + right)
+        left, right = (mid, right) if h_of(mid).sum() > 1 else (left, mid)
+    return h_of(0.5 * (left + right))
+
+
+def test_capacity_term_alone_is_minimised_at_the_test_weights():
+    law = CapacityLaw.from_params(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                                  E=[1.0, 1.5, 0.8, 2.0], variant="capacity")
+    res = optimal_mixture(law, 40.0, 5.0, target_weights=W)
+    np.testing.assert_allclose(res.weights, W / W.sum(), rtol=1e-6, atol=1e-8)
+    assert res.converged
+
+
+@pytest.mark.parametrize("D", [0.5, 20.0])
+def test_data_term_alone_has_the_closed_form_optimum(D):
+    A, a = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.45, 0.2, 0.5])
+    law = CapacityLaw.from_params(b=np.full(4, 0.5), c=np.full(4, 1e-14), H=0.5, A=A, a=a,
+                                  E=np.ones(4), weight_floor=0.0)
+    res = optimal_mixture(law, 40.0, D, target_weights=W)
+    np.testing.assert_allclose(res.weights, _data_optimum(W, A, a, D), rtol=1e-6)
+    assert res.weights.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_caps_and_lower_bounds_are_respected_and_optimal():
+    A, a = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.45, 0.2, 0.5])
+    law = CapacityLaw.from_params(b=np.full(4, 0.5), c=np.full(4, 1e-14), H=0.5, A=A, a=a,
+                                  E=np.ones(4), weight_floor=0.0)
+    free = _data_optimum(W, A, a, 2.0)
+    upper = np.ones(4)
+    upper[np.argmax(free)] = 0.8 * free.max()  # the cap binds
+    lower = np.zeros(4)
+    lower[np.argmin(free)] = 1.5 * free.min()  # the lower bound binds
+    res = optimal_mixture(law, 40.0, 2.0, target_weights=W, lower=lower, upper=upper)
+    np.testing.assert_allclose(res.weights, _data_optimum(W, A, a, 2.0, lower, upper),
+                               rtol=1e-6)
+    assert np.all(res.weights <= upper + 1e-12) and np.all(res.weights >= lower - 1e-12)
+
+
+def test_full_law_optimum_is_stationary_and_beats_its_neighbours(rng):
+    law = CapacityLaw.from_params(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                                  A=[0.5, 0.3, 0.4, 0.6], a=[0.3, 0.4, 0.2, 0.5],
+                                  E=[1.0, 1.5, 0.8, 2.0])
+    res = optimal_mixture(law, 60.0, 3.0)
+    assert res.converged and res.stationarity < 1e-9
+    for _ in range(20):
+        other = np.asarray(project_to_simplex(jnp.asarray(res.weights + rng.normal(0, 0.01, 4)),
+                                              jnp.zeros(4), jnp.ones(4)))
+        assert float(np.mean(np.asarray(law.predict(other, 60.0, 3.0)))) >= res.objective - 1e-12
+
+
+def test_projection_is_the_euclidean_projection(rng):
+    from scipy.optimize import minimize
+
+    for _ in range(5):
+        v = rng.normal(0.2, 0.5, 6)
+        lo, hi = np.full(6, 0.02), np.full(6, 0.5)
+        p = np.asarray(project_to_simplex(jnp.asarray(v), jnp.asarray(lo), jnp.asarray(hi)))
+        ref = minimize(lambda x: np.sum((x - v) ** 2), np.full(6, 1 / 6), method="SLSQP",
+                       bounds=list(zip(lo, hi, strict=True)),
+                       constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1}],
+                       options={"ftol": 1e-15})
+        np.testing.assert_allclose(p, ref.x, atol=1e-7)
+
+
+def test_bad_input_is_refused():
+    law = CapacityLaw.from_params(b=[0.3, 0.5], c=[1.0, 1.0], H=0.5, A=[0.5, 0.3],
+                                  a=[0.3, 0.4], E=[1.0, 1.0])
+    with pytest.raises(ValueError, match="bracket 1"):
+        optimal_mixture(law, 10.0, 1.0, upper=[0.3, 0.3])
+    with pytest.raises(ValueError, match="shape"):
+        optimal_mixture(law, 10.0, 1.0, target_weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        optimal_mixture(law, -1.0, 1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        optimal_mixture(law, 10.0, 1.0, target_weights=[-1.0, 2.0])
