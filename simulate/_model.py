@@ -1,0 +1,273 @@
+r"""The multi-domain power-law model: a shared head, domain tails, an overlap knob.
+
+Every feature lives in one orthonormal eigenbasis and has a *rank* :math:`l \ge 1`. Domain
+:math:`i` gives each feature it uses the eigenvalue :math:`a_{ik} = l_k^{-\alpha_i}` and every other
+feature :math:`a_{ik} = 0`; the target is :math:`y = \langle w^*, x\rangle + \xi`,
+:math:`\xi \sim \mathcal N(0, \sigma_i^2)`, with the source condition
+:math:`(w^*_k)^2 = l_k^{-\beta}`.
+
+Layout of the features (flattened index ``k = 0 .. P-1``, ordered by rank, then by domain):
+
+* **Shared head**: ranks ``l = 1 .. S`` are one feature each, used by every domain.
+* **Tails**: domain ``i`` has tail ranks ``t = 1 .. T_i`` (feature rank ``l = S + t``).
+* **Overlap** ``ρ ∈ [0, 1]``: tail rank ``t`` is *shared* iff ``floor(ρ t) > floor(ρ (t - 1))``,
+  so exactly ``floor(ρ t)`` of the first ``t`` tail ranks are shared, evenly spaced at every
+  scale. A shared rank is a single feature used by every domain whose tail reaches it
+  (``T_i >= t``); an unshared rank is a separate feature for each domain that reaches it.
+  ``ρ = 0`` is the pure disjoint-tail model; ``ρ = 1`` makes every tail feature common (a head of
+  ``S + max T_i``). For every domain a fraction ``floor(ρ T_i) / T_i`` of its tail is shared.
+
+The feature count is ``P = S + n_shared + Σ_i (T_i - floor(ρ T_i))`` with
+``n_shared = floor(ρ max_i T_i)``.
+
+Training on mixture ``h`` (a point on the simplex) draws each sample from domain ``j`` with
+probability ``h_j``: the training covariance is diagonal with
+:math:`\lambda_k(h) = \sum_j h_j a_{jk}`. A learner of capacity ``N`` keeps ``N`` features
+(ties broken by the lower flattened index, i.e. lower rank, then lower domain):
+
+* ``keep="eigen"``: the ``N`` largest :math:`\lambda_k(h)` (top eigen-directions of ``H(h)``);
+* ``keep="signal"``: the ``N`` largest :math:`\lambda_k(h)\,(w^*_k)^2` — the features whose loss
+  of signal costs the mixture most; this is the inner problem of the paper's law exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+__all__ = ["DisjointTailModel", "feature_layout"]
+
+_KEEP_RULES = ("eigen", "signal")
+
+
+def _shared_count(rho: float, t: np.ndarray) -> np.ndarray:
+    """``floor(ρ t)`` computed without float surprises at ``ρ = 1`` (``1.0 * t`` is exact)."""
+    return np.floor(rho * t + 1e-9 * rho).astype(np.int64)
+
+
+def feature_layout(head: int, tails: Sequence[int], rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """The static feature layout of the model: ``(rank, member)``.
+
+    Args:
+        head: ``S``, the number of shared head features.
+        tails: ``(T_1, ..., T_K)``, the tail length of every domain.
+        rho: the overlap ``ρ`` (see the module docstring).
+
+    Returns:
+        ``rank``: ``(P,)`` int64, the rank ``l >= 1`` of every feature.
+        ``member``: ``(K, P)`` bool, ``member[i, k]`` iff domain ``i`` uses feature ``k``.
+    """
+    k = len(tails)
+    t_max = max(tails) if k else 0
+    ranks: list[int] = list(range(1, head + 1))
+    members: list[np.ndarray] = [np.ones(k, dtype=bool)] * head
+    t = np.arange(1, t_max + 1)
+    is_shared = _shared_count(rho, t) > _shared_count(rho, t - 1)
+    tails_arr = np.asarray(tails)
+    for tt, shared in zip(t.tolist(), is_shared.tolist(), strict=True):
+        reach = tails_arr >= tt
+        if shared:
+            ranks.append(head + tt)
+            members.append(reach)
+        else:
+            for i in np.flatnonzero(reach).tolist():
+                ranks.append(head + tt)
+                m = np.zeros(k, dtype=bool)
+                m[i] = True
+                members.append(m)
+    rank = np.asarray(ranks, dtype=np.int64)
+    member = np.stack(members, axis=1) if members else np.zeros((k, 0), dtype=bool)
+    return rank, member
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+class DisjointTailModel(eqx.Module):
+    r"""K domains with power-law spectra, a shared head and (partly overlapping) tails.
+
+    See the module docstring for the layout and the keep rules. Eigenvalues are
+    :math:`a_{ik} = l_k^{-\alpha_i}` on the features domain ``i`` uses, signal
+    :math:`(w^*_k)^2 = l_k^{-\beta}`, label noise :math:`\sigma_i^2`.
+
+    Args:
+        alpha: ``(K,)`` spectral exponents, each ``> 1``.
+        beta: scalar source exponent ``β`` (``0`` is the plain case).
+        sigma2: ``(K,)`` label-noise variances ``σ_i² >= 0`` (a scalar is broadcast).
+        head: ``S >= 0``, the number of shared head features.
+        tail: tail length of every domain (an int) or one per domain (a sequence of ``K``
+            ints). Exactly one of ``tail`` and ``n_features`` is given.
+        n_features: a total feature budget ``P``: every domain gets the same tail length
+            ``T``, the largest for which the feature count is ``<= n_features``.
+        rho: the overlap ``ρ ∈ [0, 1]``.
+        keep: ``"signal"`` (top ``N`` of ``λ_k(h) (w*_k)²``) or ``"eigen"`` (top ``N`` of
+            ``λ_k(h)``).
+        names: the ``K`` domain names (default ``d0, d1, ...``).
+
+    Attributes:
+        rank: ``(P,)`` int, the rank ``l`` of every feature.
+        member: ``(K, P)`` bool, which domains use which feature.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = DisjointTailModel(jnp.array([1.5, 2.0]), beta=0.0, sigma2=0.1, head=2, tail=3)
+        >>> m.n_features, m.rank.tolist()
+        (8, [1, 2, 3, 3, 4, 4, 5, 5])
+    """
+
+    alpha: Array
+    beta: Array
+    sigma2: Array
+    rank: Array
+    member: Array
+    head: int = eqx.field(static=True)
+    tails: tuple[int, ...] = eqx.field(static=True)
+    rho: float = eqx.field(static=True)
+    keep: str = eqx.field(static=True)
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, alpha, beta=0.0, sigma2=0.0, *, head: int, tail=None,
+                 n_features: int | None = None, rho: float = 0.0, keep: str = "signal",
+                 names: Sequence[str] | None = None):
+        dtype = jnp.result_type(float)
+        alpha = jnp.asarray(alpha, dtype=dtype)
+        if alpha.ndim != 1 or alpha.shape[0] < 1:
+            raise ValueError(f"alpha must be a 1-d array of K >= 1 exponents, got shape "
+                             f"{alpha.shape}")
+        k = alpha.shape[0]
+        beta = jnp.asarray(beta, dtype=dtype)
+        if beta.ndim != 0:
+            raise ValueError(f"beta must be a scalar, got shape {beta.shape}")
+        sigma2 = jnp.asarray(sigma2, dtype=dtype)
+        if sigma2.shape not in ((), (k,)):
+            raise ValueError(f"sigma2 must be a scalar or K={k} variances, got shape "
+                             f"{sigma2.shape}")
+        sigma2 = jnp.broadcast_to(sigma2, (k,))
+        if not isinstance(head, int | np.integer) or head < 0:
+            raise ValueError(f"head must be a non-negative int, got {head!r}")
+        if not (0.0 <= float(rho) <= 1.0):
+            raise ValueError(f"rho must lie in [0, 1], got {rho!r}")
+        if keep not in _KEEP_RULES:
+            raise ValueError(f"keep must be one of {_KEEP_RULES}, got {keep!r}")
+        if (tail is None) == (n_features is None):
+            raise ValueError("give exactly one of tail (per-domain lengths) and n_features "
+                             "(a total budget)")
+        if tail is not None:
+            tails = (int(tail),) * k if np.ndim(tail) == 0 else tuple(int(t) for t in tail)
+            if len(tails) != k:
+                raise ValueError(f"tail has {len(tails)} lengths but alpha has K={k} domains")
+        else:
+            tails = (_equal_tail_for_budget(int(n_features), head, k, float(rho)),) * k
+        if any(t < 0 for t in tails):
+            raise ValueError(f"tail lengths must be non-negative, got {tails}")
+        if head + max(tails) < 1:
+            raise ValueError("the model has no features (head = 0 and every tail is empty)")
+        if names is None:
+            names = tuple(f"d{i}" for i in range(k))
+        names = tuple(str(s) for s in names)
+        if len(names) != k or len(set(names)) != k:
+            raise ValueError(f"names must be {k} distinct strings, got {names}")
+        if _is_concrete(alpha, beta, sigma2):
+            a_np = np.asarray(alpha)
+            if not np.all(np.isfinite(a_np)) or np.any(a_np <= 1.0):
+                bad = int(np.argmax(~np.isfinite(a_np) | (a_np <= 1.0)))
+                raise ValueError(f"alpha[{bad}] = {float(a_np[bad])!r}: every spectral exponent "
+                                 "must be > 1 (the spectrum l^(-alpha) must be summable)")
+            if not np.isfinite(float(beta)):
+                raise ValueError(f"beta must be finite, got {float(beta)!r}")
+            s_np = np.asarray(sigma2)
+            if not np.all(np.isfinite(s_np)) or np.any(s_np < 0):
+                bad = int(np.argmax(~np.isfinite(s_np) | (s_np < 0)))
+                raise ValueError(f"sigma2[{bad}] = {float(s_np[bad])!r}: label-noise variances "
+                                 "must be finite and >= 0")
+        else:
+            alpha = eqx.error_if(alpha, alpha <= 1.0, "every spectral exponent alpha must be > 1")
+            sigma2 = eqx.error_if(sigma2, sigma2 < 0, "label-noise variances must be >= 0")
+        rank, member = feature_layout(head, tails, float(rho))
+        self.alpha = alpha
+        self.beta = beta
+        self.sigma2 = sigma2
+        self.rank = jnp.asarray(rank)
+        self.member = jnp.asarray(member)
+        self.head = int(head)
+        self.tails = tails
+        self.rho = float(rho)
+        self.keep = keep
+        self.names = names
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_domains(self) -> int:
+        """``K``."""
+        return len(self.tails)
+
+    @property
+    def n_features(self) -> int:
+        """``P``, the total number of features."""
+        return int(self.rank.shape[0])
+
+    def eigenvalues(self) -> Array:
+        """``a_ik = l_k^(-α_i)`` where domain ``i`` uses feature ``k``, else 0; shape ``(K, P)``."""
+        log_l = jnp.log(self.rank.astype(self.alpha.dtype))
+        return jnp.where(self.member, jnp.exp(-self.alpha[:, None] * log_l[None, :]), 0.0)
+
+    def signal(self) -> Array:
+        """``(w*_k)² = l_k^(-β)``, shape ``(P,)``."""
+        return jnp.exp(-self.beta * jnp.log(self.rank.astype(self.alpha.dtype)))
+
+    def initial_losses(self) -> Array:
+        """Loss of the zero predictor: ``σ_i² + Σ_k a_ik (w*_k)²``, shape ``(K,)``."""
+        return self.sigma2 + self.eigenvalues() @ self.signal()
+
+    # ------------------------------------------------------------------ keep rule
+    def scores(self, h: Array) -> Array:
+        """The keep rule's score of every feature under mixture ``h``; shape ``(P,)``."""
+        lam = h @ self.eigenvalues()
+        return lam * self.signal() if self.keep == "signal" else lam
+
+    def order(self, h: Array) -> Array:
+        """Feature indices from the highest score down (stable: ties by lower index)."""
+        return jnp.argsort(-self.scores(h), stable=True)
+
+    def kept(self, h: Array, n: Array) -> Array:
+        """``(P,)`` mask of the ``N`` features a learner of capacity ``N`` keeps under ``h``.
+
+        ``n`` may be traced (one compiled program serves every model size).
+        """
+        order = self.order(h)
+        position = jnp.zeros(order.shape, order.dtype).at[order].set(
+            jnp.arange(order.shape[0], dtype=order.dtype))
+        return position < n
+
+    def kept_per_domain(self, h: Array, n: Array) -> Array:
+        """Number of kept features each domain uses (head included), shape ``(K,)``.
+
+        With ``ρ = 0`` this is the simulator's capacity allocation ``x_i`` of the law.
+        """
+        return jnp.sum(self.member & self.kept(h, n)[None, :], axis=1)
+
+
+def _equal_tail_for_budget(n_features: int, head: int, k: int, rho: float) -> int:
+    """Largest common tail length ``T`` with feature count ``<= n_features``."""
+    if n_features < max(head, 1):
+        raise ValueError(f"n_features={n_features} leaves no room for the head of {head} "
+                         "features and a tail")
+
+    def count(t: int) -> int:
+        shared = int(_shared_count(rho, np.array(t)))
+        return head + shared + k * (t - shared)
+
+    lo, hi = 0, max(n_features, 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(mid) <= n_features:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

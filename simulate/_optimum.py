@@ -1,0 +1,172 @@
+r"""The simulator's ground-truth optimal mixture at a given ``(N, D)``.
+
+Minimises the exact target loss :math:`f(h) = \sum_i t_i L_i(h, N, D)` (default ``t_i = 1/K``,
+the mean loss) over the simplex. The kept set changes with ``h`` in discrete jumps, so ``f`` is
+only piecewise smooth and gradients through the recursion would be blind to the jumps; the
+search is therefore derivative-free and batched:
+
+1. evaluate every point of the simplex lattice ``{h : r h ∈ ℕ^K, Σ h = 1}`` in one compiled call;
+2. from the ``n_starts`` best lattice points, run a compass search along the ``K(K−1)`` simplex
+   directions ``e_i − e_j`` (a positive spanning set of the simplex's tangent space), each at
+   the steps ``δ, δ/2, δ/4, δ/8`` (so a narrow basin beside a jump is not stepped over), all
+   starts, directions and steps in one batched call per iteration. A move that would leave the
+   simplex is shortened to stop on the face (so optima with some ``h_j = 0`` are reached
+   exactly). A start moves to its best strictly improving candidate, otherwise halves ``δ``;
+   the search stops when every ``δ`` is below ``tol``.
+
+For a smooth ``f`` compass search converges to a stationary point; the lattice start makes it
+global up to the lattice resolution. Every evaluated mixture is checked against the stable step
+range (an error names the offending mixture).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from ._checks import check_batch_size, check_checkpoints, check_sizes
+from ._model import DisjointTailModel
+from ._recursion import recursion_losses, require_stable
+from ._schedule import AbstractSchedule
+
+__all__ = ["Optimum", "optimal_mixture", "simplex_lattice"]
+
+_N_SCALES = 4
+
+
+class Optimum(eqx.Module):
+    """The result of :func:`optimal_mixture`.
+
+    Attributes:
+        weights: ``(K,)`` the optimal mixture found.
+        loss: the target loss there, ``Σ_i t_i L_i``.
+        losses: ``(K,)`` every domain's loss there.
+        step: the final compass step (an upper bound on the resolution of ``weights``).
+        n_evaluations: number of mixtures evaluated.
+    """
+
+    weights: Array
+    loss: Array
+    losses: Array
+    step: float = eqx.field(static=True)
+    n_evaluations: int = eqx.field(static=True)
+
+
+def simplex_lattice(k: int, resolution: int) -> np.ndarray:
+    """All mixtures with coordinates in ``{0, 1/r, ..., 1}``: shape ``(C(r+K-1, K-1), K)``."""
+    points = []
+    for bars in itertools.combinations(range(resolution + k - 1), k - 1):
+        edges = (-1, *bars, resolution + k - 1)
+        points.append([edges[i + 1] - edges[i] - 1 for i in range(k)])
+    return np.asarray(points, dtype=np.float64) / resolution
+
+
+def _default_resolution(k: int) -> int:
+    r = 2
+    while len(list(itertools.combinations(range(r + 1 + k - 1), k - 1))) <= 400 and r < 100:
+        r += 1
+    return r
+
+
+@eqx.filter_jit
+def _objective(model, mixtures, n, schedule, checkpoints, batch_size, target):
+    a = model.eigenvalues()
+    w2 = model.signal()
+
+    def one(h):
+        losses = recursion_losses(a, w2, model.sigma2, h, model.kept(h, n), schedule,
+                                  checkpoints, batch_size)[0]
+        return losses @ target, losses
+
+    return jax.vmap(one)(mixtures)
+
+
+def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
+                    batch_size: int = 1, *, target=None, resolution: int | None = None,
+                    n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500) -> Optimum:
+    r"""The mixture minimising the simulator's exact target loss after ``steps`` SGD steps.
+
+    Args:
+        model: the :class:`DisjointTailModel`.
+        n: ``N`` kept features.
+        steps: ``D`` in SGD steps (``>= 0``).
+        schedule: step-size schedule.
+        batch_size: ``B``.
+        target: ``(K,)`` non-negative target weights ``t`` (default uniform: the mean loss).
+        resolution: lattice resolution ``r`` of the first stage (default: the finest with at most
+            ~400 points).
+        n_starts: number of lattice points the compass search starts from.
+        tol: the search stops when every compass step is below ``tol``.
+        max_iterations: cap on compass iterations.
+    """
+    k = model.n_domains
+    batch_size = check_batch_size(batch_size)
+    n_arr = check_sizes(n, model.n_features)
+    if n_arr.ndim != 0:
+        raise ValueError("optimal_mixture takes one size N")
+    checkpoints = check_checkpoints([steps])
+    dtype = model.alpha.dtype
+    t = np.full(k, 1.0 / k) if target is None else np.asarray(target, dtype=np.float64)
+    if t.shape != (k,) or not np.all(np.isfinite(t)) or np.any(t < 0) or t.sum() <= 0:
+        raise ValueError(f"target must be K={k} non-negative weights, not all zero; got "
+                         f"{np.asarray(target).tolist()}")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
+    r = _default_resolution(k) if resolution is None else int(resolution)
+    if r < 1:
+        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    t_j = jnp.asarray(t, dtype)
+    n_j = jnp.asarray(n_arr)
+    n_evals = 0
+
+    def evaluate(mixtures: np.ndarray):
+        nonlocal n_evals
+        require_stable(model, schedule, mixtures, n_arr[None], checkpoints[0], batch_size)
+        values, losses = _objective(model, jnp.asarray(mixtures, dtype), n_j, schedule,
+                                    checkpoints, batch_size, t_j)
+        n_evals += mixtures.shape[0]
+        return np.asarray(values), np.asarray(losses)
+
+    lattice = simplex_lattice(k, r)
+    values, lattice_losses = evaluate(lattice)
+    n_starts = max(1, min(int(n_starts), lattice.shape[0]))
+    best = np.argsort(values, kind="stable")[:n_starts]
+    points = lattice[best].copy()
+    point_values = values[best].copy()
+    point_losses = lattice_losses[best].copy()
+    step = np.full(n_starts, 1.0 / r)
+    directions = np.asarray([np.eye(k)[i] - np.eye(k)[j] for i in range(k) for j in range(k)
+                             if i != j])
+    source = np.asarray([j for i in range(k) for j in range(k) if i != j])
+    scales = 0.5 ** np.arange(_N_SCALES)
+    for _ in range(max_iterations):
+        if np.all(step < tol):
+            break
+        # Every direction at steps δ, δ/2, δ/4, δ/8: a narrow basin next to a jump of the kept
+        # set is not stepped over. A move that would drive h_j below 0 stops on the face.
+        want = step[:, None, None] * scales[None, :, None]  # (starts, scales, 1)
+        length = np.minimum(want, points[:, source][:, None, :]).reshape(n_starts, -1)
+        dirs = np.tile(directions, (_N_SCALES, 1))
+        cand = points[:, None, :] + length[:, :, None] * dirs[None, :, :]
+        cand = np.clip(cand, 0.0, None)  # only removes rounding-level negatives
+        cand /= cand.sum(axis=-1, keepdims=True)
+        v, ls = evaluate(cand.reshape(-1, k))
+        v = np.where(length > 0, v.reshape(n_starts, -1), np.inf)
+        ls = ls.reshape(n_starts, -1, k)
+        j = np.argmin(v, axis=1)
+        rows = np.arange(n_starts)
+        improved = v[rows, j] < point_values
+        points = np.where(improved[:, None], cand[rows, j], points)
+        point_values = np.where(improved, v[rows, j], point_values)
+        point_losses = np.where(improved[:, None], ls[rows, j], point_losses)
+        step = np.where(improved | (step < tol), step, step / 2)
+    i = int(np.argmin(point_values))
+    return Optimum(weights=jnp.asarray(points[i], dtype),
+                   loss=jnp.asarray(point_values[i], dtype),
+                   losses=jnp.asarray(point_losses[i], dtype), step=float(step[i]),
+                   n_evaluations=n_evals)
