@@ -1,0 +1,95 @@
+r"""Linear and log-linear regression of each target's loss on the mixture weights, at one scale.
+
+The linear baseline of RegMix (Liu, Zeng, Pang, et al., "RegMix: Data Mixture as Regression for
+Language Model Pre-training", ICLR 2025, §2: a linear regression model fitted on the mixture
+weights of small proxy runs), and its log-linear counterpart (the log-loss linear in the weights):
+
+.. math::
+
+    \text{linear:}\quad L_i(h) = \sum_j w_{ij} h_j ,
+    \qquad
+    \text{log-linear:}\quad L_i(h) = \exp\Big(\sum_j w_{ij} h_j\Big) .
+
+The intercept is absorbed: on the simplex :math:`b_i + \sum_j w_{ij} h_j = \sum_j (w_{ij} + b_i)
+h_j`, so an explicit intercept is one redundant parameter per target (a flat direction of the
+fit). ``w`` is free (no sign constraint). The log-linear model is the data mixing law
+(:class:`~mixscale.laws.DataMixingLaw`) with no irreducible loss.
+
+Parameters: ``w`` per (target, training domain): ``M K``. No model-size or token term
+(``uses_scale = False``): fit it at one scale. Every target, also an out-of-mixture one, can be
+predicted. Fitted through the same fitter and objective as every other law (the relative-residual
+Huber loss, not ordinary least squares), so the comparison changes only the law.
+
+Zero weights: both models are smooth in ``h`` everywhere; zero weights need no treatment.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._base import AbstractLaw, DataSummary
+from ._terms import check_mixture, uniform
+
+__all__ = ["RegressionLaw"]
+
+VARIANTS = ("linear", "loglinear")
+
+
+class RegressionLaw(AbstractLaw):
+    """Linear or log-linear regression on the weights; see the module docstring.
+
+    Attributes:
+        w: ``(M, K)`` regression coefficients (nats for ``linear``, log-nats for ``loglinear``).
+        variant: ``"linear"`` (default) or ``"loglinear"`` (static).
+    """
+
+    name: ClassVar[str] = "regression"
+    uses_scale: ClassVar[bool] = False
+
+    w: jax.Array
+    variant: str = eqx.field(static=True, default="linear")
+
+    def __check_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if jnp.ndim(self.w) != 2:
+            raise ValueError(f"w must be (M, K), got shape {jnp.shape(self.w)}")
+
+    def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
+        """Losses ``(M,)`` for mixture ``h`` ``(K,)``; ``N`` and ``D`` are ignored."""
+        del N, D
+        h = check_mixture(h, self.w.shape[1])
+        z = self.w @ h
+        return jnp.exp(z) if self.variant == "loglinear" else z
+
+    @classmethod
+    def from_params(cls, *, w, intercept=None, variant: str = "linear") -> RegressionLaw:
+        """A law from coefficients ``w`` ``(M, K)`` and an optional ``intercept`` ``(M,)``
+        (folded into ``w``, exact on the simplex)."""
+        w = jnp.asarray(w, dtype=float)
+        if intercept is not None:
+            w = w + jnp.asarray(intercept, dtype=float)[:, None]
+        return cls(w=w, variant=variant)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return ("variant",)
+
+    @classmethod
+    def init(cls, key, summary: DataSummary, *, variant: str = "linear") -> RegressionLaw:
+        """A random initial law for one restart, scaled to the data.
+
+        Per target, with ``L`` its mean observed loss (midpoint of min and max): ``w_ij = L (1 +
+        δ_ij)`` (linear) or ``log L + δ_ij`` (log-linear), ``δ`` uniform in ``[-0.2, 0.2]``.
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        k, m = len(summary.train_domains), len(summary.targets)
+        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))[:, None]
+        delta = uniform(key, -0.2, 0.2, (m, k))
+        w = loss_mid * (1.0 + delta) if variant == "linear" else jnp.log(loss_mid) + delta
+        return cls(w=w, variant=variant)

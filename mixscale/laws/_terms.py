@@ -1,0 +1,70 @@
+"""Pieces shared by the baseline laws: safe powers of mixture weights and initialisation draws.
+
+Laws share code through these functions, not through inheritance (each law is a final class).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["check_mixture", "floored_log", "log_uniform", "positive", "uniform", "weight_power"]
+
+
+def check_mixture(h: jax.Array, k: int) -> jax.Array:
+    """``h`` as an array of shape ``(k,)``; a clear error for a batch or a wrong ``K``."""
+    h = jnp.asarray(h)
+    if h.ndim != 1:
+        raise ValueError(f"h must be one mixture of shape (K,), got {h.shape}; "
+                         "use jax.vmap for a batch")
+    if h.shape[0] != k:
+        raise ValueError(f"h has {h.shape[0]} weights but the law has {k} training domains")
+    return h
+
+
+def weight_power(h: jax.Array, gamma: jax.Array) -> jax.Array:
+    r""":math:`h^\gamma` for weights :math:`h \ge 0` and exponents :math:`\gamma > 0`.
+
+    Exactly ``0`` where ``h = 0`` (the limit of :math:`h^\gamma`), with finite gradients there:
+    the gradient with respect to :math:`\gamma` is its limit ``0``
+    (:math:`h^\gamma \log h \to 0`), and the gradient with respect to ``h`` is reported as
+    ``0`` (the one-sided derivative :math:`\gamma h^{\gamma-1}` is infinite for
+    :math:`\gamma < 1`). A naive ``h ** gamma`` gives ``NaN`` gradients at ``h = 0`` instead.
+    Broadcasts ``h`` against ``gamma``.
+    """
+    positive_h = h > 0
+    h_safe = jnp.where(positive_h, h, 1.0)  # the double-where trick: no log(0) in any branch
+    return jnp.where(positive_h, jnp.exp(gamma * jnp.log(h_safe)), 0.0)
+
+
+def floored_log(h: jax.Array, floor: float) -> jax.Array:
+    """``log(max(h, floor))`` with finite values and gradients for every ``h >= 0``.
+
+    Above the floor it is exactly ``log h``; at or below it is the constant ``log floor`` (zero
+    gradient). ``floor = 0`` gives the pure ``log h`` (``-inf`` at ``h = 0``).
+    """
+    above = h > floor
+    h_safe = jnp.where(above, h, 1.0)
+    below = np.log(floor) if floor > 0 else -np.inf
+    return jnp.where(above, jnp.log(h_safe), below)
+
+
+def positive(value, what: str) -> jax.Array:
+    """``log(value)`` for a strictly positive parameter given in natural units (construction)."""
+    if value is None:
+        raise ValueError(f"parameter {what!r} is required")
+    arr = jnp.asarray(value, dtype=float)
+    if not bool(jnp.all(arr > 0)):
+        raise ValueError(f"parameter {what!r} must be positive, got {value!r}")
+    return jnp.log(arr)
+
+
+def log_uniform(key: jax.Array, lo: float, hi: float, shape=()) -> jax.Array:
+    """``log x`` for ``x`` log-uniform in ``[lo, hi]``."""
+    return jax.random.uniform(key, shape, minval=np.log(lo), maxval=np.log(hi))
+
+
+def uniform(key: jax.Array, lo: float, hi: float, shape=()) -> jax.Array:
+    """``x`` uniform in ``[lo, hi]``."""
+    return jax.random.uniform(key, shape, minval=lo, maxval=hi)

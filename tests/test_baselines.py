@@ -1,0 +1,314 @@
+"""Every law behind the common interface, through one shared harness.
+
+Per law (and variant): planted parameters recovered from the law's own noiseless output through
+``mixscale.fit``; gradients of ``predict`` with respect to ``h``, ``N``, ``D`` and every parameter
+equal to float64 central finite differences; finite losses and gradients at zero weights;
+``jit``/``vmap`` against plain calls; parameter counts; known values of each formula by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mixscale
+from mixscale import LAWS, parameter_count
+from mixscale.data import LossTable, TableError
+from mixscale.laws import (
+    AdditiveLaw,
+    BiMixLaw,
+    CapacityLaw,
+    DataMixingLaw,
+    DataSummary,
+    JointLaw,
+    RegressionLaw,
+)
+
+K = 3
+DOMAINS = ("a", "b", "c")
+SIZES, TOKENS = (10.0, 40.0), (1.0, 5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    law: type
+    options: dict
+    n_params: int  # for K = 3 training domains, M = 3 in-mixture targets
+
+    @property
+    def id(self):
+        return "-".join([self.law.name, *map(str, self.options.values())])
+
+
+CASES = [
+    Case(CapacityLaw, {}, 5 * K + 1),
+    Case(CapacityLaw, {"variant": "capacity"}, 3 * K + 1),
+    Case(CapacityLaw, {"variant": "tied"}, 3 * K + 3),
+    Case(AdditiveLaw, {}, K * (2 * K + 5)),
+    Case(JointLaw, {}, K * (4 * K + 5)),
+    Case(DataMixingLaw, {}, K * (K + 1)),
+    Case(BiMixLaw, {}, 4 * K),
+    Case(RegressionLaw, {"variant": "linear"}, K * K),
+    Case(RegressionLaw, {"variant": "loglinear"}, K * K),
+]
+ids = [c.id for c in CASES]
+
+
+def _summary(targets=DOMAINS, scale=True):
+    m = len(targets)
+    return DataSummary(train_domains=DOMAINS, targets=tuple(targets),
+                       loss_min=np.linspace(1.8, 2.4, m), loss_max=np.linspace(2.6, 3.4, m),
+                       model_size=SIZES if scale else (SIZES[0],) * 2,
+                       tokens=TOKENS if scale else (TOKENS[0],) * 2)
+
+
+def _planted(case, seed=3):
+    summary = _summary(scale=case.law.uses_scale)
+    return case.law.init(jax.random.key(seed), summary, **case.options)
+
+
+def _table(law, n_mix, rng, scale, name):
+    """Noiseless losses of ``law`` on random mixtures (one of them with a zero weight), at a
+    2 x 2 grid of (size, tokens) if ``scale``, else at one scale."""
+    h = rng.dirichlet(np.ones(K), size=n_mix)
+    h[0] = [0.0, 0.35, 0.65]
+    pairs = [(n, d) for n in SIZES for d in TOKENS] if scale else [(SIZES[0], TOKENS[0])]
+    w = np.repeat(h, len(pairs), axis=0)
+    nd = np.tile(np.array(pairs), (n_mix, 1))
+    y = np.asarray(jax.vmap(law.predict)(jnp.asarray(w), jnp.asarray(nd[:, 0]),
+                                         jnp.asarray(nd[:, 1])))
+    assert np.all(np.isfinite(y)) and np.all(y > 0)
+    return LossTable(weights=w, model_size=nd[:, 0], tokens=nd[:, 1], losses=y,
+                     train_domains=DOMAINS, loss_domains=DOMAINS, name=name)
+
+
+# ------------------------------------------------------------------------- the harness
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_recovers_planted_law_through_fit(case, rng):
+    planted = _planted(case)
+    scale = case.law.uses_scale
+    train = _table(planted, 14, rng, scale, "planted[train]")
+    valid = _table(planted, 6, rng, scale, "planted[validation]")
+    res = mixscale.fit(case.law, train, validation=valid, law_options=case.options,
+                       n_restarts=6, seed=0)
+    assert res.n_params == case.n_params
+    assert res.train_metrics["mre"] < 1e-4
+    assert res.validation_metrics["mre"] < 1e-4
+
+
+def _fd_check(f, x, rtol=1e-6, eps=1e-6):
+    """jacfwd of ``f`` at ``x`` against central differences with a relative step ``eps``."""
+    x = np.asarray(x, dtype=np.float64)
+    f = jax.jit(f)
+    jac = np.asarray(jax.jit(jax.jacfwd(f))(jnp.asarray(x)))
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        step = eps * max(1.0, abs(x[i]))
+        e[i] = step
+        fd = (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * step)
+        np.testing.assert_allclose(jac[(...,) + i], fd, rtol=rtol, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_gradients_match_finite_differences(case):
+    law = _planted(case)
+    h, N, D = np.array([0.2, 0.3, 0.5]), np.float64(17.0), np.float64(2.5)
+    _fd_check(lambda v: law.predict(v, N, D), h)
+    _fd_check(lambda n: law.predict(h, n, D), N)
+    _fd_check(lambda d: law.predict(h, N, d), D)
+    params, static = eqx.partition(law, eqx.is_inexact_array)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    assert sum(np.size(leaf) for leaf in leaves) == case.n_params
+    for j, leaf in enumerate(leaves):
+        def f(v, j=j):
+            new = [v if i == j else x for i, x in enumerate(leaves)]
+            return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static).predict(h, N, D)
+
+        _fd_check(f, np.asarray(leaf))
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_zero_weights_give_finite_losses_and_gradients(case):
+    law = _planted(case)
+    for h in ([0.0, 0.4, 0.6], [1.0, 0.0, 0.0]):
+        h = jnp.asarray(h)
+        assert np.all(np.isfinite(np.asarray(law.predict(h, 17.0, 2.5))))
+        g_h = jax.jacfwd(lambda v: law.predict(v, 17.0, 2.5))(h)
+        g_p = eqx.filter_grad(lambda m, h=h: m.predict(h, 17.0, 2.5).sum())(law)
+        leaves = jax.tree_util.tree_leaves(g_p) + [g_h]
+        assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_jit_vmap_match_plain_calls(case, rng):
+    law = _planted(case)
+    hs = rng.dirichlet(np.ones(K), size=5)
+    ns, ds = rng.uniform(5, 50, 5), rng.uniform(1, 10, 5)
+    plain = np.stack([np.asarray(law.predict(h, n, d))
+                      for h, n, d in zip(hs, ns, ds, strict=True)])
+    batched = eqx.filter_jit(jax.vmap(lambda m, h, n, d: m.predict(h, n, d),
+                                      in_axes=(None, 0, 0, 0)))
+    np.testing.assert_allclose(np.asarray(batched(law, hs, ns, ds)), plain, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(batched(law, hs[::-1], ns[::-1], ds[::-1])),
+                               plain[::-1], rtol=1e-13)
+    assert batched._cached._cache_size() == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_interface_contract(case):
+    law = _planted(case)
+    assert LAWS[case.law.name] is case.law
+    assert set(case.options) <= set(case.law.option_names())
+    assert parameter_count(law) == case.n_params
+    assert law.predict(jnp.ones(K) / K, 17.0, 2.5).shape == (K,)
+    with pytest.raises(ValueError, match="use jax.vmap"):
+        law.predict(jnp.ones((2, K)) / K, 17.0, 2.5)
+    with pytest.raises(ValueError, match="training domains"):
+        law.predict(jnp.ones(K + 1) / (K + 1), 17.0, 2.5)
+    if not case.law.uses_scale:  # blind to N and D, and refused on a multi-scale table
+        h = jnp.array([0.2, 0.3, 0.5])
+        np.testing.assert_array_equal(np.asarray(law.predict(h, 1.0, 1.0)),
+                                      np.asarray(law.predict(h, 99.0, 7.0)))
+        table = _table(law, 3, np.random.default_rng(0), True, "multi")
+        with pytest.raises(TableError, match="select one scale"):
+            mixscale.fit(case.law, table, law_options=case.options, n_restarts=1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_out_of_mixture_targets(case):
+    """Laws that read a target's own weight predict in-mixture targets only; the rest any."""
+    targets = case.law.targets_for(DOMAINS, ("b", "ood"), **case.options)
+    own_weight = case.law in (CapacityLaw, BiMixLaw)
+    assert targets == (("b",) if own_weight else ("b", "ood"))
+
+
+# ------------------------------------------------------------ known values, by hand
+H, N_, D_ = np.array([0.1, 0.3, 0.6]), 20.0, 3.0
+
+
+def test_additive_formula_by_hand():
+    p = dict(E=[1.0, 1.2], C=[[0.5, 1.0, 2.0], [1.5, 0.2, 0.7]],
+             gamma=[[0.3, 0.6, 1.2], [0.5, 0.5, 0.9]], A=[3.0, 2.0], alpha=[0.4, 0.3],
+             B=[0.8, 1.1], beta=[0.2, 0.5])
+    law = AdditiveLaw.from_params(**p)
+    a = {k: np.asarray(v) for k, v in p.items()}
+    expected = (a["E"] + 1.0 / (a["C"] * H ** a["gamma"]).sum(1) + a["A"] * N_ ** -a["alpha"]
+                + a["B"] * D_ ** -a["beta"])
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), expected, rtol=1e-13)
+    # a zero weight contributes exactly nothing to the mixture sum
+    h0 = np.array([0.0, 0.4, 0.6])
+    expected0 = (a["E"] + 1.0 / (a["C"] * np.where(h0 > 0, h0, 1.0) ** a["gamma"]
+                                  * (h0 > 0)).sum(1)
+                 + a["A"] * N_ ** -a["alpha"] + a["B"] * D_ ** -a["beta"])
+    np.testing.assert_allclose(np.asarray(law.predict(h0, N_, D_)), expected0, rtol=1e-13)
+
+
+def test_joint_formula_by_hand():
+    p = dict(E=[1.0, 1.2], C=[[0.5, 1.0, 2.0], [1.5, 0.2, 0.7]],
+             gamma=[[0.3, 0.6, 1.2], [0.5, 0.5, 0.9]], C_A=[[2.0, 3.0, 1.0], [1.0, 1.0, 4.0]],
+             gamma_A=[1.5, 0.7], alpha=[0.4, 0.3], C_B=[[0.5, 0.1, 0.9], [2.0, 0.3, 0.3]],
+             gamma_B=[0.8, 1.3], beta=[0.2, 0.5])
+    law = JointLaw.from_params(**p)
+    a = {k: np.asarray(v) for k, v in p.items()}
+    A_h = (a["C_A"] @ H) ** a["gamma_A"]
+    B_h = (a["C_B"] @ H) ** a["gamma_B"]
+    expected = (a["E"] + 1.0 / (a["C"] * H ** a["gamma"]).sum(1) + A_h * N_ ** -a["alpha"]
+                + B_h * D_ ** -a["beta"])
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), expected, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(law.amplitudes(H)[0]), A_h, rtol=1e-13)
+
+
+def test_joint_optimum_moves_with_scale_additive_does_not():
+    """The point of the joint law: the mixture term and the scale terms interact."""
+    rng = np.random.default_rng(1)
+    add, joint = (c.law.init(jax.random.key(0), _summary()) for c in (CASES[3], CASES[4]))
+    hs = rng.dirichlet(np.ones(K), size=4)
+
+    def diffs(law):  # loss differences between mixtures, at two scales
+        return [np.asarray(jax.vmap(lambda h, n=n: law.predict(h, n, 2.0))(hs))
+                for n in (10.0, 1000.0)]
+
+    small, large = diffs(add)
+    np.testing.assert_allclose(small - small[0], large - large[0], atol=1e-12)
+    small, large = diffs(joint)
+    assert np.abs((small - small[0]) - (large - large[0])).max() > 1e-3
+
+
+def test_dml_formula_by_hand_and_redundant_k():
+    c, k, t = np.array([1.5, 2.0]), np.array([0.7, 1.3]), np.array([[0.2, -1.0, 0.5],
+                                                                    [1.0, 0.3, -0.4]])
+    law = DataMixingLaw.from_params(c=c, k=k, t=t)
+    expected = c + k * np.exp(t @ H)  # the paper's form, exact on the simplex
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), expected, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(law.c), c, rtol=1e-14)
+
+
+def test_bimix_formula_by_hand_floor_and_redundant_A():
+    alpha, beta, A = np.array([0.1, 0.3]), np.array([0.4, 0.2]), np.array([2.0, 0.5])
+    B, C = np.array([1.5, 3.0]), np.array([0.6, 1.1])
+    law = BiMixLaw.from_params(alpha=alpha, beta=beta, A=A, B=B, C=C, n_domains=K,
+                               targets=[2, 0])
+    share = H[[2, 0]]
+    expected = A * share ** -alpha * (B * D_ ** -beta + C)
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), expected, rtol=1e-13)
+    # below the floor the share is the floor; the pure law (floor 0) diverges there
+    h0 = np.array([0.0, 0.6, 0.4])
+    floored = A * np.array([0.4, 1e-3]) ** -alpha * (B * D_ ** -beta + C)
+    np.testing.assert_allclose(np.asarray(law.predict(h0, N_, D_)), floored, rtol=1e-13)
+    pure = dataclasses.replace(law, weight_floor=0.0)
+    assert np.isinf(np.asarray(pure.predict(h0, N_, D_))[1])
+    np.testing.assert_array_equal(np.asarray(pure.predict(H, N_, D_)),
+                                  np.asarray(law.predict(H, N_, D_)))
+
+
+@pytest.mark.parametrize("variant", ["linear", "loglinear"])
+def test_regression_formula_by_hand_and_intercept(variant):
+    w, b = np.array([[2.0, 3.0, 2.5], [1.0, 0.5, 0.8]]), np.array([0.3, -0.2])
+    law = RegressionLaw.from_params(w=w, intercept=b, variant=variant)
+    z = b + w @ H  # the model with an intercept, exact on the simplex
+    expected = np.exp(z) if variant == "loglinear" else z
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: AdditiveLaw.from_params(E=[1.0], C=[[1.0, -1.0]], gamma=[[1.0, 1.0]], A=[1.0],
+                                     alpha=[1.0], B=[1.0], beta=[1.0]), "'C' must be positive"),
+    (lambda: AdditiveLaw.from_params(E=[1.0, 1.0], C=[[1.0, 1.0]], gamma=[[1.0, 1.0]],
+                                     A=[1.0], alpha=[1.0], B=[1.0], beta=[1.0]),
+     r"E must have shape \(1,\)"),
+    (lambda: JointLaw.from_params(E=[1.0], C=[[1.0]], gamma=[[1.0]], C_A=[[1.0, 2.0]],
+                                  gamma_A=[1.0], alpha=[1.0], C_B=[[1.0]], gamma_B=[1.0],
+                                  beta=[1.0]), r"C_A must have shape \(1, 1\)"),
+    (lambda: DataMixingLaw.from_params(c=[1.0, 2.0], t=[[1.0, 2.0]]), "t must be"),
+    (lambda: BiMixLaw.from_params(alpha=[0.1], beta=[0.1], B=[1.0], C=[1.0], n_domains=2,
+                                  targets=[5]), "must index"),
+    (lambda: BiMixLaw.from_params(alpha=[0.1], beta=[0.1], B=[1.0], C=[1.0], n_domains=1,
+                                  weight_floor=-1.0), "weight_floor"),
+    (lambda: RegressionLaw.from_params(w=[[1.0]], variant="cubic"), "unknown variant"),
+    (lambda: RegressionLaw.init(jax.random.key(0), _summary(), variant="cubic"),
+     "unknown variant"),
+])
+def test_bad_construction_is_refused(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.law is not CapacityLaw], ids=[
+    c.id for c in CASES if c.law is not CapacityLaw])
+def test_init_is_data_scaled(case):
+    """Initial laws predict losses of the order of the observed ones (ranges documented in each
+    ``init``), for data in very different units."""
+    for scale in (1.0, 1000.0):
+        summary = dataclasses.replace(
+            _summary(scale=case.law.uses_scale),
+            model_size=tuple(scale * s for s in _summary().model_size),
+            loss_min=np.full(K, 2.0 * scale), loss_max=np.full(K, 3.0 * scale))
+        laws = [case.law.init(jax.random.key(s), summary, **case.options) for s in range(8)]
+        pred = np.stack([np.asarray(law.predict(jnp.ones(K) / K, 20.0 * scale, 2.0))
+                         for law in laws])
+        assert np.all(pred > 0.5 * scale) and np.all(pred < 8.0 * scale)
