@@ -94,8 +94,10 @@ def test_recovers_planted_law_through_fit(case, rng):
     scale = case.law.uses_scale
     train = _table(planted, 14, rng, scale, "planted[train]")
     valid = _table(planted, 6, rng, scale, "planted[validation]")
+    # Small noiseless tables give the per-domain laws several local minima: 64 restarts find
+    # the planted one for every law (16 did not for the additive and joint laws).
     res = mixscale.fit(case.law, train, validation=valid, law_options=case.options,
-                       n_restarts=6, seed=0)
+                       n_restarts=64, seed=0)
     assert res.n_params == case.n_params
     assert res.train_metrics["mre"] < 1e-4
     assert res.validation_metrics["mre"] < 1e-4
