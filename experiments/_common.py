@@ -1,0 +1,184 @@
+"""Plumbing shared by the experiment scripts: command line, results files, report sections,
+figures and the list of laws every experiment compares.
+
+Every experiment is a module ``experiments/<name>.py`` with ``main(argv) -> int`` that takes
+``--quick`` (a smoke configuration of seconds to a minute) and ``--out DIR`` (default
+``figures/``), and writes into ``DIR``:
+
+* ``<name>.json`` — the results with the configuration and package versions (:func:`write_record`);
+* ``<name>*.png`` — the figures, drawn from the results only (:func:`save_figure`);
+* ``<name>.md`` — its section of ``REPORT.md``: the figures and every number they show, generated
+  from the results (:func:`write_section`).
+
+Run one with ``python -m experiments.<name> [--quick]`` from the repository root;
+``python -m experiments.reproduce`` runs them all and assembles ``REPORT.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ALL_LAWS", "LawSpec", "Timer", "markdown_table", "parse_args", "save_figure",
+           "versions", "write_record", "write_section"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LawSpec:
+    """A law of the registry (by name) with its options, and the label it gets in tables."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        opts = ", ".join(v for _, v in self.options)
+        return f"{self.name} ({opts})" if opts else self.name
+
+    @property
+    def law_class(self):
+        from mixscale import get_law
+
+        return get_law(self.name)
+
+    @property
+    def law_options(self) -> dict:
+        return dict(self.options)
+
+
+#: Every law of the library, in the order of the tables.
+ALL_LAWS = (
+    LawSpec("capacity", (("variant", "full"),)),
+    LawSpec("capacity", (("variant", "tied"),)),
+    LawSpec("capacity", (("variant", "capacity"),)),
+    LawSpec("additive"),
+    LawSpec("joint"),
+    LawSpec("bimix"),
+    LawSpec("dml"),
+    LawSpec("regression", (("variant", "linear"),)),
+    LawSpec("regression", (("variant", "loglinear"),)),
+)
+
+
+def parse_args(name: str, description: str, argv: Sequence[str] | None,
+               extra: callable | None = None) -> argparse.Namespace:
+    """Parse the common options (``--quick``, ``--out``), set up logging to stderr and enable
+    float64 in JAX. ``extra(parser)`` may add options of its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}",
+                                     description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke configuration (seconds to a minute)")
+    parser.add_argument("--out", type=Path, default=Path("figures"),
+                        help="output directory (default figures/)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger(name).setLevel(logging.INFO)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that set the numbers."""
+    import equinox
+    import jax
+    import optax
+
+    import mixscale
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "jax": jax.__version__, "equinox": equinox.__version__, "optax": optax.__version__,
+            "mixscale": mixscale.__version__}
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, LawSpec):
+        return obj.label
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if hasattr(obj, "__array__"):  # jax arrays
+        return _jsonable(np.asarray(obj))
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def write_record(out: Path, name: str, config, results: dict, elapsed_s: float) -> Path:
+    """Write ``out/<name>.json``: ``{"experiment", "config", "versions", "elapsed_s",
+    "results"}`` (dataclasses, arrays and law specs converted; NaN written as null)."""
+    record = {"experiment": name, "config": _jsonable(config), "versions": versions(),
+              "elapsed_s": float(elapsed_s), "results": _jsonable(results)}
+    path = Path(out) / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def write_section(out: Path, name: str, text: str) -> Path:
+    """Write ``out/<name>.md``, the experiment's section of ``REPORT.md``."""
+    path = Path(out) / f"{name}.md"
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub markdown table; floats are written with 4 significant digits."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "—" if not np.isfinite(v) else f"{v:.4g}"
+        return "—" if v is None else str(v)
+
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_figure(fig, out: Path, filename: str) -> Path:
+    """Save a matplotlib figure as a PNG (150 dpi, tight) under ``out`` and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(out) / filename
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class Timer:
+    """Wall-clock seconds since construction: ``Timer()()``."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0
