@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALL_LAWS", "LawSpec", "Timer", "markdown_table", "parse_args", "save_figure",
-           "versions", "write_record", "write_section"]
+__all__ = ["ALL_LAWS", "LawSpec", "Timer", "fit_law", "markdown_table", "n_params", "parse_args",
+           "save_figure", "versions", "write_record", "write_section"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,33 @@ ALL_LAWS = (
     LawSpec("regression", (("variant", "linear"),)),
     LawSpec("regression", (("variant", "loglinear"),)),
 )
+
+
+def fit_law(spec, train, *, validation=None, n_restarts: int = 16, seed: int = 0,
+            lm_max_params: int = 64, max_steps: int | None = None):
+    """:func:`mixscale.fit` of a :class:`LawSpec` with the size rule of the
+    law comparison: Levenberg–Marquardt up to ``lm_max_params`` parameters, L-BFGS above."""
+    import mixscale
+
+    method = "lm" if n_params(spec, train) <= lm_max_params else "lbfgs"
+    return mixscale.fit(spec.law_class, train, validation=validation,
+                        law_options=spec.law_options, n_restarts=n_restarts, seed=seed,
+                        method=method, max_steps=max_steps)
+
+
+def n_params(spec, table) -> int:
+    """The number of parameters of ``spec``'s law when fitted to ``table``."""
+    import jax
+
+    from mixscale import parameter_count
+    from mixscale.laws import DataSummary
+
+    cls, opts = spec.law_class, spec.law_options
+    targets = cls.targets_for(table.train_domains, table.loss_domains, **opts)
+    summary = DataSummary(train_domains=tuple(table.train_domains), targets=tuple(targets),
+                          loss_min=np.ones(len(targets)), loss_max=np.full(len(targets), 2.0),
+                          model_size=(1.0, 2.0), tokens=(1.0, 2.0))
+    return parameter_count(cls.init(jax.random.key(0), summary, **opts))
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None,

@@ -1,0 +1,136 @@
+"""Simulator problem instances shared by the theory experiments: drawing a model, a step size
+that is stable for every mixture, the true (exact expected) loss of a mixture, and regret.
+
+Units follow :func:`simulate.sweep`: a model size ``N`` is a number of kept features, and a token
+budget ``D`` is a number of samples, ``D = steps × batch_size``. A law fitted to a simulated table
+therefore takes ``(N, steps × batch_size)``.
+
+Regret of a mixture ``h`` at ``(N, steps)`` for target weights ``t`` (default uniform):
+
+    regret(h) = Σ_i t_i L_i(h, N, steps) − min_h' Σ_i t_i L_i(h', N, steps)   (≥ 0, loss units)
+
+with ``L_i`` the simulator's exact expected loss and the minimum found by
+:func:`simulate.optimal_mixture` (derivative-free; its own resolution bounds how exact the
+reference is, so regrets of a few 1e-5 below zero can occur and are reported as measured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["Instance", "draw_instance", "law_optimum", "safe_learning_rate", "true_losses",
+           "true_optimum"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One simulated problem: the model's settings (all plain numbers, JSON-friendly).
+
+    Attributes:
+        alpha: ``(K,)`` spectral exponents (> 1).
+        sigma2: ``(K,)`` label-noise variances.
+        head: shared head size ``S``.
+        n_features: total feature budget ``P`` (equal tails fill it).
+        rho: tail overlap ``ρ ∈ [0, 1]``.
+        beta: source exponent ``β``.
+        keep: the learner's keep rule, ``"signal"`` or ``"eigen"``.
+        natural: ``(K,)`` relative amounts of data each domain has in a notional corpus (sums
+            to 1); the "proportional" baseline mixture.
+    """
+
+    alpha: tuple[float, ...]
+    sigma2: tuple[float, ...]
+    head: int
+    n_features: int
+    rho: float = 0.0
+    beta: float = 0.0
+    keep: str = "signal"
+    natural: tuple[float, ...] | None = None
+
+    @property
+    def k(self) -> int:
+        return len(self.alpha)
+
+    def model(self):
+        """The :class:`simulate.DisjointTailModel` of this instance."""
+        import jax.numpy as jnp
+
+        import simulate
+
+        return simulate.DisjointTailModel(jnp.asarray(self.alpha), beta=self.beta,
+                                          sigma2=jnp.asarray(self.sigma2), head=self.head,
+                                          n_features=self.n_features, rho=self.rho,
+                                          keep=self.keep)
+
+    def replace(self, **changes) -> Instance:
+        return dataclasses.replace(self, **changes)
+
+
+def draw_instance(rng: np.random.Generator, k: int, *, head: int, n_features: int,
+                  rho: float = 0.0, beta: float = 0.0, keep: str = "signal",
+                  alpha_range: tuple[float, float] = (1.3, 2.5),
+                  sigma2_range: tuple[float, float] = (0.05, 0.3)) -> Instance:
+    """A random instance: ``α_i ~ U(alpha_range)`` (sorted), ``σ_i² ~ U(sigma2_range)``,
+    natural proportions ``~ Dirichlet(2·1)``."""
+    if k < 2:
+        raise ValueError(f"an instance needs K >= 2 domains, got {k}")
+    lo, hi = alpha_range
+    if not 1.0 < lo <= hi:
+        raise ValueError(f"alpha_range must satisfy 1 < low <= high, got {alpha_range}")
+    alpha = np.sort(rng.uniform(lo, hi, size=k))
+    sigma2 = rng.uniform(*sigma2_range, size=k)
+    natural = rng.dirichlet(np.full(k, 2.0))
+    return Instance(alpha=tuple(map(float, alpha)), sigma2=tuple(map(float, sigma2)),
+                    head=int(head), n_features=int(n_features), rho=float(rho),
+                    beta=float(beta), keep=keep, natural=tuple(map(float, natural)))
+
+
+def safe_learning_rate(model, sizes, batch_size: int = 1, fraction: float = 0.5,
+                       mixtures=None) -> float:
+    """``fraction`` × the smallest stable step over the simplex's vertices, the uniform
+    mixture, ``mixtures`` (``(n, K)``, optional) and every size in ``sizes``.
+
+    The stable step shrinks as a mixture concentrates on the domain with the heaviest spectrum,
+    so the vertices bound it from below; searched optima may sit on a vertex, hence their
+    inclusion."""
+    import simulate
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+    k = model.n_domains
+    points = [np.eye(k)[i] for i in range(k)] + [np.full(k, 1.0 / k)]
+    if mixtures is not None:
+        points += list(np.asarray(mixtures, dtype=float))
+    limit = min(simulate.stable_step_limit(model, h, int(n), batch_size)
+                for h in points for n in np.atleast_1d(sizes))
+    return fraction * limit
+
+
+def true_losses(model, h, n: int, steps: int, schedule, batch_size: int = 1) -> np.ndarray:
+    """``(K,)`` exact expected losses of mixture ``h`` after ``steps`` SGD steps."""
+    import simulate
+
+    out = simulate.expected_losses(model, np.asarray(h, dtype=float), int(n), schedule,
+                                   [int(steps)], batch_size)
+    return np.asarray(out)[0]
+
+
+def true_optimum(model, n: int, steps: int, schedule, batch_size: int = 1, target=None):
+    """The simulator's optimum: ``(weights (K,), target loss)``."""
+    import simulate
+
+    opt = simulate.optimal_mixture(model, int(n), int(steps), schedule, batch_size,
+                                   target=target)
+    return np.asarray(opt.weights), float(opt.loss)
+
+
+def law_optimum(fit_result, n: float, d: float, target=None, seed: int = 0):
+    """The fitted law's optimal mixture at ``(N, D)`` (law units: features and samples):
+    ``(weights (K,), predicted target loss)``."""
+    import mixscale
+
+    res = mixscale.optimal_mixture(fit_result.law, float(n), float(d), target_weights=target,
+                                   seed=seed)
+    return np.asarray(res.weights), float(res.objective)
