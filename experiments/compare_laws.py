@@ -17,20 +17,18 @@ Fairness: every law goes through the same :func:`mixscale.fit` (same objective, 
 masks and stopping rules) on the same rows and the same loss columns — the in-mixture domains, so
 that laws which can also predict out-of-mixture targets are scored on the same entries as those
 which cannot. Initial ranges are each law's documented ``init``; nothing is tuned per dataset or
-per law. The optimiser follows one size rule for every law: Levenberg–Marquardt (the fitter's
-default) when the law has at most ``lm_max_params`` (64) parameters on the dataset, L-BFGS
-otherwise. Both minimise the same objective; LM's step factorises the dense Jacobian and, through
-``optimistix``'s batched solve, costs seconds per step at a few hundred parameters (the per-target
-laws reach ~1200 at K = 17), while L-BFGS steps cost a gradient. On Pile-4 and SlimPajama-7 the
-two optimisers reach the same training objective to within ~2 % for every law tried (the capacity
-law at 13-36 parameters, the additive and joint laws), so the rule changes fit times, not errors;
-``method`` is recorded with every fit.
+per law. The optimiser follows one size rule for every law (:func:`experiments._common.fit_law`):
+Levenberg–Marquardt (the fitter's default) when the law has at most 64 parameters on the dataset,
+L-BFGS otherwise. Both minimise the same objective; an LM step factorises a dense normal matrix
+whose size is the parameter count (the per-target laws reach ~1200 parameters at K = 17), while an
+L-BFGS step costs one gradient, so the rule changes fit times, not the objective; ``method`` is
+recorded with every fit.
 
 Outputs: ``law_comparison.json`` (every fit's numbers, the configuration and the versions) and
 ``law_comparison.md`` (tables generated from the JSON) in ``--out`` (default ``figures/``)::
 
-    python experiments/compare_laws.py            # full run
-    python experiments/compare_laws.py --quick    # smoke test (seconds)
+    python -m experiments.compare_laws            # full run
+    python -m experiments.compare_laws --quick    # smoke test (seconds)
 """
 
 from __future__ import annotations
@@ -50,9 +48,9 @@ import jax
 import numpy as np
 
 import mixscale
-from mixscale import error_metrics, fit, get_law, parameter_count
+from experiments._common import ALL_LAWS, LawSpec, fit_law, n_params
+from mixscale import error_metrics
 from mixscale.data import LossTable, load, select, split
-from mixscale.laws import DataSummary
 
 log = logging.getLogger("compare_laws")
 
@@ -62,34 +60,6 @@ log = logging.getLogger("compare_laws")
 _XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-@dataclasses.dataclass(frozen=True)
-class LawSpec:
-    """A law (registry name) with its options, and the label it gets in the tables."""
-
-    name: str
-    options: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def label(self) -> str:
-        opts = ", ".join(v for _, v in self.options)
-        return f"{self.name} ({opts})" if opts else self.name
-
-    @property
-    def law_class(self):
-        return get_law(self.name)
-
-
-ALL_LAWS = (
-    LawSpec("capacity", (("variant", "full"),)),
-    LawSpec("capacity", (("variant", "tied"),)),
-    LawSpec("capacity", (("variant", "capacity"),)),
-    LawSpec("additive"),
-    LawSpec("joint"),
-    LawSpec("bimix"),
-    LawSpec("dml"),
-    LawSpec("regression", (("variant", "linear"),)),
-    LawSpec("regression", (("variant", "loglinear"),)),
-)
 QUICK_LAWS = (LawSpec("bimix"), LawSpec("regression", (("variant", "linear"),)))
 
 
@@ -152,18 +122,8 @@ def across_scale_tables(name: str) -> tuple[LossTable, dict[str, LossTable]]:
     raise ValueError(f"unknown across-scale protocol {name!r}")
 
 
-def n_params(spec: LawSpec, table: LossTable) -> int:
-    """The number of parameters ``spec`` has when fitted to ``table``."""
-    targets = spec.law_class.targets_for(table.train_domains, table.loss_domains,
-                                         **dict(spec.options))
-    summary = DataSummary(train_domains=tuple(table.train_domains), targets=tuple(targets),
-                          loss_min=np.ones(len(targets)), loss_max=np.full(len(targets), 2.0),
-                          model_size=(1.0, 2.0), tokens=(1.0, 2.0))
-    return parameter_count(spec.law_class.init(jax.random.key(0), summary, **dict(spec.options)))
-
-
 def method_for(spec: LawSpec, table: LossTable, config: Config) -> str:
-    """The optimiser: LM up to ``config.lm_max_params`` parameters, L-BFGS above."""
+    """The optimiser :func:`fit_law` picks: LM up to ``config.lm_max_params`` parameters."""
     return "lm" if n_params(spec, table) <= config.lm_max_params else "lbfgs"
 
 
@@ -193,9 +153,9 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fit(spec: LawSpec, train: LossTable, config: Config, validation=None):
-    return fit(spec.law_class, train, validation=validation, law_options=dict(spec.options),
-               n_restarts=config.n_restarts, seed=config.fit_seed,
-               method=method_for(spec, train, config), max_steps=config.max_steps)
+    return fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
+                   seed=config.fit_seed, lm_max_params=config.lm_max_params,
+                   max_steps=config.max_steps)
 
 
 def _fit_record(res) -> dict:

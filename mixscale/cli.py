@@ -157,12 +157,7 @@ def _cmd_laws(args) -> int:
                           loss_max=np.full(k, 3.0), model_size=(10.0, 100.0), tokens=(1.0, 10.0))
     rows = []
     for name, cls in LAWS.items():
-        variants = [{}]
-        if "variant" in cls.option_names():
-            from .laws._capacity import VARIANTS
-
-            variants = [{"variant": v} for v in VARIANTS] if cls is LAWS.get("capacity") \
-                else [{}]
+        variants = [{"variant": v} for v in cls.variants] or [{}]
         for opts in variants:
             law = cls.init(jax.random.key(0), summary, **opts)
             label = name + (f" ({opts['variant']})" if opts else "")
@@ -367,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a law to a loss table")
     _add_rows(f)
     f.add_argument("--law", default="capacity", help="law name (see `mixscale laws`)")
-    f.add_argument("--variant", help="capacity law: full (default), capacity or tied")
+    f.add_argument("--variant", help="law variant (see `mixscale laws`): capacity: full (default), capacity, tied; regression: linear (default), loglinear")
     f.add_argument("--validation-fraction", type=float, default=0.3,
                    help="share of mixtures held out for validation (0 to fit on all)")
     f.add_argument("--seed", type=int, default=0)

@@ -54,6 +54,10 @@ def test_datasets_and_laws_listing(capsys):
     assert main(["laws", "--domains", "7", "--json"]) == 0
     rows = {r["law"]: r["n_params"] for r in json.loads(capsys.readouterr().out)}
     assert rows["capacity (full)"] == 36
+    # every variant of every law is listed, with its own parameter count (K = 7)
+    assert rows["capacity (tied)"] == 3 * 7 + 3 and rows["capacity (capacity)"] == 3 * 7 + 1
+    assert rows["regression (linear)"] == rows["regression (loglinear)"] == 7 * 7
+    assert {"additive", "joint", "dml", "bimix"} <= set(rows)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,27 +1,17 @@
 """Smoke test of experiments/compare_laws.py: its --quick mode runs every protocol and writes
 the results file and the generated tables."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "compare_laws.py"
+from experiments import compare_laws as _module
 
 
 @pytest.fixture(scope="module")
 def compare_laws():
-    spec = importlib.util.spec_from_file_location("compare_laws", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_laws"] = module  # dataclasses resolve their module by name
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules["compare_laws"]
+    return _module
 
 
 def test_quick_run_writes_results_and_tables(compare_laws, tmp_path):

@@ -71,6 +71,9 @@ class AbstractLaw(eqx.Module):
     #: Whether the law has model-size and token terms (can be fitted across scales and used to
     #: extrapolate). Laws without them can only be fitted and compared at one scale.
     uses_scale: ClassVar[bool]
+    #: The law's variants (values of its ``variant`` option; the first is the default), or
+    #: ``()`` for a law without variants.
+    variants: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:

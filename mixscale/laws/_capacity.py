@@ -76,6 +76,7 @@ class CapacityLaw(AbstractLaw):
 
     name: ClassVar[str] = "capacity"
     uses_scale: ClassVar[bool] = True
+    variants: ClassVar[tuple[str, ...]] = VARIANTS
 
     log_H: jax.Array
     log_E: jax.Array

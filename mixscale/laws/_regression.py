@@ -49,6 +49,7 @@ class RegressionLaw(AbstractLaw):
 
     name: ClassVar[str] = "regression"
     uses_scale: ClassVar[bool] = False
+    variants: ClassVar[tuple[str, ...]] = VARIANTS
 
     w: jax.Array
     variant: str = eqx.field(static=True, default="linear")
