@@ -3,7 +3,7 @@ figures and the list of laws every experiment compares.
 
 Every experiment is a module ``experiments/<name>.py`` with ``main(argv) -> int`` that takes
 ``--quick`` (a smoke configuration of seconds to a minute) and ``--out DIR`` (default
-``figures/``), and writes into ``DIR``:
+``figures/``; ``figures/quick/`` with ``--quick``), and writes into ``DIR``:
 
 * ``<name>.json`` — the results with the configuration and package versions (:func:`write_record`);
 * ``<name>*.png`` — the figures, drawn from the results only (:func:`save_figure`);
@@ -104,11 +104,14 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
                                      description=description)
     parser.add_argument("--quick", action="store_true",
                         help="smoke configuration (seconds to a minute)")
-    parser.add_argument("--out", type=Path, default=Path("figures"),
-                        help="output directory (default figures/)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default figures/, or figures/quick/ with "
+                             "--quick, so that a smoke run never overwrites the full results)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("figures") / "quick" if args.quick else Path("figures")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger(name).setLevel(logging.INFO)
@@ -133,10 +136,10 @@ def versions() -> dict[str, str]:
 
 
 def _jsonable(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, LawSpec):
         return obj.label
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

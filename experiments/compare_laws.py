@@ -33,22 +33,16 @@ Outputs: ``law_comparison.json`` (every fit's numbers, the configuration and the
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import platform
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import jax
 import numpy as np
 
-import mixscale
-from experiments._common import ALL_LAWS, LawSpec, fit_law, n_params
+from experiments._common import ALL_LAWS, LawSpec, fit_law, n_params, parse_args, versions
 from mixscale import error_metrics
 from mixscale.data import LossTable, load, select, split
 
@@ -153,13 +147,17 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fit(spec: LawSpec, train: LossTable, config: Config, validation=None):
-    return fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
-                   seed=config.fit_seed, lm_max_params=config.lm_max_params,
-                   max_steps=config.max_steps)
+    """The fit and its wall time in seconds (compilation and validation metrics included)."""
+    t0 = time.perf_counter()
+    res = fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
+                  seed=config.fit_seed, lm_max_params=config.lm_max_params,
+                  max_steps=config.max_steps)
+    return res, time.perf_counter() - t0
 
 
-def _fit_record(res) -> dict:
-    return {"n_params": res.n_params, "fit_s": float(res.timings["total_s"]),
+def _fit_record(res, wall_s: float) -> dict:
+    return {"n_params": res.n_params, "fit_s": float(wall_s),
+            "optimise_s": float(res.timings["total_s"]),
             "converged": float(np.mean(res.converged)), "best_objective":
             float(res.objectives[res.best]), "train_mre": res.train_metrics["mre"]}
 
@@ -172,14 +170,14 @@ def run_in_scale(config: Config) -> list[dict]:
         for seed in config.seeds:
             train, valid = split(table, config.validation_fraction, seed)
             for spec in config.laws:
-                res = _fit(spec, train, config, validation=valid)
+                res, wall = _fit(spec, train, config, validation=valid)
                 m = res.validation_metrics
                 rows.append({"dataset": dataset, "law": spec.label, "seed": seed,
                              "method": res.method, "mre": m["mre"],
-                             "mre_high_weight": m["mre_high_weight"], **_fit_record(res)})
+                             "mre_high_weight": m["mre_high_weight"], **_fit_record(res, wall)})
                 log.info("in-scale %-12s seed %d %-22s %4d params  MRE %.3f%% (h>=0.1 %.3f%%)"
                          "  %.1fs", dataset, seed, spec.label, res.n_params, 100 * m["mre"],
-                         100 * m["mre_high_weight"], res.timings["total_s"])
+                         100 * m["mre_high_weight"], wall)
     return rows
 
 
@@ -192,14 +190,14 @@ def run_across_scale(config: Config) -> list[dict]:
             if not spec.law_class.uses_scale:
                 rows.append({**row, "status": "one scale only"})
                 continue
-            res = _fit(spec, train, config)
-            row.update(status="ok", method=res.method, **_fit_record(res), evaluations={
+            res, wall = _fit(spec, train, config)
+            row.update(status="ok", method=res.method, **_fit_record(res, wall), evaluations={
                 name: {k: evaluate(res, t)[k] for k in ("mre", "mre_high_weight", "n")}
                 for name, t in evals.items()})
             rows.append(row)
             log.info("across %-20s %-22s %s  %.1fs", protocol, spec.label, "  ".join(
                 f"{k}: MRE {100 * v['mre']:.2f}%" for k, v in row["evaluations"].items()),
-                res.timings["total_s"])
+                wall)
     return rows
 
 
@@ -211,8 +209,8 @@ def run_regmix_rank(config: Config) -> list[dict]:
              "60M": in_mixture(load("regmix-60m"))}
     rows = []
     for spec in config.laws:
-        res = _fit(spec, train, config)
-        row = {"law": spec.label, "method": res.method, **_fit_record(res), "spearman": {}}
+        res, wall = _fit(spec, train, config)
+        row = {"law": spec.label, "method": res.method, **_fit_record(res, wall), "spearman": {}}
         for name, table in tests.items():
             pred = res.predict(table)
             obs = table.select_losses(list(res.targets)).losses
@@ -225,7 +223,7 @@ def run_regmix_rank(config: Config) -> list[dict]:
         rows.append(row)
         log.info("regmix 1M  %-22s Spearman 1M %.3f  60M %.3f  %.1fs", spec.label,
                  row["spearman"]["1M"]["mean"], row["spearman"]["60M"]["mean"],
-                 res.timings["total_s"])
+                 wall)
     return rows
 
 
@@ -334,8 +332,7 @@ def run(config: Config) -> dict:
     """All protocols of ``config``; the results document (JSON-serialisable)."""
     t0 = time.perf_counter()
     results = {"config": _config_dict(config),
-               "versions": {"mixscale": mixscale.__version__, "jax": jax.__version__,
-                            "numpy": np.__version__, "python": platform.python_version()},
+               "versions": versions(),
                "parameter_counts": {}}
     results["in_scale"] = run_in_scale(config)
     results["across_scale"] = run_across_scale(config)
@@ -345,22 +342,14 @@ def run(config: Config) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default figures/)")
-    parser.add_argument("--restarts", type=int, help="restarts per fit (default 8)")
-    args = parser.parse_args(argv)
     os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
-    jax.config.update("jax_enable_x64", True)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
-    log.setLevel(logging.INFO)
+    args = parse_args("compare_laws", __doc__.split("\n\n")[0], argv, lambda p: p.add_argument(
+        "--restarts", type=int, help=f"restarts per fit (default {Config.n_restarts})"))
     config = quick_config() if args.quick else Config()
     if args.restarts is not None:
         config = dataclasses.replace(config, n_restarts=args.restarts)
     results = run(config)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.out
     with open(out / "law_comparison.json", "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1, default=float)
         fh.write("\n")

@@ -1,0 +1,83 @@
+"""Regenerate the README's generated blocks from the results in ``figures/``.
+
+    python -m experiments.update_readme
+
+Two blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers:
+
+* ``law-comparison`` — the tables of ``figures/law_comparison.md`` (written by
+  ``python -m experiments.compare_laws``);
+* ``figures`` — the first figure of every experiment in ``figures/`` with its section title,
+  and the time the last full ``python -m experiments.reproduce`` took (``figures/reproduce.json``).
+
+Nothing in these blocks is typed by hand; edit the experiments, rerun them, then this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """``text`` with the content between the ``name`` markers replaced by ``body``.
+
+    Raises:
+        ValueError: the markers are missing, repeated or out of order.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"the README needs exactly one '{start}' followed by one '{end}'")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{body.strip()}\n{end}{tail}"
+
+
+def law_comparison_block(figures: Path) -> str:
+    """The comparison tables, headings demoted below the README's own section."""
+    md = (figures / "law_comparison.md").read_text(encoding="utf-8")
+    lines = [line for line in md.splitlines() if not line.startswith("# ")]
+    return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip()
+
+
+def figures_block(figures: Path, prefix: str = "figures") -> str:
+    """The first figure of each experiment section, in report order, with its title."""
+    from experiments.reproduce import EXPERIMENTS, _section_name
+
+    out = []
+    for name, title in EXPERIMENTS:
+        pngs = sorted(figures.glob(f"{_section_name(name)}*.png"))
+        if pngs:
+            out += [f"**{title}** (`python -m experiments.{name}`)", "",
+                    f"![{title}]({prefix}/{pngs[0].name})", ""]
+    record = figures / "reproduce.json"
+    if record.exists():
+        wall = json.loads(record.read_text())
+        if not wall.get("quick", False):
+            times = {k: v for k, v in wall["wall_s"].items() if v is not None}
+            out.append(f"The full run (`python -m experiments.reproduce`) took "
+                       f"{sum(times.values()) / 60:.0f} min on a 2-core CPU machine; the time "
+                       "of each experiment is in `figures/REPORT.md`.")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.update_readme",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text(encoding="utf-8")
+    if (args.figures / "law_comparison.md").exists():
+        text = replace_block(text, "law-comparison", law_comparison_block(args.figures))
+    text = replace_block(text, "figures", figures_block(args.figures))
+    args.readme.write_text(text, encoding="utf-8")
+    print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

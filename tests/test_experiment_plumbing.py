@@ -1,0 +1,149 @@
+"""The experiments' shared plumbing: results files, tables, simulator instances, the reproduce
+command (report assembly, failure handling) and the README's generated blocks."""
+
+import json
+
+import numpy as np
+import pytest
+
+import simulate
+from experiments import _common, _sim, reproduce, update_readme
+
+
+# ----------------------------------------------------------------------------- _common
+def test_write_record_converts_arrays_dataclasses_and_nan(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        sizes: tuple = (1, 2)
+        law: _common.LawSpec = _common.ALL_LAWS[1]
+
+    path = _common.write_record(tmp_path, "demo", Cfg(), {
+        "x": np.arange(3.0), "nan": float("nan"), "n": np.int64(4), "ok": np.bool_(True)}, 1.5)
+    record = json.loads(path.read_text())
+    assert record["config"] == {"sizes": [1, 2], "law": "capacity (tied)"}
+    assert record["results"] == {"x": [0.0, 1.0, 2.0], "nan": None, "n": 4, "ok": True}
+    assert record["elapsed_s"] == 1.5 and {"jax", "mixscale", "numpy"} <= set(record["versions"])
+
+
+def test_markdown_table():
+    text = _common.markdown_table(["a", "b"], [(1, 0.123456), ("x", float("nan"))])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.1235 |", "| x | — |"]
+
+
+def test_quick_runs_default_to_their_own_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _common.parse_args("demo", "", ["--quick"]).out == tmp_path.joinpath(
+        "figures", "quick").relative_to(tmp_path)
+    assert str(_common.parse_args("demo", "", []).out) == "figures"
+
+
+def test_fit_law_size_rule():
+    from mixscale.data import load
+
+    table = load("regmix-1b")
+    laws = {s.label: s for s in _common.ALL_LAWS}
+    assert _common.n_params(laws["capacity (tied)"], table) == 3 * 17 + 3
+    assert _common.n_params(laws["joint"], table) == 17 * (4 * 17 + 5)
+
+
+# ----------------------------------------------------------------------------- _sim
+def test_draw_instance_is_seeded_and_valid():
+    a = _sim.draw_instance(np.random.default_rng(3), 4, head=8, n_features=256)
+    b = _sim.draw_instance(np.random.default_rng(3), 4, head=8, n_features=256)
+    assert a == b and a.k == 4 and list(a.alpha) == sorted(a.alpha)
+    assert all(1.3 <= x <= 2.5 for x in a.alpha) and np.isclose(sum(a.natural), 1.0)
+    assert a.model().n_features <= 256
+    with pytest.raises(ValueError, match="K >= 2"):
+        _sim.draw_instance(np.random.default_rng(0), 1, head=0, n_features=64)
+    with pytest.raises(ValueError, match="alpha_range"):
+        _sim.draw_instance(np.random.default_rng(0), 3, head=0, n_features=64,
+                           alpha_range=(0.9, 2.0))
+
+
+def test_safe_learning_rate_is_stable_on_every_vertex():
+    inst = _sim.draw_instance(np.random.default_rng(1), 3, head=4, n_features=128)
+    model = inst.model()
+    lr = _sim.safe_learning_rate(model, [16, 64], fraction=0.5)
+    limits = [simulate.stable_step_limit(model, np.eye(3)[i], n) for i in range(3)
+              for n in (16, 64)]
+    assert lr == pytest.approx(0.5 * min(limits))
+    schedule = simulate.Constant(lr)
+    for i in range(3):  # a vertex is a legal mixture to evaluate, and stable
+        losses = _sim.true_losses(model, np.eye(3)[i], 64, 200, schedule)
+        assert losses.shape == (3,) and np.all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="fraction"):
+        _sim.safe_learning_rate(model, [16], fraction=1.0)
+
+
+def test_true_optimum_beats_every_lattice_point():
+    inst = _sim.draw_instance(np.random.default_rng(2), 3, head=0, n_features=96)
+    model = inst.model()
+    schedule = simulate.Constant(_sim.safe_learning_rate(model, [32]))
+    h_star, best = _sim.true_optimum(model, 32, 300, schedule)
+    assert np.isclose(h_star.sum(), 1.0) and np.all(h_star >= 0)
+    assert best == pytest.approx(_sim.true_losses(model, h_star, 32, 300, schedule).mean())
+    grid = [np.array([i, j, 10 - i - j]) / 10 for i in range(11) for j in range(11 - i)]
+    brute = min(_sim.true_losses(model, h, 32, 300, schedule).mean() for h in grid)
+    assert best <= brute + 1e-12
+
+
+# ----------------------------------------------------------------------------- reproduce
+def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
+    def fake_run(name, out, quick):
+        if name == "ablations":
+            raise RuntimeError("boom")
+        (out / f"{reproduce._section_name(name)}.md").write_text(
+            f"# {name} title\n\nbody of {name}\n")
+        return 60.0
+
+    monkeypatch.setattr(reproduce, "run_experiment", fake_run)
+    status = reproduce.main(["--out", str(tmp_path), "--only",
+                             "law_vs_simulator,compare_laws,ablations"])
+    assert status == 1
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## law_vs_simulator title" in report and "body of compare_laws" in report
+    assert "*Missing: the experiment failed in this run.*" in report
+    assert report.index("law_vs_simulator title") < report.index("compare_laws title")
+    timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
+    assert timing == {"law_vs_simulator": 60.0, "compare_laws": 60.0, "ablations": None}
+    # a later partial run keeps the other sections and their times
+    monkeypatch.setattr(reproduce, "run_experiment", lambda name, out, quick: 30.0)
+    assert reproduce.main(["--out", str(tmp_path), "--only", "ablations"]) == 0
+    timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
+    assert timing["ablations"] == 30.0 and timing["compare_laws"] == 60.0
+    assert "Total: 2.5 min." in (tmp_path / "REPORT.md").read_text()
+
+
+def test_reproduce_rejects_unknown_names(tmp_path):
+    with pytest.raises(SystemExit, match="unknown experiment"):
+        reproduce.main(["--out", str(tmp_path), "--only", "figure9"])
+
+
+# ----------------------------------------------------------------------------- README blocks
+def test_replace_block():
+    text = "intro\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n"
+    assert update_readme.replace_block(text, "t", "new\n") == (
+        "intro\n<!-- t:start -->\nnew\n<!-- t:end -->\noutro\n")
+    for bad in ("no markers", "<!-- t:end --> <!-- t:start -->",
+                "<!-- t:start --><!-- t:start --><!-- t:end -->"):
+        with pytest.raises(ValueError, match="exactly one"):
+            update_readme.replace_block(bad, "t", "x")
+
+
+def test_update_readme_from_results(tmp_path):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "law_comparison.md").write_text("# Law comparison\n\n## In-scale\n\n| a |\n")
+    (figures / "fit_under_overlap_mre.png").write_bytes(b"png")
+    (figures / "reproduce.json").write_text(json.dumps(
+        {"quick": False, "wall_s": {"compare_laws": 600.0, "fit_under_overlap": 300.0}}))
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- law-comparison:start -->\n<!-- law-comparison:end -->\n"
+                      "<!-- figures:start -->\nold\n<!-- figures:end -->\n")
+    assert update_readme.main(["--readme", str(readme), "--figures", str(figures)]) == 0
+    text = readme.read_text()
+    assert "### In-scale" in text and "# Law comparison" not in text and "old" not in text
+    assert "![Figure 1: fit under tail overlap](figures/fit_under_overlap_mre.png)" in text
+    assert "took 15 min" in text
