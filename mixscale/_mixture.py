@@ -150,18 +150,15 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
         seed: PRNG seed of the random starts.
         tol: stationarity tolerance ``‖P(h − ∇f) − h‖_∞``.
         max_steps: iterations per start at most.
-        n_train_domains: ``K``; inferred from the law when it exposes ``b`` (the capacity law).
+        n_train_domains: ``K`` (optional: every law knows it; a mismatch is an error).
 
     Returns:
         A :class:`MixtureResult`.
     """
-    k = n_train_domains
-    if k is None:
-        b = getattr(law, "b", None)
-        if b is None:
-            raise ValueError("pass n_train_domains: the law does not expose its number of "
-                             "training domains")
-        k = int(np.shape(b)[0])
+    k = law.n_train_domains if n_train_domains is None else int(n_train_domains)
+    if k != law.n_train_domains:
+        raise ValueError(f"n_train_domains={n_train_domains} but the law takes weights of "
+                         f"{law.n_train_domains} training domains")
     if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
         raise ValueError(f"model size and tokens must be positive and finite, got N={N!r}, "
                          f"D={D!r}")

@@ -362,7 +362,8 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a law to a loss table")
     _add_rows(f)
     f.add_argument("--law", default="capacity", help="law name (see `mixscale laws`)")
-    f.add_argument("--variant", help="law variant (see `mixscale laws`): capacity: full (default), capacity, tied; regression: linear (default), loglinear")
+    f.add_argument("--variant", help="law variant (see `mixscale laws`): capacity: full "
+                   "(default), capacity, tied; regression: linear (default), loglinear")
     f.add_argument("--validation-fraction", type=float, default=0.3,
                    help="share of mixtures held out for validation (0 to fit on all)")
     f.add_argument("--seed", type=int, default=0)

@@ -168,6 +168,9 @@ def test_interface_contract(case):
     assert set(case.options) <= set(case.law.option_names())
     assert parameter_count(law) == case.n_params
     assert law.predict(jnp.ones(K) / K, 17.0, 2.5).shape == (K,)
+    assert law.n_train_domains == K
+    opt = mixscale.optimal_mixture(law, 17.0, 2.5, n_starts=2, max_steps=50)
+    assert opt.weights.shape == (K,) and np.isclose(opt.weights.sum(), 1.0)
     with pytest.raises(ValueError, match="use jax.vmap"):
         law.predict(jnp.ones((2, K)) / K, 17.0, 2.5)
     with pytest.raises(ValueError, match="training domains"):

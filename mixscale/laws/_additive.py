@@ -94,6 +94,11 @@ class AdditiveLaw(AbstractLaw):
     B = property(lambda self: jnp.exp(self.log_B), doc="Token amplitudes ``(M,)``.")
     beta = property(lambda self: jnp.exp(self.log_beta), doc="Token exponents ``(M,)``.")
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(self.log_C.shape[-1])
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         h = check_mixture(h, self.log_C.shape[1])

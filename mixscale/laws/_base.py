@@ -75,6 +75,11 @@ class AbstractLaw(eqx.Module):
     #: ``()`` for a law without variants.
     variants: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains the law takes weights of."""
+        raise NotImplementedError(f"{type(self).__name__} does not define n_train_domains")
+
     @abc.abstractmethod
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Predicted losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``,

@@ -76,6 +76,11 @@ class BiMixLaw(AbstractLaw):
     B = property(lambda self: jnp.exp(self.log_B), doc="Token amplitudes ``A·B`` ``(M,)``.")
     C = property(lambda self: jnp.exp(self.log_C), doc="Constant amplitudes ``A·C`` ``(M,)``.")
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(self.n_domains)
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` for mixture ``h`` ``(K,)`` and tokens ``D``; ``N`` is ignored."""
         del N

@@ -148,6 +148,11 @@ class CapacityLaw(AbstractLaw):
         """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
         return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(np.shape(self.b)[0])
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         h = jnp.asarray(h)

@@ -60,6 +60,11 @@ class DataMixingLaw(AbstractLaw):
         """Irreducible losses ``(M,)``."""
         return jnp.exp(self.log_c)
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(self.t.shape[-1])
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` for mixture ``h`` ``(K,)``; ``N`` and ``D`` are ignored."""
         del N, D

@@ -98,6 +98,11 @@ class JointLaw(AbstractLaw):
         return (_amplitude(self.log_C_A, self.log_gamma_A, h),
                 _amplitude(self.log_C_B, self.log_gamma_B, h))
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(self.log_C.shape[-1])
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         A_h, B_h = self.amplitudes(h)

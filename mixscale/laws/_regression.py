@@ -60,6 +60,11 @@ class RegressionLaw(AbstractLaw):
         if jnp.ndim(self.w) != 2:
             raise ValueError(f"w must be (M, K), got shape {jnp.shape(self.w)}")
 
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(self.w.shape[-1])
+
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` for mixture ``h`` ``(K,)``; ``N`` and ``D`` are ignored."""
         del N, D
