@@ -61,3 +61,11 @@ def test_bad_configurations_are_refused():
         cfg(laws=(_common.LawSpec("dml"),))
     with pytest.raises(ValueError, match="n_features"):
         cfg(n_features=128)
+
+
+def test_shift_cosine_known_values():
+    cos = extrapolation_sim.shift_cosine
+    assert cos([0.1, -0.1, 0.0], [0.2, -0.2, 0.0]) == pytest.approx(1.0)
+    assert cos([0.1, -0.1, 0.0], [-0.1, 0.1, 0.0]) == pytest.approx(-1.0)
+    assert cos([0.1, -0.1, 0.0], [0.0, 0.1, -0.1]) == pytest.approx(-0.5)
+    assert np.isnan(cos([0.0, 0.0], [0.1, -0.1]))
