@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Instance", "draw_instance", "law_optimum", "safe_learning_rate", "true_losses",
-           "true_optimum"]
+__all__ = ["Instance", "InstanceSpec", "draw_instance", "law_optimum", "mean_true_losses",
+           "safe_learning_rate", "true_losses", "true_optimum"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,24 @@ class Instance:
 
     def replace(self, **changes) -> Instance:
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    """How an experiment names one drawn instance: ``k`` domains, shared head ``head``, drawn by
+    :func:`draw_instance` from ``numpy.random.default_rng(seed)``."""
+
+    k: int
+    head: int
+    seed: int
+
+    def __post_init__(self):
+        if self.k < 2 or self.head < 0:
+            raise ValueError(f"bad instance {self}: need k >= 2 and head >= 0")
+
+    @property
+    def label(self) -> str:
+        return f"K={self.k}, S={self.head}"
 
 
 def draw_instance(rng: np.random.Generator, k: int, *, head: int, n_features: int,
@@ -128,9 +146,27 @@ def true_optimum(model, n: int, steps: int, schedule, batch_size: int = 1, targe
 
 def law_optimum(fit_result, n: float, d: float, target=None, seed: int = 0):
     """The fitted law's optimal mixture at ``(N, D)`` (law units: features and samples):
-    ``(weights (K,), predicted target loss)``."""
+    ``(weights (K,), predicted target loss)``. Works for every law (``K`` is taken from the
+    fit's training domains, not from the law, which only the capacity law exposes)."""
     import mixscale
 
     res = mixscale.optimal_mixture(fit_result.law, float(n), float(d), target_weights=target,
-                                   seed=seed)
+                                   seed=seed, n_train_domains=len(fit_result.train_domains))
     return np.asarray(res.weights), float(res.objective)
+
+
+def mean_true_losses(model, mixtures, n: int, checkpoints, schedule, batch_size: int = 1,
+                     target=None) -> np.ndarray:
+    """Target loss ``Σ_i t_i L_i`` (default: the mean over domains) of every mixture at every
+    checkpoint, from one :func:`simulate.sweep_losses` call: ``(M, C)`` for ``mixtures``
+    ``(M, K)`` and ``C`` checkpoints (SGD steps), at ``N = n`` kept features."""
+    import simulate
+
+    mixtures = np.atleast_2d(np.asarray(mixtures, dtype=float))
+    k = mixtures.shape[1]
+    t = np.full(k, 1.0 / k) if target is None else np.asarray(target, dtype=float)
+    if t.shape != (k,):
+        raise ValueError(f"target must have shape ({k},), got {t.shape}")
+    out = simulate.sweep_losses(model, mixtures, [int(n)], [int(c) for c in checkpoints],
+                                schedule, batch_size)
+    return np.asarray(out)[:, 0] @ t
