@@ -43,9 +43,11 @@ Run: ``python -m experiments.pilecc_target [--quick] [--out DIR]``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -162,7 +164,7 @@ def distance_to_measured(optimum: np.ndarray, mixtures: np.ndarray) -> dict:
 
 
 def _method(spec: LawSpec, table, config: Config) -> tuple[str, int | None]:
-    from experiments.compare_laws import n_params
+    from experiments._common import n_params
 
     if n_params(spec, table) <= config.lm_max_params:
         return "lm", config.lm_max_steps
@@ -241,7 +243,7 @@ def run(config: Config) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-def figure_weights(results: dict, config: Config, out):
+def figure_weights(results: dict, cfg: dict, out):
     """Heat map: each law's optimal mixture for the target (rows) over the domains."""
     plt = pyplot()
     domains = results["domains"]
@@ -260,23 +262,22 @@ def figure_weights(results: dict, config: Config, out):
     ax.set_yticks(np.arange(len(labels)), labels, fontsize=9)
     ax.axhline(len(labels) - 1.5, color="k", lw=1)
     fig.colorbar(im, ax=ax, label="mixture weight", fraction=0.03)
-    ax.set_title(f"Optimal mixture for the {config.target} loss, RegMix-1B "
+    ax.set_title(f"Optimal mixture for the {cfg['target']} loss, RegMix-1B "
                  f"({results['N']:g}M params, {results['D']:g}B tokens); blank: < 0.005",
                  fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out, f"{NAME}_weights.png")
 
 
-def figure_losses(results: dict, config: Config, out):
+def figure_losses(results: dict, cfg: dict, out):
     """Per law: predicted loss at its optimum and at the best measured run, against the best
     measured loss, for the target and for the mean."""
     plt = pyplot()
     labels = [r["law"] for r in results["laws"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     x = np.arange(len(labels))
-    for ax, objective, title in zip(axes, OBJECTIVES, (f"{config.target} loss",
-                                                       "mean loss over the 17 domains"),
-                                    strict=True):
+    titles = (f"{cfg['target']} loss", f"mean loss over the {len(results['domains'])} domains")
+    for ax, objective, title in zip(axes, OBJECTIVES, titles, strict=True):
         o = [r["objectives"][objective] for r in results["laws"]]
         ax.bar(x - 0.2, [v["pred_at_optimum"] for v in o], width=0.4, color="tab:blue",
                label="law at its optimum (unverified)")
@@ -299,41 +300,44 @@ def figure_losses(results: dict, config: Config, out):
 
 
 # ----------------------------------------------------------------------------- report
-def section(results: dict, config: Config, names: Sequence[str], elapsed: float) -> str:
+def section(record: dict, names: Sequence[str]) -> str:
+    """The markdown section, generated from the JSON record alone."""
+    cfg, results = record["config"], record["results"]
     laws = results["laws"]
-    lines = [f"## Optimal mixture for a target domain: {config.target} on RegMix-1B", "",
+    vf = cfg["validation_fraction"]
+    lines = [f"## Optimal mixture for a target domain: {cfg['target']} on RegMix-1B", "",
              f"Every law that can be fitted at one scale was fitted with `mixscale.fit` "
-             f"({config.n_restarts} restarts, seed {config.fit_seed}; Levenberg–Marquardt up to "
-             f"{config.lm_max_params} parameters, L-BFGS capped at {config.lbfgs_max_steps} "
+             f"({cfg['n_restarts']} restarts, seed {cfg['fit_seed']}; Levenberg–Marquardt up to "
+             f"{cfg['lm_max_params']} parameters, L-BFGS capped at {cfg['lbfgs_max_steps']} "
              f"steps above) on all {results['n_runs']} RegMix-1B runs ({results['N']:g}M "
              f"parameters, {results['D']:g}B tokens, {len(results['domains'])} Pile domains)"
-             + (f", and refitted on a 70/30 split by mixture (seed {config.split_seed}) for a "
-                "held-out error" if config.heldout else "")
+             + (f", and refitted on a {100 * (1 - vf):.0f}/{100 * vf:.0f} split by mixture "
+                f"(seed {cfg['split_seed']}) for a held-out error" if cfg["heldout"] else "")
              + ". For each law, `mixscale.optimal_mixture` minimised (a) the predicted "
-             f"{config.target} loss alone and (b) the mean predicted loss over the domains; the "
+             f"{cfg['target']} loss alone and (b) the mean predicted loss over the domains; the "
              "optimum is compared with the best measured run for the same objective. An "
              "optimum away from every measured mixture is an extrapolation that nobody can check "
              "with these runs: its predicted loss is a claim, not a measurement. In the capacity "
              "law and BiMix a domain's loss falls with its own weight and depends on the others "
              "only through capacity competition, so the optimum for one target is the one-hot "
              "mixture on it whatever the fit; a linear law always picks a vertex. "
-             + ("Quick smoke configuration: numbers are not meaningful. " if config.quick
-                else "") + f"Run time {elapsed / 60:.1f} min.", ""]
+             + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
+                else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
     for name in names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
-    header = ["law", "params", "method", "train MRE %", f"train MRE {config.target} %"]
-    if config.heldout:
-        header += ["held-out MRE %", "held-out h≥0.1 %", f"held-out {config.target} %"]
+    header = ["law", "params", "method", "train MRE %", f"train MRE {cfg['target']} %"]
+    if cfg["heldout"]:
+        header += ["held-out MRE %", "held-out h≥0.1 %", f"held-out {cfg['target']} %"]
     rows = []
     for r in laws:
         cells = [r["law"], r["n_params"], r["method"], 100 * r["train_mre"],
                  100 * r["train_mre_target"]]
-        if config.heldout:
+        if cfg["heldout"]:
             h = r["heldout"]
             cells += [100 * h["mre"], 100 * h["mre_high_weight"], 100 * h["mre_target"]]
         rows.append(cells)
     lines += ["### Fit quality", "", markdown_table(header, rows), ""]
-    for objective, title in zip(OBJECTIVES, (f"{config.target} loss", "mean loss"),
+    for objective, title in zip(OBJECTIVES, (f"{cfg['target']} loss", "mean loss"),
                                 strict=True):
         o0 = laws[0]["objectives"][objective]
         rows = [[r["law"], r["objectives"][objective]["pred_at_optimum"],
@@ -369,23 +373,35 @@ def section(results: dict, config: Config, names: Sequence[str], elapsed: float)
             for r in laws]
     rows.append(["best measured run"] + [float(w) for w in
                                          results["measured_weights"]["pile_cc"]])
-    lines += [f"### Optimal weights for the {config.target} target", "",
+    lines += [f"### Optimal weights for the {cfg['target']} target", "",
               markdown_table(["law", *results["domains"]], rows), ""]
     return "\n".join(lines)
 
 
+def render(out) -> None:
+    """Draw the figures and write the section from ``out/<NAME>.json`` alone."""
+    record = json.loads((Path(out) / f"{NAME}.json").read_text(encoding="utf-8"))
+    cfg, results = record["config"], record["results"]
+    names = [figure_weights(results, cfg, out).name, figure_losses(results, cfg, out).name]
+    write_section(out, NAME, section(record, names))
+
+
+def _extra(parser) -> None:
+    parser.add_argument("--replot", action="store_true",
+                        help=f"only redraw the figures and the section from OUT/{NAME}.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
-    args = parse_args(NAME, __doc__.split("\n\n")[0], argv)
-    config = Config.quick_config() if args.quick else Config()
-    timer = Timer()
-    results = run(config)
-    elapsed = timer()
-    write_record(args.out, NAME, config, results, elapsed)
-    names = [figure_weights(results, config, args.out).name,
-             figure_losses(results, config, args.out).name]
-    write_section(args.out, NAME, section(results, config, names, elapsed))
-    log.info("wrote %s (%.1f min)", args.out / f"{NAME}.json", elapsed / 60)
+    args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=_extra)
+    if not args.replot:
+        config = Config.quick_config() if args.quick else Config()
+        timer = Timer()
+        results = run(config)
+        elapsed = timer()
+        write_record(args.out, NAME, config, results, elapsed)
+        log.info("wrote %s (%.1f min)", args.out / f"{NAME}.json", elapsed / 60)
+    render(args.out)
     return 0
 
 

@@ -48,9 +48,11 @@ Run: ``python -m experiments.real_extrapolation [--quick] [--out DIR]``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -82,8 +84,16 @@ SCALE_LAWS = (
 )
 PROTOCOLS = ("slimpajama7-122", "slimpajama7-122+310", "pile4")
 TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
-          "slimpajama7-122+310": "SlimPajama-7: 122M+310M → 680M",
-          "pile4": "Pile-4: 90M + 200M≤7B → 200M/8B, 440M"}
+          "slimpajama7-122+310": "SlimPajama-7: 122M+310M → 680M"}
+
+
+def protocol_title(protocol: str, pile4_max_200m_tokens: float) -> str:
+    """A protocol's title in figures and tables."""
+    if protocol in TITLES:
+        return TITLES[protocol]
+    return f"Pile-4: 90M + 200M≤{pile4_max_200m_tokens:g}B → 200M/8B, 440M"
+
+
 SHORT = {"slimpajama7-122": "SP7 122M", "slimpajama7-122+310": "SP7 122M+310M",
          "pile4": "Pile-4"}
 
@@ -203,7 +213,7 @@ def ranking_summary(pred: np.ndarray, obs: np.ndarray, weights: np.ndarray,
 
 
 def _method(spec: LawSpec, table, config: Config) -> tuple[str, int | None]:
-    from experiments.compare_laws import n_params
+    from experiments._common import n_params
 
     if n_params(spec, table) <= config.lm_max_params:
         return "lm", config.lm_max_steps
@@ -335,7 +345,7 @@ def figure_scatter(results: dict, protocols: Sequence[str], filename: str, out, 
     return save_figure(fig, out, filename)
 
 
-def figure_mixtures(protocol: dict, filename: str, out):
+def figure_mixtures(protocol: dict, title: str, filename: str, out):
     """Each law's optimal mixture (stacked bars over domains) at each scale."""
     plt = pyplot()
     laws = protocol["laws"]
@@ -359,12 +369,15 @@ def figure_mixtures(protocol: dict, filename: str, out):
     fig.legend(handles, names, loc="lower center", ncol=len(domains), fontsize=8,
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Optimal mixture (mean loss over domains) vs scale — "
-                 f"{TITLES[protocol['protocol']]}", fontsize=11)
+                 f"{title}", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, out, filename)
 
 
-def figures(results: dict, out) -> list[str]:
+def figures(record: dict, out) -> list[str]:
+    """Every figure, drawn from the JSON record; their file names."""
+    results = record["results"]
+    max_tokens = record["config"]["pile4_max_200m_tokens"]
     names = []
     present = [p["protocol"] for p in results["protocols"]]
     sp = [p for p in present if p.startswith("slimpajama7-")]
@@ -373,11 +386,12 @@ def figures(results: dict, out) -> list[str]:
                                     "SlimPajama-7: predicted vs measured losses of every 680M "
                                     "run").name)
     if "pile4" in present:
+        title = protocol_title("pile4", max_tokens)
         names.append(figure_scatter(results, ["pile4"], f"{NAME}_pile4_scatter.png", out,
-                                    "Pile-4 (fitted on 90M + 200M≤7B): predicted vs measured "
-                                    "held-out losses").name)
+                                    f"{title}: predicted vs measured held-out losses").name)
     for p in results["protocols"]:
-        names.append(figure_mixtures(p, f"{NAME}_mixtures_{p['protocol']}.png", out).name)
+        names.append(figure_mixtures(p, protocol_title(p["protocol"], max_tokens),
+                                     f"{NAME}_mixtures_{p['protocol']}.png", out).name)
     return names
 
 
@@ -386,17 +400,18 @@ def _pct(v) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}"
 
 
-def section(results: dict, config: Config, figure_names: Sequence[str], elapsed: float) -> str:
-    protos = results["protocols"]
-    labels = [s.label for s in config.laws]
+def section(record: dict, figure_names: Sequence[str]) -> str:
+    """The markdown section, generated from the JSON record alone."""
+    cfg, protos = record["config"], record["results"]["protocols"]
+    labels = [spec_label(d) for d in cfg["laws"]]
     lines = ["## Extrapolation across scale on real runs (SlimPajama-7, Pile-4)", "",
              f"Every law with model-size or token terms ({', '.join(labels)}) was fitted with "
-             f"`mixscale.fit` ({config.n_restarts} restarts, seed {config.fit_seed}; "
-             f"Levenberg–Marquardt up to {config.lm_max_params} parameters, L-BFGS capped at "
-             f"{config.lbfgs_max_steps} steps above) on the smaller scales and asked to predict "
+             f"`mixscale.fit` ({cfg['n_restarts']} restarts, seed {cfg['fit_seed']}; "
+             f"Levenberg–Marquardt up to {cfg['lm_max_params']} parameters, L-BFGS capped at "
+             f"{cfg['lbfgs_max_steps']} steps above) on the smaller scales and asked to predict "
              "the larger one: SlimPajama-7 fitted on 122M (all token checkpoints) and on "
              "122M + 310M, predicting every 680M run; Pile-4 fitted on all 90M runs and the 200M "
-             f"runs with ≤ {config.pile4_max_200m_tokens:g}B tokens, predicting 200M/8B "
+             f"runs with ≤ {cfg['pile4_max_200m_tokens']:g}B tokens, predicting 200M/8B "
              "(24 mixtures, most never seen) and 440M (2 mixtures). MRE in percent over all "
              "entries and over entries whose own weight is h_i ≥ 0.1. The mixtures at the "
              "largest measured scale are then ranked by their measured mean loss and by each "
@@ -405,8 +420,8 @@ def section(results: dict, config: Config, figure_names: Sequence[str], elapsed:
              "to larger ones. BiMix has no model-size term (it predicts 680M like 122M at equal "
              "tokens; its optimum moves with tokens only); the capacity-only variant has no "
              "token term (its optimum moves with model size only). "
-             + ("Quick smoke configuration: numbers are not meaningful. " if config.quick
-                else "") + f"Run time {elapsed / 60:.1f} min.", ""]
+             + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
+                else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table
@@ -430,7 +445,8 @@ def section(results: dict, config: Config, figure_names: Sequence[str], elapsed:
               markdown_table(header, rows), ""]
     for p in protos:
         best = min(p["laws"], key=lambda r: min(v["mre"] for v in r["evaluations"].values()))
-        lines.append(f"* {TITLES[p['protocol']]}: lowest MRE: {best['law']} ("
+        title = protocol_title(p["protocol"], cfg["pile4_max_200m_tokens"])
+        lines.append(f"* {title}: lowest MRE: {best['law']} ("
                      + ", ".join(f"{e} {_pct(v['mre'])} %" for e, v in
                                  best["evaluations"].items()) + ").")
     lines.append("")
@@ -491,21 +507,40 @@ def section(results: dict, config: Config, figure_names: Sequence[str], elapsed:
     return "\n".join(lines)
 
 
+def spec_label(spec: dict | str) -> str:
+    """The label of a law spec as the JSON record stores it (``{"name", "options"}``)."""
+    if isinstance(spec, str):
+        return spec
+    return LawSpec(spec["name"], tuple(tuple(o) for o in spec["options"])).label
+
+
 def _proto(protos, name):
     return next(p for p in protos if p["protocol"] == name)
 
 
+def render(out) -> None:
+    """Draw the figures and write the section from ``out/<NAME>.json`` alone."""
+    record = json.loads((Path(out) / f"{NAME}.json").read_text(encoding="utf-8"))
+    names = figures(record, out)
+    write_section(out, NAME, section(record, names))
+
+
+def _extra(parser) -> None:
+    parser.add_argument("--replot", action="store_true",
+                        help=f"only redraw the figures and the section from OUT/{NAME}.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
-    args = parse_args(NAME, __doc__.split("\n\n")[0], argv)
-    config = Config.quick_config() if args.quick else Config()
-    timer = Timer()
-    results = run(config)
-    elapsed = timer()
-    write_record(args.out, NAME, config, results, elapsed)
-    names = figures(results, args.out)
-    write_section(args.out, NAME, section(results, config, names, elapsed))
-    log.info("wrote %s (%.1f min)", args.out / f"{NAME}.json", elapsed / 60)
+    args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=_extra)
+    if not args.replot:
+        config = Config.quick_config() if args.quick else Config()
+        timer = Timer()
+        results = run(config)
+        elapsed = timer()
+        write_record(args.out, NAME, config, results, elapsed)
+        log.info("wrote %s (%.1f min)", args.out / f"{NAME}.json", elapsed / 60)
+    render(args.out)
     return 0
 
 
