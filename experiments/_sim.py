@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Instance", "draw_instance", "law_optimum", "safe_learning_rate", "true_losses",
-           "true_optimum"]
+__all__ = ["Instance", "draw_instance", "law_optimum", "n_features_for_tail",
+           "safe_learning_rate", "true_losses", "true_optimum"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,3 +134,20 @@ def law_optimum(fit_result, n: float, d: float, target=None, seed: int = 0):
     res = mixscale.optimal_mixture(fit_result.law, float(n), float(d), target_weights=target,
                                    seed=seed)
     return np.asarray(res.weights), float(res.objective)
+
+
+def n_features_for_tail(k: int, head: int, tail: int, rho: float) -> int:
+    """The feature budget ``P`` at which ``K`` equal tails are exactly ``tail`` long.
+
+    ``P = S + floor(ρT) + K (T − floor(ρT))`` (the shared tail ranks count once); passing it as
+    ``n_features`` holds every domain's tail at ``T`` while ``ρ`` varies (a fixed ``P`` would
+    instead lengthen the tails as the overlap grows). Computed from the model's own layout, so
+    it cannot drift from it."""
+    import simulate
+
+    if k < 1 or head < 0 or tail < 0 or head + tail < 1:
+        raise ValueError(f"need K >= 1, head >= 0, tail >= 0 and a feature, got K={k}, "
+                         f"head={head}, tail={tail}")
+    model = simulate.DisjointTailModel(np.full(k, 2.0), head=int(head), tail=int(tail),
+                                       rho=float(rho))
+    return model.n_features
