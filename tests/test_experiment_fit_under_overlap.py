@@ -85,3 +85,21 @@ def test_bad_configurations_are_refused():
         cfg(tail=32, sizes=(16, 64)).check()
     with pytest.raises(ValueError, match="two sizes"):
         cfg(sizes=(32,)).check()
+
+
+def test_closed_form_table_equals_the_sweep(rng):
+    import simulate
+
+    inst = _sim.draw_instance(rng, 3, head=3, n_features=40, rho=0.5)
+    model = inst.model()
+    mixtures = rng.dirichlet(np.ones(3), size=4)
+    lr = _sim.safe_learning_rate(model, [6, 15], batch_size=2, mixtures=mixtures)
+    swept = simulate.sweep(model, mixtures, [6, 15], [2, 40, 300], simulate.Constant(lr), 2)
+    closed = _sim.closed_form_table(model, mixtures, [6, 15], [2, 40, 300], lr, 2)
+    np.testing.assert_allclose(closed.losses, swept.losses, rtol=1e-11)
+    for field in ("weights", "model_size", "tokens"):
+        np.testing.assert_array_equal(getattr(closed, field), getattr(swept, field))
+    for tag in swept.row_tags:
+        np.testing.assert_array_equal(closed.row_tags[tag], swept.row_tags[tag])
+    with pytest.raises(ValueError, match="stable"):
+        _sim.closed_form_table(model, mixtures, [6, 15], [2], 10 * lr / 0.5, 2)
