@@ -49,6 +49,7 @@ L-BFGS); ``--quick`` about half a minute. Run::
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -326,15 +327,41 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
     return "\n".join(text)
 
 
+def config_from_record(record: dict) -> Config:
+    """The :class:`Config` written in a results file (laws are stored by label)."""
+    specs = {s.label: s for s in (*_common.ALL_LAWS, *SCALE_LAWS, *ONE_SCALE_LAWS)}
+    fields = {f.name for f in dataclasses.fields(Config)}
+    values = {}
+    for key, value in record["config"].items():
+        if key not in fields:
+            continue
+        if key in ("laws", "one_scale_laws"):
+            value = tuple(specs[label] for label in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return Config(**values)
+
+
+def _options(parser) -> None:
+    parser.add_argument("--redraw", action="store_true",
+                        help=f"redraw the figure and section from OUT/{NAME}.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("XLA_FLAGS",
                           "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv)
-    cfg = Config.quick() if args.quick else Config()
-    timer = _common.Timer()
-    results = run(cfg)
-    elapsed = timer()
-    _common.write_record(args.out, NAME, cfg, results, elapsed)
+    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv, _options)
+    if args.redraw:
+        record = json.loads((args.out / f"{NAME}.json").read_text(encoding="utf-8"))
+        cfg, results, elapsed = (config_from_record(record), record["results"],
+                                 record["elapsed_s"])
+    else:
+        cfg = Config.quick() if args.quick else Config()
+        timer = _common.Timer()
+        results = run(cfg)
+        elapsed = timer()
+        _common.write_record(args.out, NAME, cfg, results, elapsed)
     figure = draw(results, cfg, args.out)
     _common.write_section(args.out, NAME, section(results, cfg, figure, elapsed))
     log.info("wrote %s/%s.{json,md,png} in %.1f min", args.out, NAME, elapsed / 60)

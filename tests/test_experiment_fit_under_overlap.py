@@ -37,6 +37,10 @@ def test_quick_run_writes_sane_results(quick_run):
     md = (quick_run / "fit_under_overlap.md").read_text()
     assert md.startswith("## ") and "](fit_under_overlap.png)" in md
     assert (quick_run / "fit_under_overlap.png").stat().st_size > 10_000
+    # the figure and section can be redrawn from the results file alone
+    (quick_run / "fit_under_overlap.md").unlink()
+    assert fit_under_overlap.main(["--redraw", "--out", str(quick_run)]) == 0
+    assert (quick_run / "fit_under_overlap.md").read_text() == md
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.3, 0.5, 1.0])
