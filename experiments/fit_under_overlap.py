@@ -328,15 +328,15 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
 
 
 def config_from_record(record: dict) -> Config:
-    """The :class:`Config` written in a results file (laws are stored by label)."""
-    specs = {s.label: s for s in (*_common.ALL_LAWS, *SCALE_LAWS, *ONE_SCALE_LAWS)}
+    """The :class:`Config` written in a results file (laws as ``{"name", "options"}``)."""
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {}
     for key, value in record["config"].items():
         if key not in fields:
             continue
         if key in ("laws", "one_scale_laws"):
-            value = tuple(specs[label] for label in value)
+            value = tuple(LawSpec(d["name"], tuple(tuple(o) for o in d["options"]))
+                          for d in value)
         elif isinstance(value, list):
             value = tuple(value)
         values[key] = value
