@@ -39,9 +39,9 @@ Protocol, for every head size ``S`` (``Config.heads``):
 Outputs (``--out``, default ``figures/``): ``fit_under_overlap.json``, ``fit_under_overlap.md``,
 ``fit_under_overlap.png`` (held-out MRE vs ``ρ``, one panel per head size).
 
-Cost: the full configuration (3 heads × 5 overlaps × 5 + 2 laws, 8 restarts) takes about 10
-minutes on an idle 2-core machine, most of it in the additive and joint fits (the joint law's
-L-BFGS); ``--quick`` about half a minute. Run::
+Cost: the full configuration (3 heads × 5 overlaps × 5 + 2 laws, 8 restarts) took 31 minutes
+of wall time on a 2-core machine shared with about six other jobs (roughly 10 when idle), most
+of it in the additive and joint fits (the joint law's L-BFGS); ``--quick`` one minute there. Run::
 
     python -m experiments.fit_under_overlap [--quick] [--out DIR]
 """
