@@ -142,6 +142,7 @@ def scale_mre(res, table, n: float, d: float) -> float:
 def _law_record(res, val, top) -> dict:
     return {"n_params": int(res.n_params), "method": res.method,
             "train_mre": float(res.train_metrics["mre"]),
+            "train_objective": float(res.objectives[res.best]),
             "validation_mre": float(res.validation_metrics["mre"]),
             "validation_mre_top_scale": scale_mre(res, val, *top),
             "fit_s": float(res.timings["total_s"])}
@@ -265,6 +266,19 @@ def observations(results: dict, cfg: Config) -> list[str]:
                 f"ρ={rhos[int(np.argmin(c))]:g}); the best law per ρ: "
                 + ", ".join(f"{r:g}: {b}" for r, b in zip(rhos, best, strict=True)) + ".")
         lines.append(line)
+    labels = {dict(spec.options).get("variant"): spec.label for spec in cfg.laws
+              if spec.name == "capacity"}
+    if {"full", "tied"} <= set(labels):
+        full, tied = labels["full"], labels["tied"]
+        worse = [f"S={s['head']}, ρ={s['rho']:g}" for s in results["settings"]
+                 if s["laws"][full]["train_mre"] > s["laws"][tied]["train_mre"]]
+        lines.append(f"* The tied law is a special case of the full one, yet the full fit's "
+                     f"training MRE is above the tied fit's in {len(worse)} of "
+                     f"{len(results['settings'])} settings"
+                     + (f" ({'; '.join(worse)}): a sign (MRE is close to, not equal to, the "
+                        "fitted Huber objective) that there the full fit with "
+                        f"{cfg.n_restarts} restarts stopped in a worse local minimum"
+                        if worse else "") + ".")
     return lines
 
 
