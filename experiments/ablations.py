@@ -1,0 +1,392 @@
+"""Theory ablations on the simulator: what the law's fit and its optimum depend on.
+
+One base instance (``K = 4`` domains drawn by ``_sim.draw_instance``, shared head ``S = 4``,
+disjoint tails of ``T = 64`` features each, source exponent ``β = 0.5``, keep rule
+``"signal"``, a constant step, batch 1), and ONE change at a time:
+
+(a) **exponents**: the law's ``full`` variant (free ``b, c, a`` per domain) against ``tied``
+    (``b_i = α_i + β − 1``, ``a_i = b_i/α_i``, ``c_i = κ^{-b_i}/b_i``) on the same losses;
+(b) **source exponent** ``β ∈ {0, 0.5, 1}`` (signal ``(w*_k)² = l^{-β}``);
+(c) **optimiser**: a step-decay schedule (``simulate.StepDecay``: the step halves every
+    ``decay_every`` steps) instead of a constant step, and batch 8 instead of 1 at the same
+    sample budgets (``steps = D / B``);
+(d) **keep rule**: the learner keeps the ``N`` largest ``λ_k(h)`` (``"eigen"``) instead of the
+    ``N`` largest ``λ_k(h)·(w*_k)²`` (``"signal"``, the law's inner problem). The two coincide
+    at ``β = 0``, hence the base ``β = 0.5``.
+
+For every variant: exact losses (``simulate.sweep``) of ``n_mixtures`` Dirichlet(1) mixtures
+(the same for every variant) × sizes ``N`` (kept features) × budgets ``D`` (samples,
+``D = steps × batch``); the law (variant ``full`` unless (a)) fitted on 70% of the mixtures
+(``_common.fit_law``), its mean relative error (MRE) on every run of the others; and at one
+scale ``(N*, D*)`` = the grid's largest, the **regret** of the law's optimal mixture
+(``_sim.law_optimum``) for the mean loss over the domains,
+
+    regret(h) = mean_i L_i(h, N*, D*) − min_h' mean_i L_i(h', N*, D*)     (loss units, ≥ 0)
+
+with the simulator's exact losses and its own optimum (``_sim.true_optimum``), next to the
+uniform mixture's regret. The step size follows one rule for every mixture evaluated: half the
+smallest stable step over the simplex's vertices, the uniform mixture, the drawn mixtures and
+every size (``_sim.safe_learning_rate``, per variant since it depends on the model and batch).
+
+Why small sizes and tails: the simulator's optimum (``simulate.optimal_mixture``) and the step
+decay need the step-by-step recursion, so budgets stay at a few thousand samples; SGD then learns
+only the features up to rank ``~(γ D h_i)^{1/α_i}`` (~10–30), and the sizes must sit below that
+for the capacity term to matter at all (with ``N`` in the hundreds the losses would not depend
+on ``N``).
+
+Outputs (``--out``, default ``figures/``): ``ablations.json``, ``ablations.md``,
+``ablations.png`` (two panels: held-out MRE in %, regret in loss units).
+
+Cost: the full configuration took 13.5 minutes of wall time on a 2-core machine shared with
+about six other jobs (mostly the six simulator optima and the fits' compilation; a few minutes
+when idle); ``--quick`` (group (c) only, tiny model) under a minute of CPU time. Run::
+
+    python -m experiments.ablations [--quick] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from experiments import _common, _sim
+from experiments._common import LawSpec
+
+NAME = "ablations"
+log = logging.getLogger(NAME)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One ablation variant: its group, label and the changes from the base.
+
+    ``changes`` are :class:`_sim.Instance` fields (``beta``, ``keep``); ``schedule`` is
+    ``"constant"`` or ``"step decay"``; ``law_variant`` is the capacity law's variant.
+    """
+
+    group: str
+    label: str
+    changes: tuple[tuple[str, object], ...] = ()
+    schedule: str = "constant"
+    batch_size: int = 1
+    law_variant: str = "full"
+
+    def data_key(self) -> tuple:
+        """Variants with the same key share the simulated data."""
+        return (self.changes, self.schedule, self.batch_size)
+
+
+#: The groups of the figure, in order; the base variant is repeated in each as the reference.
+GROUPS = ("(a) exponents", "(b) source β", "(c) schedule / batch", "(d) keep rule")
+
+
+def variants(base_beta: float, betas: Sequence[float], batch: int) -> tuple[Variant, ...]:
+    """The base (listed once per group) and every one-change variant."""
+    out = [Variant(GROUPS[0], "free (full)"), Variant(GROUPS[0], "tied", law_variant="tied")]
+    for b in betas:
+        out.append(Variant(GROUPS[1], f"β = {b:g}" + (" (base)" if b == base_beta else ""),
+                           () if b == base_beta else (("beta", float(b)),)))
+    out += [Variant(GROUPS[2], "constant, B = 1 (base)"),
+            Variant(GROUPS[2], "step decay, B = 1", schedule="step decay"),
+            Variant(GROUPS[2], f"constant, B = {batch}", batch_size=batch),
+            Variant(GROUPS[3], "signal (base)"),
+            Variant(GROUPS[3], "eigen", (("keep", "eigen"),))]
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that sets the numbers; the defaults are the full run.
+
+    Units: ``sizes`` in kept features ``N``; ``samples`` is the law's ``D`` (``steps × batch``);
+    every sample budget must be a multiple of ``batch``.
+    """
+
+    k: int = 4
+    head: int = 4
+    tail: int = 64
+    beta: float = 0.5  # the base; at 0 the two keep rules coincide
+    betas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    batch: int = 8  # the batch of variant (c)
+    decay_factor: float = 0.5
+    decay_every: int = 512  # steps
+    n_mixtures: int = 30
+    validation_fraction: float = 0.3
+    sizes: tuple[int, ...] = (8, 16, 32)
+    samples: tuple[int, ...] = (128, 512, 2048)
+    alpha_range: tuple[float, float] = (1.3, 2.5)
+    sigma2_range: tuple[float, float] = (0.05, 0.3)
+    lr_fraction: float = 0.5
+    n_restarts: int = 8
+    seed: int = 0
+    groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(head=2, tail=16, n_mixtures=10, sizes=(4, 8), samples=(16, 64),
+                   decay_every=16, n_restarts=2, groups=(GROUPS[2],))
+
+    def check(self) -> None:
+        unknown = set(self.groups) - set(GROUPS)
+        if unknown or not self.groups:
+            raise ValueError(f"groups must be a non-empty subset of {GROUPS}, got {self.groups}")
+        if self.beta not in self.betas:
+            raise ValueError(f"the base beta {self.beta} must be one of betas {self.betas}")
+        if self.batch < 2:
+            raise ValueError(f"the batch of variant (c) must be >= 2, got {self.batch}")
+        bad = [d for d in self.samples if d % self.batch or d < self.batch]
+        if bad:
+            raise ValueError(f"sample budgets {bad} are not positive multiples of the batch "
+                             f"{self.batch} (D = steps x batch)")
+        n_features = _sim.n_features_for_tail(self.k, self.head, self.tail, 0.0)
+        if max(self.sizes) > n_features:
+            raise ValueError(f"the largest size N={max(self.sizes)} exceeds the model's "
+                             f"{n_features} features")
+        if len(self.sizes) < 2 or len(self.samples) < 2:
+            raise ValueError("need at least two sizes and two sample budgets")
+
+
+def regret(model, h, n: int, steps: int, schedule, batch_size: int, optimum_loss: float) -> float:
+    """``mean_i L_i(h) − optimum_loss`` with the simulator's exact losses (loss units)."""
+    return float(np.mean(_sim.true_losses(model, h, n, steps, schedule, batch_size))
+                 - optimum_loss)
+
+
+def _schedule(v: Variant, cfg: Config, lr: float):
+    import simulate
+
+    if v.schedule == "constant":
+        return simulate.Constant(lr)
+    if v.schedule == "step decay":
+        return simulate.StepDecay(lr, cfg.decay_factor, cfg.decay_every)
+    raise ValueError(f"unknown schedule {v.schedule!r}")
+
+
+def simulate_variant(cfg: Config, base: _sim.Instance, mixtures: np.ndarray, v: Variant) -> dict:
+    """The variant's model, step, schedule, loss table and the simulator's optimum at the
+    largest scale."""
+    import simulate
+
+    inst = base.replace(**dict(v.changes))
+    model = inst.model()
+    lr = _sim.safe_learning_rate(model, cfg.sizes, v.batch_size, cfg.lr_fraction, mixtures)
+    schedule = _schedule(v, cfg, lr)
+    steps = [d // v.batch_size for d in cfg.samples]
+    timer = _common.Timer()
+    table = simulate.sweep(model, mixtures, list(cfg.sizes), steps, schedule, v.batch_size,
+                           name=v.label)
+    sim_s = timer()
+    n_top, steps_top = max(cfg.sizes), max(steps)
+    timer = _common.Timer()
+    w_opt, loss_opt = _sim.true_optimum(model, n_top, steps_top, schedule, v.batch_size)
+    return {"model": model, "schedule": schedule, "table": table, "lr": lr, "steps": steps,
+            "top": (n_top, steps_top), "optimum": (w_opt, loss_opt), "simulate_s": sim_s,
+            "optimum_s": timer()}
+
+
+def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
+    """Fit the law on the training mixtures; held-out MRE; regrets at the largest scale."""
+    from mixscale.data import split
+
+    train, val = split(data["table"], cfg.validation_fraction, cfg.seed)
+    spec = LawSpec("capacity", (("variant", v.law_variant),))
+    res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts, seed=cfg.seed)
+    n_top, steps_top = data["top"]
+    d_top = steps_top * v.batch_size
+    timer = _common.Timer()
+    h_law, predicted = _sim.law_optimum(res, n_top, d_top, seed=cfg.seed)
+    w_opt, loss_opt = data["optimum"]
+    args = (data["model"], n_top, steps_top, data["schedule"], v.batch_size, loss_opt)
+    k = len(h_law)
+    out = {
+        "group": v.group, "label": v.label, "law": spec.label, "changes": dict(v.changes),
+        "schedule": v.schedule, "batch_size": v.batch_size, "lr": data["lr"],
+        "steps": data["steps"], "n_params": int(res.n_params), "method": res.method,
+        "train_mre": float(res.train_metrics["mre"]),
+        "validation_mre": float(res.validation_metrics["mre"]),
+        "scale": {"N": n_top, "D": d_top, "steps": steps_top},
+        "law_optimum": h_law, "law_predicted_loss": predicted,
+        "true_optimum": w_opt, "true_optimum_loss": loss_opt,
+        "regret_law": regret(args[0], h_law, *args[1:]),
+        "regret_uniform": regret(args[0], np.full(k, 1.0 / k), *args[1:]),
+        "fit_s": float(res.timings["total_s"]), "simulate_s": data["simulate_s"],
+        "optimum_s": data["optimum_s"], "law_optimum_s": timer(),
+    }
+    log.info("%-22s %-26s held-out MRE %.2f%%, regret law %.3g, uniform %.3g", v.group, v.label,
+             100 * out["validation_mre"], out["regret_law"], out["regret_uniform"])
+    return out
+
+
+def run(cfg: Config) -> dict:
+    cfg.check()
+    rng = np.random.default_rng(cfg.seed)
+    base = _sim.draw_instance(rng, cfg.k, head=cfg.head,
+                              n_features=_sim.n_features_for_tail(cfg.k, cfg.head, cfg.tail, 0.0),
+                              beta=cfg.beta, keep="signal", alpha_range=cfg.alpha_range,
+                              sigma2_range=cfg.sigma2_range)
+    mixtures = rng.dirichlet(np.ones(cfg.k), size=cfg.n_mixtures)
+    data, done, rows = {}, {}, []
+    for v in variants(cfg.beta, cfg.betas, cfg.batch):
+        if v.group not in cfg.groups:
+            continue
+        key = v.data_key()
+        if key not in data:
+            data[key] = simulate_variant(cfg, base, mixtures, v)
+        if (key, v.law_variant) not in done:  # the base recurs in every group: fit it once
+            done[key, v.law_variant] = evaluate_variant(cfg, v, data[key])
+        rows.append({**done[key, v.law_variant], "group": v.group, "label": v.label})
+    return {"instance": dataclasses.asdict(base), "variants": rows}
+
+
+# ----------------------------------------------------------------------------- report
+def draw(results: dict, out) -> str:
+    """Two panels: held-out MRE (%) and regret (loss units), bars grouped by ablation."""
+    plt = _common.pyplot()
+    rows = results["variants"]
+    fig, (ax_mre, ax_reg) = plt.subplots(1, 2, figsize=(11, 4.6))
+    x, ticks, pos = 0.0, [], []
+    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
+    for group in groups:
+        members = [r for r in rows if r["group"] == group]
+        for r in members:
+            pos.append(x)
+            ticks.append(r["label"])
+            x += 1.0
+        x += 0.8
+    colors = [f"C{GROUPS.index(r['group'])}" for r in rows]
+    mre = [100 * r["validation_mre"] for r in rows]
+    ax_mre.bar(pos, mre, color=colors)
+    ax_mre.set_ylabel("held-out MRE (%)")
+    ax_mre.set_title("fit error of the capacity law")
+    reg_law = [r["regret_law"] for r in rows]
+    reg_uni = [r["regret_uniform"] for r in rows]
+    ax_reg.bar(pos, reg_law, color=colors)
+    ax_reg.scatter(pos, reg_uni, marker="x", color="k", zorder=3, label="uniform mixture")
+    ax_reg.set_ylabel("regret of mean loss (loss units)")
+    ax_reg.set_title(f"regret at N = {rows[0]['scale']['N']} features, "
+                     f"D = {rows[0]['scale']['D']} samples")
+    ax_reg.axhline(0.0, color="k", lw=0.6)
+    ax_reg.legend([plt.Rectangle((0, 0), 1, 1, color="0.6"), ax_reg.collections[0]],
+                  ["law's optimum (bars)", "uniform mixture"], fontsize=8)
+    for ax in (ax_mre, ax_reg):
+        ax.set_xticks(pos)
+        ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{GROUPS.index(g)}") for g in groups]
+    fig.legend(handles, groups, loc="upper center", ncol=len(groups), fontsize=9,
+               bbox_to_anchor=(0.5, 1.04))
+    fig.tight_layout()
+    filename = f"{NAME}.png"
+    _common.save_figure(fig, out, filename)
+    return filename
+
+
+def observations(results: dict) -> list[str]:
+    rows = results["variants"]
+    alpha = results["instance"]["alpha"]
+    lines = []
+    for r in rows:
+        if r["label"] != "free (full)":
+            continue
+        j = int(np.argmax(r["true_optimum"]))
+        lines.append(f"* Base: the simulator's optimum puts its largest weight, "
+                     f"{r['true_optimum'][j]:.3f}, on domain {j} (α = {alpha[j]:.3f}); the "
+                     f"law's optimum gives that domain {r['law_optimum'][j]:.3f} and its "
+                     f"weights span {min(r['law_optimum']):.3f}–{max(r['law_optimum']):.3f} "
+                     f"(uniform: {1 / len(alpha):.3f}).")
+    for group in GROUPS:
+        members = [r for r in rows if r["group"] == group]
+        if not members:
+            continue
+        lo = min(members, key=lambda r: r["validation_mre"])
+        hi = max(members, key=lambda r: r["validation_mre"])
+        beats = [r["label"] for r in members if r["regret_law"] < r["regret_uniform"]]
+        lines.append(f"* {group}: held-out MRE from {100 * lo['validation_mre']:.2f}% "
+                     f"({lo['label']}) to {100 * hi['validation_mre']:.2f}% ({hi['label']}); the "
+                     f"law's optimum beats the uniform mixture in {len(beats)} of {len(members)} "
+                     "variants" + (f" ({', '.join(beats)})" if beats else "") + ".")
+    return lines
+
+
+def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
+    rows = results["variants"]
+    inst = results["instance"]
+    scale = rows[0]["scale"]
+    text = [
+        "## Theory ablations (simulator)", "",
+        f"One base instance — K = {cfg.k} domains, "
+        f"α = ({', '.join(f'{a:.3f}' for a in inst['alpha'])}), "
+        f"σ² = ({', '.join(f'{s:.3f}' for s in inst['sigma2'])}), shared head S = {cfg.head}, "
+        f"disjoint tails of T = {cfg.tail} features, β = {cfg.beta:g}, keep rule `signal`, "
+        "constant step, batch 1 — and one change at a time: (a) the law's exponents free "
+        "(`full`) or tied (`tied`) on the same losses; (b) the source exponent β; (c) a step "
+        f"decay (×{cfg.decay_factor:g} every {cfg.decay_every} steps) or batch {cfg.batch} at the "
+        "same sample budgets; (d) the keep rule `eigen` (top N of λ_k(h)) instead of `signal` "
+        "(top N of λ_k(h)(w*_k)²). The base appears in every group as its reference. For each "
+        f"variant: exact losses of {cfg.n_mixtures} Dirichlet(1) mixtures (the same for every "
+        f"variant) × N ∈ {{{', '.join(map(str, cfg.sizes))}}} kept features × D ∈ "
+        f"{{{', '.join(map(str, cfg.samples))}}} samples (D = steps × batch); the capacity law "
+        f"fitted on {100 * (1 - cfg.validation_fraction):.0f}% of the mixtures ({cfg.n_restarts} "
+        "restarts) and scored by the mean relative error on every run of the others; at "
+        f"N = {scale['N']}, D = {scale['D']} the regret of the law's optimal mixture for the mean "
+        "loss (simulator's exact mean loss there minus the simulator's optimum, in loss units), "
+        "next to the uniform mixture's. Step size: "
+        f"{cfg.lr_fraction:g} × the smallest stable step over the vertices, the uniform mixture, "
+        "the drawn mixtures and every size, per variant.", "",
+        f"![Ablations: fit error and regret]({figure})", "",
+    ]
+    header = ["group", "variant", "law", "step size", "held-out MRE (%)", "train MRE (%)",
+              "regret law", "regret uniform", "law's optimum h", "true optimum h",
+              "true optimal loss"]
+    fmt = lambda h: "(" + ", ".join(f"{w:.3f}" for w in h) + ")"  # noqa: E731
+    table = [[r["group"], r["label"], r["law"], r["lr"], 100 * r["validation_mre"],
+              100 * r["train_mre"], r["regret_law"], r["regret_uniform"], fmt(r["law_optimum"]),
+              fmt(r["true_optimum"]), r["true_optimum_loss"]] for r in rows]
+    text += [_common.markdown_table(header, table), "",
+             "Regrets in loss units (the mean over domains of the expected squared error); a "
+             "regret of a few 1e-5 below zero is the resolution of the simulator's optimum "
+             "search.", "", "Observations (computed from the results):", ""]
+    text += observations(results) + ["", f"Total run time {elapsed_s / 60:.1f} min."]
+    return "\n".join(text)
+
+
+def config_from_record(record: dict) -> Config:
+    """The :class:`Config` written in a results file."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: tuple(v) if isinstance(v, list) else v
+                     for k, v in record["config"].items() if k in fields})
+
+
+def _options(parser) -> None:
+    parser.add_argument("--redraw", action="store_true",
+                        help="redraw the figure and section from OUT/ablations.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("XLA_FLAGS",
+                          "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv, _options)
+    if args.redraw:
+        record = json.loads((args.out / f"{NAME}.json").read_text(encoding="utf-8"))
+        cfg, results, elapsed = (config_from_record(record), record["results"],
+                                 record["elapsed_s"])
+    else:
+        cfg = Config.quick() if args.quick else Config()
+        timer = _common.Timer()
+        results = run(cfg)
+        elapsed = timer()
+        _common.write_record(args.out, NAME, cfg, results, elapsed)
+    figure = draw(results, args.out)
+    _common.write_section(args.out, NAME, section(results, cfg, figure, elapsed))
+    log.info("wrote %s/%s.{json,md,png} in %.1f min", args.out, NAME, elapsed / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
