@@ -7,7 +7,7 @@ Two blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` marke
 * ``law-comparison`` — the tables of ``figures/law_comparison.md`` (written by
   ``python -m experiments.compare_laws``);
 * ``figures`` — the first figure of every experiment in ``figures/`` with its section title,
-  and the time the last full ``python -m experiments.reproduce`` took (``figures/reproduce.json``).
+  and the total wall time the experiments' results files record (``elapsed_s``).
 
 Nothing in these blocks is typed by hand; edit the experiments, rerun them, then this.
 """
@@ -45,7 +45,7 @@ def law_comparison_block(figures: Path) -> str:
 
 def figures_block(figures: Path, prefix: str = "figures") -> str:
     """The first figure of each experiment section, in report order, with its title."""
-    from experiments.reproduce import EXPERIMENTS, _section_name
+    from experiments.reproduce import EXPERIMENTS, _section_name, recorded_wall_s
 
     out = []
     for name, title in EXPERIMENTS:
@@ -53,14 +53,14 @@ def figures_block(figures: Path, prefix: str = "figures") -> str:
         if pngs:
             out += [f"**{title}** (`python -m experiments.{name}`)", "",
                     f"![{title}]({prefix}/{pngs[0].name})", ""]
-    record = figures / "reproduce.json"
-    if record.exists():
-        wall = json.loads(record.read_text())
-        if not wall.get("quick", False):
-            times = {k: v for k, v in wall["wall_s"].items() if v is not None}
-            out.append(f"The full run (`python -m experiments.reproduce`) took "
-                       f"{sum(times.values()) / 60:.0f} min on a 2-core CPU machine; the time "
-                       "of each experiment is in `figures/REPORT.md`.")
+    times = [recorded_wall_s(figures, name) for name, _ in EXPERIMENTS]
+    times = [t for t in times if t is not None]
+    quick = json.loads((figures / "reproduce.json").read_text()).get("quick", False) if (
+        figures / "reproduce.json").exists() else False
+    if times and not quick:
+        out.append(f"The full run (`python -m experiments.reproduce`) took {sum(times) / 60:.0f} "
+                   "min of wall time on a 2-core CPU machine shared with other jobs; the time of "
+                   "each experiment is in `figures/REPORT.md`.")
     return "\n".join(out)
 
 

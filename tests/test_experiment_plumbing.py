@@ -113,7 +113,14 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     assert reproduce.main(["--out", str(tmp_path), "--only", "ablations"]) == 0
     timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
     assert timing["ablations"] == 30.0 and timing["compare_laws"] == 60.0
-    assert "Total: 2.5 min." in (tmp_path / "REPORT.md").read_text()
+    assert "Total: 2.5 min of wall time" in (tmp_path / "REPORT.md").read_text()
+    # reassembling runs nothing; times come from the results files where no run recorded them
+    monkeypatch.setattr(reproduce, "run_experiment", None)
+    (tmp_path / "reproduce.json").unlink()
+    (tmp_path / "law_comparison.json").write_text(json.dumps({"elapsed_s": 240.0}))
+    assert reproduce.main(["--out", str(tmp_path), "--report-only"]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| 4.0 min |" in report and "Total: 4.0 min" in report
 
 
 def test_reproduce_rejects_unknown_names(tmp_path):
@@ -137,8 +144,8 @@ def test_update_readme_from_results(tmp_path):
     figures.mkdir()
     (figures / "law_comparison.md").write_text("# Law comparison\n\n## In-scale\n\n| a |\n")
     (figures / "fit_under_overlap_mre.png").write_bytes(b"png")
-    (figures / "reproduce.json").write_text(json.dumps(
-        {"quick": False, "wall_s": {"compare_laws": 600.0, "fit_under_overlap": 300.0}}))
+    (figures / "law_comparison.json").write_text(json.dumps({"elapsed_s": 600.0}))
+    (figures / "fit_under_overlap.json").write_text(json.dumps({"elapsed_s": 300.0}))
     readme = tmp_path / "README.md"
     readme.write_text("x\n<!-- law-comparison:start -->\n<!-- law-comparison:end -->\n"
                       "<!-- figures:start -->\nold\n<!-- figures:end -->\n")
