@@ -54,6 +54,18 @@ class LawSpec:
     def law_options(self) -> dict:
         return dict(self.options)
 
+    @classmethod
+    def from_record(cls, value) -> LawSpec:
+        """The spec a results file stores: its label (``"capacity (tied)"``, as
+        :func:`write_record` writes it) or a ``{"name", "options"}`` mapping."""
+        if isinstance(value, dict):
+            return cls(value["name"], tuple(tuple(o) for o in value["options"]))
+        name, _, rest = str(value).partition(" (")
+        if not rest:
+            return cls(name)
+        variant = rest.rstrip(")")
+        return cls(name, (("variant", variant),))
+
 
 #: Every law of the library, in the order of the tables.
 ALL_LAWS = (

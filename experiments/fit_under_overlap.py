@@ -342,15 +342,14 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
 
 
 def config_from_record(record: dict) -> Config:
-    """The :class:`Config` written in a results file (laws as ``{"name", "options"}``)."""
+    """The :class:`Config` written in a results file (laws as labels or mappings)."""
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {}
     for key, value in record["config"].items():
         if key not in fields:
             continue
         if key in ("laws", "one_scale_laws"):
-            value = tuple(LawSpec(d["name"], tuple(tuple(o) for o in d["options"]))
-                          for d in value)
+            value = tuple(LawSpec.from_record(d) for d in value)
         elif isinstance(value, list):
             value = tuple(value)
         values[key] = value

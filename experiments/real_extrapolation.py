@@ -541,10 +541,8 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
 
 
 def spec_label(spec: dict | str) -> str:
-    """The label of a law spec as the JSON record stores it (``{"name", "options"}``)."""
-    if isinstance(spec, str):
-        return spec
-    return LawSpec(spec["name"], tuple(tuple(o) for o in spec["options"])).label
+    """The label of a law spec as a JSON record stores it (a label or a mapping)."""
+    return LawSpec.from_record(spec).label
 
 
 def _proto(protos, name):

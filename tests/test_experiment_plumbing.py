@@ -27,6 +27,13 @@ def test_write_record_converts_arrays_dataclasses_and_nan(tmp_path):
     assert record["elapsed_s"] == 1.5 and {"jax", "mixscale", "numpy"} <= set(record["versions"])
 
 
+def test_law_spec_round_trips_through_records():
+    for spec in _common.ALL_LAWS:
+        assert _common.LawSpec.from_record(spec.label) == spec
+        assert _common.LawSpec.from_record(
+            {"name": spec.name, "options": [list(o) for o in spec.options]}) == spec
+
+
 def test_markdown_table():
     text = _common.markdown_table(["a", "b"], [(1, 0.123456), ("x", float("nan"))])
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.1235 |", "| x | — |"]
