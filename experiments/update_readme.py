@@ -43,24 +43,32 @@ def law_comparison_block(figures: Path) -> str:
     return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip()
 
 
+#: The figure that carries an experiment's message, where it draws several.
+KEY_FIGURES = {"extrapolation_sim": "extrapolation_sim_regret.png",
+               "real_extrapolation": "real_extrapolation_slimpajama_scatter.png",
+               "pilecc_target": "pilecc_target_weights.png"}
+
+
 def figures_block(figures: Path, prefix: str = "figures") -> str:
-    """The first figure of each experiment section, in report order, with its title."""
+    """The key figure of each experiment section (:data:`KEY_FIGURES`, else its first), in
+    report order, with its title."""
     from experiments.reproduce import EXPERIMENTS, _section_name, recorded_wall_s
 
     out = []
     for name, title in EXPERIMENTS:
         pngs = sorted(figures.glob(f"{_section_name(name)}*.png"))
+        key = [p for p in pngs if p.name == KEY_FIGURES.get(name)]
         if pngs:
             out += [f"**{title}** (`python -m experiments.{name}`)", "",
-                    f"![{title}]({prefix}/{pngs[0].name})", ""]
+                    f"![{title}]({prefix}/{(key or pngs)[0].name})", ""]
     times = [recorded_wall_s(figures, name) for name, _ in EXPERIMENTS]
     times = [t for t in times if t is not None]
     quick = json.loads((figures / "reproduce.json").read_text()).get("quick", False) if (
         figures / "reproduce.json").exists() else False
     if times and not quick:
-        out.append(f"The full run (`python -m experiments.reproduce`) took {sum(times) / 60:.0f} "
-                   "min of wall time on a 2-core CPU machine shared with other jobs; the time of "
-                   "each experiment is in `figures/REPORT.md`.")
+        out.append(f"The experiments behind these figures took {sum(times) / 60:.0f} min of "
+                   "wall time in all on a 2-core CPU machine shared with other jobs (so an idle "
+                   "machine is faster); the time of each is in `figures/REPORT.md`.")
     return "\n".join(out)
 
 

@@ -160,4 +160,4 @@ def test_update_readme_from_results(tmp_path):
     text = readme.read_text()
     assert "### In-scale" in text and "# Law comparison" not in text and "old" not in text
     assert "![Figure 1: fit under tail overlap](figures/fit_under_overlap_mre.png)" in text
-    assert "took 15 min" in text
+    assert "took 15 min of wall time in all" in text
