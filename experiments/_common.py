@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -28,8 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALL_LAWS", "LawSpec", "Timer", "fit_law", "markdown_table", "n_params", "parse_args",
-           "save_figure", "versions", "write_record", "write_section"]
+__all__ = ["ALL_LAWS", "XLA_FLAGS", "LawSpec", "Timer", "fit_law", "markdown_table",
+           "method_for", "n_params", "parse_args", "save_figure", "versions", "write_record",
+           "write_section"]
+
+#: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
+#: shared machine multi-threaded kernels spend most of their time waiting for each other
+#: (measured: up to 10x slower under load).
+XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +88,26 @@ ALL_LAWS = (
 )
 
 
+def method_for(spec, table, lm_max_params: int = 64) -> str:
+    """The optimiser every experiment uses for ``spec`` on ``table``: Levenberg–Marquardt
+    (``"lm"``) up to ``lm_max_params`` parameters, L-BFGS (``"lbfgs"``) above."""
+    return "lm" if n_params(spec, table) <= lm_max_params else "lbfgs"
+
+
 def fit_law(spec, train, *, validation=None, n_restarts: int = 16, seed: int = 0,
-            lm_max_params: int = 64, max_steps: int | None = None):
-    """:func:`mixscale.fit` of a :class:`LawSpec` with the size rule of the
-    law comparison: Levenberg–Marquardt up to ``lm_max_params`` parameters, L-BFGS above."""
+            lm_max_params: int = 64, max_steps: int | None = None,
+            lbfgs_max_steps: int | None = None):
+    """:func:`mixscale.fit` of a :class:`LawSpec` with the optimiser of :func:`method_for`.
+
+    ``max_steps`` caps the iterations of either optimiser (``None``: the fitter's default);
+    ``lbfgs_max_steps``, when given, replaces it for L-BFGS fits."""
     import mixscale
 
-    method = "lm" if n_params(spec, train) <= lm_max_params else "lbfgs"
+    method = method_for(spec, train, lm_max_params)
+    steps = lbfgs_max_steps if method == "lbfgs" and lbfgs_max_steps is not None else max_steps
     return mixscale.fit(spec.law_class, train, validation=validation,
                         law_options=spec.law_options, n_restarts=n_restarts, seed=seed,
-                        method=method, max_steps=max_steps)
+                        method=method, max_steps=steps)
 
 
 def n_params(spec, table) -> int:
@@ -110,7 +127,8 @@ def n_params(spec, table) -> int:
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None,
                extra: callable | None = None) -> argparse.Namespace:
-    """Parse the common options (``--quick``, ``--out``), set up logging to stderr and enable
+    """Parse the common options (``--quick``, ``--out``), set up logging to stderr, ask XLA for
+    single-threaded CPU kernels (:data:`XLA_FLAGS`; a user's own ``XLA_FLAGS`` wins) and enable
     float64 in JAX. ``extra(parser)`` may add options of its own."""
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}",
                                      description=description)
@@ -127,6 +145,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger(name).setLevel(logging.INFO)
+    os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)  # read when JAX first starts its backend
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -369,8 +368,6 @@ def _options(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS",
-                          "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     args = _common.parse_args(NAME, __doc__.splitlines()[0], argv, _options)
     if args.redraw:
         record = json.loads((args.out / f"{NAME}.json").read_text(encoding="utf-8"))

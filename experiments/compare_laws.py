@@ -36,22 +36,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from experiments._common import ALL_LAWS, LawSpec, fit_law, n_params, parse_args, versions
+from experiments import _common
+from experiments._common import ALL_LAWS, LawSpec, fit_law, parse_args, versions
 from mixscale import error_metrics
 from mixscale.data import LossTable, load, select, split
 
 log = logging.getLogger("compare_laws")
-
-#: Single-threaded XLA kernels: the fits are many small vmapped problems, and on a shared
-#: machine multi-threaded kernels spend most of their time waiting for each other (measured:
-#: 10x slower under load). A user's own ``XLA_FLAGS`` wins.
-_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 QUICK_LAWS = (LawSpec("bimix"), LawSpec("regression", (("variant", "linear"),)))
@@ -117,8 +112,8 @@ def across_scale_tables(name: str) -> tuple[LossTable, dict[str, LossTable]]:
 
 
 def method_for(spec: LawSpec, table: LossTable, config: Config) -> str:
-    """The optimiser :func:`fit_law` picks: LM up to ``config.lm_max_params`` parameters."""
-    return "lm" if n_params(spec, table) <= config.lm_max_params else "lbfgs"
+    """The optimiser :func:`fit_law` picks under ``config.lm_max_params``."""
+    return _common.method_for(spec, table, config.lm_max_params)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -346,7 +341,6 @@ def run(config: Config) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
     def extra(parser):
         parser.add_argument("--restarts", type=int,
                             help=f"restarts per fit (default {Config.n_restarts})")

@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,8 +54,6 @@ from experiments._sim import InstanceSpec
 
 NAME = "extrapolation_sim"
 log = logging.getLogger(NAME)
-
-_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 #: The laws with N and D terms that the experiment extrapolates.
 SCALE_LAWS = (_common.LawSpec("capacity", (("variant", "full"),)),
@@ -406,7 +403,6 @@ def section(results: dict, figures: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
     args = _common.parse_args(NAME, __doc__.splitlines()[0], argv)
     cfg = Config.quick() if args.quick else Config()
     timer = _common.Timer()

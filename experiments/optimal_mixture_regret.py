@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +54,6 @@ from experiments._sim import InstanceSpec
 
 NAME = "optimal_mixture_regret"
 log = logging.getLogger(NAME)
-
-#: Single-threaded XLA kernels (measured much faster on a shared machine); a user's own
-#: ``XLA_FLAGS`` wins.
-_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 #: Labels of the mixtures chosen without a law, in table order.
 BASELINES = ("uniform", "proportional", "best measured")
@@ -315,7 +310,6 @@ def section(results: dict, figure: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
     args = _common.parse_args(NAME, __doc__.splitlines()[0], argv)
     cfg = Config.quick() if args.quick else Config()
     timer = _common.Timer()

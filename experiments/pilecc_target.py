@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +54,7 @@ import numpy as np
 from experiments._common import (
     LawSpec,
     Timer,
+    fit_law,
     markdown_table,
     parse_args,
     pyplot,
@@ -65,8 +65,6 @@ from experiments._common import (
 
 NAME = "pilecc_target"
 log = logging.getLogger(NAME)
-
-_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 #: Every law that can be fitted on RegMix-1B's single scale (the log-linear regression is left
 #: out: it is DML without an irreducible loss, and the linear one is RegMix's own baseline).
@@ -166,21 +164,10 @@ def distance_to_measured(optimum: np.ndarray, mixtures: np.ndarray) -> dict:
     return {"nearest": i, "l1": float(l1[i]), "max_abs": float(diff[i].max())}
 
 
-def _method(spec: LawSpec, table, config: Config) -> tuple[str, int | None]:
-    from experiments._common import n_params
-
-    if n_params(spec, table) <= config.lm_max_params:
-        return "lm", config.lm_max_steps
-    return "lbfgs", config.lbfgs_max_steps
-
-
 def _fit(spec: LawSpec, train, config: Config, validation=None):
-    from mixscale import fit
-
-    method, steps = _method(spec, train, config)
-    return fit(spec.law_class, train, validation=validation, law_options=spec.law_options,
-               n_restarts=config.n_restarts, seed=config.fit_seed, method=method,
-               max_steps=steps)
+    return fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
+                   seed=config.fit_seed, lm_max_params=config.lm_max_params,
+                   max_steps=config.lm_max_steps, lbfgs_max_steps=config.lbfgs_max_steps)
 
 
 # ----------------------------------------------------------------------------- run
@@ -409,7 +396,6 @@ def _extra(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=_extra)
     if not args.replot:
         config = Config.quick_config() if args.quick else Config()

@@ -53,15 +53,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from experiments._common import (
+    ALL_LAWS,
     LawSpec,
     Timer,
+    fit_law,
     markdown_table,
     parse_args,
     pyplot,
@@ -73,18 +74,8 @@ from experiments._common import (
 NAME = "real_extrapolation"
 log = logging.getLogger(NAME)
 
-#: Single-threaded XLA kernels (as in compare_laws): much faster on a shared machine.
-_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
 #: Every law with model-size or token terms.
-SCALE_LAWS = (
-    LawSpec("capacity", (("variant", "full"),)),
-    LawSpec("capacity", (("variant", "tied"),)),
-    LawSpec("capacity", (("variant", "capacity"),)),
-    LawSpec("additive"),
-    LawSpec("joint"),
-    LawSpec("bimix"),
-)
+SCALE_LAWS = tuple(spec for spec in ALL_LAWS if spec.law_class.uses_scale)
 PROTOCOLS = ("slimpajama7-122", "slimpajama7-122+310", "pile4")
 TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
           "slimpajama7-122+310": "SlimPajama-7: 122M+310M → 680M"}
@@ -218,21 +209,10 @@ def ranking_summary(pred: np.ndarray, obs: np.ndarray, weights: np.ndarray,
             "nearest_l1": float(l1[nearest]), "nearest_rank": measured_rank(obs, nearest)}
 
 
-def _method(spec: LawSpec, table, config: Config) -> tuple[str, int | None]:
-    from experiments._common import n_params
-
-    if n_params(spec, table) <= config.lm_max_params:
-        return "lm", config.lm_max_steps
-    return "lbfgs", config.lbfgs_max_steps
-
-
 def _fit(spec: LawSpec, train, config: Config):
-    from mixscale import fit
-
-    method, steps = _method(spec, train, config)
-    return fit(spec.law_class, train, law_options=spec.law_options,
-               n_restarts=config.n_restarts, seed=config.fit_seed, method=method,
-               max_steps=steps)
+    return fit_law(spec, train, n_restarts=config.n_restarts, seed=config.fit_seed,
+                   lm_max_params=config.lm_max_params, max_steps=config.lm_max_steps,
+                   lbfgs_max_steps=config.lbfgs_max_steps)
 
 
 def _optimum(res, k: int, scale, config: Config) -> dict:
@@ -562,7 +542,6 @@ def _extra(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("XLA_FLAGS", _XLA_FLAGS)
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=_extra)
     if not args.replot:
         config = Config.quick_config() if args.quick else Config()

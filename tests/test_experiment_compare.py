@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import compare_laws as _module
+from experiments._common import n_params
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_protocol_tables(compare_laws):
     assert (t.n_runs, t.n_train_domains, t.n_loss_domains) == (64, 17, 17)
     config, laws = compare_laws.Config(), {s.label: s for s in compare_laws.ALL_LAWS}
     # one size rule for every law: LM up to 64 parameters, L-BFGS above
-    assert compare_laws.n_params(laws["joint"], t) == 17 * (4 * 17 + 5)
+    assert n_params(laws["joint"], t) == 17 * (4 * 17 + 5)
     assert compare_laws.method_for(laws["joint"], t, config) == "lbfgs"
     assert compare_laws.method_for(laws["capacity (tied)"], t, config) == "lm"
-    assert compare_laws.n_params(laws["bimix"], t) == 4 * 17
+    assert n_params(laws["bimix"], t) == 4 * 17
