@@ -12,12 +12,22 @@ from ._io import load_fit, save_fit
 from ._metrics import error_metrics
 from ._mixture import MixtureResult, optimal_mixture, project_to_simplex
 from .data import LossTable, TableError
-from .laws import LAWS, AbstractLaw, CapacityLaw, get_law, parameter_count
+from .laws import (
+    LAWS,
+    AbstractLaw,
+    CapacityLaw,
+    LawSpec,
+    get_law,
+    law_specs,
+    parameter_count,
+    register_law,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AbstractLaw", "CapacityLaw", "FitProgress", "FitResult", "LAWS", "LossTable", "TableError",
-    "MixtureResult", "allocate", "error_metrics", "fit", "get_law", "load_fit", "log_allocation",
-    "optimal_mixture", "parameter_count", "predict_table", "project_to_simplex", "save_fit",
+    "AbstractLaw", "CapacityLaw", "FitProgress", "FitResult", "LAWS", "LawSpec", "LossTable",
+    "MixtureResult", "TableError", "allocate", "error_metrics", "fit", "get_law", "law_specs",
+    "load_fit", "log_allocation", "optimal_mixture", "parameter_count", "predict_table",
+    "project_to_simplex", "register_law", "save_fit",
 ]

@@ -50,6 +50,7 @@ from jax import lax
 from ._metrics import error_metrics
 from .data import LossTable, TableError
 from .laws._base import AbstractLaw, DataSummary, parameter_count
+from .laws._spec import LawSpec, as_law_spec
 
 __all__ = ["FitProgress", "FitResult", "fit", "predict_table", "DEFAULT_HUBER_DELTA"]
 
@@ -418,7 +419,8 @@ def _prepare(table: LossTable, targets: Sequence[str]):
     return sub, data
 
 
-def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable | None = None,
+def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
+        validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
         method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
@@ -426,11 +428,13 @@ def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
-        law_class: a law class implementing :class:`mixscale.laws.AbstractLaw`.
+        law_class: the law: a :class:`mixscale.laws.LawSpec`, a registered law's name or its
+            class (then ``law_options`` gives its options).
         table: the training runs. Select rows and split beforehand (``mixscale.data.select``,
             ``mixscale.data.split``): the fitter uses every row it is given.
         validation: optional held-out runs (same domains and units) for validation metrics.
-        law_options: keyword options of ``law_class.init`` (e.g. ``{"variant": "tied"}``).
+        law_options: keyword options of the law's ``init`` (e.g. ``{"variant": "tied"}``), when
+            ``law_class`` is a name or class.
         n_restarts: number of random initialisations.
         seed: PRNG seed of the initialisations; the fit is deterministic given it.
         method: ``"lm"`` (Levenberg–Marquardt, default) or ``"lbfgs"`` (optax L-BFGS).
@@ -446,11 +450,8 @@ def fit(law_class: type[AbstractLaw], table: LossTable, *, validation: LossTable
     Returns:
         A :class:`FitResult`.
     """
-    options = dict(law_options or {})
-    unknown = set(options) - set(law_class.option_names())
-    if unknown:
-        raise ValueError(f"law {law_class.name!r} has no options {sorted(unknown)}; "
-                         f"it accepts {list(law_class.option_names())}")
+    spec = as_law_spec(law_class, law_options)
+    law_class, options = spec.law_class, spec.law_options
     if method not in _SOLVERS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_SOLVERS)}")
     if max_steps is None:

@@ -37,16 +37,11 @@ def _jsonable(v: Any) -> Any:
 
 
 def law_to_dict(law) -> dict:
-    """The law's class name and every field (arrays as lists)."""
+    """The law's registry name, every field (arrays as lists) and its natural parameters
+    (:meth:`~mixscale.laws.AbstractLaw.natural_parameters`, for reading; loading uses the
+    fields)."""
     fields = {f.name: _jsonable(getattr(law, f.name)) for f in dataclasses.fields(law)}
-    natural = {}
-    for name in ("b", "c", "H", "A", "a", "E", "alpha"):
-        try:
-            value = getattr(law, name)
-        except (AttributeError, TypeError):
-            continue
-        if value is not None and not callable(value):
-            natural[name] = _jsonable(value)
+    natural = {k: _jsonable(v) for k, v in law.natural_parameters().items()}
     return {"law": type(law).name, "fields": fields, "natural_parameters": natural}
 
 

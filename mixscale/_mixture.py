@@ -186,7 +186,7 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     if n_starts < 1:
         raise ValueError("n_starts must be at least 1")
     starts = [np.full(k, 1.0 / k)]
-    targets = getattr(law, "targets", None)
+    targets = law.targets
     if targets is not None and len(targets) == m and n_starts > 1:
         mapped = np.full(k, 1e-3)
         np.add.at(mapped, np.asarray(targets), w)

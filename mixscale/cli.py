@@ -147,22 +147,13 @@ def _cmd_datasets(args) -> int:
 
 
 def _cmd_laws(args) -> int:
-    import jax
-
-    from .laws import LAWS, DataSummary, parameter_count
+    from .laws import law_specs
 
     k = args.domains
-    names = tuple(f"d{i}" for i in range(k))
-    summary = DataSummary(train_domains=names, targets=names, loss_min=np.full(k, 2.0),
-                          loss_max=np.full(k, 3.0), model_size=(10.0, 100.0), tokens=(1.0, 10.0))
-    rows = []
-    for name, cls in LAWS.items():
-        variants = [{"variant": v} for v in cls.variants] or [{}]
-        for opts in variants:
-            law = cls.init(jax.random.key(0), summary, **opts)
-            label = name + (f" ({opts['variant']})" if opts else "")
-            rows.append((label, parameter_count(law), cls.uses_scale,
-                         (cls.__doc__ or "").strip().splitlines()[0]))
+    if k < 1:
+        raise CliError(f"--domains must be at least 1, got {k}")
+    rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
+             (spec.law_class.__doc__ or "").strip().splitlines()[0]) for spec in law_specs()]
     if args.json:
         print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2]) for r in rows],
                          indent=1))
@@ -179,20 +170,19 @@ def _cmd_fit(args) -> int:
     from ._io import save_fit
     from ._mixture import optimal_mixture
     from .data import split
-    from .laws import get_law
+    from .laws import LawSpec
 
-    law_class = get_law(args.law)
+    options = {} if args.variant is None else {"variant": args.variant}
+    try:
+        spec = LawSpec(args.law, **options)
+    except (KeyError, ValueError) as err:
+        raise CliError(str(err).strip("'\"")) from None
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
-    options = {}
-    if args.variant is not None:
-        if "variant" not in law_class.option_names():
-            raise CliError(f"law {args.law!r} has no variants")
-        options["variant"] = args.variant
     if args.validation_fraction > 0:
         train, valid = split(table, args.validation_fraction, args.seed)
     else:
         train, valid = table, None
-    _err(f"fitting {args.law}{' (' + args.variant + ')' if args.variant else ''} to "
+    _err(f"fitting {spec.label} to "
          f"{table.name}: {train.n_runs} training runs"
          f"{f', {valid.n_runs} held out' if valid is not None else ''}; "
          f"{args.restarts} restarts ({args.method})")
@@ -201,8 +191,8 @@ def _cmd_fit(args) -> int:
         _err(f"  restarts {p.done}/{p.n_restarts} done, best objective "
              f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
 
-    res = fit(law_class, train, validation=valid, law_options=options,
-              n_restarts=args.restarts, seed=args.seed, method=args.method, progress=report)
+    res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
+              method=args.method, progress=report)
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
@@ -212,7 +202,7 @@ def _cmd_fit(args) -> int:
         from ._io import law_to_dict
 
         print(json.dumps({
-            "dataset": table.name, **law_to_dict(res.law), "law_options": options,
+            "dataset": table.name, **law_to_dict(res.law), "law_options": spec.law_options,
             "targets": list(res.targets), "n_params": res.n_params,
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
@@ -222,7 +212,7 @@ def _cmd_fit(args) -> int:
                                                     mix.weights.tolist(), strict=True)),
                                 "mean_loss": mix.objective}}, indent=1, default=float))
         return 0
-    print(f"law {args.law} {options or ''} — {res.n_params} parameters, "
+    print(f"law {spec.label} — {res.n_params} parameters, "
           f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
           f"{res.timings['total_s']:.1f} s")
     for note in res.notes:
@@ -242,29 +232,38 @@ def _cmd_fit(args) -> int:
 
 
 def _print_parameters(res) -> None:
-    from ._io import law_to_dict
-
-    natural = law_to_dict(res.law)["natural_parameters"]
-    vectors = {k: v for k, v in natural.items() if isinstance(v, list)}
-    scalars = {k: v for k, v in natural.items() if not isinstance(v, list)}
+    """Every natural parameter of the law: scalars on one line, vectors as columns of a table by
+    domain, ``(M, K)`` matrices as blocks (rows: targets, columns: training domains)."""
+    natural = {k: np.asarray(v, dtype=float) for k, v in res.law.natural_parameters().items()}
+    k_names, m_names = list(res.train_domains), list(res.targets)
+    scalars = {k: v for k, v in natural.items() if v.ndim == 0}
+    vectors = {k: v for k, v in natural.items() if v.ndim == 1}
+    matrices = {k: v for k, v in natural.items() if v.ndim == 2}
     if scalars:
-        print("  " + "   ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))
-    if not vectors:
-        return
-    k_names, m_names = res.train_domains, res.targets
-    print(f"  {'domain':<22}" + "".join(f"{k:>10}" for k in vectors))
-    for i, name in enumerate(k_names):
-        cells = []
-        for vec in vectors.values():
-            if len(vec) == len(k_names) and len(k_names) != len(m_names):
-                cells.append(vec[i])
-            elif name in m_names:
-                j = m_names.index(name)
-                cells.append(vec[j] if len(vec) == len(m_names) else vec[i])
-            else:
-                cells.append(vec[i] if len(vec) == len(k_names) else None)
-        print(f"  {name:<22}" + "".join(f"{c:>10.4g}" if c is not None else f"{'-':>10}"
-                                        for c in cells))
+        print("  " + "   ".join(f"{k} = {float(v):.4g}" for k, v in scalars.items()))
+
+    def axis(vec):  # the domain names a vector runs over, or None if that is ambiguous
+        if len(m_names) == len(k_names):
+            return k_names if m_names == k_names else None
+        return m_names if len(vec) == len(m_names) else k_names
+
+    table = {k: v for k, v in vectors.items() if axis(v) is not None}
+    for key, vec in vectors.items():
+        if key not in table:
+            print(f"  {key}: " + " ".join(f"{x:.4g}" for x in vec))
+    if table:
+        rows = list(dict.fromkeys(k_names + m_names))
+        print(f"  {'domain':<22}" + "".join(f"{k:>11}" for k in table))
+        for name in rows:
+            cells = [vec[axis(vec).index(name)] if name in axis(vec) else None
+                     for vec in table.values()]
+            print(f"  {name:<22}" + "".join(f"{c:>11.4g}" if c is not None else f"{'-':>11}"
+                                            for c in cells))
+    for key, mat in matrices.items():
+        print(f"  {key} (rows: predicted domain; columns: training domain)")
+        print(f"  {'':<22}" + "".join(f"{n[:10]:>11}" for n in k_names))
+        for name, row in zip(m_names, mat, strict=False):
+            print(f"  {name:<22}" + "".join(f"{x:>11.4g}" for x in row))
 
 
 def _load_fit_file(path):
@@ -345,6 +344,8 @@ def _add_rows(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .laws import LAWS
+
     p = argparse.ArgumentParser(prog="mixscale", description=(
         "Fit data-mixing scaling laws to loss tables and pick mixtures."))
     sub = p.add_subparsers(dest="command", required=True)
@@ -362,8 +363,9 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a law to a loss table")
     _add_rows(f)
     f.add_argument("--law", default="capacity", help="law name (see `mixscale laws`)")
-    f.add_argument("--variant", help="law variant (see `mixscale laws`): capacity: full "
-                   "(default), capacity, tied; regression: linear (default), loglinear")
+    f.add_argument("--variant", help="law variant (see `mixscale laws`): " + "; ".join(
+        f"{name}: {', '.join(cls.variants)} (default {cls.variants[0]})"
+        for name, cls in LAWS.items() if cls.variants))
     f.add_argument("--validation-fraction", type=float, default=0.3,
                    help="share of mixtures held out for validation (0 to fit on all)")
     f.add_argument("--seed", type=int, default=0)

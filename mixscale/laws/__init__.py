@@ -1,38 +1,34 @@
-"""Scaling laws behind one interface (:class:`AbstractLaw`), and a registry by name.
+"""Scaling laws behind one contract (:class:`AbstractLaw`), a registry by name and law specs.
 
 * ``capacity``: the capacity-competition + noise-reduction law of Dai & Zheng (variants
-  ``full``, ``capacity``, ``tied``).
+  ``full``, ``tied``, ``capacity``).
 * ``additive``, ``joint``: the laws of Shukor et al. (2025).
-* ``dml``: the data mixing law of Ye et al. (ICLR 2025), one scale.
 * ``bimix``: BiMix of Ge et al. (2024), a domain's own weight and the tokens.
+* ``dml``: the data mixing law of Ye et al. (ICLR 2025), one scale.
 * ``regression``: RegMix's linear baseline and its log-linear counterpart (variants ``linear``,
   ``loglinear``), one scale.
+
+A law registers itself with the :func:`register_law` decorator; importing its module here makes
+it part of the library (the import order is the order of listings and tables). A
+:class:`LawSpec` names a registered law with its options; :func:`law_specs` lists every law and
+variant, optionally by capability.
 """
 
-from ._additive import AdditiveLaw
-from ._base import AbstractLaw, DataSummary, parameter_count
-from ._bimix import BiMixLaw
+# ruff: noqa: I001  (the law imports below are in registration order, not alphabetical)
+from ._base import AbstractLaw, DataSummary, law_options, parameter_count
+from ._registry import LAWS, get_law, register_law
+from ._spec import LawSpec, as_law_spec, law_specs
+
+# Importing a law's module registers it.
 from ._capacity import CapacityLaw
-from ._dml import DataMixingLaw
+from ._additive import AdditiveLaw
 from ._joint import JointLaw
+from ._bimix import BiMixLaw
+from ._dml import DataMixingLaw
 from ._regression import RegressionLaw
-
-#: Every law by its registry name (``mixscale fit --law NAME``).
-LAWS: dict[str, type[AbstractLaw]] = {
-    law.name: law
-    for law in (CapacityLaw, AdditiveLaw, JointLaw, DataMixingLaw, BiMixLaw, RegressionLaw)
-}
-
-
-def get_law(name: str) -> type[AbstractLaw]:
-    """The law class registered under ``name``."""
-    try:
-        return LAWS[name]
-    except KeyError:
-        raise KeyError(f"unknown law {name!r}; available: {sorted(LAWS)}") from None
-
 
 __all__ = [
     "AbstractLaw", "AdditiveLaw", "BiMixLaw", "CapacityLaw", "DataMixingLaw", "DataSummary",
-    "JointLaw", "LAWS", "RegressionLaw", "get_law", "parameter_count",
+    "JointLaw", "LAWS", "LawSpec", "RegressionLaw", "as_law_spec", "get_law", "law_options",
+    "law_specs", "parameter_count", "register_law",
 ]

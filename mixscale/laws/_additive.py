@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
 from ._terms import check_mixture, log_uniform, positive, uniform, weight_power
 
 __all__ = ["AdditiveLaw"]
@@ -58,6 +59,7 @@ def init_mixture_term(key: jax.Array, k: int, loss_mid: jax.Array) -> tuple[jax.
     return log_C, log_gamma
 
 
+@register_law
 class AdditiveLaw(AbstractLaw):
     """Shukor et al.'s additive law; see the module docstring for the formula.
 
@@ -67,6 +69,7 @@ class AdditiveLaw(AbstractLaw):
 
     name: ClassVar[str] = "additive"
     uses_scale: ClassVar[bool] = True
+    variants: ClassVar[tuple[str, ...]] = ()
 
     log_E: jax.Array
     log_C: jax.Array
@@ -113,6 +116,28 @@ class AdditiveLaw(AbstractLaw):
                    log_gamma=positive(gamma, "gamma"), log_A=positive(A, "A"),
                    log_alpha=positive(alpha, "alpha"), log_B=positive(B, "B"),
                    log_beta=positive(beta, "beta"))
+
+    @property
+    def targets(self) -> None:
+        """``None``: every target is predicted from the whole mixture (none is tied to a
+        training domain)."""
+        return None
+
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """``E, C, gamma, A, alpha, B, beta`` (the arguments of :meth:`from_params`)."""
+        return {name: getattr(self, name)
+                for name in ("E", "C", "gamma", "A", "alpha", "B", "beta")}
+
+    @classmethod
+    def n_parameters(cls, n_train_domains: int, n_targets: int) -> int:
+        """``M (2K + 5)``."""
+        return n_targets * (2 * n_train_domains + 5)
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
+        del train_domains, options
+        return tuple(loss_domains)
 
     @classmethod
     def init(cls, key, summary: DataSummary) -> AdditiveLaw:

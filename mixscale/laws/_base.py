@@ -1,4 +1,4 @@
-"""The interface every scaling law implements, so one fitter, one optimiser and one CLI serve all.
+"""The contract every scaling law implements, so one fitter, one optimiser and one CLI serve all.
 
 A law is an :class:`equinox.Module` whose array fields are its *raw* (unconstrained) parameters;
 positivity and other constraints are imposed by transforms (``exp``, ``1 + exp``) in properties,
@@ -13,26 +13,41 @@ A law predicts the losses of ``M`` *targets* (loss domains) for one run::
 ``token_unit``: millions of parameters and billions of tokens for real tables). Batch with
 ``jax.vmap``.
 
-Besides ``predict``, a law class provides two class methods used by the fitter:
+Everything the library uses of a law is declared here, abstract (equinox's abstract-or-final
+pattern: the base declares, the final law class implements, shared code lives in functions):
 
-* ``targets_for(train_domains, loss_domains, **options)``: which loss domains it can predict
-  (the capacity law only predicts in-mixture domains; the others are left out with a note);
-* ``init(key, summary, **options)``: a random initial law for one restart, drawn from documented,
-  data-scaled ranges (:class:`DataSummary`).
+========================  ========================================================================
+``name``                  registry name (``mixscale fit --law NAME``), a class variable
+``uses_scale``            whether the law has model-size and token terms (class variable)
+``variants``              values of its ``variant`` option, the first the default; ``()`` if none
+``predict(h, N, D)``      losses ``(M,)`` of the targets for one run
+``n_train_domains``       ``K``, the number of training domains (a property)
+``targets``               training-domain index of each target when the law ties a target to its
+                          own domain's weight (capacity law, BiMix), else ``None``
+``natural_parameters()``  every fitted parameter in natural units, ``{name: array}``
+``targets_for(...)``      class method: which loss domains it can predict
+``init(key, summary,      class method: a random initial law for one restart; its keyword-only
+**options)``              arguments *are* the law's options (:func:`law_options` reads them)
+``n_parameters(K, M,      class method: the number of fitted scalars, from the sizes alone
+**options)``
+========================  ========================================================================
+
+A law becomes known to the registry, the CLI and every experiment with one line: the
+:func:`~mixscale.laws.register_law` decorator on its class.
 """
-
-from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any
 
 import equinox as eqx
 import jax
 import numpy as np
+from equinox import AbstractClassVar, AbstractVar
 
-__all__ = ["AbstractLaw", "DataSummary", "parameter_count"]
+__all__ = ["AbstractLaw", "DataSummary", "law_options", "parameter_count"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,43 +79,59 @@ class DataSummary:
 
 
 class AbstractLaw(eqx.Module):
-    """Base of every law: ``predict`` for one mixture, plus the class methods the fitter uses."""
+    """Base of every law; every member is abstract (see the module docstring for the table)."""
 
     #: Registry name (``mixscale fit --law NAME``).
-    name: ClassVar[str]
+    name: AbstractClassVar[str]
     #: Whether the law has model-size and token terms (can be fitted across scales and used to
     #: extrapolate). Laws without them can only be fitted and compared at one scale.
-    uses_scale: ClassVar[bool]
+    uses_scale: AbstractClassVar[bool]
     #: The law's variants (values of its ``variant`` option; the first is the default), or
     #: ``()`` for a law without variants.
-    variants: ClassVar[tuple[str, ...]] = ()
+    variants: AbstractClassVar[tuple[str, ...]]
+    #: Training-domain index of each of the ``M`` targets, for a law that ties each target to its
+    #: own domain's weight; ``None`` for a law whose targets need not be training domains.
+    targets: AbstractVar[tuple[int, ...] | None]
 
     @property
+    @abc.abstractmethod
     def n_train_domains(self) -> int:
         """``K``, the number of training domains the law takes weights of."""
-        raise NotImplementedError(f"{type(self).__name__} does not define n_train_domains")
 
     @abc.abstractmethod
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Predicted losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``,
         tokens ``D`` (law units)."""
 
-    @classmethod
-    def targets_for(cls, train_domains: Sequence[str], loss_domains: Sequence[str],
-                    **options) -> tuple[str, ...]:
-        """The loss domains this law can predict. Default: all of them."""
-        del train_domains, options
-        return tuple(loss_domains)
+    @abc.abstractmethod
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """Every fitted parameter in natural units, by the names of the law's docstring.
+
+        Their sizes add up to :meth:`n_parameters`; they are what saving, printing and reports
+        show of a law."""
 
     @classmethod
     @abc.abstractmethod
-    def init(cls, key: jax.Array, summary: DataSummary, **options) -> AbstractLaw:
-        """A random initial law for one restart of a fit."""
+    def targets_for(cls, train_domains: Sequence[str], loss_domains: Sequence[str],
+                    **options) -> tuple[str, ...]:
+        """The loss domains (of ``loss_domains``, in order) this law can predict."""
 
     @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        """Keyword options accepted by :meth:`init` (for the CLI and for saving)."""
-        return ()
+    @abc.abstractmethod
+    def init(cls, key: jax.Array, summary: DataSummary, **options) -> "AbstractLaw":
+        """A random initial law for one restart of a fit; keyword-only arguments are options."""
+
+    @classmethod
+    @abc.abstractmethod
+    def n_parameters(cls, n_train_domains: int, n_targets: int, **options) -> int:
+        """Number of fitted scalar parameters for ``K`` training domains and ``M`` targets."""
+
+
+def law_options(law_class: type[AbstractLaw]) -> dict[str, Any]:
+    """The options of a law class and their defaults: the keyword-only arguments of its
+    ``init`` (in order). A law with variants has a ``variant`` option."""
+    params = inspect.signature(law_class.init).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def parameter_count(law: eqx.Module) -> int:

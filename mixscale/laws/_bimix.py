@@ -34,11 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
 from ._terms import check_mixture, floored_log, log_uniform, positive, uniform
 
 __all__ = ["BiMixLaw"]
 
 
+@register_law
 class BiMixLaw(AbstractLaw):
     """Ge et al.'s BiMix law; see the module docstring for the formula.
 
@@ -51,6 +53,7 @@ class BiMixLaw(AbstractLaw):
 
     name: ClassVar[str] = "bimix"
     uses_scale: ClassVar[bool] = True
+    variants: ClassVar[tuple[str, ...]] = ()
 
     log_alpha: jax.Array
     log_beta: jax.Array
@@ -107,9 +110,16 @@ class BiMixLaw(AbstractLaw):
         del options
         return tuple(s for s in loss_domains if s in train_domains)
 
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """``alpha, beta, B, C`` (``A`` folded into ``B, C``; see :meth:`from_params`)."""
+        return {name: getattr(self, name) for name in ("alpha", "beta", "B", "C")}
+
     @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        return ("weight_floor",)
+    def n_parameters(cls, n_train_domains: int, n_targets: int, *,
+                     weight_floor: float = 1e-3) -> int:
+        """``4 M``."""
+        del n_train_domains, weight_floor
+        return 4 * n_targets
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, weight_floor: float = 1e-3) -> BiMixLaw:

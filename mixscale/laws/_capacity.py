@@ -44,23 +44,30 @@ import numpy as np
 
 from .._allocation import log_allocation
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
+from ._terms import floored_log, log_uniform, positive, uniform
 
 __all__ = ["CapacityLaw"]
 
-VARIANTS = ("full", "capacity", "tied")
+VARIANTS = ("full", "tied", "capacity")
+
+#: Each variant's fitted parameters: natural name -> raw field (``log x``, or ``log(x - 1)`` for
+#: ``alpha``). The one place that says which fields a variant uses.
+PARAMETERS = {
+    "full": {"b": "log_b", "c": "log_c", "H": "log_H", "A": "log_A", "a": "log_a",
+             "E": "log_E"},
+    "capacity": {"b": "log_b", "c": "log_c", "H": "log_H", "E": "log_E"},
+    "tied": {"alpha": "log_alpha_minus_1", "beta": "log_beta", "kappa": "log_kappa",
+             "H": "log_H", "A": "log_A", "E": "log_E"},
+}
 
 
 def _data_term(A, a, D, h, floor):
     """``A (D max(h, floor))^{-a}`` with finite values and gradients for any ``h >= 0``."""
-    above = h > floor
-    h_safe = jnp.where(above, h, 1.0)
-    if floor > 0:
-        log_share = jnp.where(above, jnp.log(h_safe), jnp.log(floor))
-    else:
-        log_share = jnp.where(above, jnp.log(h_safe), -jnp.inf)
-    return A * jnp.exp(-a * (jnp.log(D) + log_share))
+    return A * jnp.exp(-a * (jnp.log(D) + floored_log(h, floor)))
 
 
+@register_law
 class CapacityLaw(AbstractLaw):
     """Capacity competition + noise reduction (Dai & Zheng, ICML 2026); formula in the module doc.
 
@@ -102,6 +109,16 @@ class CapacityLaw(AbstractLaw):
     def alpha(self) -> jax.Array:
         """Spectral exponents ``α_i > 1`` (tied variant only)."""
         return 1.0 + jnp.exp(self.log_alpha_minus_1)
+
+    @property
+    def beta(self) -> jax.Array:
+        """Source exponent ``β > 0`` (tied variant only)."""
+        return jnp.exp(self.log_beta)
+
+    @property
+    def kappa(self) -> jax.Array:
+        """Units of ``N`` per feature, ``κ > 0`` (tied variant only)."""
+        return jnp.exp(self.log_kappa)
 
     @property
     def b(self) -> jax.Array:
@@ -170,43 +187,36 @@ class CapacityLaw(AbstractLaw):
             loss = loss + _data_term(self.A, self.a, D, h[idx], self.weight_floor)
         return loss
 
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """The variant's fitted parameters in natural units (names of :data:`PARAMETERS`)."""
+        return {name: getattr(self, name) for name in PARAMETERS[self.variant]}
+
     # ---------------------------------------------------------------- construction
     @classmethod
-    def from_params(cls, *, H, E, b=None, c=None, A=None, a=None, alpha=None, beta=None,
-                    kappa=None, targets: Sequence[int] | None = None, variant: str = "full",
-                    weight_floor: float = 1e-3) -> CapacityLaw:
-        """A law from natural (positive) parameters.
+    def from_params(cls, *, targets: Sequence[int] | None = None, variant: str = "full",
+                    weight_floor: float = 1e-3, **params) -> CapacityLaw:
+        """A law from natural (positive) parameters, by the names of :data:`PARAMETERS`.
 
-        ``full`` needs ``b, c, A, a``; ``capacity`` needs ``b, c``; ``tied`` needs
-        ``alpha (> 1), beta, kappa, A``. ``targets`` defaults to every training domain in order.
+        ``full`` needs ``b, c, H, A, a, E``; ``capacity`` needs ``b, c, H, E``; ``tied`` needs
+        ``alpha (> 1), beta, kappa, H, A, E``. ``targets`` defaults to every training domain in
+        order. ``law.natural_parameters()`` gives these back.
         """
-        def log(v, what):
-            if v is None:
-                raise ValueError(f"variant {variant!r} needs parameter {what!r}")
-            arr = jnp.asarray(v, dtype=float)
-            if not bool(jnp.all(arr > 0)):
-                raise ValueError(f"parameter {what!r} must be positive, got {v!r}")
-            return jnp.log(arr)
-
-        fields = {}
-        if variant == "tied":
-            alpha = jnp.asarray(alpha, dtype=float)
-            fields["log_alpha_minus_1"] = log(None if alpha is None else alpha - 1.0,
-                                              "alpha (> 1)")
-            fields["log_beta"] = log(beta, "beta")
-            fields["log_kappa"] = log(kappa, "kappa")
-            k = alpha.shape[0]
-        else:
-            fields["log_b"] = log(b, "b")
-            fields["log_c"] = log(c, "c")
-            k = fields["log_b"].shape[0]
-        if variant != "capacity":
-            fields["log_A"] = log(A, "A")
-        if variant == "full":
-            fields["log_a"] = log(a, "a")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        wanted = PARAMETERS[variant]
+        extra = sorted(set(params) - set(wanted))
+        if extra:
+            raise ValueError(f"variant {variant!r} takes parameters {list(wanted)}, not {extra}")
+        missing = [p for p in wanted if params.get(p) is None]
+        if missing:
+            raise ValueError(f"variant {variant!r} needs parameters {missing}")
+        if "alpha" in params:
+            params["alpha"] = jnp.asarray(params["alpha"], dtype=float) - 1.0
+        fields = {wanted[p]: positive(v, "alpha - 1" if p == "alpha" else p)
+                  for p, v in params.items()}
+        k = jnp.shape(fields["log_alpha_minus_1" if variant == "tied" else "log_b"])[0]
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
-        return cls(log_H=log(H, "H"), log_E=log(E, "E"), targets=targets, variant=variant,
-                   weight_floor=weight_floor, **fields)
+        return cls(targets=targets, variant=variant, weight_floor=weight_floor, **fields)
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
@@ -215,8 +225,13 @@ class CapacityLaw(AbstractLaw):
         return tuple(s for s in loss_domains if s in train_domains)
 
     @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        return ("variant", "weight_floor")
+    def n_parameters(cls, n_train_domains: int, n_targets: int, *, variant: str = "full",
+                     weight_floor: float = 1e-3) -> int:
+        """``2K + 3M + 1`` (full), ``2K + M + 1`` (capacity), ``K + 2M + 3`` (tied)."""
+        del weight_floor
+        k, m = n_train_domains, n_targets
+        return {"full": 2 * k + 3 * m + 1, "capacity": 2 * k + m + 1,
+                "tied": k + 2 * m + 3}[variant]
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "full",
@@ -240,24 +255,18 @@ class CapacityLaw(AbstractLaw):
         d_mid = float(np.sqrt(lo_d * hi_d))
         loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
 
-        def log_unif(kk, lo, hi, shape):
-            return jax.random.uniform(kk, shape, minval=np.log(lo), maxval=np.log(hi))
-
-        def unif(kk, lo, hi, shape):
-            return jax.random.uniform(kk, shape, minval=lo, maxval=hi)
-
-        log_H = jnp.log(lo_n) + log_unif(keys[0], 1e-3, 0.5, ())
-        E = unif(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
+        log_H = jnp.log(lo_n) + log_uniform(keys[0], 1e-3, 0.5, ())
+        E = uniform(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
         # Target-level loss scale mapped to training domains (domains without a target use the
         # mean scale).
         scale_k = jnp.full((k,), jnp.mean(loss_mid)).at[jnp.asarray(targets)].set(loss_mid)
         x_mid = n_mid / k + jnp.exp(log_H)
         fields = {}
         if variant == "tied":
-            log_am1 = log_unif(keys[2], 0.05, 2.0, (k,))
-            log_beta = log_unif(keys[3], 0.01, 1.0, ())
+            log_am1 = log_uniform(keys[2], 0.05, 2.0, (k,))
+            log_beta = log_uniform(keys[3], 0.01, 1.0, ())
             b = 1.0 + jnp.exp(log_am1) + jnp.exp(log_beta) - 1.0
-            frac = unif(keys[4], 0.05, 0.6, ())
+            frac = uniform(keys[4], 0.05, 0.6, ())
             # choose κ so that c·x_mid^{-b} ≈ frac·scale for the mean b: c = κ^{-b}/b
             b_bar = jnp.mean(b)
             log_kappa = -(jnp.log(frac * jnp.mean(scale_k) * b_bar) + b_bar * jnp.log(x_mid)) \
@@ -265,16 +274,16 @@ class CapacityLaw(AbstractLaw):
             fields.update(log_alpha_minus_1=log_am1, log_beta=log_beta, log_kappa=log_kappa)
             a_t = (b / (1.0 + jnp.exp(log_am1)))[jnp.asarray(targets)]
         else:
-            log_b = log_unif(keys[2], 0.05, 1.5, (k,))
-            frac = unif(keys[4], 0.05, 0.6, (k,))
+            log_b = log_uniform(keys[2], 0.05, 1.5, (k,))
+            frac = uniform(keys[4], 0.05, 0.6, (k,))
             log_c = jnp.log(frac * scale_k) + jnp.exp(log_b) * jnp.log(x_mid)
             fields.update(log_b=log_b, log_c=log_c)
         if variant != "capacity":
             if variant == "full":
-                log_a = log_unif(keys[5], 0.05, 1.0, (m,))
+                log_a = log_uniform(keys[5], 0.05, 1.0, (m,))
                 fields["log_a"] = log_a
                 a_t = jnp.exp(log_a)
-            frac_a = unif(keys[6], 0.05, 0.6, (m,))
+            frac_a = uniform(keys[6], 0.05, 0.6, (m,))
             fields["log_A"] = jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid / k)
         return cls(log_H=log_H, log_E=jnp.log(E), targets=targets, variant=variant,
                    weight_floor=weight_floor, **fields)

@@ -30,11 +30,13 @@ import jax
 import jax.numpy as jnp
 
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
 from ._terms import check_mixture, positive, uniform
 
 __all__ = ["DataMixingLaw"]
 
 
+@register_law
 class DataMixingLaw(AbstractLaw):
     """Ye et al.'s data mixing law; see the module docstring for the formula.
 
@@ -45,6 +47,7 @@ class DataMixingLaw(AbstractLaw):
 
     name: ClassVar[str] = "dml"
     uses_scale: ClassVar[bool] = False
+    variants: ClassVar[tuple[str, ...]] = ()
 
     log_c: jax.Array
     t: jax.Array
@@ -79,6 +82,27 @@ class DataMixingLaw(AbstractLaw):
         if k is not None:
             t = t + positive(k, "k")[:, None]
         return cls(log_c=positive(c, "c"), t=t)
+
+    @property
+    def targets(self) -> None:
+        """``None``: every target is predicted from the whole mixture (none is tied to a
+        training domain)."""
+        return None
+
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """``c`` ``(M,)`` and ``t`` ``(M, K)`` (``log k`` folded in; see :meth:`from_params`)."""
+        return {"c": self.c, "t": self.t}
+
+    @classmethod
+    def n_parameters(cls, n_train_domains: int, n_targets: int) -> int:
+        """``M (K + 1)``."""
+        return n_targets * (n_train_domains + 1)
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
+        del train_domains, options
+        return tuple(loss_domains)
 
     @classmethod
     def init(cls, key, summary: DataSummary) -> DataMixingLaw:

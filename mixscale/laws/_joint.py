@@ -37,6 +37,7 @@ import numpy as np
 
 from ._additive import init_mixture_term, mixture_term
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
 from ._terms import check_mixture, log_uniform, positive, uniform
 
 __all__ = ["JointLaw"]
@@ -47,6 +48,7 @@ def _amplitude(log_C: jax.Array, log_gamma: jax.Array, h: jax.Array) -> jax.Arra
     return jnp.exp(jnp.exp(log_gamma) * jnp.log(jnp.exp(log_C) @ h))
 
 
+@register_law
 class JointLaw(AbstractLaw):
     """Shukor et al.'s joint law; see the module docstring for the formula.
 
@@ -57,6 +59,7 @@ class JointLaw(AbstractLaw):
 
     name: ClassVar[str] = "joint"
     uses_scale: ClassVar[bool] = True
+    variants: ClassVar[tuple[str, ...]] = ()
 
     log_E: jax.Array
     log_C: jax.Array
@@ -119,6 +122,28 @@ class JointLaw(AbstractLaw):
                    log_gamma_A=positive(gamma_A, "gamma_A"), log_alpha=positive(alpha, "alpha"),
                    log_C_B=positive(C_B, "C_B"), log_gamma_B=positive(gamma_B, "gamma_B"),
                    log_beta=positive(beta, "beta"))
+
+    @property
+    def targets(self) -> None:
+        """``None``: every target is predicted from the whole mixture (none is tied to a
+        training domain)."""
+        return None
+
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """``E, C, gamma, C_A, gamma_A, alpha, C_B, gamma_B, beta`` (see :meth:`from_params`)."""
+        return {name: getattr(self, name) for name in
+                ("E", "C", "gamma", "C_A", "gamma_A", "alpha", "C_B", "gamma_B", "beta")}
+
+    @classmethod
+    def n_parameters(cls, n_train_domains: int, n_targets: int) -> int:
+        """``M (4K + 5)``."""
+        return n_targets * (4 * n_train_domains + 5)
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
+        del train_domains, options
+        return tuple(loss_domains)
 
     @classmethod
     def init(cls, key, summary: DataSummary) -> JointLaw:

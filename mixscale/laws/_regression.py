@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
 from ._terms import check_mixture, uniform
 
 __all__ = ["RegressionLaw"]
@@ -39,6 +40,7 @@ __all__ = ["RegressionLaw"]
 VARIANTS = ("linear", "loglinear")
 
 
+@register_law
 class RegressionLaw(AbstractLaw):
     """Linear or log-linear regression on the weights; see the module docstring.
 
@@ -81,9 +83,28 @@ class RegressionLaw(AbstractLaw):
             w = w + jnp.asarray(intercept, dtype=float)[:, None]
         return cls(w=w, variant=variant)
 
+    @property
+    def targets(self) -> None:
+        """``None``: every target is predicted from the whole mixture (none is tied to a
+        training domain)."""
+        return None
+
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """``w`` ``(M, K)`` (the intercept folded in; see :meth:`from_params`)."""
+        return {"w": self.w}
+
     @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        return ("variant",)
+    def n_parameters(cls, n_train_domains: int, n_targets: int, *,
+                     variant: str = "linear") -> int:
+        """``M K``."""
+        del variant
+        return n_targets * n_train_domains
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
+        del train_domains, options
+        return tuple(loss_domains)
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "linear") -> RegressionLaw:

@@ -1,0 +1,67 @@
+"""The registry of laws by name: one decorator line makes a law known everywhere.
+
+    @register_law
+    class MyLaw(AbstractLaw):
+        name: ClassVar[str] = "mine"
+        ...
+
+After that, ``mixscale fit --law mine``, :func:`mixscale.fit` with ``"mine"``, saving and loading,
+``mixscale laws`` and every experiment that selects laws by capability (:func:`law_specs`) know it.
+Registration order is the order of listings and tables.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from ._base import AbstractLaw, law_options
+
+__all__ = ["LAWS", "get_law", "register_law"]
+
+#: Every registered law by its name, in registration order.
+LAWS: dict[str, type[AbstractLaw]] = {}
+
+
+def register_law(law_class: type[AbstractLaw]) -> type[AbstractLaw]:
+    """Class decorator: check that ``law_class`` fulfils the law contract and register it.
+
+    Raises ``TypeError`` naming what is missing (an abstract member left unimplemented, a class
+    variable of the wrong type, variants without a ``variant`` option of ``init``) and
+    ``ValueError`` if another class already holds the name. Registering the same class again
+    (a module reloaded) replaces the entry.
+    """
+    if not (isinstance(law_class, type) and issubclass(law_class, AbstractLaw)):
+        raise TypeError(f"register_law takes a subclass of AbstractLaw, got {law_class!r}")
+    if inspect.isabstract(law_class):
+        missing = sorted(getattr(law_class, "__abstractmethods__", ()))
+        raise TypeError(f"{law_class.__name__} does not implement {missing} of AbstractLaw")
+    for attr, kind in (("name", str), ("uses_scale", bool), ("variants", tuple)):
+        value = getattr(law_class, attr, None)
+        if not isinstance(value, kind):
+            raise TypeError(f"{law_class.__name__}.{attr} must be a {kind.__name__} class "
+                            f"variable, got {value!r}")
+    name = law_class.name
+    if not name.isidentifier():
+        raise ValueError(f"law name {name!r} must be an identifier (letters, digits, _)")
+    options = law_options(law_class)
+    if law_class.variants:
+        if options.get("variant") != law_class.variants[0]:
+            raise TypeError(f"{law_class.__name__} declares variants {law_class.variants}, so its "
+                            f"init needs a keyword-only option variant={law_class.variants[0]!r} "
+                            "(the first variant is the default)")
+    elif "variant" in options:
+        raise TypeError(f"{law_class.__name__}.init has a variant option but the class declares "
+                        "no variants")
+    held = LAWS.get(name)
+    if held is not None and held.__qualname__ != law_class.__qualname__:
+        raise ValueError(f"law name {name!r} is already registered by {held.__qualname__}")
+    LAWS[name] = law_class
+    return law_class
+
+
+def get_law(name: str) -> type[AbstractLaw]:
+    """The law class registered under ``name``."""
+    try:
+        return LAWS[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown law {name!r}; available: {sorted(LAWS)}") from None
