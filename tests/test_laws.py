@@ -1,14 +1,17 @@
-"""Every law behind the common interface, through one shared harness.
+"""Every registered law and variant through one shared harness (no hand-kept list of laws).
 
-Per law (and variant): planted parameters recovered from the law's own noiseless output through
-``mixscale.fit``; gradients of ``predict`` with respect to ``h``, ``N``, ``D`` and every parameter
-equal to float64 central finite differences; finite losses and gradients at zero weights;
-``jit``/``vmap`` against plain calls; parameter counts; known values of each formula by hand.
+Per law spec of :func:`mixscale.law_specs`: planted parameters recovered from the law's own
+noiseless output through ``mixscale.fit``; gradients of ``predict`` with respect to ``h``, ``N``,
+``D`` and every parameter equal to float64 central finite differences; finite losses and gradients
+at zero weights; ``jit``/``vmap`` against plain calls; the declared contract (parameter count from
+the sizes alone, natural parameters, targets, options); the JSON round trip. Then known values of
+each baseline formula by hand (the capacity law's are in ``test_capacity_law.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import equinox as eqx
 import jax
@@ -17,46 +20,25 @@ import numpy as np
 import pytest
 
 import mixscale
-from mixscale import LAWS, parameter_count
+from mixscale import LAWS, LawSpec, law_specs, parameter_count
+from mixscale._io import law_from_dict, law_to_dict
 from mixscale.data import LossTable, TableError
 from mixscale.laws import (
     AdditiveLaw,
     BiMixLaw,
-    CapacityLaw,
     DataMixingLaw,
     DataSummary,
     JointLaw,
     RegressionLaw,
+    law_options,
 )
 
 K = 3
 DOMAINS = ("a", "b", "c")
 SIZES, TOKENS = (10.0, 40.0), (1.0, 5.0)
 
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    law: type
-    options: dict
-    n_params: int  # for K = 3 training domains, M = 3 in-mixture targets
-
-    @property
-    def id(self):
-        return "-".join([self.law.name, *map(str, self.options.values())])
-
-
-CASES = [
-    Case(CapacityLaw, {}, 5 * K + 1),
-    Case(CapacityLaw, {"variant": "capacity"}, 3 * K + 1),
-    Case(CapacityLaw, {"variant": "tied"}, 3 * K + 3),
-    Case(AdditiveLaw, {}, K * (2 * K + 5)),
-    Case(JointLaw, {}, K * (4 * K + 5)),
-    Case(DataMixingLaw, {}, K * (K + 1)),
-    Case(BiMixLaw, {}, 4 * K),
-    Case(RegressionLaw, {"variant": "linear"}, K * K),
-    Case(RegressionLaw, {"variant": "loglinear"}, K * K),
-]
-ids = [c.id for c in CASES]
+SPECS = list(law_specs())
+ids = [s.label for s in SPECS]
 
 
 def _summary(targets=DOMAINS, scale=True):
@@ -67,9 +49,8 @@ def _summary(targets=DOMAINS, scale=True):
                        tokens=TOKENS if scale else (TOKENS[0],) * 2)
 
 
-def _planted(case, seed=3):
-    summary = _summary(scale=case.law.uses_scale)
-    return case.law.init(jax.random.key(seed), summary, **case.options)
+def _planted(spec, seed=3):
+    return spec.init(jax.random.key(seed), _summary(scale=spec.uses_scale))
 
 
 def _table(law, n_mix, rng, scale, name):
@@ -89,22 +70,20 @@ def _table(law, n_mix, rng, scale, name):
 
 # ------------------------------------------------------------------------- the harness
 # The full and tied capacity laws' recovery through ``fit`` is tested in ``test_fit.py`` (with
-# masked entries too); here the baselines and the capacity-only variant.
-RECOVERY = [c for c in CASES if not (c.law is CapacityLaw and c.options.get("variant", "full") in
-                                     ("full", "tied"))]
+# masked entries too); here every other law and variant.
+RECOVERY = [s for s in SPECS if not (s.name == "capacity" and s.variant in ("full", "tied"))]
 
 
-@pytest.mark.parametrize("case", RECOVERY, ids=[c.id for c in RECOVERY])
-def test_recovers_planted_law_through_fit(case, rng):
-    planted = _planted(case)
-    scale = case.law.uses_scale
+@pytest.mark.parametrize("spec", RECOVERY, ids=[s.label for s in RECOVERY])
+def test_recovers_planted_law_through_fit(spec, rng):
+    planted = _planted(spec)
+    scale = spec.uses_scale
     train = _table(planted, 14, rng, scale, "planted[train]")
     valid = _table(planted, 6, rng, scale, "planted[validation]")
     # Small noiseless tables give the per-domain laws several local minima: 64 restarts find
     # the planted one for every law (16 did not for the additive and joint laws).
-    res = mixscale.fit(case.law, train, validation=valid, law_options=case.options,
-                       n_restarts=64, seed=0)
-    assert res.n_params == case.n_params
+    res = mixscale.fit(spec, train, validation=valid, n_restarts=64, seed=0)
+    assert res.n_params == spec.n_parameters(K, K)
     assert res.train_metrics["mre"] < 1e-4
     assert res.validation_metrics["mre"] < 1e-4
 
@@ -122,16 +101,16 @@ def _fd_check(f, x, rtol=1e-6, eps=1e-6):
         np.testing.assert_allclose(jac[(...,) + i], fd, rtol=rtol, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids)
-def test_gradients_match_finite_differences(case):
-    law = _planted(case)
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_gradients_match_finite_differences(spec):
+    law = _planted(spec)
     h, N, D = np.array([0.2, 0.3, 0.5]), np.float64(17.0), np.float64(2.5)
     _fd_check(lambda v: law.predict(v, N, D), h)
     _fd_check(lambda n: law.predict(h, n, D), N)
     _fd_check(lambda d: law.predict(h, N, d), D)
     params, static = eqx.partition(law, eqx.is_inexact_array)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    assert sum(np.size(leaf) for leaf in leaves) == case.n_params
+    assert sum(np.size(leaf) for leaf in leaves) == spec.n_parameters(K, K)
     for j, leaf in enumerate(leaves):
         def f(v, j=j):
             new = [v if i == j else x for i, x in enumerate(leaves)]
@@ -140,9 +119,9 @@ def test_gradients_match_finite_differences(case):
         _fd_check(f, np.asarray(leaf))
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids)
-def test_zero_weights_give_finite_losses_and_gradients(case):
-    law = _planted(case)
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_zero_weights_give_finite_losses_and_gradients(spec):
+    law = _planted(spec)
     for h in ([0.0, 0.4, 0.6], [1.0, 0.0, 0.0]):
         h = jnp.asarray(h)
         assert np.all(np.isfinite(np.asarray(law.predict(h, 17.0, 2.5))))
@@ -152,9 +131,9 @@ def test_zero_weights_give_finite_losses_and_gradients(case):
         assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids)
-def test_jit_vmap_match_plain_calls(case, rng):
-    law = _planted(case)
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_jit_vmap_match_plain_calls(spec, rng):
+    law = _planted(spec)
     hs = rng.dirichlet(np.ones(K), size=5)
     ns, ds = rng.uniform(5, 50, 5), rng.uniform(1, 10, 5)
     plain = np.stack([np.asarray(law.predict(h, n, d))
@@ -167,34 +146,60 @@ def test_jit_vmap_match_plain_calls(case, rng):
     assert batched._cached._cache_size() == 1
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids)
-def test_interface_contract(case):
-    law = _planted(case)
-    assert LAWS[case.law.name] is case.law
-    assert set(case.options) <= set(case.law.option_names())
-    assert parameter_count(law) == case.n_params
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_law_contract(spec):
+    """What the library uses of a law, declared and consistent."""
+    cls = spec.law_class
+    law = _planted(spec)
+    assert LAWS[cls.name] is cls and LawSpec(cls, **spec.law_options) == spec
+    assert set(spec.law_options) <= set(law_options(cls))
+    n = spec.n_parameters(K, K)
+    natural = law.natural_parameters()
+    assert parameter_count(law) == n == sum(np.size(v) for v in natural.values())
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in natural.values())
     assert law.predict(jnp.ones(K) / K, 17.0, 2.5).shape == (K,)
     assert law.n_train_domains == K
+    assert law.targets is None or tuple(law.targets) == tuple(range(K))
+    # the count from the sizes alone, for M != K too
+    targets = spec.targets_for(DOMAINS, DOMAINS[:2])
+    sub = spec.init(jax.random.key(0), dataclasses.replace(
+        _summary(), targets=targets, loss_min=np.full(2, 2.0), loss_max=np.full(2, 3.0)))
+    assert parameter_count(sub) == spec.n_parameters(K, len(targets))
     opt = mixscale.optimal_mixture(law, 17.0, 2.5, n_starts=2, max_steps=50)
     assert opt.weights.shape == (K,) and np.isclose(opt.weights.sum(), 1.0)
     with pytest.raises(ValueError, match="use jax.vmap"):
         law.predict(jnp.ones((2, K)) / K, 17.0, 2.5)
     with pytest.raises(ValueError, match="training domains"):
         law.predict(jnp.ones(K + 1) / (K + 1), 17.0, 2.5)
-    if not case.law.uses_scale:  # blind to N and D, and refused on a multi-scale table
+    if not spec.uses_scale:  # blind to N and D, and refused on a multi-scale table
         h = jnp.array([0.2, 0.3, 0.5])
         np.testing.assert_array_equal(np.asarray(law.predict(h, 1.0, 1.0)),
                                       np.asarray(law.predict(h, 99.0, 7.0)))
         table = _table(law, 3, np.random.default_rng(0), True, "multi")
         with pytest.raises(TableError, match="select one scale"):
-            mixscale.fit(case.law, table, law_options=case.options, n_restarts=1)
+            mixscale.fit(spec, table, n_restarts=1)
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids)
-def test_out_of_mixture_targets(case):
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_json_round_trip_keeps_every_parameter(spec):
+    law = _planted(spec)
+    doc = json.loads(json.dumps(law_to_dict(law)))
+    assert set(doc["natural_parameters"]) == set(law.natural_parameters())
+    for key, value in law.natural_parameters().items():
+        np.testing.assert_array_equal(np.asarray(doc["natural_parameters"][key]),
+                                      np.asarray(value))
+    back = law_from_dict(doc)
+    h = jnp.array([0.0, 0.3, 0.7])
+    np.testing.assert_array_equal(np.asarray(back.predict(h, 17.0, 2.5)),
+                                  np.asarray(law.predict(h, 17.0, 2.5)))
+    assert LawSpec.parse(spec.label) == spec == LawSpec.from_dict(spec.to_dict())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_out_of_mixture_targets(spec):
     """Laws that read a target's own weight predict in-mixture targets only; the rest any."""
-    targets = case.law.targets_for(DOMAINS, ("b", "ood"), **case.options)
-    own_weight = case.law in (CapacityLaw, BiMixLaw)
+    targets = spec.targets_for(DOMAINS, ("b", "ood"))
+    own_weight = _planted(spec).targets is not None
     assert targets == (("b",) if own_weight else ("b", "ood"))
 
 
@@ -237,7 +242,8 @@ def test_joint_formula_by_hand():
 def test_joint_optimum_moves_with_scale_additive_does_not():
     """The point of the joint law: the mixture term and the scale terms interact."""
     rng = np.random.default_rng(1)
-    add, joint = (c.law.init(jax.random.key(0), _summary()) for c in (CASES[3], CASES[4]))
+    add, joint = (LawSpec(name).init(jax.random.key(0), _summary())
+                  for name in ("additive", "joint"))
     hs = rng.dirichlet(np.ones(K), size=4)
 
     def diffs(law):  # loss differences between mixtures, at two scales
@@ -309,17 +315,24 @@ def test_bad_construction_is_refused(build, match):
         build()
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.law is not CapacityLaw], ids=[
-    c.id for c in CASES if c.law is not CapacityLaw])
-def test_init_is_data_scaled(case):
+# The tied capacity law sets its one κ for the mean exponent, so with model sizes in other units
+# its domains start up to ~10x off; its fits recover from that (planted recovery, test_fit.py),
+# and changing the draw would move every committed tied fit, so it is recorded here, not hidden.
+_TIED_INIT = pytest.mark.xfail(strict=True, reason="tied κ is scaled for the mean exponent only")
+
+
+@pytest.mark.parametrize("spec", [
+    pytest.param(s, marks=_TIED_INIT) if s == LawSpec("capacity", variant="tied") else s
+    for s in SPECS], ids=ids)
+def test_init_is_data_scaled(spec):
     """Initial laws predict losses of the order of the observed ones (ranges documented in each
     ``init``), for data in very different units."""
     for scale in (1.0, 1000.0):
         summary = dataclasses.replace(
-            _summary(scale=case.law.uses_scale),
+            _summary(scale=spec.uses_scale),
             model_size=tuple(scale * s for s in _summary().model_size),
             loss_min=np.full(K, 2.0 * scale), loss_max=np.full(K, 3.0 * scale))
-        laws = [case.law.init(jax.random.key(s), summary, **case.options) for s in range(8)]
+        laws = [spec.init(jax.random.key(s), summary) for s in range(8)]
         pred = np.stack([np.asarray(law.predict(jnp.ones(K) / K, 20.0 * scale, 2.0))
                          for law in laws])
         assert np.all(pred > 0.5 * scale) and np.all(pred < 8.0 * scale)
