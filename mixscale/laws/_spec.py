@@ -51,6 +51,8 @@ class LawSpec:
         cls = get_law(law)
         defaults = law_options(cls)
         unknown = sorted(set(options) - set(defaults))
+        if unknown == ["variant"]:
+            raise ValueError(f"law {law!r} has no variants")
         if unknown:
             raise ValueError(f"law {law!r} has no options {unknown}; it accepts "
                              f"{list(defaults)}")
