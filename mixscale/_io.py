@@ -2,13 +2,16 @@
 
 The file records the law's registry name, every field of the law (raw parameters as nested
 lists, static options as JSON values), its natural parameters for reading, the domains, the units
-of ``N`` and ``D``, the metrics and the restart statistics of the fit.
+of ``N`` and ``D``, the metrics and the restart statistics of the fit. Files are strict JSON (a
+non-finite metric is written as ``null``), and :func:`load_fit` validates every field before
+anything is computed from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -16,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._fit import FitResult
-from .laws import get_law
+from .laws import LAWS, LawSpec, get_law, parameter_count
 
 __all__ = ["save_fit", "load_fit", "law_to_dict", "law_from_dict"]
 
@@ -45,19 +48,77 @@ def law_to_dict(law) -> dict:
     return {"law": type(law).name, "fields": fields, "natural_parameters": natural}
 
 
-def law_from_dict(d: dict):
-    """Inverse of :func:`law_to_dict`."""
-    cls = get_law(d["law"])
+def law_from_dict(d: dict, where: str = "law"):
+    """Inverse of :func:`law_to_dict`, validating every field.
+
+    Raises ``ValueError`` naming the field (prefixed by ``where``) for an unknown law, a missing
+    or extra field, a non-finite or non-numeric parameter, or a shape the law refuses."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    name = d.get("law")
+    if not isinstance(name, str) or name not in LAWS:
+        raise ValueError(f"{where}: 'law' must name a registered law ({', '.join(LAWS)}), "
+                         f"got {name!r}")
+    cls = get_law(name)
+    fields = d.get("fields")
+    if not isinstance(fields, dict):
+        raise ValueError(f"{where}: 'fields' must be a JSON object of the law's fields")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    extra = sorted(set(fields) - set(known))
+    if extra:
+        raise ValueError(f"{where}: fields {extra} are not fields of law {name!r}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d["fields"]:
+    for key, f in known.items():
+        if key not in fields:
             continue
-        v = d["fields"][f.name]
+        v = fields[key]
         if f.metadata.get("static", False):
-            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+            kwargs[key] = _static_value(v, f"{where}.fields.{key}")
+        elif v is None:
+            kwargs[key] = None
         else:
-            kwargs[f.name] = None if v is None else jnp.asarray(v, dtype=float)
-    return cls(**kwargs)
+            kwargs[key] = _finite_array(v, f"{where}.fields.{key}")
+    try:
+        law = cls(**kwargs)
+        natural = law.natural_parameters()
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{where}: the fields do not make a {name!r} law ({err})") from None
+    bad = [k for k, v in natural.items() if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        raise ValueError(f"{where}: parameters {bad} overflow (their raw fields are too large)")
+    return law
+
+
+def _static_value(v: Any, where: str) -> Any:
+    """A static field's JSON value: a string, finite number, bool or a list of such (a tuple)."""
+    if isinstance(v, list):
+        return tuple(_static_value(x, where) for x in v)
+    if isinstance(v, bool) or isinstance(v, str) or v is None:
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and math.isfinite(v):
+        return v
+    raise ValueError(f"{where}: expected a string, a finite number or a list of them, got {v!r}")
+
+
+def _only_numbers(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(_only_numbers(x) for x in v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite_array(v: Any, where: str) -> jnp.ndarray:
+    """A parameter array from nested JSON lists of finite numbers (float64)."""
+    if not _only_numbers(v):
+        raise ValueError(f"{where}: expected numbers or nested lists of numbers")
+    try:
+        arr = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected numbers (nested lists of equal length)") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: parameters must be finite numbers")
+    return jnp.asarray(arr)
 
 
 def save_fit(result: FitResult, path: str | os.PathLike) -> None:
@@ -81,30 +142,136 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "notes": list(result.notes),
         "timings": _jsonable(dict(result.timings)),
     }
+    text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1)
-        fh.write("\n")
+        fh.write(text + "\n")
+
+
+def _finite_or_null(v: Any) -> Any:
+    """``v`` with every non-finite float replaced by ``None`` (JSON has no NaN or infinity)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_or_null(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite_or_null(x) for x in v]
+    return v
 
 
 def load_fit(path: str | os.PathLike) -> FitResult:
-    """Read a fit written by :func:`save_fit`; raises ``ValueError`` for a malformed file."""
+    """Read a fit written by :func:`save_fit`, validating it completely.
+
+    Every field is checked: the law and its fields (finite parameters, shapes the law accepts,
+    natural parameters that do not overflow), its options, the domain names (unique strings; the
+    law's own training-domain count and target indices must match them), the units (finite and
+    positive), and the restart records. Raises ``ValueError`` naming the file and the field."""
+    where = str(path)
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where}: is a directory, not a fit file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text (UTF-8) file") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not a JSON file ({err})") from None
+        raise ValueError(f"{where}: not a JSON file ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to be a fit file") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a mixscale fit file (expected format {FORMAT!r})")
+        raise ValueError(f"{where}: not a mixscale fit file (expected format {FORMAT!r})")
+    missing = [k for k in _REQUIRED if k not in doc]
+    if missing:
+        raise ValueError(f"{where}: missing fields {missing}")
+    law = law_from_dict(doc, where)
+    options = doc["law_options"]
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: 'law_options' must be a JSON object")
     try:
-        law = law_from_dict(doc)
-        objectives = np.array([np.inf if v is None else v for v in doc["objectives"]])
-        return FitResult(
-            law=law, law_options=doc["law_options"], targets=tuple(doc["targets"]),
-            train_domains=tuple(doc["train_domains"]), size_unit=float(doc["size_unit"]),
-            token_unit=float(doc["token_unit"]), train_metrics=doc["train_metrics"],
-            validation_metrics=doc["validation_metrics"], objectives=objectives,
-            converged=np.asarray(doc["converged"], dtype=bool),
-            steps=np.asarray(doc["steps"]), best=int(doc["best"]), n_params=int(doc["n_params"]),
-            notes=tuple(doc["notes"]), method=doc["method"], timings=doc["timings"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: malformed mixscale fit file ({err})") from None
+        spec = LawSpec(doc["law"], **options)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{where}: law_options: {str(err).strip(chr(39))}") from None
+    train_domains = _names(doc["train_domains"], f"{where}: train_domains")
+    targets = _names(doc["targets"], f"{where}: targets")
+    if law.n_train_domains != len(train_domains):
+        raise ValueError(f"{where}: the law takes {law.n_train_domains} training-domain weights "
+                         f"but train_domains lists {len(train_domains)}")
+    index = law.targets
+    if index is not None:
+        if len(index) != len(targets) or not all(
+                isinstance(t, int) and 0 <= t < len(train_domains) for t in index):
+            raise ValueError(f"{where}: fields.targets must give one training-domain index in "
+                             f"[0, {len(train_domains)}) per target ({len(targets)} targets)")
+        if [train_domains[t] for t in index] != list(targets):
+            raise ValueError(f"{where}: fields.targets do not point at the named targets")
+    units = {k: _positive(doc[k], f"{where}: {k}") for k in ("size_unit", "token_unit")}
+    n_restarts = _count_list(doc["objectives"], f"{where}: objectives")
+    objectives = np.array([np.inf if v is None else _number(v, f"{where}: objectives")
+                           for v in doc["objectives"]], dtype=np.float64)
+    converged = _bool_list(doc["converged"], n_restarts, f"{where}: converged")
+    steps = _int_list(doc["steps"], n_restarts, f"{where}: steps")
+    best = doc["best"]
+    if not (isinstance(best, int) and 0 <= best < n_restarts):
+        raise ValueError(f"{where}: best must be a restart index in [0, {n_restarts})")
+    for key in ("train_metrics", "validation_metrics", "timings"):
+        if doc[key] is not None and not isinstance(doc[key], dict):
+            raise ValueError(f"{where}: {key} must be a JSON object or null")
+    notes = doc["notes"]
+    if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        raise ValueError(f"{where}: notes must be a list of strings")
+    if not isinstance(doc["method"], str):
+        raise ValueError(f"{where}: method must be a string")
+    return FitResult(
+        law=law, law_options=spec.law_options, targets=targets, train_domains=train_domains,
+        size_unit=units["size_unit"], token_unit=units["token_unit"],
+        train_metrics=doc["train_metrics"], validation_metrics=doc["validation_metrics"],
+        objectives=objectives, converged=converged, steps=steps, best=best,
+        n_params=parameter_count(law), notes=tuple(notes), method=doc["method"],
+        timings=doc["timings"] or {})
+
+
+_REQUIRED = ("law", "fields", "law_options", "targets", "train_domains", "size_unit",
+             "token_unit", "objectives", "converged", "steps", "best", "notes", "method",
+             "train_metrics", "validation_metrics", "timings")
+
+
+def _names(v: Any, where: str) -> tuple[str, ...]:
+    if not (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)):
+        raise ValueError(f"{where} must be a non-empty list of non-empty strings")
+    dup = sorted({x for x in v if v.count(x) > 1})
+    if dup:
+        raise ValueError(f"{where}: duplicate names {dup}")
+    return tuple(v)
+
+
+def _number(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {v!r}")
+    return float(v)
+
+
+def _positive(v: Any, where: str) -> float:
+    x = _number(v, where)
+    if not (math.isfinite(x) and x > 0 and math.isfinite(1.0 / x)):
+        raise ValueError(f"{where} must be a finite positive number, got {v!r}")
+    return x
+
+
+def _count_list(v: Any, where: str) -> int:
+    if not (isinstance(v, list) and v):
+        raise ValueError(f"{where} must be a non-empty list")
+    return len(v)
+
+
+def _bool_list(v: Any, n: int, where: str) -> np.ndarray:
+    if not (isinstance(v, list) and len(v) == n and all(isinstance(x, bool) for x in v)):
+        raise ValueError(f"{where} must be a list of {n} booleans (one per restart)")
+    return np.asarray(v, dtype=bool)
+
+
+def _int_list(v: Any, n: int, where: str) -> np.ndarray:
+    if not (isinstance(v, list) and len(v) == n
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)):
+        raise ValueError(f"{where} must be a list of {n} non-negative integers")
+    return np.asarray(v, dtype=np.int64)

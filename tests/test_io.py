@@ -1,0 +1,112 @@
+"""Saved fits: strict JSON, every natural parameter written, and a complete validation on load
+(each corruption is refused with one message naming the file and the field)."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mixscale import CapacityLaw, FitResult, load_fit, save_fit
+from mixscale.cli import main
+
+DOMAINS = ("a", "b", "c", "d")
+
+
+@pytest.fixture
+def saved(tmp_path):
+    law = CapacityLaw.from_params(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                                  A=[0.5, 0.3, 0.4, 0.6], a=[0.3, 0.4, 0.2, 0.5],
+                                  E=[1.0, 1.5, 0.8, 2.0])
+    res = FitResult(law=law, law_options={"variant": "full"}, targets=DOMAINS,
+                    train_domains=DOMAINS, size_unit=1e6, token_unit=1e9,
+                    train_metrics={"mre": 0.01, "mre_high_weight": float("nan")},
+                    validation_metrics=None, objectives=np.array([0.1, np.inf]),
+                    converged=np.array([True, False]), steps=np.array([10, 400]), best=0,
+                    n_params=21, notes=(), method="lm", timings={"total_s": 1.0})
+    path = tmp_path / "fit.json"
+    save_fit(res, path)
+    return path, res
+
+
+def test_round_trip_is_exact_and_strict_json(saved):
+    path, res = saved
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON: null instead
+    back = load_fit(path)
+    h = jnp.array([0.0, 0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(np.asarray(back.law.predict(h, 30.0, 4.0)),
+                                  np.asarray(res.law.predict(h, 30.0, 4.0)))
+    assert json.loads(text)["natural_parameters"].keys() == {"b", "c", "H", "A", "a", "E"}
+    assert back.objectives[1] == np.inf and back.train_metrics["mre_high_weight"] is None
+
+
+def _set(doc, dotted, value):
+    *parents, last = dotted.split(".")
+    node = doc
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+CORRUPTIONS = [
+    ("law", "nope", "registered law"),
+    ("law_options", {"variant": "cubic"}, "no variant"),
+    ("law_options", ["variant"], "law_options"),
+    ("fields.log_b", "0.3", "fields.log_b"),
+    ("fields.log_b", [0.1, None, 0.2, 0.3], "fields.log_b"),
+    ("fields.log_b", [1000.0, 0.1, 0.2, 0.3], "overflow"),
+    ("fields.log_c", [0.1, 0.2], "do not make"),
+    ("fields.targets", [0, 9, 2, 3], "must index"),
+    ("fields.extra", [1.0], "not fields"),
+    ("train_domains", ["a", "b", "b", "d"], "duplicate"),
+    ("train_domains", ["a", "b", "c"], "train_domains lists 3"),
+    ("targets", ["a", "b", "d", "c"], "do not point"),
+    ("size_unit", 0, "size_unit"),
+    ("token_unit", 1e-320, "token_unit"),
+    ("size_unit", "1e6", "size_unit"),
+    ("objectives", "many", "objectives"),
+    ("converged", [True], "converged"),
+    ("steps", [1, -2], "steps"),
+    ("best", 5, "best"),
+    ("notes", [1], "notes"),
+    ("targets", _DELETE, "missing fields"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", CORRUPTIONS,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CORRUPTIONS)])
+def test_corrupted_file_is_refused_naming_file_and_field(saved, field, value, message, capsys):
+    path, _ = saved
+    doc = json.loads(path.read_text())
+    _set(doc, field, value)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=message) as err:
+        load_fit(path)
+    assert str(path) in str(err.value)
+    # the command line: one line, exit status 2
+    assert main(["optimize", str(path), "--model-size", "1B", "--tokens", "1B"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message.split()[0] in lines[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b"\xff\xfe\x00binary", "not a text"),
+    (b"{not json", "not a JSON file"),
+    (b'{"format": "other"}', "not a mixscale fit file"),
+])
+def test_unreadable_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load_fit(path)
+    with pytest.raises(ValueError, match="no such file"):
+        load_fit(tmp_path / "absent.json")
