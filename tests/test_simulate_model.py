@@ -7,7 +7,7 @@ import pytest
 
 import simulate as sim
 from mixscale._allocation import allocate
-from simulate._model import feature_layout
+from simulate._layout import feature_layout
 
 
 def _model(**kw):
