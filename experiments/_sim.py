@@ -194,60 +194,17 @@ def closed_form_table(model, mixtures, sizes, steps, lr: float, batch_size: int 
                       name: str = "simulated"):
     """The :func:`simulate.sweep` table for a constant step ``lr``, by the closed form.
 
-    Same rows (mixture-major, then size, then checkpoint), units (``model_size = N`` kept
-    features, ``tokens = D = steps × batch_size`` samples), row tags and generating settings as
-    ``simulate.sweep(model, mixtures, sizes, steps, Constant(lr), batch_size)``, but every loss
-    comes from one ``N × N`` eigendecomposition per (mixture, size)
-    (:func:`simulate.closed_form_losses`'s kernel, vmapped over the mixtures), so the cost does
-    not grow with ``D``: the tool for budgets of ``1e4``–``1e6`` samples where the recursion
-    would take ``O(D)`` steps. Stability is checked once for every mixture and size, as the
-    sweep does.
+    ``simulate.sweep(model, mixtures, sizes, steps, Constant(lr), batch_size,
+    method="closed_form")``: the same rows (mixture-major, then size, then checkpoint), units
+    (``model_size = N`` kept features, ``tokens = D = steps × batch_size`` samples), row tags and
+    generating settings as the recursion's sweep, but every loss comes from one ``N × N``
+    eigendecomposition per (mixture, size), so the cost does not grow with ``D``: the tool for
+    budgets of ``1e4``–``1e6`` samples where the recursion would take ``O(D)`` steps. The sweep
+    checks the mixtures, sizes, checkpoints (each ``>= 1`` step) and the stable step range of
+    every mixture and size.
     """
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
     import simulate
-    from mixscale.data import LossTable
 
-    # the vmappable single-mixture kernel behind simulate.closed_form_losses (its public
-    # wrapper checks and compiles per call, ~100x slower for a table)
-    from simulate._closed_form import closed_form_one
-    from simulate._sweep import model_settings
-
-    mixtures = np.asarray(mixtures, dtype=np.float64)
-    sizes = [int(n) for n in np.atleast_1d(sizes)]
-    steps = [int(t) for t in steps]
-    if mixtures.ndim != 2 or mixtures.shape[1] != model.n_domains:
-        raise ValueError(f"mixtures must be (M, K={model.n_domains}), got {mixtures.shape}")
-    if not steps or min(steps) < 1:
-        raise ValueError(f"every checkpoint must be >= 1 step, got {steps}")
-    if max(sizes) > model.n_features or min(sizes) < 1:
-        raise ValueError(f"sizes must lie in [1, {model.n_features}], got {sizes}")
-    limit = min(simulate.stable_step_limit(model, h, n, batch_size)
-                for h in mixtures for n in sizes)
-    if not 0 < lr < limit:
-        raise ValueError(f"step size {lr!r} is outside the stable range (0, {limit:.6g}) of "
-                         "these mixtures and sizes")
-    t = jnp.asarray(steps, dtype=jnp.float64)
-    per_size = []
-    for n in sizes:
-        fn = eqx.filter_jit(jax.vmap(lambda h, n=n: closed_form_one(model, h, n, lr, t,
-                                                                     batch_size)))
-        per_size.append(np.asarray(fn(jnp.asarray(mixtures))))  # (M, C, K)
-    losses = np.stack(per_size, axis=1)  # (M, S, C, K)
-    m, s, c, k = losses.shape
-    idx_m, idx_s, idx_c = (g.reshape(-1) for g in np.meshgrid(
-        np.arange(m), np.arange(s), np.arange(c), indexing="ij"))
-    steps_arr = np.asarray(steps, dtype=np.int64)
-    meta = {"generator": "closed form of one-pass SGD's exact second-moment recursion "
-                         "(constant step)",
-            "model": model_settings(model), "schedule": {"kind": "Constant", "lr": float(lr)},
-            "batch_size": int(batch_size), "checkpoint_steps": steps,
-            "units": "model_size = kept features N; tokens = samples D = steps x batch_size"}
-    return LossTable(
-        weights=mixtures[idx_m], model_size=np.asarray(sizes, float)[idx_s],
-        tokens=(steps_arr[idx_c] * batch_size).astype(np.float64),
-        losses=losses.reshape(m * s * c, k), train_domains=model.names,
-        loss_domains=model.names, size_unit=1.0, token_unit=1.0, name=name, meta=meta,
-        row_tags={"mixture_id": idx_m, "steps": steps_arr[idx_c]})
+    return simulate.sweep(model, np.asarray(mixtures, dtype=np.float64), sizes,
+                          [int(t) for t in steps], simulate.Constant(lr), batch_size,
+                          method="closed_form", name=name)

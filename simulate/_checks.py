@@ -1,4 +1,5 @@
-"""Input checks shared by the simulator's public verbs (run eagerly, before any tracing)."""
+"""Argument checks, one argument each (run eagerly, before any tracing); a whole call is
+checked by :func:`simulate._validate.check_call`, which every public verb uses."""
 
 from __future__ import annotations
 

@@ -25,20 +25,34 @@ evaluated as :math:`(1-\nu)^t = \exp(t\,\mathrm{log1p}(-\nu))` and
 (:math:`\nu \ll 1`) keep full relative precision at any ``t``. Cost: ``O(N³)`` once, then
 ``O(K N)`` per checkpoint — the tool for very large ``D`` at moderate ``N``; for large ``N`` and
 moderate ``D`` the ``O(K N D)`` recursion is cheaper.
+
+Public entry points: :func:`closed_form_losses` (one mixture and size) and
+``simulate.sweep(..., method="closed_form")`` (mixtures × sizes, through
+:func:`closed_form_batch`). Both accept a constant step only.
 """
 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
-from ._recursion import require_stable
 from ._schedule import Constant
+from ._validate import check_call
 
-__all__ = ["closed_form_losses", "closed_form_one"]
+__all__ = ["closed_form_batch", "closed_form_losses", "closed_form_one", "require_constant"]
+
+
+def require_constant(schedule, verb: str) -> Constant:
+    """``schedule`` if it is a :class:`Constant`, else a ``ValueError`` saying why and what to
+    use instead."""
+    if not isinstance(schedule, Constant):
+        raise ValueError(f"{verb} needs a Constant schedule: the closed form holds for a "
+                         f"constant step only, got {type(schedule).__name__}; use "
+                         "method='recursion' for any other AbstractSchedule")
+    return schedule
 
 
 def closed_form_one(model: DisjointTailModel, h: Array, n: int, lr,
@@ -74,6 +88,14 @@ def closed_form_one(model: DisjointTailModel, h: Array, n: int, lr,
 _closed_form_jit = eqx.filter_jit(closed_form_one)
 
 
+@eqx.filter_jit
+def closed_form_batch(model: DisjointTailModel, mixtures: Array, n: int, lr, steps: Array,
+                      batch_size: int) -> Array:
+    """:func:`closed_form_one` for every row of ``mixtures`` ``(M, K)`` at ``n`` (static) kept
+    features: losses ``(M, C, K)``. Compiled once per ``n``; no input checks."""
+    return jax.vmap(lambda h: closed_form_one(model, h, n, lr, steps, batch_size))(mixtures)
+
+
 def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
                        batch_size: int = 1) -> Array:
     r"""Exact expected losses for a constant step, in closed form (see the module docstring).
@@ -81,14 +103,9 @@ def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
     Same arguments and result as :func:`expected_losses` with ``Constant(lr)``; agrees with the
     recursion to rounding (``~1e-12`` relative in float64) and costs the same for any ``D``.
     """
-    batch_size = check_batch_size(batch_size)
-    h = check_mixtures(h, model.n_domains)
-    n = check_sizes(n, model.n_features)
-    if h.ndim != 1 or n.ndim != 0:
-        raise ValueError("closed_form_losses takes one mixture (K,) and one size N")
-    checkpoints = check_checkpoints(checkpoints)
     schedule = Constant(lr)
-    require_stable(model, schedule, h[None], n[None], max(checkpoints), batch_size)
+    call = check_call("closed_form_losses", model, mixtures=h, sizes=n, schedule=schedule,
+                      checkpoints=checkpoints, batch_size=batch_size)
     dtype = model.alpha.dtype
-    return _closed_form_jit(model, jnp.asarray(h, dtype), int(n), schedule.lr,
-                            jnp.asarray(checkpoints, dtype), batch_size)
+    return _closed_form_jit(model, jnp.asarray(call.mixtures, dtype), int(call.sizes),
+                            schedule.lr, jnp.asarray(call.checkpoints, dtype), call.batch_size)

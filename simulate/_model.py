@@ -6,7 +6,8 @@ feature :math:`a_{ik} = 0`; the target is :math:`y = \langle w^*, x\rangle + \xi
 :math:`\xi \sim \mathcal N(0, \sigma_i^2)`, with the source condition
 :math:`(w^*_k)^2 = l_k^{-\beta}`.
 
-Layout of the features (flattened index ``k = 0 .. P-1``, ordered by rank, then by domain):
+Layout of the features (flattened index ``k = 0 .. P-1``, ordered by rank, then by domain;
+counted in :mod:`simulate._layout`):
 
 * **Shared head**: ranks ``l = 1 .. S`` are one feature each, used by every domain.
 * **Tails**: domain ``i`` has tail ranks ``t = 1 .. T_i`` (feature rank ``l = S + t``).
@@ -22,16 +23,19 @@ The feature count is ``P = S + n_shared + Σ_i (T_i - floor(ρ T_i))`` with
 
 Training on mixture ``h`` (a point on the simplex) draws each sample from domain ``j`` with
 probability ``h_j``: the training covariance is diagonal with
-:math:`\lambda_k(h) = \sum_j h_j a_{jk}`. A learner of capacity ``N`` keeps ``N`` features
-(ties broken by the lower flattened index, i.e. lower rank, then lower domain):
+:math:`\lambda_k(h) = \sum_j h_j a_{jk}`. A learner of capacity ``N`` keeps the ``N`` features
+with the highest score of the model's keep rule (an :class:`~simulate.AbstractKeepRule`, see
+:mod:`simulate._keep`; ties broken by the lower flattened index, i.e. lower rank, then lower
+domain). The built-in :class:`~simulate.TopN` scores
 
-* ``keep="eigen"``: the ``N`` largest :math:`\lambda_k(h)` (top eigen-directions of ``H(h)``);
-* ``keep="signal"``: the ``N`` largest :math:`\lambda_k(h)\,(w^*_k)^2` — the features whose loss
-  of signal costs the mixture most; this is the inner problem of the paper's law exactly.
+* ``keep="eigen"``: :math:`\lambda_k(h)` (top eigen-directions of ``H(h)``);
+* ``keep="signal"``: :math:`\lambda_k(h)\,(w^*_k)^2` — the features whose loss of signal costs
+  the mixture most; this is the inner problem of the paper's law exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -40,53 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-__all__ = ["DisjointTailModel", "feature_layout"]
+from ._checks import is_concrete
+from ._keep import AbstractKeepRule, as_keep_rule, feature_order, feature_positions
+from ._layout import equal_tail_for_budget, feature_layout
 
-_KEEP_RULES = ("eigen", "signal")
-
-
-def _shared_count(rho: float, t: np.ndarray) -> np.ndarray:
-    """``floor(ρ t)`` computed without float surprises at ``ρ = 1`` (``1.0 * t`` is exact)."""
-    return np.floor(rho * t + 1e-9 * rho).astype(np.int64)
-
-
-def feature_layout(head: int, tails: Sequence[int], rho: float) -> tuple[np.ndarray, np.ndarray]:
-    """The static feature layout of the model: ``(rank, member)``.
-
-    Args:
-        head: ``S``, the number of shared head features.
-        tails: ``(T_1, ..., T_K)``, the tail length of every domain.
-        rho: the overlap ``ρ`` (see the module docstring).
-
-    Returns:
-        ``rank``: ``(P,)`` int64, the rank ``l >= 1`` of every feature.
-        ``member``: ``(K, P)`` bool, ``member[i, k]`` iff domain ``i`` uses feature ``k``.
-    """
-    k = len(tails)
-    t_max = max(tails) if k else 0
-    ranks: list[int] = list(range(1, head + 1))
-    members: list[np.ndarray] = [np.ones(k, dtype=bool)] * head
-    t = np.arange(1, t_max + 1)
-    is_shared = _shared_count(rho, t) > _shared_count(rho, t - 1)
-    tails_arr = np.asarray(tails)
-    for tt, shared in zip(t.tolist(), is_shared.tolist(), strict=True):
-        reach = tails_arr >= tt
-        if shared:
-            ranks.append(head + tt)
-            members.append(reach)
-        else:
-            for i in np.flatnonzero(reach).tolist():
-                ranks.append(head + tt)
-                m = np.zeros(k, dtype=bool)
-                m[i] = True
-                members.append(m)
-    rank = np.asarray(ranks, dtype=np.int64)
-    member = np.stack(members, axis=1) if members else np.zeros((k, 0), dtype=bool)
-    return rank, member
-
-
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+__all__ = ["DisjointTailModel"]
 
 
 class DisjointTailModel(eqx.Module):
@@ -106,13 +68,15 @@ class DisjointTailModel(eqx.Module):
         n_features: a total feature budget ``P``: every domain gets the same tail length
             ``T``, the largest for which the feature count is ``<= n_features``.
         rho: the overlap ``ρ ∈ [0, 1]``.
-        keep: ``"signal"`` (top ``N`` of ``λ_k(h) (w*_k)²``) or ``"eigen"`` (top ``N`` of
-            ``λ_k(h)``).
+        keep: the keep rule: an :class:`~simulate.AbstractKeepRule`, or ``"signal"`` (top ``N`` of
+            ``λ_k(h) (w*_k)²``) or ``"eigen"`` (top ``N`` of ``λ_k(h)``), short for
+            ``TopN("signal")`` / ``TopN("eigen")``.
         names: the ``K`` domain names (default ``d0, d1, ...``).
 
     Attributes:
         rank: ``(P,)`` int, the rank ``l`` of every feature.
         member: ``(K, P)`` bool, which domains use which feature.
+        keep: the :class:`~simulate.AbstractKeepRule`.
 
     Example:
         >>> import jax.numpy as jnp
@@ -129,11 +93,12 @@ class DisjointTailModel(eqx.Module):
     head: int = eqx.field(static=True)
     tails: tuple[int, ...] = eqx.field(static=True)
     rho: float = eqx.field(static=True)
-    keep: str = eqx.field(static=True)
+    keep: AbstractKeepRule
     names: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(self, alpha, beta=0.0, sigma2=0.0, *, head: int, tail=None,
-                 n_features: int | None = None, rho: float = 0.0, keep: str = "signal",
+                 n_features: int | None = None, rho: float = 0.0,
+                 keep: AbstractKeepRule | str = "signal",
                  names: Sequence[str] | None = None):
         dtype = jnp.result_type(float)
         alpha = jnp.asarray(alpha, dtype=dtype)
@@ -153,8 +118,7 @@ class DisjointTailModel(eqx.Module):
             raise ValueError(f"head must be a non-negative int, got {head!r}")
         if not (0.0 <= float(rho) <= 1.0):
             raise ValueError(f"rho must lie in [0, 1], got {rho!r}")
-        if keep not in _KEEP_RULES:
-            raise ValueError(f"keep must be one of {_KEEP_RULES}, got {keep!r}")
+        keep = as_keep_rule(keep)
         if (tail is None) == (n_features is None):
             raise ValueError("give exactly one of tail (per-domain lengths) and n_features "
                              "(a total budget)")
@@ -163,7 +127,7 @@ class DisjointTailModel(eqx.Module):
             if len(tails) != k:
                 raise ValueError(f"tail has {len(tails)} lengths but alpha has K={k} domains")
         else:
-            tails = (_equal_tail_for_budget(int(n_features), head, k, float(rho)),) * k
+            tails = (equal_tail_for_budget(int(n_features), head, k, float(rho)),) * k
         if any(t < 0 for t in tails):
             raise ValueError(f"tail lengths must be non-negative, got {tails}")
         if head + max(tails) < 1:
@@ -173,7 +137,7 @@ class DisjointTailModel(eqx.Module):
         names = tuple(str(s) for s in names)
         if len(names) != k or len(set(names)) != k:
             raise ValueError(f"names must be {k} distinct strings, got {names}")
-        if _is_concrete(alpha, beta, sigma2):
+        if is_concrete(alpha, beta, sigma2):
             a_np = np.asarray(alpha)
             if not np.all(np.isfinite(a_np)) or np.any(a_np <= 1.0):
                 bad = int(np.argmax(~np.isfinite(a_np) | (a_np <= 1.0)))
@@ -225,25 +189,34 @@ class DisjointTailModel(eqx.Module):
         """Loss of the zero predictor: ``σ_i² + Σ_k a_ik (w*_k)²``, shape ``(K,)``."""
         return self.sigma2 + self.eigenvalues() @ self.signal()
 
+    def settings(self) -> dict:
+        """The generating settings as plain JSON-friendly values (``alpha``, ``beta``,
+        ``sigma2``, ``head``, ``tails``, ``rho``, ``keep``, ``names``, ``n_features``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("rank", "member")}
+        out = {k: (np.asarray(v).tolist() if isinstance(v, jax.Array) else v)
+               for k, v in out.items()}
+        out["keep"] = self.keep.describe()
+        out["tails"] = list(self.tails)
+        out["names"] = list(self.names)
+        out["n_features"] = self.n_features
+        return out
+
     # ------------------------------------------------------------------ keep rule
     def scores(self, h: Array) -> Array:
         """The keep rule's score of every feature under mixture ``h``; shape ``(P,)``."""
-        lam = h @ self.eigenvalues()
-        return lam * self.signal() if self.keep == "signal" else lam
+        return self.keep.scores(h, self.eigenvalues(), self.signal())
 
     def order(self, h: Array) -> Array:
         """Feature indices from the highest score down (stable: ties by lower index)."""
-        return jnp.argsort(-self.scores(h), stable=True)
+        return feature_order(self.keep, h, self.eigenvalues(), self.signal())
 
     def kept(self, h: Array, n: Array) -> Array:
         """``(P,)`` mask of the ``N`` features a learner of capacity ``N`` keeps under ``h``.
 
         ``n`` may be traced (one compiled program serves every model size).
         """
-        order = self.order(h)
-        position = jnp.zeros(order.shape, order.dtype).at[order].set(
-            jnp.arange(order.shape[0], dtype=order.dtype))
-        return position < n
+        return feature_positions(self.keep, h, self.eigenvalues(), self.signal()) < n
 
     def kept_per_domain(self, h: Array, n: Array) -> Array:
         """Number of kept features each domain uses (head included), shape ``(K,)``.
@@ -252,22 +225,3 @@ class DisjointTailModel(eqx.Module):
         """
         return jnp.sum(self.member & self.kept(h, n)[None, :], axis=1)
 
-
-def _equal_tail_for_budget(n_features: int, head: int, k: int, rho: float) -> int:
-    """Largest common tail length ``T`` with feature count ``<= n_features``."""
-    if n_features < max(head, 1):
-        raise ValueError(f"n_features={n_features} leaves no room for the head of {head} "
-                         "features and a tail")
-
-    def count(t: int) -> int:
-        shared = int(_shared_count(rho, np.array(t)))
-        return head + shared + k * (t - shared)
-
-    lo, hi = 0, max(n_features, 1)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if count(mid) <= n_features:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

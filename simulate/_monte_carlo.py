@@ -26,10 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
-from ._recursion import require_stable
 from ._schedule import AbstractSchedule, run_schedule
+from ._validate import check_call
 
 __all__ = ["MonteCarloResult", "monte_carlo"]
 
@@ -100,21 +99,14 @@ def monte_carlo(model: DisjointTailModel, h, n, schedule: AbstractSchedule, chec
     runs. Memory is
     ``O(n_runs · B · P)`` per step; time ``O(n_runs · D · B · P)``.
     """
-    if not isinstance(schedule, AbstractSchedule):
-        raise TypeError(f"schedule must be a Constant or StepDecay, got {type(schedule)}")
-    batch_size = check_batch_size(batch_size)
-    h = check_mixtures(h, model.n_domains)
-    n = check_sizes(n, model.n_features)
-    if h.ndim != 1 or n.ndim != 0:
-        raise ValueError("monte_carlo takes one mixture (K,) and one size N")
-    checkpoints = check_checkpoints(checkpoints)
     if not isinstance(n_runs, int | np.integer) or n_runs < 2:
         raise ValueError(f"n_runs must be an int >= 2 (standard errors need two runs), got "
                          f"{n_runs!r}")
-    require_stable(model, schedule, h[None], n[None], max(checkpoints), batch_size)
+    call = check_call("monte_carlo", model, mixtures=h, sizes=n, schedule=schedule,
+                      checkpoints=checkpoints, batch_size=batch_size)
     key = jax.random.key(0) if key is None else key
     keys = jax.random.split(key, int(n_runs))
-    mean, stderr = _monte_carlo_jit(model, jnp.asarray(h, model.alpha.dtype), jnp.asarray(n),
-                                    schedule, checkpoints, batch_size, keys,
-                                    jnp.dtype(sample_dtype))
+    mean, stderr = _monte_carlo_jit(model, jnp.asarray(call.mixtures, model.alpha.dtype),
+                                    jnp.asarray(call.sizes), schedule, call.checkpoints,
+                                    call.batch_size, keys, jnp.dtype(sample_dtype))
     return MonteCarloResult(mean=mean, stderr=stderr, n_runs=int(n_runs))

@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ._checks import check_batch_size, check_checkpoints, check_sizes
 from ._model import DisjointTailModel
-from ._recursion import recursion_losses, require_stable
+from ._recursion import recursion_losses
 from ._schedule import AbstractSchedule
+from ._validate import check_call, require_stable
 
 __all__ = ["Optimum", "optimal_mixture", "simplex_lattice"]
 
@@ -58,7 +58,18 @@ class Optimum(eqx.Module):
 
 
 def simplex_lattice(k: int, resolution: int) -> np.ndarray:
-    """All mixtures with coordinates in ``{0, 1/r, ..., 1}``: shape ``(C(r+K-1, K-1), K)``."""
+    """All mixtures with coordinates in ``{0, 1/r, ..., 1}``: shape ``(C(r+K-1, K-1), K)``.
+
+    Rows in lexicographic order of the bar positions (the first row puts all weight on the last
+    domain). ``k >= 1`` domains, resolution ``r >= 1``.
+
+    Example:
+        >>> simplex_lattice(2, 2).tolist()
+        [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    """
+    if int(k) < 1 or int(resolution) < 1:
+        raise ValueError(f"simplex_lattice needs k >= 1 domains and resolution >= 1, got k={k}, "
+                         f"resolution={resolution}")
     points = []
     for bars in itertools.combinations(range(resolution + k - 1), k - 1):
         edges = (-1, *bars, resolution + k - 1)
@@ -104,12 +115,10 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         tol: the search stops when every compass step is below ``tol``.
         max_iterations: cap on compass iterations.
     """
+    call = check_call("optimal_mixture", model, sizes=n, schedule=schedule, checkpoints=[steps],
+                      batch_size=batch_size)
     k = model.n_domains
-    batch_size = check_batch_size(batch_size)
-    n_arr = check_sizes(n, model.n_features)
-    if n_arr.ndim != 0:
-        raise ValueError("optimal_mixture takes one size N")
-    checkpoints = check_checkpoints([steps])
+    n_arr, checkpoints, batch_size = call.sizes, call.checkpoints, call.batch_size
     dtype = model.alpha.dtype
     t = np.full(k, 1.0 / k) if target is None else np.asarray(target, dtype=np.float64)
     if t.shape != (k,) or not np.all(np.isfinite(t)) or np.any(t < 0) or t.sum() <= 0:

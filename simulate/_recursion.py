@@ -26,15 +26,14 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, run_schedule
-from ._stability import step_limit, step_limit_batched
+from ._stability import step_limit
+from ._validate import check_call
 
-__all__ = ["expected_losses", "recursion_losses", "require_stable", "stable_step_limit"]
+__all__ = ["expected_losses", "recursion_losses", "stable_step_limit"]
 
 
 def recursion_losses(a: Array, w2: Array, sigma2: Array,
@@ -69,50 +68,16 @@ def recursion_losses(a: Array, w2: Array, sigma2: Array,
     return jnp.stack([at[t] for t in checkpoints]) + sigma2[None, :]
 
 
-def _limits(model: DisjointTailModel, mixtures, sizes, batch_size: int):
-    a = model.eigenvalues()
-    kept = jax.vmap(lambda h: jax.vmap(lambda n: model.kept(h, n))(sizes))(mixtures)
-    return step_limit_batched(a, mixtures, kept, batch_size)
-
-
-_limits_jit = eqx.filter_jit(_limits)
-
-
-def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixtures, sizes,
-                   n_steps: int, batch_size: int) -> np.ndarray:
-    """Raise a ``ValueError`` stating the stable range unless every step of ``schedule`` is
-    stable for every ``(mixture, size)`` pair; return the limits, shape ``(M, S)``."""
-    dtype = model.alpha.dtype
-    limits = np.asarray(_limits_jit(model, jnp.asarray(mixtures, dtype), jnp.asarray(sizes),
-                                    batch_size))
-    lr_max = float(schedule.max_lr(n_steps))
-    worst = np.unravel_index(int(np.argmin(limits)), limits.shape)
-    limit = float(limits[worst])
-    if not lr_max < limit:
-        h = np.asarray(mixtures)[worst[0]]
-        n = int(np.asarray(sizes)[worst[1]])
-        raise ValueError(
-            f"step size {lr_max:.6g} is unstable: for mixture h={np.round(h, 6).tolist()} with "
-            f"N={n} kept features and batch_size={batch_size} the exact recursion diverges "
-            f"unless 0 < lr < {limit:.6g} (every step of the schedule must lie in this range; "
-            "for Monte Carlo agreement stay well inside it)")
-    return limits
-
-
 def stable_step_limit(model: DisjointTailModel, h, n, batch_size: int = 1) -> float:
     r"""The largest stable step size :math:`\gamma_{\max}`: SGD on mixture ``h`` with ``n`` kept
     features and batch ``batch_size`` has bounded expected loss iff ``0 < γ_t < γ_max`` for every
     step (see :mod:`simulate._stability`).
     """
-    batch_size = check_batch_size(batch_size)
-    h = check_mixtures(h, model.n_domains)
-    n = check_sizes(n, model.n_features)
-    if h.ndim != 1 or n.ndim != 0:
-        raise ValueError("stable_step_limit takes one mixture (K,) and one size; use sweep for "
-                         "batches")
+    call = check_call("stable_step_limit", model, mixtures=h, sizes=n, batch_size=batch_size)
     a = model.eigenvalues()
-    hj = jnp.asarray(h, a.dtype)
-    return float(jax.jit(step_limit, static_argnums=3)(a, hj, model.kept(hj, int(n)), batch_size))
+    hj = jnp.asarray(call.mixtures, a.dtype)
+    return float(jax.jit(step_limit, static_argnums=3)(a, hj, model.kept(hj, int(call.sizes)),
+                                                      call.batch_size))
 
 
 @eqx.filter_jit
@@ -130,7 +95,8 @@ def expected_losses(model: DisjointTailModel, h, n, schedule: AbstractSchedule, 
         model: the :class:`DisjointTailModel`.
         h: ``(K,)`` training mixture (on the simplex).
         n: ``N``, the number of kept features (``1 .. P``).
-        schedule: a :class:`Constant` or :class:`StepDecay` step size.
+        schedule: the step sizes, an :class:`AbstractSchedule` (e.g. :class:`Constant`,
+            :class:`StepDecay`).
         checkpoints: ``C`` step counts ``D >= 0`` (numbers of SGD updates; each update uses
             ``batch_size`` fresh samples).
         batch_size: ``B``.
@@ -139,18 +105,12 @@ def expected_losses(model: DisjointTailModel, h, n, schedule: AbstractSchedule, 
         ``(C, K)`` losses ``L_i(h, N, D)``; ``D = 0`` gives ``σ_i² + Σ_k a_ik (w*_k)²``.
 
     Raises:
+        TypeError: ``model`` or ``schedule`` of the wrong type.
         ValueError: bad mixture, size, checkpoints or batch size, or a step outside the stable
             range (the message states the range).
     """
-    if not isinstance(schedule, AbstractSchedule):
-        raise TypeError(f"schedule must be a Constant or StepDecay, got {type(schedule)}")
-    batch_size = check_batch_size(batch_size)
-    h = check_mixtures(h, model.n_domains)
-    n = check_sizes(n, model.n_features)
-    if h.ndim != 1 or n.ndim != 0:
-        raise ValueError("expected_losses takes one mixture (K,) and one size N; use sweep for "
-                         "batches")
-    checkpoints = check_checkpoints(checkpoints)
-    require_stable(model, schedule, h[None], n[None], max(checkpoints), batch_size)
-    return _expected_losses_jit(model, jnp.asarray(h, model.alpha.dtype), jnp.asarray(n),
-                                schedule, checkpoints, batch_size)
+    call = check_call("expected_losses", model, mixtures=h, sizes=n, schedule=schedule,
+                      checkpoints=checkpoints, batch_size=batch_size)
+    return _expected_losses_jit(model, jnp.asarray(call.mixtures, model.alpha.dtype),
+                                jnp.asarray(call.sizes), schedule, call.checkpoints,
+                                call.batch_size)

@@ -1,12 +1,17 @@
 r"""Step-size schedules for one-pass SGD: piecewise constant, so each piece is one ``lax.scan``.
 
 A schedule maps the step index ``t = 0, 1, ...`` (the ``t``-th update) to the step size
-:math:`\gamma_t`. Both schedules here are piecewise constant. :meth:`blocks` describes the first
+:math:`\gamma_t`. Every schedule is piecewise constant. :meth:`blocks` describes the first
 ``n_steps`` steps as a few *blocks*, each a run of equal-length pieces of constant step
 ``(start, lrs, length)``: steps ``start + j·length .. start + (j+1)·length − 1`` use ``lrs[j]``.
 :func:`run_schedule` drives a per-piece setup and a per-step update through them with two nested
 ``lax.scan`` calls per block, so the compiled programme does not grow with the number of pieces
 and per-feature multipliers are computed once per piece, not once per step.
+
+:class:`AbstractSchedule` is the contract; :class:`Constant` and :class:`StepDecay` are its
+built-in final implementations. A new schedule is one subclass implementing :meth:`blocks`
+(a warm-up, for example, is a block of ``W`` pieces of length 1 followed by a constant block);
+the recursion, the stability check, Monte Carlo, the sweeps and the optimum use nothing else.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ def _check_lr(lr) -> None:
 
 
 class AbstractSchedule(eqx.Module):
-    """A piecewise-constant step-size schedule."""
+    """A piecewise-constant step-size schedule: subclass it and implement :meth:`blocks`.
+
+    Array fields (step sizes) are traced, so a new value does not recompile; ints that shape
+    the blocks must be static (``eqx.field(static=True)``) or plain Python ints.
+    """
 
     @abc.abstractmethod
     def blocks(self, n_steps: int) -> list[tuple[int, Array, int]]:

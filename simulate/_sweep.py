@@ -1,24 +1,33 @@
 r"""Sweeps: exact losses for mixtures × model sizes × checkpoints in one compiled call.
 
-The result is a :class:`mixscale.data.LossTable` in simulator units (``size_unit = 1``:
+Two methods give the same losses (to ``~1e-12`` relative in float64):
+
+* ``method="recursion"`` (default): the exact second-moment recursion
+  (:mod:`simulate._recursion`) for any :class:`~simulate.AbstractSchedule`, ``O(K P D)`` per
+  pair; the kept set of a mixture is sorted once and serves every size.
+* ``method="closed_form"``: one ``N × N`` eigendecomposition per (mixture, size)
+  (:mod:`simulate._closed_form`), ``O(N³)`` whatever ``D``; a :class:`~simulate.Constant`
+  schedule only. One compiled call per size (``N`` fixes the matrix shape).
+
+:func:`sweep` returns a :class:`mixscale.data.LossTable` in simulator units (``size_unit = 1``:
 ``model_size`` is ``N``, the number of kept features; ``token_unit = 1``: ``tokens`` is the
 number of training *samples* ``D = steps × batch_size``), with the generating settings in
-``meta`` and ``mixture_id`` / ``steps`` row tags, so ``mixscale.fit`` fits it like a real table.
+``meta`` and ``mixture_id`` / ``steps`` row tags, so ``mixscale.fit`` fits it like a real table;
+:func:`sweep_losses` returns the array ``(M, S, C, K)``.
 
-Scaling out. With ``mesh`` (a :class:`jax.sharding.Mesh` with an axis ``"mixtures"`` and
-optionally an axis ``"features"``) the batch of mixtures is split over the ``"mixtures"`` devices
-and the feature axis over the ``"features"`` devices; XLA's partitioner turns the per-step
-reductions over features (:math:`r_j = \sum_k a_{jk} c_k`) into all-reduces. The batch is padded
-by repeating the last mixture and the features by zero features (eigenvalue 0, signal 0, never
-kept before a real feature), then the padding is dropped. Both give the single-device numbers to
-rounding: every device runs the same per-mixture programme, but XLA's CPU matmul may block the
-feature reduction differently for a different per-device batch (measured: a few ulps), and
-feature sharding sums the per-device partial reductions in a different order.
+Scaling out (recursion only). With ``mesh`` (a :class:`jax.sharding.Mesh` with an axis
+``"mixtures"`` and optionally an axis ``"features"``) the batch of mixtures is split over the
+``"mixtures"`` devices and the feature axis over the ``"features"`` devices; XLA's partitioner
+turns the per-step reductions over features (:math:`r_j = \sum_k a_{jk} c_k`) into all-reduces.
+The batch is padded by repeating the last mixture and the features by zero features (eigenvalue
+0, signal 0, scored below every real feature so never kept before one), then the padding is
+dropped. Both give the single-device numbers to rounding: every device runs the same
+per-mixture programme, but XLA's CPU matmul may block the feature reduction differently for a
+different per-device batch (measured: a few ulps), and feature sharding sums the per-device
+partial reductions in a different order.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import equinox as eqx
 import jax
@@ -29,19 +38,31 @@ from jax.sharding import PartitionSpec as P
 
 from mixscale.data import LossTable
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
+from ._closed_form import closed_form_batch, require_constant
+from ._keep import feature_positions
 from ._model import DisjointTailModel
-from ._recursion import recursion_losses, require_stable
+from ._recursion import recursion_losses
 from ._schedule import AbstractSchedule
+from ._validate import check_call
 
 __all__ = ["sweep", "sweep_losses"]
 
+_METHODS = ("recursion", "closed_form")
+_GENERATORS = {
+    "recursion": "simulate.sweep (exact second-moment recursion of one-pass SGD)",
+    "closed_form": "simulate.sweep (closed form of one-pass SGD's exact second-moment "
+                   "recursion, constant step)",
+}
 
-def _losses(model, a, w2, mixtures, sizes, schedule, checkpoints, batch_size):
+
+def _losses(model, a, w2, n_real, mixtures, sizes, schedule, checkpoints, batch_size):
+    """Recursion losses ``(M, S, C, K)``; ``a``, ``w2`` may carry zero padding features past
+    index ``n_real`` (static), which the keep rule must never prefer to a real one."""
+    real = jnp.arange(w2.shape[0]) < n_real if n_real < w2.shape[0] else None
+
     def one_mixture(h):
-        order = jnp.argsort(-_scores(model, a, w2, h), stable=True)
-        position = jnp.zeros(order.shape, order.dtype).at[order].set(
-            jnp.arange(order.shape[0], dtype=order.dtype))
+        # Sorted once per mixture, reused by every size: the positions do not depend on N.
+        position = feature_positions(model.keep, h, a, w2, real)
 
         def one_size(n):
             return recursion_losses(a, w2, model.sigma2, h, position < n, schedule, checkpoints,
@@ -52,16 +73,11 @@ def _losses(model, a, w2, mixtures, sizes, schedule, checkpoints, batch_size):
     return jax.vmap(one_mixture)(mixtures)
 
 
-def _scores(model, a, w2, h):
-    lam = h @ a
-    return lam * w2 if model.keep == "signal" else lam
-
-
 _losses_jit = eqx.filter_jit(_losses)
 
 
 def sweep_losses(model: DisjointTailModel, mixtures, sizes, checkpoints,
-                 schedule: AbstractSchedule, batch_size: int = 1, *,
+                 schedule: AbstractSchedule, batch_size: int = 1, *, method: str = "recursion",
                  mesh: Mesh | None = None) -> np.ndarray:
     """Exact losses of every mixture × size × checkpoint, shape ``(M, S, C, K)``.
 
@@ -70,27 +86,39 @@ def sweep_losses(model: DisjointTailModel, mixtures, sizes, checkpoints,
         mixtures: ``(M, K)`` mixtures.
         sizes: ``(S,)`` numbers of kept features ``N``.
         checkpoints: ``C`` step counts (``>= 0``).
-        schedule: step-size schedule (checked against the stable range of every pair).
+        schedule: an :class:`AbstractSchedule` (checked against the stable range of every
+            pair); a :class:`Constant` for ``method="closed_form"``.
         batch_size: ``B``.
-        mesh: optional device mesh (see the module docstring).
+        method: ``"recursion"`` (any schedule) or ``"closed_form"`` (constant step; cost
+            independent of ``D``); see the module docstring.
+        mesh: optional device mesh, recursion only (see the module docstring).
+
+    Raises:
+        TypeError: ``model`` or ``schedule`` of the wrong type.
+        ValueError: an unknown method, a non-constant schedule with ``"closed_form"``, a mesh
+            with ``"closed_form"``, bad mixtures, sizes, checkpoints or batch size, or a step
+            outside the stable range.
     """
-    if not isinstance(schedule, AbstractSchedule):
-        raise TypeError(f"schedule must be a Constant or StepDecay, got {type(schedule)}")
-    batch_size = check_batch_size(batch_size)
-    mixtures = check_mixtures(mixtures, model.n_domains, "mixtures")
-    if mixtures.ndim != 2:
-        raise ValueError(f"mixtures must be (M, K), got shape {mixtures.shape}")
-    sizes = check_sizes(np.atleast_1d(sizes), model.n_features, "sizes")
-    if sizes.ndim != 1:
-        raise ValueError(f"sizes must be 1-d, got shape {sizes.shape}")
-    checkpoints = check_checkpoints(checkpoints)
-    require_stable(model, schedule, mixtures, sizes, max(checkpoints), batch_size)
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method == "closed_form":
+        require_constant(schedule, "sweep(method='closed_form')")
+        if mesh is not None:
+            raise ValueError("mesh is supported by method='recursion' only; drop mesh or use "
+                             "the recursion")
+    call = check_call("sweep", model, mixtures=mixtures, sizes=sizes, schedule=schedule,
+                      checkpoints=checkpoints, batch_size=batch_size, batched=True)
     dtype = model.alpha.dtype
+    h = jnp.asarray(call.mixtures, dtype)
+    if method == "closed_form":
+        steps = jnp.asarray(call.checkpoints, dtype)
+        per_size = [np.asarray(closed_form_batch(model, h, int(n), schedule.lr, steps,
+                                                 call.batch_size)) for n in call.sizes]
+        return np.stack(per_size, axis=1)
     a = model.eigenvalues()
     w2 = model.signal()
-    h = jnp.asarray(mixtures, dtype)
-    n = jnp.asarray(sizes)
-    m = h.shape[0]
+    n = jnp.asarray(call.sizes)
+    m, p = h.shape[0], a.shape[1]
     if mesh is not None:
         if "mixtures" not in mesh.axis_names:
             raise ValueError(f"mesh needs an axis named 'mixtures', has {mesh.axis_names}")
@@ -101,7 +129,7 @@ def sweep_losses(model: DisjointTailModel, mixtures, sizes, checkpoints,
         n_mix = mesh.shape["mixtures"]
         n_feat = mesh.shape.get("features", 1)
         pad_m = -m % n_mix
-        pad_p = -a.shape[1] % n_feat
+        pad_p = -p % n_feat
         h = jnp.concatenate([h, jnp.repeat(h[-1:], pad_m, axis=0)])
         a = jnp.pad(a, ((0, 0), (0, pad_p)))
         w2 = jnp.pad(w2, (0, pad_p))
@@ -111,29 +139,44 @@ def sweep_losses(model: DisjointTailModel, mixtures, sizes, checkpoints,
         w2 = jax.device_put(w2, NamedSharding(mesh, P(feat)))
         n = jax.device_put(n, NamedSharding(mesh, P()))
         model = jax.device_put(model, NamedSharding(mesh, P()))
-    out = _losses_jit(model, a, w2, h, n, schedule, checkpoints, batch_size)
+    out = _losses_jit(model, a, w2, p, h, n, schedule, call.checkpoints, call.batch_size)
     return np.asarray(out)[:m]
 
 
 def sweep(model: DisjointTailModel, mixtures, sizes, checkpoints, schedule: AbstractSchedule,
-          batch_size: int = 1, *, mesh: Mesh | None = None, name: str = "simulated") -> LossTable:
+          batch_size: int = 1, *, method: str = "recursion", mesh: Mesh | None = None,
+          name: str = "simulated") -> LossTable:
     """Exact losses of every mixture × size × checkpoint as a :class:`LossTable`.
 
     Rows are ordered mixture-major, then size, then checkpoint. ``tokens`` counts samples
     (``steps × batch_size``), so every checkpoint must be ``>= 1`` step. Arguments as in
-    :func:`sweep_losses`.
+    :func:`sweep_losses`; ``name`` names the table.
+
+    Example:
+        >>> import jax.numpy as jnp, simulate
+        >>> m = simulate.DisjointTailModel(jnp.array([1.5, 2.0]), sigma2=0.1, head=2, tail=8)
+        >>> t = simulate.sweep(m, [[0.5, 0.5], [0.9, 0.1]], [4, 8], [10, 100],
+        ...                    simulate.Constant(0.3), method="closed_form")
+        >>> t.n_runs, t.loss_domains
+        (8, ('d0', 'd1'))
     """
-    checkpoints = check_checkpoints(checkpoints, allow_zero=False)
-    losses = sweep_losses(model, mixtures, sizes, checkpoints, schedule, batch_size, mesh=mesh)
+    # check_call runs again inside sweep_losses; this first pass refuses D = 0 checkpoints
+    # (a table's tokens must be positive) before any work
+    check_call("sweep", model, sizes=sizes, checkpoints=checkpoints, batch_size=batch_size,
+               batched=True, min_step=1)
+    losses = sweep_losses(model, mixtures, sizes, checkpoints, schedule, batch_size,
+                          method=method, mesh=mesh)
     mixtures = np.asarray(mixtures, dtype=np.float64)
     sizes = np.atleast_1d(np.asarray(sizes)).astype(np.int64)
     m, s, c, k = losses.shape
+    checkpoints = [int(t) for t in np.atleast_1d(checkpoints)]
     steps = np.asarray(checkpoints, dtype=np.int64)
     idx_m, idx_s, idx_c = (g.reshape(-1) for g in np.meshgrid(
         np.arange(m), np.arange(s), np.arange(c), indexing="ij"))
     meta = {
-        "generator": "simulate.sweep (exact second-moment recursion of one-pass SGD)",
-        "model": model_settings(model),
+        "generator": _GENERATORS[method],
+        "method": method,
+        "model": model.settings(),
         "schedule": schedule.describe(),
         "batch_size": int(batch_size),
         "checkpoint_steps": list(checkpoints),
@@ -147,13 +190,3 @@ def sweep(model: DisjointTailModel, mixtures, sizes, checkpoints, schedule: Abst
         size_unit=1.0, token_unit=1.0, name=name, meta=meta,
         row_tags={"mixture_id": idx_m, "steps": steps[idx_c]})
 
-
-def model_settings(model: DisjointTailModel) -> dict:
-    """The model's generating settings as plain JSON-friendly values."""
-    out = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
-           if f.name not in ("rank", "member")}
-    out = {k: (np.asarray(v).tolist() if isinstance(v, jax.Array) else v) for k, v in out.items()}
-    out["tails"] = list(model.tails)
-    out["names"] = list(model.names)
-    out["n_features"] = model.n_features
-    return out

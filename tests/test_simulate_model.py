@@ -7,7 +7,7 @@ import pytest
 
 import simulate as sim
 from mixscale._allocation import allocate
-from simulate._model import feature_layout
+from simulate._layout import feature_layout
 
 
 def _model(**kw):
@@ -78,6 +78,23 @@ def test_keep_rules_keep_the_top_scores(keep, rng):
         assert score[kept].min() >= score[~kept].max(initial=-np.inf)
 
 
+def test_keep_strings_are_the_built_in_rule_and_settings_round_trip():
+    m = _model(keep="eigen")
+    assert m.keep == sim.TopN("eigen") and isinstance(m.keep, sim.AbstractKeepRule)
+    same = _model(keep=sim.TopN("eigen"))
+    h = jnp.asarray([0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(m.kept(h, 9), same.kept(h, 9))
+    settings = m.settings()
+    assert settings["keep"] == "eigen" and settings["tails"] == [12, 12, 12]
+    again = sim.DisjointTailModel(jnp.asarray(settings["alpha"]), settings["beta"],
+                                  jnp.asarray(settings["sigma2"]), head=settings["head"],
+                                  tail=settings["tails"], rho=settings["rho"],
+                                  keep=settings["keep"], names=settings["names"])
+    assert again.settings() == settings
+    with pytest.raises(ValueError, match="score must be 'signal' or 'eigen'"):
+        sim.TopN("top")
+
+
 def test_zero_capacity_loss_and_full_capacity_has_no_approximation_error():
     m = _model(sigma2=0.0)
     h = np.array([0.5, 0.3, 0.2])
@@ -134,7 +151,7 @@ def test_pure_model_allocation_matches_the_laws_x_star(alpha, rng):
     (dict(sigma2=jnp.array([0.1, -0.1, 0.0])), r"sigma2\[1\]"),
     (dict(sigma2=jnp.array([0.1, 0.1])), r"sigma2 must be a scalar or K=3"),
     (dict(rho=1.5), "rho must lie in"),
-    (dict(keep="top"), "keep must be one of"),
+    (dict(keep="top"), "keep must be one of 'signal', 'eigen' or an AbstractKeepRule"),
     (dict(tail=(3, 4)), "tail has 2 lengths but alpha has K=3"),
     (dict(tail=None), "exactly one of tail"),
     (dict(head=0, tail=0), "no features"),

@@ -13,7 +13,6 @@ from conftest import tol
 
 import simulate as sim
 from mixscale.data import LossTable
-from simulate._optimum import simplex_lattice
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ def test_optimal_mixture_beats_a_fine_lattice():
                                   sigma2=jnp.array([0.2, 0.05, 0.1]), head=3, tail=25)
     n, steps, schedule = 30, 200, sim.Constant(0.3)
     opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-3)
-    lattice = simplex_lattice(3, 60)
+    lattice = sim.simplex_lattice(3, 60)
     brute = sim.sweep_losses(model, lattice, [n], [steps], schedule)[:, 0, 0].mean(axis=1)
     best = int(np.argmin(brute))
     assert float(opt.loss) <= brute[best] + 1e-12

@@ -1,0 +1,133 @@
+"""Validation of a simulator call, shared by every public verb (run eagerly, before tracing).
+
+:func:`check_call` checks, in this order, the model's type, the schedule's type, the batch size,
+the mixtures (on the simplex, ``(K,)`` for one or ``(M, K)`` for a batch), the sizes (integer
+feature counts in ``1 .. P``, a scalar or ``(S,)``), the checkpoints (step counts), and, when
+the call names mixtures, a schedule and checkpoints, the stable step range of every
+``(mixture, size)`` pair (:func:`require_stable`). Every failure is a ``TypeError`` or
+``ValueError`` whose message says what to pass instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
+from ._model import DisjointTailModel
+from ._schedule import AbstractSchedule
+from ._stability import step_limit_batched
+
+__all__ = ["Call", "check_call", "check_schedule", "require_stable"]
+
+
+class Call(NamedTuple):
+    """A checked call, as numpy values and Python ints ready for a compiled kernel.
+
+    Attributes:
+        mixtures: ``(K,)`` (one) or ``(M, K)`` (batched) float64, or ``None`` when not given.
+        sizes: ``()`` (one) or ``(S,)`` (batched) int64.
+        checkpoints: the step counts, or ``None`` when not given.
+        batch_size: ``B``.
+    """
+
+    mixtures: np.ndarray | None
+    sizes: np.ndarray
+    checkpoints: tuple[int, ...] | None
+    batch_size: int
+
+
+def check_schedule(schedule) -> AbstractSchedule:
+    """``schedule`` unchanged if it is an :class:`AbstractSchedule`, else a ``TypeError``."""
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (e.g. Constant, StepDecay, or "
+                        f"your own subclass), got {type(schedule).__name__}: {schedule!r}")
+    return schedule
+
+
+def check_call(verb: str, model, *, sizes, batch_size, mixtures=None, schedule=None,
+               checkpoints=None, batched: bool = False, min_step: int = 0) -> Call:
+    """Check the arguments of one public call; see the module docstring for the order.
+
+    Args:
+        verb: the public function's name, for messages.
+        model: must be a :class:`DisjointTailModel`.
+        sizes: ``N`` (one) or ``(S,)`` sizes (``batched``).
+        batch_size: ``B >= 1``.
+        mixtures: ``(K,)`` (one) or ``(M, K)`` (``batched``); ``None`` when the verb chooses
+            its own mixtures.
+        schedule: an :class:`AbstractSchedule`, or ``None`` for a verb without one.
+        checkpoints: step counts, or ``None`` for a verb without them.
+        batched: a batch of mixtures and sizes (the sweeps) rather than one of each.
+        min_step: the smallest allowed checkpoint (``1`` where ``D = 0`` has no meaning).
+
+    Returns:
+        The checked :class:`Call`.
+    """
+    if not isinstance(model, DisjointTailModel):
+        raise TypeError(f"model must be a DisjointTailModel, got {type(model).__name__}")
+    if schedule is not None:
+        check_schedule(schedule)
+    batch_size = check_batch_size(batch_size)
+    k, p = model.n_domains, model.n_features
+    if batched:
+        if mixtures is not None:
+            mixtures = check_mixtures(mixtures, k, "mixtures")
+            if mixtures.ndim != 2:
+                raise ValueError(f"{verb} takes mixtures of shape (M, K={k}), got shape "
+                                 f"{mixtures.shape}")
+        sizes = check_sizes(np.atleast_1d(sizes), p, "sizes")
+        if sizes.ndim != 1:
+            raise ValueError(f"{verb} takes a 1-d list of sizes, got shape {sizes.shape}")
+    else:
+        if mixtures is not None:
+            mixtures = check_mixtures(mixtures, k)
+        sizes = check_sizes(sizes, p)
+        if (mixtures is not None and mixtures.ndim != 1) or sizes.ndim != 0:
+            raise ValueError(f"{verb} takes one mixture (K,) and one size N; use sweep for "
+                             "batches")
+    if checkpoints is not None:
+        checkpoints = check_checkpoints(checkpoints, allow_zero=min_step == 0)
+    if mixtures is not None and schedule is not None and checkpoints is not None:
+        require_stable(model, schedule, np.atleast_2d(mixtures), np.atleast_1d(sizes),
+                       max(checkpoints), batch_size)
+    return Call(mixtures, sizes, checkpoints, batch_size)
+
+
+def _limits(model: DisjointTailModel, mixtures, sizes, batch_size: int):
+    kept = jax.vmap(lambda h: jax.vmap(lambda n: model.kept(h, n))(sizes))(mixtures)
+    return step_limit_batched(model.eigenvalues(), mixtures, kept, batch_size)
+
+
+_limits_jit = eqx.filter_jit(_limits)
+
+
+def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixtures, sizes,
+                   n_steps: int, batch_size: int) -> np.ndarray:
+    """Raise a ``ValueError`` stating the stable range unless every step of ``schedule`` is
+    stable for every ``(mixture, size)`` pair; return the limits, shape ``(M, S)``.
+
+    Args:
+        mixtures: ``(M, K)`` checked mixtures.
+        sizes: ``(S,)`` checked sizes.
+        n_steps: the schedule's steps ``0 .. n_steps - 1`` are checked.
+    """
+    dtype = model.alpha.dtype
+    limits = np.asarray(_limits_jit(model, jnp.asarray(mixtures, dtype), jnp.asarray(sizes),
+                                    batch_size))
+    lr_max = float(schedule.max_lr(n_steps))
+    worst = np.unravel_index(int(np.argmin(limits)), limits.shape)
+    limit = float(limits[worst])
+    if not lr_max < limit:
+        h = np.asarray(mixtures)[worst[0]]
+        n = int(np.asarray(sizes)[worst[1]])
+        raise ValueError(
+            f"step size {lr_max:.6g} is unstable: for mixture h={np.round(h, 6).tolist()} with "
+            f"N={n} kept features and batch_size={batch_size} the exact recursion diverges "
+            f"unless 0 < lr < {limit:.6g} (every step of the schedule must lie in this range; "
+            "for Monte Carlo agreement stay well inside it)")
+    return limits

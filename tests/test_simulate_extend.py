@@ -1,0 +1,144 @@
+"""Extending the simulator through its public abstract types only: a schedule and a keep rule
+defined here run through every verb, and the sweep's two methods agree."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tol
+
+import simulate as sim
+
+
+class Warmup(sim.AbstractSchedule):
+    """Linear warm-up to ``lr`` over ``warmup`` steps, then constant: γ_t = lr·min(t+1, W)/W."""
+
+    lr: jax.Array
+    warmup: int
+
+    def __init__(self, lr, warmup: int):
+        self.lr = jnp.asarray(lr, dtype=jnp.result_type(float))
+        self.warmup = int(warmup)
+
+    def blocks(self, n_steps):
+        ramp = min(n_steps, self.warmup)
+        out = []
+        if ramp:  # one piece of length 1 per warm-up step
+            out.append((0, self.lr * jnp.arange(1, ramp + 1) / self.warmup, 1))
+        if n_steps > self.warmup:
+            out.append((self.warmup, self.lr[None], n_steps - self.warmup))
+        return out
+
+
+class SignalOnly(sim.AbstractKeepRule):
+    """Keep the features with the most signal (w*)² that the mixture trains at all."""
+
+    def scores(self, h, a, w2):
+        return jnp.where(h @ a > 0, w2, -1.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    # 18 features (head 4, tails of 6 with every third tail rank shared); N = 14 leaves 4 out.
+    return sim.DisjointTailModel(jnp.array([1.5, 2.0, 2.5]), beta=0.5,
+                                 sigma2=jnp.array([0.05, 0.1, 0.02]), head=4, tail=6,
+                                 rho=1 / 3)
+
+
+def test_toy_schedule_recursion_agrees_with_monte_carlo(model):
+    h, n, ck = np.array([0.5, 0.3, 0.2]), 14, [0, 5, 40, 400]
+    schedule = Warmup(0.2 * sim.stable_step_limit(model, h, n), warmup=40)
+    lrs = np.concatenate([np.concatenate([lrs] * length) if length == 1 else
+                          np.repeat(lrs, length) for _, lrs, length in schedule.blocks(50)])
+    np.testing.assert_allclose(lrs[:41] / float(schedule.lr),
+                               np.minimum(np.arange(1, 42), 40) / 40, rtol=1e-15)
+    exact = np.asarray(sim.expected_losses(model, h, n, schedule, ck))
+    mc = sim.monte_carlo(model, h, n, schedule, ck, n_runs=500, key=jax.random.key(11))
+    mean, se = np.asarray(mc.mean), np.asarray(mc.stderr)
+    np.testing.assert_allclose(mean[0], exact[0], rtol=1e-12)  # D = 0 is deterministic
+    z = (mean[1:] - exact[1:]) / se[1:]
+    assert np.abs(z).max() < 4.0, z  # within four standard errors (as test_simulate_monte_carlo)
+    # and the sweep's recursion runs it too
+    swept = sim.sweep_losses(model, h[None], [n], ck, schedule)[0, 0]
+    np.testing.assert_allclose(swept, exact, rtol=tol())
+
+
+def test_toy_keep_rule_through_model_and_sweep(model, rng):
+    toy = sim.DisjointTailModel(model.alpha, beta=0.5, sigma2=model.sigma2, head=4, tail=6,
+                                rho=1 / 3, keep=SignalOnly())
+    h = np.array([0.6, 0.4, 0.0])  # domain 2's own tail is untrained: never kept by the toy
+    w2, lam = np.asarray(toy.signal()), h @ np.asarray(toy.eigenvalues())
+    for n in (3, 9, 12):
+        kept = np.asarray(toy.kept(jnp.asarray(h), n))
+        score = np.where(lam > 0, w2, -1.0)
+        assert kept.sum() == n and score[kept].min() >= score[~kept].max()
+    mixtures = np.vstack([h, rng.dirichlet(np.ones(3), size=2)])
+    sizes, ck, schedule = [5, 12], [1, 30, 100], sim.Constant(0.2)
+    table = sim.sweep(toy, mixtures, sizes, ck, schedule)
+    assert table.meta["model"]["keep"] == {"kind": "SignalOnly"}
+    got = table.losses.reshape(3, 2, 3, 3)
+    for m, hm in enumerate(mixtures):
+        for s, n in enumerate(sizes):
+            single = np.asarray(sim.expected_losses(toy, hm, n, schedule, ck))
+            np.testing.assert_allclose(got[m, s], single, rtol=tol())
+    closed = sim.sweep(toy, mixtures, sizes, ck, schedule, method="closed_form").losses
+    np.testing.assert_allclose(closed, table.losses, rtol=tol())
+    # a different rule is a different learner: the default keeps other features here
+    default = sim.sweep(model, mixtures, sizes, ck, schedule).losses
+    assert np.abs(default / table.losses - 1).max() > 1e-3
+
+
+def test_toy_keep_rule_with_wrong_shape_is_refused(model):
+    class OneScore(sim.AbstractKeepRule):
+        def scores(self, h, a, w2):
+            return jnp.sum(h @ a)[None]
+
+    bad = sim.DisjointTailModel(model.alpha, head=4, tail=6, keep=OneScore())
+    with pytest.raises(ValueError, match=r"OneScore.scores must return one score per feature"):
+        sim.expected_losses(bad, [0.5, 0.3, 0.2], 5, sim.Constant(0.1), [10])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_closed_form_sweep_equals_recursion_sweep(batch_size, rng):
+    model = sim.DisjointTailModel(jnp.array([1.4, 2.1, 2.8]), beta=0.2, sigma2=0.05, head=3,
+                                  tail=12, rho=0.25, names=("a", "b", "c"))
+    mixtures = np.vstack([rng.dirichlet(np.ones(3), size=3), [0.5, 0.5, 0.0]])
+    sizes, ck = [4, 17, model.n_features], [1, 10, 250, 1000]
+    lr = 0.5 * min(sim.stable_step_limit(model, hm, n, batch_size)
+                   for hm in mixtures for n in sizes)
+    args = (model, mixtures, sizes, ck, sim.Constant(lr), batch_size)
+    rec = sim.sweep(*args, name="t")
+    closed = sim.sweep(*args, method="closed_form", name="t")
+    np.testing.assert_allclose(closed.losses, rec.losses, rtol=tol())
+    for field in ("weights", "model_size", "tokens"):
+        np.testing.assert_array_equal(getattr(closed, field), getattr(rec, field))
+    for tag in rec.row_tags:
+        np.testing.assert_array_equal(closed.row_tags[tag], rec.row_tags[tag])
+    assert (closed.meta["method"], rec.meta["method"]) == ("closed_form", "recursion")
+    assert {k: v for k, v in closed.meta.items() if k not in ("method", "generator")} == {
+        k: v for k, v in rec.meta.items() if k not in ("method", "generator")}
+    arr = sim.sweep_losses(*args, method="closed_form")
+    np.testing.assert_array_equal(arr.reshape(closed.losses.shape), closed.losses)
+
+
+@pytest.mark.parametrize("schedule", [sim.StepDecay(0.1, 0.5, 10), Warmup(0.1, 5)])
+def test_closed_form_refuses_a_non_constant_schedule(model, schedule):
+    with pytest.raises(ValueError, match=rf"needs a Constant schedule.*{type(schedule).__name__}"
+                                         r".*method='recursion'"):
+        sim.sweep(model, [[0.5, 0.3, 0.2]], [5], [10], schedule, method="closed_form")
+    with pytest.raises(ValueError, match="method must be one of"):
+        sim.sweep_losses(model, [[0.5, 0.3, 0.2]], [5], [10], sim.Constant(0.1), method="eigh")
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, s: sim.expected_losses(m, [0.5, 0.3, 0.2], 5, s, [10]),
+    lambda m, s: sim.monte_carlo(m, [0.5, 0.3, 0.2], 5, s, [10], n_runs=2),
+    lambda m, s: sim.sweep(m, [[0.5, 0.3, 0.2]], [5], [10], s),
+    lambda m, s: sim.sweep_losses(m, [[0.5, 0.3, 0.2]], [5], [10], s),
+    lambda m, s: sim.optimal_mixture(m, 5, 10, s),
+])
+def test_every_verb_names_the_abstract_schedule(model, call):
+    with pytest.raises(TypeError, match=r"schedule must be an AbstractSchedule \(e.g. Constant"):
+        call(model, 0.1)
+    with pytest.raises(TypeError, match="model must be a DisjointTailModel"):
+        call("model", sim.Constant(0.1))
