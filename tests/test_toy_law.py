@@ -33,6 +33,7 @@ class ToyLaw(AbstractLaw):
     name: ClassVar[str] = "toy"
     uses_scale: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ()
+    per_target_fields: ClassVar[tuple[str, ...]] = ("log_E", "log_A", "log_a")
 
     log_E: jax.Array
     log_A: jax.Array
@@ -143,6 +144,7 @@ def test_an_incomplete_law_is_refused_at_registration():
         name: ClassVar[str] = "incomplete"
         uses_scale: ClassVar[bool] = True
         variants: ClassVar[tuple[str, ...]] = ()
+        per_target_fields: ClassVar[tuple[str, ...]] = ()
         targets: None = None
 
         def predict(self, h, N, D):

@@ -70,6 +70,8 @@ class AdditiveLaw(AbstractLaw):
     name: ClassVar[str] = "additive"
     uses_scale: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ()
+    per_target_fields: ClassVar[tuple[str, ...]] = (
+        "log_E", "log_C", "log_gamma", "log_A", "log_alpha", "log_B", "log_beta")
 
     log_E: jax.Array
     log_C: jax.Array

@@ -22,6 +22,8 @@ pattern: the base declares, the final law class implements, shared code lives in
 ``variants``              values of its ``variant`` option, the first the default; ``()`` if none
 ``predict(h, N, D)``      losses ``(M,)`` of the targets for one run
 ``n_train_domains``       ``K``, the number of training domains (a property)
+``per_target_fields``     the fields whose leading axis indexes the targets, each entry acting
+                          on its own target alone (class variable; the fitter's block structure)
 ``targets``               training-domain index of each target when the law ties a target to its
                           own domain's weight (capacity law, BiMix), else ``None``
 ``natural_parameters()``  every fitted parameter in natural units, ``{name: array}``
@@ -89,6 +91,10 @@ class AbstractLaw(eqx.Module):
     #: The law's variants (values of its ``variant`` option; the first is the default), or
     #: ``()`` for a law without variants.
     variants: AbstractClassVar[tuple[str, ...]]
+    #: Names of the fields whose leading axis indexes the ``M`` targets and whose entries for
+    #: target ``m`` change the prediction of target ``m`` only. The fitter uses this block
+    #: structure (:mod:`mixscale._blocks`); a field not listed is treated as shared.
+    per_target_fields: AbstractClassVar[tuple[str, ...]]
     #: Training-domain index of each of the ``M`` targets, for a law that ties each target to its
     #: own domain's weight; ``None`` for a law whose targets need not be training domains.
     targets: AbstractVar[tuple[int, ...] | None]

@@ -54,6 +54,7 @@ class BiMixLaw(AbstractLaw):
     name: ClassVar[str] = "bimix"
     uses_scale: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ()
+    per_target_fields: ClassVar[tuple[str, ...]] = ("log_alpha", "log_beta", "log_B", "log_C")
 
     log_alpha: jax.Array
     log_beta: jax.Array

@@ -84,6 +84,7 @@ class CapacityLaw(AbstractLaw):
     name: ClassVar[str] = "capacity"
     uses_scale: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = VARIANTS
+    per_target_fields: ClassVar[tuple[str, ...]] = ("log_E", "log_A", "log_a")
 
     log_H: jax.Array
     log_E: jax.Array

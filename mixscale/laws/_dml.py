@@ -48,6 +48,7 @@ class DataMixingLaw(AbstractLaw):
     name: ClassVar[str] = "dml"
     uses_scale: ClassVar[bool] = False
     variants: ClassVar[tuple[str, ...]] = ()
+    per_target_fields: ClassVar[tuple[str, ...]] = ("log_c", "t")
 
     log_c: jax.Array
     t: jax.Array

@@ -60,6 +60,9 @@ class JointLaw(AbstractLaw):
     name: ClassVar[str] = "joint"
     uses_scale: ClassVar[bool] = True
     variants: ClassVar[tuple[str, ...]] = ()
+    per_target_fields: ClassVar[tuple[str, ...]] = (
+        "log_E", "log_C", "log_gamma", "log_C_A", "log_gamma_A", "log_alpha", "log_C_B",
+        "log_gamma_B", "log_beta")
 
     log_E: jax.Array
     log_C: jax.Array

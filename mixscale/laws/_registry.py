@@ -12,6 +12,7 @@ Registration order is the order of listings and tables.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 from ._base import AbstractLaw, law_options
@@ -35,11 +36,17 @@ def register_law(law_class: type[AbstractLaw]) -> type[AbstractLaw]:
     if inspect.isabstract(law_class):
         missing = sorted(getattr(law_class, "__abstractmethods__", ()))
         raise TypeError(f"{law_class.__name__} does not implement {missing} of AbstractLaw")
-    for attr, kind in (("name", str), ("uses_scale", bool), ("variants", tuple)):
+    for attr, kind in (("name", str), ("uses_scale", bool), ("variants", tuple),
+                       ("per_target_fields", tuple)):
         value = getattr(law_class, attr, None)
         if not isinstance(value, kind):
             raise TypeError(f"{law_class.__name__}.{attr} must be a {kind.__name__} class "
                             f"variable, got {value!r}")
+    fields = {f.name for f in dataclasses.fields(law_class)}
+    unknown = [f for f in law_class.per_target_fields if f not in fields]
+    if unknown:
+        raise TypeError(f"{law_class.__name__}.per_target_fields names {unknown}, which are not "
+                        "fields of the law")
     name = law_class.name
     if not name.isidentifier():
         raise ValueError(f"law name {name!r} must be an identifier (letters, digits, _)")

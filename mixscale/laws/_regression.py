@@ -52,6 +52,7 @@ class RegressionLaw(AbstractLaw):
     name: ClassVar[str] = "regression"
     uses_scale: ClassVar[bool] = False
     variants: ClassVar[tuple[str, ...]] = VARIANTS
+    per_target_fields: ClassVar[tuple[str, ...]] = ("w",)
 
     w: jax.Array
     variant: str = eqx.field(static=True, default="linear")
