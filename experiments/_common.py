@@ -1,9 +1,10 @@
-"""Plumbing shared by the experiment scripts: command line, results files, report sections,
-figures and the list of laws every experiment compares.
+"""Plumbing shared by the experiments: command line, results files, report sections, figures
+and the optimiser rule every fit follows.
 
-Every experiment is a module ``experiments/<name>.py`` with ``main(argv) -> int`` that takes
-``--quick`` (a smoke configuration of seconds to a minute) and ``--out DIR`` (default
-``figures/``; ``figures/quick/`` with ``--quick``), and writes into ``DIR``:
+Every experiment is a module ``experiments/<name>.py`` with a ``Config``, ``run`` and ``render``
+and ``main(argv)`` handing them to :func:`experiments._harness.run_experiment`, which takes
+``--quick`` (a smoke configuration of seconds to a minute), ``--out DIR`` (default
+``figures/``; ``figures/quick/`` with ``--quick``) and ``--redraw``, and writes into ``DIR``:
 
 * ``<name>.json`` — the results with the configuration and package versions (:func:`write_record`);
 * ``<name>*.png`` — the figures, drawn from the results only (:func:`save_figure`);
@@ -29,63 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ALL_LAWS", "XLA_FLAGS", "LawSpec", "Timer", "fit_law", "markdown_table",
-           "method_for", "n_params", "parse_args", "save_figure", "versions", "write_record",
-           "write_section"]
+__all__ = ["XLA_FLAGS", "Timer", "fit_law", "markdown_table", "method_for", "n_params",
+           "parse_args", "save_figure", "spec_label", "versions", "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
 #: (measured: up to 10x slower under load).
 XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-@dataclasses.dataclass(frozen=True)
-class LawSpec:
-    """A law of the registry (by name) with its options, and the label it gets in tables."""
-
-    name: str
-    options: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def label(self) -> str:
-        opts = ", ".join(v for _, v in self.options)
-        return f"{self.name} ({opts})" if opts else self.name
-
-    @property
-    def law_class(self):
-        from mixscale import get_law
-
-        return get_law(self.name)
-
-    @property
-    def law_options(self) -> dict:
-        return dict(self.options)
-
-    @classmethod
-    def from_record(cls, value) -> LawSpec:
-        """The spec a results file stores: its label (``"capacity (tied)"``, as
-        :func:`write_record` writes it) or a ``{"name", "options"}`` mapping."""
-        if isinstance(value, dict):
-            return cls(value["name"], tuple(tuple(o) for o in value["options"]))
-        name, _, rest = str(value).partition(" (")
-        if not rest:
-            return cls(name)
-        variant = rest.rstrip(")")
-        return cls(name, (("variant", variant),))
-
-
-#: Every law of the library, in the order of the tables.
-ALL_LAWS = (
-    LawSpec("capacity", (("variant", "full"),)),
-    LawSpec("capacity", (("variant", "tied"),)),
-    LawSpec("capacity", (("variant", "capacity"),)),
-    LawSpec("additive"),
-    LawSpec("joint"),
-    LawSpec("bimix"),
-    LawSpec("dml"),
-    LawSpec("regression", (("variant", "linear"),)),
-    LawSpec("regression", (("variant", "loglinear"),)),
-)
 
 
 def method_for(spec, table, lm_max_params: int = 64) -> str:
@@ -97,7 +48,8 @@ def method_for(spec, table, lm_max_params: int = 64) -> str:
 def fit_law(spec, train, *, validation=None, n_restarts: int = 16, seed: int = 0,
             lm_max_params: int = 64, max_steps: int | None = None,
             lbfgs_max_steps: int | None = None):
-    """:func:`mixscale.fit` of a :class:`LawSpec` with the optimiser of :func:`method_for`.
+    """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the optimiser of
+    :func:`method_for`.
 
     ``max_steps`` caps the iterations of either optimiser (``None``: the fitter's default);
     ``lbfgs_max_steps``, when given, replaces it for L-BFGS fits."""
@@ -105,24 +57,23 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = 16, seed: int = 0
 
     method = method_for(spec, train, lm_max_params)
     steps = lbfgs_max_steps if method == "lbfgs" and lbfgs_max_steps is not None else max_steps
-    return mixscale.fit(spec.law_class, train, validation=validation,
-                        law_options=spec.law_options, n_restarts=n_restarts, seed=seed,
+    return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
                         method=method, max_steps=steps)
 
 
 def n_params(spec, table) -> int:
     """The number of parameters of ``spec``'s law when fitted to ``table``."""
-    import jax
+    targets = spec.targets_for(table.train_domains, table.loss_domains)
+    return spec.n_parameters(len(table.train_domains), len(targets))
 
-    from mixscale import parameter_count
-    from mixscale.laws import DataSummary
 
-    cls, opts = spec.law_class, spec.law_options
-    targets = cls.targets_for(table.train_domains, table.loss_domains, **opts)
-    summary = DataSummary(train_domains=tuple(table.train_domains), targets=tuple(targets),
-                          loss_min=np.ones(len(targets)), loss_max=np.full(len(targets), 2.0),
-                          model_size=(1.0, 2.0), tokens=(1.0, 2.0))
-    return parameter_count(cls.init(jax.random.key(0), summary, **opts))
+def spec_label(value) -> str:
+    """The label of a law as a results file stores it: a label (``"capacity (tied)"``) or a
+    mapping (:meth:`mixscale.LawSpec.to_dict`, or ``{"name", "options"}``)."""
+    from mixscale import LawSpec
+
+    spec = LawSpec.from_dict(value) if isinstance(value, dict) else LawSpec.parse(value)
+    return spec.label
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None,
@@ -167,6 +118,8 @@ def versions() -> dict[str, str]:
 
 
 def _jsonable(obj):
+    from mixscale import LawSpec
+
     if isinstance(obj, LawSpec):
         return obj.label
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

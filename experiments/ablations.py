@@ -41,21 +41,20 @@ Cost: the full configuration took 13.5 minutes of wall time on a 2-core machine 
 about six other jobs (mostly the six simulator optima and the fits' compilation; a few minutes
 when idle); ``--quick`` (group (c) only, tiny model) under a minute of CPU time. Run::
 
-    python -m experiments.ablations [--quick] [--out DIR]
+    python -m experiments.ablations [--quick] [--redraw] [--out DIR]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
 from experiments import _common, _sim
-from experiments._common import LawSpec
+from experiments._harness import config_from_record, run_experiment
+from mixscale import LawSpec
 
 NAME = "ablations"
 log = logging.getLogger(NAME)
@@ -126,11 +125,6 @@ class Config:
     seed: int = 0
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls(head=2, tail=16, n_mixtures=10, sizes=(4, 8), samples=(16, 64),
-                   decay_every=16, n_restarts=2, groups=(GROUPS[2],))
-
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)
         if unknown or not self.groups:
@@ -149,6 +143,11 @@ class Config:
                              f"{n_features} features")
         if len(self.sizes) < 2 or len(self.samples) < 2:
             raise ValueError("need at least two sizes and two sample budgets")
+
+
+#: The smoke run (under a minute): group (c) only, on a tiny model.
+QUICK = Config(head=2, tail=16, n_mixtures=10, sizes=(4, 8), samples=(16, 64), decay_every=16,
+               n_restarts=2, groups=(GROUPS[2],))
 
 
 def regret(model, h, n: int, steps: int, schedule, batch_size: int, optimum_loss: float) -> float:
@@ -194,7 +193,7 @@ def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
     from mixscale.data import split
 
     train, val = split(data["table"], cfg.validation_fraction, cfg.seed)
-    spec = LawSpec("capacity", (("variant", v.law_variant),))
+    spec = LawSpec("capacity", variant=v.law_variant)
     res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts, seed=cfg.seed)
     n_top, steps_top = data["top"]
     d_top = steps_top * v.batch_size
@@ -222,7 +221,7 @@ def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
     return out
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, log: logging.Logger) -> dict:
     cfg.check()
     rng = np.random.default_rng(cfg.seed)
     base = _sim.draw_instance(rng, cfg.k, head=cfg.head,
@@ -355,35 +354,17 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
     return "\n".join(text)
 
 
-def config_from_record(record: dict) -> Config:
-    """The :class:`Config` written in a results file."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: tuple(v) if isinstance(v, list) else v
-                     for k, v in record["config"].items() if k in fields})
-
-
-def _options(parser) -> None:
-    parser.add_argument("--redraw", action="store_true",
-                        help="redraw the figure and section from OUT/ablations.json")
+def render(out, record: dict) -> None:
+    """The figure and the section from the record."""
+    cfg = config_from_record(Config, record["config"])
+    figure = draw(record["results"], out)
+    _common.write_section(out, NAME, section(record["results"], cfg, figure, record["elapsed_s"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv, _options)
-    if args.redraw:
-        record = json.loads((args.out / f"{NAME}.json").read_text(encoding="utf-8"))
-        cfg, results, elapsed = (config_from_record(record), record["results"],
-                                 record["elapsed_s"])
-    else:
-        cfg = Config.quick() if args.quick else Config()
-        timer = _common.Timer()
-        results = run(cfg)
-        elapsed = timer()
-        _common.write_record(args.out, NAME, cfg, results, elapsed)
-    figure = draw(results, args.out)
-    _common.write_section(args.out, NAME, section(results, cfg, figure, elapsed))
-    log.info("wrote %s/%s.{json,md,png} in %.1f min", args.out, NAME, elapsed / 60)
-    return 0
+    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

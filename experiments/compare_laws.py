@@ -24,39 +24,46 @@ whose size is the parameter count (the per-target laws reach ~1200 parameters at
 L-BFGS step costs one gradient, so the rule changes fit times, not the objective; ``method`` is
 recorded with every fit.
 
-Outputs: ``law_comparison.json`` (every fit's numbers, the configuration and the versions) and
-``law_comparison.md`` (tables generated from the JSON) in ``--out`` (default ``figures/``)::
+Outputs: ``compare_laws.json`` (every fit's numbers, the configuration and the versions) and
+``compare_laws.md`` (tables generated from the JSON) in ``--out`` (default ``figures/``)::
 
     python -m experiments.compare_laws            # full run
     python -m experiments.compare_laws --quick    # smoke test (seconds)
+    python -m experiments.compare_laws --redraw   # the tables again from compare_laws.json
+
+Files written before the common experiment entry (``law_comparison.json``, renamed
+``compare_laws.json`` in ``figures/``) hold the results at the top level rather than under
+``"results"``; :func:`render` reads both layouts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import time
-from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import _common
-from experiments._common import ALL_LAWS, LawSpec, fit_law, parse_args, versions
-from mixscale import error_metrics
-from mixscale.data import LossTable, load, select, split
+from experiments._common import fit_law, spec_label, write_section
+from experiments._harness import run_experiment
+from experiments._protocols import (
+    across_scale_tables,
+    evaluate,
+    in_mixture,
+    in_scale_table,
+    spearman,
+)
+from mixscale import LawSpec, law_specs
+from mixscale.data import load, split
 
-log = logging.getLogger("compare_laws")
-
-
-QUICK_LAWS = (LawSpec("bimix"), LawSpec("regression", (("variant", "linear"),)))
+NAME = "compare_laws"
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that sets the numbers. The defaults are the issue's protocols."""
 
-    laws: tuple[LawSpec, ...] = ALL_LAWS
+    #: every law of the registry, in registration order
+    laws: tuple[LawSpec, ...] = tuple(law_specs())
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     validation_fraction: float = 0.3
     #: restarts per fit; on Pile-4 the capacity law's best objective moves by < 0.2 % from 8 to
@@ -74,74 +81,14 @@ class Config:
     quick: bool = False
 
 
-def quick_config() -> Config:
-    """A seconds-long smoke run through every protocol and the report."""
-    return Config(laws=QUICK_LAWS, seeds=(0,), n_restarts=1, max_steps=10,
-                  in_scale=("pile4",), across_scale=("pile4",), regmix_train_runs=64, quick=True)
+#: The smoke run (seconds) through every protocol and the report: one law with scale terms and
+#: one without, both small.
+QUICK = Config(laws=(LawSpec("bimix"), LawSpec("regression", variant="linear")), seeds=(0,),
+               n_restarts=1, max_steps=10, in_scale=("pile4",), across_scale=("pile4",),
+               regmix_train_runs=64, quick=True)
 
 
-# ----------------------------------------------------------------------------- data
-def in_mixture(table: LossTable) -> LossTable:
-    """The table with only its in-mixture loss columns (every law can score those)."""
-    return table.select_losses(list(table.in_mixture))
-
-
-def in_scale_table(name: str) -> LossTable:
-    """The one-scale table of the in-scale protocol."""
-    if name == "pile4":
-        return in_mixture(select(load("pile4"), model_size=200.0, tokens=8.0))
-    if name == "slimpajama7":
-        return in_mixture(select(load("slimpajama7"), model_size=122.0, tokens=9.998))
-    if name == "regmix-1b":
-        return in_mixture(load("regmix-1b"))
-    raise ValueError(f"unknown in-scale dataset {name!r}")
-
-
-def across_scale_tables(name: str) -> tuple[LossTable, dict[str, LossTable]]:
-    """``(train, {evaluation name: table})`` of an across-scale protocol."""
-    if name.startswith("slimpajama7-"):
-        s = in_mixture(load("slimpajama7"))
-        sizes = [float(v) for v in name.split("-", 1)[1].split("+")]
-        return select(s, model_size=sizes), {"680M": select(s, model_size=680.0)}
-    if name == "pile4":
-        p = in_mixture(load("pile4"))
-        train = p.take((p.model_size == 90.0) | ((p.model_size == 200.0) & (p.tokens <= 7.0)))
-        return train, {"200M/8B": select(p, model_size=200.0, tokens=8.0),
-                       "440M": select(p, model_size=440.0)}
-    raise ValueError(f"unknown across-scale protocol {name!r}")
-
-
-def method_for(spec: LawSpec, table: LossTable, config: Config) -> str:
-    """The optimiser :func:`fit_law` picks under ``config.lm_max_params``."""
-    return _common.method_for(spec, table, config.lm_max_params)
-
-
-# ----------------------------------------------------------------------------- metrics
-def evaluate(res, table: LossTable) -> dict:
-    """Metrics of a fit on any table with the fit's domains (MRE over all entries and over
-    entries with own weight >= 0.1), as :func:`mixscale.error_metrics` reports them."""
-    pred = res.predict(table)
-    obs = table.select_losses(list(res.targets)).losses
-    own = np.stack([table.weights[:, table.train_domains.index(t)] for t in res.targets], 1)
-    return error_metrics(pred, obs, res.targets, own_weight=own)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (Pearson correlation of average ranks; ties share a rank)."""
-    def ranks(v):
-        order = np.argsort(v, kind="stable")
-        r = np.empty(v.size)
-        r[order] = np.arange(v.size, dtype=float)
-        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-        sums = np.bincount(inverse, weights=r)
-        return (sums / counts)[inverse]
-
-    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx @ ry) / np.sqrt((rx @ rx) * (ry @ ry)))
-
-
-def _fit(spec: LawSpec, train: LossTable, config: Config, validation=None):
+def _fit(spec: LawSpec, train, config: Config, validation=None):
     """The fit and its wall time in seconds (compilation and validation metrics included)."""
     t0 = time.perf_counter()
     res = fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
@@ -158,7 +105,7 @@ def _fit_record(res, wall_s: float) -> dict:
 
 
 # ----------------------------------------------------------------------------- protocols
-def run_in_scale(config: Config) -> list[dict]:
+def run_in_scale(config: Config, log) -> list[dict]:
     rows = []
     for dataset in config.in_scale:
         table = in_scale_table(dataset)
@@ -176,13 +123,13 @@ def run_in_scale(config: Config) -> list[dict]:
     return rows
 
 
-def run_across_scale(config: Config) -> list[dict]:
+def run_across_scale(config: Config, log) -> list[dict]:
     rows = []
     for protocol in config.across_scale:
         train, evals = across_scale_tables(protocol)
         for spec in config.laws:
             row = {"protocol": protocol, "law": spec.label}
-            if not spec.law_class.uses_scale:
+            if not spec.uses_scale:
                 rows.append({**row, "status": "one scale only"})
                 continue
             res, wall = _fit(spec, train, config)
@@ -196,7 +143,7 @@ def run_across_scale(config: Config) -> list[dict]:
     return rows
 
 
-def run_regmix_rank(config: Config) -> list[dict]:
+def run_regmix_rank(config: Config, log) -> list[dict]:
     train = in_mixture(load("regmix-1m", split="train"))
     if config.regmix_train_runs is not None:
         train = train.take(np.arange(config.regmix_train_runs))
@@ -235,12 +182,12 @@ ACROSS_TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
                  "pile4": "Pile-4: 90M + 200M≤7B →"}
 
 
-def markdown(results: dict) -> str:
-    """The tables of ``law_comparison.md``, generated from the results alone."""
-    cfg = results["config"]
-    labels = [spec["label"] for spec in cfg["laws"]]
+def markdown(record: dict) -> str:
+    """The tables of ``compare_laws.md``, generated from the record alone."""
+    cfg, results = record["config"], record["results"]
+    labels = [spec_label(spec) for spec in cfg["laws"]]
     out = ["# Law comparison on real loss tables", "",
-           "Generated by `python -m experiments.compare_laws` from `law_comparison.json`; do "
+           "Generated by `python -m experiments.compare_laws` from `compare_laws.json`; do "
            "not edit by hand. MRE in percent; every law fitted by `mixscale.fit` with the same "
            f"objective, {cfg['n_restarts']} restarts (seed {cfg['fit_seed']}) and the same "
            "rows and loss columns (in-mixture domains).", ""]
@@ -310,60 +257,41 @@ def markdown(results: dict) -> str:
                        f"{s['60M']['mean']:.3f} | {100 * s['1M']['mre']:.2f} | "
                        f"{100 * s['60M']['mre']:.2f} | {r['fit_s']:.1f} |")
         out.append("")
-    v = results["versions"]
+    v = record["versions"]
     out += [f"Optimiser: Levenberg–Marquardt for laws with at most {cfg['lm_max_params']} "
             "parameters on a dataset, L-BFGS above (the same rule for every law; `method` of "
             "each fit in the JSON). Fit seconds are wall-clock on a shared machine: compare them "
             "within a column.", "",
             f"Versions: mixscale {v['mixscale']}, jax {v['jax']}, numpy {v['numpy']}; total "
-            f"run time {results['elapsed_s'] / 60:.1f} min.", ""]
+            f"run time {record['elapsed_s'] / 60:.1f} min.", ""]
     return "\n".join(out)
 
 
-def _config_dict(config: Config) -> dict:
-    d = dataclasses.asdict(config)
-    d["laws"] = [{"name": s.name, "options": dict(s.options), "label": s.label}
-                 for s in config.laws]
-    return d
+def run(config: Config, log) -> dict:
+    """All protocols of ``config``: the results (JSON-serialisable)."""
+    return {"in_scale": run_in_scale(config, log),
+            "across_scale": run_across_scale(config, log),
+            "regmix_rank": run_regmix_rank(config, log) if config.regmix_rank else []}
 
 
-def run(config: Config) -> dict:
-    """All protocols of ``config``; the results document (JSON-serialisable)."""
-    t0 = time.perf_counter()
-    results = {"config": _config_dict(config),
-               "versions": versions(),
-               "parameter_counts": {}}
-    results["in_scale"] = run_in_scale(config)
-    results["across_scale"] = run_across_scale(config)
-    results["regmix_rank"] = run_regmix_rank(config) if config.regmix_rank else []
-    results["elapsed_s"] = time.perf_counter() - t0
-    return results
+def _harness_layout(record: dict) -> dict:
+    """``record`` with its results under ``"results"``: files written before the common entry
+    kept them at the top level, next to the configuration and the versions."""
+    if "results" in record:
+        return record
+    return {"experiment": NAME, "config": record["config"], "versions": record["versions"],
+            "elapsed_s": record["elapsed_s"],
+            "results": {k: record[k] for k in ("in_scale", "across_scale", "regmix_rank")}}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    def extra(parser):
-        parser.add_argument("--restarts", type=int,
-                            help=f"restarts per fit (default {Config.n_restarts})")
-        parser.add_argument("--redraw", action="store_true",
-                            help="rewrite law_comparison.md from OUT/law_comparison.json")
+def render(out, record: dict) -> None:
+    """Write ``compare_laws.md`` from the record."""
+    write_section(out, NAME, markdown(_harness_layout(record)))
 
-    args = parse_args("compare_laws", __doc__.split("\n\n")[0], argv, extra)
-    if args.redraw:
-        results = json.loads((args.out / "law_comparison.json").read_text(encoding="utf-8"))
-        (args.out / "law_comparison.md").write_text(markdown(results), encoding="utf-8")
-        return 0
-    config = quick_config() if args.quick else Config()
-    if args.restarts is not None:
-        config = dataclasses.replace(config, n_restarts=args.restarts)
-    results = run(config)
-    out = args.out
-    with open(out / "law_comparison.json", "w", encoding="utf-8") as fh:
-        json.dump(results, fh, indent=1, default=float)
-        fh.write("\n")
-    (out / "law_comparison.md").write_text(markdown(results), encoding="utf-8")
-    log.info("wrote %s and %s (%.1f min)", out / "law_comparison.json",
-             out / "law_comparison.md", results["elapsed_s"] / 60)
-    return 0
+
+def main(argv=None) -> int:
+    return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":

@@ -35,31 +35,32 @@ with other jobs (load average ≈ 12), i.e. roughly 8–10 min of one idle core;
 true optima (a derivative-free search, ~3 × 10³ exact runs of 2000 steps each) and the fits
 dominate. ``--quick``: one small K = 3 instance and the capacity law alone, under a minute.
 
-Run: ``python -m experiments.extrapolation_sim [--quick] [--out DIR]``.
+Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from experiments import _common, _sim
+from experiments._harness import run_experiment
 from experiments._sim import InstanceSpec
+from mixscale import LawSpec, law_specs
 
 NAME = "extrapolation_sim"
 log = logging.getLogger(NAME)
 
-#: The laws with N and D terms that the experiment extrapolates.
-SCALE_LAWS = (_common.LawSpec("capacity", (("variant", "full"),)),
-              _common.LawSpec("capacity", (("variant", "tied"),)),
-              _common.LawSpec("additive"),
-              _common.LawSpec("joint"))
+def extrapolated(spec: LawSpec) -> bool:
+    """The laws whose optimum can move with both N and D: every law with scale terms except
+    BiMix (no model-size term) and the capacity-only variant (no token term)."""
+    return (spec.uses_scale and spec.name != "bimix"
+            and spec != LawSpec("capacity", variant="capacity"))
+
 
 STATIC = "static (small-scale optimum)"
 TARGET = "target-scale optimum"
@@ -83,16 +84,10 @@ class Config:
     alpha_range: tuple[float, float] = (1.3, 2.5)
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5
-    laws: tuple[_common.LawSpec, ...] = SCALE_LAWS
+    laws: tuple[LawSpec, ...] = tuple(filter(extrapolated, law_specs()))
     n_restarts: int = 8
     fit_seed: int = 0
     optimum_seed: int = 0
-
-    @classmethod
-    def quick(cls) -> Config:
-        return cls(instances=(InstanceSpec(3, 0, 10),), n_features=128, small_sizes=(8, 16),
-                   small_steps=(25, 50), target_size=48, target_steps=150, n_curve_points=5,
-                   n_mixtures=10, n_restarts=2, laws=(SCALE_LAWS[0],))
 
     def __post_init__(self):
         if not self.instances or not self.laws:
@@ -113,6 +108,12 @@ class Config:
         for law in self.laws:
             if not law.law_class.uses_scale:
                 raise ValueError(f"law {law.label} has no N/D terms: it cannot extrapolate")
+
+
+#: The smoke run (under a minute): one small K = 3 instance and the first extrapolated law.
+QUICK = Config(instances=(InstanceSpec(3, 0, 10),), n_features=128, small_sizes=(8, 16),
+               small_steps=(25, 50), target_size=48, target_steps=150, n_curve_points=5,
+               n_mixtures=10, n_restarts=2, laws=(next(filter(extrapolated, law_specs())),))
 
 
 def curve_steps(target_steps: int, n: int, first: int = 10) -> list[int]:
@@ -402,22 +403,23 @@ def section(results: dict, figures: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def run(cfg: Config, log: logging.Logger) -> dict:
+    """Every instance of ``cfg``, in order."""
+    return {"law_labels": [law.label for law in cfg.laws],
+            "instances": [run_instance(cfg, spec) for spec in cfg.instances]}
+
+
+def render(out: Path, record: dict) -> None:
+    """The figures and the section, drawn from the record alone."""
+    report = {**record["results"], "config": record["config"], "elapsed_s": record["elapsed_s"]}
+    figures = [draw_curves(report, out), draw_regret(report, out)]
+    _common.write_section(out, NAME, section(report, figures))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv)
-    cfg = Config.quick() if args.quick else Config()
-    timer = _common.Timer()
-    instances = [run_instance(cfg, spec) for spec in cfg.instances]
-    elapsed = timer()
-    results = {"law_labels": [law.label for law in cfg.laws], "instances": instances,
-               "elapsed_s": elapsed}
-    path = _common.write_record(args.out, NAME, cfg, results, elapsed)
-    log.info("wrote %s (%.1f min)", path, elapsed / 60)
-    record = json.loads(path.read_text(encoding="utf-8"))
-    report = {**record["results"], "config": record["config"]}
-    figures = [draw_curves(report, args.out), draw_regret(report, args.out)]
-    _common.write_section(args.out, NAME, section(report, figures))
-    return 0
+    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

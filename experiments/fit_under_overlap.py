@@ -43,38 +43,35 @@ Cost: the full configuration (3 heads × 5 overlaps × 5 + 2 laws, 8 restarts) t
 of wall time on a 2-core machine shared with about six other jobs (roughly 10 when idle), most
 of it in the additive and joint fits (the joint law's L-BFGS); ``--quick`` one minute there. Run::
 
-    python -m experiments.fit_under_overlap [--quick] [--out DIR]
+    python -m experiments.fit_under_overlap [--quick] [--redraw] [--out DIR]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import sys
 from collections.abc import Sequence
 
 import numpy as np
 
 from experiments import _common, _sim
-from experiments._common import LawSpec
+from experiments._harness import config_from_record, run_experiment
+from mixscale import LawSpec, law_specs
 
 NAME = "fit_under_overlap"
 log = logging.getLogger(NAME)
 
-#: The laws with model-size and/or token terms, fitted across every scale of the grid.
-SCALE_LAWS = (
-    LawSpec("capacity", (("variant", "full"),)),
-    LawSpec("capacity", (("variant", "tied"),)),
-    LawSpec("additive"),
-    LawSpec("joint"),
-    LawSpec("bimix"),
-)
-#: Laws without N or D terms, fitted at the largest scale only.
-ONE_SCALE_LAWS = (
-    LawSpec("dml"),
-    LawSpec("regression", (("variant", "loglinear"),)),
-)
+def fitted_across_scales(spec: LawSpec) -> bool:
+    """The laws fitted on the whole grid: every law with model-size or token terms except the
+    capacity-only variant, which has no token term while the grid's budgets span two decades."""
+    return spec.uses_scale and spec != LawSpec("capacity", variant="capacity")
+
+
+def fitted_at_one_scale(spec: LawSpec) -> bool:
+    """The laws without N or D terms fitted at the largest scale: DML and the log-linear
+    regression (DML without an irreducible loss); the linear regression, RegMix's baseline on
+    real tables, is left out."""
+    return not spec.uses_scale and spec != LawSpec("regression", variant="linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,16 +95,10 @@ class Config:
     beta: float = 0.0
     keep: str = "signal"
     lr_fraction: float = 0.5
-    laws: tuple[LawSpec, ...] = SCALE_LAWS
-    one_scale_laws: tuple[LawSpec, ...] = ONE_SCALE_LAWS
+    laws: tuple[LawSpec, ...] = tuple(filter(fitted_across_scales, law_specs()))
+    one_scale_laws: tuple[LawSpec, ...] = tuple(filter(fitted_at_one_scale, law_specs()))
     n_restarts: int = 8
     seed: int = 0
-
-    @classmethod
-    def quick(cls) -> Config:
-        return cls(heads=(4,), rhos=(0.0, 1.0), tail=48, n_mixtures=12, sizes=(8, 24),
-                   steps=(100, 3000), laws=SCALE_LAWS[:1], one_scale_laws=ONE_SCALE_LAWS[:1],
-                   n_restarts=2)
 
     def check(self) -> None:
         if self.k < 2:
@@ -123,6 +114,12 @@ class Config:
                              f"{smallest} features (raise tail or lower sizes)")
         if len(self.sizes) < 2 or len(self.steps) < 2:
             raise ValueError("need at least two sizes and two step counts to fit N and D terms")
+
+
+#: The smoke run (a minute): one head, two overlaps, the first law of each kind.
+QUICK = Config(heads=(4,), rhos=(0.0, 1.0), tail=48, n_mixtures=12, sizes=(8, 24),
+               steps=(100, 3000), laws=(next(filter(fitted_across_scales, law_specs())),),
+               one_scale_laws=(next(filter(fitted_at_one_scale, law_specs())),), n_restarts=2)
 
 
 def scale_mre(res, table, n: float, d: float) -> float:
@@ -173,8 +170,9 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
         res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts,
                               seed=cfg.seed)
         out["laws"][spec.label] = _law_record(res, val, top)
-        if spec.name == "capacity":
-            out["laws"][spec.label]["fitted_H"] = float(np.asarray(res.law.H))
+        capacity = res.law.natural_parameters().get("H")
+        if capacity is not None:
+            out["laws"][spec.label]["fitted_H"] = float(np.asarray(capacity))
         log.info("S=%d rho=%.2f %-18s held-out MRE %.2f%% (%d params, %s, %.1fs)", inst.head,
                  inst.rho, spec.label, 100 * out["laws"][spec.label]["validation_mre"],
                  res.n_params, res.method, res.timings["total_s"])
@@ -191,7 +189,7 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
     return out
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, log: logging.Logger) -> dict:
     """Every (head, ρ) setting of ``cfg``; the results document."""
     cfg.check()
     settings, instances = [], {}
@@ -265,8 +263,7 @@ def observations(results: dict, cfg: Config) -> list[str]:
                 f"ρ={rhos[int(np.argmin(c))]:g}); the best law per ρ: "
                 + ", ".join(f"{r:g}: {b}" for r, b in zip(rhos, best, strict=True)) + ".")
         lines.append(line)
-    labels = {dict(spec.options).get("variant"): spec.label for spec in cfg.laws
-              if spec.name == "capacity"}
+    labels = {spec.variant: spec.label for spec in cfg.laws if spec.name == "capacity"}
     if {"full", "tied"} <= set(labels):
         full, tied = labels["full"], labels["tied"]
         worse = [f"S={s['head']}, ρ={s['rho']:g}" for s in results["settings"]
@@ -340,43 +337,17 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
     return "\n".join(text)
 
 
-def config_from_record(record: dict) -> Config:
-    """The :class:`Config` written in a results file (laws as labels or mappings)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    values = {}
-    for key, value in record["config"].items():
-        if key not in fields:
-            continue
-        if key in ("laws", "one_scale_laws"):
-            value = tuple(LawSpec.from_record(d) for d in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
-    return Config(**values)
-
-
-def _options(parser) -> None:
-    parser.add_argument("--redraw", action="store_true",
-                        help=f"redraw the figure and section from OUT/{NAME}.json")
+def render(out, record: dict) -> None:
+    """The figure and the section from the record."""
+    cfg, results = config_from_record(Config, record["config"]), record["results"]
+    figure = draw(results, cfg, out)
+    _common.write_section(out, NAME, section(results, cfg, figure, record["elapsed_s"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _common.parse_args(NAME, __doc__.splitlines()[0], argv, _options)
-    if args.redraw:
-        record = json.loads((args.out / f"{NAME}.json").read_text(encoding="utf-8"))
-        cfg, results, elapsed = (config_from_record(record), record["results"],
-                                 record["elapsed_s"])
-    else:
-        cfg = Config.quick() if args.quick else Config()
-        timer = _common.Timer()
-        results = run(cfg)
-        elapsed = timer()
-        _common.write_record(args.out, NAME, cfg, results, elapsed)
-    figure = draw(results, cfg, args.out)
-    _common.write_section(args.out, NAME, section(results, cfg, figure, elapsed))
-    log.info("wrote %s/%s.{json,md,png} in %.1f min", args.out, NAME, elapsed / 60)
-    return 0
+    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -19,24 +19,18 @@ full run takes about 2 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from experiments._common import (
-    Timer,
-    markdown_table,
-    parse_args,
-    pyplot,
-    save_figure,
-    write_record,
-    write_section,
-)
+from experiments._common import markdown_table, pyplot, save_figure, write_section
+from experiments._harness import run_experiment
+from experiments._protocols import relative_errors
 
-log = logging.getLogger("law_vs_simulator")
+NAME = "law_vs_simulator"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +53,14 @@ class Config:
     n_restarts: int = 32
     seed: int = 0
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls(domain_counts=(3,), heads=(8,), n_mixtures=12, n_validation=3,
-                   sizes=(16, 32, 64), steps=(50, 150, 400), n_features=256, n_restarts=4)
+
+#: The smoke run (seconds): one small setting.
+QUICK = Config(domain_counts=(3,), heads=(8,), n_mixtures=12, n_validation=3, sizes=(16, 32, 64),
+               steps=(50, 150, 400), n_features=256, n_restarts=4)
 
 
-def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator) -> dict:
+def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator,
+                log: logging.Logger) -> dict:
     """Simulate one setting, fit the law on the training mixtures, score the held-out ones."""
     import jax.numpy as jnp
 
@@ -92,10 +87,8 @@ def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator) -> dic
               n_restarts=cfg.n_restarts, seed=cfg.seed)
     t_fit = time.perf_counter() - t0
     # Where the law misses: held-out relative error by scale and by the domain's own weight.
-    pred = np.asarray(res.predict(val))
-    cols = [val.loss_domains.index(t) for t in res.targets]
-    rel = np.abs(pred - val.losses[:, cols]) / val.losses[:, cols]
-    own = val.weights[:, [val.train_domains.index(t) for t in res.targets]]
+    rel, own = relative_errors(res, val)
+    capacity = res.law.natural_parameters().get("H")
     by_size = {int(n): float(rel[val.model_size == n].mean()) for n in cfg.sizes}
     by_steps = {int(s): float(rel[val.row_tags["steps"] == s].mean()) for s in cfg.steps}
     low = own < 0.1
@@ -110,7 +103,7 @@ def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator) -> dic
         "validation_mre_by_size": by_size, "validation_mre_by_steps": by_steps,
         "validation_mre_own_weight_below_0.1": float(rel[low].mean()) if low.any() else None,
         "validation_mre_own_weight_above_0.1": float(rel[~low].mean()) if (~low).any() else None,
-        "fitted_H": float(np.asarray(res.law.H)) if hasattr(res.law, "H") else None,
+        "fitted_H": None if capacity is None else float(np.asarray(capacity)),
         "n_params": int(res.n_params), "simulate_s": t_sim, "fit_s": t_fit,
     }
     log.info("K=%d S=%d: train MRE %.4f, held-out MRE %.4f (sim %.1fs, fit %.1fs)", k, head,
@@ -180,21 +173,21 @@ def section(record: dict) -> str:
         "domain's data.", ""])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args("law_vs_simulator", __doc__.splitlines()[0], argv)
-    cfg = Config.quick() if args.quick else Config()
-    timer = Timer()
+def run(cfg: Config, log: logging.Logger) -> list[dict]:
+    """Every (K, S) setting, in order, from one seeded generator."""
     rng = np.random.default_rng(cfg.seed)
-    results = []
-    for k in cfg.domain_counts:
-        for head in cfg.heads:
-            results.append(run_setting(cfg, k, head, rng))
-    path = write_record(args.out, "law_vs_simulator", cfg, results, timer())
-    record = json.loads(path.read_text())
-    plot(results, args.out)
-    write_section(args.out, "law_vs_simulator", section(record))
-    log.info("wrote %s, its figure and report section", path)
-    return 0
+    return [run_setting(cfg, k, head, rng, log) for k in cfg.domain_counts for head in cfg.heads]
+
+
+def render(out, record: dict) -> None:
+    """The figure and the section from the record."""
+    plot(record["results"], out)
+    write_section(out, NAME, section(record))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ No language model is trained here; the question is prediction from the bundled l
   122M/~10B) and (b) on 122M + 310M, and predicts every 680M row: MRE over all entries and over
   entries whose own weight is ``h_i >= 0.1``.
 * **Pile-4** (4 domains): fitted on all 90M runs and the 200M runs with at most
-  ``pile4_max_200m_tokens`` (7B) tokens — the same rows as ``compare_laws``'s across-scale
-  protocol — and evaluated on 200M/8B (24 mixtures, 19 never seen in training: a ranking test at
-  held-out tokens) and on 440M (2 mixtures at 6B and 8B tokens: only a pairwise order check).
+  ``pile4_max_200m_tokens`` (7B) tokens — ``_protocols.pile4_across_scale``, the protocol
+  ``compare_laws`` uses across scales — and evaluated on 200M/8B (24 mixtures, 19 never seen
+  in training: a ranking test at held-out tokens) and on 440M (2 mixtures at 6B and 8B tokens:
+  only a pairwise order check).
 
 Laws: the capacity law (variants ``full``, ``tied``, ``capacity``), Shukor et al.'s ``additive``
 and ``joint`` laws, and BiMix. BiMix has a token term but no model-size term: it predicts the
@@ -45,37 +46,31 @@ load average of ~11 (several experiments at once; ``elapsed_s`` in the JSON), th
 122M + 310M fits of the additive and joint laws (L-BFGS, ~1300 rows) being the largest part;
 ``--quick`` (2 laws, 1 restart, few steps, Pile-4 only): well under a minute.
 
-Run: ``python -m experiments.real_extrapolation [--quick] [--out DIR]``.
+Run: ``python -m experiments.real_extrapolation [--quick] [--redraw] [--out DIR]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from experiments._common import (
-    ALL_LAWS,
-    LawSpec,
     Timer,
     fit_law,
     markdown_table,
-    parse_args,
     pyplot,
     save_figure,
-    write_record,
+    spec_label,
     write_section,
 )
+from experiments._harness import run_experiment
+from experiments._protocols import across_scale_tables, evaluate, pile4_across_scale, spearman
+from mixscale import LawSpec, law_specs
 
 NAME = "real_extrapolation"
-log = logging.getLogger(NAME)
 
-#: Every law with model-size or token terms.
-SCALE_LAWS = tuple(spec for spec in ALL_LAWS if spec.law_class.uses_scale)
 PROTOCOLS = ("slimpajama7-122", "slimpajama7-122+310", "pile4")
 TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
           "slimpajama7-122+310": "SlimPajama-7: 122M+310M → 680M"}
@@ -102,7 +97,8 @@ class Config:
     Scales are ``(N, D)`` pairs in law units (millions of parameters, billions of tokens).
     """
 
-    laws: tuple[LawSpec, ...] = SCALE_LAWS
+    #: every law with model-size or token terms, in registration order
+    laws: tuple[LawSpec, ...] = tuple(law_specs(uses_scale=True))
     protocols: tuple[str, ...] = PROTOCOLS
     #: Pile-4 training rows: all 90M runs and the 200M runs with at most this many tokens (B)
     pile4_max_200m_tokens: float = 7.0
@@ -119,18 +115,11 @@ class Config:
     mixture_seed: int = 0
     quick: bool = False
 
-    @classmethod
-    def quick_config(cls) -> Config:
-        """A smoke run (seconds): two laws, one restart, few steps, Pile-4 only."""
-        return cls(laws=(LawSpec("capacity", (("variant", "tied"),)), LawSpec("bimix")),
-                   protocols=("pile4",), n_restarts=1, lm_max_steps=20,
-                   lbfgs_max_steps=20, mixture_starts=2, quick=True)
-
     def __post_init__(self):
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown:
             raise ValueError(f"unknown protocols {unknown}; choose from {PROTOCOLS}")
-        no_scale = [s.label for s in self.laws if not s.law_class.uses_scale]
+        no_scale = [s.label for s in self.laws if not s.uses_scale]
         if no_scale:
             raise ValueError(f"laws {no_scale} have no model-size or token terms and cannot be "
                              "fitted across scales")
@@ -141,6 +130,11 @@ class Config:
                 raise ValueError(f"scales must be non-empty (N > 0, D > 0) pairs, got {scales}")
 
 
+#: The smoke run (seconds): two laws, one restart, few steps, Pile-4 only.
+QUICK = Config(laws=(LawSpec("capacity", variant="tied"), LawSpec("bimix")), protocols=("pile4",),
+               n_restarts=1, lm_max_steps=20, lbfgs_max_steps=20, mixture_starts=2, quick=True)
+
+
 # ----------------------------------------------------------------------------- data
 def protocol_tables(protocol: str, config: Config):
     """``(train, {evaluation name: table}, {ranking name: (table, (N, D))}, scales)``.
@@ -148,8 +142,7 @@ def protocol_tables(protocol: str, config: Config):
     The ranking tables hold one run per mixture at one scale (the largest token count of the
     evaluation model), on which the measured mean losses of the mixtures are compared.
     """
-    from experiments.compare_laws import across_scale_tables, in_mixture
-    from mixscale.data import load, select
+    from mixscale.data import select
 
     if protocol.startswith("slimpajama7-"):
         train, evals = across_scale_tables(protocol)
@@ -157,13 +150,9 @@ def protocol_tables(protocol: str, config: Config):
         d_max = float(big.tokens.max())
         ranking = {f"680M/{d_max:g}B": (select(big, tokens=d_max), (680.0, d_max))}
         return train, evals, ranking, config.slimpajama_scales
-    p = in_mixture(load("pile4"))
-    train = p.take((p.model_size == 90.0)
-                   | ((p.model_size == 200.0) & (p.tokens <= config.pile4_max_200m_tokens)))
-    evals = {"200M/8B": select(p, model_size=200.0, tokens=8.0),
-             "440M": select(p, model_size=440.0)}
+    train, evals = pile4_across_scale(config.pile4_max_200m_tokens)
     ranking = {"200M/8B": (evals["200M/8B"], (200.0, 8.0)),
-               "440M/8B": (select(p, model_size=440.0, tokens=8.0), (440.0, 8.0))}
+               "440M/8B": (select(evals["440M"], tokens=8.0), (440.0, 8.0))}
     return train, evals, ranking, config.pile4_scales
 
 
@@ -191,8 +180,6 @@ def ranking_summary(pred: np.ndarray, obs: np.ndarray, weights: np.ndarray,
         best_measured``, nats); ``nearest`` (the mixture closest to ``optimum`` in L1),
         ``nearest_l1``, ``nearest_rank``.
     """
-    from experiments.compare_laws import spearman
-
     pred, obs = np.asarray(pred, float), np.asarray(obs, float)
     if pred.shape != obs.shape or pred.ndim != 1 or pred.size == 0:
         raise ValueError(f"pred and obs must be equal non-empty 1-D arrays, got {pred.shape} "
@@ -226,10 +213,8 @@ def _optimum(res, k: int, scale, config: Config) -> dict:
 
 
 # ----------------------------------------------------------------------------- run
-def run_protocol(protocol: str, config: Config) -> dict:
+def run_protocol(protocol: str, config: Config, log) -> dict:
     """Fit every law on the protocol's training rows; predictions, rankings and optima."""
-    from experiments.compare_laws import evaluate
-
     train, evals, ranking, scales = protocol_tables(protocol, config)
     k = train.n_train_domains
     out = {"protocol": protocol, "train_domains": list(train.train_domains),
@@ -280,8 +265,8 @@ def run_protocol(protocol: str, config: Config) -> dict:
     return out
 
 
-def run(config: Config) -> dict:
-    return {"protocols": [run_protocol(p, config) for p in config.protocols]}
+def run(config: Config, log) -> dict:
+    return {"protocols": [run_protocol(p, config, log) for p in config.protocols]}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -520,38 +505,19 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def spec_label(spec: dict | str) -> str:
-    """The label of a law spec as a JSON record stores it (a label or a mapping)."""
-    return LawSpec.from_record(spec).label
-
-
 def _proto(protos, name):
     return next(p for p in protos if p["protocol"] == name)
 
 
-def render(out) -> None:
-    """Draw the figures and write the section from ``out/<NAME>.json`` alone."""
-    record = json.loads((Path(out) / f"{NAME}.json").read_text(encoding="utf-8"))
+def render(out, record: dict) -> None:
+    """Draw the figures and write the section from the record alone."""
     names = figures(record, out)
     write_section(out, NAME, section(record, names))
 
 
-def _extra(parser) -> None:
-    parser.add_argument("--replot", action="store_true",
-                        help=f"only redraw the figures and the section from OUT/{NAME}.json")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=_extra)
-    if not args.replot:
-        config = Config.quick_config() if args.quick else Config()
-        timer = Timer()
-        results = run(config)
-        elapsed = timer()
-        write_record(args.out, NAME, config, results, elapsed)
-        log.info("wrote %s (%.1f min)", args.out / f"{NAME}.json", elapsed / 60)
-    render(args.out)
-    return 0
+    return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
+                          quick_config=QUICK)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Each experiment module (see :mod:`experiments._common`) writes ``<name>.json``, 
 its report section ``<name>.md`` into ``--out``; this command runs them in order, records each
 one's wall time in ``reproduce.json`` and concatenates the sections into ``REPORT.md`` (with a
 contents list and the time each experiment took). With the default ``--out figures`` it also
-regenerates the README's generated blocks (:mod:`experiments.update_readme`).
+regenerates the README's generated blocks (:mod:`experiments._readme`).
 
 An experiment that fails is reported (traceback on stderr) and the others still run; the command
 then exits with status 1 and ``REPORT.md`` says which sections are missing.
@@ -25,22 +25,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments import _readme
 from experiments._common import parse_args, versions
+from experiments._harness import EXPERIMENTS, NAMES, recorded_wall_s
 
 log = logging.getLogger("reproduce")
-
-#: (module, title) in report order: theory first, then the real tables.
-EXPERIMENTS = (
-    ("law_vs_simulator", "The law against the simulator (shared head)"),
-    ("fit_under_overlap", "Figure 1: fit under tail overlap"),
-    ("optimal_mixture_regret", "Figure 2: quality of predicted optimal mixtures"),
-    ("extrapolation_sim", "Figures 3-4: extrapolating the optimal mixture (simulator)"),
-    ("ablations", "Theory ablations"),
-    ("compare_laws", "Every law on the real loss tables"),
-    ("real_extrapolation", "Figures 3-4: extrapolation on real loss tables"),
-    ("pilecc_target", "Figure 5: the Pile-CC target on RegMix-1B"),
-)
-NAMES = tuple(name for name, _ in EXPERIMENTS)
 
 
 def _select(only: str | None, skip: str | None) -> list[str]:
@@ -56,12 +45,7 @@ def _select(only: str | None, skip: str | None) -> list[str]:
     return [n for n in chosen if n not in dropped]
 
 
-def _section_name(name: str) -> str:
-    """The file stem of an experiment's report section."""
-    return "law_comparison" if name == "compare_laws" else name
-
-
-def run_experiment(name: str, out: Path, quick: bool) -> float:
+def run_one(name: str, out: Path, quick: bool) -> float:
     """Run ``experiments.<name>.main``; return its wall time in seconds (raises on failure)."""
     module = importlib.import_module(f"experiments.{name}")
     argv = ["--out", str(out)] + (["--quick"] if quick else [])
@@ -70,15 +54,6 @@ def run_experiment(name: str, out: Path, quick: bool) -> float:
     if status not in (0, None):
         raise RuntimeError(f"experiments.{name} exited with status {status}")
     return time.perf_counter() - t0
-
-
-def recorded_wall_s(out: Path, name: str) -> float | None:
-    """The wall time an experiment's results file records (``elapsed_s``), if any."""
-    path = out / f"{_section_name(name)}.json"
-    if not path.exists():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("elapsed_s")
-    return None if value is None else float(value)
 
 
 def _demote(markdown: str) -> str:
@@ -93,7 +68,7 @@ def assemble_report(out: Path, timings: dict[str, float | None], quick: bool) ->
     """Write ``out/REPORT.md`` from the sections present in ``out`` (in report order);
     ``timings`` maps experiment names to their wall seconds (``None``: failed)."""
     titles = dict(EXPERIMENTS)
-    present = [n for n in NAMES if n in timings or (out / f"{_section_name(n)}.md").exists()]
+    present = [n for n in NAMES if n in timings or (out / f"{n}.md").exists()]
     failed = {n for n in present if n in timings and timings[n] is None}
     wall = {n: timings[n] if timings.get(n) is not None else recorded_wall_s(out, n)
             for n in present if n not in failed}
@@ -113,7 +88,7 @@ def assemble_report(out: Path, timings: dict[str, float | None], quick: bool) ->
     lines += ["", f"Total: {total / 60:.1f} min of wall time on a 2-core CPU machine (shared with "
               "other jobs while these ran, so an idle machine is faster).", ""]
     for name in present:
-        section = out / f"{_section_name(name)}.md"
+        section = out / f"{name}.md"
         lines.append(f'<a id="{name}"></a>')
         lines.append("")
         if section.exists() and name not in failed:
@@ -140,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         log.info("[%d/%d] %s%s", i, len(names), name, " (quick)" if args.quick else "")
         try:
-            timings[name] = run_experiment(name, args.out, args.quick)
+            timings[name] = run_one(name, args.out, args.quick)
             log.info("[%d/%d] %s done in %.1f min", i, len(names), name, timings[name] / 60)
         except Exception:  # noqa: BLE001 - report every failure, run the rest
             traceback.print_exc()
@@ -155,10 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            encoding="utf-8")
     report = assemble_report(args.out, timings, args.quick)
     log.info("wrote %s", report)
-    if args.out.resolve() == (Path(__file__).resolve().parents[1] / "figures"):
-        from experiments import update_readme
-
-        update_readme.main([])
+    if args.out.resolve() == _readme.FIGURES:
+        log.info("updated %s", _readme.update(_readme.README, _readme.FIGURES))
     failed = [n for n, t in timings.items() if t is None]
     if failed:
         log.error("failed: %s", ", ".join(failed))

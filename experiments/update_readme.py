@@ -2,88 +2,31 @@
 
     python -m experiments.update_readme
 
-Two blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers:
-
-* ``law-comparison`` — the tables of ``figures/law_comparison.md`` (written by
-  ``python -m experiments.compare_laws``);
-* ``figures`` — the first figure of every experiment in ``figures/`` with its section title,
-  and the total wall time the experiments' results files record (``elapsed_s``).
-
-Nothing in these blocks is typed by hand; edit the experiments, rerun them, then this.
+The blocks (``law-comparison`` and ``figures``) are described in :mod:`experiments._readme`.
+Nothing in them is typed by hand; edit the experiments, rerun them, then this.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments import _readme
 
-
-def replace_block(text: str, name: str, body: str) -> str:
-    """``text`` with the content between the ``name`` markers replaced by ``body``.
-
-    Raises:
-        ValueError: the markers are missing, repeated or out of order.
-    """
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"the README needs exactly one '{start}' followed by one '{end}'")
-    head, rest = text.split(start)
-    _, tail = rest.split(end)
-    return f"{head}{start}\n{body.strip()}\n{end}{tail}"
-
-
-def law_comparison_block(figures: Path) -> str:
-    """The comparison tables, headings demoted below the README's own section."""
-    md = (figures / "law_comparison.md").read_text(encoding="utf-8")
-    lines = [line for line in md.splitlines() if not line.startswith("# ")]
-    return "\n".join("##" + line if line.startswith("## ") else line for line in lines).strip()
-
-
-#: The figure that carries an experiment's message, where it draws several.
-KEY_FIGURES = {"extrapolation_sim": "extrapolation_sim_regret.png",
-               "real_extrapolation": "real_extrapolation_slimpajama_scatter.png",
-               "pilecc_target": "pilecc_target_weights.png"}
-
-
-def figures_block(figures: Path, prefix: str = "figures") -> str:
-    """The key figure of each experiment section (:data:`KEY_FIGURES`, else its first), in
-    report order, with its title."""
-    from experiments.reproduce import EXPERIMENTS, _section_name, recorded_wall_s
-
-    out = []
-    for name, title in EXPERIMENTS:
-        pngs = sorted(figures.glob(f"{_section_name(name)}*.png"))
-        key = [p for p in pngs if p.name == KEY_FIGURES.get(name)]
-        if pngs:
-            out += [f"**{title}** (`python -m experiments.{name}`)", "",
-                    f"![{title}]({prefix}/{(key or pngs)[0].name})", ""]
-    times = [recorded_wall_s(figures, name) for name, _ in EXPERIMENTS]
-    times = [t for t in times if t is not None]
-    quick = json.loads((figures / "reproduce.json").read_text()).get("quick", False) if (
-        figures / "reproduce.json").exists() else False
-    if times and not quick:
-        out.append(f"The experiments behind these figures took {sum(times) / 60:.0f} min of "
-                   "wall time in all on a 2-core CPU machine shared with other jobs (so an idle "
-                   "machine is faster); the time of each is in `figures/REPORT.md`.")
-    return "\n".join(out)
+log = logging.getLogger("update_readme")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.update_readme",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures")
+    parser.add_argument("--readme", type=Path, default=_readme.README)
+    parser.add_argument("--figures", type=Path, default=_readme.FIGURES)
     args = parser.parse_args(argv)
-    text = args.readme.read_text(encoding="utf-8")
-    if (args.figures / "law_comparison.md").exists():
-        text = replace_block(text, "law-comparison", law_comparison_block(args.figures))
-    text = replace_block(text, "figures", figures_block(args.figures))
-    args.readme.write_text(text, encoding="utf-8")
-    print(f"updated {args.readme}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log.info("updated %s", _readme.update(args.readme, args.figures))
     return 0
 
 

@@ -18,7 +18,7 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_sane_results(quick_run):
     record = json.loads((quick_run / "ablations.json").read_text())
     rows = record["results"]["variants"]
-    cfg = ablations.Config.quick()
+    cfg = ablations.QUICK
     assert {r["group"] for r in rows} == set(cfg.groups)
     for r in rows:
         assert np.isfinite(r["validation_mre"]) and 0 <= r["validation_mre"] < 1

@@ -1,26 +1,29 @@
 """Smoke test of experiments/compare_laws.py: its --quick mode runs every protocol and writes
-the results file and the generated tables."""
+the results record and the generated tables; the committed results (written before the common
+experiment entry) still redraw."""
 
 import json
+from pathlib import Path
 
 import numpy as np
-import pytest
 
-from experiments import compare_laws as _module
-from experiments._common import n_params
+from experiments import compare_laws
+from experiments._common import method_for, n_params
+from experiments._protocols import in_scale_table
+from mixscale import LawSpec, law_specs
 
-
-@pytest.fixture(scope="module")
-def compare_laws():
-    return _module
+FIGURES = Path(__file__).resolve().parents[1] / "figures"
 
 
-def test_quick_run_writes_results_and_tables(compare_laws, tmp_path):
+def test_quick_run_writes_results_and_tables(tmp_path):
     assert compare_laws.main(["--quick", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "law_comparison.json").read_text())
-    assert set(results["versions"]) >= {"jax", "numpy", "mixscale"}
-    assert results["config"]["quick"] is True
-    labels = [law["label"] for law in results["config"]["laws"]]
+    record = json.loads((tmp_path / "compare_laws.json").read_text())
+    assert set(record) == {"experiment", "config", "versions", "elapsed_s", "results"}
+    assert set(record["versions"]) >= {"jax", "numpy", "mixscale"}
+    assert record["config"]["quick"] is True
+    results = record["results"]
+    labels = record["config"]["laws"]
+    assert labels == [s.label for s in compare_laws.QUICK.laws]
     assert {r["law"] for r in results["in_scale"]} == set(labels)
     for r in results["in_scale"]:
         assert np.isfinite(r["mre"]) and r["n_params"] > 0 and r["fit_s"] > 0
@@ -28,35 +31,33 @@ def test_quick_run_writes_results_and_tables(compare_laws, tmp_path):
     assert statuses == {"bimix": "ok", "regression (linear)": "one scale only"}
     for r in results["regmix_rank"]:
         assert -1.0 <= r["spearman"]["60M"]["mean"] <= 1.0
-    md = (tmp_path / "law_comparison.md").read_text()
+    md = (tmp_path / "compare_laws.md").read_text()
     assert "one scale only" in md and "Spearman" in md and "h≥0.1" in md
     for label in labels:
         assert label in md
+    # the tables are rebuilt from the record alone
+    (tmp_path / "compare_laws.md").unlink()
+    assert compare_laws.main(["--redraw", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "compare_laws.md").read_text() == md
 
 
-def test_spearman_known_values(compare_laws):
-    rho = compare_laws.spearman
-    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert rho(x, x**3) == pytest.approx(1.0)
-    assert rho(x, -x) == pytest.approx(-1.0)
-    # ties share their average rank: ranks of y are (1.5, 1.5, 3, 4, 5)
-    y = np.array([1.0, 1.0, 2.0, 3.0, 4.0])
-    rx, ry = np.arange(5.0) - 2.0, np.array([1.5, 1.5, 3, 4, 5]) - 3.0
-    assert rho(x, y) == pytest.approx(rx @ ry / np.sqrt((rx @ rx) * (ry @ ry)))
+def test_committed_results_redraw(tmp_path):
+    """figures/compare_laws.json keeps the results at the top level (written before the common
+    entry); its tables come back unchanged but for the file name they cite."""
+    (tmp_path / "compare_laws.json").write_bytes((FIGURES / "compare_laws.json").read_bytes())
+    assert compare_laws.main(["--redraw", "--out", str(tmp_path)]) == 0
+    new = (tmp_path / "compare_laws.md").read_text()
+    old = (FIGURES / "compare_laws.md").read_text()
+    assert new.rstrip("\n") == old.replace("from `law_comparison.json`",
+                                           "from `compare_laws.json`").rstrip("\n")
 
 
-def test_protocol_tables(compare_laws):
-    train, evals = compare_laws.across_scale_tables("pile4")
-    assert set(train.model_size) == {90.0, 200.0}
-    assert train.tokens[train.model_size == 200].max() <= 7
-    assert set(evals) == {"200M/8B", "440M"} and set(evals["440M"].model_size) == {440.0}
-    assert compare_laws.in_scale_table("pile4").n_runs == 24
-    assert compare_laws.in_scale_table("slimpajama7").n_runs == 60
-    t = compare_laws.in_scale_table("regmix-1b")
-    assert (t.n_runs, t.n_train_domains, t.n_loss_domains) == (64, 17, 17)
-    config, laws = compare_laws.Config(), {s.label: s for s in compare_laws.ALL_LAWS}
+def test_every_law_by_default_and_the_size_rule():
+    assert compare_laws.Config().laws == tuple(law_specs())
+    t = in_scale_table("regmix-1b")
+    laws = {s.label: s for s in law_specs()}
     # one size rule for every law: LM up to 64 parameters, L-BFGS above
     assert n_params(laws["joint"], t) == 17 * (4 * 17 + 5)
-    assert compare_laws.method_for(laws["joint"], t, config) == "lbfgs"
-    assert compare_laws.method_for(laws["capacity (tied)"], t, config) == "lm"
+    assert method_for(laws["joint"], t) == "lbfgs"
+    assert method_for(LawSpec("capacity", variant="tied"), t) == "lm"
     assert n_params(laws["bimix"], t) == 4 * 17

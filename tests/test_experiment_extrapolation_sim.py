@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import _common, extrapolation_sim
+from experiments import extrapolation_sim
+from mixscale import LawSpec
 
 REGRET_TOL = 1e-5  # the reference optimum's search resolution, see experiments._sim
 
@@ -58,7 +59,7 @@ def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="must exceed"):
         cfg(target_steps=100)
     with pytest.raises(ValueError, match="cannot extrapolate"):
-        cfg(laws=(_common.LawSpec("dml"),))
+        cfg(laws=(LawSpec("dml"),))
     with pytest.raises(ValueError, match="n_features"):
         cfg(n_features=128)
 

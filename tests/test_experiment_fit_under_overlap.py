@@ -18,7 +18,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_sane_results(quick_run):
     record = json.loads((quick_run / "fit_under_overlap.json").read_text())
-    cfg = fit_under_overlap.Config.quick()
+    cfg = fit_under_overlap.QUICK
     settings = record["results"]["settings"]
     assert [(s["head"], s["rho"]) for s in settings] == [
         (h, r) for h in cfg.heads for r in cfg.rhos]

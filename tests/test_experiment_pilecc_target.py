@@ -54,7 +54,7 @@ def test_quick_run(tmp_path):
     assert md.startswith("## ")
     # the section and figures are drawn from the JSON alone
     (tmp_path / "pilecc_target.md").unlink()
-    assert pc.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert pc.main(["--redraw", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "pilecc_target.md").read_text() == md
     for png in ("pilecc_target_weights.png", "pilecc_target_losses.png"):
         assert (tmp_path / png).stat().st_size > 0 and f"]({png})" in md

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import simulate
-from experiments import _common, _sim, reproduce, update_readme
+from experiments import _common, _readme, _sim, reproduce, update_readme
+from mixscale import LawSpec, law_specs
 
 
 # ----------------------------------------------------------------------------- _common
@@ -17,7 +18,7 @@ def test_write_record_converts_arrays_dataclasses_and_nan(tmp_path):
     @dataclasses.dataclass(frozen=True)
     class Cfg:
         sizes: tuple = (1, 2)
-        law: _common.LawSpec = _common.ALL_LAWS[1]
+        law: LawSpec = LawSpec("capacity", variant="tied")
 
     path = _common.write_record(tmp_path, "demo", Cfg(), {
         "x": np.arange(3.0), "nan": float("nan"), "n": np.int64(4), "ok": np.bool_(True)}, 1.5)
@@ -27,11 +28,12 @@ def test_write_record_converts_arrays_dataclasses_and_nan(tmp_path):
     assert record["elapsed_s"] == 1.5 and {"jax", "mixscale", "numpy"} <= set(record["versions"])
 
 
-def test_law_spec_round_trips_through_records():
-    for spec in _common.ALL_LAWS:
-        assert _common.LawSpec.from_record(spec.label) == spec
-        assert _common.LawSpec.from_record(
-            {"name": spec.name, "options": [list(o) for o in spec.options]}) == spec
+def test_spec_label_reads_every_stored_form():
+    for spec in law_specs():
+        assert _common.spec_label(spec.label) == spec.label
+        assert _common.spec_label(spec.to_dict()) == spec.label
+        assert _common.spec_label(  # the mapping of files written before mixscale.LawSpec
+            {"name": spec.name, "options": dict(spec.options), "label": spec.label}) == spec.label
 
 
 def test_markdown_table():
@@ -50,7 +52,7 @@ def test_fit_law_size_rule():
     from mixscale.data import load
 
     table = load("regmix-1b")
-    laws = {s.label: s for s in _common.ALL_LAWS}
+    laws = {s.label: s for s in law_specs()}
     assert _common.n_params(laws["capacity (tied)"], table) == 3 * 17 + 3
     assert _common.n_params(laws["joint"], table) == 17 * (4 * 17 + 5)
 
@@ -101,11 +103,11 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     def fake_run(name, out, quick):
         if name == "ablations":
             raise RuntimeError("boom")
-        (out / f"{reproduce._section_name(name)}.md").write_text(
+        (out / f"{name}.md").write_text(
             f"# {name} title\n\nbody of {name}\n")
         return 60.0
 
-    monkeypatch.setattr(reproduce, "run_experiment", fake_run)
+    monkeypatch.setattr(reproduce, "run_one", fake_run)
     status = reproduce.main(["--out", str(tmp_path), "--only",
                              "law_vs_simulator,compare_laws,ablations"])
     assert status == 1
@@ -116,15 +118,15 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
     assert timing == {"law_vs_simulator": 60.0, "compare_laws": 60.0, "ablations": None}
     # a later partial run keeps the other sections and their times
-    monkeypatch.setattr(reproduce, "run_experiment", lambda name, out, quick: 30.0)
+    monkeypatch.setattr(reproduce, "run_one", lambda name, out, quick: 30.0)
     assert reproduce.main(["--out", str(tmp_path), "--only", "ablations"]) == 0
     timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
     assert timing["ablations"] == 30.0 and timing["compare_laws"] == 60.0
     assert "Total: 2.5 min of wall time" in (tmp_path / "REPORT.md").read_text()
     # reassembling runs nothing; times come from the results files where no run recorded them
-    monkeypatch.setattr(reproduce, "run_experiment", None)
+    monkeypatch.setattr(reproduce, "run_one", None)
     (tmp_path / "reproduce.json").unlink()
-    (tmp_path / "law_comparison.json").write_text(json.dumps({"elapsed_s": 240.0}))
+    (tmp_path / "compare_laws.json").write_text(json.dumps({"elapsed_s": 240.0}))
     assert reproduce.main(["--out", str(tmp_path), "--report-only"]) == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "| 4.0 min |" in report and "Total: 4.0 min" in report
@@ -138,20 +140,20 @@ def test_reproduce_rejects_unknown_names(tmp_path):
 # ----------------------------------------------------------------------------- README blocks
 def test_replace_block():
     text = "intro\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n"
-    assert update_readme.replace_block(text, "t", "new\n") == (
+    assert _readme.replace_block(text, "t", "new\n") == (
         "intro\n<!-- t:start -->\nnew\n<!-- t:end -->\noutro\n")
     for bad in ("no markers", "<!-- t:end --> <!-- t:start -->",
                 "<!-- t:start --><!-- t:start --><!-- t:end -->"):
         with pytest.raises(ValueError, match="exactly one"):
-            update_readme.replace_block(bad, "t", "x")
+            _readme.replace_block(bad, "t", "x")
 
 
 def test_update_readme_from_results(tmp_path):
     figures = tmp_path / "figures"
     figures.mkdir()
-    (figures / "law_comparison.md").write_text("# Law comparison\n\n## In-scale\n\n| a |\n")
+    (figures / "compare_laws.md").write_text("# Law comparison\n\n## In-scale\n\n| a |\n")
     (figures / "fit_under_overlap_mre.png").write_bytes(b"png")
-    (figures / "law_comparison.json").write_text(json.dumps({"elapsed_s": 600.0}))
+    (figures / "compare_laws.json").write_text(json.dumps({"elapsed_s": 600.0}))
     (figures / "fit_under_overlap.json").write_text(json.dumps({"elapsed_s": 300.0}))
     readme = tmp_path / "README.md"
     readme.write_text("x\n<!-- law-comparison:start -->\n<!-- law-comparison:end -->\n"

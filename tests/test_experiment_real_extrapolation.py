@@ -65,7 +65,7 @@ def test_quick_run(tmp_path):
     assert md.startswith("## ")
     # the section and figures are drawn from the JSON alone
     (tmp_path / "real_extrapolation.md").unlink()
-    assert rx.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert rx.main(["--redraw", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "real_extrapolation.md").read_text() == md
     for png in ("real_extrapolation_pile4_scatter.png", "real_extrapolation_mixtures_pile4.png"):
         assert (tmp_path / png).stat().st_size > 0 and f"]({png})" in md

@@ -1,0 +1,102 @@
+"""Protocols and metrics that several experiments share: the real-table splits (in-scale and
+across-scale, the Pile-4 protocol among them) and the scores of a fit (MRE by own weight, rank
+correlation).
+
+Units: ``N`` in millions of parameters, ``D`` in billions of tokens, as the bundled tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["across_scale_tables", "evaluate", "in_mixture", "in_scale_table", "own_weights",
+           "pile4_across_scale", "relative_errors", "spearman"]
+
+
+# ----------------------------------------------------------------------------- tables
+def in_mixture(table):
+    """The table with only its in-mixture loss columns (every law can score those)."""
+    return table.select_losses(list(table.in_mixture))
+
+
+def in_scale_table(name: str):
+    """The one-scale table of the in-scale protocol: Pile-4 200M/8B, SlimPajama-7 122M/~10B or
+    RegMix-1B, in-mixture losses."""
+    from mixscale.data import load, select
+
+    if name == "pile4":
+        return in_mixture(select(load("pile4"), model_size=200.0, tokens=8.0))
+    if name == "slimpajama7":
+        return in_mixture(select(load("slimpajama7"), model_size=122.0, tokens=9.998))
+    if name == "regmix-1b":
+        return in_mixture(load("regmix-1b"))
+    raise ValueError(f"unknown in-scale dataset {name!r}")
+
+
+def pile4_across_scale(max_200m_tokens: float = 7.0):
+    """The Pile-4 across-scale protocol: ``(train, {evaluation name: table})``.
+
+    Trained on every 90M run and the 200M runs with at most ``max_200m_tokens`` (B) tokens;
+    evaluated on 200M/8B (24 mixtures, most never seen in training) and on 440M (2 mixtures).
+    """
+    from mixscale.data import load, select
+
+    p = in_mixture(load("pile4"))
+    train = p.take((p.model_size == 90.0)
+                   | ((p.model_size == 200.0) & (p.tokens <= max_200m_tokens)))
+    return train, {"200M/8B": select(p, model_size=200.0, tokens=8.0),
+                   "440M": select(p, model_size=440.0)}
+
+
+def across_scale_tables(name: str):
+    """``(train, {evaluation name: table})`` of an across-scale protocol:
+    ``"slimpajama7-122"`` / ``"slimpajama7-122+310"`` (fitted on those sizes, every 680M row
+    evaluated) or ``"pile4"`` (:func:`pile4_across_scale`)."""
+    from mixscale.data import load, select
+
+    if name.startswith("slimpajama7-"):
+        s = in_mixture(load("slimpajama7"))
+        sizes = [float(v) for v in name.split("-", 1)[1].split("+")]
+        return select(s, model_size=sizes), {"680M": select(s, model_size=680.0)}
+    if name == "pile4":
+        return pile4_across_scale()
+    raise ValueError(f"unknown across-scale protocol {name!r}")
+
+
+# ----------------------------------------------------------------------------- metrics
+def own_weights(table, targets) -> np.ndarray:
+    """``(n, M)``: each row's weight of each target's own training domain."""
+    return np.stack([table.weights[:, table.train_domains.index(t)] for t in targets], 1)
+
+
+def evaluate(res, table) -> dict:
+    """Metrics of a fit on any table with the fit's domains (MRE over all entries and over
+    entries with own weight >= 0.1), as :func:`mixscale.error_metrics` reports them."""
+    from mixscale import error_metrics
+
+    pred = res.predict(table)
+    obs = table.select_losses(list(res.targets)).losses
+    return error_metrics(pred, obs, res.targets, own_weight=own_weights(table, res.targets))
+
+
+def relative_errors(res, table) -> tuple[np.ndarray, np.ndarray]:
+    """``(rel, own)``, both ``(n, M)``: the fit's relative error ``|pred - obs| / obs`` on every
+    entry of ``table`` (NaN where a loss is missing) and the entry's own weight."""
+    pred = np.asarray(res.predict(table))
+    obs = table.select_losses(list(res.targets)).losses
+    return np.abs(pred - obs) / obs, own_weights(table, res.targets)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson correlation of average ranks; ties share a rank)."""
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size, dtype=float)
+        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=r)
+        return (sums / counts)[inverse]
+
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx @ ry) / np.sqrt((rx @ rx) * (ry @ ry)))

@@ -1,0 +1,175 @@
+"""The common experiment entry (experiments/_harness.py) and the rules every experiment module
+follows: one shape (Config, QUICK, run, render, main), no experiment importing another, law
+lists taken from the registry."""
+
+import ast
+import dataclasses
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from experiments import _common, _harness
+from mixscale import LawSpec, law_specs
+
+EXPERIMENTS_DIR = Path(_harness.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- a toy experiment
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    n: int = 4
+    scale: float = 2.0
+    laws: tuple[LawSpec, ...] = tuple(law_specs(uses_scale=False))
+    grid: tuple[tuple[float, float], ...] = ((1.0, 2.0), (3.0, 4.0))
+    cap: int | None = None
+
+
+TOY_QUICK = ToyConfig(n=2, laws=(LawSpec("capacity", variant="tied"),), cap=7)
+
+
+def toy_run(config, log):
+    toy_run.calls += 1
+    log.info("toy run with n=%d", config.n)
+    return {"values": [config.scale * i for i in range(config.n)],
+            "laws": [s.label for s in config.laws]}
+
+
+def toy_render(out, record):
+    total = sum(record["results"]["values"])
+    _common.write_section(out, "toy", f"## Toy\n\nn = {record['config']['n']}, total {total:g}, "
+                          f"laws {', '.join(record['config']['laws'])}.")
+
+
+def toy_main(argv):
+    return _harness.run_experiment("toy", "A toy experiment.", ToyConfig, toy_run, toy_render,
+                                   argv, quick_config=TOY_QUICK)
+
+
+def test_toy_experiment_runs_records_and_redraws(tmp_path):
+    toy_run.calls = 0
+    assert toy_main(["--quick", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "toy.json").read_text())
+    assert set(record) == {"experiment", "config", "versions", "elapsed_s", "results"}
+    assert record["experiment"] == "toy" and record["elapsed_s"] >= 0
+    assert record["config"] == {"n": 2, "scale": 2.0, "laws": ["capacity (tied)"],
+                                "grid": [[1.0, 2.0], [3.0, 4.0]], "cap": 7}
+    assert record["results"] == {"values": [0.0, 2.0], "laws": ["capacity (tied)"]}
+    md = (tmp_path / "toy.md").read_text()
+    assert md == "## Toy\n\nn = 2, total 2, laws capacity (tied).\n"
+    # --redraw rebuilds the section from the record without running
+    (tmp_path / "toy.md").unlink()
+    assert toy_main(["--redraw", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "toy.md").read_text() == md and toy_run.calls == 1
+    # the full configuration is the default
+    assert toy_main(["--out", str(tmp_path)]) == 0 and toy_run.calls == 2
+    assert json.loads((tmp_path / "toy.json").read_text())["config"]["n"] == 4
+
+
+def test_redraw_needs_a_record(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the experiment first"):
+        toy_main(["--redraw", "--out", str(tmp_path)])
+
+
+def test_quick_config_must_be_a_config(tmp_path):
+    with pytest.raises(TypeError, match="ToyConfig"):
+        _harness.run_experiment("toy", "", ToyConfig, toy_run, toy_render,
+                                ["--quick", "--out", str(tmp_path)], quick_config={"n": 1})
+
+
+def _stored_config(config, tmp_path):
+    path = _common.write_record(tmp_path, "cfg", config, {}, 0.0)
+    return json.loads(path.read_text())["config"]
+
+
+def test_config_round_trip(tmp_path):
+    for config in (ToyConfig(), TOY_QUICK):
+        assert _harness.config_from_record(ToyConfig, _stored_config(config, tmp_path)) == config
+    # a record may store a law as a mapping; entries that are no longer fields are ignored
+    stored = {"laws": [{"name": "capacity", "options": {"variant": "full"}, "label": "x"}],
+              "retired": 1}
+    assert _harness.config_from_record(ToyConfig, stored) == ToyConfig(laws=(LawSpec("capacity"),))
+
+
+# ----------------------------------------------------------------------------- every experiment
+MODULES = {name: importlib.import_module(f"experiments.{name}") for name in _harness.NAMES}
+
+
+@pytest.mark.parametrize("name", _harness.NAMES)
+def test_every_experiment_has_the_one_shape(name, tmp_path):
+    module = MODULES[name]
+    for attr in ("Config", "QUICK", "run", "render", "main"):
+        assert hasattr(module, attr), f"experiments.{name} has no {attr}"
+    config_class = module.Config
+    assert dataclasses.is_dataclass(config_class)
+    assert config_class.__dataclass_params__.frozen
+    assert isinstance(module.QUICK, config_class)
+    for config in (config_class(), module.QUICK):  # what the record stores reads back
+        stored = _stored_config(config, tmp_path)
+        assert _harness.config_from_record(config_class, stored) == config
+
+
+def _is_law_list(value) -> bool:
+    return isinstance(value, (tuple, list, set, frozenset)) and any(
+        isinstance(v, LawSpec) for v in value)
+
+
+@pytest.mark.parametrize("name", _harness.NAMES)
+def test_law_lists_come_from_the_registry(name):
+    module = MODULES[name]
+    assert not [k for k, v in vars(module).items() if _is_law_list(v)], "module-level law list"
+    registry = tuple(law_specs())
+    for field in dataclasses.fields(module.Config):
+        default = field.default
+        if _is_law_list(default):  # a filter of the registry, in registration order
+            assert default == tuple(s for s in registry if s in default), field.name
+
+
+def test_law_list_predicates():
+    assert MODULES["compare_laws"].Config().laws == tuple(law_specs())
+    assert MODULES["optimal_mixture_regret"].Config().laws == tuple(law_specs())
+    assert MODULES["real_extrapolation"].Config().laws == tuple(law_specs(uses_scale=True))
+    every_scale_law = set(law_specs(uses_scale=True))
+    assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
+    assert set(MODULES["fit_under_overlap"].Config().one_scale_laws) < set(
+        law_specs(uses_scale=False))
+    assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
+
+
+def _imports(path: Path) -> set[str]:
+    """The ``experiments.*`` modules that the file at ``path`` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("experiments.")}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "experiments":
+                found |= {f"experiments.{a.name}" for a in node.names}
+            elif node.module.startswith("experiments."):
+                found.add(node.module)
+    return found
+
+
+def test_no_experiment_imports_another_and_no_cycle():
+    graph = {f"experiments.{p.stem}": _imports(p) for p in EXPERIMENTS_DIR.glob("*.py")
+             if p.stem != "__init__"}
+    public = {m for m in graph if not m.rsplit(".", 1)[1].startswith("_")}
+    for module, imported in graph.items():
+        assert not (imported & public), f"{module} imports {sorted(imported & public)}"
+
+    def visit(module, path):
+        assert module not in path, f"import cycle {' -> '.join([*path, module])}"
+        for nxt in graph.get(module, ()):
+            visit(nxt, [*path, module])
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_the_harness_logs_through_the_experiment_logger(tmp_path, caplog):
+    toy_run.calls = 0
+    with caplog.at_level(logging.INFO, logger="toy"):
+        toy_main(["--quick", "--out", str(tmp_path)])
+    assert "toy run with n=2" in caplog.text
