@@ -89,7 +89,14 @@ def prepare_data(table: LossTable, targets: Sequence[str]) -> tuple[LossTable, F
 
 
 def huber_residual(r: Array, delta: Array) -> Array:
-    """``ψ_δ(r)``, with ``ψ_δ(r)²/2 = huber_δ(r)`` (elementwise; C¹ in ``r``)."""
+    """``ψ_δ(r)``, with ``ψ_δ(r)²/2 = huber_δ(r)`` (elementwise; C¹ in ``r``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> psi = huber_residual(jnp.array([0.01, -0.05]), 0.02)  # quadratic zone, then linear
+        >>> [round(float(v), 12) for v in psi]   # -sqrt(0.02 * (2 * 0.05 - 0.02)) = -0.04
+        [0.01, -0.04]
+    """
     a = jnp.abs(r)
     big = a > delta
     # The inner `where` keeps the square root's argument positive on the unused branch.
