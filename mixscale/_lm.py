@@ -165,7 +165,7 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
 
     The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
     ``progress(finished, best_objective)``, if given, is called after every segment in which a
-    restart stopped (``best_objective`` is ``f`` before division by the observed count).
+    restart stopped (``best_objective``: the lowest ``J`` among the finished restarts).
     """
     n = jax.tree_util.tree_leaves(params)[0].shape[0]
     layout = Layout.of(jax.tree_util.tree_map(lambda x: x[0], params))
@@ -178,6 +178,7 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     out_f = np.full(n, np.inf)
     out_conv = np.zeros(n, bool)
     out_steps = np.zeros(n, np.int64)
+    count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
     finished = 0
     while True:
         state = lm_advance(state, static, data, delta, layout, rtol, max_steps, SEGMENT)
@@ -202,10 +203,9 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take
             if progress is not None:
-                progress(finished, float(np.min(out_f)))
+                progress(finished, float(np.min(out_f)) / count)
         if finished == n:
             break
-    count = float(np.sum(np.asarray(data.mask)))
     params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
     return Solution(params=params_out, objectives=out_f / count,
                     converged=out_conv & np.isfinite(out_f), steps=out_steps)

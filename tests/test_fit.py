@@ -98,6 +98,14 @@ def test_evaluate_reproduces_the_fit_metrics_and_checks_its_targets(rng):
         ms.evaluate(res, valid, res.targets, res.train_domains, 1.0, 1.0)
 
 
+def test_progress_reports_the_objective_of_the_result(rng):
+    seen = []
+    res = ms.fit(CapacityLaw, _table(_planted(), rng), n_restarts=2, seed=0, max_steps=30,
+                 progress=seen.append)
+    assert [p.done for p in seen][-1] == 2
+    assert seen[-1].best_objective == np.min(res.objectives)
+
+
 def test_out_of_mixture_targets_are_left_out_with_a_note(rng):
     law = _planted()
     table = _table(law, rng, loss_domains=DOMAINS + ("ood",),
