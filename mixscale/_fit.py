@@ -16,9 +16,11 @@ Power-law fits are badly conditioned: LM converges in tens to hundreds of iterat
 first-order method needs thousands (measured in ``benchmarks/bench_fit.py``); L-BFGS is there for
 laws with many parameters, where LM's dense ``P × P`` solve gets expensive.
 
-Every call with the same law class, options, table shape, ``chunk``, ``rtol`` and ``max_steps``
-reuses one compilation. A restart's result does not depend on the others; it can depend on
-``chunk`` by rounding (see :mod:`mixscale._lm`).
+The optimiser kernels are compiled once for a law class, its options, the table's shape, the
+``vmap`` width ``min(chunk, n_restarts)``, ``rtol`` and ``max_steps``; later calls that agree on
+these reuse them (the small function drawing the initial laws is compiled on every call). A
+restart's result does not depend on the others; it can depend on ``chunk`` by rounding (see
+:mod:`mixscale._lm`).
 """
 
 from __future__ import annotations
