@@ -7,7 +7,8 @@ The library never changes global JAX configuration; enable float64 in your entry
 """
 
 from ._allocation import allocate, log_allocation
-from ._fit import FitProgress, FitResult, fit, predict_table
+from ._evaluate import evaluate, predict_table
+from ._fit import FitProgress, FitResult, fit
 from ._io import load_fit, save_fit
 from ._metrics import error_metrics
 from ._mixture import MixtureResult, optimal_mixture, project_to_simplex
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbstractLaw", "CapacityLaw", "FitProgress", "FitResult", "LAWS", "LawSpec", "LossTable",
-    "MixtureResult", "TableError", "allocate", "error_metrics", "fit", "get_law", "law_specs",
-    "load_fit", "log_allocation", "optimal_mixture", "parameter_count", "predict_table",
-    "project_to_simplex", "register_law", "save_fit",
+    "MixtureResult", "TableError", "allocate", "error_metrics", "evaluate", "fit", "get_law",
+    "law_specs", "load_fit", "log_allocation", "optimal_mixture", "parameter_count",
+    "predict_table", "project_to_simplex", "register_law", "save_fit",
 ]

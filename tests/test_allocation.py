@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_grad_matches_fd, compile_once, num_traces
 from scipy.optimize import minimize
 
 from mixscale import allocate, log_allocation
@@ -93,16 +94,6 @@ def test_allocation_counts_the_top_eigen_directions():
             assert np.all(np.abs(counts - x) <= 1.0), (h, N, counts, x)
 
 
-def _central_diff(f, x, eps):
-    x = np.asarray(x, dtype=np.float64)
-    g = np.zeros(x.shape + np.shape(f(x)))
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps * max(1.0, abs(x[i]))
-        g[i] = (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * e[i])
-    return g
-
-
 def test_gradients_match_finite_differences(rng):
     k = 6
     h, b, c = _random_case(rng, k, zeros=1, floor_some=True)
@@ -115,11 +106,8 @@ def test_gradients_match_finite_differences(rng):
         def f(v, name=name):
             return log_allocation(**{**args, name: v})
 
-        jac = np.asarray(jax.jacfwd(f)(jnp.asarray(args[name])))
+        jac = assert_grad_matches_fd(f, args[name], rtol=1e-5, atol=1e-8, err_msg=name)
         jac_rev = np.asarray(jax.jacrev(f)(jnp.asarray(args[name])))
-        fd = _central_diff(f, args[name], 1e-6)
-        fd = np.moveaxis(fd, 0, -1) if np.ndim(args[name]) else fd
-        np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-8, err_msg=name)
         np.testing.assert_allclose(jac_rev, jac, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
@@ -128,10 +116,10 @@ def test_jit_and_vmap_agree_and_do_not_recompile(rng):
     hs = rng.dirichlet(np.ones(k), size=8)
     b, c = rng.uniform(0.2, 1.0, k), rng.uniform(0.5, 2.0, k)
     plain = np.stack([np.asarray(allocate(h, b, c, 20.0, 0.5)) for h in hs])
-    jitted = jax.jit(allocate)
-    batched = jax.jit(jax.vmap(allocate, in_axes=(0, None, None, None, None)))
+    # Both raise on a second trace: new values of the same shapes must reuse the compilation.
+    jitted = compile_once(allocate)
+    batched = compile_once(jax.vmap(allocate, in_axes=(0, None, None, None, None)))
     np.testing.assert_allclose(np.asarray(batched(hs, b, c, 20.0, 0.5)), plain, rtol=1e-13)
     for h, p in zip(hs, plain, strict=True):
         np.testing.assert_allclose(np.asarray(jitted(h, b, c, 20.0, 0.5)), p, rtol=1e-13)
-    assert jitted._cache_size() == 1
-    assert batched._cache_size() == 1
+    assert num_traces(jitted) == num_traces(batched) == 1

@@ -1,13 +1,15 @@
-"""The fitter: planted parameters recovered, masks, determinism, compilation reuse, bad input."""
-
-import logging
+"""The fitter: planted parameters recovered, masks, determinism, compilation reuse, evaluation,
+bad input."""
 
 import jax
 import numpy as np
 import pytest
+from helpers import assert_no_retrace, num_traces
 
 import mixscale as ms
 from mixscale import CapacityLaw, LossTable, TableError
+from mixscale._lbfgs import lbfgs_batch
+from mixscale._lm import lm_advance, lm_start
 
 DOMAINS = ("a", "b", "c")
 
@@ -52,20 +54,56 @@ def test_lbfgs_method_also_fits(rng):
     assert res.method == "lbfgs"
 
 
-def test_fit_is_deterministic_and_compiles_once(rng, caplog):
+def test_fit_is_deterministic_and_compiles_once(rng):
     law = _planted()
     table = _table(law, rng)
     first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
-    jax.config.update("jax_log_compiles", True)
-    try:
-        with caplog.at_level(logging.WARNING):
-            second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
-    finally:
-        jax.config.update("jax_log_compiles", False)
+    assert num_traces(lm_start) >= 1 and num_traces(lm_advance) >= 1  # the counters count
+    other = _table(law, rng)  # new values, the same shapes
+    with assert_no_retrace(lm_start, lm_advance):
+        second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
+        ms.fit(CapacityLaw, other, n_restarts=4, seed=4, chunk=2)
     np.testing.assert_array_equal(first.objectives, second.objectives)
-    compiled = [r.getMessage() for r in caplog.records if "_solve_lm" in r.getMessage()
-                and "Compiling" in r.getMessage()]
-    assert compiled == []
+    np.testing.assert_array_equal(first.steps, second.steps)
+    for a, b in zip(jax.tree_util.tree_leaves(first.law), jax.tree_util.tree_leaves(second.law),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_lbfgs_compiles_once(rng):
+    law = _planted()
+    ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=0, chunk=2, method="lbfgs",
+           max_steps=10)
+    assert num_traces(lbfgs_batch) >= 1
+    with assert_no_retrace(lbfgs_batch):
+        ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=1, chunk=2, method="lbfgs",
+               max_steps=10)
+
+
+def test_evaluate_reproduces_the_fit_metrics_and_checks_its_targets(rng):
+    law = _planted()
+    table, valid = _table(law, rng), _table(law, rng)
+    res = ms.fit(CapacityLaw, table, validation=valid, n_restarts=2, seed=0, max_steps=30)
+    again = ms.evaluate(res.law, valid, res.targets, res.train_domains, res.size_unit,
+                        res.token_unit)
+    assert again == res.evaluate(valid)
+    assert again["mre"] == res.validation_metrics["mre"]
+    np.testing.assert_array_equal(res.predict(valid), ms.predict_table(
+        res.law, valid, res.train_domains, res.size_unit, res.token_unit))
+    with pytest.raises(ValueError, match="targets"):
+        ms.evaluate(res.law, valid, res.targets[:2], res.train_domains, 1.0, 1.0)
+    with pytest.raises(TableError, match="units"):
+        ms.evaluate(res.law, valid, res.targets, res.train_domains, 2.0, 1.0)
+    with pytest.raises(TypeError, match="law instance"):
+        ms.evaluate(res, valid, res.targets, res.train_domains, 1.0, 1.0)
+
+
+def test_progress_reports_the_objective_of_the_result(rng):
+    seen = []
+    res = ms.fit(CapacityLaw, _table(_planted(), rng), n_restarts=2, seed=0, max_steps=30,
+                 progress=seen.append)
+    assert [p.done for p in seen][-1] == 2
+    assert seen[-1].best_objective == np.min(res.objectives)
 
 
 def test_out_of_mixture_targets_are_left_out_with_a_note(rng):

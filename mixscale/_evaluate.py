@@ -1,0 +1,105 @@
+"""A law's predictions and error metrics on every run of a loss table.
+
+A law is tied to the training domains (columns of ``h``) and the units of ``N`` and ``D`` of the
+table it was fitted on; both functions check that the table matches them before predicting
+``law.predict(h, N, D)`` for every row (``vmap``). The metrics are those of
+:func:`mixscale.error_metrics` over the observed entries, with each in-mixture target's own
+training-domain weight for ``mre_high_weight``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._metrics import error_metrics
+from .data import LossTable, TableError
+from .laws._base import AbstractLaw
+
+__all__ = ["check_domains", "evaluate", "own_weight", "predict_table"]
+
+
+def check_domains(table: LossTable, train_domains: Sequence[str], size_unit: float,
+                  token_unit: float) -> None:
+    """Raise ``TableError`` unless ``table`` has these training domains (in order) and units."""
+    if tuple(table.train_domains) != tuple(train_domains):
+        raise TableError(f"{table.name}: training domains {list(table.train_domains)} differ "
+                         f"from the law's {list(train_domains)}")
+    if not (np.isclose(table.size_unit, size_unit) and np.isclose(table.token_unit, token_unit)):
+        raise TableError(f"{table.name}: units (size {table.size_unit:g}, tokens "
+                         f"{table.token_unit:g}) differ from the law's ({size_unit:g}, "
+                         f"{token_unit:g})")
+
+
+def _check_law(law) -> None:
+    if not (isinstance(law, eqx.Module) and callable(getattr(law, "predict", None))):
+        raise TypeError(f"expected a law instance (an equinox Module with predict), got "
+                        f"{type(law).__name__}; for a fit result use result.law or "
+                        "result.evaluate(table)")
+
+
+@eqx.filter_jit
+def _batch_predict(law, h, N, D):
+    return jax.vmap(law.predict)(h, N, D)
+
+
+def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[str],
+                  size_unit: float, token_unit: float) -> np.ndarray:
+    """``law.predict`` for every run of ``table``: an ``(n, M)`` array in the law's target order.
+
+    Args:
+        law: a law instance.
+        table: the runs to predict (its loss columns are not read).
+        train_domains: the law's training domains; must equal ``table.train_domains``.
+        size_unit, token_unit: the units of ``N`` and ``D`` the law expects; must match the
+            table's.
+
+    Raises:
+        TableError: if the table's training domains or units differ from the law's.
+    """
+    _check_law(law)
+    check_domains(table, train_domains, size_unit, token_unit)
+    return np.asarray(_batch_predict(law, jnp.asarray(table.weights),
+                                     jnp.asarray(table.model_size), jnp.asarray(table.tokens)))
+
+
+def own_weight(table: LossTable, targets: Sequence[str]) -> np.ndarray:
+    """``(n, M)``: each target's own training-domain weight per row (NaN if out-of-mixture)."""
+    cols = [table.weights[:, table.train_domains.index(t)] if t in table.train_domains
+            else np.full(table.n_runs, np.nan) for t in targets]
+    return np.stack(cols, axis=1)
+
+
+def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
+             train_domains: Sequence[str], size_unit: float, token_unit: float) -> dict:
+    """Error metrics of ``law`` on every run of ``table`` (e.g. held-out or new runs).
+
+    Args:
+        law: a law instance predicting the losses of ``targets``, in that order.
+        table: the runs; it needs a loss column for every target (``NaN`` entries are skipped).
+        targets: the loss domains the law predicts (``FitResult.targets`` for a fitted law).
+        train_domains, size_unit, token_unit: as in :func:`predict_table`.
+
+    Returns:
+        The dict of :func:`mixscale.error_metrics` (``mre``, ``mae``, ``rmse``, ``n``,
+        ``per_domain_mre``, ``mre_high_weight``, ``n_high_weight``).
+
+    Raises:
+        TableError: if the table lacks a target's loss column, or its training domains or units
+            differ from the law's.
+        ValueError: if the law does not predict ``len(targets)`` losses.
+    """
+    missing = [t for t in targets if t not in table.loss_domains]
+    if missing:
+        raise TableError(f"{table.name} has no loss columns for the law's targets {missing}")
+    pred = predict_table(law, table, train_domains, size_unit, token_unit)
+    if pred.shape[1:] != (len(targets),):
+        raise ValueError(f"the law predicts {pred.shape[1:]} losses per run but "
+                         f"{len(targets)} targets were given ({list(targets)}); pass the "
+                         "targets the law was fitted to")
+    obs = table.select_losses(list(targets)).losses
+    return error_metrics(pred, obs, targets, own_weight=own_weight(table, targets))

@@ -1,0 +1,211 @@
+r"""Levenberg–Marquardt on the Huber objective, for a queue of restarts on a few vectorised slots.
+
+One step, at flat parameters :math:`p` with residuals :math:`r = \psi_\delta(\cdot)` and their
+Jacobian :math:`J` (forward mode; see :mod:`mixscale._objective`), :math:`A = J^\top J` and
+:math:`g = J^\top r`:
+
+.. math::
+
+    (A + \mu\,\mathrm{diag}(s))\,\Delta = -g, \qquad
+    s_i = \max(A_{ii},\ 10^{-12} \max_j A_{jj})
+
+(Marquardt's scaled damping). The step is accepted when the new objective
+:math:`f = \tfrac12\|r\|^2` is finite and lower. The damping follows Nielsen: on acceptance
+:math:`\mu \leftarrow \mu \max(1/3,\ 1 - (2\rho - 1)^3)` and :math:`\nu \leftarrow 2`, with
+:math:`\rho` the actual over the predicted decrease
+:math:`\tfrac12\Delta^\top(\mu\,s\odot\Delta - g)`; on rejection :math:`\mu \leftarrow \mu\nu`,
+:math:`\nu \leftarrow 2\nu`. Every iteration, accepted or not, counts as a step.
+
+Stopping. A restart has converged once two accepted steps in a row each lower :math:`f` by less
+than ``rtol`` relative to its value before the step, or once :math:`\mu > 10^{16}` (no step of any
+length lowers it: a minimum to rounding). It has failed when :math:`f` is not finite, and it stops
+unconverged after ``max_steps`` steps.
+
+The slot queue. :func:`solve_lm` runs ``width`` restarts side by side under ``vmap``. Because a
+vectorised ``while_loop`` runs until its slowest slot is done, the restarts advance in segments of
+``SEGMENT`` steps (:func:`lm_advance`; a slot that has stopped is carried along unchanged). After
+each segment the host records the restarts that have stopped and hands their slots the next
+restarts of the queue (:func:`lm_start` always initialises a full batch, padded by repeating a
+restart, so it compiles once); once the queue is empty, stopped slots stay idle until the last
+restart stops. Segments only decide when a stopped slot is refilled: a restart's iterates do not
+depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
+batched linear solve of another width may round differently.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+from ._objective import FitData, Layout, Solution, residuals
+
+__all__ = ["LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
+
+#: Steps a slot advances between two visits of the host (refills of stopped slots).
+SEGMENT = 25
+
+
+class LMState(eqx.Module):
+    """The Levenberg–Marquardt state of one restart (batched ``(W, ...)`` over slots).
+
+    Attributes:
+        params: ``(P,)`` flat parameters (see :class:`mixscale._objective.Layout`).
+        residuals: ``(n·M,)`` ``ψ_δ`` residuals at ``params``.
+        jacobian: ``(n·M, P)`` their Jacobian.
+        objective: ``f = ½‖residuals‖²`` (not divided by the number of observed entries).
+        damping: Marquardt's ``μ``.
+        steps: iterations taken, accepted or not.
+        small_steps: accepted steps in a row whose relative decrease was below ``rtol``.
+        done: whether the restart has stopped (converged or failed).
+        nu: Nielsen's growth factor of ``μ`` on a rejected step.
+        converged: whether the stopping rule was met.
+    """
+
+    params: Array
+    residuals: Array
+    jacobian: Array
+    objective: Array
+    damping: Array
+    steps: Array
+    small_steps: Array
+    done: Array
+    nu: Array
+    converged: Array
+
+
+def _residual_functions(static, data: FitData, delta, layout: Layout):
+    def res(p):
+        return residuals(layout.unravel(p), static, data, delta)
+
+    def linearise(p):
+        return res(p), jax.jacfwd(res)(p)
+
+    return res, linearise
+
+
+# `assert_max_traces(max_traces=None)` only counts traces (no limit): the tests read the count
+# with `eqx.debug.get_num_traces` to check that a second fit compiles nothing.
+@eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)
+def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: Layout) -> LMState:
+    """The initial state of every slot, from flat initial parameters ``(W, P)``."""
+    _, linearise = _residual_functions(static, data, delta, layout)
+
+    def one(p):
+        r, jac = linearise(p)
+        f = 0.5 * jnp.dot(r, r)
+        return LMState(params=p, residuals=r, jacobian=jac, objective=f,
+                       damping=jnp.asarray(1e-3, p.dtype), steps=jnp.asarray(0),
+                       small_steps=jnp.asarray(0), done=~jnp.isfinite(f),
+                       nu=jnp.asarray(2.0, p.dtype), converged=jnp.asarray(False))
+
+    return jax.vmap(one)(flat_params)
+
+
+@eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)
+def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layout, rtol: float,
+               max_steps: int, segment: int) -> LMState:
+    """Advance every slot that has not stopped by up to ``segment`` steps (at most to
+    ``max_steps`` in all); see the module docstring for the step and the stopping rule."""
+    res, linearise = _residual_functions(static, data, delta, layout)
+
+    def one(s: LMState) -> LMState:
+        stop_at = jnp.minimum(s.steps + segment, max_steps)
+
+        def cond(s):
+            return (s.steps < stop_at) & ~s.done
+
+        def body(s):
+            p, r, jac, f, mu, nu, small = (s.params, s.residuals, s.jacobian, s.objective,
+                                           s.damping, s.nu, s.small_steps)
+            g = jac.T @ r
+            a = jac.T @ jac
+            scale = jnp.maximum(jnp.diag(a), 1e-12 * jnp.max(jnp.diag(a)))
+            step = jnp.linalg.solve(a + mu * jnp.diag(scale), -g)
+            r_new = res(p + step)
+            f_new = 0.5 * jnp.dot(r_new, r_new)
+            predicted = 0.5 * jnp.dot(step, mu * scale * step - g)
+            gain = (f - f_new) / jnp.where(predicted > 0, predicted, 1.0)
+            accept = jnp.isfinite(f_new) & (f_new < f)
+            mu = jnp.where(accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3),
+                           mu * nu)
+            nu = jnp.where(accept, 2.0, 2.0 * nu)
+            rel = (f - f_new) / jnp.maximum(f, 1e-300)
+            small = jnp.where(accept, jnp.where(rel < rtol, small + 1, 0), small)
+            p = jnp.where(accept, p + step, p)
+            r_lin, j_lin = linearise(p)
+            r = jnp.where(accept, r_lin, r)
+            jac = jnp.where(accept, j_lin, jac)
+            f = jnp.where(accept, f_new, f)
+            converged = (small >= 2) | (mu > 1e16)
+            done = converged | ~jnp.isfinite(f)
+            return LMState(params=p, residuals=r, jacobian=jac, objective=f, damping=mu,
+                           steps=s.steps + 1, small_steps=small, done=done, nu=nu,
+                           converged=converged)
+
+        return lax.while_loop(cond, body, s)
+
+    return jax.vmap(one)(state)
+
+
+def _set_rows(leaf, rows: np.ndarray, fresh):
+    """``leaf`` with its ``rows`` replaced by the first ``len(rows)`` rows of ``fresh``."""
+    out = np.array(leaf)
+    out[rows] = np.asarray(fresh)[: len(rows)]
+    return jnp.asarray(out)
+
+
+def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
+             width: int, progress=None) -> Solution:
+    """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
+
+    The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
+    ``progress(finished, best_objective)``, if given, is called after every segment in which a
+    restart stopped (``best_objective``: the lowest ``J`` among the finished restarts).
+    """
+    n = jax.tree_util.tree_leaves(params)[0].shape[0]
+    layout = Layout.of(jax.tree_util.tree_map(lambda x: x[0], params))
+    flat = jax.vmap(layout.ravel)(params)
+    width = min(width, n)
+    queue = list(range(width, n))
+    slot_of = np.arange(width)  # restart held by each slot (-1: none)
+    state = lm_start(flat[:width], static, data, delta, layout)
+    out_p = np.zeros(flat.shape)
+    out_f = np.full(n, np.inf)
+    out_conv = np.zeros(n, bool)
+    out_steps = np.zeros(n, np.int64)
+    count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
+    finished = 0
+    while True:
+        state = lm_advance(state, static, data, delta, layout, rtol, max_steps, SEGMENT)
+        done = np.asarray(state.done) | (np.asarray(state.steps) >= max_steps)
+        free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
+        if free:
+            p_np, f_np = np.asarray(state.params), np.asarray(state.objective)
+            conv_np, steps_np = np.asarray(state.converged), np.asarray(state.steps)
+            for i in free:
+                k = slot_of[i]
+                out_p[k], out_f[k] = p_np[i], f_np[i]
+                out_conv[k], out_steps[k] = conv_np[i], steps_np[i]
+                slot_of[i] = -1
+                finished += 1
+            refill = np.asarray(free[: len(queue)], dtype=np.int64)
+            if refill.size:
+                take = [queue.pop(0) for _ in refill]
+                # Always start a full batch (padded by repetition): one compilation.
+                fresh = lm_start(flat[np.asarray(take + take[:1] * (width - len(take)))],
+                                 static, data, delta, layout)
+                state = jax.tree_util.tree_map(
+                    lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
+                slot_of[refill] = take
+            if progress is not None:
+                progress(finished, float(np.min(out_f)) / count)
+        if finished == n:
+            break
+    params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
+    return Solution(params=params_out, objectives=out_f / count,
+                    converged=out_conv & np.isfinite(out_f), steps=out_steps)
