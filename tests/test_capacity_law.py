@@ -4,10 +4,10 @@ floor, gradients where a domain sits on the head floor ``x = H``. What every law
 for all laws in ``test_laws.py``."""
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_grad_matches_fd
 
 from mixscale import CapacityLaw, allocate, parameter_count
 
@@ -85,26 +85,15 @@ def test_weight_floor_zero_is_the_pure_law():
                                   np.asarray(law.predict(h, 30.0, 5.0)))
 
 
-def _fd_check(f, x, rtol=1e-5, eps=1e-6):
-    x = np.asarray(x, dtype=np.float64)
-    jac = np.asarray(jax.jacfwd(f)(jnp.asarray(x)))
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        step = eps * max(1.0, abs(x[i]))
-        e[i] = step
-        fd = (np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * step)
-        np.testing.assert_allclose(jac[(...,) + i], fd, rtol=rtol, atol=1e-9)
-
-
 @pytest.mark.parametrize("variant", ["full", "capacity", "tied"])
 def test_gradients_match_finite_differences(variant):
     law = _law(variant)
     h = np.array([0.002, 0.298, 0.3, 0.4])  # domain 0 sits on the floor x = H, the rest do not
     x = np.asarray(law.allocation(h, 12.0))
     assert x[0] == pytest.approx(float(law.H)) and np.all(x[1:] > 1.01 * float(law.H))
-    _fd_check(lambda v: law.predict(v, 12.0, 5.0), h)
-    _fd_check(lambda n: law.predict(h, n, 5.0), np.float64(12.0))
-    _fd_check(lambda d: law.predict(h, 12.0, d), np.float64(5.0))
+    assert_grad_matches_fd(lambda v: law.predict(v, 12.0, 5.0), h, rtol=1e-5)
+    assert_grad_matches_fd(lambda n: law.predict(h, n, 5.0), np.float64(12.0), rtol=1e-5)
+    assert_grad_matches_fd(lambda d: law.predict(h, 12.0, d), np.float64(5.0), rtol=1e-5)
     params, static = eqx.partition(law, eqx.is_inexact_array)
     names = [n for n in ("log_b", "log_c", "log_H", "log_E", "log_A", "log_a",
                          "log_alpha_minus_1", "log_beta", "log_kappa")
@@ -115,7 +104,7 @@ def test_gradients_match_finite_differences(variant):
             return eqx.combine(eqx.tree_at(lambda p: getattr(p, name), params, v),
                                static).predict(h, 12.0, 5.0)
 
-        _fd_check(f, np.asarray(getattr(law, name)))
+        assert_grad_matches_fd(f, np.asarray(getattr(law, name)), rtol=1e-5)
 
 
 def test_bad_construction_is_refused():
