@@ -48,7 +48,8 @@ __all__ = ["Blocks", "compressed_jacobian", "parameter_owners", "solve_normal_eq
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Blocks:
-    """Where each flat parameter sits in the arrow structure (hashable by identity: static).
+    """Where each flat parameter sits in the arrow structure (hashable by value: a static
+    argument of compiled functions, so equal structures share one compilation).
 
     Attributes:
         n_params: ``P``.
@@ -63,6 +64,46 @@ class Blocks:
     own: np.ndarray
     shared: np.ndarray
     seeds: np.ndarray
+
+    def _key(self):
+        return (self.n_params, self.n_targets, self.own.shape, self.own.tobytes(),
+                self.shared.tobytes())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Blocks) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    @property
+    def separable(self) -> bool:
+        """No shared parameter: the fit is ``M`` independent problems, one per target."""
+        return self.shared.size == 0
+
+    @property
+    def n_groups(self) -> int:
+        """Independent problems: ``M`` when separable, else one."""
+        return self.n_targets if self.separable else 1
+
+    @property
+    def target_group(self) -> np.ndarray:
+        """``(M,)`` problem of each target."""
+        return np.arange(self.n_targets) if self.separable else np.zeros(self.n_targets, int)
+
+    @property
+    def param_target(self) -> np.ndarray:
+        """``(P,)`` owning target of each flat parameter, ``-1`` if shared."""
+        out = np.full(self.n_params, -1)
+        for m in range(self.n_targets):
+            cols = self.own[m][self.own[m] >= 0]
+            out[cols] = m
+        return out
+
+    @property
+    def param_group(self) -> np.ndarray:
+        """``(P,)`` problem of each flat parameter."""
+        owner = self.param_target
+        return np.where(owner >= 0, self.target_group[np.maximum(owner, 0)], 0)
 
     @property
     def width(self) -> int:
@@ -126,6 +167,10 @@ def compressed_jacobian(fun, p: Array, blocks: Blocks) -> tuple[Array, Array]:
 
     ``fun`` returns residuals ordered ``(run, target)`` (``M`` fastest). One linearisation and
     ``W + S`` Jacobian-vector products."""
+    if blocks.width == 0:  # nothing to compress: the plain forward-mode Jacobian
+        r = fun(p)
+        return r, jax.jacfwd(fun)(p)[:, blocks.shared].reshape(-1, blocks.n_targets,
+                                                               blocks.n_colours)
     r, jvp = jax.linearize(fun, p)
     cols = jax.vmap(jvp)(jnp.asarray(blocks.seeds, dtype=p.dtype))  # (C, n·M)
     return r, cols.T.reshape(-1, blocks.n_targets, blocks.n_colours)
@@ -141,6 +186,28 @@ def _scatter(blocks: Blocks, own: Array, shared: Array) -> Array:
     return out.at[blocks.shared].set(shared)
 
 
+def column_mask(blocks: Blocks, keep: Array) -> Array:
+    """``(M, W + S)`` mask of the compressed Jacobian keeping the flat parameters ``keep``
+    ``(P,)`` (bool): zeroing a column there removes that parameter from the step."""
+    keep = keep.astype(jnp.float64) if keep.dtype == bool else keep
+    own = jnp.where(jnp.asarray(blocks.own) >= 0, keep[jnp.maximum(jnp.asarray(blocks.own), 0)],
+                    1.0)
+    shared = jnp.broadcast_to(keep[jnp.asarray(blocks.shared, dtype=jnp.int32)],
+                              (blocks.n_targets, blocks.shared.size))
+    return jnp.concatenate([own, shared], axis=1)
+
+
+def gradient(jc: Array, r: Array, blocks: Blocks) -> Array:
+    """``Jᵀr`` ``(P,)`` from the compressed Jacobian."""
+    w = blocks.width
+    r3 = r.reshape(-1, blocks.n_targets)
+    g_own = jnp.einsum("nmi,nm->mi", jc[:, :, :w], r3)
+    if w == 0:  # the dense problem: the plain product (the same rounding as a dense solver)
+        return _scatter(blocks, g_own, jc.reshape(r.shape[0], -1).T @ r)
+    g_shared = jnp.einsum("nmi,nm->i", jc[:, :, w:], r3)
+    return _scatter(blocks, g_own, g_shared)
+
+
 def normal_parts(jc: Array, r: Array, blocks: Blocks):
     """The blocks of ``JᵀJ`` and ``Jᵀr`` from the compressed Jacobian ``(n, M, W + S)``."""
     w = blocks.width
@@ -148,18 +215,22 @@ def normal_parts(jc: Array, r: Array, blocks: Blocks):
     jo, js = jc[:, :, :w], jc[:, :, w:]
     a = jnp.einsum("nmi,nmj->mij", jo, jo)       # (M, W, W)
     b = jnp.einsum("nmi,nmj->mij", jo, js)       # (M, W, S)
-    c = jnp.einsum("nmi,nmj->ij", js, js)        # (S, S)
     g_own = jnp.einsum("nmi,nm->mi", jo, r3)     # (M, W)
+    if w == 0:  # the dense problem: plain products (the same rounding as a dense solver)
+        j2 = jc.reshape(r.shape[0], -1)
+        return a, b, j2.T @ j2, g_own, j2.T @ r
+    c = jnp.einsum("nmi,nmj->ij", js, js)        # (S, S)
     g_shared = jnp.einsum("nmi,nm->i", js, r3)   # (S,)
     return a, b, c, g_own, g_shared
 
 
-def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu: Array,
+def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu_own: Array, mu_shared: Array,
                            scale_floor: float = 1e-12) -> tuple[Array, Array, Array]:
-    """Solve ``(JᵀJ + μ diag(s)) Δ = −Jᵀr`` by the Schur complement of the shared block.
+    """Solve ``(JᵀJ + diag(μ s)) Δ = −Jᵀr`` by the Schur complement of the shared block.
 
-    ``s_i = max((JᵀJ)_ii, scale_floor · max_j (JᵀJ)_jj)`` (Marquardt's scaling). Returns the step
-    ``Δ``, the gradient ``g = Jᵀr`` and ``s``, each flat ``(P,)``."""
+    ``s_i = max((JᵀJ)_ii, scale_floor · max_j (JᵀJ)_jj)`` (Marquardt's scaling); the damping is
+    ``mu_own[m]`` ``(M,)`` on target ``m``'s own parameters and ``mu_shared`` on the shared ones.
+    Returns the step ``Δ``, the gradient ``g = Jᵀr`` and ``s``, each flat ``(P,)``."""
     a, b, c, g_own, g_shared = normal_parts(jc, r, blocks)
     pad = jnp.asarray(blocks.own < 0)
     d_own = jnp.diagonal(a, axis1=1, axis2=2)
@@ -169,8 +240,8 @@ def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu: Array,
     s_own = jnp.where(pad, 1.0, jnp.maximum(d_own, scale_floor * top))
     s_shared = jnp.maximum(d_shared, scale_floor * top)
     eye = jnp.eye(blocks.width, dtype=jc.dtype)
-    a_damped = a + (jnp.where(pad, 1.0, mu * s_own))[:, :, None] * eye  # pads: unit diagonal
-    c_damped = c + jnp.diag(mu * s_shared)
+    a_damped = a + (jnp.where(pad, 1.0, mu_own[:, None] * s_own))[:, :, None] * eye  # pads: 1
+    c_damped = c + jnp.diag(mu_shared * s_shared)
     if blocks.width:
         x = jnp.linalg.solve(a_damped, jnp.concatenate([b, g_own[:, :, None]], axis=2))
         x_b, x_g = x[:, :, :-1], x[:, :, -1]                       # A⁻¹B, A⁻¹g

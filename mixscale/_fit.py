@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._bounds import bound_trees, count_at_bounds
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
 from ._lm import solve_lm
@@ -89,6 +90,8 @@ class FitResult:
         notes: remarks for the user (e.g. loss columns the law cannot predict).
         method: the optimiser used (``"lm"`` or ``"lbfgs"``).
         timings: ``total_s``, wall seconds of the fit (compilation included on a first call).
+        at_bounds: how many of the best law's parameters lie on a bound of their range
+            (:meth:`mixscale.laws.AbstractLaw.parameter_bounds`).
     """
 
     law: AbstractLaw
@@ -107,6 +110,7 @@ class FitResult:
     notes: tuple[str, ...]
     method: str
     timings: Mapping[str, float]
+    at_bounds: int = 0
 
     @property
     def spec(self) -> LawSpec:
@@ -144,7 +148,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
         method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
-        progress: Callable[[FitProgress], None] | None = None) -> FitResult:
+        progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
+        use_bounds: bool = True) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -170,6 +175,11 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             share one compilation.
         progress: optional callback receiving :class:`FitProgress` as restarts finish (LM:
             after each 25-step segment in which one stopped; L-BFGS: after each chunk).
+        use_structure: let LM use the law's per-target structure (:mod:`mixscale._blocks`):
+            compressed Jacobians, a Schur-complement solve and, when no parameter is shared, one
+            damping and stopping rule per target. ``False`` treats every parameter as shared
+            (one dense problem).
+        use_bounds: keep the parameters in the law's ranges (:meth:`parameter_bounds`).
 
     Returns:
         A :class:`FitResult`.
@@ -223,10 +233,19 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             progress(FitProgress(done=done, n_restarts=n_restarts, best_objective=best,
                                  elapsed_s=time.perf_counter() - t0))
 
-    sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report)
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
+    bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
+                         if use_bounds else {})
+    extra = ({"per_target_fields": law_class.per_target_fields if use_structure else ()}
+             if method == "lm" else {})
+    sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report,
+                           bounds=bounds, **extra)
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
     timings = {"total_s": time.perf_counter() - t0}
-    objectives = np.where(np.isfinite(f), f, np.inf)
+    # A restart counts only with a finite objective and finite parameters.
+    finite_params = np.all(np.stack([np.all(np.isfinite(np.asarray(x)).reshape(len(f), -1), 1)
+                                     for x in jax.tree_util.tree_leaves(sol.params)]), 0)
+    objectives = np.where(np.isfinite(f) & finite_params, f, np.inf)
     if not np.isfinite(objectives).any():
         raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")
     best = int(np.argmin(objectives))
@@ -241,4 +260,5 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation_metrics=None if validation is None else metrics(validation),
         objectives=objectives, converged=conv & np.isfinite(f), steps=np.asarray(sol.steps),
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
-        timings=timings)
+        timings=timings, at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array),
+                                                   *bounds))

@@ -141,6 +141,7 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "best": result.best,
         "notes": list(result.notes),
         "timings": _jsonable(dict(result.timings)),
+        "at_bounds": result.at_bounds,
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -228,7 +229,13 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         train_metrics=doc["train_metrics"], validation_metrics=doc["validation_metrics"],
         objectives=objectives, converged=converged, steps=steps, best=best,
         n_params=parameter_count(law), notes=tuple(notes), method=doc["method"],
-        timings=doc["timings"] or {})
+        timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where))
+
+
+def _at_bounds(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{where}: at_bounds must be a non-negative integer, got {v!r}")
+    return v
 
 
 _REQUIRED = ("law", "fields", "law_options", "targets", "train_domains", "size_unit",

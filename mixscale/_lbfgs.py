@@ -58,9 +58,10 @@ def _optimiser() -> optax.GradientTransformationExtraArgs:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def lbfgs_batch(params, static, data: FitData, delta: Array, rtol: float,
+def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol: float,
                 max_steps: int) -> LBFGSState:
-    """Run every restart of ``params`` (leaves batched ``(W, ...)``) until it stops."""
+    """Run every restart of ``params`` (leaves batched ``(W, ...)``) until it stops, each
+    iterate clipped to ``[lower, upper]`` (pytrees like one restart's parameters)."""
     opt = _optimiser()
 
     def fun(p):
@@ -76,7 +77,8 @@ def lbfgs_batch(params, static, data: FitData, delta: Array, rtol: float,
             value, grad = value_and_grad(s.params, state=s.opt_state)
             updates, opt_state = opt.update(grad, s.opt_state, s.params, value=value, grad=grad,
                                             value_fn=fun)
-            p = optax.apply_updates(s.params, updates)
+            p = jax.tree_util.tree_map(jnp.clip, optax.apply_updates(s.params, updates),
+                                       lower, upper)
             f_new = optax.tree.get(opt_state, "value")
             failed = ~jnp.isfinite(f_new)
             slow = (s.objective - f_new) <= rtol * jnp.maximum(jnp.abs(f_new), 1e-300)
@@ -86,6 +88,7 @@ def lbfgs_batch(params, static, data: FitData, delta: Array, rtol: float,
                               objective=f_new, slow_steps=slow_steps, done=failed | converged,
                               converged=converged)
 
+        p = jax.tree_util.tree_map(jnp.clip, p, lower, upper)
         f0 = fun(p)
         init = LBFGSState(params=p, opt_state=opt.init(p), steps=jnp.asarray(0), objective=f0,
                           slow_steps=jnp.asarray(0), done=~jnp.isfinite(f0),
@@ -96,7 +99,7 @@ def lbfgs_batch(params, static, data: FitData, delta: Array, rtol: float,
 
 
 def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
-                width: int, progress=None) -> Solution:
+                width: int, progress=None, bounds=None) -> Solution:
     """L-BFGS for every restart in ``params`` (leaves batched ``(R, ...)``), ``width`` at a time.
 
     ``progress(finished, best_objective)``, if given, is called after every chunk.
@@ -106,10 +109,15 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
     pad = -n % width
     padded = jax.tree_util.tree_map(
         lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]), params)
+    if bounds is None:
+        first = jax.tree_util.tree_map(lambda x: x[0], params)
+        bounds = (jax.tree_util.tree_map(lambda x: jnp.full(x.shape, -jnp.inf), first),
+                  jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.inf), first))
     outs = []
     for start in range(0, n + pad, width):
         chunk = jax.tree_util.tree_map(lambda x, s=start: x[s:s + width], padded)
-        out = jax.block_until_ready(lbfgs_batch(chunk, static, data, delta, rtol, max_steps))
+        out = jax.block_until_ready(lbfgs_batch(chunk, static, data, delta, *bounds, rtol,
+                                                 max_steps))
         outs.append(out)
         if progress is not None:
             f_all = np.concatenate([np.asarray(o.objective) for o in outs])[:n]

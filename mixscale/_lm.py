@@ -40,6 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from ._blocks import (
+    Blocks,
+    column_mask,
+    compressed_jacobian,
+    gradient,
+    parameter_owners,
+    solve_normal_equations,
+)
 from ._objective import FitData, Layout, Solution, residuals
 
 __all__ = ["LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
@@ -51,67 +59,99 @@ SEGMENT = 25
 class LMState(eqx.Module):
     """The Levenberg–Marquardt state of one restart (batched ``(W, ...)`` over slots).
 
+    The fit is ``G`` independent problems (:attr:`mixscale._blocks.Blocks.n_groups`: one per
+    target when no parameter is shared, else one), each with its own damping, acceptance and
+    stopping rule.
+
     Attributes:
         params: ``(P,)`` flat parameters (see :class:`mixscale._objective.Layout`).
         residuals: ``(n·M,)`` ``ψ_δ`` residuals at ``params``.
-        jacobian: ``(n·M, P)`` their Jacobian.
+        jacobian: ``(n, M, W + S)`` their compressed Jacobian (:mod:`mixscale._blocks`).
         objective: ``f = ½‖residuals‖²`` (not divided by the number of observed entries).
-        damping: Marquardt's ``μ``.
+        group_objectives: ``(G,)`` each problem's share of ``f``.
+        damping: ``(G,)`` Marquardt's ``μ`` of each problem.
         steps: iterations taken, accepted or not.
-        small_steps: accepted steps in a row whose relative decrease was below ``rtol``.
+        small_steps: ``(G,)`` accepted steps in a row whose relative decrease was below ``rtol``.
         done: whether the restart has stopped (converged or failed).
-        nu: Nielsen's growth factor of ``μ`` on a rejected step.
-        converged: whether the stopping rule was met.
+        nu: ``(G,)`` Nielsen's growth factor of ``μ`` on a rejected step.
+        group_converged: ``(G,)`` whether each problem met the stopping rule.
+        converged: whether every problem met the stopping rule.
     """
 
     params: Array
     residuals: Array
     jacobian: Array
     objective: Array
+    group_objectives: Array
     damping: Array
     steps: Array
     small_steps: Array
     done: Array
     nu: Array
+    group_converged: Array
     converged: Array
 
 
-def _residual_functions(static, data: FitData, delta, layout: Layout):
+def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:
+    """``Σ_{i in group} x_i y_i`` for each group ``(G,)`` (one dot product when ``G = 1``)."""
+    if n_groups == 1:
+        return jnp.dot(x, y)[None]
+    return jax.ops.segment_sum(x * y, group, num_segments=n_groups)
+
+
+def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Blocks):
     def res(p):
         return residuals(layout.unravel(p), static, data, delta)
 
     def linearise(p):
-        return res(p), jax.jacfwd(res)(p)
+        return compressed_jacobian(res, p, blocks)
 
-    return res, linearise
+    def group_objectives(r):
+        if blocks.n_groups == 1:
+            return (0.5 * jnp.dot(r, r))[None]
+        per_target = 0.5 * jnp.sum(r.reshape(-1, blocks.n_targets) ** 2, axis=0)
+        return jax.ops.segment_sum(per_target, jnp.asarray(blocks.target_group),
+                                   num_segments=blocks.n_groups)
+
+    return res, linearise, group_objectives
 
 
 # `assert_max_traces(max_traces=None)` only counts traces (no limit): the tests read the count
 # with `eqx.debug.get_num_traces` to check that a second fit compiles nothing.
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: Layout) -> LMState:
-    """The initial state of every slot, from flat initial parameters ``(W, P)``."""
-    _, linearise = _residual_functions(static, data, delta, layout)
+def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: Layout,
+             blocks: Blocks, lower: Array, upper: Array) -> LMState:
+    """The initial state of every slot, from flat initial parameters ``(W, P)`` (clipped to
+    ``[lower, upper]``)."""
+    _, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
+    g = blocks.n_groups
 
     def one(p):
+        p = jnp.where(jnp.isfinite(lower) | jnp.isfinite(upper), jnp.clip(p, lower, upper), p)
         r, jac = linearise(p)
-        f = 0.5 * jnp.dot(r, r)
-        return LMState(params=p, residuals=r, jacobian=jac, objective=f,
-                       damping=jnp.asarray(1e-3, p.dtype), steps=jnp.asarray(0),
-                       small_steps=jnp.asarray(0), done=~jnp.isfinite(f),
-                       nu=jnp.asarray(2.0, p.dtype), converged=jnp.asarray(False))
+        f_g = group_objectives(r)
+        f = f_g[0] if g == 1 else jnp.sum(f_g)
+        return LMState(params=p, residuals=r, jacobian=jac, objective=f, group_objectives=f_g,
+                       damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.asarray(0),
+                       small_steps=jnp.zeros(g, int), done=~jnp.isfinite(f),
+                       nu=jnp.full(g, 2.0, p.dtype), group_converged=jnp.zeros(g, bool),
+                       converged=jnp.asarray(False))
 
     return jax.vmap(one)(flat_params)
 
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layout, rtol: float,
-               max_steps: int, segment: int) -> LMState:
+def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layout,
+               blocks: Blocks, lower: Array, upper: Array, rtol: float, max_steps: int,
+               segment: int, bounded: bool = True) -> LMState:
     """Advance every slot that has not stopped by up to ``segment`` steps (at most to
     ``max_steps`` in all); see the module docstring for the step and the stopping rule."""
-    res, linearise = _residual_functions(static, data, delta, layout)
+    res, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
+    target_group = jnp.asarray(blocks.target_group)
+    param_group = jnp.asarray(blocks.param_group)
+    n_groups = blocks.n_groups
 
     def one(s: LMState) -> LMState:
         stop_at = jnp.minimum(s.steps + segment, max_steps)
@@ -120,32 +160,43 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
             return (s.steps < stop_at) & ~s.done
 
         def body(s):
-            p, r, jac, f, mu, nu, small = (s.params, s.residuals, s.jacobian, s.objective,
-                                           s.damping, s.nu, s.small_steps)
-            g = jac.T @ r
-            a = jac.T @ jac
-            scale = jnp.maximum(jnp.diag(a), 1e-12 * jnp.max(jnp.diag(a)))
-            step = jnp.linalg.solve(a + mu * jnp.diag(scale), -g)
-            r_new = res(p + step)
-            f_new = 0.5 * jnp.dot(r_new, r_new)
-            predicted = 0.5 * jnp.dot(step, mu * scale * step - g)
+            p, r, jac, f, mu, nu, small = (s.params, s.residuals, s.jacobian,
+                                           s.group_objectives, s.damping, s.nu, s.small_steps)
+            # Parameters on a bound whose descent direction leaves the box are held there
+            # (their Jacobian columns removed); the rest take the damped Gauss-Newton step.
+            if bounded:
+                g = gradient(jac, r, blocks)
+                held = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
+                step, _, scale = solve_normal_equations(jac * column_mask(blocks, ~held), r,
+                                                        blocks, mu[target_group], mu[0])
+                trial = p + step
+                inside = jnp.clip(trial, lower, upper)  # stay in the box
+                step = jnp.where(inside == trial, step, inside - p)
+            else:
+                step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group], mu[0])
+                inside = p + step
+            trial = jnp.where(s.group_converged[param_group], p, inside)  # finished problems
+            step = jnp.where(s.group_converged[param_group], 0.0, step)
+            f_new = group_objectives(res(trial))
+            predicted = _per_group(0.5 * step, mu[param_group] * scale * step - g, param_group,
+                                   n_groups)
             gain = (f - f_new) / jnp.where(predicted > 0, predicted, 1.0)
-            accept = jnp.isfinite(f_new) & (f_new < f)
+            accept = jnp.isfinite(f_new) & (f_new < f) & ~s.group_converged
             mu = jnp.where(accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3),
-                           mu * nu)
+                           jnp.where(s.group_converged, mu, mu * nu))
             nu = jnp.where(accept, 2.0, 2.0 * nu)
             rel = (f - f_new) / jnp.maximum(f, 1e-300)
             small = jnp.where(accept, jnp.where(rel < rtol, small + 1, 0), small)
-            p = jnp.where(accept, p + step, p)
-            r_lin, j_lin = linearise(p)
-            r = jnp.where(accept, r_lin, r)
-            jac = jnp.where(accept, j_lin, jac)
-            f = jnp.where(accept, f_new, f)
-            converged = (small >= 2) | (mu > 1e16)
-            done = converged | ~jnp.isfinite(f)
-            return LMState(params=p, residuals=r, jacobian=jac, objective=f, damping=mu,
-                           steps=s.steps + 1, small_steps=small, done=done, nu=nu,
-                           converged=converged)
+            p = jnp.where(accept[param_group], trial, p)
+            r, jac = linearise(p)  # unchanged where a problem's step was rejected
+            f_g = group_objectives(r)
+            group_converged = s.group_converged | (small >= 2) | (mu > 1e16)
+            converged = jnp.all(group_converged)
+            total = f_g[0] if n_groups == 1 else jnp.sum(f_g)
+            return LMState(params=p, residuals=r, jacobian=jac, objective=total,
+                           group_objectives=f_g, damping=mu, steps=s.steps + 1,
+                           small_steps=small, done=converged | ~jnp.isfinite(total), nu=nu,
+                           group_converged=group_converged, converged=converged)
 
         return lax.while_loop(cond, body, s)
 
@@ -160,7 +211,8 @@ def _set_rows(leaf, rows: np.ndarray, fresh):
 
 
 def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
-             width: int, progress=None) -> Solution:
+             width: int, progress=None, per_target_fields: tuple[str, ...] = (),
+             bounds=None) -> Solution:
     """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
 
     The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
@@ -168,12 +220,20 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     restart stopped (``best_objective``: the lowest ``J`` among the finished restarts).
     """
     n = jax.tree_util.tree_leaves(params)[0].shape[0]
-    layout = Layout.of(jax.tree_util.tree_map(lambda x: x[0], params))
+    first = jax.tree_util.tree_map(lambda x: x[0], params)
+    layout = Layout.of(first)
+    n_targets = int(data.mask.shape[1])
+    blocks = Blocks.from_owners(parameter_owners(first, per_target_fields, n_targets), n_targets)
+    if bounds is None:
+        lower, upper = jnp.full(layout.size, -jnp.inf), jnp.full(layout.size, jnp.inf)
+    else:
+        lower, upper = layout.ravel(bounds[0]), layout.ravel(bounds[1])
+    bounded = bool(jnp.any(jnp.isfinite(lower)) | jnp.any(jnp.isfinite(upper)))
     flat = jax.vmap(layout.ravel)(params)
     width = min(width, n)
     queue = list(range(width, n))
     slot_of = np.arange(width)  # restart held by each slot (-1: none)
-    state = lm_start(flat[:width], static, data, delta, layout)
+    state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper)
     out_p = np.zeros(flat.shape)
     out_f = np.full(n, np.inf)
     out_conv = np.zeros(n, bool)
@@ -181,7 +241,8 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
     finished = 0
     while True:
-        state = lm_advance(state, static, data, delta, layout, rtol, max_steps, SEGMENT)
+        state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol,
+                           max_steps, SEGMENT, bounded)
         done = np.asarray(state.done) | (np.asarray(state.steps) >= max_steps)
         free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
         if free:
@@ -198,7 +259,7 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
                 take = [queue.pop(0) for _ in refill]
                 # Always start a full batch (padded by repetition): one compilation.
                 fresh = lm_start(flat[np.asarray(take + take[:1] * (width - len(take)))],
-                                 static, data, delta, layout)
+                                 static, data, delta, layout, blocks, lower, upper)
                 state = jax.tree_util.tree_map(
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take

@@ -139,6 +139,11 @@ class Layout:
         leaves, treedef = jax.tree_util.tree_flatten(tree)
         return cls(treedef, tuple(tuple(np.shape(x)) for x in leaves))
 
+    @property
+    def size(self) -> int:
+        """``P``, the number of scalars."""
+        return int(sum(np.prod(s) for s in self.shapes))
+
     def ravel(self, tree) -> Array:
         """The leaves of ``tree`` concatenated into one ``(P,)`` vector."""
         return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])

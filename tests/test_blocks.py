@@ -38,7 +38,8 @@ def test_schur_step_equals_dense_step(rng, owners):
     blocks = Blocks.from_owners(np.array(owners), m)
     jac, r = _arrow_problem(rng, n, owners, m)
     jc = jnp.asarray((jac @ blocks.seeds.T).reshape(n, m, blocks.n_colours))
-    step, g, s = solve_normal_equations(jc, jnp.asarray(r), blocks, jnp.asarray(mu))
+    step, g, s = solve_normal_equations(jc, jnp.asarray(r), blocks, jnp.full(m, mu),
+                                        jnp.asarray(mu))
     step_d, g_d, s_d = _dense_step(jac, r, mu)
     np.testing.assert_allclose(np.asarray(g), g_d, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(s), s_d, rtol=1e-12)

@@ -74,6 +74,10 @@ class ToyLaw(AbstractLaw):
     @classmethod
     def n_parameters(cls, n_train_domains, n_targets):
         return 3 * n_targets
+
+    @classmethod
+    def parameter_bounds(cls, summary):
+        return {"log_a": (np.log(0.01), np.log(3.0))}
 # ------------------------------------------------------------------------------------
 
 

@@ -33,7 +33,15 @@ import numpy as np
 
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import check_mixture, log_uniform, positive, uniform, weight_power
+from ._terms import (
+    EXPONENT_RANGE,
+    check_mixture,
+    log_range,
+    log_uniform,
+    positive,
+    uniform,
+    weight_power,
+)
 
 __all__ = ["AdditiveLaw"]
 
@@ -140,6 +148,13 @@ class AdditiveLaw(AbstractLaw):
         """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
         del train_domains, options
         return tuple(loss_domains)
+
+    @classmethod
+    def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:
+        """Exponents ``γ, α, β`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE` (``[0.01, 3]``)."""
+        del summary
+        exponent = log_range(*EXPONENT_RANGE)
+        return {"log_gamma": exponent, "log_alpha": exponent, "log_beta": exponent}
 
     @classmethod
     def init(cls, key, summary: DataSummary) -> AdditiveLaw:

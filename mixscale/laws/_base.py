@@ -32,6 +32,8 @@ pattern: the base declares, the final law class implements, shared code lives in
 **options)``              arguments *are* the law's options (:func:`law_options` reads them)
 ``n_parameters(K, M,      class method: the number of fitted scalars, from the sizes alone
 **options)``
+``parameter_bounds(       class method: the range of each bounded field (raw units) that every
+summary, **options)``     fit keeps to; ranges in natural units are in each law's docstring
 ========================  ========================================================================
 
 A law becomes known to the registry, the CLI and every experiment with one line: the
@@ -131,6 +133,14 @@ class AbstractLaw(eqx.Module):
     @abc.abstractmethod
     def n_parameters(cls, n_train_domains: int, n_targets: int, **options) -> int:
         """Number of fitted scalar parameters for ``K`` training domains and ``M`` targets."""
+
+    @classmethod
+    @abc.abstractmethod
+    def parameter_bounds(cls, summary: DataSummary,
+                         **options) -> dict[str, tuple[float, float]]:
+        """``{field: (lo, hi)}``: the range of each bounded raw field, the same for all its
+        entries (``-inf``/``inf`` for an open side). Fields not named are unbounded. Every fit
+        keeps the parameters inside (:mod:`mixscale._lm`); ``init`` draws inside."""
 
 
 def law_options(law_class: type[AbstractLaw]) -> dict[str, Any]:

@@ -35,7 +35,15 @@ import numpy as np
 
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import check_mixture, floored_log, log_uniform, positive, uniform
+from ._terms import (
+    EXPONENT_RANGE,
+    check_mixture,
+    floored_log,
+    log_range,
+    log_uniform,
+    positive,
+    uniform,
+)
 
 __all__ = ["BiMixLaw"]
 
@@ -121,6 +129,14 @@ class BiMixLaw(AbstractLaw):
         """``4 M``."""
         del n_train_domains, weight_floor
         return 4 * n_targets
+
+    @classmethod
+    def parameter_bounds(cls, summary: DataSummary, *,
+                         weight_floor: float = 1e-3) -> dict[str, tuple[float, float]]:
+        """Exponents ``α, β`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE` (``[0.01, 3]``)."""
+        del summary, weight_floor
+        exponent = log_range(*EXPONENT_RANGE)
+        return {"log_alpha": exponent, "log_beta": exponent}
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, weight_floor: float = 1e-3) -> BiMixLaw:

@@ -45,7 +45,7 @@ import numpy as np
 from .._allocation import log_allocation
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import floored_log, log_uniform, positive, uniform
+from ._terms import EXPONENT_RANGE, floored_log, log_range, log_uniform, positive, uniform
 
 __all__ = ["CapacityLaw"]
 
@@ -251,6 +251,25 @@ class CapacityLaw(AbstractLaw):
         k, m = n_train_domains, n_targets
         return {"full": 2 * k + 3 * m + 1, "capacity": 2 * k + m + 1,
                 "tied": k + 2 * m + 3}[variant]
+
+    @classmethod
+    def parameter_bounds(cls, summary: DataSummary, *, variant: str = "full",
+                         weight_floor: float = 1e-3) -> dict[str, tuple[float, float]]:
+        """Exponents ``b`` and ``a`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE`
+        (``[0.01, 3]``); the head ``H ∈ [10⁻³, 1]·N_min``: it is part of every model, so no
+        larger than the smallest one, and a head below a thousandth of it is no head at all (the
+        fits that drove ``H`` to 1e-59 gained nothing from it). Tied: ``α − 1 ∈ [0.01, 2]``
+        (spectra ``l^(−α)`` with ``α ≤ 3``), ``β ∈ [0.01, 1]``, so ``b = α + β − 1 ≤ 3``."""
+        del weight_floor
+        n_min = summary.model_size[0]
+        bounds = {"log_H": log_range(1e-3 * n_min, n_min)}
+        if variant == "tied":
+            bounds.update(log_alpha_minus_1=log_range(0.01, 2.0), log_beta=log_range(0.01, 1.0))
+        else:
+            bounds["log_b"] = log_range(*EXPONENT_RANGE)
+        if variant == "full":
+            bounds["log_a"] = log_range(*EXPONENT_RANGE)
+        return bounds
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "full",

@@ -106,6 +106,12 @@ class DataMixingLaw(AbstractLaw):
         return tuple(loss_domains)
 
     @classmethod
+    def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:
+        """None: ``c`` is a loss and ``t`` a free log-linear coefficient (no exponent)."""
+        del summary
+        return {}
+
+    @classmethod
     def init(cls, key, summary: DataSummary) -> DataMixingLaw:
         """A random initial law for one restart, scaled to the data.
 

@@ -38,7 +38,7 @@ import numpy as np
 from ._additive import init_mixture_term, mixture_term
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import check_mixture, log_uniform, positive, uniform
+from ._terms import EXPONENT_RANGE, check_mixture, log_range, log_uniform, positive, uniform
 
 __all__ = ["JointLaw"]
 
@@ -147,6 +147,16 @@ class JointLaw(AbstractLaw):
         """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
         del train_domains, options
         return tuple(loss_domains)
+
+    @classmethod
+    def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:
+        """Exponents ``γ, α, β`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE`
+        (``[0.01, 3]``); the amplitudes' mixture exponents ``γ^A, γ^B ∈ [0.01, 5]``."""
+        del summary
+        exponent = log_range(*EXPONENT_RANGE)
+        power = log_range(0.01, 5.0)
+        return {"log_gamma": exponent, "log_alpha": exponent, "log_beta": exponent,
+                "log_gamma_A": power, "log_gamma_B": power}
 
     @classmethod
     def init(cls, key, summary: DataSummary) -> JointLaw:

@@ -108,6 +108,13 @@ class RegressionLaw(AbstractLaw):
         return tuple(loss_domains)
 
     @classmethod
+    def parameter_bounds(cls, summary: DataSummary, *,
+                         variant: str = "linear") -> dict[str, tuple[float, float]]:
+        """None: the coefficients are free (a linear model has no exponent to run away)."""
+        del summary, variant
+        return {}
+
+    @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "linear") -> RegressionLaw:
         """A random initial law for one restart, scaled to the data.
 

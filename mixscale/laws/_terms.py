@@ -9,7 +9,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_mixture", "floored_log", "log_uniform", "positive", "uniform", "weight_power"]
+__all__ = ["EXPONENT_RANGE", "check_mixture", "floored_log", "log_range", "log_uniform",
+           "positive", "uniform", "weight_power"]
+
+#: Range of every scaling exponent of the laws (natural units). Measured exponents of language
+#: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
+#: al. 2022: 0.28 and 0.34; Shukor et al. 2025 report per-domain exponents below 1), and the
+#: theory behind the capacity law gives b = α + β − 1 ≤ 3 for spectra l^(-α) with α ≤ 3 and a
+#: source exponent β ≤ 1. An exponent at 0 makes its term a constant (a second E) and one past 3
+#: a step function of the scale: neither is a power law that extrapolates.
+EXPONENT_RANGE = (0.01, 3.0)
 
 
 def check_mixture(h: jax.Array, k: int) -> jax.Array:
@@ -58,6 +67,11 @@ def positive(value, what: str) -> jax.Array:
     if not bool(jnp.all(arr > 0)):
         raise ValueError(f"parameter {what!r} must be positive, got {value!r}")
     return jnp.log(arr)
+
+
+def log_range(lo: float, hi: float) -> tuple[float, float]:
+    """Bounds ``(log lo, log hi)`` of a field that holds the log of a positive parameter."""
+    return float(np.log(lo)), float(np.log(hi))
 
 
 def log_uniform(key: jax.Array, lo: float, hi: float, shape=()) -> jax.Array:
