@@ -106,8 +106,9 @@ def test_gradients_match_finite_differences(rng):
         def f(v, name=name):
             return log_allocation(**{**args, name: v})
 
-        jac = assert_grad_matches_fd(f, args[name], rtol=1e-5, atol=1e-8, err_msg=name)
-        jac_rev = np.asarray(jax.jacrev(f)(jnp.asarray(args[name])))
+        jac = assert_grad_matches_fd(f, args[name], rtol=1e-5, atol=1e-8, err_msg=name,
+                                     jit=True)
+        jac_rev = np.asarray(jax.jit(jax.jacrev(f))(jnp.asarray(args[name])))
         np.testing.assert_allclose(jac_rev, jac, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
