@@ -16,10 +16,35 @@ Jacobian :math:`J` (forward mode; see :mod:`mixscale._objective`), :math:`A = J^
 :math:`\tfrac12\Delta^\top(\mu\,s\odot\Delta - g)`; on rejection :math:`\mu \leftarrow \mu\nu`,
 :math:`\nu \leftarrow 2\nu`. Every iteration, accepted or not, counts as a step.
 
-Stopping. A restart has converged once two accepted steps in a row each lower :math:`f` by less
-than ``rtol`` relative to its value before the step, or once :math:`\mu > 10^{16}` (no step of any
-length lowers it: a minimum to rounding). It has failed when :math:`f` is not finite, and it stops
-unconverged after ``max_steps`` steps.
+Structure (:mod:`mixscale._blocks`). Most parameters of these laws act on one target only (every
+parameter of the additive, joint, BiMix, DML and regression laws; ``A, a, E`` of the capacity
+law), declared by each law's ``per_target_fields``. The Jacobian is then block-arrow: it is
+computed compressed (``W + S`` Jacobian-vector products instead of ``P``: 73 instead of 1241 for
+the joint law at ``K = 17``) and the step solved by the Schur complement of the shared block
+(``M`` solves of size ``W`` and one of size ``S`` instead of one of size ``P``). The step is the
+same as the dense one, in exact arithmetic. Why this and not a first-order method for the large
+laws: these power-law fits are badly conditioned, and L-BFGS needed thousands of iterations
+without meeting its stopping rule on the per-target laws at ``K = 17``; with the structure the
+second-order step is cheaper than the L-BFGS line search it replaces (``benchmarks/bench_fit.py``).
+
+Independent problems. When no parameter is shared (a *separable* law) the fit is ``M``
+independent least-squares problems, one per target, and each keeps its own damping, acceptance
+and stopping rule: a hard target no longer forces a large damping (slow steps) on the others,
+and a target that has converged stops moving. With shared parameters the fit is one problem.
+The restart's objective is the sum over the problems.
+
+Ranges. Parameters stay in the box ``[lower, upper]`` of the law's ranges: parameters on a bound
+whose descent direction (``−g``) leaves the box are held for the step (their Jacobian columns
+removed), the rest take the damped Gauss–Newton step, and the trial point is clipped to the box.
+The step is accepted only if it lowers the objective, so at a bound the remaining parameters
+still descend; at the box's corner where no direction descends, the damping grows until the
+problem stops (a constrained minimum).
+
+Stopping. A problem has converged once two accepted steps in a row each lower its objective by
+less than ``rtol`` relative to its value before the step, or once its :math:`\mu > 10^{16}` (no
+step of any length lowers it: a minimum to rounding). A restart has converged when every problem
+has; it has failed when :math:`f` is not finite, and it stops unconverged after ``max_steps``
+steps.
 
 The slot queue. :func:`solve_lm` runs ``width`` restarts side by side under ``vmap``. Because a
 vectorised ``while_loop`` runs until its slowest slot is done, the restarts advance in segments of
