@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -143,13 +143,32 @@ def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str,
     return tuple(targets), notes
 
 
+def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
+    """``params0`` (leaves ``(R, ...)``) with the parameters of ``starts`` appended."""
+    reference = jax.tree_util.tree_structure(
+        eqx.combine(jax.tree_util.tree_map(lambda x: x[0], params0), static))
+    extra = []
+    for i, law in enumerate(starts):
+        if not isinstance(law, law_class) or jax.tree_util.tree_structure(law) != reference:
+            raise ValueError(f"starts[{i}] must be a {law_class.__name__} with the options and "
+                             "targets of this fit (embed a nested variant first)")
+        params, _ = eqx.partition(law, eqx.is_inexact_array)
+        shapes_ok = all(np.shape(a) == np.shape(b)[1:] for a, b in zip(
+            jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(params0), strict=True))
+        if not shapes_ok:
+            raise ValueError(f"starts[{i}] has parameters of other shapes than this fit's")
+        extra.append(params)
+    return jax.tree_util.tree_map(lambda x, *e: jnp.concatenate([x, jnp.stack(e)]), params0,
+                                  *extra)
+
+
 def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
         method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
-        use_bounds: bool = True) -> FitResult:
+        use_bounds: bool = True, starts: Sequence[AbstractLaw] = ()) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -180,6 +199,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             damping and stopping rule per target. ``False`` treats every parameter as shared
             (one dense problem).
         use_bounds: keep the parameters in the law's ranges (:meth:`parameter_bounds`).
+        starts: initial laws added to the ``n_restarts`` random ones (restarts
+            ``n_restarts, n_restarts + 1, ...``): e.g. a fitted nested variant embedded in this
+            one (:meth:`mixscale.CapacityLaw.embed`), so that the fit cannot end above it. Each
+            must be a law of this class with the same options and targets.
 
     Returns:
         A :class:`FitResult`.
@@ -225,6 +248,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     keys = jax.random.split(jax.random.key(seed), n_restarts)
     init = eqx.filter_jit(eqx.filter_vmap(lambda k: law_class.init(k, summary, **options)))
     params0, static = eqx.partition(init(keys), eqx.is_inexact_array)
+    if starts:
+        params0 = _with_starts(params0, static, starts, law_class)
+        n_restarts += len(starts)
     delta = jnp.asarray(huber_delta, dtype=float)
     t0 = time.perf_counter()
 

@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import mixscale
 from mixscale import CapacityLaw, LawSpec
@@ -80,3 +81,41 @@ def test_structure_does_not_change_the_optimum(rng):
     p = [eqx.filter(r.law, eqx.is_inexact_array) for r in fits]
     np.testing.assert_allclose(np.asarray(fits[0].law.b), np.asarray(fits[1].law.b), rtol=1e-5)
     assert jax.tree_util.tree_structure(p[0]) == jax.tree_util.tree_structure(p[1])
+
+
+def test_full_law_started_from_its_nested_variants_never_ends_above_them(rng):
+    """Capacity-only and tied are nested in the full law: with their fitted laws embedded
+    (``CapacityLaw.embed``) as extra starts, the full fit's training objective is at most
+    theirs, and refitting from its own best changes it by less than 1e-6 relative."""
+    planted = CapacityLaw.from_params(b=[0.3, 0.4, 0.6], c=[2.0, 1.5, 1.0], H=1.0,
+                                      A=[0.5, 0.3, 0.4], a=[0.3, 0.4, 0.5], E=[1.0, 1.5, 0.8])
+    table = _table(planted, rng)
+    table = dataclasses.replace(table, losses=table.losses * (1 + 0.02 * rng.standard_normal(
+        table.losses.shape)))
+    nested = {v: mixscale.fit("capacity", table, law_options={"variant": v}, n_restarts=4,
+                              seed=1) for v in ("capacity", "tied")}
+    embedded = [r.law.embed("full") for r in nested.values()]
+    # the embedding keeps the predictions: exactly for tied, to 1e-7 for capacity-only
+    h = jnp.asarray(table.weights[:3])
+    for res, law, tol in zip(nested.values(), embedded, (1e-7, 1e-12), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(jax.vmap(law.predict)(h, table.model_size[:3], table.tokens[:3])),
+            np.asarray(jax.vmap(res.law.predict)(h, table.model_size[:3], table.tokens[:3])),
+            rtol=tol)
+    full = mixscale.fit("capacity", table, n_restarts=2, seed=0, starts=embedded)
+    assert len(full.objectives) == 4
+    best = full.objectives[full.best]
+    for res in nested.values():
+        assert best <= res.objectives[res.best] * (1 + 1e-9)
+    again = mixscale.fit("capacity", table, n_restarts=1, seed=0, starts=[full.law])
+    assert again.objectives[1] >= best * (1 - 1e-6)
+
+
+def test_starts_of_another_law_are_refused(rng):
+    planted = CapacityLaw.from_params(b=[0.3, 0.4, 0.6], c=[2.0, 1.5, 1.0], H=1.0,
+                                      A=[0.5, 0.3, 0.4], a=[0.3, 0.4, 0.5], E=[1.0, 1.5, 0.8])
+    table = _table(planted, rng)
+    tied = LawSpec("capacity", variant="tied").init(jax.random.key(0), mixscale.laws.DataSummary(
+        DOMAINS, DOMAINS, np.full(3, 2.0), np.full(3, 3.0), (10.0, 40.0), (1.0, 5.0)))
+    with pytest.raises(ValueError, match="embed a nested variant"):
+        mixscale.fit("capacity", table, n_restarts=1, starts=[tied])

@@ -237,6 +237,32 @@ class CapacityLaw(AbstractLaw):
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
         return cls(targets=targets, variant=variant, weight_floor=weight_floor, **fields)
 
+    def embed(self, variant: str = "full") -> CapacityLaw:
+        """This law as a law of ``variant`` that nests it, to start a fit of that variant.
+
+        ``tied`` → ``full`` is exact (``b, c`` and the targets' ``a = b/α`` become free
+        parameters). ``capacity`` → ``full`` adds the data term with ``A_i = 10⁻⁸ E_i`` and
+        ``a_i = 0.05``, below ``10⁻⁷`` of the loss for any budget ``D h_i ≥ 10⁻⁴`` (the exact
+        limit ``A = 0`` is not representable). The same variant returns the law itself."""
+        if variant == self.variant:
+            return self
+        if variant != "full" or self.variant not in ("tied", "capacity"):
+            raise ValueError(f"the {self.variant!r} variant does not nest in {variant!r}; "
+                             "'tied' and 'capacity' nest in 'full'")
+        # In raw (log) units throughout, so that nothing over- or underflows on the way.
+        if self.variant == "tied":
+            log_b = jnp.log(self.b)
+            log_c = -self.b * self.log_kappa - log_b
+            log_A = self.log_A
+            log_a = (log_b - jnp.log(self.alpha))[jnp.asarray(self.targets)]
+        else:
+            log_b, log_c = self.log_b, self.log_c
+            log_A = self.log_E + np.log(1e-8)
+            log_a = jnp.full(jnp.shape(self.log_E), np.log(0.05))
+        return CapacityLaw(log_H=self.log_H, log_E=self.log_E, log_b=log_b, log_c=log_c,
+                           log_A=log_A, log_a=log_a, targets=self.targets, variant="full",
+                           weight_floor=self.weight_floor)
+
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
         """Only in-mixture loss domains: the law predicts a domain's loss from its own weight."""
