@@ -163,17 +163,17 @@ def parameter_owners(params, per_target_fields, n_targets: int) -> np.ndarray:
 
 
 def compressed_jacobian(fun, p: Array, blocks: Blocks) -> tuple[Array, Array]:
-    """Residuals ``fun(p)`` ``(n·M,)`` and their compressed Jacobian ``(n, M, W + S)``.
+    """Residuals ``fun(p)`` ``(n·M,)`` and their compressed Jacobian ``(n·M, W + S)`` (rows in
+    the residuals' order; reshaped ``(n, M, W + S)`` it gives each target's blocks).
 
     ``fun`` returns residuals ordered ``(run, target)`` (``M`` fastest). One linearisation and
     ``W + S`` Jacobian-vector products."""
     if blocks.width == 0:  # nothing to compress: the plain forward-mode Jacobian
         r = fun(p)
-        return r, jax.jacfwd(fun)(p)[:, blocks.shared].reshape(-1, blocks.n_targets,
-                                                               blocks.n_colours)
+        return r, jax.jacfwd(fun)(p)
     r, jvp = jax.linearize(fun, p)
     cols = jax.vmap(jvp)(jnp.asarray(blocks.seeds, dtype=p.dtype))  # (C, n·M)
-    return r, cols.T.reshape(-1, blocks.n_targets, blocks.n_colours)
+    return r, cols.T
 
 
 def _scatter(blocks: Blocks, own: Array, shared: Array) -> Array:
@@ -187,8 +187,9 @@ def _scatter(blocks: Blocks, own: Array, shared: Array) -> Array:
 
 
 def column_mask(blocks: Blocks, keep: Array) -> Array:
-    """``(M, W + S)`` mask of the compressed Jacobian keeping the flat parameters ``keep``
-    ``(P,)`` (bool): zeroing a column there removes that parameter from the step."""
+    """``(M, W + S)`` mask of the compressed Jacobian (reshaped ``(n, M, W + S)``) keeping the
+    flat parameters ``keep`` ``(P,)`` (bool): a zero there removes that parameter from the
+    step."""
     keep = keep.astype(jnp.float64) if keep.dtype == bool else keep
     own = jnp.where(jnp.asarray(blocks.own) >= 0, keep[jnp.maximum(jnp.asarray(blocks.own), 0)],
                     1.0)
@@ -198,27 +199,30 @@ def column_mask(blocks: Blocks, keep: Array) -> Array:
 
 
 def gradient(jc: Array, r: Array, blocks: Blocks) -> Array:
-    """``Jᵀr`` ``(P,)`` from the compressed Jacobian."""
+    """``Jᵀr`` ``(P,)`` from the compressed Jacobian ``(n·M, W + S)``."""
     w = blocks.width
+    if w == 0:  # the dense problem: the plain product (the same rounding as a dense solver)
+        return _scatter(blocks, jnp.zeros((blocks.n_targets, 0), jc.dtype), jc.T @ r)
+    jc = jc.reshape(-1, blocks.n_targets, blocks.n_colours)
     r3 = r.reshape(-1, blocks.n_targets)
     g_own = jnp.einsum("nmi,nm->mi", jc[:, :, :w], r3)
-    if w == 0:  # the dense problem: the plain product (the same rounding as a dense solver)
-        return _scatter(blocks, g_own, jc.reshape(r.shape[0], -1).T @ r)
     g_shared = jnp.einsum("nmi,nm->i", jc[:, :, w:], r3)
     return _scatter(blocks, g_own, g_shared)
 
 
 def normal_parts(jc: Array, r: Array, blocks: Blocks):
-    """The blocks of ``JᵀJ`` and ``Jᵀr`` from the compressed Jacobian ``(n, M, W + S)``."""
+    """The blocks of ``JᵀJ`` and ``Jᵀr`` from the compressed Jacobian ``(n·M, W + S)``."""
     w = blocks.width
+    if w == 0:  # the dense problem: plain products (the same rounding as a dense solver)
+        empty = jnp.zeros((blocks.n_targets, 0, 0), jc.dtype)
+        return (empty, jnp.zeros((blocks.n_targets, 0, jc.shape[1]), jc.dtype), jc.T @ jc,
+                jnp.zeros((blocks.n_targets, 0), jc.dtype), jc.T @ r)
+    jc = jc.reshape(-1, blocks.n_targets, blocks.n_colours)
     r3 = r.reshape(-1, blocks.n_targets)
     jo, js = jc[:, :, :w], jc[:, :, w:]
     a = jnp.einsum("nmi,nmj->mij", jo, jo)       # (M, W, W)
     b = jnp.einsum("nmi,nmj->mij", jo, js)       # (M, W, S)
     g_own = jnp.einsum("nmi,nm->mi", jo, r3)     # (M, W)
-    if w == 0:  # the dense problem: plain products (the same rounding as a dense solver)
-        j2 = jc.reshape(r.shape[0], -1)
-        return a, b, j2.T @ j2, g_own, j2.T @ r
     c = jnp.einsum("nmi,nmj->ij", js, js)        # (S, S)
     g_shared = jnp.einsum("nmi,nm->i", js, r3)   # (S,)
     return a, b, c, g_own, g_shared

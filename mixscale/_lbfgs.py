@@ -59,7 +59,7 @@ def _optimiser() -> optax.GradientTransformationExtraArgs:
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
 def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol: float,
-                max_steps: int) -> LBFGSState:
+                max_steps: int, bounded: bool = True) -> LBFGSState:
     """Run every restart of ``params`` (leaves batched ``(W, ...)``) until it stops, each
     iterate clipped to ``[lower, upper]`` (pytrees like one restart's parameters)."""
     opt = _optimiser()
@@ -77,8 +77,9 @@ def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol:
             value, grad = value_and_grad(s.params, state=s.opt_state)
             updates, opt_state = opt.update(grad, s.opt_state, s.params, value=value, grad=grad,
                                             value_fn=fun)
-            p = jax.tree_util.tree_map(jnp.clip, optax.apply_updates(s.params, updates),
-                                       lower, upper)
+            p = optax.apply_updates(s.params, updates)
+            if bounded:
+                p = jax.tree_util.tree_map(jnp.clip, p, lower, upper)
             f_new = optax.tree.get(opt_state, "value")
             failed = ~jnp.isfinite(f_new)
             slow = (s.objective - f_new) <= rtol * jnp.maximum(jnp.abs(f_new), 1e-300)
@@ -88,7 +89,8 @@ def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol:
                               objective=f_new, slow_steps=slow_steps, done=failed | converged,
                               converged=converged)
 
-        p = jax.tree_util.tree_map(jnp.clip, p, lower, upper)
+        if bounded:
+            p = jax.tree_util.tree_map(jnp.clip, p, lower, upper)
         f0 = fun(p)
         init = LBFGSState(params=p, opt_state=opt.init(p), steps=jnp.asarray(0), objective=f0,
                           slow_steps=jnp.asarray(0), done=~jnp.isfinite(f0),
@@ -109,6 +111,8 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
     pad = -n % width
     padded = jax.tree_util.tree_map(
         lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]), params)
+    bounded = bounds is not None and any(
+        bool(np.any(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(bounds))
     if bounds is None:
         first = jax.tree_util.tree_map(lambda x: x[0], params)
         bounds = (jax.tree_util.tree_map(lambda x: jnp.full(x.shape, -jnp.inf), first),
@@ -117,7 +121,7 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
     for start in range(0, n + pad, width):
         chunk = jax.tree_util.tree_map(lambda x, s=start: x[s:s + width], padded)
         out = jax.block_until_ready(lbfgs_batch(chunk, static, data, delta, *bounds, rtol,
-                                                 max_steps))
+                                                 max_steps, bounded))
         outs.append(out)
         if progress is not None:
             f_all = np.concatenate([np.asarray(o.objective) for o in outs])[:n]

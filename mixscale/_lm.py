@@ -91,7 +91,7 @@ class LMState(eqx.Module):
     Attributes:
         params: ``(P,)`` flat parameters (see :class:`mixscale._objective.Layout`).
         residuals: ``(n·M,)`` ``ψ_δ`` residuals at ``params``.
-        jacobian: ``(n, M, W + S)`` their compressed Jacobian (:mod:`mixscale._blocks`).
+        jacobian: ``(n·M, W + S)`` their compressed Jacobian (:mod:`mixscale._blocks`).
         objective: ``f = ½‖residuals‖²`` (not divided by the number of observed entries).
         group_objectives: ``(G,)`` each problem's share of ``f``.
         damping: ``(G,)`` Marquardt's ``μ`` of each problem.
@@ -192,11 +192,19 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
             if bounded:
                 g = gradient(jac, r, blocks)
                 held = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
-                step, _, scale = solve_normal_equations(jac * column_mask(blocks, ~held), r,
-                                                        blocks, mu[target_group], mu[0])
+                masked = (jac.reshape(-1, blocks.n_targets, blocks.n_colours)
+                          * column_mask(blocks, ~held)).reshape(jac.shape)
+                step, _, scale = solve_normal_equations(masked, r, blocks, mu[target_group],
+                                                        mu[0])
                 trial = p + step
                 inside = jnp.clip(trial, lower, upper)  # stay in the box
                 step = jnp.where(inside == trial, step, inside - p)
+            elif blocks.width == 0:  # dense and unbounded: the plain damped normal equations
+                g = jac.T @ r
+                a = jac.T @ jac
+                scale = jnp.maximum(jnp.diag(a), 1e-12 * jnp.max(jnp.diag(a)))
+                step = jnp.linalg.solve(a + mu[0] * jnp.diag(scale), -g)
+                inside = p + step
             else:
                 step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group], mu[0])
                 inside = p + step
@@ -213,8 +221,13 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
             rel = (f - f_new) / jnp.maximum(f, 1e-300)
             small = jnp.where(accept, jnp.where(rel < rtol, small + 1, 0), small)
             p = jnp.where(accept[param_group], trial, p)
-            r, jac = linearise(p)  # unchanged where a problem's step was rejected
-            f_g = group_objectives(r)
+            # Relinearise; a problem whose step was rejected keeps its residuals and Jacobian.
+            r_lin, j_lin = linearise(p)
+            kept = accept[target_group]                                  # (M,) per target
+            r = jnp.where(kept[None, :], r_lin.reshape(-1, blocks.n_targets),
+                          r.reshape(-1, blocks.n_targets)).reshape(r.shape)
+            jac = jnp.where(jnp.tile(kept, r.shape[0] // blocks.n_targets)[:, None], j_lin, jac)
+            f_g = jnp.where(accept, f_new, f)
             group_converged = s.group_converged | (small >= 2) | (mu > 1e16)
             converged = jnp.all(group_converged)
             total = f_g[0] if n_groups == 1 else jnp.sum(f_g)
