@@ -69,9 +69,13 @@ _SHARDED = textwrap.dedent("""
     devs = np.array(jax.devices())
     mix = sim.sweep_losses(*args, mesh=Mesh(devs, ("mixtures",)))
     both = sim.sweep_losses(*args, mesh=Mesh(devs.reshape(2, 2), ("mixtures", "features")))
+    closed = sim.sweep_losses(*args, method="closed_form")
+    closed_mix = sim.sweep_losses(*args, method="closed_form", mesh=Mesh(devs, ("mixtures",)))
     print(json.dumps({"mix_equal": bool(np.array_equal(ref, mix)),
                       "mix_rel": float(np.max(np.abs(mix / ref - 1))),
                       "both_rel": float(np.max(np.abs(both / ref - 1))),
+                      "closed_rel": float(np.max(np.abs(closed / ref - 1))),
+                      "closed_mix_rel": float(np.max(np.abs(closed_mix / closed - 1))),
                       "shape": list(mix.shape), "n_features": model.n_features}))
 """)
 
@@ -91,6 +95,8 @@ def test_sharded_sweep_equals_single_device():
     eps = np.finfo(np.float64).eps
     assert res["mix_rel"] <= 8 * eps, res
     assert res["both_rel"] <= 1e-13, res  # feature sharding reorders the reductions' additions
+    assert res["closed_rel"] <= 1e-10, res  # the closed form, sharded over mixtures too
+    assert res["closed_mix_rel"] <= 1e-13, res
 
 
 def test_optimal_mixture_beats_a_fine_lattice():
