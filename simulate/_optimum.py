@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ._closed_form import closed_form_one, steps_argument
 from ._model import DisjointTailModel
-from ._recursion import recursion_losses
 from ._schedule import AbstractSchedule
 from ._validate import check_call, require_stable
 
@@ -85,13 +85,9 @@ def _default_resolution(k: int) -> int:
 
 
 @eqx.filter_jit
-def _objective(model, mixtures, n, schedule, checkpoints, batch_size, target):
-    a = model.eigenvalues()
-    w2 = model.signal()
-
+def _objective(model, mixtures, n, schedule, steps, batch_size, target):
     def one(h):
-        losses = recursion_losses(a, w2, model.sigma2, h, model.kept(h, n), schedule,
-                                  checkpoints, batch_size)[0]
+        losses = closed_form_one(model, h, n, schedule, steps, batch_size)[0]
         return losses @ target, losses
 
     return jax.vmap(one)(mixtures)
@@ -131,13 +127,14 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
     t_j = jnp.asarray(t, dtype)
     n_j = jnp.asarray(n_arr)
+    steps_arg = steps_argument(schedule, checkpoints, dtype)
     n_evals = 0
 
     def evaluate(mixtures: np.ndarray):
         nonlocal n_evals
         require_stable(model, schedule, mixtures, n_arr[None], checkpoints[0], batch_size)
         values, losses = _objective(model, jnp.asarray(mixtures, dtype), n_j, schedule,
-                                    checkpoints, batch_size, t_j)
+                                    steps_arg, batch_size, t_j)
         n_evals += mixtures.shape[0]
         return np.asarray(values), np.asarray(losses)
 
