@@ -47,8 +47,9 @@ complex numbers) and :math:`R_n = A\,\mathrm{diag}(1/\Delta_n) A^\top`,
     \qquad (e^{\zeta_n} - M)^{-1} b = \big(b + A^\top (g \odot Y_n)\big) / \Delta_n .
 
 All the ``R_n`` and ``A (b/Δ_n)`` of every node and checkpoint are one real matrix product
-``(2 · nodes, P) @ (P, K(K+1)/2 + K)``. Cost per mixture: ``O(C · n_q · K² · P)`` — linear in
-``P``, independent of ``D``; every checkpoint comes at once.
+``(2 · nodes, P) @ (P, K(K+1)/2 + K)`` per checkpoint. Cost per mixture:
+``O(C · n_q · K² · P)`` — linear in ``P``, independent of ``D``; every checkpoint comes from the
+same state in one call, with ``O(n_q P)`` work space.
 
 **Accuracy and safeguards.**
 
@@ -79,14 +80,15 @@ Public entry points: :func:`closed_form_losses` (one mixture and size) and
 
 from __future__ import annotations
 
+import functools
 import math
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from ._layout import feature_layout
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant, _split_blocks
 from ._validate import check_call, check_schedule
@@ -110,9 +112,9 @@ def as_schedule(lr) -> AbstractSchedule:
 
 
 def _nodes(t: Array):
-    """Quadrature nodes ``ζ`` ``(..., NQ+1)`` and complex weights ``(..., NQ+1)`` for ``t``
+    """Quadrature nodes ``ζ`` ``(NQ+1,)`` and complex weights ``(NQ+1,)`` for a scalar ``t``
     (``t >= T_SMALL`` assumed; any real ``t``). ``A M^t b ≈ Σ_n Im(weight_n · Y_n)``."""
-    t = jnp.maximum(jnp.asarray(t), T_SMALL)[..., None]
+    t = jnp.maximum(jnp.asarray(t), T_SMALL)
     m = _MT / t
     u = _H * jnp.arange(_NQ + 1, dtype=t.dtype)
     one_iu = 1.0 + 1j * u
@@ -132,6 +134,33 @@ def quadrature_error(t: float, log_mu: np.ndarray) -> float:
     return float(np.max(np.abs(r - np.exp(float(t) * np.asarray(log_mu)))))
 
 
+@functools.lru_cache(maxsize=32)
+def feature_blocks(head: int, tails: tuple[int, ...], rho: float):
+    """A static regrouping of the features: ``(perm, blocks)``. ``perm`` ``(P,)`` puts the
+    features used by several domains first, then every domain's own features together;
+    ``blocks`` is ``((start, stop, owner), ...)`` over the permuted order, ``owner = -1`` for
+    the shared block. A domain's own feature couples to that domain alone, so its block adds
+    to one diagonal entry of each ``R_n`` (2 numbers per feature instead of
+    ``K(K+1)/2 + K``)."""
+    _, member = feature_layout(head, tails, rho)
+    count = member.sum(axis=0)
+    owner = np.where(count == 1, np.argmax(member, axis=0), -1)
+    perm = np.argsort(owner, kind="stable")
+    sizes = [int(np.sum(owner == -1))] + [int(np.sum(owner == i)) for i in range(len(tails))]
+    bounds = np.cumsum([0, *sizes])
+    blocks = tuple((int(bounds[j]), int(bounds[j + 1]), j - 1) for j in range(len(sizes))
+                   if sizes[j] > 0)
+    return perm, blocks
+
+
+def grouped(model: DisjointTailModel, h: Array, n):
+    """The model's eigenvalues ``(K, P)``, signal and kept mask in the order of
+    :func:`feature_blocks`, and its blocks (losses are sums over features: any order)."""
+    perm, blocks = feature_blocks(model.head, model.tails, model.rho)
+    return (model.eigenvalues()[:, perm], model.signal()[perm], model.kept(h, n)[perm],
+            blocks)
+
+
 class _Phase(eqx.Module):
     """The constant-step transition on the active features (see the module docstring)."""
 
@@ -140,16 +169,18 @@ class _Phase(eqx.Module):
     g: Array  # (K,) γ² h / B
     active: Array  # (P,) bool
     forcing: Array  # (K,) g ⊙ (σ² + e): u = Aᵀ forcing
+    blocks: tuple = eqx.field(static=True)  # see feature_blocks; ((0, P, -1),) if unknown
 
 
-def _phase(a_all, h, active, lr, batch_size, sigma2_e):
+def _phase(a_all, h, active, lr, batch_size, sigma2_e, blocks=None):
     inv_b = 1.0 / batch_size
     lam = h @ a_all
     q = h @ (a_all * a_all)
     nu = 2.0 * lr * lam - lr * lr * (2.0 * inv_b * q + (1.0 - inv_b) * lam * lam)
     g = (lr * lr * inv_b) * h
+    blocks = ((0, a_all.shape[1], -1),) if blocks is None else blocks
     return _Phase(a=jnp.where(active[None, :], a_all, 0.0), nu=jnp.where(active, nu, 1.0),
-                  g=g, active=active, forcing=g * sigma2_e)
+                  g=g, active=active, forcing=g * sigma2_e, blocks=blocks)
 
 
 def _fixed_point(ph: _Phase) -> Array:
@@ -162,38 +193,60 @@ def _fixed_point(ph: _Phase) -> Array:
     return jnp.where(ph.active, (u + ph.a.T @ (ph.g * y_inf)) * inv_nu, 0.0)
 
 
-def _resolvents(ph: _Phase, b: Array, zeta: Array) -> tuple[Array, Array]:
-    """``Y = A (e^ζ − M)^{-1} b`` ``(..., K)`` and ``1/Δ`` ``(..., P)`` at nodes ``ζ`` ``(...)``."""
-    k, p = ph.a.shape
-    shape = zeta.shape
-    inv_delta = 1.0 / (jnp.expm1(zeta.reshape(-1))[:, None] + ph.nu[None, :])  # (n, P)
+def _resolvents(ph: _Phase, b: Array, zeta: Array) -> tuple[Array, Array, Array]:
+    """At the nodes ``ζ`` ``(n,)``: ``Y = A (e^ζ − M)^{-1} b`` ``(n, K)`` complex, and the real
+    and imaginary parts of ``1/Δ`` ``(n, P)`` each."""
+    k = ph.a.shape[0]
+    e = jnp.expm1(zeta)
+    # 1/Δ in real arithmetic: Δ = (Re e + ν) + i Im e is never near overflow or underflow here
+    # (|Δ| >= |Im e| ~ m ≥ 3.83/t), so the plain formula needs no complex-division scaling.
+    x = e.real[:, None] + ph.nu[None, :]
+    y = jnp.broadcast_to(e.imag[:, None], x.shape)
+    scale = 1.0 / (x * x + y * y)
+    inv_re, inv_im = x * scale, -y * scale
     iu, ju = np.triu_indices(k)
-    rows = jnp.concatenate([ph.a[iu] * ph.a[ju], ph.a * b[None, :]])  # (K(K+1)/2 + K, P)
-    # One real product for every node: the complex 1/Δ as its real and imaginary parts.
-    prod = jnp.concatenate([inv_delta.real, inv_delta.imag]) @ rows.T
-    n = inv_delta.shape[0]
+    diag = [int(np.flatnonzero((iu == i) & (ju == i))[0]) for i in range(k)]
+    inv = jnp.concatenate([inv_re, inv_im])
+    n = zeta.shape[0]
+    prod = jnp.zeros((2 * n, iu.size + k), inv.dtype)
+    for start, stop, owner in ph.blocks:
+        a = ph.a[:, start:stop]
+        ab = a * b[None, start:stop]
+        if owner < 0:  # shared features: every pair of domains; one real product per block
+            rows = jnp.concatenate([a[iu] * a[ju], ab])  # (K(K+1)/2 + K, P_block)
+            prod = prod + inv[:, start:stop] @ rows.T
+        else:  # a domain's own features: its diagonal entry and its own right-hand side
+            rows = jnp.stack([a[owner] * a[owner], ab[owner]])
+            part = inv[:, start:stop] @ rows.T
+            prod = prod.at[:, diag[owner]].add(part[:, 0]).at[:, iu.size + owner].add(part[:, 1])
     prod = prod[:n] + 1j * prod[n:]
     sym = jnp.zeros((n, k, k), prod.dtype).at[:, iu, ju].set(prod[:, :iu.size])
     r = sym + jnp.swapaxes(sym, 1, 2) - sym * jnp.eye(k, dtype=prod.dtype)
-    rhs = prod[:, iu.size:]
     lhs = jnp.eye(k, dtype=prod.dtype) - r * ph.g[None, None, :]
-    y = jnp.linalg.solve(lhs, rhs[..., None])[..., 0]
-    return y.reshape(*shape, k), inv_delta.reshape(*shape, p)
+    y_res = jnp.linalg.solve(lhs, prod[:, iu.size:, None])[..., 0]
+    return y_res, inv_re, inv_im
 
 
 def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
-    """``A M^t b`` for every ``t`` ``(C,)`` (``t >= T_SMALL``): shape ``(C, K)``."""
-    zeta, weight = _nodes(t)
-    y, _ = _resolvents(ph, b, zeta)
-    return jnp.sum(jnp.imag(weight[..., None] * y), axis=-2)
+    """``A M^t b`` for every ``t`` ``(C,)`` (``t >= T_SMALL``): shape ``(C, K)``; one
+    checkpoint's nodes at a time, so the work space is ``O(n_q P)``."""
+    def one(t):
+        zeta, weight = _nodes(t)
+        y, _, _ = _resolvents(ph, b, zeta)
+        return jnp.sum(jnp.imag(weight[:, None] * y), axis=0)
+
+    return lax.map(one, t)
 
 
 def _transient_c(ph: _Phase, b: Array, t) -> Array:
     """``M^t b`` (full vector ``(P,)``, zero off the active features) for one ``t >= T_SMALL``."""
     zeta, weight = _nodes(jnp.asarray(t, b.dtype))
-    y, inv_delta = _resolvents(ph, b, zeta)
-    vec = (b[None, :] + (y * ph.g[None, :]) @ ph.a) * inv_delta  # (NQ+1, P)
-    return jnp.where(ph.active, jnp.sum(jnp.imag(weight[:, None] * vec), axis=0), 0.0)
+    y, inv_re, inv_im = _resolvents(ph, b, zeta)
+    num = b[None, :] + (y * ph.g[None, :]) @ ph.a  # (NQ+1, P) complex
+    # Im(w · num / Δ) with 1/Δ = inv_re + i inv_im
+    wn = weight[:, None] * num
+    vec = wn.real * inv_im + wn.imag * inv_re
+    return jnp.where(ph.active, jnp.sum(vec, axis=0), 0.0)
 
 
 def _steps(ph: _Phase, c: Array, n_steps: int) -> tuple[Array, Array]:
@@ -217,11 +270,12 @@ def _setup(a_all, w2, sigma2, h, kept):
     return active, sigma2 + a_all @ frozen
 
 
-def constant_losses(a_all, w2, sigma2, h, kept, lr, steps, batch_size) -> Array:
+def constant_losses(a_all, w2, sigma2, h, kept, lr, steps, batch_size, blocks=None) -> Array:
     """Losses ``(C, K)`` at ``steps`` ``(C,)`` (any reals ``>= 0``; below ``T_SMALL`` they are
-    rounded to whole steps) for a constant step ``lr``. Traceable; no input checks."""
+    rounded to whole steps) for a constant step ``lr``; ``blocks`` as :func:`feature_blocks`
+    (features in that order), or ``None`` for no structure. Traceable; no input checks."""
     active, sigma2_e = _setup(a_all, w2, sigma2, h, kept)
-    ph = _phase(a_all, h, active, lr, batch_size, sigma2_e)
+    ph = _phase(a_all, h, active, lr, batch_size, sigma2_e, blocks)
     c0 = jnp.where(active, w2, 0.0)
     c_inf = _fixed_point(ph)
     steps = jnp.asarray(steps, a_all.dtype)
@@ -233,14 +287,14 @@ def constant_losses(a_all, w2, sigma2, h, kept, lr, steps, batch_size) -> Array:
 
 
 def schedule_losses(a_all, w2, sigma2, h, kept, schedule: AbstractSchedule,
-                    checkpoints: tuple[int, ...], batch_size: int) -> Array:
+                    checkpoints: tuple[int, ...], batch_size: int, blocks=None) -> Array:
     """Losses ``(C, K)`` at the static ``checkpoints`` for any piecewise-constant schedule, as a
     product of constant phases. Traceable; no input checks."""
     active, sigma2_e = _setup(a_all, w2, sigma2, h, kept)
     stops = sorted(set(int(s) for s in checkpoints))
 
     def advance(c, lr, length):
-        ph = _phase(a_all, h, active, lr, batch_size, sigma2_e)
+        ph = _phase(a_all, h, active, lr, batch_size, sigma2_e, blocks)
         if length < T_SMALL:
             return _steps(ph, c, length)[0]
         c_inf = _fixed_point(ph)
@@ -269,13 +323,12 @@ def closed_form_one(model: DisjointTailModel, h: Array, n, schedule, steps,
     :class:`AbstractSchedule` (``steps`` a static tuple of ints). Traceable and ``vmap``-able
     over ``h``; no input checks.
     """
-    a_all = model.eigenvalues()
-    kept = model.kept(h, n)
+    a_all, w2, kept, blocks = grouped(model, h, n)
     if isinstance(schedule, Constant):
-        return constant_losses(a_all, model.signal(), model.sigma2, h, kept, schedule.lr, steps,
-                               batch_size)
-    return schedule_losses(a_all, model.signal(), model.sigma2, h, kept, schedule,
-                           tuple(steps), batch_size)
+        return constant_losses(a_all, w2, model.sigma2, h, kept, schedule.lr, steps,
+                               batch_size, blocks)
+    return schedule_losses(a_all, w2, model.sigma2, h, kept, schedule, tuple(steps),
+                           batch_size, blocks)
 
 
 def steps_argument(schedule, checkpoints, dtype):
@@ -290,12 +343,18 @@ def _closed_form_jit(model, h, n, schedule, steps, batch_size):
     return closed_form_one(model, h, n, schedule, steps, batch_size)
 
 
-@eqx.filter_jit
+#: Mixtures evaluated together (``vmap``) per step of the batch loop: about 2^18 features in all,
+#: so the work space stays ``O(2^18 n_q)`` numbers whatever the number of mixtures.
+_BATCH_FEATURES = 2**18
+
+
 def closed_form_batch(model: DisjointTailModel, mixtures: Array, n, schedule, steps,
                       batch_size: int) -> Array:
-    """:func:`closed_form_one` for every row of ``mixtures`` ``(M, K)``: losses ``(M, C, K)``.
-    ``n`` may be traced (one compilation serves every size); no input checks."""
-    return jax.vmap(lambda h: closed_form_one(model, h, n, schedule, steps, batch_size))(mixtures)
+    """:func:`closed_form_one` for every row of ``mixtures`` ``(M, K)``: losses ``(M, C, K)``,
+    in chunks of mixtures (``lax.map``). ``n`` may be traced; traceable; no input checks."""
+    chunk = max(1, _BATCH_FEATURES // model.n_features)
+    return lax.map(lambda h: closed_form_one(model, h, n, schedule, steps, batch_size),
+                   mixtures, batch_size=min(chunk, mixtures.shape[0]))
 
 
 def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,

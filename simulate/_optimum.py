@@ -43,7 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from ._closed_form import closed_form_one, constant_losses, schedule_losses, steps_argument
+from ._closed_form import (
+    closed_form_one,
+    constant_losses,
+    grouped,
+    schedule_losses,
+    steps_argument,
+)
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant
 from ._validate import check_call, require_stable
@@ -113,15 +119,14 @@ def _objective(model, mixtures, n, schedule, steps, batch_size, target):
 def _derivatives(model, mixtures, n, schedule, steps, batch_size, target):
     """Gradient ``(M, K)`` and Hessian ``(M, K, K)`` of ``f`` with each point's kept set held
     fixed (the keep rule's ordering is piecewise constant, so it carries no derivative)."""
-    def f(h, kept_h):
-        kept = model.kept(lax.stop_gradient(kept_h), n)
-        a_all = model.eigenvalues()
+    def f(h, h_kept):
+        a_all, w2, kept, blocks = grouped(model, lax.stop_gradient(h_kept), n)
         if isinstance(schedule, Constant):
-            losses = constant_losses(a_all, model.signal(), model.sigma2, h, kept, schedule.lr,
-                                     steps, batch_size)
+            losses = constant_losses(a_all, w2, model.sigma2, h, kept, schedule.lr, steps,
+                                     batch_size, blocks)
         else:
-            losses = schedule_losses(a_all, model.signal(), model.sigma2, h, kept, schedule,
-                                     tuple(steps), batch_size)
+            losses = schedule_losses(a_all, w2, model.sigma2, h, kept, schedule, tuple(steps),
+                                     batch_size, blocks)
         return losses[0] @ target
 
     def one(h):

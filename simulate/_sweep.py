@@ -77,11 +77,25 @@ def _losses(model, a, w2, n_real, mixtures, sizes, schedule, checkpoints, batch_
 _losses_jit = eqx.filter_jit(_losses)
 
 
+def _closed_form_local(model, mixtures, sizes, schedule, steps, batch_size):
+    return jnp.stack([closed_form_batch(model, mixtures, sizes[i], schedule, steps, batch_size)
+                      for i in range(sizes.shape[0])], axis=1)
+
+
 @eqx.filter_jit
-def _closed_form_losses(model, mixtures, sizes, schedule, steps, batch_size):
-    """Closed-form losses ``(M, S, C, K)``: one compiled call for every size."""
-    return jax.vmap(lambda n: closed_form_batch(model, mixtures, n, schedule, steps,
-                                                batch_size), out_axes=1)(sizes)
+def _closed_form_losses(model, mixtures, sizes, schedule, steps, batch_size, mesh=None):
+    """Closed-form losses ``(M, S, C, K)``: one compiled call for every size; with ``mesh``
+    each device runs its own block of mixtures (``shard_map``)."""
+    if mesh is None:
+        return _closed_form_local(model, mixtures, sizes, schedule, steps, batch_size)
+    params, static = eqx.partition((model, schedule, steps), eqx.is_array)
+
+    def local(params, mixtures, sizes):
+        model, schedule, steps = eqx.combine(params, static)
+        return _closed_form_local(model, mixtures, sizes, schedule, steps, batch_size)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("mixtures", None), P()),
+                         out_specs=P("mixtures"), check_vma=False)(params, mixtures, sizes)
 
 
 def _closed_form_sweep(model, h, call, schedule, mesh):
@@ -96,10 +110,8 @@ def _closed_form_sweep(model, h, call, schedule, mesh):
         pad = -m % mesh.shape["mixtures"]
         h = jnp.concatenate([h, jnp.repeat(h[-1:], pad, axis=0)])
         h = jax.device_put(h, NamedSharding(mesh, P("mixtures", None)))
-        n = jax.device_put(n, NamedSharding(mesh, P()))
-        model = jax.device_put(model, NamedSharding(mesh, P()))
     steps = steps_argument(schedule, call.checkpoints, model.alpha.dtype)
-    out = _closed_form_losses(model, h, n, schedule, steps, call.batch_size)
+    out = _closed_form_losses(model, h, n, schedule, steps, call.batch_size, mesh)
     return np.asarray(out)[:m]
 
 

@@ -58,3 +58,22 @@ def test_zero_weight_domain_and_a_single_domain():
         np.asarray(sim.closed_form_losses(one, [1.0], 40, 0.5, [30, 900])),
         np.asarray(sim.expected_losses(one, [1.0], 40, sim.Constant(0.5), [30, 900])),
         rtol=tol())
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3, 1.0])
+def test_feature_blocks_group_each_domains_own_features(rho):
+    from simulate._closed_form import feature_blocks
+
+    model = sim.DisjointTailModel(jnp.array([1.5, 2.0, 2.5]), head=3, tail=(7, 9, 4), rho=rho)
+    perm, blocks = feature_blocks(model.head, model.tails, model.rho)
+    member = np.asarray(model.member)[:, perm]
+    assert sorted(perm.tolist()) == list(range(model.n_features))
+    assert blocks[0][0] == 0 and blocks[-1][1] == model.n_features
+    for (start, stop, owner), nxt in zip(blocks, blocks[1:] + ((model.n_features,),),
+                                         strict=True):
+        assert stop == nxt[0]
+        used = member[:, start:stop]
+        if owner < 0:
+            assert np.all(used.sum(axis=0) != 1)
+        else:
+            assert np.all(used[owner]) and used.sum() == stop - start
