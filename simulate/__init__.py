@@ -21,7 +21,9 @@ Public API:
   as a :class:`mixscale.data.LossTable` / an array, by ``method="recursion"`` or
   ``method="closed_form"`` (cost independent of ``D`` for a constant step), both optionally
   sharded over a device mesh.
-* :func:`optimal_mixture` — the simulator's own loss-minimising mixture (an :class:`Optimum`).
+* :func:`optimal_mixture` — the simulator's own loss-minimising mixture (an :class:`Optimum`):
+  a lattice, then exact Newton and gradient steps within the pieces where the kept set is fixed,
+  then a short compass polish (``method="gradient"``, default) or a compass search alone.
 * :func:`simplex_lattice` — every mixture with coordinates in ``{0, 1/r, ..., 1}``.
 
 Every public function checks its call (model, mixtures, sizes, schedule, checkpoints, batch size
