@@ -145,7 +145,7 @@ def feature_blocks(head: int, tails: tuple[int, ...], rho: float):
     _, member = feature_layout(head, tails, rho)
     count = member.sum(axis=0)
     owner = np.where(count == 1, np.argmax(member, axis=0), -1)
-    perm = np.argsort(owner, kind="stable")
+    perm = np.argsort(owner, kind="stable").astype(np.int32)  # a valid index without x64
     sizes = [int(np.sum(owner == -1))] + [int(np.sum(owner == i)) for i in range(len(tails))]
     bounds = np.cumsum([0, *sizes])
     blocks = tuple((int(bounds[j]), int(bounds[j + 1]), j - 1) for j in range(len(sizes))

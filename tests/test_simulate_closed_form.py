@@ -77,3 +77,21 @@ def test_feature_blocks_group_each_domains_own_features(rho):
             assert np.all(used.sum(axis=0) != 1)
         else:
             assert np.all(used[owner]) and used.sum() == stop - start
+
+
+def test_float32_closed_form_runs_and_agrees_with_float64():
+    import jax
+
+    h, ck = np.array([0.5, 0.3, 0.2]), [0, 10, 100, 1000, 10**5]
+
+    def run():
+        m = sim.DisjointTailModel(jnp.array([1.5, 2.0, 2.6]), beta=0.3,
+                                  sigma2=jnp.array([0.01, 0.02, 0.005]), head=5, tail=300,
+                                  rho=0.2)
+        return np.asarray(sim.closed_form_losses(m, h, 600, 0.3, ck))
+
+    with jax.enable_x64(False):
+        f32 = run()
+    assert f32.dtype == np.float32
+    # float32 resolvents summed over 17 nodes with weights up to e^3.8: ~1e3 ulps
+    np.testing.assert_allclose(f32, run(), rtol=100 * tol(np.float32))
