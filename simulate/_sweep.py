@@ -69,7 +69,10 @@ def _losses(model, a, w2, n_real, mixtures, sizes, schedule, checkpoints, batch_
             return recursion_losses(a, w2, model.sigma2, h, position < n, schedule, checkpoints,
                                     batch_size)
 
-        return jax.vmap(one_size)(sizes)
+        # Sizes one after another (lax.map), not vmap: a batch axis of sizes inside the
+        # per-step loop makes XLA lay the state out as (M, S, P) and run the step ~3x slower
+        # (measured: 2.4e8 against 7.5e8 feature-steps/s at P = 2^14, 64 mixtures).
+        return jax.lax.map(one_size, sizes)
 
     return jax.vmap(one_mixture)(mixtures)
 
