@@ -1,25 +1,30 @@
-"""Throughput of the simulator's exact recursion, against a plain numpy loop and the machine's
-copy bandwidth, and the closed form's cost for the same losses.
+"""The simulator at scale: closed form, recursion and a numpy loop per mixture across ``P``, the
+recursion's bandwidth (float64 and float32), and a large closed-form sweep.
 
-Default problem (issue 3): K = 4 domains, N = 2^14 kept features (all of a 2^14-feature model),
-10^4 SGD steps, a batch of 64 mixtures, float64. Prints medians over ``--repeats`` timed calls
-(after one compiling call) and the ratios:
+Problem: K = 4 domains (``α = 1.3, 1.6, 2.0, 2.5``, ``β = 0.2``, ``σ² = 0.1``, a head of 64), every
+feature kept (``N = P``), a constant step of half the smallest stable step over a few mixtures,
+float64 unless stated. Prints medians over ``--repeats`` timed calls (after one compiling call)
+and the ratios:
 
-* recursion throughput in feature-steps per second (mixtures × features × steps / time);
-* the same recursion as a numpy loop (vectorised over mixtures and features, a Python loop over
-  steps), timed on ``--numpy-steps`` steps; ratio = jax / numpy throughput;
-* achieved bytes per second, counting the recursion's essential traffic of three float64 numbers
-  per feature per step (read the error ``c``, read its multiplier, write ``c``; the eigenvalues
-  are shared by all mixtures and stay in cache), beside the copy bandwidth of a large
-  ``np.copyto`` (read + write) measured in the same run;
-* the closed form: one ``N × N`` eigendecomposition per mixture (``O(N³)``), timed through the
-  public ``simulate.closed_form_losses`` (its input and stability checks included, ``O(P K)``
-  work beside the ``O(N³)`` eigendecomposition) at smaller ``N`` and extrapolated by the fitted
-  power of ``N`` to the default size — labelled as such.
+1. **Per mixture, for P ∈ {2^10, 2^12, 2^14, 2^16}**: the closed form (all ``--checkpoints``
+   checkpoints up to ``--steps`` at once, timed on a batch of ``--mixtures`` through the public
+   ``sweep_losses(method="closed_form")``), the recursion (the same checkpoints, public
+   ``sweep_losses``) and the numpy loop (timed on ``--numpy-steps`` steps and scaled to
+   ``--steps``), then each method's growth exponent in ``P`` (least-squares slope of log time
+   against log P) and the speed ratios.
+2. **Bandwidth** at ``P = --bandwidth-features``: the recursion's throughput in feature-steps per
+   second, its essential traffic of three numbers per feature-step (read ``c``, read its
+   multiplier, write ``c``) against the copy bandwidth of a large ``np.copyto`` (read + write)
+   measured in the same run; then the same in float32 with its largest relative error against
+   float64.
+3. **Sweep**: ``--sweep-mixtures`` mixtures × ``--checkpoints`` checkpoints at
+   ``P = --sweep-features`` by the closed form, sharded over every device (``jax.sharding``,
+   axis ``"mixtures"``) when there is more than one.
 
-Only the public ``simulate`` API is used.
+Only the public ``simulate`` API is used (``sweep_losses`` checks every call, including the
+stable step range, inside the timed region).
 
-Run: ``python benchmarks/bench_simulate.py`` (``--quick`` for a small smoke run).
+Run: ``python benchmarks/bench_simulate.py`` (minutes); ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ def copy_bandwidth(n_bytes: int, repeats: int) -> float:
     return 2 * src.nbytes / t
 
 
-def numpy_recursion(a, w2, sigma2, h, kept, lr, n_steps, batch_size=1):
-    """The simulator's exact recursion in plain numpy: (M, P) arrays, a loop over steps."""
+def numpy_recursion(a, w2, sigma2, h, lr, n_steps, batch_size=1):
+    """The exact recursion in plain numpy, every feature kept: (M, P) arrays, a loop over
+    steps; losses (M, K) after ``n_steps``."""
     inv_b = 1.0 / batch_size
     lam = h @ a
     qd = 2.0 * inv_b * (h @ (a * a)) + (1.0 - inv_b) * lam * lam
@@ -62,92 +68,159 @@ def numpy_recursion(a, w2, sigma2, h, kept, lr, n_steps, batch_size=1):
     r = c @ a.T
     for _ in range(n_steps):
         s = (lr * lr * inv_b) * h * (r + sigma2)
-        c = np.where(kept, d * c + s @ a, c)
+        c = d * c + s @ a
         r = c @ a.T
     return r + sigma2
+
+
+def _model(sim, p):
+    return sim.DisjointTailModel(jnp.array([1.3, 1.6, 2.0, 2.5]), beta=0.2, sigma2=0.1, head=64,
+                                 n_features=p)
+
+
+def _step(sim, model, mixtures):
+    p = model.n_features
+    return 0.5 * min(sim.stable_step_limit(model, h, p) for h in mixtures[:4])
+
+
+def _slope(ps, times) -> float:
+    return float(np.polyfit(np.log(ps), np.log(times), 1)[0])
+
+
+def per_mixture(sim, args, rng) -> None:
+    print(f"\n== per mixture: K=4, N=P, {args.checkpoints} checkpoints up to D={args.steps} "
+          "steps ==")
+    print(f"{'P':>7} {'closed form':>12} {'recursion':>12} {'numpy loop':>12} "
+          f"{'rec/closed':>11} {'rec vs numpy':>13} {'closed vs rec':>14}")
+    checkpoints = np.unique(np.geomspace(1, args.steps, args.checkpoints).round().astype(int))
+    mixtures = rng.dirichlet(np.ones(4), size=args.mixtures)
+    ps, rows = [], []
+    for e in args.sizes:
+        p = 2**e
+        model = _model(sim, p)
+        p = model.n_features
+        lr = _step(sim, model, mixtures)
+        schedule = sim.Constant(lr)
+
+        def closed(model=model, p=p, schedule=schedule):
+            return sim.sweep_losses(model, mixtures, [p], checkpoints, schedule,
+                                    method="closed_form")
+
+        def rec(model=model, p=p, schedule=schedule):
+            return sim.sweep_losses(model, mixtures, [p], checkpoints, schedule)
+
+        want = closed()
+        t_closed = _median_time(closed, args.repeats) / args.mixtures
+        got = rec()
+        t_rec = _median_time(rec, args.repeats) / args.mixtures
+        a = np.asarray(model.eigenvalues())
+        w2 = np.asarray(model.signal())
+        s2 = np.asarray(model.sigma2)
+        t_np = _median_time(lambda a=a, w2=w2, s2=s2, lr=lr: numpy_recursion(
+            a, w2, s2, mixtures, lr, args.numpy_steps), args.repeats)
+        t_np *= args.steps / args.numpy_steps / args.mixtures
+        agree = float(np.max(np.abs(want / got - 1)))
+        ps.append(p)
+        rows.append((t_closed, t_rec, t_np))
+        print(f"{p:>7} {t_closed:>11.4f}s {t_rec:>11.4f}s {t_np:>11.4f}s "
+              f"{t_rec / t_closed:>10.1f}x {t_np / t_rec:>12.1f}x {agree:>14.1e}", flush=True)
+    if len(ps) >= 2:
+        t = np.asarray(rows)
+        print("growth exponents in P (time ~ P^e): closed form "
+              f"{_slope(ps, t[:, 0]):.2f}, recursion {_slope(ps, t[:, 1]):.2f}, numpy loop "
+              f"{_slope(ps, t[:, 2]):.2f}")
+
+
+def bandwidth(sim, args, rng) -> None:
+    p = args.bandwidth_features
+    print(f"\n== recursion bandwidth: P=N={p}, {args.bandwidth_steps} steps, "
+          f"{args.bandwidth_mixtures} mixtures ==")
+    mixtures = rng.dirichlet(np.ones(4), size=args.bandwidth_mixtures)
+    copy_bw = copy_bandwidth(2**28, max(args.repeats, 3))
+    results = {}
+    for dtype in (np.float64, np.float32):
+        with jax.enable_x64(dtype == np.float64):
+            model = _model(sim, p)
+            lr = _step(sim, model, mixtures)
+            ck = [args.bandwidth_steps]
+
+            def run(model=model, lr=lr, ck=ck):
+                return sim.sweep_losses(model, mixtures, [model.n_features], ck,
+                                        sim.Constant(lr))
+
+            results[dtype] = np.asarray(run(), dtype=np.float64)
+            t = _median_time(run, args.repeats)
+        rate = args.bandwidth_mixtures * model.n_features * args.bandwidth_steps / t
+        bytes_per = 3 * np.dtype(dtype).itemsize
+        print(f"{np.dtype(dtype).name}: median {t:.3f} s, {rate:.3e} feature-steps/s, "
+              f"{bytes_per * rate / 1e9:.2f} GB/s ({bytes_per} B per feature-step) = "
+              f"{bytes_per * rate / copy_bw:.2f} of copy bandwidth {copy_bw / 1e9:.2f} GB/s "
+              "(goal >= 0.5)", flush=True)
+    err = float(np.max(np.abs(results[np.float32] / results[np.float64] - 1)))
+    print(f"float32 against float64: largest relative error {err:.1e}")
+
+
+def big_sweep(sim, args, rng) -> None:
+    p = args.sweep_features
+    devices = jax.devices()
+    print(f"\n== closed-form sweep: {args.sweep_mixtures} mixtures x {args.checkpoints} "
+          f"checkpoints at P=N={p}, {len(devices)} device(s) ==")
+    model = _model(sim, p)
+    mixtures = rng.dirichlet(np.ones(4), size=args.sweep_mixtures)
+    lr = _step(sim, model, mixtures)
+    checkpoints = np.unique(np.geomspace(10, 10**6, args.checkpoints).round().astype(int))
+    mesh = None
+    if len(devices) > 1:
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("mixtures",))
+
+    def run():
+        return sim.sweep_losses(model, mixtures, [model.n_features], checkpoints,
+                                sim.Constant(lr), method="closed_form", mesh=mesh)
+
+    t0 = time.perf_counter()
+    out = run()
+    first = time.perf_counter() - t0
+    t = _median_time(run, 1)
+    print(f"first call (compile + checks + run) {first:.1f} s; second call {t:.1f} s "
+          f"({t / args.sweep_mixtures * 1e3:.1f} ms per mixture; goal < 60 s); "
+          f"finite: {bool(np.all(np.isfinite(out)))}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument("--features", type=int, default=2**14)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 12, 14, 16],
+                        help="log2 of the feature counts P of part 1")
     parser.add_argument("--steps", type=int, default=10**4)
-    parser.add_argument("--mixtures", type=int, default=64)
+    parser.add_argument("--checkpoints", type=int, default=20)
+    parser.add_argument("--mixtures", type=int, default=8)
+    parser.add_argument("--numpy-steps", type=int, default=100)
+    parser.add_argument("--bandwidth-features", type=int, default=2**14)
+    parser.add_argument("--bandwidth-steps", type=int, default=10**4)
+    parser.add_argument("--bandwidth-mixtures", type=int, default=64)
+    parser.add_argument("--sweep-features", type=int, default=2**16)
+    parser.add_argument("--sweep-mixtures", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--numpy-steps", type=int, default=200)
-    parser.add_argument("--float32", action="store_true", help="run in float32")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["per-mixture", "bandwidth", "sweep"])
     args = parser.parse_args(argv)
     if args.quick:
-        args.features, args.steps, args.mixtures, args.numpy_steps = 2**10, 500, 8, 50
-        args.repeats = 1
-    jax.config.update("jax_enable_x64", not args.float32)
+        args.sizes, args.steps, args.checkpoints, args.mixtures = [8, 10], 500, 5, 4
+        args.numpy_steps, args.repeats = 20, 1
+        args.bandwidth_features, args.bandwidth_steps, args.bandwidth_mixtures = 2**10, 500, 8
+        args.sweep_features, args.sweep_mixtures = 2**10, 16
+    jax.config.update("jax_enable_x64", True)
     import simulate as sim
 
-    dtype = np.float32 if args.float32 else np.float64
-    k = 4
-    model = sim.DisjointTailModel(jnp.array([1.3, 1.6, 2.0, 2.5]), beta=0.2, sigma2=0.1,
-                                  head=64, n_features=args.features)
-    p = model.n_features
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+          f"{jax.device_count()} device(s)")
     rng = np.random.default_rng(0)
-    mixtures = rng.dirichlet(np.ones(k), size=args.mixtures)
-    lr = 0.5 * min(sim.stable_step_limit(model, h, p) for h in mixtures[:4])
-    schedule = sim.Constant(lr)
-    checkpoints = [args.steps // 10, args.steps]
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), dtype "
-          f"{np.dtype(dtype).name}, K={k}, P=N={p}, steps={args.steps}, "
-          f"mixtures={args.mixtures}")
-
-    def run():
-        return sim.sweep_losses(model, mixtures, [p], checkpoints, schedule)
-
-    t0 = time.perf_counter()
-    exact = run()
-    print(f"first call (compile + stability check + run): {time.perf_counter() - t0:.2f} s")
-    t_jax = _median_time(run, args.repeats)
-    feature_steps = args.mixtures * p * args.steps
-    rate_jax = feature_steps / t_jax
-    print(f"recursion (jax, public sweep_losses): median {t_jax:.3f} s, "
-          f"{rate_jax:.3e} feature-steps/s")
-
-    a = np.asarray(model.eigenvalues())
-    w2 = np.asarray(model.signal())
-    s2 = np.asarray(model.sigma2)
-    kept = np.ones((args.mixtures, p), dtype=bool)
-    t_np = _median_time(lambda: numpy_recursion(a, w2, s2, mixtures, kept, lr, args.numpy_steps),
-                        args.repeats)
-    rate_np = args.mixtures * p * args.numpy_steps / t_np
-    print(f"recursion (numpy loop, {args.numpy_steps} steps): median {t_np:.3f} s, "
-          f"{rate_np:.3e} feature-steps/s")
-    print(f"ratio jax / numpy: {rate_jax / rate_np:.1f}x (goal >= 4x)")
-    check = numpy_recursion(a, w2, s2, mixtures[:2], kept[:2], lr, checkpoints[0])
-    agree = np.max(np.abs(check / exact[:2, 0, 0] - 1))
-    print(f"numpy and jax agree at step {checkpoints[0]} to {agree:.1e} relative")
-
-    bytes_per = 3 * np.dtype(dtype).itemsize
-    achieved = bytes_per * rate_jax
-    copy_bw = copy_bandwidth(2**28, max(args.repeats, 3))
-    print(f"achieved {achieved / 1e9:.2f} GB/s ({bytes_per} B per feature-step) vs copy "
-          f"bandwidth {copy_bw / 1e9:.2f} GB/s: {achieved / copy_bw:.2f} of copy (goal >= 0.5)")
-
-    # Closed form: O(N^3) per mixture; time one mixture at a few sizes and extrapolate.
-    sizes = [2**8, 2**9, 2**10] if args.quick else [2**10, 2**11, 2**12]
-    sizes = [n for n in sizes if n <= p]
-    h0 = mixtures[0]
-    times = []
-    for n in sizes:
-        def f(n=n):
-            return sim.closed_form_losses(model, h0, n, lr, checkpoints).block_until_ready()
-
-        f()  # compile
-        times.append(_median_time(f, args.repeats))
-        print(f"closed form, one mixture, N={n}: median {times[-1]:.3f} s")
-    if len(sizes) >= 2:
-        slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
-        for label, power in ((f"fitted N^{slope:.2f}", slope), ("N^3, the eigh's order", 3.0)):
-            per = times[-1] * (p / sizes[-1]) ** power
-            print(f"closed form extrapolated ({label}) to N={p}: {per:.1f} s per mixture, "
-                  f"{per * args.mixtures:.0f} s for {args.mixtures} mixtures (any D) vs "
-                  f"{t_jax:.1f} s for the recursion at D={args.steps}")
+    if "per-mixture" not in args.skip:
+        per_mixture(sim, args, rng)
+    if "bandwidth" not in args.skip:
+        bandwidth(sim, args, rng)
+    if "sweep" not in args.skip:
+        big_sweep(sim, args, rng)
     return 0
 
 

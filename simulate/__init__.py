@@ -11,15 +11,19 @@ Public API:
 * :class:`AbstractSchedule` — a piecewise-constant step-size schedule; :class:`Constant`,
   :class:`StepDecay` are built in. A new schedule is one subclass implementing ``blocks``.
 * :func:`expected_losses` — exact losses at a list of checkpoints (``lax.scan`` recursion).
-* :func:`closed_form_losses` — the same for a constant step via one eigendecomposition.
+* :func:`closed_form_losses` — the same in closed form: a contour integral of the
+  diagonal-plus-rank-``K`` transition's resolvent (``K × K`` Woodbury solves), linear in the
+  number of features, independent of ``D`` for a constant step; any schedule as constant phases.
 * :func:`stable_step_limit` — the largest stable step size.
 * :func:`monte_carlo` — actual SGD on sampled Gaussian data (means and standard errors), with
   :class:`MonteCarloResult`.
 * :func:`sweep` / :func:`sweep_losses` — mixtures × sizes × checkpoints in one compiled call,
-  as a :class:`mixscale.data.LossTable` / an array, by ``method="recursion"`` (any schedule;
-  optionally sharded over a device mesh) or ``method="closed_form"`` (a constant step, cost
-  independent of ``D``).
-* :func:`optimal_mixture` — the simulator's own loss-minimising mixture (an :class:`Optimum`).
+  as a :class:`mixscale.data.LossTable` / an array, by ``method="recursion"`` or
+  ``method="closed_form"`` (cost independent of ``D`` for a constant step), both optionally
+  sharded over a device mesh.
+* :func:`optimal_mixture` — the simulator's own loss-minimising mixture (an :class:`Optimum`):
+  a lattice, then exact Newton and gradient steps within the pieces where the kept set is fixed,
+  then a short compass polish (``method="gradient"``, default) or a compass search alone.
 * :func:`simplex_lattice` — every mixture with coordinates in ``{0, 1/r, ..., 1}``.
 
 Every public function checks its call (model, mixtures, sizes, schedule, checkpoints, batch size

@@ -1,22 +1,36 @@
 r"""The simulator's ground-truth optimal mixture at a given ``(N, D)``.
 
 Minimises the exact target loss :math:`f(h) = \sum_i t_i L_i(h, N, D)` (default ``t_i = 1/K``,
-the mean loss) over the simplex. The kept set changes with ``h`` in discrete jumps, so ``f`` is
-only piecewise smooth and gradients through the recursion would be blind to the jumps; the
-search is therefore derivative-free and batched:
+the mean loss) over the simplex. Every evaluation is the closed form of
+:mod:`simulate._closed_form` (cost independent of ``D``, linear in the number of features). The
+kept set changes with ``h`` in discrete jumps, so ``f`` is only piecewise smooth: smooth (and
+differentiable through the closed form, the kept set held fixed) inside each piece, with jumps
+on the boundaries. The search (``method="gradient"``, the default):
 
-1. evaluate every point of the simplex lattice ``{h : r h ∈ ℕ^K, Σ h = 1}`` in one compiled call;
-2. from the ``n_starts`` best lattice points, run a compass search along the ``K(K−1)`` simplex
-   directions ``e_i − e_j`` (a positive spanning set of the simplex's tangent space), each at
-   the steps ``δ, δ/2, δ/4, δ/8`` (so a narrow basin beside a jump is not stepped over), all
-   starts, directions and steps in one batched call per iteration. A move that would leave the
-   simplex is shortened to stop on the face (so optima with some ``h_j = 0`` are reached
-   exactly). A start moves to its best strictly improving candidate, otherwise halves ``δ``;
-   the search stops when every ``δ`` is below ``tol``.
+1. evaluate every point of the simplex lattice ``{h : r h ∈ ℕ^K, Σ h = 1}`` in one compiled call
+   (the lattice visits the pieces at its resolution);
+2. from the ``n_starts`` best lattice points, iterate *within pieces* with exact derivatives:
+   the gradient and Hessian of ``f`` (the kept set of the current point held fixed), a Newton
+   direction in the tangent space of the current face (coordinates at zero whose gradient
+   pushes them outward stay at zero) and the projected-gradient direction, each tried at the
+   lengths ``s, s/2, …, s/2⁷`` (moves shortened to stop on the face), all in one batched call of
+   the *true* ``f`` (so a move across a jump is judged by the exact loss); the best strictly
+   improving candidate is taken;
+3. polish the best point with the compass search below, started at a small step
+   ``min(1/r, 16 tol)``: it certifies the result against every simplex direction, including
+   across a jump the derivatives cannot see.
 
-For a smooth ``f`` compass search converges to a stationary point; the lattice start makes it
-global up to the lattice resolution. Every evaluated mixture is checked against the stable step
-range (an error names the offending mixture).
+The compass search (``method="compass"``, the earlier derivative-free method, whose step starts
+at ``1/r``) moves along the ``K(K−1)`` simplex directions ``e_i − e_j`` (a positive spanning set
+of the simplex's tangent space), each at the steps ``δ, δ/2, δ/4, δ/8`` (so a narrow basin beside
+a jump is not stepped over), all starts, directions and steps in one batched call per
+iteration. A move that would leave the simplex is shortened to stop on the face (so optima with
+some ``h_j = 0`` are reached exactly). A start moves to its best strictly improving candidate,
+otherwise halves ``δ``; the search stops when every ``δ`` is below ``tol``.
+
+For a smooth ``f`` both converge to a stationary point (Newton quadratically); the lattice start
+makes the result global up to the lattice resolution. Every evaluated mixture is checked against
+the stable step range (an error names the offending mixture).
 """
 
 from __future__ import annotations
@@ -27,16 +41,24 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jax import Array, lax
 
+from ._closed_form import (
+    closed_form_one,
+    constant_losses,
+    grouped,
+    schedule_losses,
+    steps_argument,
+)
 from ._model import DisjointTailModel
-from ._recursion import recursion_losses
-from ._schedule import AbstractSchedule
+from ._schedule import AbstractSchedule, Constant
 from ._validate import check_call, require_stable
 
 __all__ = ["Optimum", "optimal_mixture", "simplex_lattice"]
 
 _N_SCALES = 4
+_N_LENGTHS = 8
+_METHODS = ("gradient", "compass")
 
 
 class Optimum(eqx.Module):
@@ -85,21 +107,89 @@ def _default_resolution(k: int) -> int:
 
 
 @eqx.filter_jit
-def _objective(model, mixtures, n, schedule, checkpoints, batch_size, target):
-    a = model.eigenvalues()
-    w2 = model.signal()
-
+def _objective(model, mixtures, n, schedule, steps, batch_size, target):
     def one(h):
-        losses = recursion_losses(a, w2, model.sigma2, h, model.kept(h, n), schedule,
-                                  checkpoints, batch_size)[0]
+        losses = closed_form_one(model, h, n, schedule, steps, batch_size)[0]
         return losses @ target, losses
 
     return jax.vmap(one)(mixtures)
 
 
+@eqx.filter_jit
+def _derivatives(model, mixtures, n, schedule, steps, batch_size, target):
+    """Gradient ``(M, K)`` and Hessian ``(M, K, K)`` of ``f`` with each point's kept set held
+    fixed (the keep rule's ordering is piecewise constant, so it carries no derivative)."""
+    def f(h, h_kept):
+        a_all, w2, kept, blocks = grouped(model, lax.stop_gradient(h_kept), n)
+        if isinstance(schedule, Constant):
+            losses = constant_losses(a_all, w2, model.sigma2, h, kept, schedule.lr, steps,
+                                     batch_size, blocks)
+        else:
+            losses = schedule_losses(a_all, w2, model.sigma2, h, kept, schedule, tuple(steps),
+                                     batch_size, blocks)
+        return losses[0] @ target
+
+    def one(h):
+        return jax.grad(f)(h, h), jax.hessian(f)(h, h)
+
+    return jax.vmap(one)(mixtures)
+
+
+def _face_directions(points, grads, hessians):
+    """Newton and projected-gradient directions ``(S, K)`` each in the tangent space of the
+    current face of the simplex (unit max-norm; zero where there is no descent)."""
+    n_starts, k = points.shape
+    newton = np.zeros_like(points)
+    gradient = np.zeros_like(points)
+    for s in range(n_starts):
+        g, hess = grads[s], hessians[s]
+        free = points[s] > 0
+        for _ in range(k):  # release no coordinate the gradient pushes outward
+            mean = g[free].mean()
+            grow = (~free) & (g < mean)
+            if not grow.any():
+                break
+            free = free | grow
+        idx = np.flatnonzero(free)
+        if idx.size < 2:
+            continue
+        d = np.zeros(k)
+        d[idx] = -(g[idx] - g[idx].mean())
+        if np.abs(d).max() > 0:
+            gradient[s] = d / np.abs(d).max()
+        basis = np.zeros((k, idx.size - 1))  # sum-zero directions on the free coordinates
+        basis[idx[0], :] = -1.0
+        basis[idx[1:], np.arange(idx.size - 1)] = 1.0
+        reduced = basis.T @ hess @ basis
+        try:
+            eig = np.linalg.eigvalsh(0.5 * (reduced + reduced.T))
+            if eig.min() > 1e-12 * max(abs(eig).max(), 1e-300):
+                step = basis @ np.linalg.solve(reduced, -(basis.T @ g))
+                if g @ step < 0 and np.abs(step).max() > 0:
+                    newton[s] = step
+        except np.linalg.LinAlgError:
+            pass
+    return newton, gradient
+
+
+def _along(points, directions, lengths):
+    """Candidates ``(S, L, K)``: each point moved along its direction by each length, shortened
+    to stop on the simplex's face; ``valid`` ``(S, L)`` marks real moves."""
+    neg = np.where(directions < 0, -directions, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(neg > 0, points / np.where(neg > 0, neg, 1.0), np.inf).min(axis=1)
+    length = np.minimum(lengths, room[:, None])
+    cand = points[:, None, :] + length[:, :, None] * directions[:, None, :]
+    cand = np.clip(cand, 0.0, None)
+    cand /= cand.sum(axis=-1, keepdims=True)
+    valid = (length > 0) & np.any(directions != 0, axis=1)[:, None]
+    return cand, valid
+
+
 def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
                     batch_size: int = 1, *, target=None, resolution: int | None = None,
-                    n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500) -> Optimum:
+                    n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500,
+                    method: str = "gradient") -> Optimum:
     r"""The mixture minimising the simulator's exact target loss after ``steps`` SGD steps.
 
     Args:
@@ -111,10 +201,15 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         target: ``(K,)`` non-negative target weights ``t`` (default uniform: the mean loss).
         resolution: lattice resolution ``r`` of the first stage (default: the finest with at most
             ~400 points).
-        n_starts: number of lattice points the compass search starts from.
+        n_starts: number of lattice points the search starts from.
         tol: the search stops when every compass step is below ``tol``.
-        max_iterations: cap on compass iterations.
+        max_iterations: cap on iterations (of each stage).
+        method: ``"gradient"`` (default: Newton and gradient steps within pieces, then a short
+            compass polish) or ``"compass"`` (derivative-free from the lattice spacing); see
+            the module docstring.
     """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     call = check_call("optimal_mixture", model, sizes=n, schedule=schedule, checkpoints=[steps],
                       batch_size=batch_size)
     k = model.n_domains
@@ -131,13 +226,14 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
     t_j = jnp.asarray(t, dtype)
     n_j = jnp.asarray(n_arr)
+    steps_arg = steps_argument(schedule, checkpoints, dtype)
     n_evals = 0
 
     def evaluate(mixtures: np.ndarray):
         nonlocal n_evals
         require_stable(model, schedule, mixtures, n_arr[None], checkpoints[0], batch_size)
         values, losses = _objective(model, jnp.asarray(mixtures, dtype), n_j, schedule,
-                                    checkpoints, batch_size, t_j)
+                                    steps_arg, batch_size, t_j)
         n_evals += mixtures.shape[0]
         return np.asarray(values), np.asarray(losses)
 
@@ -148,7 +244,37 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     points = lattice[best].copy()
     point_values = values[best].copy()
     point_losses = lattice_losses[best].copy()
-    step = np.full(n_starts, 1.0 / r)
+    if method == "gradient":
+        rows = np.arange(n_starts)
+        reach = np.full(n_starts, 1.0 / r)  # the longest move tried next
+        for _ in range(max_iterations):
+            grads, hessians = (np.asarray(x) for x in _derivatives(
+                model, jnp.asarray(points, dtype), n_j, schedule, steps_arg, batch_size, t_j))
+            newton, gradient = _face_directions(points, grads, hessians)
+            ladder = 0.5 ** np.arange(_N_LENGTHS)
+            c1, ok1 = _along(points, newton, np.ones((n_starts, 1)) * ladder)
+            c2, ok2 = _along(points, gradient, reach[:, None] * ladder)
+            cand = np.concatenate([c1, c2], axis=1)
+            ok = np.concatenate([ok1, ok2], axis=1)
+            v, ls = evaluate(cand.reshape(-1, k))
+            v = np.where(ok, v.reshape(n_starts, -1), np.inf)
+            ls = ls.reshape(n_starts, -1, k)
+            j = np.argmin(v, axis=1)
+            improved = v[rows, j] < point_values
+            moved = np.abs(cand[rows, j] - points).max(axis=1)
+            points = np.where(improved[:, None], cand[rows, j], points)
+            point_values = np.where(improved, v[rows, j], point_values)
+            point_losses = np.where(improved[:, None], ls[rows, j], point_losses)
+            reach = np.where(improved, np.clip(4 * moved, tol, 1.0), reach / 4)
+            if np.all(~improved | (moved < tol / 16)) and np.all(reach < tol):
+                break
+            if not improved.any():
+                break
+        # The polish certifies the best point only: the others already lost on the true loss.
+        keep = np.argsort(point_values, kind="stable")[:1]
+        points, point_values, point_losses = points[keep], point_values[keep], point_losses[keep]
+        n_starts = 1
+    step = np.full(n_starts, 1.0 / r if method == "compass" else min(1.0 / r, 16 * tol))
     directions = np.asarray([np.eye(k)[i] - np.eye(k)[j] for i in range(k) for j in range(k)
                              if i != j])
     source = np.asarray([j for i in range(k) for j in range(k) if i != j])

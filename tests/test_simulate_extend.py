@@ -121,11 +121,17 @@ def test_closed_form_sweep_equals_recursion_sweep(batch_size, rng):
     np.testing.assert_array_equal(arr.reshape(closed.losses.shape), closed.losses)
 
 
-@pytest.mark.parametrize("schedule", [sim.StepDecay(0.1, 0.5, 10), Warmup(0.1, 5)])
-def test_closed_form_refuses_a_non_constant_schedule(model, schedule):
-    with pytest.raises(ValueError, match=rf"needs a Constant schedule.*{type(schedule).__name__}"
-                                         r".*method='recursion'"):
-        sim.sweep(model, [[0.5, 0.3, 0.2]], [5], [10], schedule, method="closed_form")
+@pytest.mark.parametrize("schedule", [sim.StepDecay(0.1, 0.5, 10), Warmup(0.1, 5),
+                                      sim.StepDecay(0.15, 0.3, 40)])
+def test_closed_form_runs_any_schedule_as_constant_phases(model, schedule):
+    """Short pieces are stepped, long ones integrated: both match the recursion."""
+    mixtures = np.array([[0.5, 0.3, 0.2], [0.1, 0.0, 0.9]])
+    sizes, ck = [5, 14], [1, 10, 17, 120, 400]
+    rec = sim.sweep_losses(model, mixtures, sizes, ck, schedule)
+    closed = sim.sweep_losses(model, mixtures, sizes, ck, schedule, method="closed_form")
+    np.testing.assert_allclose(closed, rec, rtol=tol())
+    one = sim.closed_form_losses(model, mixtures[0], 14, schedule, ck)
+    np.testing.assert_allclose(np.asarray(one), rec[0, 1], rtol=tol())
     with pytest.raises(ValueError, match="method must be one of"):
         sim.sweep_losses(model, [[0.5, 0.3, 0.2]], [5], [10], sim.Constant(0.1), method="eigh")
 

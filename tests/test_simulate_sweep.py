@@ -69,9 +69,13 @@ _SHARDED = textwrap.dedent("""
     devs = np.array(jax.devices())
     mix = sim.sweep_losses(*args, mesh=Mesh(devs, ("mixtures",)))
     both = sim.sweep_losses(*args, mesh=Mesh(devs.reshape(2, 2), ("mixtures", "features")))
+    closed = sim.sweep_losses(*args, method="closed_form")
+    closed_mix = sim.sweep_losses(*args, method="closed_form", mesh=Mesh(devs, ("mixtures",)))
     print(json.dumps({"mix_equal": bool(np.array_equal(ref, mix)),
                       "mix_rel": float(np.max(np.abs(mix / ref - 1))),
                       "both_rel": float(np.max(np.abs(both / ref - 1))),
+                      "closed_rel": float(np.max(np.abs(closed / ref - 1))),
+                      "closed_mix_rel": float(np.max(np.abs(closed_mix / closed - 1))),
                       "shape": list(mix.shape), "n_features": model.n_features}))
 """)
 
@@ -91,13 +95,16 @@ def test_sharded_sweep_equals_single_device():
     eps = np.finfo(np.float64).eps
     assert res["mix_rel"] <= 8 * eps, res
     assert res["both_rel"] <= 1e-13, res  # feature sharding reorders the reductions' additions
+    assert res["closed_rel"] <= 1e-10, res  # the closed form, sharded over mixtures too
+    assert res["closed_mix_rel"] <= 1e-13, res
 
 
-def test_optimal_mixture_beats_a_fine_lattice():
+@pytest.mark.parametrize("method", ["gradient", "compass"])
+def test_optimal_mixture_beats_a_fine_lattice(method):
     model = sim.DisjointTailModel(jnp.array([1.4, 2.2, 3.0]), beta=0.2,
                                   sigma2=jnp.array([0.2, 0.05, 0.1]), head=3, tail=25)
     n, steps, schedule = 30, 200, sim.Constant(0.3)
-    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-3)
+    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-3, method=method)
     lattice = sim.simplex_lattice(3, 60)
     brute = sim.sweep_losses(model, lattice, [n], [steps], schedule)[:, 0, 0].mean(axis=1)
     best = int(np.argmin(brute))
@@ -107,17 +114,46 @@ def test_optimal_mixture_beats_a_fine_lattice():
     np.testing.assert_allclose(float(opt.loss), float(np.mean(again)), rtol=tol())
     np.testing.assert_allclose(np.asarray(opt.losses), np.asarray(again), rtol=tol())
     # a target on one domain moves the optimum toward it
-    opt0 = sim.optimal_mixture(model, n, steps, schedule, target=[1.0, 0.0, 0.0], tol=1e-2)
+    opt0 = sim.optimal_mixture(model, n, steps, schedule, target=[1.0, 0.0, 0.0], tol=1e-2,
+                               method=method)
     assert float(opt0.weights[0]) > float(opt.weights[0])
 
 
-def test_optimal_mixture_two_domains_against_a_dense_line():
+@pytest.mark.parametrize("method", ["gradient", "compass"])
+def test_optimal_mixture_two_domains_against_a_dense_line(method):
     model = sim.DisjointTailModel(jnp.array([1.5, 2.5]), beta=0.0, sigma2=jnp.array([0.1, 0.3]),
                                   head=2, tail=40)
     n, steps, schedule = 25, 300, sim.Constant(0.3)
-    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-4)
+    opt = sim.optimal_mixture(model, n, steps, schedule, tol=1e-4, method=method)
     grid = np.linspace(0, 1, 1001)
     line = np.stack([grid, 1 - grid], axis=1)
     brute = sim.sweep_losses(model, line, [n], [steps], schedule)[:, 0, 0].mean(axis=1)
     assert float(opt.loss) <= brute.min() + 1e-12
     assert abs(float(opt.weights[0]) - grid[np.argmin(brute)]) <= 1e-3
+
+
+def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences():
+    """The gradient search and the compass search land on the same optimum (K = 4, a step
+    decay), and the exact gradient within a piece matches central differences."""
+    from simulate._optimum import _derivatives, _objective
+
+    model = sim.DisjointTailModel(jnp.array([1.3, 1.8, 2.2, 2.9]), beta=0.1,
+                                  sigma2=jnp.array([0.1, 0.2, 0.05, 0.15]), head=4, tail=30)
+    n, steps, schedule = 60, 400, sim.StepDecay(0.3, 0.5, 150)
+    grad = sim.optimal_mixture(model, n, steps, schedule)
+    compass = sim.optimal_mixture(model, n, steps, schedule, method="compass")
+    assert float(grad.loss) <= float(compass.loss) + 1e-12
+    assert np.abs(np.asarray(grad.weights) - np.asarray(compass.weights)).max() < 2e-3
+    h = jnp.asarray([[0.4, 0.3, 0.2, 0.1]])
+    target = jnp.full(4, 0.25)
+    args = (model, jnp.asarray(n), schedule, (steps,), 1, target)
+    g, hess = (np.asarray(x)[0] for x in _derivatives(model, h, *args[1:]))
+    eps = 1e-6
+    for i, j in [(0, 1), (2, 3)]:
+        d = np.zeros(4)
+        d[i], d[j] = eps, -eps  # a move within the simplex and (small) within the piece
+        f = [float(_objective(model, h + s * d, *args[1:])[0][0]) for s in (1, -1)]
+        np.testing.assert_allclose((f[0] - f[1]) / 2, g @ d, rtol=1e-6)
+        np.testing.assert_allclose(hess, hess.T, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sim.optimal_mixture(model, n, steps, schedule, method="nelder-mead")
