@@ -215,6 +215,15 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         RuntimeError: if every restart fails.
     """
     spec = as_law_spec(law_class, law_options)
+    if not isinstance(table, LossTable):
+        raise TypeError(f"table must be a mixscale LossTable, got {type(table).__name__}")
+    if validation is not None and not isinstance(validation, LossTable):
+        raise TypeError(f"validation must be a LossTable or None, got "
+                        f"{type(validation).__name__}")
+    for what, value in (("n_restarts", n_restarts), ("seed", seed), ("chunk", chunk)) + (
+            (("max_steps", max_steps),) if max_steps is not None else ()):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{what} must be an integer, got {value!r}")
     law_class, options = spec.law_class, spec.law_options
     if method not in _SOLVERS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_SOLVERS)}")

@@ -155,6 +155,13 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     Returns:
         A :class:`MixtureResult`.
     """
+    if not isinstance(law, AbstractLaw):
+        raise TypeError(f"law must be a fitted law (e.g. FitResult.law), got {type(law).__name__}")
+    for what, value in (("N", N), ("D", D)):
+        if isinstance(value, (bool, str)) or not np.isscalar(value) and np.ndim(value) != 0:
+            raise TypeError(f"{what} must be a number (law units), got {value!r}")
+        if not (np.isfinite(float(value)) and float(value) > 0):
+            raise ValueError(f"{what} must be positive and finite, got {value!r}")
     k = law.n_train_domains if n_train_domains is None else int(n_train_domains)
     if k != law.n_train_domains:
         raise ValueError(f"n_train_domains={n_train_domains} but the law takes weights of "

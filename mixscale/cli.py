@@ -43,8 +43,8 @@ def _quantity(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 680M, 25B, 1e9)") \
             from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not (np.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"must be a finite count of at least 1: {text!r}")
     return value
 
 
@@ -53,9 +53,37 @@ def _assignment(text: str) -> tuple[str, float]:
     if not sep:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     try:
-        return name.strip(), float(value)
+        number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+    if not (np.isfinite(number) and (number == 0 or abs(number) >= np.finfo(float).tiny)):
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be finite and, unless 0, "
+                                         "a normal float (not subnormal)")
+    return name.strip(), number
+
+
+def _integer(lo: int, hi: int):
+    """An argparse type: an integer in ``[lo, hi]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}], got {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0: no hold-out), got {text}")
+    return value
 
 
 def _err(msg: str) -> None:
@@ -68,6 +96,9 @@ def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
 
     names = {d.name for d in available()}
     if source in names:
+        if out_of_mixture:
+            raise CliError("--out-of-mixture applies to CSV input only: the bundled tables "
+                           "already name their out-of-mixture columns")
         opts = {"split": split} if split else {}
         return load(source, **opts)
     if os.path.exists(source):
@@ -177,6 +208,9 @@ def _cmd_fit(args) -> int:
         spec = LawSpec(args.law, **options)
     except (KeyError, ValueError) as err:
         raise CliError(str(err).strip("'\"")) from None
+    if args.out and os.path.exists(args.dataset) and os.path.exists(args.out) \
+            and os.path.samefile(args.out, args.dataset):
+        raise CliError(f"--out {args.out} is the input table: choose another file")
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     if args.validation_fraction > 0:
         train, valid = split(table, args.validation_fraction, args.seed)
@@ -284,15 +318,26 @@ def _cmd_optimize(args) -> int:
 
     def per_domain(pairs, default, names, what):
         out = np.full(len(names), default, dtype=float)
+        seen = set()
         for name, value in pairs or ():
             if name not in names:
                 raise CliError(f"{what}: unknown domain {name!r}; domains: {', '.join(names)}")
+            if name in seen:
+                raise CliError(f"{what}: domain {name!r} is given twice")
+            if value < 0:
+                raise CliError(f"{what}: {name}={value:g} must not be negative")
+            seen.add(name)
             out[names.index(name)] = value
         return out
 
     w = None
     if args.target:
         w = per_domain(args.target, 0.0, list(res.targets), "--target")
+        top = float(w.max())
+        total = float((w / top).sum()) * top if top > 0 else 0.0  # Python floats: inf, no warning
+        if not (0 < total < float("inf")):
+            raise CliError("--target: the weights must not all be 0, and their sum must be "
+                           "finite")
     lower = per_domain(args.lower, 0.0, list(res.train_domains), "--lower")
     upper = per_domain(args.upper, 1.0, list(res.train_domains), "--upper")
     mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
@@ -355,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_cmd_datasets)
 
     lw = sub.add_parser("laws", help="list the laws and their parameter counts")
-    lw.add_argument("--domains", type=int, default=7, metavar="K",
+    lw.add_argument("--domains", type=_integer(1, 1024), default=7, metavar="K",
                     help="number of (training = loss) domains for the counts (default 7)")
     lw.add_argument("--json", action="store_true")
     lw.set_defaults(run=_cmd_laws)
@@ -366,10 +411,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--variant", help="law variant (see `mixscale laws`): " + "; ".join(
         f"{name}: {', '.join(cls.variants)} (default {cls.variants[0]})"
         for name, cls in LAWS.items() if cls.variants))
-    f.add_argument("--validation-fraction", type=float, default=0.3,
+    f.add_argument("--validation-fraction", type=_fraction, default=0.3,
                    help="share of mixtures held out for validation (0 to fit on all)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--restarts", type=int, default=64)
+    f.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
+    f.add_argument("--restarts", type=_integer(1, 4096), default=64)
     f.add_argument("--method", choices=("lm", "lbfgs"), default="lm")
     f.add_argument("--out", help="write the fitted law to this JSON file")
     f.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -379,14 +424,15 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("fitted", help="JSON written by `mixscale fit --out`")
     o.add_argument("--model-size", type=_quantity, required=True, help="parameters, e.g. 1B")
     o.add_argument("--tokens", type=_quantity, required=True, help="tokens, e.g. 25B")
-    o.add_argument("--target", type=_assignment, nargs="+", metavar="DOMAIN=W",
+    o.add_argument("--target", type=_assignment, nargs="+", action="extend",
+                   metavar="DOMAIN=W",
                    help="weights of target loss domains (default: uniform over all)")
-    o.add_argument("--lower", type=_assignment, nargs="+", metavar="DOMAIN=V",
+    o.add_argument("--lower", type=_assignment, nargs="+", action="extend", metavar="DOMAIN=V",
                    help="lower bounds on domain weights")
-    o.add_argument("--upper", type=_assignment, nargs="+", metavar="DOMAIN=V",
+    o.add_argument("--upper", type=_assignment, nargs="+", action="extend", metavar="DOMAIN=V",
                    help="caps on domain weights (e.g. data-limited domains)")
-    o.add_argument("--starts", type=int, default=16)
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--starts", type=_integer(1, 1024), default=16)
+    o.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
     o.add_argument("--json", action="store_true")
     o.set_defaults(run=_cmd_optimize)
 
@@ -412,6 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         _err(f"mixscale: error: {msg}")
         return 2
+    except Exception as err:  # anything else is a bug of ours: one line, and how to see more
+        if os.environ.get("MIXSCALE_DEBUG"):
+            raise
+        _err(f"mixscale: internal error: {type(err).__name__}: {err} (set MIXSCALE_DEBUG=1 "
+             "for the traceback, and please report it)")
+        return 1
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def test_datasets_and_laws_listing(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["fit", "no-such-table"], "neither a bundled dataset"),
+    (["fit", "pile4", "--out-of-mixture", "x"], "CSV input only"),
     (["fit", "pile4", "--model-size", "123M"], "not in the table"),
     (["fit", "pile4", "--law", "nope"], "unknown law"),
     (["optimize", "missing.json", "--model-size", "1B", "--tokens", "1B"], "no such file"),
@@ -79,3 +80,49 @@ def test_user_csv_with_a_typo_is_refused(tmp_path, capsys):
     assert main(["fit", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bb_loss" in err and "runs.csv" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "pile4", "--seed", str(2**64)], "--seed"),
+    (["fit", "pile4", "--seed", "-1"], "--seed"),
+    (["fit", "pile4", "--restarts", "1000000000"], "--restarts"),
+    (["fit", "pile4", "--restarts", "1.5"], "--restarts"),
+    (["fit", "pile4", "--validation-fraction", "-0.1"], "--validation-fraction"),
+    (["fit", "pile4", "--validation-fraction", "nan"], "--validation-fraction"),
+    (["fit", "pile4", "--validation-fraction", "-inf"], "--validation-fraction"),
+    (["fit", "pile4", "--tokens", "1e-300"], "--tokens"),
+    (["laws", "--domains", "0"], "--domains"),
+])
+def test_bad_arguments_are_refused_by_name(argv, message, capsys):
+    """argparse refusals: exit 2 with the argument named (no traceback, no silent default)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--upper", "github=0.05", "github=0.5"], "given twice"),
+    (["--target", "github=1e308", "gutenberg=1e308"], "sum must be finite"),
+    (["--lower", "github=-0.1"], "must not be negative"),
+])
+def test_bad_optimize_options_are_refused(fitted, extra, message, capsys):
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "1B", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_repeated_caps_all_apply(fitted, capsys):
+    capsys.readouterr()
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "20B",
+                 "--upper", "github=0.05", "--upper", "wikipedia=0.05", "--json"]) == 0
+    weights = json.loads(capsys.readouterr().out)["weights"]
+    assert weights["github"] <= 0.05 + 1e-9 and weights["wikipedia"] <= 0.05 + 1e-9
+
+
+def test_fit_refuses_to_overwrite_its_input(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n"
+                   "0.5,0.5,1e6,1e9,3.0,3.1\n")
+    assert main(["fit", str(csv), "--out", str(csv)]) == 2
+    assert "is the input table" in capsys.readouterr().err
+    assert csv.read_text().startswith("weight_a")

@@ -33,6 +33,9 @@ __all__ = ["read_csv", "write_csv"]
 
 WEIGHT_PREFIX = "weight_"
 LOSS_SUFFIX = "_loss"
+#: The smallest normal float64: a loss, size or token count below it would vanish or lose
+#: precision in the fit.
+_TINY = float(np.finfo(np.float64).tiny)
 SIZE_COLUMN = "model_size"
 TOKENS_COLUMN = "n_tokens"
 _MISSING = frozenset({"", "nan"})  # lower-cased cell texts that mean "not measured"
@@ -177,13 +180,14 @@ def parse_wide(
             raise TableError(
                 f"{_where(source, row, WEIGHT_PREFIX + '*')}weights sum to {total:.6g}, not 1 "
                 f"(tolerance {WEIGHT_SUM_TOLERANCE:g}; nothing is renormalised)")
-        size[r] = _positive(record[size_col], source, row, SIZE_COLUMN)
-        tokens[r] = _positive(record[tokens_col], source, row, TOKENS_COLUMN)
+        size[r] = _positive(record[size_col], source, row, SIZE_COLUMN, size_unit)
+        tokens[r] = _positive(record[tokens_col], source, row, TOKENS_COLUMN, token_unit)
         for m, (j, _) in enumerate(loss_cols):
             value = parse_float(record[j], source, row, header[j])
-            if not (math.isnan(value) or (math.isfinite(value) and value > 0)):
-                raise TableError(f"{_where(source, row, header[j])}loss must be positive and "
-                                 f"finite (or empty when not measured), got {record[j]!r}")
+            if not (math.isnan(value) or (math.isfinite(value) and value >= _TINY)):
+                raise TableError(f"{_where(source, row, header[j])}loss must be positive, "
+                                 f"finite and not subnormal (or empty when not measured), got "
+                                 f"{record[j]!r}")
             losses[r, m] = value
     tags = {header[j]: _tag_array([record[j] for record in rows]) for j in tag_cols}
     return LossTable(
@@ -200,7 +204,18 @@ def _classify(
     weight_cols: list[tuple[int, str]] = []
     loss_cols: list[tuple[int, str]] = []
     tag_cols: list[int] = []
+    if isinstance(out_of_mixture, str):
+        raise TableError(f"{source}: out_of_mixture must be a sequence of domain names, not the "
+                         f"string {out_of_mixture!r} (write ({out_of_mixture!r},))")
     for j, h in enumerate(header):
+        lower = h.lower()
+        if (lower.startswith(WEIGHT_PREFIX) and not h.startswith(WEIGHT_PREFIX)) or (
+                lower.endswith(LOSS_SUFFIX) and not h.endswith(LOSS_SUFFIX)) or lower in (
+                SIZE_COLUMN, TOKENS_COLUMN) and h not in (SIZE_COLUMN, TOKENS_COLUMN):
+            raise TableError(f"{_where(source, column=h)}column names are lower case "
+                             f"('{WEIGHT_PREFIX}<domain>', '<domain>{LOSS_SUFFIX}', "
+                             f"'{SIZE_COLUMN}', '{TOKENS_COLUMN}'): rename it, or it would "
+                             "silently become a row tag")
         if h.startswith(WEIGHT_PREFIX):
             weight_cols.append((j, h[len(WEIGHT_PREFIX):]))
         elif h.endswith(LOSS_SUFFIX):
@@ -247,13 +262,13 @@ def _weight(cell: str, source: str, row: int, column: str) -> float:
     return value
 
 
-def _positive(cell: str, source: str, row: int, column: str) -> float:
+def _positive(cell: str, source: str, row: int, column: str, unit: float) -> float:
     value = parse_float(cell, source, row, column)
     if math.isnan(value):
         raise TableError(f"{_where(source, row, column)}missing value (required in every row)")
-    if not (math.isfinite(value) and value > 0):
-        raise TableError(f"{_where(source, row, column)}must be positive and finite, "
-                         f"got {cell!r}")
+    if not (math.isfinite(value) and value > 0 and value / unit >= _TINY):
+        raise TableError(f"{_where(source, row, column)}must be positive and finite, and not "
+                         f"vanish in law units (divided by {unit:g}), got {cell!r}")
     return value
 
 
