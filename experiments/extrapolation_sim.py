@@ -30,10 +30,9 @@ step over the simplex's vertices, the uniform mixture, the training mixtures and
 (:func:`experiments._sim.safe_learning_rate`), so a law optimum on a vertex is stable too.
 
 Cost (full configuration: 3 instances, 24 mixtures × 2 sizes × 3 budgets, 4 laws × 8 restarts,
-target N = 256 of 1024 features and 2000 steps): measured 29 min wall on a 2-core machine shared
-with other jobs (load average ≈ 12), i.e. roughly 8–10 min of one idle core; the target-scale
-true optima (a derivative-free search, ~3 × 10³ exact runs of 2000 steps each) and the fits
-dominate. ``--quick``: one small K = 3 instance and the capacity law alone, under a minute.
+target N = 256 of 1024 features and 2000 steps): measured 9.7 min wall on a 2-core machine
+shared with three other jobs, with the simulator's gradient optimum and contour-integral closed
+form (29 min before them); the fits now dominate. ``--quick``: one small K = 3 instance and the capacity law alone, under a minute.
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
 """
