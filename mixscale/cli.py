@@ -240,6 +240,7 @@ def _cmd_fit(args) -> int:
             "targets": list(res.targets), "n_params": res.n_params,
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
+            "at_bounds": res.at_bounds,
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
                                 "weights": dict(zip(res.train_domains,
@@ -251,6 +252,9 @@ def _cmd_fit(args) -> int:
           f"{res.timings['total_s']:.1f} s")
     for note in res.notes:
         print(f"note: {note}")
+    if res.at_bounds:
+        print(f"note: {res.at_bounds} parameter(s) ended on a bound of their range (see the "
+              "law's parameter_bounds): the data do not pin them down there")
     _print_parameters(res)
     _print_metrics("train", res.train_metrics)
     _print_metrics("validation", res.validation_metrics)

@@ -31,6 +31,7 @@ def test_fit_json_output(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n_params"] == 3 * 4 + 1
     assert out["validation_metrics"] is None
+    assert isinstance(out["at_bounds"], int) and out["at_bounds"] >= 0
     assert sum(out["optimal_mixture"]["weights"].values()) == pytest.approx(1.0)
 
 
