@@ -73,7 +73,8 @@ class FitResult:
     """A fitted law and how it was obtained.
 
     Attributes:
-        law: the best restart's law (lowest final training objective).
+        law: the best restart's law (lowest final training objective); per target for a law
+            fitted as one problem per target (see ``per_target_restarts``).
         law_options: the options the law class was initialised with (:attr:`spec` holds the
             law and its options as one :class:`mixscale.LawSpec`).
         targets: the loss domains the law predicts (output order of ``law.predict``).
@@ -92,6 +93,9 @@ class FitResult:
         timings: ``total_s``, wall seconds of the fit (compilation included on a first call).
         at_bounds: how many of the best law's parameters lie on a bound of their range
             (:meth:`mixscale.laws.AbstractLaw.parameter_bounds`).
+        per_target_restarts: for a law fitted as one problem per target (no shared parameter,
+            structured LM), the restart each target's parameters come from; ``law`` combines
+            them, so its objective can be below ``objectives[best]``. ``None`` otherwise.
     """
 
     law: AbstractLaw
@@ -111,6 +115,7 @@ class FitResult:
     method: str
     timings: Mapping[str, float]
     at_bounds: int = 0
+    per_target_restarts: tuple[int, ...] | None = None
 
     @property
     def spec(self) -> LawSpec:
@@ -285,6 +290,17 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")
     best = int(np.argmin(objectives))
     law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[best], sol.params), static)
+    per_target = None
+    if sol.group_objectives is not None:
+        # One problem per target: each target's parameters come from the restart that fitted
+        # that target best (the problems are independent, so the combination is their optimum).
+        shares = np.where(np.isfinite(objectives)[:, None] & np.isfinite(sol.group_objectives),
+                          sol.group_objectives, np.inf)
+        choice = np.argmin(shares, axis=0)
+        columns = np.arange(len(choice))
+        law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[choice, columns],
+                                                 sol.params), static)
+        per_target = tuple(int(c) for c in choice)
 
     def metrics(t: LossTable):
         return evaluate(law, t, targets, table.train_domains, table.size_unit, table.token_unit)
@@ -295,5 +311,5 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation_metrics=None if validation is None else metrics(validation),
         objectives=objectives, converged=conv & np.isfinite(f), steps=np.asarray(sol.steps),
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
-        timings=timings, at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array),
-                                                   *bounds))
+        timings=timings, per_target_restarts=per_target,
+        at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))

@@ -142,6 +142,8 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "notes": list(result.notes),
         "timings": _jsonable(dict(result.timings)),
         "at_bounds": result.at_bounds,
+        "per_target_restarts": (None if result.per_target_restarts is None
+                                else list(result.per_target_restarts)),
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -229,7 +231,19 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         train_metrics=doc["train_metrics"], validation_metrics=doc["validation_metrics"],
         objectives=objectives, converged=converged, steps=steps, best=best,
         n_params=parameter_count(law), notes=tuple(notes), method=doc["method"],
-        timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where))
+        timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where),
+        per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
+                                        n_restarts, where))
+
+
+def _per_target(v: Any, m: int, n: int, where: str) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == m and all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n for x in v)):
+        raise ValueError(f"{where}: per_target_restarts must be null or {m} restart indices "
+                         f"in [0, {n})")
+    return tuple(v)
 
 
 def _at_bounds(v: Any, where: str) -> int:

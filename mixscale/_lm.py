@@ -274,6 +274,7 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper)
     out_p = np.zeros(flat.shape)
     out_f = np.full(n, np.inf)
+    out_fg = np.full((n, blocks.n_groups), np.inf)
     out_conv = np.zeros(n, bool)
     out_steps = np.zeros(n, np.int64)
     count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
@@ -285,10 +286,11 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
         free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
         if free:
             p_np, f_np = np.asarray(state.params), np.asarray(state.objective)
+            fg_np = np.asarray(state.group_objectives)
             conv_np, steps_np = np.asarray(state.converged), np.asarray(state.steps)
             for i in free:
                 k = slot_of[i]
-                out_p[k], out_f[k] = p_np[i], f_np[i]
+                out_p[k], out_f[k], out_fg[k] = p_np[i], f_np[i], fg_np[i]
                 out_conv[k], out_steps[k] = conv_np[i], steps_np[i]
                 slot_of[i] = -1
                 finished += 1
@@ -307,4 +309,5 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
             break
     params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
     return Solution(params=params_out, objectives=out_f / count,
-                    converged=out_conv & np.isfinite(out_f), steps=out_steps)
+                    converged=out_conv & np.isfinite(out_f), steps=out_steps,
+                    group_objectives=out_fg / count if blocks.n_groups > 1 else None)

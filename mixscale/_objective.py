@@ -165,9 +165,12 @@ class Solution:
         objectives: ``(R,)`` final ``J`` (may be non-finite for a failed restart).
         converged: ``(R,)`` whether the optimiser's stopping rule was met before ``max_steps``.
         steps: ``(R,)`` iterations the optimiser took.
+        group_objectives: ``(R, M)`` each target's share of ``J`` when the fit was solved as
+            one problem per target (:mod:`mixscale._lm`), else ``None``.
     """
 
     params: Any
     objectives: np.ndarray
     converged: np.ndarray
     steps: np.ndarray
+    group_objectives: np.ndarray | None = None
