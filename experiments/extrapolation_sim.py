@@ -32,7 +32,8 @@ step over the simplex's vertices, the uniform mixture, the training mixtures and
 Cost (full configuration: 3 instances, 24 mixtures × 2 sizes × 3 budgets, 4 laws × 8 restarts,
 target N = 256 of 1024 features and 2000 steps): measured 9.7 min wall on a 2-core machine
 shared with three other jobs, with the simulator's gradient optimum and contour-integral closed
-form (29 min before them); the fits now dominate. ``--quick``: one small K = 3 instance and the capacity law alone, under a minute.
+form (29 min before them); the fits now dominate. ``--quick``: one small K = 3 instance and the
+capacity law alone, under a minute.
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
 """

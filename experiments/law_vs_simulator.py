@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments._common import markdown_table, pyplot, save_figure, write_section
+from experiments._common import fit_law, markdown_table, pyplot, save_figure, write_section
 from experiments._harness import run_experiment
 from experiments._protocols import relative_errors
 
@@ -65,7 +65,7 @@ def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator,
     import jax.numpy as jnp
 
     import simulate as sim
-    from mixscale import CapacityLaw, fit
+    from mixscale import LawSpec
 
     alpha = np.sort(rng.uniform(*cfg.alpha_range, size=k))
     sigma2 = rng.uniform(*cfg.sigma2_range, size=k)
@@ -83,9 +83,8 @@ def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator,
                        np.arange(cfg.n_mixtures - cfg.n_validation, cfg.n_mixtures))
     train, val = table.take(~held_out, name="train"), table.take(held_out, name="validation")
     t0 = time.perf_counter()
-    # The dense solver without ranges, as for the committed results (see _common.fit_law).
-    res = fit(CapacityLaw, train, validation=val, law_options={"variant": "full"},
-              n_restarts=cfg.n_restarts, seed=cfg.seed, use_structure=False, use_bounds=False)
+    res = fit_law(LawSpec("capacity", variant="full"), train, validation=val,
+                  n_restarts=cfg.n_restarts, seed=cfg.seed)
     t_fit = time.perf_counter() - t0
     # Where the law misses: held-out relative error by scale and by the domain's own weight.
     rel, own = relative_errors(res, val)

@@ -136,10 +136,6 @@ class Blocks:
         seeds[width + np.arange(len(shared)), shared] = 1.0
         return cls(n_params=p, n_targets=n_targets, own=own, shared=shared, seeds=seeds)
 
-    @classmethod
-    def dense(cls, n_params: int, n_targets: int) -> Blocks:
-        """Every parameter shared: the plain dense problem."""
-        return cls.from_owners(np.full(n_params, -1), n_targets)
 
 
 def parameter_owners(params, per_target_fields, n_targets: int) -> np.ndarray:
@@ -213,10 +209,6 @@ def gradient(jc: Array, r: Array, blocks: Blocks) -> Array:
 def normal_parts(jc: Array, r: Array, blocks: Blocks):
     """The blocks of ``JᵀJ`` and ``Jᵀr`` from the compressed Jacobian ``(n·M, W + S)``."""
     w = blocks.width
-    if w == 0:  # the dense problem: plain products (the same rounding as a dense solver)
-        empty = jnp.zeros((blocks.n_targets, 0, 0), jc.dtype)
-        return (empty, jnp.zeros((blocks.n_targets, 0, jc.shape[1]), jc.dtype), jc.T @ jc,
-                jnp.zeros((blocks.n_targets, 0), jc.dtype), jc.T @ r)
     jc = jc.reshape(-1, blocks.n_targets, blocks.n_colours)
     r3 = r.reshape(-1, blocks.n_targets)
     jo, js = jc[:, :, :w], jc[:, :, w:]
@@ -235,6 +227,11 @@ def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu_own: Array, m
     ``s_i = max((JᵀJ)_ii, scale_floor · max_j (JᵀJ)_jj)`` (Marquardt's scaling); the damping is
     ``mu_own[m]`` ``(M,)`` on target ``m``'s own parameters and ``mu_shared`` on the shared ones.
     Returns the step ``Δ``, the gradient ``g = Jᵀr`` and ``s``, each flat ``(P,)``."""
+    if blocks.width == 0:  # the dense problem: plain products and one solve
+        g = jc.T @ r
+        a = jc.T @ jc
+        scale = jnp.maximum(jnp.diag(a), scale_floor * jnp.max(jnp.diag(a)))
+        return jnp.linalg.solve(a + mu_shared * jnp.diag(scale), -g), g, scale
     a, b, c, g_own, g_shared = normal_parts(jc, r, blocks)
     pad = jnp.asarray(blocks.own < 0)
     d_own = jnp.diagonal(a, axis1=1, axis2=2)
@@ -246,15 +243,11 @@ def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu_own: Array, m
     eye = jnp.eye(blocks.width, dtype=jc.dtype)
     a_damped = a + (jnp.where(pad, 1.0, mu_own[:, None] * s_own))[:, :, None] * eye  # pads: 1
     c_damped = c + jnp.diag(mu_shared * s_shared)
-    if blocks.width:
-        x = jnp.linalg.solve(a_damped, jnp.concatenate([b, g_own[:, :, None]], axis=2))
-        x_b, x_g = x[:, :, :-1], x[:, :, -1]                       # A⁻¹B, A⁻¹g
-        schur = c_damped - jnp.einsum("mis,mit->st", b, x_b)
-        rhs = -g_shared + jnp.einsum("mis,mi->s", b, x_g)
-        d_shared = jnp.linalg.solve(schur, rhs) if blocks.shared.size else rhs
-        d_own = -x_g - jnp.einsum("mis,s->mi", x_b, d_shared)
-    else:
-        d_own = jnp.zeros((blocks.n_targets, 0), dtype=jc.dtype)
-        d_shared = jnp.linalg.solve(c_damped, -g_shared)
+    x = jnp.linalg.solve(a_damped, jnp.concatenate([b, g_own[:, :, None]], axis=2))
+    x_b, x_g = x[:, :, :-1], x[:, :, -1]                           # A⁻¹B, A⁻¹g
+    schur = c_damped - jnp.einsum("mis,mit->st", b, x_b)
+    rhs = -g_shared + jnp.einsum("mis,mi->s", b, x_g)
+    d_shared = jnp.linalg.solve(schur, rhs) if blocks.shared.size else rhs
+    d_own = -x_g - jnp.einsum("mis,s->mi", x_b, d_shared)
     return (_scatter(blocks, d_own, d_shared), _scatter(blocks, g_own, g_shared),
             _scatter(blocks, s_own, s_shared))

@@ -199,12 +199,6 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                 trial = p + step
                 inside = jnp.clip(trial, lower, upper)  # stay in the box
                 step = jnp.where(inside == trial, step, inside - p)
-            elif blocks.width == 0:  # dense and unbounded: the plain damped normal equations
-                g = jac.T @ r
-                a = jac.T @ jac
-                scale = jnp.maximum(jnp.diag(a), 1e-12 * jnp.max(jnp.diag(a)))
-                step = jnp.linalg.solve(a + mu[0] * jnp.diag(scale), -g)
-                inside = p + step
             else:
                 step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group], mu[0])
                 inside = p + step

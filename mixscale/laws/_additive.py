@@ -36,6 +36,7 @@ from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
+    every_target,
     log_range,
     log_uniform,
     positive,
@@ -145,9 +146,8 @@ class AdditiveLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
-        del train_domains, options
-        return tuple(loss_domains)
+        """Every loss domain (:func:`~mixscale.laws._terms.every_target`)."""
+        return every_target(train_domains, loss_domains)
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:

@@ -39,6 +39,7 @@ from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
     floored_log,
+    in_mixture_targets,
     log_range,
     log_uniform,
     positive,
@@ -115,9 +116,8 @@ class BiMixLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Only in-mixture loss domains: the law predicts a domain's loss from its own weight."""
-        del options
-        return tuple(s for s in loss_domains if s in train_domains)
+        """In-mixture loss domains only (:func:`~mixscale.laws._terms.in_mixture_targets`)."""
+        return in_mixture_targets(train_domains, loss_domains)
 
     def natural_parameters(self) -> dict[str, jax.Array]:
         """``alpha, beta, B, C`` (``A`` folded into ``B, C``; see :meth:`from_params`)."""

@@ -45,7 +45,15 @@ import numpy as np
 from .._allocation import log_allocation
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import EXPONENT_RANGE, floored_log, log_range, log_uniform, positive, uniform
+from ._terms import (
+    EXPONENT_RANGE,
+    floored_log,
+    in_mixture_targets,
+    log_range,
+    log_uniform,
+    positive,
+    uniform,
+)
 
 __all__ = ["CapacityLaw"]
 
@@ -265,9 +273,8 @@ class CapacityLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Only in-mixture loss domains: the law predicts a domain's loss from its own weight."""
-        del options
-        return tuple(s for s in loss_domains if s in train_domains)
+        """In-mixture loss domains only (:func:`~mixscale.laws._terms.in_mixture_targets`)."""
+        return in_mixture_targets(train_domains, loss_domains)
 
     @classmethod
     def n_parameters(cls, n_train_domains: int, n_targets: int, *, variant: str = "full",

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import check_mixture, positive, uniform
+from ._terms import check_mixture, every_target, positive, uniform
 
 __all__ = ["DataMixingLaw"]
 
@@ -101,9 +101,8 @@ class DataMixingLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
-        del train_domains, options
-        return tuple(loss_domains)
+        """Every loss domain (:func:`~mixscale.laws._terms.every_target`)."""
+        return every_target(train_domains, loss_domains)
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:

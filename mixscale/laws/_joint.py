@@ -38,7 +38,15 @@ import numpy as np
 from ._additive import init_mixture_term, mixture_term
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import EXPONENT_RANGE, check_mixture, log_range, log_uniform, positive, uniform
+from ._terms import (
+    EXPONENT_RANGE,
+    check_mixture,
+    every_target,
+    log_range,
+    log_uniform,
+    positive,
+    uniform,
+)
 
 __all__ = ["JointLaw"]
 
@@ -144,9 +152,8 @@ class JointLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
-        del train_domains, options
-        return tuple(loss_domains)
+        """Every loss domain (:func:`~mixscale.laws._terms.every_target`)."""
+        return every_target(train_domains, loss_domains)
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary) -> dict[str, tuple[float, float]]:

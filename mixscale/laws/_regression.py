@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
-from ._terms import check_mixture, uniform
+from ._terms import check_mixture, every_target, uniform
 
 __all__ = ["RegressionLaw"]
 
@@ -103,9 +103,8 @@ class RegressionLaw(AbstractLaw):
 
     @classmethod
     def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
-        """Every loss domain, also an out-of-mixture one: the mixture enters through all weights."""
-        del train_domains, options
-        return tuple(loss_domains)
+        """Every loss domain (:func:`~mixscale.laws._terms.every_target`)."""
+        return every_target(train_domains, loss_domains)
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *,

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["EXPONENT_RANGE", "check_mixture", "floored_log", "log_range", "log_uniform",
-           "positive", "uniform", "weight_power"]
+__all__ = ["EXPONENT_RANGE", "check_mixture", "every_target", "floored_log", "in_mixture_targets",
+           "log_range", "log_uniform", "positive", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -19,6 +19,19 @@ __all__ = ["EXPONENT_RANGE", "check_mixture", "floored_log", "log_range", "log_u
 #: source exponent β ≤ 1. An exponent at 0 makes its term a constant (a second E) and one past 3
 #: a step function of the scale: neither is a power law that extrapolates.
 EXPONENT_RANGE = (0.01, 3.0)
+
+
+def every_target(train_domains, loss_domains) -> tuple[str, ...]:
+    """``targets_for`` of a law whose mixture enters through all weights: every loss domain,
+    also an out-of-mixture one."""
+    del train_domains
+    return tuple(loss_domains)
+
+
+def in_mixture_targets(train_domains, loss_domains) -> tuple[str, ...]:
+    """``targets_for`` of a law that predicts a domain's loss from its own weight: the loss
+    domains that are training domains, in order."""
+    return tuple(s for s in loss_domains if s in train_domains)
 
 
 def check_mixture(h: jax.Array, k: int) -> jax.Array:
