@@ -38,7 +38,7 @@ import numpy as np
 from ._bounds import bound_trees, count_at_bounds
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
-from ._lm import solve_lm
+from ._lm import GTOL, solve_lm
 from ._objective import DEFAULT_HUBER_DELTA, prepare_data
 from .data import LossTable, TableError
 from .laws._base import AbstractLaw, DataSummary, parameter_count
@@ -48,7 +48,8 @@ __all__ = ["FitProgress", "FitResult", "fit", "DEFAULT_HUBER_DELTA"]
 
 _SOLVERS = {"lm": solve_lm, "lbfgs": solve_lbfgs}
 #: Default ``max_steps`` of each method.
-_MAX_STEPS = {"lm": 400, "lbfgs": 5000}
+_MAX_STEPS = {"lm": 1000, "lbfgs": 5000}
+_RTOL = {"lm": 1e-12, "lbfgs": 1e-8}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,15 @@ class FitResult:
         per_target_restarts: for a law fitted as one problem per target (no shared parameter,
             structured LM), the restart each target's parameters come from; ``law`` combines
             them, so its objective can be below ``objectives[best]``. ``None`` otherwise.
+        law_converged: whether the returned ``law`` met the convergence test: the best
+            restart's, or for a law fitted per target, each target's chosen restart's.
+        gradient_cosines: ``(R,)`` each restart's first-order optimality measure at its end
+            (the largest over its problems; see :mod:`mixscale._lm`), ``None`` for L-BFGS.
+        objective: the training objective ``J`` of the returned :attr:`law` (for a law fitted
+            per target, of its combination of restarts).
+        nested_objectives: ``{label: J}``, the training objective of each nested variant's
+            fit (:meth:`mixscale.laws.AbstractLaw.nested`) whose embedding was a start of this
+            one; empty if none.
     """
 
     law: AbstractLaw
@@ -116,6 +126,10 @@ class FitResult:
     timings: Mapping[str, float]
     at_bounds: int = 0
     per_target_restarts: tuple[int, ...] | None = None
+    law_converged: bool = False
+    gradient_cosines: np.ndarray | None = None
+    nested_objectives: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    objective: float = float("nan")
 
     @property
     def spec(self) -> LawSpec:
@@ -170,10 +184,11 @@ def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
 def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
-        method: str = "lm", max_steps: int | None = None, rtol: float = 1e-8,
+        method: str = "lm", max_steps: int | None = None, rtol: float | None = None,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
-        use_bounds: bool = True, starts: Sequence[AbstractLaw] = ()) -> FitResult:
+        use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
+        nested: bool = True, gtol: float | None = GTOL) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -187,10 +202,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         n_restarts: number of random initialisations.
         seed: PRNG seed of the initialisations; the fit is deterministic given it.
         method: ``"lm"`` (Levenberg–Marquardt, default) or ``"lbfgs"`` (optax L-BFGS).
-        max_steps: iterations per restart at most (default 400 for LM, 5000 for L-BFGS).
-        rtol: relative tolerance of the stopping rule on the objective. LM: converged once two
-            accepted steps in a row each lower it by less than ``rtol`` (relative); L-BFGS:
-            converged once two iterations running each lower it by at most ``rtol`` (relative).
+        max_steps: iterations per restart at most (default 1000 for LM, 5000 for L-BFGS).
+        rtol: relative tolerance of the stall rule on the objective (default ``1e-12`` for
+            LM, ``1e-8`` for L-BFGS). LM: a problem stops once two accepted steps in a row each
+            lower it by less than ``rtol`` (relative), and has converged only if it also passes
+            the gradient test (``gtol``); L-BFGS: converged once two iterations running each
+            lower it by at most ``rtol`` (relative).
             Both also stop on a non-finite objective (failed), and LM once its damping exceeds
             ``1e16`` (converged).
         huber_delta: Huber threshold on relative residuals (see :mod:`mixscale._objective`).
@@ -208,6 +225,17 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             ``n_restarts, n_restarts + 1, ...``): e.g. a fitted nested variant embedded in this
             one (:meth:`mixscale.CapacityLaw.embed`), so that the fit cannot end above it. Each
             must be a law of this class with the same options and targets.
+        gtol: LM's gradient test (:mod:`mixscale._lm`): a restart has converged when it has
+            stopped and, for each of its problems, the cosine between the residual vector and
+            every free parameter's Jacobian column is at most ``gtol``; a problem also stops as
+            soon as it passes. ``None``: no gradient test (converged = stopped by the
+            relative-decrease or damping rule, the rule of mixscale 0.1).
+        nested: fit each variant nested in this one first (:meth:`AbstractLaw.nested`, e.g.
+            the capacity law's ``tied`` and ``capacity`` variants in ``full``; with a quarter of
+            the restarts, at least one, and the same seed and optimiser: the nested problems
+            are smaller and cheaper) and add its embedded best law to ``starts``, so that
+            the fit cannot end above a nested variant (their objectives are in
+            :attr:`FitResult.nested_objectives`).
 
     Returns:
         A :class:`FitResult`.
@@ -234,6 +262,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_SOLVERS)}")
     if max_steps is None:
         max_steps = _MAX_STEPS[method]
+    if rtol is None:
+        rtol = _RTOL[method]
     if n_restarts < 1 or max_steps < 1 or chunk < 1:
         raise ValueError("n_restarts, max_steps and chunk must be positive")
     if not huber_delta > 0:
@@ -259,6 +289,17 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         model_size=(float(table.model_size.min()), float(table.model_size.max())),
         tokens=(float(table.tokens.min()), float(table.tokens.max())))
 
+    nested_objectives = {}
+    if nested:
+        starts = tuple(starts)
+        for inner_options, embed in law_class.nested(**options):
+            inner = fit(LawSpec(law_class, **inner_options), table,
+                        n_restarts=max(1, n_restarts // 4),
+                        seed=seed, method=method, max_steps=max_steps, rtol=rtol,
+                        huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
+                        use_bounds=use_bounds, nested=True, gtol=gtol)
+            nested_objectives[inner.spec.label] = inner.objective
+            starts += (embed(inner.law),)
     keys = jax.random.split(jax.random.key(seed), n_restarts)
     init = eqx.filter_jit(eqx.filter_vmap(lambda k: law_class.init(k, summary, **options)))
     params0, static = eqx.partition(init(keys), eqx.is_inexact_array)
@@ -276,8 +317,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})
-    extra = ({"per_target_fields": law_class.per_target_fields if use_structure else ()}
-             if method == "lm" else {})
+    extra = ({"per_target_fields": law_class.per_target_fields if use_structure else (),
+              "gtol": gtol} if method == "lm" else {})
     sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report,
                            bounds=bounds, **extra)
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
@@ -290,6 +331,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")
     best = int(np.argmin(objectives))
     law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[best], sol.params), static)
+    law_objective = float(objectives[best])
+    law_converged = bool(conv[best] and np.isfinite(f[best]))
     per_target = None
     if sol.group_objectives is not None:
         # One problem per target: each target's parameters come from the restart that fitted
@@ -301,6 +344,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[choice, columns],
                                                  sol.params), static)
         per_target = tuple(int(c) for c in choice)
+        law_objective = float(np.sum(shares[choice, columns]))
+        if sol.gradient_cosines is not None:
+            law_converged = (bool(np.all(sol.gradient_cosines[choice, columns] <= gtol))
+                             if gtol is not None else bool(np.all(conv[choice])))
 
     def metrics(t: LossTable):
         return evaluate(law, t, targets, table.train_domains, table.size_unit, table.token_unit)
@@ -311,5 +358,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation_metrics=None if validation is None else metrics(validation),
         objectives=objectives, converged=conv & np.isfinite(f), steps=np.asarray(sol.steps),
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
-        timings=timings, per_target_restarts=per_target,
+        timings=timings, per_target_restarts=per_target, law_converged=law_converged,
+        objective=law_objective, nested_objectives=nested_objectives,
+        gradient_cosines=(None if sol.gradient_cosines is None
+                          else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))

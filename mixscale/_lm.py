@@ -40,11 +40,27 @@ The step is accepted only if it lowers the objective, so at a bound the remainin
 still descend; at the box's corner where no direction descends, the damping grows until the
 problem stops (a constrained minimum).
 
-Stopping. A problem has converged once two accepted steps in a row each lower its objective by
-less than ``rtol`` relative to its value before the step, or once its :math:`\mu > 10^{16}` (no
-step of any length lowers it: a minimum to rounding). A restart has converged when every problem
-has; it has failed when :math:`f` is not finite, and it stops unconverged after ``max_steps``
-steps.
+Stopping and convergence. A problem *stops* as soon as it passes the gradient test below, or
+once two accepted steps in a row each lower its objective by less than ``rtol`` relative to its
+value before the step (a stall; ``rtol = 1e-12`` by default, so in practice only at rounding), or
+once its :math:`\mu > 10^{16}` (no step of any length lowers it). It has *converged* only if it
+passes the gradient test, the first-order condition measured without units:
+
+.. math::
+
+    \max_{i\ \mathrm{free}} \frac{|g_i|}{\|J_{:,i}\|\,\|r\|} \le \mathrm{gtol}
+    \qquad (\mathrm{gtol} = 10^{-5},\ :data:`GTOL`),
+
+the largest cosine between the residual vector and a Jacobian column, over the parameters not
+held on a bound (MINPACK's ``gtol`` test; a held parameter satisfies its KKT condition by
+construction). It is invariant to rescaling any parameter or the objective, so one tolerance
+serves every law and table. A problem fitting its data exactly to rounding (RMS relative
+residual at most :data:`EXACT_RMS`) passes it too, since there the angle is that of rounding
+noise. A non-finite Jacobian (an underflowing term) gives a non-finite cosine and never
+passes, where the earlier stall-or-damping rule reported such a problem converged. A restart has
+converged when every problem has; it has failed when :math:`f` is not finite, and it stops
+unconverged after ``max_steps`` steps. ``gtol=None`` restores the earlier rule (stopped =
+converged).
 
 The slot queue. :func:`solve_lm` runs ``width`` restarts side by side under ``vmap``. Because a
 vectorised ``while_loop`` runs until its slowest slot is done, the restarts advance in segments of
@@ -75,10 +91,18 @@ from ._blocks import (
 )
 from ._objective import FitData, Layout, Solution, residuals
 
-__all__ = ["LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
+__all__ = ["EXACT_RMS", "GTOL", "LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
 
 #: Steps a slot advances between two visits of the host (refills of stopped slots).
 SEGMENT = 25
+
+#: The gradient test: a problem has converged once the cosine between its residual vector and
+#: every free parameter's Jacobian column is at most this (see the module docstring).
+GTOL = 1e-5
+
+#: A problem whose root-mean-square (relative, Huber) residual is at most this fits its data
+#: exactly to rounding: it passes the gradient test (its cosine is reported as 0).
+EXACT_RMS = 1e-9
 
 
 class LMState(eqx.Module):
@@ -99,8 +123,11 @@ class LMState(eqx.Module):
         small_steps: ``(G,)`` accepted steps in a row whose relative decrease was below ``rtol``.
         done: whether the restart has stopped (converged or failed).
         nu: ``(G,)`` Nielsen's growth factor of ``μ`` on a rejected step.
-        group_converged: ``(G,)`` whether each problem met the stopping rule.
-        converged: whether every problem met the stopping rule.
+        group_stopped: ``(G,)`` whether each problem has stopped (module docstring).
+        converged: whether every problem has stopped and passes the gradient test.
+        gradient_cosine: ``(G,)`` each problem's scaled gradient at ``params`` (its largest
+            ``|g_i| / (‖J[:, i]‖ ‖r‖)`` over the parameters not held on a bound;
+            see the module docstring), ``inf`` before the first step.
     """
 
     params: Array
@@ -113,8 +140,9 @@ class LMState(eqx.Module):
     small_steps: Array
     done: Array
     nu: Array
-    group_converged: Array
+    group_stopped: Array
     converged: Array
+    gradient_cosine: Array
 
 
 def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:
@@ -122,6 +150,13 @@ def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:
     if n_groups == 1:
         return jnp.dot(x, y)[None]
     return jax.ops.segment_sum(x * y, group, num_segments=n_groups)
+
+
+def _group_max(x: Array, group: Array, n_groups: int) -> Array:
+    """``max_{i in group} x_i`` for each group ``(G,)`` (``x >= 0``)."""
+    if n_groups == 1:
+        return jnp.max(x, initial=0.0)[None]
+    return jax.ops.segment_max(x, group, num_segments=n_groups, indices_are_sorted=False)
 
 
 def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Blocks):
@@ -160,8 +195,8 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
         return LMState(params=p, residuals=r, jacobian=jac, objective=f, group_objectives=f_g,
                        damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.asarray(0),
                        small_steps=jnp.zeros(g, int), done=~jnp.isfinite(f),
-                       nu=jnp.full(g, 2.0, p.dtype), group_converged=jnp.zeros(g, bool),
-                       converged=jnp.asarray(False))
+                       nu=jnp.full(g, 2.0, p.dtype), group_stopped=jnp.zeros(g, bool),
+                       converged=jnp.asarray(False), gradient_cosine=jnp.full(g, jnp.inf, p.dtype))
 
     return jax.vmap(one)(flat_params)
 
@@ -169,14 +204,16 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
 def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layout,
-               blocks: Blocks, lower: Array, upper: Array, rtol: float, max_steps: int,
-               segment: int, bounded: bool = True) -> LMState:
+               blocks: Blocks, lower: Array, upper: Array, rtol: float, gtol: float | None,
+               max_steps: int, segment: int, bounded: bool = True) -> LMState:
     """Advance every slot that has not stopped by up to ``segment`` steps (at most to
     ``max_steps`` in all); see the module docstring for the step and the stopping rule."""
     res, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
     target_group = jnp.asarray(blocks.target_group)
     param_group = jnp.asarray(blocks.param_group)
     n_groups = blocks.n_groups
+    rows = jnp.full(blocks.n_targets, float(data.mask.shape[0]))
+    group_size = _per_group(jnp.ones(blocks.n_targets), rows, target_group, n_groups)  # (G,)
 
     def one(s: LMState) -> LMState:
         stop_at = jnp.minimum(s.steps + segment, max_steps)
@@ -196,21 +233,34 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                           * column_mask(blocks, ~held)).reshape(jac.shape)
                 step, _, scale = solve_normal_equations(masked, r, blocks, mu[target_group],
                                                         mu[0])
+                free = ~held
                 trial = p + step
                 inside = jnp.clip(trial, lower, upper)  # stay in the box
                 step = jnp.where(inside == trial, step, inside - p)
             else:
                 step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group], mu[0])
                 inside = p + step
-            trial = jnp.where(s.group_converged[param_group], p, inside)  # finished problems
-            step = jnp.where(s.group_converged[param_group], 0.0, step)
+                free = jnp.ones_like(p, dtype=bool)
+            # First-order optimality at p, scale-free: the largest cosine between the residual
+            # vector and a free parameter's Jacobian column, per problem.
+            column_norm = jnp.sqrt(jnp.maximum(scale, 1e-300))
+            cos_num = jnp.where(free, jnp.abs(g) / column_norm, 0.0)
+            cosine = _group_max(cos_num, param_group, n_groups) / jnp.sqrt(
+                jnp.maximum(2.0 * f, 1e-300))
+            # A fit exact to rounding has no meaningful angle (r is rounding noise): it passes.
+            cosine = jnp.where(2.0 * f <= group_size * EXACT_RMS**2, 0.0, cosine)
+            # A problem whose gradient test holds stops here, before stepping: its cosine is
+            # then the one at its final parameters.
+            finished = s.group_stopped if gtol is None else s.group_stopped | (cosine <= gtol)
+            trial = jnp.where(finished[param_group], p, inside)  # finished problems stay
+            step = jnp.where(finished[param_group], 0.0, step)
             f_new = group_objectives(res(trial))
             predicted = _per_group(0.5 * step, mu[param_group] * scale * step - g, param_group,
                                    n_groups)
             gain = (f - f_new) / jnp.where(predicted > 0, predicted, 1.0)
-            accept = jnp.isfinite(f_new) & (f_new < f) & ~s.group_converged
+            accept = jnp.isfinite(f_new) & (f_new < f) & ~finished
             mu = jnp.where(accept, mu * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3),
-                           jnp.where(s.group_converged, mu, mu * nu))
+                           jnp.where(finished, mu, mu * nu))
             nu = jnp.where(accept, 2.0, 2.0 * nu)
             rel = (f - f_new) / jnp.maximum(f, 1e-300)
             small = jnp.where(accept, jnp.where(rel < rtol, small + 1, 0), small)
@@ -222,13 +272,16 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                           r.reshape(-1, blocks.n_targets)).reshape(r.shape)
             jac = jnp.where(jnp.tile(kept, r.shape[0] // blocks.n_targets)[:, None], j_lin, jac)
             f_g = jnp.where(accept, f_new, f)
-            group_converged = s.group_converged | (small >= 2) | (mu > 1e16)
-            converged = jnp.all(group_converged)
+            group_stopped = finished | (small >= 2) | (mu > 1e16)
+            cosine = jnp.where(s.group_stopped, s.gradient_cosine, cosine)
+            stopped = jnp.all(group_stopped)
             total = f_g[0] if n_groups == 1 else jnp.sum(f_g)
             return LMState(params=p, residuals=r, jacobian=jac, objective=total,
                            group_objectives=f_g, damping=mu, steps=s.steps + 1,
-                           small_steps=small, done=converged | ~jnp.isfinite(total), nu=nu,
-                           group_converged=group_converged, converged=converged)
+                           small_steps=small, done=stopped | ~jnp.isfinite(total), nu=nu,
+                           group_stopped=group_stopped,
+                           converged=stopped if gtol is None else stopped & jnp.all(
+                               cosine <= gtol), gradient_cosine=cosine)
 
         return lax.while_loop(cond, body, s)
 
@@ -244,7 +297,7 @@ def _set_rows(leaf, rows: np.ndarray, fresh):
 
 def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
              width: int, progress=None, per_target_fields: tuple[str, ...] = (),
-             bounds=None) -> Solution:
+             bounds=None, gtol: float | None = GTOL) -> Solution:
     """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
 
     The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
@@ -271,21 +324,23 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     out_fg = np.full((n, blocks.n_groups), np.inf)
     out_conv = np.zeros(n, bool)
     out_steps = np.zeros(n, np.int64)
+    out_cos = np.full((n, blocks.n_groups), np.inf)
     count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
     finished = 0
     while True:
         state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol,
-                           max_steps, SEGMENT, bounded)
+                           gtol, max_steps, SEGMENT, bounded)
         done = np.asarray(state.done) | (np.asarray(state.steps) >= max_steps)
         free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
         if free:
             p_np, f_np = np.asarray(state.params), np.asarray(state.objective)
             fg_np = np.asarray(state.group_objectives)
             conv_np, steps_np = np.asarray(state.converged), np.asarray(state.steps)
+            cos_np = np.asarray(state.gradient_cosine)
             for i in free:
                 k = slot_of[i]
                 out_p[k], out_f[k], out_fg[k] = p_np[i], f_np[i], fg_np[i]
-                out_conv[k], out_steps[k] = conv_np[i], steps_np[i]
+                out_conv[k], out_steps[k], out_cos[k] = conv_np[i], steps_np[i], cos_np[i]
                 slot_of[i] = -1
                 finished += 1
             refill = np.asarray(free[: len(queue)], dtype=np.int64)
@@ -304,4 +359,5 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
     return Solution(params=params_out, objectives=out_f / count,
                     converged=out_conv & np.isfinite(out_f), steps=out_steps,
-                    group_objectives=out_fg / count if blocks.n_groups > 1 else None)
+                    group_objectives=out_fg / count if blocks.n_groups > 1 else None,
+                    gradient_cosines=out_cos)

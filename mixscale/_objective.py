@@ -167,6 +167,8 @@ class Solution:
         steps: ``(R,)`` iterations the optimiser took.
         group_objectives: ``(R, M)`` each target's share of ``J`` when the fit was solved as
             one problem per target (:mod:`mixscale._lm`), else ``None``.
+        gradient_cosines: ``(R, G)`` the first-order optimality measure of each restart's ``G``
+            problems at its end (:mod:`mixscale._lm`), or ``None`` (L-BFGS).
     """
 
     params: Any
@@ -174,3 +176,4 @@ class Solution:
     converged: np.ndarray
     steps: np.ndarray
     group_objectives: np.ndarray | None = None
+    gradient_cosines: np.ndarray | None = None

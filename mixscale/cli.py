@@ -240,7 +240,8 @@ def _cmd_fit(args) -> int:
             "targets": list(res.targets), "n_params": res.n_params,
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
-            "at_bounds": res.at_bounds,
+            "at_bounds": res.at_bounds, "law_converged": res.law_converged,
+            "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
                                 "weights": dict(zip(res.train_domains,
@@ -250,6 +251,11 @@ def _cmd_fit(args) -> int:
     print(f"law {spec.label} — {res.n_params} parameters, "
           f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
           f"{res.timings['total_s']:.1f} s")
+    print(f"training objective {res.objective:.6g}"
+          + ("" if res.law_converged else " (the fitted law did not pass the convergence test: "
+             "try more --restarts or check the table)")
+          + "".join(f"; nested {label}: {value:.6g}"
+                    for label, value in res.nested_objectives.items()))
     for note in res.notes:
         print(f"note: {note}")
     if res.at_bounds:

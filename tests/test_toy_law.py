@@ -62,6 +62,10 @@ class ToyLaw(AbstractLaw):
         return tuple(s for s in loss_domains if s in train_domains)
 
     @classmethod
+    def nested(cls):
+        return ()
+
+    @classmethod
     def init(cls, key, summary: DataSummary):
         m = len(summary.targets)
         k1, k2 = jax.random.split(key)

@@ -34,6 +34,8 @@ pattern: the base declares, the final law class implements, shared code lives in
 **options)``
 ``parameter_bounds(       class method: the range of each bounded field (raw units) that every
 summary, **options)``     fit keeps to; ranges in natural units are in each law's docstring
+``nested(**options)``     class method: the variants nested in this one, with their embeddings;
+                          every fit also starts from them (``()`` if none)
 ========================  ========================================================================
 
 A law becomes known to the registry, the CLI and every experiment with one line: the
@@ -43,7 +45,7 @@ A law becomes known to the registry, the CLI and every experiment with one line:
 import abc
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -141,6 +143,19 @@ class AbstractLaw(eqx.Module):
         """``{field: (lo, hi)}``: the range of each bounded raw field, the same for all its
         entries (``-inf``/``inf`` for an open side). Fields not named are unbounded. Every fit
         keeps the parameters inside (:mod:`mixscale._lm`); ``init`` draws inside."""
+
+
+    @classmethod
+    @abc.abstractmethod
+    def nested(cls, **options) -> tuple[tuple[dict[str, Any], Callable[["AbstractLaw"],
+                                                                       "AbstractLaw"]], ...]:
+        """The variants nested in the law of these options: ``(options, embed)`` pairs, where
+        ``embed`` maps a law of the nested ``options`` to a law of these options that predicts
+        the same losses (to ``1e-7`` relative where the exact limit is not representable).
+
+        :func:`mixscale.fit` fits each nested variant first and adds its embedded best law to
+        the restarts, so that a law does not end above a variant nested in it. ``()`` for a law
+        that nests none."""
 
 
 def law_options(law_class: type[AbstractLaw]) -> dict[str, Any]:

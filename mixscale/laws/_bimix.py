@@ -139,6 +139,12 @@ class BiMixLaw(AbstractLaw):
         return {"log_alpha": exponent, "log_beta": exponent}
 
     @classmethod
+    def nested(cls, **options) -> tuple:
+        """``()``: no variant of another law is nested in this one."""
+        del options
+        return ()
+
+    @classmethod
     def init(cls, key, summary: DataSummary, *, weight_floor: float = 1e-3) -> BiMixLaw:
         """A random initial law for one restart, scaled to the data.
 

@@ -305,6 +305,15 @@ class CapacityLaw(AbstractLaw):
         return bounds
 
     @classmethod
+    def nested(cls, *, variant: str = "full", weight_floor: float = 1e-3) -> tuple:
+        """``full`` nests ``tied`` (exactly) and ``capacity`` (to ``10⁻⁷`` of the loss), by
+        :meth:`embed`; the other variants nest none."""
+        if variant != "full":
+            return ()
+        return tuple(({"variant": inner, "weight_floor": weight_floor},
+                      lambda law: law.embed("full")) for inner in ("tied", "capacity"))
+
+    @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "full",
              weight_floor: float = 1e-3) -> CapacityLaw:
         """A random initial law for one restart, scaled to the data.

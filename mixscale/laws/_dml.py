@@ -111,6 +111,12 @@ class DataMixingLaw(AbstractLaw):
         return {}
 
     @classmethod
+    def nested(cls, **options) -> tuple:
+        """``()``: no variant of another law is nested in this one."""
+        del options
+        return ()
+
+    @classmethod
     def init(cls, key, summary: DataSummary) -> DataMixingLaw:
         """A random initial law for one restart, scaled to the data.
 

@@ -114,6 +114,12 @@ class RegressionLaw(AbstractLaw):
         return {}
 
     @classmethod
+    def nested(cls, **options) -> tuple:
+        """``()``: no variant of another law is nested in this one."""
+        del options
+        return ()
+
+    @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "linear") -> RegressionLaw:
         """A random initial law for one restart, scaled to the data.
 
