@@ -52,7 +52,9 @@ vectorised ``while_loop`` runs until its slowest slot is done, the restarts adva
 each segment the host records the restarts that have stopped and hands their slots the next
 restarts of the queue (:func:`lm_start` always initialises a full batch, padded by repeating a
 restart, so it compiles once); once the queue is empty, stopped slots stay idle until the last
-restart stops. Segments only decide when a stopped slot is refilled: a restart's iterates do not
+restart stops. Bootstrap replicates (:mod:`mixscale._bootstrap`) go through the same queue: each
+restart may carry its own :class:`~mixscale._objective.Replicate` (row weights, and losses), held
+in its slot's state. Segments only decide when a stopped slot is refilled: a restart's iterates do not
 depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
 batched linear solve of another width may round differently.
 """
@@ -73,7 +75,7 @@ from ._blocks import (
     parameter_owners,
     solve_normal_equations,
 )
-from ._objective import FitData, Layout, Solution, residuals
+from ._objective import FitData, Layout, Replicate, Solution, residuals, with_replicate
 
 __all__ = ["LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
 
@@ -101,6 +103,7 @@ class LMState(eqx.Module):
         nu: ``(G,)`` Nielsen's growth factor of ``μ`` on a rejected step.
         group_converged: ``(G,)`` whether each problem met the stopping rule.
         converged: whether every problem met the stopping rule.
+        replicate: the restart's own row weights (and losses), or ``None``: the shared data.
     """
 
     params: Array
@@ -115,6 +118,7 @@ class LMState(eqx.Module):
     nu: Array
     group_converged: Array
     converged: Array
+    replicate: Replicate | None = None
 
 
 def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:
@@ -146,13 +150,15 @@ def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Bl
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
 def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: Layout,
-             blocks: Blocks, lower: Array, upper: Array) -> LMState:
+             blocks: Blocks, lower: Array, upper: Array,
+             replicates: Replicate | None = None) -> LMState:
     """The initial state of every slot, from flat initial parameters ``(W, P)`` (clipped to
-    ``[lower, upper]``)."""
-    _, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
+    ``[lower, upper]``) and, optionally, each slot's replicate (leaves ``(W, ...)``)."""
     g = blocks.n_groups
 
-    def one(p):
+    def one(p, replicate):
+        _, linearise, group_objectives = _residual_functions(
+            static, with_replicate(data, replicate), delta, layout, blocks)
         p = jnp.where(jnp.isfinite(lower) | jnp.isfinite(upper), jnp.clip(p, lower, upper), p)
         r, jac = linearise(p)
         f_g = group_objectives(r)
@@ -161,9 +167,9 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
                        damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.asarray(0),
                        small_steps=jnp.zeros(g, int), done=~jnp.isfinite(f),
                        nu=jnp.full(g, 2.0, p.dtype), group_converged=jnp.zeros(g, bool),
-                       converged=jnp.asarray(False))
+                       converged=jnp.asarray(False), replicate=replicate)
 
-    return jax.vmap(one)(flat_params)
+    return jax.vmap(one)(flat_params, replicates)
 
 
 @eqx.filter_jit
@@ -173,12 +179,13 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                segment: int, bounded: bool = True) -> LMState:
     """Advance every slot that has not stopped by up to ``segment`` steps (at most to
     ``max_steps`` in all); see the module docstring for the step and the stopping rule."""
-    res, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
     target_group = jnp.asarray(blocks.target_group)
     param_group = jnp.asarray(blocks.param_group)
     n_groups = blocks.n_groups
 
     def one(s: LMState) -> LMState:
+        res, linearise, group_objectives = _residual_functions(
+            static, with_replicate(data, s.replicate), delta, layout, blocks)
         stop_at = jnp.minimum(s.steps + segment, max_steps)
 
         def cond(s):
@@ -228,7 +235,8 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
             return LMState(params=p, residuals=r, jacobian=jac, objective=total,
                            group_objectives=f_g, damping=mu, steps=s.steps + 1,
                            small_steps=small, done=converged | ~jnp.isfinite(total), nu=nu,
-                           group_converged=group_converged, converged=converged)
+                           group_converged=group_converged, converged=converged,
+                           replicate=s.replicate)
 
         return lax.while_loop(cond, body, s)
 
@@ -244,8 +252,11 @@ def _set_rows(leaf, rows: np.ndarray, fresh):
 
 def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
              width: int, progress=None, per_target_fields: tuple[str, ...] = (),
-             bounds=None) -> Solution:
+             bounds=None, replicates: Replicate | None = None) -> Solution:
     """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
+
+    ``replicates`` (leaves batched ``(R, ...)``), if given, are each restart's own row weights
+    and losses (bootstrap replicates); the objective of restart ``r`` is then its weighted ``J``.
 
     The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
     ``progress(finished, best_objective)``, if given, is called after every segment in which a
@@ -265,13 +276,24 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     width = min(width, n)
     queue = list(range(width, n))
     slot_of = np.arange(width)  # restart held by each slot (-1: none)
-    state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper)
+
+    def replicates_of(restarts):
+        if replicates is None:
+            return None
+        return jax.tree_util.tree_map(lambda x: x[np.asarray(restarts)], replicates)
+
+    state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper,
+                     replicates_of(np.arange(width)))
     out_p = np.zeros(flat.shape)
     out_f = np.full(n, np.inf)
     out_fg = np.full((n, blocks.n_groups), np.inf)
     out_conv = np.zeros(n, bool)
     out_steps = np.zeros(n, np.int64)
-    count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
+    mask = np.asarray(data.mask)
+    if replicates is None:  # observed entries: J = f / count
+        count = np.full(n, float(np.sum(mask)))
+    else:
+        count = np.asarray(replicates.row_weights) @ mask.sum(axis=1).astype(float)
     finished = 0
     while True:
         state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol,
@@ -292,16 +314,17 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
             if refill.size:
                 take = [queue.pop(0) for _ in refill]
                 # Always start a full batch (padded by repetition): one compilation.
-                fresh = lm_start(flat[np.asarray(take + take[:1] * (width - len(take)))],
-                                 static, data, delta, layout, blocks, lower, upper)
+                batch = np.asarray(take + take[:1] * (width - len(take)))
+                fresh = lm_start(flat[batch], static, data, delta, layout, blocks, lower, upper,
+                                 replicates_of(batch))
                 state = jax.tree_util.tree_map(
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take
             if progress is not None:
-                progress(finished, float(np.min(out_f)) / count)
+                progress(finished, float(np.min(out_f / count)))
         if finished == n:
             break
     params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
     return Solution(params=params_out, objectives=out_f / count,
                     converged=out_conv & np.isfinite(out_f), steps=out_steps,
-                    group_objectives=out_fg / count if blocks.n_groups > 1 else None)
+                    group_objectives=out_fg / count[:, None] if blocks.n_groups > 1 else None)
