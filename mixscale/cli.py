@@ -235,6 +235,8 @@ def _cmd_fit(args) -> int:
     from .data import split
     from .laws import LawSpec
 
+    if args.bootstrap and args.method != "lm":
+        raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -259,8 +261,6 @@ def _cmd_fit(args) -> int:
         _err(f"  {what} {p.done}/{p.n_restarts} done, best objective "
              f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
 
-    if args.bootstrap and args.method != "lm":
-        raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
     res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
               method=args.method, progress=report, n_bootstrap=args.bootstrap or 0)
     n_at = float(train.model_size.max())
