@@ -54,8 +54,8 @@ restarts of the queue (:func:`lm_start` always initialises a full batch, padded 
 restart, so it compiles once); once the queue is empty, stopped slots stay idle until the last
 restart stops. Bootstrap replicates (:mod:`mixscale._bootstrap`) go through the same queue: each
 restart may carry its own :class:`~mixscale._objective.Replicate` (row weights, and losses), held
-in its slot's state. Segments only decide when a stopped slot is refilled: a restart's iterates do not
-depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
+in its slot's state. Segments only decide when a stopped slot is refilled: a restart's iterates
+do not depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
 batched linear solve of another width may round differently.
 """
 

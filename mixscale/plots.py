@@ -51,6 +51,13 @@ def _colours(n: int):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _mixture_label(h, names, top: int = 3) -> str:
+    """``"c4 0.42, commoncrawl 0.35, wikipedia 0.15, …"``: a mixture by its largest weights."""
+    order = np.argsort(-np.asarray(h), kind="stable")
+    parts = [f"{names[i]} {h[i]:.2f}" for i in order[:top]]
+    return ", ".join(parts) + (", …" if len(h) > top else "")
+
+
 def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None) -> None:
     """Draw a fit against the runs of ``table`` and save it as a PNG.
 
@@ -61,11 +68,11 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
         path: the PNG to write.
         title: the figure's title (default: the law and the table's name).
     """
-    from ._bootstrap import predict_replicates, prediction_intervals
-    from ._evaluate import own_weight
-
     import equinox as eqx
     import jax
+
+    from ._bootstrap import predict_replicates, prediction_intervals
+    from ._evaluate import own_weight
 
     pred = result.predict(table)                                   # (n, M)
     targets = list(result.targets)
@@ -163,8 +170,8 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], color=c, lw=2,
-                          label="h = (" + ", ".join(f"{v:.2f}" for v in table.weights[
-                              np.flatnonzero(ids == g)[0]]) + ")")
+                          label=_mixture_label(table.weights[np.flatnonzero(ids == g)[0]],
+                                               table.train_domains))
                    for g, c in zip(chosen, mix_colours, strict=True)]
         handles += [Line2D([], [], color="0.3", ls=styles[i % len(styles)],
                            marker=markers[i % len(markers)],
@@ -224,7 +231,7 @@ def plot_optimum(optimum, train_domains, path: str | os.PathLike, *,
         boot.weights.samples if boot is not None else point.weights)))))
     ax.set_xlabel("weight in the optimal mixture (share of training tokens)")
     ax.set_title("optimal weight per training domain")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     ax.grid(alpha=0.3, axis="x")
     if boot is not None:
         ax2 = axes[1]
@@ -236,11 +243,11 @@ def plot_optimum(optimum, train_domains, path: str | os.PathLike, *,
         lo, hi = np.quantile(vals, [0.05, 0.95])
         ax2.axvspan(lo, hi, color="0.5", alpha=0.15, label=f"90 % of replicates: "
                     f"[{lo:.4f}, {hi:.4f}]")
-        ax2.set_xlabel("weighted mean predicted loss at the point optimum h*")
+        ax2.set_xlabel("weighted mean predicted loss at the point optimum h* (loss units)")
         ax2.set_ylabel("replicates")
         ax2.set_title("objective at h* under each bootstrap replicate\n"
                       f"(median regret of h* against the replicate's own optimum: "
-                      f"{np.median(boot.regret):.2g})")
+                      f"{np.median(boot.regret):.2g} in loss)")
         ax2.legend(fontsize=8)
         ax2.grid(alpha=0.3)
     fig.suptitle(title or "optimal mixture")
