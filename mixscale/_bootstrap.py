@@ -37,8 +37,9 @@ point estimate ``θ̂`` and the ``B`` successful replicates' values ``θ*_b``:
   (``numpy.quantile``'s default, position ``(B − 1) p + 1``): with ``B = 64`` its 5 % and 95 %
   points are on average the 6.4 % and 93.6 % points of the bootstrap distribution, so a
   "90 %" interval spans only 87 % of it; the ``(B + 1) p`` position spans 90 % on average for
-  any ``B``. On planted tables (``tests/test_bootstrap.py``) this moved the coverage of nominal
-  90 % intervals of predicted losses from 84 % to 87 % with 12 mixtures and to 88 % with 20.
+  any ``B``. On planted BiMix tables (as in ``tests/test_bootstrap.py``, 150 tables, 3 token
+  budgets) this moved the coverage of nominal 90 % intervals of predicted losses from 84 % to
+  87 % with 12 mixtures, and from 85 % to 88 % with 20.
   The rest of the shortfall is the usual small-sample narrowness of resampling: each mixture's
   own noise is partly fitted, by a share that grows with the parameters per mixture.
 * *studentized* (bootstrap-t, ``method="studentized"``; Efron & Tibshirani 1993, §12.5;

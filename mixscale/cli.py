@@ -491,7 +491,7 @@ def _cmd_optimize(args) -> int:
 def _optimum_spread(spread, names) -> dict:
     """The bootstrap spread of an optimum as JSON-ready values."""
     at = spread.objective_at_point
-    lo, mid, hi = np.quantile(at, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2])
+    lo, mid, hi = np.quantile(at, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2], method="weibull")
     return {"replicates": spread.n_replicates, "replicates_used": int(len(at)),
             "failed": spread.n_failed, "level": LEVEL, "method": "percentile",
             "weights": {name: {"point": float(p), "lower": float(a), "upper": float(b)}

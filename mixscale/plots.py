@@ -158,7 +158,8 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
                                               size, grid).mean(axis=2)
                     band = band[np.all(np.isfinite(band), axis=1)]
                     if len(band) >= 2:
-                        q = np.quantile(band, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
+                        q = np.quantile(band, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0,
+                                        method="weibull")
                         ax_tok.fill_between(grid * table.token_unit, q[0], q[1], color=c,
                                             alpha=0.15, lw=0)
                 at = rows[table.model_size[rows] == size]
@@ -189,7 +190,7 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
         ax_tok.set_title("loss against tokens: runs (points) and the law (lines)\n"
                          f"for the {len(chosen)} mixture(s) with the most runs")
         ax_tok.grid(alpha=0.3, which="both")
-    fig.suptitle(title or f"{result.spec.label} fitted to {table.name}: {table.n_runs} runs"
+    fig.suptitle(title or f"{result.spec.label} on {table.name}: {table.n_runs} runs"
                  + (f", {boot.n_ok} bootstrap replicates" if boot is not None else ""))
     fig.savefig(path, dpi=110)
 
@@ -240,8 +241,8 @@ def plot_optimum(optimum, train_domains, path: str | os.PathLike, *,
                  label=f"replicate laws at h* ({len(vals)})")
         ax2.axvline(point.objective, color="black", lw=2,
                     label=f"point law at h*: {point.objective:.4f}")
-        lo, hi = np.quantile(vals, [0.05, 0.95])
-        ax2.axvspan(lo, hi, color="0.5", alpha=0.15, label=f"90 % of replicates: "
+        lo, hi = np.quantile(vals, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], method="weibull")
+        ax2.axvspan(lo, hi, color="0.5", alpha=0.15, label=f"{100 * LEVEL:.0f} % interval: "
                     f"[{lo:.4f}, {hi:.4f}]")
         ax2.set_xlabel("weighted mean predicted loss at the point optimum h* (loss units)")
         ax2.set_ylabel("replicates")

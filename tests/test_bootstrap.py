@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_no_retrace
+
 import mixscale as ms
 from mixscale._bootstrap import (
     interval,
@@ -17,7 +19,7 @@ from mixscale._bootstrap import (
     studentized_interval,
 )
 from mixscale._bounds import bound_trees
-from mixscale._lm import solve_lm
+from mixscale._lm import lm_advance, lm_start, solve_lm
 from mixscale._objective import FitData, Replicate, objective, prepare_data
 from mixscale.data import LossTable, mixture_ids
 from mixscale.laws import get_law
@@ -101,9 +103,14 @@ def test_replicates_resample_whole_mixtures_and_use_their_weights(boot_fit):
     assert unweighted != pytest.approx(boot.objectives[0], rel=1e-6)
 
 
-def test_bootstrap_is_deterministic_for_a_seed(boot_fit):
+def test_bootstrap_is_deterministic_for_a_seed_and_compiles_once(boot_fit):
     table, res = boot_fit
-    again = ms.fit("bimix", table, n_restarts=4, seed=2, n_bootstrap=16)
+    seen = []
+    with assert_no_retrace(lm_start, lm_advance):   # the replicates reuse the compiled loop
+        again = ms.fit("bimix", table, n_restarts=4, seed=2, n_bootstrap=16,
+                       progress=seen.append)
+    assert {p.stage for p in seen} == {"restarts", "bootstrap"}
+    assert [p.done for p in seen if p.stage == "bootstrap"][-1] == 16
     np.testing.assert_array_equal(again.bootstrap.multiplicities, res.bootstrap.multiplicities)
     np.testing.assert_array_equal(again.bootstrap.objectives, res.bootstrap.objectives)
     for a, b in zip(jax.tree_util.tree_leaves(again.bootstrap.params),

@@ -209,3 +209,11 @@ def test_bootstrap_needs_lm(capsys):
     assert main(["fit", "pile4", "--bootstrap", "4", "--method", "lbfgs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--method lm" in err[0]
+
+
+def test_optimize_plot_without_bootstrap_draws_the_weights(fitted, tmp_path, capsys):
+    png = tmp_path / "plain.png"
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "20B",
+                 "--plot", str(png)]) == 0
+    assert "wrote the figure" in capsys.readouterr().out
+    assert _is_png(png, min_bytes=10_000)
