@@ -7,6 +7,7 @@ The library never changes global JAX configuration; enable float64 in your entry
 ``jax.config.update("jax_enable_x64", True)`` (the CLI, experiments and tests do).
 """
 
+from . import plots
 from ._allocation import allocate, log_allocation
 from ._bootstrap import Bootstrap, Intervals, parameter_intervals, prediction_intervals
 from ._evaluate import evaluate, predict_table
@@ -34,5 +35,6 @@ __all__ = [
     "LawSpec", "LossTable", "MixtureIntervals", "MixtureResult", "TableError", "allocate",
     "error_metrics", "evaluate", "fit", "get_law", "law_specs", "load_fit", "log_allocation",
     "optimal_mixture", "optimal_mixture_intervals", "parameter_count", "parameter_intervals",
-    "predict_table", "prediction_intervals", "project_to_simplex", "register_law", "save_fit",
+    "plots", "predict_table", "prediction_intervals", "project_to_simplex", "register_law",
+    "save_fit",
 ]
