@@ -25,7 +25,10 @@ Failures. A replicate whose objective or parameters are not finite is *failed*: 
 every interval, and counted (:attr:`Bootstrap.n_failed`). Replicates that stopped at ``max_steps``
 before meeting the stopping rule are kept (their objective is finite and their parameters have
 moved from the point estimate to near the replicate's optimum) and counted
-(:attr:`Bootstrap.n_unconverged`).
+(:attr:`Bootstrap.n_unconverged`). A target whose observed losses all sit in mixtures that a
+replicate did not draw has nothing to fit there: its own parameters stay at the point estimate in
+that replicate (rare unless a target is measured in very few mixtures; it narrows that target's
+intervals).
 
 Intervals. For a quantity ``θ`` (a predicted loss, a natural parameter, an optimal weight) with
 point estimate ``θ̂`` and the ``B`` successful replicates' values ``θ*_b``:
