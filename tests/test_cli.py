@@ -217,3 +217,14 @@ def test_optimize_plot_without_bootstrap_draws_the_weights(fitted, tmp_path, cap
                  "--plot", str(png)]) == 0
     assert "wrote the figure" in capsys.readouterr().out
     assert _is_png(png, min_bytes=10_000)
+
+
+def test_fit_bootstrap_json(bootstrapped, capsys):
+    capsys.readouterr()
+    assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "bimix",
+                 "--restarts", "2", "--bootstrap", "8", "--json"]) == 0
+    boot = json.loads(capsys.readouterr().out)["bootstrap"]
+    assert boot["replicates"] == 8 and boot["failed"] == 0 and boot["level"] == 0.9
+    for v in boot["predicted_losses"].values():
+        assert v["lower"] <= v["upper"]
+    assert set(boot["parameters"]) == {"alpha", "beta", "B", "C"}
