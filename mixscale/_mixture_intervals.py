@@ -11,7 +11,9 @@ one ``vmap``-ed compiled call, on every replicate law ``L^(b)``, giving
   weighted mean loss that each replicate law predicts for the mixture one would actually train
   on; its spread is the uncertainty of the promised loss;
 * the *regret* ``f_b(h*) − f_b(h*_b) ≥ 0``: what choosing ``h*`` costs if replicate ``b`` were
-  the truth — small when the optimum is flat, whatever the spread of ``h*_b``.
+  the truth — small when the optimum is flat, whatever the spread of ``h*_b``;
+* the *L1 distance* ``Σ_i |h*_{b,i} − h*_i|`` of each replicate's optimum from ``h*``: the scale
+  against which to judge a move of the optimum (with scale, or between laws) of the same size.
 
 Each replicate's search starts from ``h*``, the uniform mixture and ``n_replicate_starts − 2``
 Dirichlet draws (seeded): the replicate optimum is expected near ``h*``, and the other starts
@@ -69,6 +71,12 @@ class MixtureIntervals:
         """``(B_ok,)`` ``f_b(h*) − f_b(h*_b)``, clipped at 0 (a replicate search that ended
         above ``h*`` counts as no regret)."""
         return np.maximum(self.objective_at_point - self.objective_at_own, 0.0)
+
+    @property
+    def distance(self) -> np.ndarray:
+        """``(B_ok,)`` ``Σ_i |h*_{b,i} − h*_i|``: how far each replicate's optimum lies from the
+        point estimate's (L1, on the simplex: 0 to 2)."""
+        return np.abs(self.weights.samples - self.point.weights[None, :]).sum(axis=1)
 
 
 @eqx.filter_jit

@@ -483,6 +483,8 @@ def _cmd_optimize(args) -> int:
               f"{100 * LEVEL:.0f} % interval [{q['lower']:.4f}, {q['upper']:.4f}]; regret "
               f"against each replicate's own optimum: median {s['regret']['median']:.2g}, "
               f"95th percentile {s['regret']['q95']:.2g}")
+        print(f"  L1 distance of the replicates' optima from this mixture: median "
+              f"{s['l1_distance']['median']:.3f}, 90th percentile {s['l1_distance']['q90']:.3f}")
     if args.plot:
         print(f"wrote the figure {args.plot}")
     return 0
@@ -501,7 +503,9 @@ def _optimum_spread(spread, names) -> dict:
             "objective_at_point": {"median": float(mid), "lower": float(lo),
                                    "upper": float(hi), "values": at.tolist()},
             "regret": {"median": float(np.median(spread.regret)),
-                       "q95": float(np.quantile(spread.regret, 0.95))}}
+                       "q95": float(np.quantile(spread.regret, 0.95))},
+            "l1_distance": {"median": float(np.median(spread.distance)),
+                            "q90": float(np.quantile(spread.distance, 0.9))}}
 
 
 def _cmd_plot(args) -> int:

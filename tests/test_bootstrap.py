@@ -207,6 +207,8 @@ def test_optimal_mixture_intervals(boot_fit):
     # each replicate's own optimum is no worse than the point mixture, up to the tolerance
     assert np.all(opt.objective_at_own <= opt.objective_at_point + 1e-9)
     assert np.all(opt.regret >= 0) and opt.n_failed == 0 and opt.n_replicates == 16
+    np.testing.assert_allclose(opt.distance, np.abs(w.samples - opt.point.weights).sum(1))
+    assert np.all((opt.distance >= 0) & (opt.distance <= 2 + 1e-12))
 
 
 # ---------------------------------------------------------------------------- calibration

@@ -179,6 +179,8 @@ def test_optimize_reports_the_spread_of_the_optimum(bootstrapped, capsys):
                  "8B"]) == 0
     text = capsys.readouterr().out
     assert "objective at this mixture under the replicates" in text and "90 % interval" in text
+    assert "L1 distance of the replicates' optima" in text
+    assert 0 <= spread["l1_distance"]["median"] <= spread["l1_distance"]["q90"] <= 2
 
 
 def test_plot_command_draws_a_saved_fit(bootstrapped, tmp_path, capsys):
