@@ -21,6 +21,10 @@ The optimiser kernels are compiled once for a law class, its options, the table'
 these reuse them (the small function drawing the initial laws is compiled on every call). A
 restart's result does not depend on the others; it can depend on ``chunk`` by rounding (see
 :mod:`mixscale._lm`).
+
+With ``n_bootstrap = B``, the point fit is followed by ``B`` refits on mixture-resampled
+replicates of the table (:mod:`mixscale._bootstrap`), run through the same compiled solver and
+kept in :attr:`FitResult.bootstrap`.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
 from ._lm import GTOL, solve_lm
 from ._objective import DEFAULT_HUBER_DELTA, prepare_data
-from .data import LossTable, TableError
+from .data import LossTable, TableError, mixture_ids
 from .laws._base import AbstractLaw, DataSummary, parameter_count
 from .laws._spec import LawSpec, as_law_spec
 
@@ -61,12 +66,15 @@ class FitProgress:
         n_restarts: restarts in all.
         best_objective: lowest final objective among the finished restarts.
         elapsed_s: wall seconds since the optimiser started.
+        stage: ``"restarts"`` (the point fit) or ``"bootstrap"`` (the replicates' refits; then
+            ``done`` and ``n_restarts`` count replicates).
     """
 
     done: int
     n_restarts: int
     best_objective: float
     elapsed_s: float
+    stage: str = "restarts"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -106,6 +114,8 @@ class FitResult:
         nested_objectives: ``{label: J}``, the training objective of each nested variant's
             fit (:meth:`mixscale.laws.AbstractLaw.nested`) whose embedding was a start of this
             one; empty if none.
+        bootstrap: the refits on resampled mixtures (:class:`mixscale.Bootstrap`), when fitted
+            with ``n_bootstrap > 0``; else ``None``.
     """
 
     law: AbstractLaw
@@ -130,6 +140,7 @@ class FitResult:
     gradient_cosines: np.ndarray | None = None
     nested_objectives: Mapping[str, float] = dataclasses.field(default_factory=dict)
     objective: float = float("nan")
+    bootstrap: Bootstrap | None = None
 
     @property
     def spec(self) -> LawSpec:
@@ -188,7 +199,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
-        nested: bool = True, gtol: float | None = GTOL) -> FitResult:
+        nested: bool = True, gtol: float | None = GTOL, n_bootstrap: int = 0) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -236,6 +247,13 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             are smaller and cheaper) and add its embedded best law to ``starts``, so that
             the fit cannot end above a nested variant (their objectives are in
             :attr:`FitResult.nested_objectives`).
+        n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
+            ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
+            resampled with replacement (the runs of one mixture together), warm-started from the
+            point estimate, with the same optimiser settings; drawn from ``seed`` (see
+            :mod:`mixscale._bootstrap`). Needs ``method="lm"``. Intervals:
+            :func:`mixscale.prediction_intervals`, :func:`mixscale.parameter_intervals`,
+            :func:`mixscale.optimal_mixture_intervals`.
 
     Returns:
         A :class:`FitResult`.
@@ -253,7 +271,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if validation is not None and not isinstance(validation, LossTable):
         raise TypeError(f"validation must be a LossTable or None, got "
                         f"{type(validation).__name__}")
-    for what, value in (("n_restarts", n_restarts), ("seed", seed), ("chunk", chunk)) + (
+    for what, value in (("n_restarts", n_restarts), ("seed", seed), ("chunk", chunk),
+                        ("n_bootstrap", n_bootstrap)) + (
             (("max_steps", max_steps),) if max_steps is not None else ()):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{what} must be an integer, got {value!r}")
@@ -266,6 +285,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         rtol = _RTOL[method]
     if n_restarts < 1 or max_steps < 1 or chunk < 1:
         raise ValueError("n_restarts, max_steps and chunk must be positive")
+    if n_bootstrap and not MIN_REPLICATES <= n_bootstrap <= MAX_REPLICATES:
+        raise ValueError(f"n_bootstrap must be 0 (no bootstrap) or in [{MIN_REPLICATES}, "
+                         f"{MAX_REPLICATES}], got {n_bootstrap}")
+    if n_bootstrap and method != "lm":
+        raise ValueError("the bootstrap refits with Levenberg-Marquardt: use method='lm' with "
+                         "n_bootstrap")
     if not huber_delta > 0:
         raise ValueError(f"huber_delta must be positive, got {huber_delta!r}")
     targets, notes = _targets_and_notes(law_class, table, options)
@@ -309,10 +334,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     delta = jnp.asarray(huber_delta, dtype=float)
     t0 = time.perf_counter()
 
-    def report(done, best):
+    def report(done, best, total=n_restarts, stage="restarts"):
         if progress is not None:
-            progress(FitProgress(done=done, n_restarts=n_restarts, best_objective=best,
-                                 elapsed_s=time.perf_counter() - t0))
+            progress(FitProgress(done=done, n_restarts=total, best_objective=best,
+                                 elapsed_s=time.perf_counter() - t0, stage=stage))
 
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
@@ -349,6 +374,17 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             law_converged = (bool(np.all(sol.gradient_cosines[choice, columns] <= gtol))
                              if gtol is not None else bool(np.all(conv[choice])))
 
+    boot = None
+    if n_bootstrap:
+        start = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None],
+                                       eqx.filter(law, eqx.is_inexact_array))
+        boot = run_bootstrap(
+            start, static, data, mixture_ids(sub), n_bootstrap, seed, delta=delta, rtol=rtol,
+            max_steps=max_steps, chunk=chunk, bounds=bounds, gtol=gtol,
+            per_target_fields=extra["per_target_fields"],
+            progress=lambda done, best: report(done, best, n_bootstrap, "bootstrap"))[0]
+        timings["bootstrap_s"] = boot.seconds
+
     def metrics(t: LossTable):
         return evaluate(law, t, targets, table.train_domains, table.size_unit, table.token_unit)
 
@@ -359,7 +395,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         objectives=objectives, converged=conv & np.isfinite(f), steps=np.asarray(sol.steps),
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
         timings=timings, per_target_restarts=per_target, law_converged=law_converged,
-        objective=law_objective, nested_objectives=nested_objectives,
+        objective=law_objective, nested_objectives=nested_objectives, bootstrap=boot,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))

@@ -2,9 +2,12 @@
 
 The file records the law's registry name, every field of the law (raw parameters as nested
 lists, static options as JSON values), its natural parameters for reading, the domains, the units
-of ``N`` and ``D``, the metrics and the restart statistics of the fit. Files are strict JSON (a
-non-finite metric is written as ``null``), and :func:`load_fit` validates every field before
-anything is computed from it.
+of ``N`` and ``D``, the metrics and the restart statistics of the fit, and, for a fit with
+bootstrap replicates, a ``bootstrap`` object: the seed, the number of mixtures and rows, the Huber
+threshold, each replicate's objective (``null``: failed) and convergence flag, the ``(B, G)``
+multiplicities of the resampled mixtures, and the raw parameter fields of the successful
+replicates (each ``(B_ok, ...)``). Files are strict JSON (a non-finite metric is written as
+``null``), and :func:`load_fit` validates every field before anything is computed from it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import math
 import os
 from typing import Any
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap
 from ._fit import FitResult
 from .laws import LAWS, LawSpec, get_law, parameter_count
 
@@ -144,6 +150,7 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "at_bounds": result.at_bounds,
         "per_target_restarts": (None if result.per_target_restarts is None
                                 else list(result.per_target_restarts)),
+        "bootstrap": _bootstrap_to_dict(result.law, result.bootstrap),
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -233,7 +240,105 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         n_params=parameter_count(law), notes=tuple(notes), method=doc["method"],
         timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where),
         per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
-                                        n_restarts, where))
+                                        n_restarts, where),
+        bootstrap=_bootstrap_from_dict(doc.get("bootstrap"), law, f"{where}: bootstrap"))
+
+
+def _parameter_fields(law) -> list[str]:
+    """Names of the law's fitted fields (inexact arrays), in field order."""
+    return [f.name for f in dataclasses.fields(law)
+            if eqx.is_inexact_array(getattr(law, f.name, None))]
+
+
+def _bootstrap_to_dict(law, boot: Bootstrap | None) -> dict | None:
+    if boot is None:
+        return None
+    return {
+        "seed": boot.seed, "n_groups": boot.n_groups, "n_rows": boot.n_rows,
+        "huber_delta": boot.huber_delta,
+        "objectives": [float(v) if np.isfinite(v) else None for v in boot.objectives],
+        "converged": _jsonable(boot.converged),
+        "multiplicities": _jsonable(boot.multiplicities),
+        "fields": {name: _jsonable(getattr(boot.params, name))
+                   for name in _parameter_fields(law)},
+        "seconds": boot.seconds,
+    }
+
+
+_BOOTSTRAP_KEYS = ("seed", "n_groups", "n_rows", "huber_delta", "objectives", "converged",
+                   "multiplicities", "fields", "seconds")
+
+
+def _bootstrap_from_dict(d: Any, law, where: str) -> Bootstrap | None:
+    """The bootstrap replicates of a fit file, every field checked (``ValueError`` naming it)."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a JSON object or null")
+    missing = [k for k in _BOOTSTRAP_KEYS if k not in d]
+    extra = sorted(set(d) - set(_BOOTSTRAP_KEYS))
+    if missing or extra:
+        raise ValueError(f"{where}: missing fields {missing}, unknown fields {extra}")
+
+    def count(key, lo):
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{where}.{key} must be an integer >= {lo}, got {v!r}")
+        return v
+
+    seed, n_groups = count("seed", 0), count("n_groups", 1)
+    n_rows = count("n_rows", n_groups)
+    delta = _positive(d["huber_delta"], f"{where}.huber_delta")
+    seconds = _number(d["seconds"], f"{where}.seconds")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"{where}.seconds must be a finite non-negative number")
+    objectives = d["objectives"]
+    if not (isinstance(objectives, list)
+            and MIN_REPLICATES <= len(objectives) <= MAX_REPLICATES):
+        raise ValueError(f"{where}.objectives must list {MIN_REPLICATES} to {MAX_REPLICATES} "
+                         "replicates")
+    n_boot = len(objectives)
+    f = np.array([np.inf if v is None else _number(v, f"{where}.objectives")
+                  for v in objectives], dtype=np.float64)
+    if np.any(np.isnan(f) | (f < 0)):
+        raise ValueError(f"{where}.objectives must be non-negative numbers or null (failed)")
+    ok = np.isfinite(f)
+    converged = _bool_list(d["converged"], n_boot, f"{where}.converged")
+    if np.any(converged & ~ok):
+        raise ValueError(f"{where}.converged: a failed replicate (null objective) cannot have "
+                         "converged")
+    mult = d["multiplicities"]
+    if not (isinstance(mult, list) and len(mult) == n_boot and all(
+            isinstance(row, list) and len(row) == n_groups and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in row)
+            and sum(row) == n_groups for row in mult)):
+        raise ValueError(f"{where}.multiplicities must be {n_boot} lists of {n_groups} "
+                         f"non-negative integers, each summing to {n_groups}")
+    fields = d["fields"]
+    names = _parameter_fields(law)
+    if not isinstance(fields, dict) or sorted(fields) != sorted(names):
+        raise ValueError(f"{where}.fields must hold exactly the law's fitted fields {names}")
+    params = eqx.filter(law, eqx.is_inexact_array)
+    arrays = []
+    for name in names:
+        arr = _finite_array(fields[name], f"{where}.fields.{name}")
+        want = (int(ok.sum()),) + tuple(np.shape(getattr(law, name)))
+        if want[0] == 0 and arr.size == 0:  # every replicate failed: `[]`
+            arr = jnp.zeros(want)
+        if arr.shape != want:
+            raise ValueError(f"{where}.fields.{name} must have shape {want} (one entry per "
+                             f"successful replicate), got {arr.shape}")
+        arrays.append(arr)
+    params = eqx.tree_at(lambda t: [getattr(t, n) for n in names], params, arrays)
+    if ok.any():
+        static = eqx.filter(law, eqx.is_inexact_array, inverse=True)
+        natural = jax.vmap(lambda p: eqx.combine(p, static).natural_parameters())(params)
+        bad = [k for k, v in natural.items() if not np.all(np.isfinite(np.asarray(v)))]
+        if bad:
+            raise ValueError(f"{where}: replicate parameters {bad} overflow")
+    return Bootstrap(params=params, objectives=f, converged=converged, seed=seed,
+                     n_groups=n_groups, multiplicities=np.asarray(mult, dtype=np.int64),
+                     n_rows=n_rows, huber_delta=delta, seconds=seconds)
 
 
 def _per_target(v: Any, m: int, n: int, where: str) -> tuple[int, ...] | None:

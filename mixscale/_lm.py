@@ -68,8 +68,10 @@ vectorised ``while_loop`` runs until its slowest slot is done, the restarts adva
 each segment the host records the restarts that have stopped and hands their slots the next
 restarts of the queue (:func:`lm_start` always initialises a full batch, padded by repeating a
 restart, so it compiles once); once the queue is empty, stopped slots stay idle until the last
-restart stops. Segments only decide when a stopped slot is refilled: a restart's iterates do not
-depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
+restart stops. Bootstrap replicates (:mod:`mixscale._bootstrap`) go through the same queue: each
+restart may carry its own :class:`~mixscale._objective.Replicate` (row weights, and losses), held
+in its slot's state. Segments only decide when a stopped slot is refilled: a restart's iterates
+do not depend on them, nor on the other restarts. They can depend on ``width`` by rounding, since a
 batched linear solve of another width may round differently.
 """
 
@@ -89,7 +91,7 @@ from ._blocks import (
     parameter_owners,
     solve_normal_equations,
 )
-from ._objective import FitData, Layout, Solution, residuals
+from ._objective import FitData, Layout, Replicate, Solution, residuals, with_replicate
 
 __all__ = ["EXACT_RMS", "GTOL", "LMState", "SEGMENT", "lm_advance", "lm_start", "solve_lm"]
 
@@ -128,6 +130,7 @@ class LMState(eqx.Module):
         gradient_cosine: ``(G,)`` each problem's scaled gradient at ``params`` (its largest
             ``|g_i| / (‖J[:, i]‖ ‖r‖)`` over the parameters not held on a bound;
             see the module docstring), ``inf`` before the first step.
+        replicate: the restart's own row weights (and losses), or ``None``: the shared data.
     """
 
     params: Array
@@ -143,6 +146,7 @@ class LMState(eqx.Module):
     group_stopped: Array
     converged: Array
     gradient_cosine: Array
+    replicate: Replicate | None = None
 
 
 def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:
@@ -181,13 +185,15 @@ def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Bl
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
 def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: Layout,
-             blocks: Blocks, lower: Array, upper: Array) -> LMState:
+             blocks: Blocks, lower: Array, upper: Array,
+             replicates: Replicate | None = None) -> LMState:
     """The initial state of every slot, from flat initial parameters ``(W, P)`` (clipped to
-    ``[lower, upper]``)."""
-    _, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
+    ``[lower, upper]``) and, optionally, each slot's replicate (leaves ``(W, ...)``)."""
     g = blocks.n_groups
 
-    def one(p):
+    def one(p, replicate):
+        _, linearise, group_objectives = _residual_functions(
+            static, with_replicate(data, replicate), delta, layout, blocks)
         p = jnp.where(jnp.isfinite(lower) | jnp.isfinite(upper), jnp.clip(p, lower, upper), p)
         r, jac = linearise(p)
         f_g = group_objectives(r)
@@ -196,9 +202,10 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
                        damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.asarray(0),
                        small_steps=jnp.zeros(g, int), done=~jnp.isfinite(f),
                        nu=jnp.full(g, 2.0, p.dtype), group_stopped=jnp.zeros(g, bool),
-                       converged=jnp.asarray(False), gradient_cosine=jnp.full(g, jnp.inf, p.dtype))
+                       converged=jnp.asarray(False), gradient_cosine=jnp.full(g, jnp.inf, p.dtype),
+                       replicate=replicate)
 
-    return jax.vmap(one)(flat_params)
+    return jax.vmap(one)(flat_params, replicates)
 
 
 @eqx.filter_jit
@@ -208,7 +215,6 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                max_steps: int, segment: int, bounded: bool = True) -> LMState:
     """Advance every slot that has not stopped by up to ``segment`` steps (at most to
     ``max_steps`` in all); see the module docstring for the step and the stopping rule."""
-    res, linearise, group_objectives = _residual_functions(static, data, delta, layout, blocks)
     target_group = jnp.asarray(blocks.target_group)
     param_group = jnp.asarray(blocks.param_group)
     n_groups = blocks.n_groups
@@ -216,6 +222,8 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
     group_size = _per_group(jnp.ones(blocks.n_targets), rows, target_group, n_groups)  # (G,)
 
     def one(s: LMState) -> LMState:
+        res, linearise, group_objectives = _residual_functions(
+            static, with_replicate(data, s.replicate), delta, layout, blocks)
         stop_at = jnp.minimum(s.steps + segment, max_steps)
 
         def cond(s):
@@ -281,7 +289,7 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                            small_steps=small, done=stopped | ~jnp.isfinite(total), nu=nu,
                            group_stopped=group_stopped,
                            converged=stopped if gtol is None else stopped & jnp.all(
-                               cosine <= gtol), gradient_cosine=cosine)
+                               cosine <= gtol), gradient_cosine=cosine, replicate=s.replicate)
 
         return lax.while_loop(cond, body, s)
 
@@ -297,8 +305,12 @@ def _set_rows(leaf, rows: np.ndarray, fresh):
 
 def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
              width: int, progress=None, per_target_fields: tuple[str, ...] = (),
-             bounds=None, gtol: float | None = GTOL) -> Solution:
+             bounds=None, gtol: float | None = GTOL,
+             replicates: Replicate | None = None) -> Solution:
     """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
+
+    ``replicates`` (leaves batched ``(R, ...)``), if given, are each restart's own row weights
+    and losses (bootstrap replicates); the objective of restart ``r`` is then its weighted ``J``.
 
     The restarts go through the slot queue of the module docstring on ``min(width, R)`` slots.
     ``progress(finished, best_objective)``, if given, is called after every segment in which a
@@ -318,14 +330,25 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     width = min(width, n)
     queue = list(range(width, n))
     slot_of = np.arange(width)  # restart held by each slot (-1: none)
-    state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper)
+
+    def replicates_of(restarts):
+        if replicates is None:
+            return None
+        return jax.tree_util.tree_map(lambda x: x[np.asarray(restarts)], replicates)
+
+    state = lm_start(flat[:width], static, data, delta, layout, blocks, lower, upper,
+                     replicates_of(np.arange(width)))
     out_p = np.zeros(flat.shape)
     out_f = np.full(n, np.inf)
     out_fg = np.full((n, blocks.n_groups), np.inf)
     out_conv = np.zeros(n, bool)
     out_steps = np.zeros(n, np.int64)
     out_cos = np.full((n, blocks.n_groups), np.inf)
-    count = float(np.sum(np.asarray(data.mask)))  # observed entries: J = f / count
+    mask = np.asarray(data.mask)
+    if replicates is None:  # observed entries: J = f / count
+        count = np.full(n, float(np.sum(mask)))
+    else:
+        count = np.asarray(replicates.row_weights) @ mask.sum(axis=1).astype(float)
     finished = 0
     while True:
         state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol,
@@ -347,17 +370,18 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
             if refill.size:
                 take = [queue.pop(0) for _ in refill]
                 # Always start a full batch (padded by repetition): one compilation.
-                fresh = lm_start(flat[np.asarray(take + take[:1] * (width - len(take)))],
-                                 static, data, delta, layout, blocks, lower, upper)
+                batch = np.asarray(take + take[:1] * (width - len(take)))
+                fresh = lm_start(flat[batch], static, data, delta, layout, blocks, lower, upper,
+                                 replicates_of(batch))
                 state = jax.tree_util.tree_map(
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take
             if progress is not None:
-                progress(finished, float(np.min(out_f)) / count)
+                progress(finished, float(np.min(out_f / count)))
         if finished == n:
             break
     params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
     return Solution(params=params_out, objectives=out_f / count,
                     converged=out_conv & np.isfinite(out_f), steps=out_steps,
-                    group_objectives=out_fg / count if blocks.n_groups > 1 else None,
+                    group_objectives=out_fg / count[:, None] if blocks.n_groups > 1 else None,
                     gradient_cosines=out_cos)

@@ -28,6 +28,19 @@ As a least-squares problem. With the transformed residual
 ``J = ½‖ψ‖² / |Ω|`` (``ψ`` is C¹ in ``r``), which is what Levenberg–Marquardt works on
 (:mod:`mixscale._lm`); L-BFGS (:mod:`mixscale._lbfgs`) minimises ``J`` directly.
 
+Row weights (the bootstrap, :mod:`mixscale._bootstrap`). A run counted ``w_r`` times (an integer
+multiplicity of a resampled mixture; ``0`` leaves it out) weighs its entries by ``w_r``:
+
+.. math::
+
+    J_w(\theta) = \frac{\sum_{(r,m)\in\Omega} w_r\,\mathrm{huber}_\delta(r_{rm})}
+                      {\sum_{(r,m)\in\Omega} w_r},
+
+i.e. the residuals ``ψ`` are multiplied by ``√w_r``. Without weights (``row_weights=None``) the
+computation is the unweighted one, operation for operation. :class:`Replicate` holds what differs
+between bootstrap replicates (the weights and, for the calibration of many tables with one
+design, the losses), so one compiled solver runs every replicate side by side.
+
 Parameters. The fitter optimises every inexact array leaf of a law (``eqx.partition`` with
 ``eqx.is_inexact_array``); :class:`Layout` maps that pytree to one flat vector for LM.
 """
@@ -46,8 +59,8 @@ from jax import Array
 
 from .data import LossTable, TableError
 
-__all__ = ["DEFAULT_HUBER_DELTA", "FitData", "Layout", "Solution", "huber_residual", "objective",
-           "prepare_data", "residuals"]
+__all__ = ["DEFAULT_HUBER_DELTA", "FitData", "Layout", "Replicate", "Solution", "huber_residual",
+           "objective", "observed_weight", "prepare_data", "residuals", "with_replicate"]
 
 #: Huber threshold on relative residuals (see the module docstring).
 DEFAULT_HUBER_DELTA = 0.02
@@ -63,6 +76,8 @@ class FitData(eqx.Module):
         losses: ``(n, M)`` measured losses, ``1.0`` where not observed (so that the masked
             relative residual stays finite).
         mask: ``(n, M)`` bool, which losses are observed.
+        row_weights: ``(n,)`` non-negative multiplicity of each run in the objective (a
+            bootstrap replicate), or ``None``: every run once.
     """
 
     weights: Array
@@ -70,6 +85,38 @@ class FitData(eqx.Module):
     tokens: Array
     losses: Array
     mask: Array
+    row_weights: Array | None = None
+
+
+class Replicate(eqx.Module):
+    """What one bootstrap replicate changes in :class:`FitData` (batched ``(R, ...)`` over
+    replicates when handed to the solver).
+
+    Attributes:
+        row_weights: ``(n,)`` multiplicity of each run (see the module docstring).
+        losses: ``(n, M)`` the replicate's own measured losses (``1.0`` where not observed; the
+            mask is shared), or ``None`` to keep the data's.
+    """
+
+    row_weights: Array
+    losses: Array | None = None
+
+
+def with_replicate(data: FitData, replicate: Replicate | None) -> FitData:
+    """``data`` with a replicate's row weights (and losses, if it has its own); ``data`` itself
+    for ``None``."""
+    if replicate is None:
+        return data
+    losses = data.losses if replicate.losses is None else replicate.losses
+    return FitData(weights=data.weights, model_size=data.model_size, tokens=data.tokens,
+                   losses=losses, mask=data.mask, row_weights=replicate.row_weights)
+
+
+def observed_weight(data: FitData) -> Array:
+    """``Σ_{(r,m)∈Ω} w_r``: the objective's denominator (``|Ω|`` without row weights)."""
+    if data.row_weights is None:
+        return jnp.sum(data.mask)
+    return jnp.sum(data.mask * data.row_weights[:, None])
 
 
 def prepare_data(table: LossTable, targets: Sequence[str]) -> tuple[LossTable, FitData]:
@@ -112,13 +159,17 @@ def residuals(params, static, data: FitData, delta: Array) -> Array:
     law = eqx.combine(params, static)
     pred = jax.vmap(law.predict)(data.weights, data.model_size, data.tokens)
     r = jnp.where(data.mask, (pred - data.losses) / data.losses, 0.0)
-    return jnp.where(data.mask, huber_residual(r, delta), 0.0).ravel()
+    psi = jnp.where(data.mask, huber_residual(r, delta), 0.0)
+    if data.row_weights is not None:
+        psi = psi * jnp.sqrt(data.row_weights)[:, None]
+    return psi.ravel()
 
 
 def objective(params, static, data: FitData, delta: Array) -> Array:
-    """``J``: the mean Huber loss of the relative residuals over the observed entries."""
+    """``J``: the mean Huber loss of the relative residuals over the observed entries (weighted
+    by ``data.row_weights`` if given)."""
     r = residuals(params, static, data, delta)
-    return 0.5 * jnp.sum(r**2) / jnp.sum(data.mask)
+    return 0.5 * jnp.sum(r**2) / observed_weight(data)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,10 @@
     mixscale datasets                      list the bundled loss tables
     mixscale laws [--domains K]            list the laws and their parameter counts
     mixscale fit DATASET_OR_CSV [...]      fit a law, print it, its errors and the best mixture
-    mixscale optimize FIT.json --model-size 1B --tokens 25B [...]
+                                           (--bootstrap B: intervals; --plot FILE.png: figure)
+    mixscale optimize FIT.json --model-size 1B --tokens 25B [...]   (--plot FILE.png)
     mixscale evaluate FIT.json DATASET_OR_CSV [...]
+    mixscale plot FIT.json DATASET_OR_CSV --out FILE.png [...]
 
 Sizes and token counts are given as plain numbers of parameters / tokens, with an optional
 suffix ``K``, ``M``, ``B`` or ``T`` (``680M``, ``2.5e10``, ``25B``). Bad input ends with a one-line
@@ -86,6 +88,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _png(text: str) -> str:
+    """An argparse type: a path ending in ``.png`` in an existing folder."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder} does not exist (for {text!r})")
+    return text
+
+
+#: Nominal coverage of the intervals the command line prints.
+LEVEL = 0.9
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -135,13 +151,29 @@ def _fmt_quantity(value: float) -> str:
     return f"{value:g}"
 
 
-def _print_mixture(names, weights, losses=None, targets=()):
-    print(f"  {'domain':<22} {'weight':>8}" + (f" {'pred. loss':>11}" if losses is not None
-                                                 else ""))
+def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
+                   weight_intervals=None):
+    """One line per training domain: its weight (with ``[lo, hi]`` from ``weight_intervals``)
+    and its predicted loss (with ``[lo, hi]`` from ``loss_intervals``, by target name)."""
+    head = f"  {'domain':<22} {'weight':>8}"
+    if weight_intervals is not None:
+        head += f" {f'{100 * LEVEL:.0f} % interval':>18}"
+    if losses is not None:
+        head += f" {'pred. loss':>11}"
+        if loss_intervals is not None:
+            head += f" {f'{100 * LEVEL:.0f} % interval':>18}"
+    print(head)
     loss_of = dict(zip(targets, [] if losses is None else losses, strict=False))
-    for name, w in zip(names, weights, strict=True):
-        extra = f" {loss_of[name]:>11.4f}" if name in loss_of else ""
-        print(f"  {name:<22} {w:>8.4f}{extra}")
+    for i, (name, w) in enumerate(zip(names, weights, strict=True)):
+        line = f"  {name:<22} {w:>8.4f}"
+        if weight_intervals is not None:
+            line += f" {f'[{weight_intervals[0][i]:.4f}, {weight_intervals[1][i]:.4f}]':>18}"
+        if name in loss_of:
+            line += f" {loss_of[name]:>11.4f}"
+            if loss_intervals is not None:
+                lo, hi = loss_intervals[name]
+                line += f" {f'[{lo:.4f}, {hi:.4f}]':>18}"
+        print(line)
 
 
 def _print_metrics(title, m):
@@ -203,6 +235,8 @@ def _cmd_fit(args) -> int:
     from .data import split
     from .laws import LawSpec
 
+    if args.bootstrap and args.method != "lm":
+        raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -219,19 +253,26 @@ def _cmd_fit(args) -> int:
     _err(f"fitting {spec.label} to "
          f"{table.name}: {train.n_runs} training runs"
          f"{f', {valid.n_runs} held out' if valid is not None else ''}; "
-         f"{args.restarts} restarts ({args.method})")
+         f"{args.restarts} restarts ({args.method})"
+         + (f", then {args.bootstrap} bootstrap replicates" if args.bootstrap else ""))
 
     def report(p):
-        _err(f"  restarts {p.done}/{p.n_restarts} done, best objective "
+        what = "restarts" if p.stage == "restarts" else "bootstrap replicates"
+        _err(f"  {what} {p.done}/{p.n_restarts} done, best objective "
              f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
 
     res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
-              method=args.method, progress=report)
+              method=args.method, progress=report, n_bootstrap=args.bootstrap or 0)
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
+    boot = _bootstrap_summary(res, train, mix.weights, n_at, d_at) if args.bootstrap else None
     if args.out:
         save_fit(res, args.out)
+    if args.plot:
+        from .plots import plot_fit
+
+        plot_fit(res, train, args.plot)
     if args.json:
         from ._io import law_to_dict
 
@@ -246,7 +287,8 @@ def _cmd_fit(args) -> int:
                                 "tokens": d_at * table.token_unit,
                                 "weights": dict(zip(res.train_domains,
                                                     mix.weights.tolist(), strict=True)),
-                                "mean_loss": mix.objective}}, indent=1, default=float))
+                                "mean_loss": mix.objective},
+            "bootstrap": boot}, indent=1, default=float))
         return 0
     print(f"law {spec.label} — {res.n_params} parameters, "
           f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
@@ -269,10 +311,62 @@ def _cmd_fit(args) -> int:
     print(f"recommended mixture at {_fmt_quantity(n_at * table.size_unit)} parameters, "
           f"{_fmt_quantity(d_at * table.token_unit)} tokens (mean predicted loss "
           f"{mix.objective:.4f}):")
-    _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    if boot is None:
+        _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    else:
+        _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets,
+                       {k: (v["lower"], v["upper"]) for k, v in
+                        boot["predicted_losses"].items()})
+        _print_bootstrap(res, boot)
     if args.out:
         print(f"saved the fitted law to {args.out}")
+    if args.plot:
+        print(f"wrote the figure {args.plot}")
     return 0
+
+
+def _bootstrap_summary(res, train, weights, n_at, d_at) -> dict:
+    """The bootstrap's counts and 90 % percentile intervals of the predicted losses at the
+    recommended mixture and of the natural parameters, as JSON-ready values."""
+    from ._bootstrap import parameter_intervals, prediction_intervals
+
+    b = res.bootstrap
+    iv = prediction_intervals(res, weights, n_at, d_at, table=train, level=LEVEL)
+    losses = {name: {"point": float(iv.point[0, j]), "lower": float(iv.lower[0, j]),
+                     "upper": float(iv.upper[0, j])} for j, name in enumerate(res.targets)}
+    params = {name: {"point": v.point.tolist(), "lower": v.lower.tolist(),
+                     "upper": v.upper.tolist()}
+              for name, v in parameter_intervals(res, table=train, level=LEVEL).items()}
+    return {"replicates": b.n_replicates, "failed": b.n_failed,
+            "unconverged": b.n_unconverged, "mixtures_resampled": b.n_groups,
+            "seconds": b.seconds, "level": LEVEL, "method": "percentile",
+            "predicted_losses": losses, "parameters": params}
+
+
+def _print_bootstrap(res, boot: dict) -> None:
+    print(f"bootstrap: {boot['replicates']} replicates resampling the "
+          f"{boot['mixtures_resampled']} training mixtures, {boot['failed']} failed (left out), "
+          f"{boot['unconverged']} stopped unconverged (kept), {boot['seconds']:.1f} s; "
+          f"{100 * LEVEL:.0f} % percentile intervals of the parameters (not calibrated; wide "
+          "where the data do not pin a parameter down):")
+    k_names, m_names = list(res.train_domains), list(res.targets)
+    for name, v in boot["parameters"].items():
+        point, lo, hi = (np.atleast_1d(np.asarray(v[x], dtype=float))
+                         for x in ("point", "lower", "upper"))
+        if point.ndim > 1:
+            print(f"  {name}: {point.size} entries (see --json)")
+            continue
+        if point.size == 1:
+            labels = [""]
+        elif point.size == len(m_names):
+            labels = m_names
+        elif point.size == len(k_names):
+            labels = k_names
+        else:
+            labels = [str(i) for i in range(point.size)]
+        cells = [f"{lab + ' ' if lab else ''}{p:.4g} [{a:.4g}, {b:.4g}]"
+                 for lab, p, a, b in zip(labels, point, lo, hi, strict=True)]
+        print(f"  {name}: " + "; ".join(cells))
 
 
 def _print_parameters(res) -> None:
@@ -350,20 +444,83 @@ def _cmd_optimize(args) -> int:
                            "finite")
     lower = per_domain(args.lower, 0.0, list(res.train_domains), "--lower")
     upper = per_domain(args.upper, 1.0, list(res.train_domains), "--upper")
-    mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
-                          n_starts=args.starts, seed=args.seed, n_train_domains=k)
+    spread = None
+    if res.bootstrap is not None:
+        from ._mixture_intervals import optimal_mixture_intervals
+
+        _err(f"searching the optimum of {res.bootstrap.n_ok} bootstrap replicates")
+        spread = optimal_mixture_intervals(res, n, d, target_weights=w, lower=lower,
+                                           upper=upper, n_starts=args.starts, seed=args.seed,
+                                           level=LEVEL)
+        mix = spread.point
+    else:
+        mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
+                              n_starts=args.starts, seed=args.seed, n_train_domains=k)
+    if args.plot:
+        from .plots import plot_optimum
+
+        plot_optimum(spread if spread is not None else mix, res.train_domains, args.plot,
+                     title=f"{res.spec.label}: optimal mixture at "
+                           f"{_fmt_quantity(args.model_size)} parameters, "
+                           f"{_fmt_quantity(args.tokens)} tokens")
     if args.json:
-        print(json.dumps({"model_size": args.model_size, "tokens": args.tokens,
-                          "weights": dict(zip(res.train_domains, mix.weights.tolist(),
-                                              strict=True)),
-                          "predicted_losses": dict(zip(res.targets, mix.losses.tolist(),
-                                                       strict=True)),
-                          "objective": mix.objective, "converged": mix.converged}, indent=1))
+        out = {"model_size": args.model_size, "tokens": args.tokens,
+               "weights": dict(zip(res.train_domains, mix.weights.tolist(), strict=True)),
+               "predicted_losses": dict(zip(res.targets, mix.losses.tolist(), strict=True)),
+               "objective": mix.objective, "converged": mix.converged}
+        if spread is not None:
+            out["bootstrap"] = _optimum_spread(spread, res.train_domains)
+        print(json.dumps(out, indent=1))
         return 0
     print(f"optimal mixture at {_fmt_quantity(args.model_size)} parameters, "
           f"{_fmt_quantity(args.tokens)} tokens: weighted mean predicted loss "
           f"{mix.objective:.4f}{'' if mix.converged else ' (not converged)'}")
-    _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    if spread is None:
+        _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
+    else:
+        _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets,
+                       weight_intervals=(spread.weights.lower, spread.weights.upper))
+        s = _optimum_spread(spread, res.train_domains)
+        q = s["objective_at_point"]
+        print(f"bootstrap: {s['replicates_used']} of {s['replicates']} replicates "
+              f"({s['failed']} left out); weight intervals are {100 * LEVEL:.0f} % percentile "
+              "intervals of the replicates' optima")
+        print(f"  objective at this mixture under the replicates: median {q['median']:.4f}, "
+              f"{100 * LEVEL:.0f} % interval [{q['lower']:.4f}, {q['upper']:.4f}]; regret "
+              f"against each replicate's own optimum: median {s['regret']['median']:.2g}, "
+              f"95th percentile {s['regret']['q95']:.2g}")
+        print(f"  L1 distance of the replicates' optima from this mixture: median "
+              f"{s['l1_distance']['median']:.3f}, 90th percentile {s['l1_distance']['q90']:.3f}")
+    if args.plot:
+        print(f"wrote the figure {args.plot}")
+    return 0
+
+
+def _optimum_spread(spread, names) -> dict:
+    """The bootstrap spread of an optimum as JSON-ready values."""
+    at = spread.objective_at_point
+    lo, mid, hi = np.quantile(at, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2], method="weibull")
+    return {"replicates": spread.n_replicates, "replicates_used": int(len(at)),
+            "failed": spread.n_failed, "level": LEVEL, "method": "percentile",
+            "weights": {name: {"point": float(p), "lower": float(a), "upper": float(b)}
+                        for name, p, a, b in zip(names, spread.point.weights,
+                                                 spread.weights.lower, spread.weights.upper,
+                                                 strict=True)},
+            "objective_at_point": {"median": float(mid), "lower": float(lo),
+                                   "upper": float(hi), "values": at.tolist()},
+            "regret": {"median": float(np.median(spread.regret)),
+                       "q95": float(np.quantile(spread.regret, 0.95))},
+            "l1_distance": {"median": float(np.median(spread.distance)),
+                            "q90": float(np.quantile(spread.distance, 0.9))}}
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot_fit
+
+    res = _load_fit_file(args.fitted)
+    table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
+    plot_fit(res, table, args.out)
+    print(f"wrote the figure {args.out}")
     return 0
 
 
@@ -427,6 +584,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--restarts", type=_integer(1, 4096), default=64)
     f.add_argument("--method", choices=("lm", "lbfgs"), default="lm")
     f.add_argument("--out", help="write the fitted law to this JSON file")
+    f.add_argument("--bootstrap", type=_integer(2, 4096), metavar="B",
+                   help="refit B replicates with the training mixtures resampled (2..4096; "
+                        "e.g. 64): 90 %% intervals of predicted losses and parameters, saved "
+                        "with --out for `mixscale optimize`")
+    f.add_argument("--plot", type=_png, metavar="FILE.png",
+                   help="draw the fit: predicted vs measured, residuals vs own weight, loss "
+                        "vs tokens")
     f.add_argument("--json", action="store_true", help="print JSON instead of tables")
     f.set_defaults(run=_cmd_fit)
 
@@ -443,6 +607,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="caps on domain weights (e.g. data-limited domains)")
     o.add_argument("--starts", type=_integer(1, 1024), default=16)
     o.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
+    o.add_argument("--plot", type=_png, metavar="FILE.png",
+                   help="draw the optimal mixture (with the bootstrap's intervals and the "
+                        "objective's distribution for a fit made with --bootstrap)")
     o.add_argument("--json", action="store_true")
     o.set_defaults(run=_cmd_optimize)
 
@@ -451,6 +618,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_rows(e)
     e.add_argument("--json", action="store_true")
     e.set_defaults(run=_cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="draw a fitted law against a table's runs")
+    pl.add_argument("fitted", help="JSON written by `mixscale fit --out`")
+    _add_rows(pl)
+    pl.add_argument("--out", type=_png, required=True, metavar="FILE.png",
+                    help="the PNG to write")
+    pl.set_defaults(run=_cmd_plot)
     return p
 
 

@@ -127,3 +127,106 @@ def test_fit_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert main(["fit", str(csv), "--out", str(csv)]) == 2
     assert "is the input table" in capsys.readouterr().err
     assert csv.read_text().startswith("weight_a")
+
+
+# ------------------------------------------------------------- bootstrap and figures
+def _is_png(path, min_bytes=20_000) -> bool:
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= min_bytes
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(tmp_path_factory):
+    import contextlib
+    import io
+
+    folder = tmp_path_factory.mktemp("boot")
+    fit_json, fit_png = folder / "fit.json", folder / "fit.png"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "bimix",
+                   "--restarts", "2", "--bootstrap", "8", "--out", str(fit_json),
+                   "--plot", str(fit_png)])
+    assert rc == 0
+    return folder, out.getvalue()
+
+
+def test_fit_bootstrap_prints_intervals_and_draws(bootstrapped):
+    folder, out = bootstrapped
+    assert "90 % interval" in out and "bootstrap: 8 replicates" in out
+    assert "percentile intervals of the parameters" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("github") and "[" in x)
+    lo, hi = (float(v) for v in line.split("[")[1].rstrip("]").split(","))
+    assert lo <= hi
+    assert _is_png(folder / "fit.png")
+    assert load_fit(folder / "fit.json").bootstrap.n_replicates == 8
+
+
+def test_optimize_reports_the_spread_of_the_optimum(bootstrapped, capsys):
+    folder, _ = bootstrapped
+    capsys.readouterr()
+    png = folder / "optimum.png"
+    assert main(["optimize", str(folder / "fit.json"), "--model-size", "200M", "--tokens", "8B",
+                 "--json", "--plot", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    spread = out["bootstrap"]
+    assert spread["replicates"] == 8 and spread["failed"] + spread["replicates_used"] == 8
+    for name, w in spread["weights"].items():
+        assert w["lower"] <= w["upper"] and w["point"] == pytest.approx(out["weights"][name])
+    assert len(spread["objective_at_point"]["values"]) == spread["replicates_used"]
+    assert _is_png(png)
+    assert main(["optimize", str(folder / "fit.json"), "--model-size", "200M", "--tokens",
+                 "8B"]) == 0
+    text = capsys.readouterr().out
+    assert "objective at this mixture under the replicates" in text and "90 % interval" in text
+    assert "L1 distance of the replicates' optima" in text
+    assert 0 <= spread["l1_distance"]["median"] <= spread["l1_distance"]["q90"] <= 2
+
+
+def test_plot_command_draws_a_saved_fit(bootstrapped, tmp_path, capsys):
+    folder, _ = bootstrapped
+    png = tmp_path / "again.png"
+    assert main(["plot", str(folder / "fit.json"), "pile4", "--model-size", "200M",
+                 "--out", str(png)]) == 0
+    assert _is_png(png)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "pile4", "--bootstrap", "1"], "--bootstrap"),
+    (["fit", "pile4", "--bootstrap", "5000"], "--bootstrap"),
+    (["fit", "pile4", "--bootstrap", "many"], "--bootstrap"),
+    (["fit", "pile4", "--plot", "fit.txt"], "--plot"),
+    (["fit", "pile4", "--plot", "/no/such/folder/fit.png"], "--plot"),
+    (["optimize", "fit.json", "--model-size", "1B", "--tokens", "1B", "--plot", "x.jpg"],
+     "--plot"),
+])
+def test_bad_bootstrap_and_plot_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bootstrap_needs_lm(capsys):
+    assert main(["fit", "pile4", "--bootstrap", "4", "--method", "lbfgs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method lm" in err[0]
+
+
+def test_optimize_plot_without_bootstrap_draws_the_weights(fitted, tmp_path, capsys):
+    png = tmp_path / "plain.png"
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "20B",
+                 "--plot", str(png)]) == 0
+    assert "wrote the figure" in capsys.readouterr().out
+    assert _is_png(png, min_bytes=10_000)
+
+
+def test_fit_bootstrap_json(bootstrapped, capsys):
+    capsys.readouterr()
+    assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "bimix",
+                 "--restarts", "2", "--bootstrap", "8", "--json"]) == 0
+    boot = json.loads(capsys.readouterr().out)["bootstrap"]
+    assert boot["replicates"] == 8 and boot["failed"] == 0 and boot["level"] == 0.9
+    for v in boot["predicted_losses"].values():
+        assert v["lower"] <= v["upper"]
+    assert set(boot["parameters"]) == {"alpha", "beta", "B", "C"}

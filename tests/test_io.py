@@ -110,3 +110,88 @@ def test_unreadable_files_are_refused(tmp_path, content, message):
         load_fit(path)
     with pytest.raises(ValueError, match="no such file"):
         load_fit(tmp_path / "absent.json")
+
+
+# ------------------------------------------------------------------- bootstrap replicates
+@pytest.fixture
+def saved_boot(tmp_path):
+    """A fit with 3 bootstrap replicates (the second failed) written to a file."""
+    import dataclasses
+
+    import equinox as eqx
+    import jax
+
+    from mixscale import Bootstrap
+
+    law = CapacityLaw.from_params(b=[0.3, 0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0, 2.5], H=0.5,
+                                  A=[0.5, 0.3, 0.4, 0.6], a=[0.3, 0.4, 0.2, 0.5],
+                                  E=[1.0, 1.5, 0.8, 2.0])
+    params = eqx.filter(law, eqx.is_inexact_array)
+    batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, x + 0.01]), params)
+    boot = Bootstrap(params=batch, objectives=np.array([0.1, np.inf, 0.2]),
+                     converged=np.array([True, False, False]), seed=7, n_groups=3,
+                     multiplicities=np.array([[1, 1, 1], [3, 0, 0], [0, 2, 1]]), n_rows=6)
+    res = FitResult(law=law, law_options={"variant": "full"}, targets=DOMAINS,
+                    train_domains=DOMAINS, size_unit=1e6, token_unit=1e9,
+                    train_metrics={"mre": 0.01}, validation_metrics=None,
+                    objectives=np.array([0.1]), converged=np.array([True]),
+                    steps=np.array([10]), best=0, n_params=21, notes=(), method="lm",
+                    timings={"total_s": 1.0}, bootstrap=boot)
+    path = tmp_path / "boot.json"
+    save_fit(res, path)
+    return path, dataclasses.replace(res)
+
+
+def test_bootstrap_round_trip(saved_boot):
+    path, res = saved_boot
+    doc = json.loads(path.read_text())
+    assert doc["bootstrap"]["objectives"] == [0.1, None, 0.2]
+    back = load_fit(path).bootstrap
+    assert back.n_replicates == 3 and back.n_failed == 1 and back.n_ok == 2
+    assert back.seed == 7 and back.n_groups == 3 and back.n_rows == 6
+    np.testing.assert_array_equal(back.multiplicities, res.bootstrap.multiplicities)
+    np.testing.assert_array_equal(back.converged, res.bootstrap.converged)
+    for name in ("log_b", "log_c", "log_H", "log_A", "log_a", "log_E"):
+        np.testing.assert_array_equal(np.asarray(getattr(back.params, name)),
+                                      np.asarray(getattr(res.bootstrap.params, name)))
+
+
+BOOT_CORRUPTIONS = [
+    ("bootstrap", [1, 2], "bootstrap must be"),
+    ("bootstrap.seed", -1, "bootstrap.seed"),
+    ("bootstrap.n_groups", 0, "bootstrap.n_groups"),
+    ("bootstrap.n_rows", 2, "bootstrap.n_rows"),
+    ("bootstrap.huber_delta", 0.0, "bootstrap.huber_delta"),
+    ("bootstrap.seconds", -1.0, "bootstrap.seconds"),
+    ("bootstrap.objectives", [0.1], "bootstrap.objectives"),
+    ("bootstrap.objectives", [0.1, None, -0.2], "bootstrap.objectives"),
+    ("bootstrap.objectives", [0.1, None, "0.2"], "bootstrap.objectives"),
+    ("bootstrap.converged", [True, True, False], "cannot have converged"),
+    ("bootstrap.converged", [True, False], "bootstrap.converged"),
+    ("bootstrap.multiplicities", [[1, 1, 1], [3, 0, 0], [0, 2, 2]], "multiplicities"),
+    ("bootstrap.multiplicities", [[1, 1, 1], [3, 0, 0]], "multiplicities"),
+    ("bootstrap.multiplicities", [[1, 1, 1], [3, 0, 0], [0, 2, 1.0]], "multiplicities"),
+    ("bootstrap.fields.log_b", [[0.1, 0.2, 0.3, 0.4]], "must have shape"),
+    ("bootstrap.fields.log_b", [[0.1, 0.2, 0.3, 0.4], [0.1, None, 0.3, 0.4]],
+     "bootstrap.fields.log_b"),
+    ("bootstrap.fields.log_b", [[0.1, 0.2, 0.3, 0.4], [1000.0, 0.2, 0.3, 0.4]], "overflow"),
+    ("bootstrap.fields.log_zz", [[0.1], [0.2]], "exactly the law's fitted fields"),
+    ("bootstrap.fields.log_E", _DELETE, "exactly the law's fitted fields"),
+    ("bootstrap.extra", 1, "unknown fields"),
+    ("bootstrap.seed", _DELETE, "missing fields"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BOOT_CORRUPTIONS,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(BOOT_CORRUPTIONS)])
+def test_corrupted_bootstrap_is_refused(saved_boot, field, value, message, capsys):
+    path, _ = saved_boot
+    doc = json.loads(path.read_text())
+    _set(doc, field, value)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=message) as err:
+        load_fit(path)
+    assert str(path) in str(err.value)
+    assert main(["optimize", str(path), "--model-size", "1B", "--tokens", "1B"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "bootstrap" in lines[0]
