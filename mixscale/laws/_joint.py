@@ -42,7 +42,6 @@ from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
     every_target,
-    log_power_sum,
     log_range,
     log_uniform,
     positive,
@@ -53,9 +52,8 @@ __all__ = ["JointLaw"]
 
 
 def _amplitude(log_C: jax.Array, log_gamma: jax.Array, h: jax.Array) -> jax.Array:
-    r""":math:`(\sum_j C_{ij} h_j)^{\gamma_i}`, computed in logs (the sum as a log-sum-exp,
-    :func:`~mixscale.laws._terms.log_power_sum`): ``(M,)``."""
-    return jnp.exp(jnp.exp(log_gamma) * log_power_sum(log_C, h[None, :]))
+    r""":math:`(\sum_j C_{ij} h_j)^{\gamma_i}`, computed in logs: ``(M,)``."""
+    return jnp.exp(jnp.exp(log_gamma) * jnp.log(jnp.exp(log_C) @ h))
 
 
 @register_law
@@ -122,7 +120,7 @@ class JointLaw(AbstractLaw):
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         A_h, B_h = self.amplitudes(h)
-        return (self.E + mixture_term(self.log_C, self.log_gamma, h)
+        return (self.E + mixture_term(self.C, self.gamma, h)
                 + A_h * jnp.exp(-self.alpha * jnp.log(N))
                 + B_h * jnp.exp(-self.beta * jnp.log(D)))
 

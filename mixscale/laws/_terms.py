@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["EXPONENT_RANGE", "check_mixture", "every_target", "floored_log", "in_mixture_targets",
-           "log_range", "log_uniform", "positive", "log_power_sum", "uniform"]
+           "log_range", "log_uniform", "positive", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -45,20 +45,19 @@ def check_mixture(h: jax.Array, k: int) -> jax.Array:
     return h
 
 
-def log_power_sum(log_c: jax.Array, h: jax.Array, gamma: jax.Array | float = 1.0) -> jax.Array:
-    r""":math:`\log \sum_j c_j h_j^{\gamma_j}` over the last axis, from :math:`\log c`, for
-    weights :math:`h \ge 0` and exponents :math:`\gamma > 0`, computed as a log-sum-exp.
+def weight_power(h: jax.Array, gamma: jax.Array) -> jax.Array:
+    r""":math:`h^\gamma` for weights :math:`h \ge 0` and exponents :math:`\gamma > 0`.
 
-    Terms with :math:`h_j = 0` are exactly absent (their limit), with finite gradients. In
-    logs, a coefficient :math:`c_j` that a fit drives towards ``0`` (``log c`` of ``-500``, say)
-    neither underflows the sum nor its derivatives: the gradient with respect to ``log c_j`` is
-    the term's share of the sum, in ``[0, 1]``, where the plain sum's ``c_j h_j^γ / S²`` is
-    ``0 / 0`` once ``S²`` underflows. Broadcasts ``h`` against ``log_c`` and ``gamma``.
+    Exactly ``0`` where ``h = 0`` (the limit of :math:`h^\gamma`), with finite gradients there:
+    the gradient with respect to :math:`\gamma` is its limit ``0``
+    (:math:`h^\gamma \log h \to 0`), and the gradient with respect to ``h`` is reported as
+    ``0`` (the one-sided derivative :math:`\gamma h^{\gamma-1}` is infinite for
+    :math:`\gamma < 1`). A naive ``h ** gamma`` gives ``NaN`` gradients at ``h = 0`` instead.
+    Broadcasts ``h`` against ``gamma``.
     """
     positive_h = h > 0
-    log_h = jnp.log(jnp.where(positive_h, h, 1.0))  # the double-where trick: no log(0)
-    z = jnp.where(positive_h, log_c + gamma * log_h, -jnp.inf)
-    return jax.nn.logsumexp(z, axis=-1)
+    h_safe = jnp.where(positive_h, h, 1.0)  # the double-where trick: no log(0) in any branch
+    return jnp.where(positive_h, jnp.exp(gamma * jnp.log(h_safe)), 0.0)
 
 
 def floored_log(h: jax.Array, floor: float) -> jax.Array:
