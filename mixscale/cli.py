@@ -215,8 +215,12 @@ def _cmd_laws(args) -> int:
     k = args.domains
     if k < 1:
         raise CliError(f"--domains must be at least 1, got {k}")
+    from .laws._registry import CANDIDATES
+
     rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
-             (spec.law_class.__doc__ or "").strip().splitlines()[0]) for spec in law_specs()]
+             ("[candidate: not yet in the experiments] " if spec.name in CANDIDATES else "")
+             + (spec.law_class.__doc__ or "").strip().splitlines()[0])
+            for spec in law_specs(candidates=True)]
     if args.json:
         print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2]) for r in rows],
                          indent=1))
@@ -293,17 +297,17 @@ def _cmd_fit(args) -> int:
     print(f"law {spec.label} — {res.n_params} parameters, "
           f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
           f"{res.timings['total_s']:.1f} s")
-    print(f"training objective {res.objective:.6g}"
-          + ("" if res.law_converged else " (the fitted law did not pass the convergence test: "
-             "try more --restarts or check the table)")
-          + "".join(f"; nested {label}: {value:.6g}"
-                    for label, value in res.nested_objectives.items()))
     for note in res.notes:
         print(f"note: {note}")
     if res.at_bounds:
         print(f"note: {res.at_bounds} parameter(s) ended on a bound of their range (see the "
               "law's parameter_bounds): the data do not pin them down there")
     _print_parameters(res)
+    print(f"training objective {res.objective:.6g}"
+          + ("" if res.law_converged else " (the fitted law did not pass the convergence test: "
+             "try more --restarts or check the table)")
+          + "".join(f"; nested {label}: {value:.6g}"
+                    for label, value in res.nested_objectives.items()))
     _print_metrics("train", res.train_metrics)
     _print_metrics("validation", res.validation_metrics)
     per = (res.validation_metrics or res.train_metrics)["per_domain_mre"]

@@ -40,7 +40,7 @@ K = 3
 DOMAINS = ("a", "b", "c")
 SIZES, TOKENS = (10.0, 40.0), (1.0, 5.0)
 
-SPECS = list(law_specs())
+SPECS = list(law_specs(candidates=True))
 ids = [s.label for s in SPECS]
 
 

@@ -170,3 +170,27 @@ def test_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_law(Impostor)
     assert LAWS["capacity"] is mixscale.CapacityLaw
+
+
+def test_a_candidate_law_is_fitted_but_left_out_of_the_experiments_lists(rng, capsys):
+    """``register_law(candidate=True)``: known to ``fit`` and ``mixscale laws`` (marked), absent
+    from ``law_specs()`` (the experiments' law lists) unless ``candidates=True``; registering it
+    again without the flag promotes it."""
+    from mixscale.cli import main
+    from mixscale.laws._registry import CANDIDATES
+
+    register_law(candidate=True)(ToyLaw)
+    try:
+        spec = LawSpec("toy")
+        assert spec not in list(mixscale.law_specs())
+        assert spec in list(mixscale.law_specs(candidates=True))
+        res = mixscale.fit("toy", _toy_table(rng), n_restarts=2, seed=0)
+        assert res.train_metrics["mre"] < 1e-6
+        assert main(["laws", "--domains", "3"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("toy "))
+        assert "candidate" in line
+        register_law(ToyLaw)
+        assert spec in list(mixscale.law_specs()) and "toy" not in CANDIDATES
+    finally:
+        del LAWS["toy"]
+        CANDIDATES.discard("toy")

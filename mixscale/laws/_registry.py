@@ -8,6 +8,12 @@
 After that, ``mixscale fit --law mine``, :func:`mixscale.fit` with ``"mine"``, saving and loading,
 ``mixscale laws`` and every experiment that selects laws by capability (:func:`law_specs`) know it.
 Registration order is the order of listings and tables.
+
+A law under development registers with ``@register_law(candidate=True)``: it is known to the
+fitter, the CLI, saving and loading, ``mixscale laws`` and the tests like any other, but
+:func:`law_specs` leaves it out unless asked (``candidates=True``), so the experiments' law lists
+and their committed results do not change until it is promoted (the decorator without the flag)
+and the experiments are rerun with it.
 """
 
 from __future__ import annotations
@@ -17,20 +23,27 @@ import inspect
 
 from ._base import AbstractLaw, law_options
 
-__all__ = ["LAWS", "get_law", "register_law"]
+__all__ = ["CANDIDATES", "LAWS", "get_law", "register_law"]
 
 #: Every registered law by its name, in registration order.
 LAWS: dict[str, type[AbstractLaw]] = {}
 
+#: Names of the registered laws that are candidates (not yet in the experiments' law lists).
+CANDIDATES: set[str] = set()
 
-def register_law(law_class: type[AbstractLaw]) -> type[AbstractLaw]:
+
+def register_law(law_class: type[AbstractLaw] | None = None, *, candidate: bool = False):
     """Class decorator: check that ``law_class`` fulfils the law contract and register it.
+
+    ``@register_law`` or ``@register_law(candidate=True)`` (see the module docstring).
 
     Raises ``TypeError`` naming what is missing (an abstract member left unimplemented, a class
     variable of the wrong type, variants without a ``variant`` option of ``init``) and
     ``ValueError`` if another class already holds the name. Registering the same class again
     (a module reloaded) replaces the entry.
     """
+    if law_class is None:
+        return lambda cls: register_law(cls, candidate=candidate)
     if not (isinstance(law_class, type) and issubclass(law_class, AbstractLaw)):
         raise TypeError(f"register_law takes a subclass of AbstractLaw, got {law_class!r}")
     if inspect.isabstract(law_class):
@@ -63,6 +76,10 @@ def register_law(law_class: type[AbstractLaw]) -> type[AbstractLaw]:
     if held is not None and held.__qualname__ != law_class.__qualname__:
         raise ValueError(f"law name {name!r} is already registered by {held.__qualname__}")
     LAWS[name] = law_class
+    if candidate:
+        CANDIDATES.add(name)
+    else:
+        CANDIDATES.discard(name)
     return law_class
 
 

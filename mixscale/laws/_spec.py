@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._base import AbstractLaw, law_options
-from ._registry import LAWS, get_law
+from ._registry import CANDIDATES, LAWS, get_law
 
 __all__ = ["LawSpec", "as_law_spec", "law_specs"]
 
@@ -160,13 +160,16 @@ class LawSpec:
         return cls(name, **options)
 
 
-def law_specs(*, uses_scale: bool | None = None) -> Iterator[LawSpec]:
+def law_specs(*, uses_scale: bool | None = None, candidates: bool = False) -> Iterator[LawSpec]:
     """Every registered law with each of its variants, in registration order.
 
     ``uses_scale=True`` keeps the laws with model-size and token terms, ``False`` those fitted
-    at one scale only; ``None`` keeps all."""
+    at one scale only; ``None`` keeps all. Candidate laws (``register_law(candidate=True)``)
+    only with ``candidates=True``."""
     for cls in LAWS.values():
         if uses_scale is not None and cls.uses_scale != uses_scale:
+            continue
+        if cls.name in CANDIDATES and not candidates:
             continue
         for variant in cls.variants or (None,):
             yield LawSpec(cls) if variant is None else LawSpec(cls, variant=variant)
