@@ -180,6 +180,8 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         raise ValueError(f"{where}: not a text (UTF-8) file") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{where}: not a JSON file ({err})") from None
+    except ValueError as err:  # e.g. an integer too long to convert
+        raise ValueError(f"{where}: unreadable JSON ({err})") from None
     except RecursionError:
         raise ValueError(f"{where}: JSON nested too deeply to be a fit file") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -195,6 +197,10 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         spec = LawSpec(doc["law"], **options)
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{where}: law_options: {str(err).strip(chr(39))}") from None
+    for key, value in spec.law_options.items():
+        if hasattr(law, key) and getattr(law, key) != value:
+            raise ValueError(f"{where}: law_options gives {key}={value!r} but fields.{key} is "
+                             f"{getattr(law, key)!r}")
     train_domains = _names(doc["train_domains"], f"{where}: train_domains")
     targets = _names(doc["targets"], f"{where}: targets")
     if law.n_train_domains != len(train_domains):
@@ -215,8 +221,11 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     converged = _bool_list(doc["converged"], n_restarts, f"{where}: converged")
     steps = _int_list(doc["steps"], n_restarts, f"{where}: steps")
     best = doc["best"]
-    if not (isinstance(best, int) and 0 <= best < n_restarts):
+    if isinstance(best, bool) or not (isinstance(best, int) and 0 <= best < n_restarts):
         raise ValueError(f"{where}: best must be a restart index in [0, {n_restarts})")
+    if not np.isfinite(objectives[best]):
+        raise ValueError(f"{where}: objectives[{best}] (the best restart's) must be a finite "
+                         "number")
     for key in ("train_metrics", "validation_metrics", "timings"):
         if doc[key] is not None and not isinstance(doc[key], dict):
             raise ValueError(f"{where}: {key} must be a JSON object or null")

@@ -47,6 +47,7 @@ from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
+    check_weight_floor,
     floored_log,
     in_mixture_targets,
     log_range,
@@ -110,8 +111,7 @@ class CapacityLaw(AbstractLaw):
     def __check_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
-        if not self.weight_floor >= 0:
-            raise ValueError(f"weight_floor must be >= 0, got {self.weight_floor!r}")
+        check_weight_floor(self.weight_floor)
         fields = PARAMETERS[self.variant].values()
         unused = [f for f in ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
                               "log_beta", "log_kappa") if f not in fields
