@@ -123,6 +123,10 @@ def _finite_array(v: Any, where: str) -> jnp.ndarray:
 
 def save_fit(result: FitResult, path: str | os.PathLike) -> None:
     """Write a :class:`FitResult` to ``path`` as JSON."""
+    if not isinstance(result, FitResult):
+        raise TypeError(f"save_fit writes a FitResult (what fit returns), got "
+                        f"{type(result).__name__}")
+    _check_path(path)
     doc = {
         "format": FORMAT,
         **law_to_dict(result.law),
@@ -168,6 +172,7 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     natural parameters that do not overflow), its options, the domain names (unique strings; the
     law's own training-domain count and target indices must match them), the units (finite and
     positive), and the restart records. Raises ``ValueError`` naming the file and the field."""
+    _check_path(path)
     where = str(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -243,6 +248,13 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where),
         per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
                                         n_restarts, where))
+
+
+def _check_path(path: Any) -> None:
+    """A file name: ``str`` or path-like (an integer would be taken for an open descriptor)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike), got "
+                        f"{type(path).__name__}")
 
 
 def _per_target(v: Any, m: int, n: int, where: str) -> tuple[int, ...] | None:

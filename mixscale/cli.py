@@ -143,6 +143,8 @@ def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
                            "already name their out-of-mixture columns")
         opts = {"split": split} if split else {}
         return load(source, **opts)
+    if os.path.isdir(source):
+        raise CliError(f"{source} is a directory, not a CSV file")
     if os.path.exists(source):
         if split:
             raise CliError("--split applies to bundled datasets only")
@@ -167,7 +169,12 @@ def _select_rows(table, args):
             raise CliError("give --tokens or --tokens-range, not both")
         lo, hi = args.tokens_range
         kw["tokens_range"] = (lo / table.token_unit, hi / table.token_unit)
-    return select(table, **kw) if kw else table
+    if not kw:
+        return table
+    try:
+        return select(table, **kw)
+    except ValueError as err:  # TableError included
+        raise CliError(f"--model-size/--tokens: {err}") from None
 
 
 def _fmt_quantity(value: float) -> str:
@@ -249,10 +256,13 @@ def _cmd_fit(args) -> int:
     try:
         spec = LawSpec(args.law, **options)
     except (KeyError, ValueError) as err:
-        raise CliError(str(err).strip("'\"")) from None
+        raise CliError(f"--law/--variant: {str(err).strip(chr(34) + chr(39))}") from None
     if args.out and os.path.exists(args.dataset) and os.path.exists(args.out) \
             and os.path.samefile(args.out, args.dataset):
         raise CliError(f"--out {args.out} is the input table: choose another file")
+    if args.out and (os.path.isdir(args.out)
+                     or not os.path.isdir(os.path.dirname(os.path.abspath(args.out)))):
+        raise CliError(f"--out {args.out}: not a file in an existing directory")
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     if table.n_train_domains > MAX_TRAIN_DOMAINS:
         raise CliError(f"{table.name}: {table.n_train_domains} training domains; fits support "
@@ -430,7 +440,7 @@ def _cmd_evaluate(args) -> int:
     try:
         m = res.evaluate(table)
     except ValueError as err:  # TableError included
-        raise CliError(f"{args.fitted} on {err}") from None
+        raise CliError(f"{args.fitted} on {args.dataset}: {err}") from None
     if args.json:
         print(_dumps({"dataset": table.name, "runs": table.n_runs, **m}))
         return 0

@@ -51,7 +51,11 @@ def select(
                                  (tokens, table.tokens, "tokens")):
         if values is None:
             continue
-        wanted = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        try:
+            wanted = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number or a sequence of numbers, got "
+                             f"{values!r}") from None
         if wanted.ndim != 1 or wanted.size == 0:
             raise ValueError(f"{what} must be a number or a non-empty sequence of numbers")
         hits = np.isclose(column[:, None], wanted[None, :], rtol=SCALE_RTOL, atol=0.0)
@@ -61,7 +65,11 @@ def select(
                              f"{_available(table)}")
         keep &= hits.any(axis=1)
     if tokens_range is not None:
-        low, high = (float(v) for v in tokens_range)
+        try:
+            low, high = (float(v) for v in tokens_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"tokens_range must be two numbers (low, high), got "
+                             f"{tokens_range!r}") from None
         if not low <= high:
             raise ValueError(f"tokens_range must be (low, high) with low <= high, got "
                              f"{tokens_range!r}")
