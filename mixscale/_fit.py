@@ -307,7 +307,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                                      for x in jax.tree_util.tree_leaves(sol.params)]), 0)
     objectives = np.where(np.isfinite(f) & finite_params, f, np.inf)
     if not np.isfinite(objectives).any():
-        raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")
+        raise RuntimeError(
+            f"{table.name}: every restart of {law_class.name!r} failed (non-finite objective): "
+            f"losses up to {float(np.nanmax(y)):g}, model sizes up to "
+            f"{float(table.model_size.max()):g} and token counts up to "
+            f"{float(table.tokens.max()):g} (law units) may be beyond what the law can "
+            "represent in float64; rescale them")
     best = int(np.argmin(objectives))
     law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[best], sol.params), static)
     per_target = None

@@ -219,6 +219,7 @@ def load_fit(path: str | os.PathLike) -> FitResult:
                              f"[0, {len(train_domains)}) per target ({len(targets)} targets)")
         if [train_domains[t] for t in index] != list(targets):
             raise ValueError(f"{where}: fields.targets do not point at the named targets")
+    _check_predicts(law, len(train_domains), targets, where)
     units = {k: _positive(doc[k], f"{where}: {k}") for k in ("size_unit", "token_unit")}
     n_restarts = _count_list(doc["objectives"], f"{where}: objectives")
     objectives = np.array([np.inf if v is None else _number(v, f"{where}: objectives")
@@ -248,6 +249,20 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where),
         per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
                                         n_restarts, where))
+
+
+def _check_predicts(law, k: int, targets: tuple[str, ...], where: str) -> None:
+    """A trial prediction (uniform mixture, ``N = D = 1``): the fields must make a law that runs
+    and predicts one loss per named target (its values are not judged here)."""
+    try:
+        shape = np.shape(law.predict(jnp.full(k, 1.0 / k), jnp.asarray(1.0),
+                                     jnp.asarray(1.0)))
+    except Exception as err:  # any failure means the fields are inconsistent
+        raise ValueError(f"{where}: the fields do not make a working {type(law).name!r} law "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    if shape != (len(targets),):
+        raise ValueError(f"{where}: the law predicts losses of shape {shape} but targets lists "
+                         f"{len(targets)}")
 
 
 def _check_path(path: Any) -> None:

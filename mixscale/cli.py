@@ -14,6 +14,7 @@ message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -141,8 +142,12 @@ def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
         if out_of_mixture:
             raise CliError("--out-of-mixture applies to CSV input only: the bundled tables "
                            "already name their out-of-mixture columns")
-        opts = {"split": split} if split else {}
-        return load(source, **opts)
+        if not split:
+            return load(source)
+        try:
+            return load(source, split=split)
+        except TypeError:
+            raise CliError(f"--split applies to regmix-1m only, not to {source}") from None
     if os.path.isdir(source):
         raise CliError(f"{source} is a directory, not a CSV file")
     if os.path.exists(source):
@@ -174,7 +179,7 @@ def _select_rows(table, args):
     try:
         return select(table, **kw)
     except ValueError as err:  # TableError included
-        raise CliError(f"--model-size/--tokens: {err}") from None
+        raise CliError(f"rows (--model-size, --tokens, --tokens-range): {err}") from None
 
 
 def _fmt_quantity(value: float) -> str:
@@ -260,15 +265,17 @@ def _cmd_fit(args) -> int:
     if args.out and os.path.exists(args.dataset) and os.path.exists(args.out) \
             and os.path.samefile(args.out, args.dataset):
         raise CliError(f"--out {args.out} is the input table: choose another file")
-    if args.out and (os.path.isdir(args.out)
-                     or not os.path.isdir(os.path.dirname(os.path.abspath(args.out)))):
-        raise CliError(f"--out {args.out}: not a file in an existing directory")
+    if args.out:
+        _check_writable(args.out)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     if table.n_train_domains > MAX_TRAIN_DOMAINS:
-        raise CliError(f"{table.name}: {table.n_train_domains} training domains; fits support "
+        raise CliError(f"{args.dataset}: {table.n_train_domains} training domains; fits support "
                        f"at most {MAX_TRAIN_DOMAINS}: merge small domains or fit a subset of them")
     if args.validation_fraction > 0:
-        train, valid = split(table, args.validation_fraction, args.seed)
+        try:
+            train, valid = split(table, args.validation_fraction, args.seed)
+        except ValueError as err:
+            raise CliError(f"--validation-fraction: {err}") from None
     else:
         train, valid = table, None
 
@@ -281,8 +288,11 @@ def _cmd_fit(args) -> int:
         _err(f"  restarts {p.done}/{p.n_restarts} done, best objective "
              f"{_num(p.best_objective, '.4g')}, {p.elapsed_s:.1f} s")
 
-    res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
-              method=args.method, progress=report)
+    try:
+        res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
+                  method=args.method, progress=report)
+    except RuntimeError as err:  # every restart failed: the data, not a bug
+        raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     try:
@@ -290,7 +300,10 @@ def _cmd_fit(args) -> int:
     except ValueError as err:
         raise CliError(f"the fitted law cannot pick a mixture: {err}") from None
     if args.out:
-        save_fit(res, args.out)
+        try:
+            save_fit(res, args.out)
+        except OSError as err:
+            raise CliError(f"--out {args.out}: cannot write it ({err.strerror})") from None
     if args.json:
         from ._io import law_to_dict
 
@@ -327,6 +340,21 @@ def _cmd_fit(args) -> int:
     if args.out:
         print(f"saved the fitted law to {args.out}")
     return 0
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work (a file created by the check
+    is removed again)."""
+    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise CliError(f"--out {path}: not a file in an existing directory")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise CliError(f"--out {path}: cannot write it ({err.strerror})") from None
+    if not existed:
+        os.remove(path)
 
 
 def _print_parameters(res) -> None:
@@ -535,6 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CliError, TableError, ValueError, KeyError, TypeError, OSError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         _err(f"mixscale: error: {msg}")

@@ -73,6 +73,11 @@ def files(tmp_path_factory):
     csv_path = root / "runs.csv"
     write_csv(LossTable(weights=weights, model_size=size, tokens=tokens, losses=losses,
                         train_domains=DOMAINS, loss_domains=DOMAINS), csv_path)
+    k = 65  # one training domain more than fits support
+    header = [f"weight_d{i}" for i in range(k)] + ["model_size", "n_tokens"] + [
+        f"d{i}_loss" for i in range(k)]
+    row = [repr(1 / k)] * k + ["1e8", "1e9"] + ["3.0"] * k
+    (root / "wide.csv").write_text(",".join(header) + "\n" + (",".join(row) + "\n") * 4)
     return {"root": root, "fit": fit_path, "csv": csv_path}
 
 
@@ -146,14 +151,19 @@ def broken_tables(draw, text):
     header = lines[0].split(",")
     rows = [line.split(",") for line in lines[1:]]
     for _ in range(draw(st.integers(1, 2))):
-        kind = draw(st.sampled_from(["cell", "cell", "cell", "header", "short", "long", "blank",
-                                     "drop"]))
+        kind = draw(st.sampled_from(["cell", "cell", "cell", "column", "header", "short",
+                                     "long", "blank", "drop"]))
         if not rows and kind != "header":
             continue
         if kind == "cell":
             r = draw(st.integers(0, len(rows) - 1))
             c = draw(st.integers(0, len(header) - 1))
             rows[r][c] = draw(cells).replace(",", ";").replace("\n", " ").replace("\r", " ")
+        elif kind == "column":  # one value in every row: an unmeasured target, zero weights
+            c = draw(st.integers(0, len(header) - 1))
+            value = draw(st.sampled_from(["", "nan", "0", "-1", "1e308", "1e-320", "x"]))
+            for row in rows:
+                row[c] = value
         elif kind == "header":
             c = draw(st.integers(0, len(header) - 1))
             header[c] = draw(st.one_of(
@@ -288,7 +298,7 @@ FIT_OPTIONS = {
 @st.composite
 def fit_argv(draw, root):
     dataset = draw(st.sampled_from(["pile4", "slimpajama7", "no-such-table", str(root),
-                                    str(root / "runs.csv")]))
+                                    str(root / "runs.csv"), str(root / "wide.csv")]))
     argv = ["fit", dataset]
     for option in draw(st.lists(st.sampled_from(sorted(FIT_OPTIONS)), min_size=1, max_size=4,
                                 unique=True)):

@@ -281,3 +281,34 @@ def load_table(path):
     from mixscale.data import read_csv
 
     return read_csv(path)
+
+
+def test_split_out_and_validation_fraction_are_named(tmp_path, capsys):
+    assert main(["fit", "slimpajama7", "--split", "train"]) == 2
+    _one_line_error(capsys, "--split", "regmix-1m")
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    assert main(["fit", "pile4", "--out", str(not_a_dir / "fit.json")]) == 2
+    _one_line_error(capsys, "--out", "existing directory")
+    assert main(["fit", "pile4", "--validation-fraction", "0.01"]) == 2
+    _one_line_error(capsys, "--validation-fraction", "each side")
+
+
+@pytest.mark.parametrize("law", ["capacity", "additive"])
+def test_losses_near_the_float64_limit_end_cleanly(tmp_path, capsys, law):
+    """Every loss 1e308: a finite fit (capacity), or, where the law's terms overflow at every
+    start (additive), a one-line refusal saying so, not an internal error."""
+    csv = tmp_path / "huge.csv"
+    csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n" + "".join(
+        f"{w},{1 - w},1e8,5e9,1e308,1e308\n" for w in (0.2, 0.4, 0.6, 0.8)))
+    rc = main(["fit", str(csv), "--law", law, "--restarts", "1", "--validation-fraction", "0",
+               "--json"])
+    captured = capsys.readouterr()
+    if rc == 0:
+        out = _strict_json(captured.out)
+        assert np.isfinite(out["train_metrics"]["rmse"])
+        assert np.isfinite(out["optimal_mixture"]["mean_loss"])
+    else:
+        last = captured.err.strip().splitlines()[-1]
+        assert rc == 2 and last.startswith("mixscale: error: huge: every restart")
+        assert "rescale" in last

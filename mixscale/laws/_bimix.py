@@ -150,7 +150,7 @@ class BiMixLaw(AbstractLaw):
         targets = summary.target_index
         k, m = len(summary.train_domains), len(targets)
         keys = jax.random.split(key, 3)
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
         log_d_mid = float(np.log(np.sqrt(np.prod(summary.tokens))))
         log_alpha = log_uniform(keys[0], 0.01, 0.5, (m,))
         log_beta = log_uniform(keys[1], 0.05, 1.0, (m,))

@@ -324,7 +324,8 @@ class CapacityLaw(AbstractLaw):
         lo_d, hi_d = summary.tokens
         n_mid = float(np.sqrt(lo_n * hi_n))
         d_mid = float(np.sqrt(lo_d * hi_d))
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        # Halved before the sum (exactly the same value), so losses near 1e308 do not overflow.
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
 
         log_H = jnp.log(lo_n) + log_uniform(keys[0], 1e-3, 0.5, ())
         E = uniform(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
