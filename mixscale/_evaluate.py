@@ -20,7 +20,7 @@ from ._metrics import error_metrics
 from .data import LossTable, TableError
 from .laws._base import AbstractLaw
 
-__all__ = ["check_domains", "evaluate", "own_weight", "predict_table"]
+__all__ = ["check_domains", "evaluate", "own_weight", "predict_one", "predict_table"]
 
 
 def check_domains(table: LossTable, train_domains: Sequence[str], size_unit: float,
@@ -47,6 +47,13 @@ def _check_law(law, table) -> None:
 @eqx.filter_jit
 def _batch_predict(law, h, N, D):
     return jax.vmap(law.predict)(h, N, D)
+
+
+@eqx.filter_jit
+def predict_one(law, h, N, D):
+    """``law.predict(h, N, D)`` compiled once per law structure (an eager call would trace the
+    allocation's Newton loop anew every time)."""
+    return law.predict(h, N, D)
 
 
 def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[str],

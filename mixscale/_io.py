@@ -18,6 +18,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ._evaluate import predict_one
 from ._fit import FitResult
 from .laws import LAWS, LawSpec, get_law, parameter_count
 
@@ -255,7 +256,7 @@ def _check_predicts(law, k: int, targets: tuple[str, ...], where: str) -> None:
     """A trial prediction (uniform mixture, ``N = D = 1``): the fields must make a law that runs
     and predicts one loss per named target (its values are not judged here)."""
     try:
-        shape = np.shape(law.predict(jnp.full(k, 1.0 / k), jnp.asarray(1.0),
+        shape = np.shape(predict_one(law, jnp.full(k, 1.0 / k), jnp.asarray(1.0),
                                      jnp.asarray(1.0)))
     except Exception as err:  # any failure means the fields are inconsistent
         raise ValueError(f"{where}: the fields do not make a working {type(law).name!r} law "

@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import MAX_SEED, MAX_STARTS, integer, number, positive_number
+from ._evaluate import predict_one
 from .laws._base import AbstractLaw
 
 __all__ = ["MixtureResult", "optimal_mixture", "project_to_simplex"]
@@ -188,7 +189,7 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     if math.fsum(lo) > 1 + 1e-12 or math.fsum(hi) < 1 - 1e-12:
         raise ValueError(f"no mixture fits the bounds: sum(lower) = {math.fsum(lo):.6g} and "
                          f"sum(upper) = {math.fsum(hi):.6g} must bracket 1")
-    probe = np.asarray(law.predict(jnp.full(k, 1.0 / k), jnp.asarray(N, float),
+    probe = np.asarray(predict_one(law, jnp.full(k, 1.0 / k), jnp.asarray(N, float),
                                    jnp.asarray(D, float)))
     m = probe.shape[0]
     if not np.all(np.isfinite(probe)):
@@ -220,7 +221,8 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     best = int(np.argmin(f))
     h_best = np.asarray(h[best])
     return MixtureResult(
-        weights=h_best, losses=np.asarray(law.predict(jnp.asarray(h_best), jnp.asarray(N, float),
+        weights=h_best, losses=np.asarray(predict_one(law, jnp.asarray(h_best),
+                                                      jnp.asarray(N, float),
                                                       jnp.asarray(D, float))),
         objective=float(f[best]), stationarity=float(pg[best]),
         converged=bool(pg[best] <= tol), start_objectives=f)
