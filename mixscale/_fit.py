@@ -234,7 +234,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         raise TypeError(f"validation must be a LossTable or None, got "
                         f"{type(validation).__name__}")
     law_class, options = spec.law_class, spec.law_options
-    if method not in _SOLVERS:
+    if not isinstance(method, str) or method not in _SOLVERS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_SOLVERS)}")
     n_restarts = integer(n_restarts, "n_restarts", 1, MAX_RESTARTS)
     seed = integer(seed, "seed", 0, MAX_SEED)

@@ -259,8 +259,9 @@ def _check_predicts(law, k: int, targets: tuple[str, ...], where: str) -> None:
         shape = np.shape(predict_one(law, jnp.full(k, 1.0 / k), jnp.asarray(1.0),
                                      jnp.asarray(1.0)))
     except Exception as err:  # any failure means the fields are inconsistent
+        first = (str(err).splitlines() or [""])[0][:200]
         raise ValueError(f"{where}: the fields do not make a working {type(law).name!r} law "
-                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+                         f"({type(err).__name__}: {first})") from None
     if shape != (len(targets),):
         raise ValueError(f"{where}: the law predicts losses of shape {shape} but targets lists "
                          f"{len(targets)}")

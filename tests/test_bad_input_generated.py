@@ -83,6 +83,7 @@ def files(tmp_path_factory):
 
 # --------------------------------------------------------------------------- checks
 def _run(argv):
+    """``main(argv)`` in this process: ``(exit status, stdout, stderr)``."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -93,12 +94,14 @@ def _run(argv):
 
 
 def _strict(text):
+    """``json.loads`` that fails on NaN and Infinity (not JSON)."""
     def refuse(name):
         raise AssertionError(f"non-standard JSON constant {name} in the output")
     return json.loads(text, parse_constant=refuse)
 
 
 def _all_finite(doc) -> bool:
+    """Whether every number in a parsed JSON document is finite."""
     if isinstance(doc, float):
         return math.isfinite(doc)
     if isinstance(doc, dict):
@@ -128,6 +131,7 @@ def _check_outcome(rc, out, err, names, as_json=False):
 
 
 def _check_python_error(err: BaseException, names):
+    """A ``TypeError``/``ValueError`` with a one-line message naming one of ``names``."""
     assert isinstance(err, (TypeError, ValueError)), f"{type(err).__name__}: {err}"
     message = str(err)
     assert "\n" not in message.strip(), message

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from .._checks import integer, number
 from ._table import LossTable, TableError
 
 __all__ = ["mixture_ids", "select", "split"]
@@ -72,12 +73,20 @@ def select(
                              f"{tokens_range!r}") from None
         if not low <= high:
             raise ValueError(f"tokens_range must be (low, high) with low <= high, got "
-                             f"{tokens_range!r}")
+                             f"({low:g}, {high:g})")
         keep &= (table.tokens >= low) & (table.tokens <= high)
     if not keep.any():
-        raise TableError(f"{table.name}: no row has model_size={model_size!r}, tokens="
-                         f"{tokens!r}, tokens_range={tokens_range!r}; {_available(table)}")
+        raise TableError(f"{table.name}: no row has model_size={_plain(model_size)}, tokens="
+                         f"{_plain(tokens)}, tokens_range={_plain(tokens_range)}; "
+                         f"{_available(table)}")
     return table.take(keep)
+
+
+def _plain(values) -> str:
+    """Numbers as plain text (``[122, 310]``, not numpy reprs); ``None`` as is."""
+    if values is None:
+        return "None"
+    return str(np.atleast_1d(np.asarray(values, dtype=np.float64)).tolist())
 
 
 def _available(table: LossTable) -> str:
@@ -134,8 +143,10 @@ def split(
         ValueError: ``validation_fraction`` outside ``(0, 1)``, an unknown ``by``, or a fraction
             that leaves either side without a group.
     """
+    validation_fraction = number(validation_fraction, "validation_fraction")
+    seed = integer(seed, "seed", 0, 2**128)
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     if by == "mixture":
         groups = mixture_ids(table)
     elif by == "row":
