@@ -6,12 +6,13 @@ These are explicit steps a script takes before fitting; no fitter selects or spl
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
-from .._checks import integer, number
+from .._checks import integer
 from ._table import LossTable, TableError
 
 __all__ = ["mixture_ids", "select", "split"]
@@ -86,7 +87,10 @@ def _plain(values) -> str:
     """Numbers as plain text (``[122, 310]``, not numpy reprs); ``None`` as is."""
     if values is None:
         return "None"
-    return str(np.atleast_1d(np.asarray(values, dtype=np.float64)).tolist())
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):g}"
+    return "[" + ", ".join(f"{v:g}" for v in arr.ravel().tolist()) + "]"
 
 
 def _available(table: LossTable) -> str:
@@ -143,7 +147,9 @@ def split(
         ValueError: ``validation_fraction`` outside ``(0, 1)``, an unknown ``by``, or a fraction
             that leaves either side without a group.
     """
-    validation_fraction = number(validation_fraction, "validation_fraction")
+    if isinstance(validation_fraction, (bool, str)) or not isinstance(
+            validation_fraction, numbers.Real):
+        raise TypeError(f"validation_fraction must be a number, got {validation_fraction!r}")
     seed = integer(seed, "seed", 0, 2**128)
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
