@@ -30,7 +30,10 @@ spread of the exponents; once the active set has settled it converges quadratica
 Zero weights: a domain with ``h_i = 0`` gets exactly the floor ``x_i = H`` (more capacity would
 lower no weighted loss). Degenerate budget: when ``N <= H`` the budget cannot exceed the floors;
 every domain then gets ``x_i = H`` (the limit of the solution as ``N`` decreases to ``H``) and the
-derivatives with respect to ``N`` vanish there.
+derivatives with respect to ``N`` vanish there. The same holds to rounding when ``N`` exceeds
+``H`` by less than ~1e-13 relative (a fit whose head ``H`` ends on its bound, the smallest model
+size, predicts that size so): there the budget residual is flat (every domain on its floor), and
+Newton's method stops instead of dividing by its zero slope.
 
 Derivatives come from the implicit function theorem applied to ``g(u; h, b, c, N, H) = 0``
 (a ``jax.custom_jvp`` on the multiplier), never from unrolling the Newton iterations; every other
@@ -89,7 +92,10 @@ def _newton_solve(h, b, c, N, H):
     def body(state):
         i, u, _ = state
         g, dg = residual_and_slope(u)
-        step = -g / dg
+        # dg = 0 only where every domain sits on its floor: the floors use up the budget to
+        # rounding (N - H below ~1e-13 N), the answer is x = H, and the iteration stops there
+        # instead of dividing by zero.
+        step = jnp.where(dg < 0, -g / jnp.where(dg < 0, dg, -1.0), 0.0)
         return i + 1, u + step, step
 
     dtype = jnp.result_type(h, b, c, N, H, float)
@@ -121,10 +127,12 @@ def _log_multiplier_jvp(primals, tangents):
     u = log_multiplier(h, b, c, N, H)
     g_u = jax.grad(_budget_residual)(u, h, b, c, N, H)
     _, g_theta = jax.jvp(lambda *theta: _budget_residual(u, *theta), primals, tangents)
-    feasible = N > H
-    # Guard the division so the masked (infeasible) branch stays finite in reverse mode too.
-    du = -g_theta / jnp.where(feasible, g_u, -1.0)
-    return u, jnp.where(feasible, du, jnp.zeros_like(du))
+    # Infeasible (N <= H), or every domain on its floor to rounding (g_u = 0): the allocation
+    # does not move with u there. Guard the division so the masked branch stays finite in
+    # reverse mode too.
+    moving = (N > H) & (g_u < 0)
+    du = -g_theta / jnp.where(moving, g_u, -1.0)
+    return u, jnp.where(moving, du, jnp.zeros_like(du))
 
 
 def log_allocation(h, b, c, N, H):

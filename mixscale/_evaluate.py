@@ -20,7 +20,7 @@ from ._metrics import error_metrics
 from .data import LossTable, TableError
 from .laws._base import AbstractLaw
 
-__all__ = ["check_domains", "evaluate", "own_weight", "predict_table"]
+__all__ = ["check_domains", "evaluate", "own_weight", "predict_one", "predict_table"]
 
 
 def check_domains(table: LossTable, train_domains: Sequence[str], size_unit: float,
@@ -35,7 +35,9 @@ def check_domains(table: LossTable, train_domains: Sequence[str], size_unit: flo
                          f"{token_unit:g})")
 
 
-def _check_law(law) -> None:
+def _check_law(law, table) -> None:
+    if not isinstance(table, LossTable):
+        raise TypeError(f"table must be a mixscale LossTable, got {type(table).__name__}")
     if not (isinstance(law, eqx.Module) and callable(getattr(law, "predict", None))):
         raise TypeError(f"expected a law instance (an equinox Module with predict), got "
                         f"{type(law).__name__}; for a fit result use result.law or "
@@ -45,6 +47,13 @@ def _check_law(law) -> None:
 @eqx.filter_jit
 def _batch_predict(law, h, N, D):
     return jax.vmap(law.predict)(h, N, D)
+
+
+@eqx.filter_jit
+def predict_one(law, h, N, D):
+    """``law.predict(h, N, D)`` compiled once per law structure (an eager call would trace the
+    allocation's Newton loop anew every time)."""
+    return law.predict(h, N, D)
 
 
 def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[str],
@@ -61,7 +70,7 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
     Raises:
         TableError: if the table's training domains or units differ from the law's.
     """
-    _check_law(law)
+    _check_law(law, table)
     check_domains(table, train_domains, size_unit, token_unit)
     return np.asarray(_batch_predict(law, jnp.asarray(table.weights),
                                      jnp.asarray(table.model_size), jnp.asarray(table.tokens)))
@@ -89,10 +98,12 @@ def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
         ``per_domain_mre``, ``mre_high_weight``, ``n_high_weight``).
 
     Raises:
-        TableError: if the table lacks a target's loss column, or its training domains or units
-            differ from the law's.
-        ValueError: if the law does not predict ``len(targets)`` losses.
+        TableError: if the table lacks a target's loss column, has no measured loss of any
+            target, or its training domains or units differ from the law's.
+        ValueError: if the law does not predict ``len(targets)`` losses, or predicts a
+            non-finite loss where one is measured.
     """
+    _check_law(law, table)
     missing = [t for t in targets if t not in table.loss_domains]
     if missing:
         raise TableError(f"{table.name} has no loss columns for the law's targets {missing}")
@@ -102,4 +113,14 @@ def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
                          f"{len(targets)} targets were given ({list(targets)}); pass the "
                          "targets the law was fitted to")
     obs = table.select_losses(list(targets)).losses
+    measured = np.isfinite(obs)
+    if not measured.any():
+        raise TableError(f"{table.name}: none of the law's targets {list(targets)} has a "
+                         f"measured loss in its {table.n_runs} runs: nothing to evaluate")
+    bad = measured & ~np.isfinite(pred)
+    if bad.any():
+        r, m = np.argwhere(bad)[0]
+        raise ValueError(f"{table.name}: the law predicts a non-finite loss for {int(bad.sum())} "
+                         f"measured entries (first: row {r + 1}, {targets[m]}): its parameters "
+                         "overflow at these model sizes and token counts")
     return error_metrics(pred, obs, targets, own_weight=own_weight(table, targets))

@@ -41,6 +41,7 @@ import numpy as np
 
 from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
+from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
 from ._lm import GTOL, solve_lm
@@ -59,10 +60,11 @@ _RTOL = {"lm": 1e-12, "lbfgs": 1e-8}
 
 @dataclasses.dataclass(frozen=True)
 class FitProgress:
-    """Passed to ``fit``'s ``progress`` callback as restarts finish.
+    """Passed to ``fit``'s ``progress`` callback when the optimiser starts and as restarts
+    finish.
 
     Attributes:
-        done: restarts finished so far.
+        done: restarts finished so far (0 in the first call, when the optimiser starts).
         n_restarts: restarts in all.
         best_objective: lowest final objective among the finished restarts.
         elapsed_s: wall seconds since the optimiser started.
@@ -225,8 +227,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         chunk: restarts advanced together (``vmap`` width). LM refills a stopped restart's
             slot with the next one every 25 steps; L-BFGS runs chunk after chunk. All calls
             share one compilation.
-        progress: optional callback receiving :class:`FitProgress` as restarts finish (LM:
-            after each 25-step segment in which one stopped; L-BFGS: after each chunk).
+        progress: optional callback receiving :class:`FitProgress` once when the optimiser
+            starts, after every argument and the table have been checked (``done = 0``,
+            ``best_objective = inf``), then as restarts finish (LM: after each 25-step segment
+            in which one stopped; L-BFGS: after each chunk).
         use_structure: let LM use the law's per-target structure (:mod:`mixscale._blocks`):
             compressed Jacobians, a Schur-complement solve and, when no parameter is shared, one
             damping and stopping rule per target. ``False`` treats every parameter as shared
@@ -259,8 +263,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         A :class:`FitResult`.
 
     Raises:
-        ValueError: for unknown options or method, or non-positive counts or ``huber_delta``.
-        TableError: if the law can predict none of the table's losses, a target has no
+        TypeError: for an argument of the wrong kind (e.g. a float ``n_restarts``).
+        ValueError: for unknown options or method, counts outside their ranges (``n_restarts``
+            at most :data:`~mixscale._checks.MAX_RESTARTS`, ``seed`` in ``[0, 2**32 - 1]``), a
+            negative ``rtol`` or a non-positive ``huber_delta``.
+        TableError: if the table has more than :data:`~mixscale._checks.MAX_TRAIN_DOMAINS`
+            (64) training domains, the law can predict none of the table's losses, a target has no
             observed loss, a law without scale terms is given several scales, or
             ``validation`` has other domains or units.
         RuntimeError: if every restart fails.
@@ -271,28 +279,41 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if validation is not None and not isinstance(validation, LossTable):
         raise TypeError(f"validation must be a LossTable or None, got "
                         f"{type(validation).__name__}")
-    for what, value in (("n_restarts", n_restarts), ("seed", seed), ("chunk", chunk),
-                        ("n_bootstrap", n_bootstrap)) + (
-            (("max_steps", max_steps),) if max_steps is not None else ()):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{what} must be an integer, got {value!r}")
     law_class, options = spec.law_class, spec.law_options
-    if method not in _SOLVERS:
+    if not isinstance(method, str) or method not in _SOLVERS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(_SOLVERS)}")
-    if max_steps is None:
-        max_steps = _MAX_STEPS[method]
-    if rtol is None:
-        rtol = _RTOL[method]
-    if n_restarts < 1 or max_steps < 1 or chunk < 1:
-        raise ValueError("n_restarts, max_steps and chunk must be positive")
-    if n_bootstrap and not MIN_REPLICATES <= n_bootstrap <= MAX_REPLICATES:
+    n_restarts = integer(n_restarts, "n_restarts", 1, MAX_RESTARTS)
+    seed = integer(seed, "seed", 0, MAX_SEED)
+    chunk = integer(chunk, "chunk", 1, MAX_RESTARTS)
+    max_steps = integer(_MAX_STEPS[method] if max_steps is None else max_steps, "max_steps",
+                        1, 10**7)
+    rtol = number(_RTOL[method] if rtol is None else rtol, "rtol")
+    if rtol < 0:
+        raise ValueError(f"rtol must be non-negative, got {rtol:g}")
+    if gtol is not None:
+        gtol = number(gtol, "gtol")
+        if gtol < 0:
+            raise ValueError(f"gtol must be non-negative or None, got {gtol:g}")
+    n_bootstrap = integer(n_bootstrap, "n_bootstrap", 0, MAX_REPLICATES)
+    if n_bootstrap and n_bootstrap < MIN_REPLICATES:
         raise ValueError(f"n_bootstrap must be 0 (no bootstrap) or in [{MIN_REPLICATES}, "
                          f"{MAX_REPLICATES}], got {n_bootstrap}")
     if n_bootstrap and method != "lm":
         raise ValueError("the bootstrap refits with Levenberg-Marquardt: use method='lm' with "
                          "n_bootstrap")
+    huber_delta = number(huber_delta, "huber_delta")
     if not huber_delta > 0:
-        raise ValueError(f"huber_delta must be positive, got {huber_delta!r}")
+        raise ValueError(f"huber_delta must be positive, got {huber_delta:g}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function or None, got {type(progress).__name__}")
+    if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence):
+        raise TypeError(f"starts must be a sequence of laws, got {type(starts).__name__}")
+    if table.n_train_domains > MAX_TRAIN_DOMAINS:
+        raise TableError(
+            f"{table.name}: {table.n_train_domains} training domains; fits support at most "
+            f"{MAX_TRAIN_DOMAINS} (the allocation solve is verified to K = {MAX_TRAIN_DOMAINS}, "
+            "and larger fits do not finish in reasonable time): merge small domains or fit a "
+            "subset of them")
     targets, notes = _targets_and_notes(law_class, table, options)
     if not law_class.uses_scale:
         pairs = set(zip(table.model_size.tolist(), table.tokens.tolist(), strict=True))
@@ -340,6 +361,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                                  elapsed_s=time.perf_counter() - t0, stage=stage))
 
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
+    report(0, float("inf"))  # every check has passed: the optimiser starts
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})
     extra = ({"per_target_fields": law_class.per_target_fields if use_structure else (),
@@ -353,7 +375,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                                      for x in jax.tree_util.tree_leaves(sol.params)]), 0)
     objectives = np.where(np.isfinite(f) & finite_params, f, np.inf)
     if not np.isfinite(objectives).any():
-        raise RuntimeError(f"every restart of {law_class.name!r} failed (non-finite objective)")
+        raise RuntimeError(
+            f"{table.name}: every restart of {law_class.name!r} failed (non-finite objective): "
+            f"losses up to {float(np.nanmax(y)):g}, model sizes up to "
+            f"{float(table.model_size.max()):g} and token counts up to "
+            f"{float(table.tokens.max()):g} (law units) may be beyond what the law can "
+            "represent in float64; rescale them")
     best = int(np.argmin(objectives))
     law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[best], sol.params), static)
     law_objective = float(objectives[best])

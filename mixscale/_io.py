@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap
+from ._evaluate import predict_one
 from ._fit import FitResult
 from .laws import LAWS, LawSpec, get_law, parameter_count
 
@@ -129,6 +130,10 @@ def _finite_array(v: Any, where: str) -> jnp.ndarray:
 
 def save_fit(result: FitResult, path: str | os.PathLike) -> None:
     """Write a :class:`FitResult` to ``path`` as JSON."""
+    if not isinstance(result, FitResult):
+        raise TypeError(f"save_fit writes a FitResult (what fit returns), got "
+                        f"{type(result).__name__}")
+    _check_path(path)
     doc = {
         "format": FORMAT,
         **law_to_dict(result.law),
@@ -175,6 +180,7 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     natural parameters that do not overflow), its options, the domain names (unique strings; the
     law's own training-domain count and target indices must match them), the units (finite and
     positive), and the restart records. Raises ``ValueError`` naming the file and the field."""
+    _check_path(path)
     where = str(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -187,6 +193,8 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         raise ValueError(f"{where}: not a text (UTF-8) file") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{where}: not a JSON file ({err})") from None
+    except ValueError as err:  # e.g. an integer too long to convert
+        raise ValueError(f"{where}: unreadable JSON ({err})") from None
     except RecursionError:
         raise ValueError(f"{where}: JSON nested too deeply to be a fit file") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -202,6 +210,10 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         spec = LawSpec(doc["law"], **options)
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{where}: law_options: {str(err).strip(chr(39))}") from None
+    for key, value in spec.law_options.items():
+        if hasattr(law, key) and getattr(law, key) != value:
+            raise ValueError(f"{where}: law_options gives {key}={value!r} but fields.{key} is "
+                             f"{getattr(law, key)!r}")
     train_domains = _names(doc["train_domains"], f"{where}: train_domains")
     targets = _names(doc["targets"], f"{where}: targets")
     if law.n_train_domains != len(train_domains):
@@ -215,6 +227,7 @@ def load_fit(path: str | os.PathLike) -> FitResult:
                              f"[0, {len(train_domains)}) per target ({len(targets)} targets)")
         if [train_domains[t] for t in index] != list(targets):
             raise ValueError(f"{where}: fields.targets do not point at the named targets")
+    _check_predicts(law, len(train_domains), targets, where)
     units = {k: _positive(doc[k], f"{where}: {k}") for k in ("size_unit", "token_unit")}
     n_restarts = _count_list(doc["objectives"], f"{where}: objectives")
     objectives = np.array([np.inf if v is None else _number(v, f"{where}: objectives")
@@ -222,8 +235,11 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     converged = _bool_list(doc["converged"], n_restarts, f"{where}: converged")
     steps = _int_list(doc["steps"], n_restarts, f"{where}: steps")
     best = doc["best"]
-    if not (isinstance(best, int) and 0 <= best < n_restarts):
+    if isinstance(best, bool) or not (isinstance(best, int) and 0 <= best < n_restarts):
         raise ValueError(f"{where}: best must be a restart index in [0, {n_restarts})")
+    if not np.isfinite(objectives[best]):
+        raise ValueError(f"{where}: objectives[{best}] (the best restart's) must be a finite "
+                         "number")
     for key in ("train_metrics", "validation_metrics", "timings"):
         if doc[key] is not None and not isinstance(doc[key], dict):
             raise ValueError(f"{where}: {key} must be a JSON object or null")
@@ -339,6 +355,28 @@ def _bootstrap_from_dict(d: Any, law, where: str) -> Bootstrap | None:
     return Bootstrap(params=params, objectives=f, converged=converged, seed=seed,
                      n_groups=n_groups, multiplicities=np.asarray(mult, dtype=np.int64),
                      n_rows=n_rows, huber_delta=delta, seconds=seconds)
+
+
+def _check_predicts(law, k: int, targets: tuple[str, ...], where: str) -> None:
+    """A trial prediction (uniform mixture, ``N = D = 1``): the fields must make a law that runs
+    and predicts one loss per named target (its values are not judged here)."""
+    try:
+        shape = np.shape(predict_one(law, jnp.full(k, 1.0 / k), jnp.asarray(1.0),
+                                     jnp.asarray(1.0)))
+    except Exception as err:  # any failure means the fields are inconsistent
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise ValueError(f"{where}: the fields do not make a working {type(law).name!r} law "
+                         f"({type(err).__name__}: {first})") from None
+    if shape != (len(targets),):
+        raise ValueError(f"{where}: the law predicts losses of shape {shape} but targets lists "
+                         f"{len(targets)}")
+
+
+def _check_path(path: Any) -> None:
+    """A file name: ``str`` or path-like (an integer would be taken for an open descriptor)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike), got "
+                        f"{type(path).__name__}")
 
 
 def _per_target(v: Any, m: int, n: int, where: str) -> tuple[int, ...] | None:

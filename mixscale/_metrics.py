@@ -11,6 +11,7 @@ All metrics are over the observed entries only (``NaN`` in the measurements is s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,8 +35,9 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
 
     Returns:
         dict with ``mre, mae, rmse, n`` (observed entries), ``per_domain_mre`` (name -> value, NaN
-        for a domain with no observation) and, with ``own_weight``, ``mre_high_weight`` and
-        ``n_high_weight``.
+        for a domain with no observation) and, with ``own_weight``, ``mre_high_weight`` (NaN
+        when no entry has ``h_i >= 0.1``) and ``n_high_weight``. Means are computed scaled by
+        their largest term, so finite errors never overflow to ``inf``.
     """
     pred = np.asarray(pred, dtype=np.float64)
     obs = np.asarray(obs, dtype=np.float64)
@@ -46,19 +48,38 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
     rel = np.where(mask, np.abs(err) / np.where(mask, obs, 1.0), 0.0)
     n = int(mask.sum())
 
-    def mean(x, m):
-        k = m.sum()
-        return float(x[m].sum() / k) if k else float("nan")
-
     out = {
         "n": n,
-        "mre": mean(rel, mask),
-        "mae": mean(np.abs(err), mask),
-        "rmse": float(np.sqrt(mean(err**2, mask))) if n else float("nan"),
-        "per_domain_mre": {t: mean(rel[:, j], mask[:, j]) for j, t in enumerate(targets)},
+        "mre": _mean(rel, mask),
+        "mae": _mean(np.abs(err), mask),
+        "rmse": _root_mean_square(err, mask),
+        "per_domain_mre": {t: _mean(rel[:, j], mask[:, j]) for j, t in enumerate(targets)},
     }
     if own_weight is not None:
         high = mask & (np.nan_to_num(np.asarray(own_weight), nan=-1.0) >= HIGH_WEIGHT)
-        out["mre_high_weight"] = mean(rel, high)
+        out["mre_high_weight"] = _mean(rel, high)
         out["n_high_weight"] = int(high.sum())
     return out
+
+
+def _mean(x: np.ndarray, m: np.ndarray) -> float:
+    """Mean of the non-negative ``x[m]`` (NaN if ``m`` selects nothing), scaled by the largest
+    entry so that a sum of large finite values cannot overflow."""
+    v = x[m]
+    if not v.size:
+        return float("nan")
+    top = float(np.max(v))
+    if not (math.isfinite(top) and top > 0):
+        return top if not math.isfinite(top) else 0.0
+    return top * float(np.mean(v / top))
+
+
+def _root_mean_square(x: np.ndarray, m: np.ndarray) -> float:
+    """``sqrt(mean(x[m]**2))`` without overflow for large finite ``x`` (NaN if empty)."""
+    v = np.abs(x[m])
+    if not v.size:
+        return float("nan")
+    top = float(np.max(v))
+    if not (math.isfinite(top) and top > 0):
+        return top if not math.isfinite(top) else 0.0
+    return top * float(np.sqrt(np.mean((v / top) ** 2)))

@@ -22,6 +22,7 @@ draws; the best stationary point is returned. Stationarity is measured by
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -30,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._checks import MAX_SEED, MAX_STARTS, integer, number, positive_number
+from ._evaluate import predict_one
 from .laws._base import AbstractLaw
 
 __all__ = ["MixtureResult", "optimal_mixture", "project_to_simplex"]
@@ -154,48 +157,54 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
 
     Returns:
         A :class:`MixtureResult`.
+
+    Raises:
+        TypeError: an argument of the wrong kind (e.g. ``N`` given as a string).
+        ValueError: ``N`` or ``D`` not positive and finite, bounds outside ``[0, 1]``, a lower
+            bound above its cap, bounds no mixture meets, target weights that are negative or
+            all zero, ``n_starts`` outside ``[1, 1024]``, or a law whose predictions overflow
+            at ``N, D``.
     """
     if not isinstance(law, AbstractLaw):
         raise TypeError(f"law must be a fitted law (e.g. FitResult.law), got {type(law).__name__}")
-    for what, value in (("N", N), ("D", D)):
-        if isinstance(value, (bool, str)) or not np.isscalar(value) and np.ndim(value) != 0:
-            raise TypeError(f"{what} must be a number (law units), got {value!r}")
-        if not (np.isfinite(float(value)) and float(value) > 0):
-            raise ValueError(f"{what} must be positive and finite, got {value!r}")
-    k = law.n_train_domains if n_train_domains is None else int(n_train_domains)
-    if k != law.n_train_domains:
+    N = positive_number(N, "N (model size, law units)")
+    D = positive_number(D, "D (tokens, law units)")
+    k = law.n_train_domains
+    if n_train_domains is not None and integer(n_train_domains, "n_train_domains", 1,
+                                               2**31) != k:
         raise ValueError(f"n_train_domains={n_train_domains} but the law takes weights of "
-                         f"{law.n_train_domains} training domains")
-    if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
-        raise ValueError(f"model size and tokens must be positive and finite, got N={N!r}, "
-                         f"D={D!r}")
-    lo = np.zeros(k) if lower is None else np.asarray(lower, dtype=np.float64)
-    hi = np.ones(k) if upper is None else np.asarray(upper, dtype=np.float64)
-    for arr, what in ((lo, "lower"), (hi, "upper")):
-        if arr.shape != (k,):
-            raise ValueError(f"{what} bounds must have shape ({k},), got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{what} bounds must be finite")
-    if np.any(lo < 0) or np.any(hi > 1) or np.any(lo > hi):
-        raise ValueError("bounds must satisfy 0 <= lower <= upper <= 1 for every domain")
-    if lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12:
-        raise ValueError(f"no mixture fits the bounds: sum(lower) = {lo.sum():.6g} and "
-                         f"sum(upper) = {hi.sum():.6g} must bracket 1")
-    probe = np.asarray(law.predict(jnp.full(k, 1.0 / k), jnp.asarray(N, float),
+                         f"{k} training domains")
+    n_starts = integer(n_starts, "n_starts", 1, MAX_STARTS)
+    seed = integer(seed, "seed", 0, MAX_SEED)
+    max_steps = integer(max_steps, "max_steps", 1, 10**7)
+    tol = number(tol, "tol")
+    if tol < 0:
+        raise ValueError(f"tol must be non-negative, got {tol:g}")
+    lo = np.zeros(k) if lower is None else _vector(lower, "lower", k)
+    hi = np.ones(k) if upper is None else _vector(upper, "upper", k)
+    for i in range(k):
+        if not 0 <= lo[i] <= hi[i] <= 1:
+            raise ValueError(f"bounds of domain {i}: need 0 <= lower <= upper <= 1, got "
+                             f"lower {lo[i]:g}, upper {hi[i]:g}")
+    if math.fsum(lo) > 1 + 1e-12 or math.fsum(hi) < 1 - 1e-12:
+        raise ValueError(f"no mixture fits the bounds: sum(lower) = {math.fsum(lo):.6g} and "
+                         f"sum(upper) = {math.fsum(hi):.6g} must bracket 1")
+    probe = np.asarray(predict_one(law, jnp.full(k, 1.0 / k), jnp.asarray(N, float),
                                    jnp.asarray(D, float)))
     m = probe.shape[0]
-    w = np.ones(m) if target_weights is None else np.asarray(target_weights, dtype=np.float64)
-    if w.shape != (m,):
-        raise ValueError(f"target_weights must have shape ({m},) (one per target), "
-                         f"got {w.shape}")
-    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError("target_weights must be non-negative, finite and not all zero")
-    if n_starts < 1:
-        raise ValueError("n_starts must be at least 1")
+    if not np.all(np.isfinite(probe)):
+        raise ValueError(f"the law predicts non-finite losses at N = {N:g}, D = {D:g} (uniform "
+                         "mixture): its parameters overflow at this scale")
+    w = np.ones(m) if target_weights is None else _vector(target_weights, "target_weights", m)
+    if np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("target_weights must be non-negative and not all zero")
+    # Scaled by a power of two (exactly, no rounding) to at most 1, so that sum(w) is finite.
+    scale = np.ldexp(1.0, -int(np.frexp(w.max())[1]))
+    w = w * scale
     starts = [np.full(k, 1.0 / k)]
     targets = law.targets
     if targets is not None and len(targets) == m and n_starts > 1:
-        mapped = np.full(k, 1e-3)
+        mapped = np.full(k, 1e-3 * scale)
         np.add.at(mapped, np.asarray(targets), w)
         starts.append(mapped / mapped.sum())
     rng = np.random.default_rng(seed)
@@ -206,10 +215,31 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
                        jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi), tol, max_steps)
     f = np.asarray(f)
     f = np.where(np.isfinite(f), f, np.inf)
+    if not np.isfinite(f).any():
+        raise ValueError(f"the law predicts non-finite losses at every start (N = {N:g}, "
+                         f"D = {D:g}): its parameters overflow at this scale")
     best = int(np.argmin(f))
     h_best = np.asarray(h[best])
     return MixtureResult(
-        weights=h_best, losses=np.asarray(law.predict(jnp.asarray(h_best), jnp.asarray(N, float),
+        weights=h_best, losses=np.asarray(predict_one(law, jnp.asarray(h_best),
+                                                      jnp.asarray(N, float),
                                                       jnp.asarray(D, float))),
         objective=float(f[best]), stationarity=float(pg[best]),
         converged=bool(pg[best] <= tol), start_objectives=f)
+
+
+def _vector(value, what: str, size: int) -> np.ndarray:
+    """``value`` as a finite float64 vector of length ``size``; TypeError/ValueError naming
+    ``what`` otherwise."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of {size} numbers, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a sequence of {size} numbers") from None
+    if arr.shape != (size,):
+        raise ValueError(f"{what} must have shape ({size},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        i = int(np.argmin(np.isfinite(arr)))
+        raise ValueError(f"{what}[{i}] must be finite, got {arr[i]}")
+    return arr

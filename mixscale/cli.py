@@ -16,12 +16,15 @@ message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
+
+from ._checks import MAX_RESTARTS, MAX_SEED, MAX_STARTS, MAX_TRAIN_DOMAINS, TINY
 
 __all__ = ["main"]
 
@@ -33,6 +36,15 @@ TOKEN_MATCH = 0.01
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``prog: error: message``, exit 2."""
+
+    def error(self, message: str):
+        if message.startswith("argument ") and message.endswith("expected one argument"):
+            message += " (attach a value that starts with '-': --option=-1)"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _quantity(text: str) -> float:
@@ -106,6 +118,37 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _dumps(doc) -> str:
+    """Strict JSON: a value that is not a finite number (no measurement) is written as null."""
+    def clean(v):
+        if isinstance(v, (float, np.floating)):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+
+    return json.dumps(clean(doc), indent=1, allow_nan=False)
+
+
+def _num(value, spec: str) -> str:
+    """``value`` formatted by ``spec``, or ``n/a`` where it is not a finite number."""
+    return format(value, spec) if value is not None and np.isfinite(value) else "n/a"
+
+
+def _law_units(value: float, unit: float, option: str, path: str, key: str) -> float:
+    """``value`` (parameters or tokens) in the law units of a fitted file, refused when the
+    file's unit makes it overflow or vanish."""
+    x = value / unit
+    if not (np.isfinite(x) and x >= TINY):
+        raise CliError(f"{path}: {key} = {unit:g} turns {option} {value:g} into {x:g} law "
+                       "units: the file's unit is out of range")
+    return x
+
+
 # --------------------------------------------------------------------------- loading
 def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
     from .data import available, load, read_csv
@@ -115,8 +158,14 @@ def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
         if out_of_mixture:
             raise CliError("--out-of-mixture applies to CSV input only: the bundled tables "
                            "already name their out-of-mixture columns")
-        opts = {"split": split} if split else {}
-        return load(source, **opts)
+        if not split:
+            return load(source)
+        try:
+            return load(source, split=split)
+        except TypeError:
+            raise CliError(f"--split applies to regmix-1m only, not to {source}") from None
+    if os.path.isdir(source):
+        raise CliError(f"{source} is a directory, not a CSV file")
     if os.path.exists(source):
         if split:
             raise CliError("--split applies to bundled datasets only")
@@ -141,7 +190,12 @@ def _select_rows(table, args):
             raise CliError("give --tokens or --tokens-range, not both")
         lo, hi = args.tokens_range
         kw["tokens_range"] = (lo / table.token_unit, hi / table.token_unit)
-    return select(table, **kw) if kw else table
+    if not kw:
+        return table
+    try:
+        return select(table, **kw)
+    except ValueError as err:  # TableError included
+        raise CliError(f"rows (--model-size, --tokens, --tokens-range): {err}") from None
 
 
 def _fmt_quantity(value: float) -> str:
@@ -169,7 +223,7 @@ def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
         if weight_intervals is not None:
             line += f" {f'[{weight_intervals[0][i]:.4f}, {weight_intervals[1][i]:.4f}]':>18}"
         if name in loss_of:
-            line += f" {loss_of[name]:>11.4f}"
+            line += f" {_num(loss_of[name], '>11.4f')}"
             if loss_intervals is not None:
                 lo, hi = loss_intervals[name]
                 line += f" {f'[{lo:.4f}, {hi:.4f}]':>18}"
@@ -180,9 +234,9 @@ def _print_metrics(title, m):
     if m is None:
         return
     hw = m.get("mre_high_weight")
-    hw_txt = "" if hw is None or np.isnan(hw) else f"   MRE(h>=0.1) {100 * hw:.3f} %"
-    print(f"{title:<11} MRE {100 * m['mre']:.3f} %   MAE {m['mae']:.4f}   RMSE {m['rmse']:.4f}"
-          f"   ({m['n']} losses){hw_txt}")
+    hw_txt = "" if hw is None or not np.isfinite(hw) else f"   MRE(h>=0.1) {100 * hw:.3f} %"
+    print(f"{title:<11} MRE {_num(100 * m['mre'], '.3f')} %   MAE {_num(m['mae'], '.4g')}   "
+          f"RMSE {_num(m['rmse'], '.4g')}   ({m['n']} losses){hw_txt}")
 
 
 # --------------------------------------------------------------------------- commands
@@ -213,8 +267,6 @@ def _cmd_laws(args) -> int:
     from .laws import law_specs
 
     k = args.domains
-    if k < 1:
-        raise CliError(f"--domains must be at least 1, got {k}")
     from .laws._registry import CANDIDATES
 
     rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
@@ -229,6 +281,8 @@ def _cmd_laws(args) -> int:
     print(f"{'law':<22} {'params':>6}  {'N, D terms':<10} description")
     for label, n, scale, doc in rows:
         print(f"{label:<22} {n:>6}  {'yes' if scale else 'one scale':<10} {doc}")
+    if k > MAX_TRAIN_DOMAINS:
+        print(f"note: fits support at most {MAX_TRAIN_DOMAINS} training domains")
     return 0
 
 
@@ -245,34 +299,54 @@ def _cmd_fit(args) -> int:
     try:
         spec = LawSpec(args.law, **options)
     except (KeyError, ValueError) as err:
-        raise CliError(str(err).strip("'\"")) from None
+        raise CliError(f"--law/--variant: {str(err).strip(chr(34) + chr(39))}") from None
     if args.out and os.path.exists(args.dataset) and os.path.exists(args.out) \
             and os.path.samefile(args.out, args.dataset):
         raise CliError(f"--out {args.out} is the input table: choose another file")
+    if args.out:
+        _check_writable(args.out)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
+    if table.n_train_domains > MAX_TRAIN_DOMAINS:
+        raise CliError(f"{args.dataset}: {table.n_train_domains} training domains; fits support "
+                       f"at most {MAX_TRAIN_DOMAINS}: merge small domains or fit a subset of them")
     if args.validation_fraction > 0:
-        train, valid = split(table, args.validation_fraction, args.seed)
+        try:
+            train, valid = split(table, args.validation_fraction, args.seed)
+        except ValueError as err:
+            raise CliError(f"--validation-fraction: {err}") from None
     else:
         train, valid = table, None
-    _err(f"fitting {spec.label} to "
-         f"{table.name}: {train.n_runs} training runs"
-         f"{f', {valid.n_runs} held out' if valid is not None else ''}; "
-         f"{args.restarts} restarts ({args.method})"
-         + (f", then {args.bootstrap} bootstrap replicates" if args.bootstrap else ""))
 
     def report(p):
+        if p.done == 0 and p.stage == "restarts":  # every check passed: the fit starts
+            _err(f"fitting {spec.label} to {table.name}: {train.n_runs} training runs"
+                 f"{f', {valid.n_runs} held out' if valid is not None else ''}; "
+                 f"{p.n_restarts} restarts ({args.method})"
+                 + (f", then {args.bootstrap} bootstrap replicates" if args.bootstrap else ""))
+            return
+        if p.done == 0:
+            return
         what = "restarts" if p.stage == "restarts" else "bootstrap replicates"
         _err(f"  {what} {p.done}/{p.n_restarts} done, best objective "
-             f"{p.best_objective:.4g}, {p.elapsed_s:.1f} s")
+             f"{_num(p.best_objective, '.4g')}, {p.elapsed_s:.1f} s")
 
-    res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
-              method=args.method, progress=report, n_bootstrap=args.bootstrap or 0)
+    try:
+        res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
+                  method=args.method, progress=report, n_bootstrap=args.bootstrap or 0)
+    except RuntimeError as err:  # every restart failed: the data, not a bug
+        raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
-    mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
+    try:
+        mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
+    except ValueError as err:
+        raise CliError(f"the fitted law cannot pick a mixture: {err}") from None
     boot = _bootstrap_summary(res, train, mix.weights, n_at, d_at) if args.bootstrap else None
     if args.out:
-        save_fit(res, args.out)
+        try:
+            save_fit(res, args.out)
+        except OSError as err:
+            raise CliError(f"--out {args.out}: cannot write it ({err.strerror})") from None
     if args.plot:
         from .plots import plot_fit
 
@@ -280,7 +354,7 @@ def _cmd_fit(args) -> int:
     if args.json:
         from ._io import law_to_dict
 
-        print(json.dumps({
+        print(_dumps({
             "dataset": table.name, **law_to_dict(res.law), "law_options": spec.law_options,
             "targets": list(res.targets), "n_params": res.n_params,
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
@@ -292,7 +366,7 @@ def _cmd_fit(args) -> int:
                                 "weights": dict(zip(res.train_domains,
                                                     mix.weights.tolist(), strict=True)),
                                 "mean_loss": mix.objective},
-            "bootstrap": boot}, indent=1, default=float))
+            "bootstrap": boot}))
         return 0
     print(f"law {spec.label} — {res.n_params} parameters, "
           f"{int(res.converged.sum())}/{len(res.converged)} restarts converged, "
@@ -311,10 +385,11 @@ def _cmd_fit(args) -> int:
     _print_metrics("train", res.train_metrics)
     _print_metrics("validation", res.validation_metrics)
     per = (res.validation_metrics or res.train_metrics)["per_domain_mre"]
-    print("per-domain MRE (%): " + ", ".join(f"{k} {100 * v:.2f}" for k, v in per.items()))
+    print("per-domain MRE (%): " + ", ".join(f"{k} {_num(100 * v, '.2f')}"
+                                            for k, v in per.items()))
     print(f"recommended mixture at {_fmt_quantity(n_at * table.size_unit)} parameters, "
           f"{_fmt_quantity(d_at * table.token_unit)} tokens (mean predicted loss "
-          f"{mix.objective:.4f}):")
+          f"{mix.objective:.4g}):")
     if boot is None:
         _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
     else:
@@ -373,6 +448,21 @@ def _print_bootstrap(res, boot: dict) -> None:
         print(f"  {name}: " + "; ".join(cells))
 
 
+def _check_writable(path: str) -> None:
+    """Refuse an ``--out`` that cannot be written, before any work (a file created by the check
+    is removed again)."""
+    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise CliError(f"--out {path}: not a file in an existing directory")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise CliError(f"--out {path}: cannot write it ({err.strerror})") from None
+    if not existed:
+        os.remove(path)
+
+
 def _print_parameters(res) -> None:
     """Every natural parameter of the law: scalars on one line, vectors as columns of a table by
     domain, ``(M, K)`` matrices as blocks (rows: targets, columns: training domains)."""
@@ -395,17 +485,17 @@ def _print_parameters(res) -> None:
             print(f"  {key}: " + " ".join(f"{x:.4g}" for x in vec))
     if table:
         rows = list(dict.fromkeys(k_names + m_names))
-        print(f"  {'domain':<22}" + "".join(f"{k:>11}" for k in table))
+        print(f"  {'domain':<22}" + "".join(f" {k:>10}" for k in table))
         for name in rows:
             cells = [vec[axis(vec).index(name)] if name in axis(vec) else None
                      for vec in table.values()]
-            print(f"  {name:<22}" + "".join(f"{c:>11.4g}" if c is not None else f"{'-':>11}"
+            print(f"  {name:<22}" + "".join(f" {c:>10.4g}" if c is not None else f" {'-':>10}"
                                             for c in cells))
     for key, mat in matrices.items():
         print(f"  {key} (rows: predicted domain; columns: training domain)")
-        print(f"  {'':<22}" + "".join(f"{n[:10]:>11}" for n in k_names))
+        print(f"  {'':<22}" + "".join(f" {n[:10]:>10}" for n in k_names))
         for name, row in zip(m_names, mat, strict=False):
-            print(f"  {name:<22}" + "".join(f"{x:>11.4g}" for x in row))
+            print(f"  {name:<22}" + "".join(f" {x:>10.4g}" for x in row))
 
 
 def _load_fit_file(path):
@@ -420,8 +510,8 @@ def _cmd_optimize(args) -> int:
     from ._mixture import optimal_mixture
 
     res = _load_fit_file(args.fitted)
-    n = args.model_size / res.size_unit
-    d = args.tokens / res.token_unit
+    n = _law_units(args.model_size, res.size_unit, "--model-size", args.fitted, "size_unit")
+    d = _law_units(args.tokens, res.token_unit, "--tokens", args.fitted, "token_unit")
     k = len(res.train_domains)
 
     def per_domain(pairs, default, names, what):
@@ -434,6 +524,8 @@ def _cmd_optimize(args) -> int:
                 raise CliError(f"{what}: domain {name!r} is given twice")
             if value < 0:
                 raise CliError(f"{what}: {name}={value:g} must not be negative")
+            if what != "--target" and value > 1:
+                raise CliError(f"{what}: {name}={value:g} is not a weight (at most 1)")
             seen.add(name)
             out[names.index(name)] = value
         return out
@@ -448,6 +540,14 @@ def _cmd_optimize(args) -> int:
                            "finite")
     lower = per_domain(args.lower, 0.0, list(res.train_domains), "--lower")
     upper = per_domain(args.upper, 1.0, list(res.train_domains), "--upper")
+    for name, lo, hi in zip(res.train_domains, lower, upper, strict=True):
+        if lo > hi:
+            raise CliError(f"--lower {name}={lo:g} is above --upper {name}={hi:g}")
+    if lower.sum() > 1 + 1e-12:
+        raise CliError(f"--lower: the lower bounds sum to {lower.sum():.6g}, above 1")
+    if upper.sum() < 1 - 1e-12:
+        raise CliError(f"--upper: the caps sum to {upper.sum():.6g}, below 1 (no mixture "
+                       "meets them)")
     spread = None
     if res.bootstrap is not None:
         from ._mixture_intervals import optimal_mixture_intervals
@@ -458,8 +558,11 @@ def _cmd_optimize(args) -> int:
                                            level=LEVEL)
         mix = spread.point
     else:
-        mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
-                              n_starts=args.starts, seed=args.seed, n_train_domains=k)
+        try:
+            mix = optimal_mixture(res.law, n, d, target_weights=w, lower=lower, upper=upper,
+                                  n_starts=args.starts, seed=args.seed, n_train_domains=k)
+        except ValueError as err:
+            raise CliError(f"{args.fitted}: {err}") from None
     if args.plot:
         from .plots import plot_optimum
 
@@ -474,11 +577,11 @@ def _cmd_optimize(args) -> int:
                "objective": mix.objective, "converged": mix.converged}
         if spread is not None:
             out["bootstrap"] = _optimum_spread(spread, res.train_domains)
-        print(json.dumps(out, indent=1))
+        print(_dumps(out))
         return 0
     print(f"optimal mixture at {_fmt_quantity(args.model_size)} parameters, "
           f"{_fmt_quantity(args.tokens)} tokens: weighted mean predicted loss "
-          f"{mix.objective:.4f}{'' if mix.converged else ' (not converged)'}")
+          f"{mix.objective:.4g}{'' if mix.converged else ' (not converged)'}")
     if spread is None:
         _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
     else:
@@ -531,15 +634,19 @@ def _cmd_plot(args) -> int:
 def _cmd_evaluate(args) -> int:
     res = _load_fit_file(args.fitted)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
-    m = res.evaluate(table)
+    try:
+        m = res.evaluate(table)
+    except ValueError as err:  # TableError included
+        raise CliError(f"{args.fitted} on {args.dataset}: {err}") from None
     if args.json:
-        print(json.dumps({"dataset": table.name, "runs": table.n_runs, **m}, indent=1))
+        print(_dumps({"dataset": table.name, "runs": table.n_runs, **m}))
         return 0
     print(f"{table.name}: {table.n_runs} runs, {m['n']} measured losses")
     _print_metrics("overall", m)
     print(f"  {'domain':<22} {'MRE %':>8}")
     for name, v in m["per_domain_mre"].items():
-        print(f"  {name:<22} {100 * v:>8.3f}")
+        print(f"  {name:<22} {_num(100 * v, '>8.3f')}" + ("" if np.isfinite(v) else
+                                                         "  (no measured loss)"))
     return 0
 
 
@@ -562,7 +669,7 @@ def _add_rows(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     from .laws import LAWS
 
-    p = argparse.ArgumentParser(prog="mixscale", description=(
+    p = _Parser(prog="mixscale", description=(
         "Fit data-mixing scaling laws to loss tables and pick mixtures."))
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -571,7 +678,7 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_cmd_datasets)
 
     lw = sub.add_parser("laws", help="list the laws and their parameter counts")
-    lw.add_argument("--domains", type=_integer(1, 1024), default=7, metavar="K",
+    lw.add_argument("--domains", type=_integer(1, 4096), default=7, metavar="K",
                     help="number of (training = loss) domains for the counts (default 7)")
     lw.add_argument("--json", action="store_true")
     lw.set_defaults(run=_cmd_laws)
@@ -584,8 +691,8 @@ def _parser() -> argparse.ArgumentParser:
         for name, cls in LAWS.items() if cls.variants))
     f.add_argument("--validation-fraction", type=_fraction, default=0.3,
                    help="share of mixtures held out for validation (0 to fit on all)")
-    f.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
-    f.add_argument("--restarts", type=_integer(1, 4096), default=64)
+    f.add_argument("--seed", type=_integer(0, MAX_SEED), default=0)
+    f.add_argument("--restarts", type=_integer(1, MAX_RESTARTS), default=64)
     f.add_argument("--method", choices=("lm", "lbfgs"), default="lm")
     f.add_argument("--out", help="write the fitted law to this JSON file")
     f.add_argument("--bootstrap", type=_integer(2, 4096), metavar="B",
@@ -609,8 +716,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="lower bounds on domain weights")
     o.add_argument("--upper", type=_assignment, nargs="+", action="extend", metavar="DOMAIN=V",
                    help="caps on domain weights (e.g. data-limited domains)")
-    o.add_argument("--starts", type=_integer(1, 1024), default=16)
-    o.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
+    o.add_argument("--starts", type=_integer(1, MAX_STARTS), default=16)
+    o.add_argument("--seed", type=_integer(0, MAX_SEED), default=0)
     o.add_argument("--plot", type=_png, metavar="FILE.png",
                    help="draw the optimal mixture (with the bootstrap's intervals and the "
                         "objective's distribution for a fit made with --bootstrap)")
@@ -642,6 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CliError, TableError, ValueError, KeyError, TypeError, OSError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         _err(f"mixscale: error: {msg}")

@@ -74,6 +74,22 @@ def test_degenerate_budget_puts_every_domain_on_the_floor():
     assert g == 0.0
 
 
+@pytest.mark.parametrize("k", [4, 64])
+@pytest.mark.parametrize("excess", [0.0, 2.0**-52, 1e-13])
+def test_budget_used_up_by_the_floors_to_rounding_is_finite(rng, k, excess):
+    """N just above H (a fitted head on its bound, the smallest model size, predicted there):
+    every domain sits on its floor to rounding, the budget residual is flat, and the Newton
+    step must not divide by its zero slope (it gave NaN, for every predicted loss)."""
+    h, b, c = _random_case(rng, k)
+    H = 199.99999999999991
+    N = H * (1.0 + excess)
+    log_x = np.asarray(log_allocation(jnp.asarray(h), jnp.asarray(b), jnp.asarray(c), N, H))
+    np.testing.assert_allclose(log_x, np.log(H), rtol=1e-12)
+    grads = jax.grad(lambda n, hh: log_allocation(hh, jnp.asarray(b), jnp.asarray(c), n,
+                                                  H).sum(), argnums=(0, 1))(N, jnp.asarray(h))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+
+
 def test_allocation_counts_the_top_eigen_directions():
     """Shared head of S features plus disjoint tails l^{-α_i}: keeping the N largest eigenvalues
     of H(h) = Σ_j h_j A_j gives each domain S + (#kept tail features) = x_i* within ±1, with

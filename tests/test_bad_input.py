@@ -65,3 +65,122 @@ def test_out_of_mixture_as_a_string_is_refused(tmp_path):
     with pytest.raises(TableError, match="not the string"):
         read_csv(path, out_of_mixture="ood")
     assert read_csv(path, out_of_mixture=("ood",)).loss_domains == ("a", "b", "ood")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"seed": 2**70}, ValueError, "seed"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"n_restarts": 10**12}, ValueError, "n_restarts"),
+    ({"rtol": "a"}, TypeError, "rtol"),
+    ({"rtol": -1.0}, ValueError, "rtol"),
+    ({"huber_delta": float("inf")}, ValueError, "huber_delta"),
+    ({"max_steps": 0}, ValueError, "max_steps"),
+    ({"progress": 3}, TypeError, "progress"),
+    ({"starts": "abc"}, TypeError, "starts"),
+])
+def test_fit_refuses_arguments_out_of_range(table, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mixscale.fit("capacity", table, **kwargs)
+
+
+def _wide_table(k, n=3):
+    names = tuple(f"d{i}" for i in range(k))
+    return mixscale.LossTable(weights=np.full((n, k), 1.0 / k), model_size=np.ones(n),
+                              tokens=np.ones(n), losses=np.full((n, k), 3.0),
+                              train_domains=names, loss_domains=names, name="wide")
+
+
+def test_fit_refuses_more_domains_than_it_supports():
+    with pytest.raises(TableError, match="1000 training domains.*at most 64"):
+        mixscale.fit("capacity", _wide_table(1000))
+
+
+def _law():
+    return CapacityLaw.from_params(b=[0.3, 0.5], c=[2.0, 1.5], H=0.5, A=[0.5, 0.3],
+                                   a=[0.3, 0.4], E=[1.0, 1.5])
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"N": None}, TypeError, "N"),
+    ({"N": 1e-320}, ValueError, "N"),
+    ({"D": 10**400}, ValueError, "D"),
+    ({"upper": "x"}, TypeError, "upper"),
+    ({"upper": [1.5, 1.0]}, ValueError, "domain 0"),
+    ({"lower": [0.2, 0.1], "upper": [0.1, 1.0]}, ValueError, "domain 0"),
+    ({"lower": [0.6, 0.6]}, ValueError, "sum"),
+    ({"target_weights": [np.nan, 1.0]}, ValueError, r"target_weights\[0\]"),
+    ({"target_weights": [0.0, 0.0]}, ValueError, "target_weights"),
+    ({"n_starts": 1.5}, TypeError, "n_starts"),
+    ({"n_starts": 10**7}, ValueError, "n_starts"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"tol": float("nan")}, ValueError, "tol"),
+    ({"max_steps": -1}, ValueError, "max_steps"),
+])
+def test_optimal_mixture_refuses_arguments_by_name(kwargs, error, message):
+    args = {"N": 100.0, "D": 10.0, **kwargs}
+    with pytest.raises(error, match=message):
+        mixscale.optimal_mixture(_law(), args.pop("N"), args.pop("D"), **args)
+
+
+def test_huge_target_weights_give_a_finite_mean():
+    res = mixscale.optimal_mixture(_law(), 100.0, 10.0, target_weights=[1e308, 1e308])
+    same = mixscale.optimal_mixture(_law(), 100.0, 10.0)
+    assert np.isfinite(res.objective) and res.objective == pytest.approx(same.objective)
+
+
+def test_a_law_that_overflows_at_the_scale_is_refused():
+    law = CapacityLaw.from_params(b=[3.0, 0.5], c=[1e306, 1.5], H=1e-3, A=[0.5, 0.3],
+                                  a=[0.3, 0.4], E=[1.0, 1.5])
+    with pytest.raises(ValueError, match="non-finite"):
+        mixscale.optimal_mixture(law, 1e-2, 10.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"model_size": [0.0, 1.0]}, "model_size"),
+    ({"model_size": [1e-320, 1.0]}, "subnormal"),
+    ({"tokens": [-2.0, 1.0]}, "n_tokens.*got -2$"),
+    ({"weights": [[-1.0, 2.0], [0.5, 0.5]]}, "negative weight -1"),
+    ({"losses": [[0.0, 1.0], [1.0, 1.0]]}, "loss must be positive"),
+    ({"losses": [[1e-320, 1.0], [1.0, 1.0]]}, "subnormal"),
+])
+def test_loss_table_errors_name_the_entry_in_plain_numbers(kwargs, message):
+    args = {"weights": [[0.5, 0.5], [0.2, 0.8]], "model_size": [1.0, 1.0],
+            "tokens": [1.0, 1.0], "losses": [[1.0, 1.0], [1.0, 1.0]], **kwargs}
+    with pytest.raises(TableError, match=message) as err:
+        mixscale.LossTable(**{k: np.asarray(v) for k, v in args.items()},
+                           train_domains=("a", "b"), loss_domains=("a", "b"))
+    assert "np.float64" not in str(err.value) and "row 1" in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"out_of_mixture": [1]}, "out_of_mixture"),
+    ({"out_of_mixture": 5}, "out_of_mixture"),
+    ({"size_unit": "1"}, "size_unit"),
+    ({"token_unit": 1e-320}, "token_unit"),
+])
+def test_read_csv_refuses_bad_options(tmp_path, kwargs, message):
+    path = tmp_path / "runs.csv"
+    path.write_text(f"{HEADER}\n0.5,0.5,1e6,1e9,3.0,3.1\n")
+    with pytest.raises(TableError, match=message):
+        read_csv(path, **kwargs)
+
+
+def test_metrics_of_huge_losses_do_not_overflow():
+    obs = np.array([[1e308, 2.0], [3.0, np.nan]])
+    pred = np.array([[0.0, 2.5], [3.5, 1.0]])
+    m = mixscale.error_metrics(pred, obs, ("a", "b"))
+    assert all(np.isfinite(m[k]) for k in ("mre", "mae", "rmse"))
+    assert m["rmse"] == pytest.approx(1e308 / np.sqrt(3), rel=1e-12)
+    assert m["mae"] == pytest.approx(1e308 / 3, rel=1e-12)
+
+
+def test_evaluate_refuses_a_table_without_measurements(table):
+    law = CapacityLaw.from_params(b=[0.3] * 4, c=[1.0] * 4, H=1.0, A=[0.5] * 4, a=[0.3] * 4,
+                                  E=[1.0] * 4)
+    empty = table.take([0, 1])
+    empty = mixscale.LossTable(
+        weights=empty.weights, model_size=empty.model_size, tokens=empty.tokens,
+        losses=np.full(empty.losses.shape, np.nan), train_domains=empty.train_domains,
+        loss_domains=empty.loss_domains, name="empty")
+    with pytest.raises(TableError, match="empty: none of the law's targets"):
+        mixscale.evaluate(law, empty, empty.loss_domains, empty.train_domains, 1e6, 1e9)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from mixscale import load_fit
@@ -230,3 +231,187 @@ def test_fit_bootstrap_json(bootstrapped, capsys):
     for v in boot["predicted_losses"].values():
         assert v["lower"] <= v["upper"]
     assert set(boot["parameters"]) == {"alpha", "beta", "B", "C"}
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert all(n in err[0] for n in needles), err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["fit", "pile4", "--seed", "-1"], "--seed"),
+    (["fit", "pile4", "--validation-fraction", "-inf"], "--validation-fraction"),
+    (["laws", "--domains", "0"], "--domains"),
+    (["optimize", "x.json", "--model-size", "1B"], "--tokens"),
+])
+def test_argument_errors_are_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    _one_line_error(capsys, needle)
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--upper", "github=1.5"], ("--upper", "github")),
+    (["--lower", "github=0.3", "--upper", "github=0.2"], ("--lower", "github")),
+    (["--lower", "github=0.6", "wikipedia=0.6"], ("--lower", "sum")),
+    (["--upper", "github=0.1", "gutenberg=0.1", "stackexchange=0.1", "wikipedia=0.1"],
+     ("--upper", "sum")),
+])
+def test_bounds_are_refused_by_domain(fitted, extra, needles, capsys):
+    capsys.readouterr()
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "1B", *extra]) == 2
+    _one_line_error(capsys, *needles)
+
+
+P4 = ("weight_github,weight_gutenberg,weight_stackexchange,weight_wikipedia,model_size,n_tokens,"
+      "github_loss,gutenberg_loss,stackexchange_loss,wikipedia_loss\n")
+
+
+def test_evaluate_without_some_measurements_is_strict_and_says_so(fitted, tmp_path, capsys):
+    """A target without a measurement (and no entry with h_i >= 0.1) has no MRE: null in JSON,
+    n/a in text, never NaN."""
+    csv = tmp_path / "runs.csv"
+    csv.write_text(P4 + "0.05,0.05,0.05,0.85,2e8,8e9,1.0,2.7,1.8,\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), str(csv), "--json"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert out["per_domain_mre"]["wikipedia"] is None and out["n"] == 3
+    assert np.isfinite(out["mre"])
+    assert main(["evaluate", str(fitted), str(csv)]) == 0
+    text = capsys.readouterr().out
+    assert "nan" not in text.lower() and "n/a" in text
+
+
+def test_evaluate_without_any_measurement_is_refused(fitted, tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    csv.write_text(P4 + "0.25,0.25,0.25,0.25,2e8,8e9,,,,\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), str(csv)]) == 2
+    _one_line_error(capsys, "measured loss", "runs", str(fitted))
+
+
+def test_too_many_domains_are_refused_before_any_work(tmp_path, capsys):
+    """The fit limit (64 training domains) is stated up front, before the fitting line."""
+    k = 65
+    names = [f"d{i}" for i in range(k)]
+    header = ",".join([f"weight_{d}" for d in names] + ["model_size", "n_tokens"]
+                      + [f"{d}_loss" for d in names])
+    row = ",".join([f"{1 / k!r}"] * k + ["1e8", "1e9"] + ["3.0"] * k)
+    csv = tmp_path / "wide.csv"
+    csv.write_text(header + "\n" + row + "\n" + row + "\n")
+    assert main(["fit", str(csv)]) == 2
+    _one_line_error(capsys, "65 training domains", "at most 64")
+
+
+def test_fit_at_one_model_size_is_finite(capsys):
+    """Pile-4 at 200M/8B (one model size, so the head's bound is the model size itself): this
+    fit ended with H on that bound, where the allocation solve gave NaN for every held-out
+    prediction (tests/test_allocation.py checks the solve there)."""
+    assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--restarts", "2",
+                 "--seed", "0", "--json"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert 0 < out["natural_parameters"]["H"] <= 200.0
+    for key in ("mre", "mae", "rmse"):
+        assert np.isfinite(out["validation_metrics"][key])
+    assert all(v is not None for v in out["validation_metrics"]["per_domain_mre"].values())
+
+
+def test_parameter_columns_never_run_together(capsys):
+    from mixscale import CapacityLaw, FitResult
+    from mixscale.cli import _print_parameters
+
+    law = CapacityLaw.from_params(b=[0.3, 0.5], c=[1.234e150, 1.5e-150], H=1e150,
+                                  A=[1e150, 0.3], a=[0.3, 0.4], E=[1e-150, 1.5])
+    res = FitResult(law=law, law_options={"variant": "full"}, targets=("a", "b"),
+                    train_domains=("a", "b"), size_unit=1.0, token_unit=1.0, train_metrics={},
+                    validation_metrics=None, objectives=np.array([0.1]),
+                    converged=np.array([True]), steps=np.array([1]), best=0, n_params=11,
+                    notes=(), method="lm", timings={})
+    _print_parameters(res)
+    rows = capsys.readouterr().out.splitlines()
+    header = rows[1].split()
+    for row in rows[2:]:
+        assert len(row.split()) == len(header)  # domain name + one number per column
+
+
+@pytest.mark.slow
+def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
+    """K = 64 training domains and 40 runs (the README's limit): finite parameters, metrics,
+    predictions and mixture through `mixscale fit` (one restart keeps it cheap)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mixscale import CapacityLaw
+    from mixscale.data import LossTable, write_csv
+
+    k, n = 64, 40
+    rng = np.random.default_rng(0)
+    law = CapacityLaw.from_params(b=rng.uniform(0.2, 0.6, k), c=rng.uniform(1, 3, k), H=5.0,
+                                  A=rng.uniform(0.3, 1, k), a=rng.uniform(0.2, 0.5, k),
+                                  E=rng.uniform(1, 2.5, k))
+    w = rng.dirichlet(np.ones(k), n)
+    size = np.full(n, 100.0)
+    tokens = np.where(np.arange(n) % 2, 5.0, 10.0)
+    losses = np.asarray(jax.vmap(law.predict)(jnp.asarray(w), jnp.asarray(size),
+                                              jnp.asarray(tokens)))
+    names = tuple(f"d{i}" for i in range(k))
+    csv = tmp_path / "k64.csv"
+    write_csv(LossTable(weights=w, model_size=size, tokens=tokens, losses=losses,
+                        train_domains=names, loss_domains=names), csv)
+    out_file = tmp_path / "k64.json"
+    assert main(["fit", str(csv), "--restarts", "1", "--validation-fraction", "0.25",
+                 "--json", "--out", str(out_file)]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert all(np.all(np.isfinite(v)) for v in out["natural_parameters"].values())
+    for metrics in (out["train_metrics"], out["validation_metrics"]):
+        assert all(np.isfinite(metrics[key]) for key in ("mre", "mae", "rmse"))
+        assert all(v is not None for v in metrics["per_domain_mre"].values())
+    assert np.isfinite(out["optimal_mixture"]["mean_loss"])
+    res = load_fit(out_file)
+    assert np.all(np.isfinite(res.predict(load_table(csv))))
+
+
+def load_table(path):
+    from mixscale.data import read_csv
+
+    return read_csv(path)
+
+
+def test_split_out_and_validation_fraction_are_named(tmp_path, capsys):
+    assert main(["fit", "slimpajama7", "--split", "train"]) == 2
+    _one_line_error(capsys, "--split", "regmix-1m")
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    assert main(["fit", "pile4", "--out", str(not_a_dir / "fit.json")]) == 2
+    _one_line_error(capsys, "--out", "existing directory")
+    assert main(["fit", "pile4", "--validation-fraction", "0.01"]) == 2
+    _one_line_error(capsys, "--validation-fraction", "each side")
+
+
+@pytest.mark.parametrize("law", ["capacity", "additive"])
+def test_losses_near_the_float64_limit_end_cleanly(tmp_path, capsys, law):
+    """Every loss 1e308: a finite fit (capacity), or, where the law's terms overflow at every
+    start (additive), a one-line refusal saying so, not an internal error."""
+    csv = tmp_path / "huge.csv"
+    csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n" + "".join(
+        f"{w},{1 - w},1e8,5e9,1e308,1e308\n" for w in (0.2, 0.4, 0.6, 0.8)))
+    rc = main(["fit", str(csv), "--law", law, "--restarts", "1", "--validation-fraction", "0",
+               "--json"])
+    captured = capsys.readouterr()
+    if rc == 0:
+        out = _strict_json(captured.out)
+        assert np.isfinite(out["train_metrics"]["rmse"])
+        assert np.isfinite(out["optimal_mixture"]["mean_loss"])
+    else:
+        last = captured.err.strip().splitlines()[-1]
+        assert rc == 2 and last.startswith("mixscale: error: huge: every restart")
+        assert "rescale" in last

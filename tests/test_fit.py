@@ -43,7 +43,10 @@ def test_recovers_planted_parameters_from_noiseless_output(rng):
     np.testing.assert_allclose(np.asarray(res.law.b), np.asarray(law.b), rtol=1e-3)
     np.testing.assert_allclose(np.asarray(res.law.a), np.asarray(law.a), rtol=1e-3)
     assert res.n_params == 5 * 3 + 1
-    assert res.objectives.shape == res.converged.shape == res.steps.shape == (8,)
+    # 8 random restarts and the two nested variants' fits as starts (tied, capacity-only)
+    assert res.objectives.shape == res.converged.shape == res.steps.shape == (10,)
+    assert set(res.nested_objectives) == {"capacity (tied)", "capacity (capacity)"}
+    assert res.law_converged
 
 
 def test_lbfgs_method_also_fits(rng):

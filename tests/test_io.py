@@ -78,6 +78,15 @@ CORRUPTIONS = [
     ("best", 5, "best"),
     ("notes", [1], "notes"),
     ("targets", _DELETE, "missing fields"),
+    ("best", True, "best"),
+    ("best", 1, "the best restart"),
+    ("objectives", [None, None], "the best restart"),
+    ("law_options", {"variant": "tied"}, "law_options gives variant"),
+    ("fields.variant", "capacity", "does not use"),
+    ("fields.weight_floor", 1e308, "weight_floor"),
+    ("fields.weight_floor", "x", "weight_floor"),
+    ("fields.targets", [0, 1, 2, True], "targets"),
+    ("train_domains", ["a", "a", "c", "d"], "duplicate"),
 ]
 
 
@@ -102,6 +111,7 @@ def test_corrupted_file_is_refused_naming_file_and_field(saved, field, value, me
     (b"\xff\xfe\x00binary", "not a text"),
     (b"{not json", "not a JSON file"),
     (b'{"format": "other"}', "not a mixscale fit file"),
+    (b'{"format": 1' + b"9" * 5000 + b"}", "unreadable JSON"),
 ])
 def test_unreadable_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -195,3 +205,36 @@ def test_corrupted_bootstrap_is_refused(saved_boot, field, value, message, capsy
     assert main(["optimize", str(path), "--model-size", "1B", "--tokens", "1B"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "bootstrap" in lines[0]
+
+
+@pytest.mark.parametrize("key, value", [("size_unit", 1e-300), ("token_unit", 1e-300)])
+def test_units_that_overflow_the_arguments_blame_the_file(saved, key, value, capsys):
+    """A unit in the file that turns --model-size or --tokens into inf or 0 law units is the
+    file's fault, not the user's --model-size."""
+    path, _ = saved
+    doc = json.loads(path.read_text())
+    doc[key] = value
+    path.write_text(json.dumps(doc))
+    assert main(["optimize", str(path), "--model-size", "1B", "--tokens", "1B"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and key in lines[0]
+
+
+def test_parameters_that_overflow_at_the_scale_are_refused(saved, capsys):
+    path, _ = saved
+    doc = json.loads(path.read_text())
+    doc["fields"]["log_b"][0] = 6.0  # b = 403: x^(-b) underflows, c x^(-b) with c = e^700 ...
+    doc["fields"]["log_c"][0] = 700.0
+    path.write_text(json.dumps(doc))
+    rc = main(["optimize", str(path), "--model-size", "1M", "--tokens", "1B", "--json"])
+    captured = capsys.readouterr()
+    if rc == 0:  # a finite answer is fine; a non-finite one is not
+        out = json.loads(captured.out, parse_constant=_refuse_constant)
+        assert all(np.isfinite(v) for v in out["predicted_losses"].values())
+    else:
+        lines = captured.err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and "non-finite" in lines[0] and str(path) in lines[0]
+
+
+def _refuse_constant(name):
+    raise AssertionError(f"non-standard JSON constant {name}")

@@ -161,7 +161,9 @@ def parse_wide(
 ) -> LossTable:
     """Build a :class:`LossTable` from the records of a wide CSV (see :func:`read_records`)."""
     for unit, what in ((size_unit, "size_unit"), (token_unit, "token_unit")):
-        if not (math.isfinite(unit) and unit > 0):
+        if isinstance(unit, bool) or not isinstance(unit, (int, float, np.integer, np.floating)):
+            raise TableError(f"{source}: {what} must be a number, got {unit!r}")
+        if not (math.isfinite(unit) and unit >= _TINY):
             raise TableError(f"{source}: {what} must be positive and finite, got {unit!r}")
     weight_cols, loss_cols, tag_cols = _classify(header, source, out_of_mixture)
     size_col, tokens_col = header.index(SIZE_COLUMN), header.index(TOKENS_COLUMN)
@@ -207,6 +209,15 @@ def _classify(
     if isinstance(out_of_mixture, str):
         raise TableError(f"{source}: out_of_mixture must be a sequence of domain names, not the "
                          f"string {out_of_mixture!r} (write ({out_of_mixture!r},))")
+    try:
+        out_of_mixture = tuple(out_of_mixture)
+    except TypeError:
+        raise TableError(f"{source}: out_of_mixture must be a sequence of domain names, got "
+                         f"{type(out_of_mixture).__name__}") from None
+    for domain in out_of_mixture:
+        if not isinstance(domain, str) or not domain:
+            raise TableError(f"{source}: out_of_mixture must name domains as non-empty strings, "
+                             f"got {domain!r}")
     for j, h in enumerate(header):
         lower = h.lower()
         if (lower.startswith(WEIGHT_PREFIX) and not h.startswith(WEIGHT_PREFIX)) or (

@@ -6,11 +6,13 @@ These are explicit steps a script takes before fitting; no fitter selects or spl
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from .._checks import integer
 from ._table import LossTable, TableError
 
 __all__ = ["mixture_ids", "select", "split"]
@@ -51,7 +53,11 @@ def select(
                                  (tokens, table.tokens, "tokens")):
         if values is None:
             continue
-        wanted = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        try:
+            wanted = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number or a sequence of numbers, got "
+                             f"{values!r}") from None
         if wanted.ndim != 1 or wanted.size == 0:
             raise ValueError(f"{what} must be a number or a non-empty sequence of numbers")
         hits = np.isclose(column[:, None], wanted[None, :], rtol=SCALE_RTOL, atol=0.0)
@@ -61,15 +67,30 @@ def select(
                              f"{_available(table)}")
         keep &= hits.any(axis=1)
     if tokens_range is not None:
-        low, high = (float(v) for v in tokens_range)
+        try:
+            low, high = (float(v) for v in tokens_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"tokens_range must be two numbers (low, high), got "
+                             f"{tokens_range!r}") from None
         if not low <= high:
             raise ValueError(f"tokens_range must be (low, high) with low <= high, got "
-                             f"{tokens_range!r}")
+                             f"({low:g}, {high:g})")
         keep &= (table.tokens >= low) & (table.tokens <= high)
     if not keep.any():
-        raise TableError(f"{table.name}: no row has model_size={model_size!r}, tokens="
-                         f"{tokens!r}, tokens_range={tokens_range!r}; {_available(table)}")
+        raise TableError(f"{table.name}: no row has model_size={_plain(model_size)}, tokens="
+                         f"{_plain(tokens)}, tokens_range={_plain(tokens_range)}; "
+                         f"{_available(table)}")
     return table.take(keep)
+
+
+def _plain(values) -> str:
+    """Numbers as plain text (``[122, 310]``, not numpy reprs); ``None`` as is."""
+    if values is None:
+        return "None"
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):g}"
+    return "[" + ", ".join(f"{v:g}" for v in arr.ravel().tolist()) + "]"
 
 
 def _available(table: LossTable) -> str:
@@ -126,8 +147,12 @@ def split(
         ValueError: ``validation_fraction`` outside ``(0, 1)``, an unknown ``by``, or a fraction
             that leaves either side without a group.
     """
+    if isinstance(validation_fraction, (bool, str)) or not isinstance(
+            validation_fraction, numbers.Real):
+        raise TypeError(f"validation_fraction must be a number, got {validation_fraction!r}")
+    seed = integer(seed, "seed", 0, 2**128)
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     if by == "mixture":
         groups = mixture_ids(table)
     elif by == "row":

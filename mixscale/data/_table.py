@@ -29,6 +29,9 @@ __all__ = ["LossTable", "TableError", "WEIGHT_SUM_TOLERANCE"]
 #: Rows whose weights sum to ``1 ± WEIGHT_SUM_TOLERANCE`` are accepted as they are (RegMix rounds
 #: its weights to three decimals, so its rows sum to 1 within 0.002). Nothing is renormalised.
 WEIGHT_SUM_TOLERANCE = 5e-3
+#: The smallest normal float64: sizes, token counts and losses below it are refused (they lose
+#: their precision and vanish in a fit's arithmetic).
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 class TableError(ValueError):
@@ -124,7 +127,7 @@ class LossTable:
         if neg.any():
             r, c = np.argwhere(neg)[0]
             raise TableError(f"{_where(src, r + 1, 'weight_' + train[c])}negative weight "
-                             f"{w[r, c]!r}")
+                             f"{float(w[r, c]):g}")
         sums = w.sum(axis=1)
         off = np.abs(sums - 1.0) > WEIGHT_SUM_TOLERANCE
         if off.any():
@@ -132,20 +135,20 @@ class LossTable:
             raise TableError(f"{_where(src, r + 1)}weights sum to {sums[r]:.6g}, not 1 "
                              f"(tolerance {WEIGHT_SUM_TOLERANCE:g}; nothing is renormalised)")
         for arr, col in ((n_size, "model_size"), (d, "n_tokens")):
-            badv = ~np.isfinite(arr) | (arr <= 0)
+            badv = ~np.isfinite(arr) | ~(arr >= _TINY)
             if badv.any():
                 r = int(np.argmax(badv))
-                raise TableError(f"{_where(src, r + 1, col)}must be positive and finite, "
-                                 f"got {arr[r]!r}")
+                raise TableError(f"{_where(src, r + 1, col)}must be positive, finite and not "
+                                 f"subnormal (law units), got {float(arr[r]):g}")
         inf = np.isinf(y)
         if inf.any():
             r, c = np.argwhere(inf)[0]
             raise TableError(f"{_where(src, r + 1, lossd[c] + '_loss')}infinite loss")
-        nonpos = np.isfinite(y) & (y <= 0)
+        nonpos = np.isfinite(y) & (y < _TINY)
         if nonpos.any():
             r, c = np.argwhere(nonpos)[0]
-            raise TableError(f"{_where(src, r + 1, lossd[c] + '_loss')}loss must be positive, "
-                             f"got {y[r, c]!r}")
+            raise TableError(f"{_where(src, r + 1, lossd[c] + '_loss')}loss must be positive "
+                             f"and not subnormal, got {float(y[r, c]):g}")
         tags = {}
         for key, val in dict(self.row_tags).items():
             arr = np.asarray(val)

@@ -38,6 +38,7 @@ from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
+    check_weight_floor,
     floored_log,
     in_mixture_targets,
     log_range,
@@ -81,8 +82,7 @@ class BiMixLaw(AbstractLaw):
                                  f"{jnp.shape(getattr(self, what))}")
         if not all(0 <= t < self.n_domains for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {self.n_domains} domains")
-        if not self.weight_floor >= 0:
-            raise ValueError(f"weight_floor must be >= 0, got {self.weight_floor!r}")
+        check_weight_floor(self.weight_floor)
 
     alpha = property(lambda self: jnp.exp(self.log_alpha), doc="Weight exponents ``(M,)``.")
     beta = property(lambda self: jnp.exp(self.log_beta), doc="Token exponents ``(M,)``.")
@@ -156,7 +156,7 @@ class BiMixLaw(AbstractLaw):
         targets = summary.target_index
         k, m = len(summary.train_domains), len(targets)
         keys = jax.random.split(key, 3)
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
         log_d_mid = float(np.log(np.sqrt(np.prod(summary.tokens))))
         log_alpha = log_uniform(keys[0], 0.01, 0.5, (m,))
         log_beta = log_uniform(keys[1], 0.05, 1.0, (m,))

@@ -47,6 +47,7 @@ from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
+    check_weight_floor,
     floored_log,
     in_mixture_targets,
     log_range,
@@ -110,8 +111,7 @@ class CapacityLaw(AbstractLaw):
     def __check_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
-        if not self.weight_floor >= 0:
-            raise ValueError(f"weight_floor must be >= 0, got {self.weight_floor!r}")
+        check_weight_floor(self.weight_floor)
         fields = PARAMETERS[self.variant].values()
         unused = [f for f in ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
                               "log_beta", "log_kappa") if f not in fields
@@ -333,7 +333,8 @@ class CapacityLaw(AbstractLaw):
         lo_d, hi_d = summary.tokens
         n_mid = float(np.sqrt(lo_n * hi_n))
         d_mid = float(np.sqrt(lo_d * hi_d))
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        # Halved before the sum (exactly the same value), so losses near 1e308 do not overflow.
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
 
         log_H = jnp.log(lo_n) + log_uniform(keys[0], 1e-3, 0.5, ())
         E = uniform(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)

@@ -126,7 +126,7 @@ class DataMixingLaw(AbstractLaw):
         """
         k, m = len(summary.train_domains), len(summary.targets)
         k_c, k_t = jax.random.split(key)
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
         c = uniform(k_c, 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
         t = jnp.log(loss_mid - c)[:, None] + uniform(k_t, -1.0, 1.0, (m, k))
         return cls(log_c=jnp.log(c), t=t)

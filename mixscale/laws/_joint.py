@@ -183,7 +183,7 @@ class JointLaw(AbstractLaw):
         """
         k, m = len(summary.train_domains), len(summary.targets)
         keys = jax.random.split(key, 8)
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
         log_mid = (float(np.log(np.sqrt(np.prod(summary.model_size)))),
                    float(np.log(np.sqrt(np.prod(summary.tokens)))))
         log_C, log_gamma = init_mixture_term(keys[0], k, loss_mid)

@@ -129,7 +129,7 @@ class RegressionLaw(AbstractLaw):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         k, m = len(summary.train_domains), len(summary.targets)
-        loss_mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))[:, None]
+        loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)[:, None]
         delta = uniform(key, -0.2, 0.2, (m, k))
         w = loss_mid * (1.0 + delta) if variant == "linear" else jnp.log(loss_mid) + delta
         return cls(w=w, variant=variant)

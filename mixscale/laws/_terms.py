@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["EXPONENT_RANGE", "check_mixture", "every_target", "floored_log", "in_mixture_targets",
-           "log_range", "log_uniform", "positive", "uniform", "weight_power"]
+__all__ = ["EXPONENT_RANGE", "check_mixture", "check_weight_floor", "every_target", "floored_log",
+           "in_mixture_targets", "log_range", "log_uniform", "positive", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -32,6 +32,16 @@ def in_mixture_targets(train_domains, loss_domains) -> tuple[str, ...]:
     """``targets_for`` of a law that predicts a domain's loss from its own weight: the loss
     domains that are training domains, in order."""
     return tuple(s for s in loss_domains if s in train_domains)
+
+
+def check_weight_floor(value) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number in ``[0, 1)``: the smallest share a
+    law's data term uses (``max(h_i, weight_floor)``); a floor of 1 or more would replace every
+    share."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"weight_floor must be a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"weight_floor must be in [0, 1), got {value!r}")
 
 
 def check_mixture(h: jax.Array, k: int) -> jax.Array:
