@@ -49,15 +49,15 @@ Records written with a single target (``target_size``, ``target_steps``) are sti
 
 Cost (full configuration: 3 instances, 24 mixtures × 2 sizes × 3 budgets, the registered laws
 × 8 restarts, targets 4× (N = 256, 2000 steps) and 16× (N = 1024, 8000 steps) of P = 4096
-features). The simulator side, measured per instance on a 2-core machine heavily shared with
-other jobs (load average ≈ 14): 2.5–3.5 min — the step size 3–11 s, the small grid 2–5 s, the
-true optimum at the small scale 56–100 s (the first call compiles), at 4× 19–41 s and at 16×
-20–32 s, the curves 3–8 s per target. Every closed-form evaluation costs ``O(P)`` whatever ``N``
-(inactive features are masked, not dropped), so the optima's cost grows with ``P``, and 16×
-costs no more than 4×. The law fits (as many as with one target)
-come on top: about 9 min for the earlier 4×-only run, which they dominated. ``--quick``: one
-small K = 3 instance, the first extrapolated law and two small targets (2× and 4×): 42 s of CPU
-time (under a minute on a quiet machine; 2.9 min wall at load ≈ 14).
+features). The simulator side, measured per instance in CPU seconds (the machine, 2 cores, was
+shared with other jobs at a load average of about 15, so wall times were 3–4× longer): 41–51 s —
+the step size 1–2 s, the small grid 1–2 s, the true optimum at the small scale 23–31 s (of which
+~17–24 s compile the instance's closed form; 6–7 s when compiled), at 4× 6–8 s, at 16× 6–7 s,
+the curves 1–2 s per target. Every closed-form evaluation costs ``O(P)`` whatever ``N``
+(inactive features are masked, not dropped), so 16× costs no more than 4×, and ``P`` sets the
+price. The law fits (as many as with one target) come on top: the earlier 4×-only run took
+9.7 min, dominated by them. ``--quick``: one small K = 3 instance, the first extrapolated law
+and two small targets (2× and 4×): 42 s of CPU time (2.9 min wall at a load of about 14).
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
 """
