@@ -193,38 +193,45 @@ def _fixed_point(ph: _Phase) -> Array:
     return jnp.where(ph.active, (u + ph.a.T @ (ph.g * y_inf)) * inv_nu, 0.0)
 
 
-def _resolvents(ph: _Phase, b: Array, zeta: Array) -> tuple[Array, Array, Array]:
-    """At the nodes ``ζ`` ``(n,)``: ``Y = A (e^ζ − M)^{-1} b`` ``(n, K)`` complex, and the real
-    and imaginary parts of ``1/Δ`` ``(n, P)`` each."""
+def _inverse_delta(e: Array, nu: Array) -> tuple[Array, Array]:
+    """Real and imaginary parts of ``1/Δ = 1/(e + ν)`` ``(n, P')`` for the node values
+    ``e = expm1(ζ)`` ``(n,)`` complex and ``ν`` ``(P',)``.
+
+    In real arithmetic: ``Δ = (Re e + ν) + i Im e`` is never near overflow or underflow here
+    (``|Δ| >= |Im e| ~ m ≥ 3.83/t``), so the plain formula needs no complex-division scaling."""
+    x = e.real[:, None] + nu[None, :]
+    scale = 1.0 / (x * x + (e.imag * e.imag)[:, None])
+    return x * scale, -e.imag[:, None] * scale
+
+
+def _resolvents(ph: _Phase, b: Array, zeta: Array) -> Array:
+    """``Y = A (e^ζ − M)^{-1} b`` ``(n, K)`` complex at the nodes ``ζ`` ``(n,)``.
+
+    ``1/Δ`` is formed block by block (:func:`feature_blocks`) right before its block's
+    product, never for every feature at once: at ``P = 2^16`` the whole ``(2n, P)`` array is
+    ~18 MB, and slicing it per block would copy it once more."""
     k = ph.a.shape[0]
     e = jnp.expm1(zeta)
-    # 1/Δ in real arithmetic: Δ = (Re e + ν) + i Im e is never near overflow or underflow here
-    # (|Δ| >= |Im e| ~ m ≥ 3.83/t), so the plain formula needs no complex-division scaling.
-    x = e.real[:, None] + ph.nu[None, :]
-    y = jnp.broadcast_to(e.imag[:, None], x.shape)
-    scale = 1.0 / (x * x + y * y)
-    inv_re, inv_im = x * scale, -y * scale
     iu, ju = np.triu_indices(k)
     diag = [int(np.flatnonzero((iu == i) & (ju == i))[0]) for i in range(k)]
-    inv = jnp.concatenate([inv_re, inv_im])
     n = zeta.shape[0]
-    prod = jnp.zeros((2 * n, iu.size + k), inv.dtype)
+    prod = jnp.zeros((2 * n, iu.size + k), ph.a.dtype)
     for start, stop, owner in ph.blocks:
+        inv = jnp.concatenate(_inverse_delta(e, ph.nu[start:stop]))  # (2n, P_block)
         a = ph.a[:, start:stop]
         ab = a * b[None, start:stop]
         if owner < 0:  # shared features: every pair of domains; one real product per block
             rows = jnp.concatenate([a[iu] * a[ju], ab])  # (K(K+1)/2 + K, P_block)
-            prod = prod + inv[:, start:stop] @ rows.T
+            prod = prod + inv @ rows.T
         else:  # a domain's own features: its diagonal entry and its own right-hand side
             rows = jnp.stack([a[owner] * a[owner], ab[owner]])
-            part = inv[:, start:stop] @ rows.T
+            part = inv @ rows.T
             prod = prod.at[:, diag[owner]].add(part[:, 0]).at[:, iu.size + owner].add(part[:, 1])
     prod = prod[:n] + 1j * prod[n:]
     sym = jnp.zeros((n, k, k), prod.dtype).at[:, iu, ju].set(prod[:, :iu.size])
     r = sym + jnp.swapaxes(sym, 1, 2) - sym * jnp.eye(k, dtype=prod.dtype)
     lhs = jnp.eye(k, dtype=prod.dtype) - r * ph.g[None, None, :]
-    y_res = jnp.linalg.solve(lhs, prod[:, iu.size:, None])[..., 0]
-    return y_res, inv_re, inv_im
+    return jnp.linalg.solve(lhs, prod[:, iu.size:, None])[..., 0]
 
 
 def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
@@ -232,7 +239,7 @@ def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
     checkpoint's nodes at a time, so the work space is ``O(n_q P)``."""
     def one(t):
         zeta, weight = _nodes(t)
-        y, _, _ = _resolvents(ph, b, zeta)
+        y = _resolvents(ph, b, zeta)
         return jnp.sum(jnp.imag(weight[:, None] * y), axis=0)
 
     return lax.map(one, t)
@@ -241,7 +248,8 @@ def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
 def _transient_c(ph: _Phase, b: Array, t) -> Array:
     """``M^t b`` (full vector ``(P,)``, zero off the active features) for one ``t >= T_SMALL``."""
     zeta, weight = _nodes(jnp.asarray(t, b.dtype))
-    y, inv_re, inv_im = _resolvents(ph, b, zeta)
+    y = _resolvents(ph, b, zeta)
+    inv_re, inv_im = _inverse_delta(jnp.expm1(zeta), ph.nu)
     num = b[None, :] + (y * ph.g[None, :]) @ ph.a  # (NQ+1, P) complex
     # Im(w · num / Δ) with 1/Δ = inv_re + i inv_im
     wn = weight[:, None] * num

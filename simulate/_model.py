@@ -214,9 +214,16 @@ class DisjointTailModel(eqx.Module):
     def kept(self, h: Array, n: Array) -> Array:
         """``(P,)`` mask of the ``N`` features a learner of capacity ``N`` keeps under ``h``.
 
-        ``n`` may be traced (one compiled program serves every model size).
+        ``n`` may be traced (one compiled program serves every model size). A learner with
+        ``N >= P`` keeps every feature: that case skips the ``O(P log P)`` sort (a ``lax.cond``;
+        it stays a branch under ``vmap`` over ``h`` as long as ``n`` is not batched).
         """
-        return feature_positions(self.keep, h, self.eigenvalues(), self.signal()) < n
+        p = self.n_features
+
+        def top_n():
+            return feature_positions(self.keep, h, self.eigenvalues(), self.signal()) < n
+
+        return jax.lax.cond(jnp.asarray(n) >= p, lambda: jnp.ones(p, bool), top_n)
 
     def kept_per_domain(self, h: Array, n: Array) -> Array:
         """Number of kept features each domain uses (head included), shape ``(K,)``.
