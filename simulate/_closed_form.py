@@ -213,7 +213,28 @@ def _inverse_delta(e: Array, nu: Array) -> tuple[Array, Array]:
     return x * scale, -e.imag[:, None] * scale
 
 
-def _resolvents(ph: _Phase, b: Array, zeta: Array) -> Array:
+def _block_rows(ph: _Phase, b: Array) -> list:
+    """Per block of :func:`feature_blocks`, the real rows ``[v; ν v]`` ``(2c, P_block)`` whose
+    sums against ``1/Δ`` :func:`_resolvents` needs (``c = K(K+1)/2 + K`` for the shared block:
+    every product of two domains' eigenvalues, then every ``a_i b``; ``c = 2`` for a domain's
+    own block: ``a_i²`` and ``a_i b``). They do not depend on the node, so they are formed once
+    per phase and ``b``, not once per checkpoint."""
+    k = ph.a.shape[0]
+    iu, ju = np.triu_indices(k)
+    out = []
+    for start, stop, owner in ph.blocks:
+        nu = ph.nu[start:stop]
+        a = ph.a[:, start:stop]
+        ab = a * b[None, start:stop]
+        if owner < 0:
+            rows = jnp.concatenate([a[iu] * a[ju], ab])
+        else:
+            rows = jnp.stack([a[owner] * a[owner], ab[owner]])
+        out.append(jnp.concatenate([rows, rows * nu[None, :]]))
+    return out
+
+
+def _resolvents(ph: _Phase, rows: list, zeta: Array) -> Array:
     r"""``Y = A (e^ζ − M)^{-1} b`` ``(n, K)`` complex at the nodes ``ζ`` ``(n,)``.
 
     Every sum over features the Woodbury solve needs is :math:`\sum_k v_k / \Delta_{nk}` for a
@@ -226,9 +247,10 @@ def _resolvents(ph: _Phase, b: Array, zeta: Array) -> Array:
         \sum_k \frac{v_k}{\Delta_{nk}} = \mathrm{Re}\,e_n\, S_n(v) + S_n(\nu v)
             - i\,\eta_n\, S_n(v),\qquad S_n(v) = \sum_k s_{nk} v_k,
 
-    so each block needs the one real ``(n, P_block)`` array ``s`` and one product with the rows
-    ``[v; ν v]``, formed block by block (:func:`feature_blocks`), never for every feature at
-    once (at ``P = 2^16`` a ``(2n, P)`` array of ``1/Δ`` is ~18 MB)."""
+    so each block needs the one real ``(n, P_block)`` array ``s`` and one product with its rows
+    ``[v; ν v]`` (``rows``, from :func:`_block_rows`), formed block by block
+    (:func:`feature_blocks`), never for every feature at once (at ``P = 2^16`` a ``(2n, P)``
+    array of ``1/Δ`` is ~18 MB)."""
     k = ph.a.shape[0]
     e = jnp.expm1(zeta)
     iu, ju = np.triu_indices(k)
@@ -236,18 +258,13 @@ def _resolvents(ph: _Phase, b: Array, zeta: Array) -> Array:
     n = zeta.shape[0]
     cols = iu.size + k
     sums = jnp.zeros((n, 2 * cols), ph.a.dtype)  # S(v) | S(ν v) for every column
-    for start, stop, owner in ph.blocks:
-        nu = ph.nu[start:stop]
-        x = e.real[:, None] + nu[None, :]
+    for (start, stop, owner), both in zip(ph.blocks, rows, strict=True):
+        x = e.real[:, None] + ph.nu[None, start:stop]
         s = 1.0 / (x * x + (e.imag * e.imag)[:, None])  # (n, P_block)
-        a = ph.a[:, start:stop]
-        ab = a * b[None, start:stop]
-        if owner < 0:  # shared features: every pair of domains; one real product per block
-            rows = jnp.concatenate([a[iu] * a[ju], ab])  # (K(K+1)/2 + K, P_block)
-            sums = sums + s @ jnp.concatenate([rows, rows * nu[None, :]]).T
+        part = s @ both.T
+        if owner < 0:  # shared features: every pair of domains
+            sums = sums + part
         else:  # a domain's own features: its diagonal entry and its own right-hand side
-            rows = jnp.stack([a[owner] * a[owner], ab[owner]])
-            part = s @ jnp.concatenate([rows, rows * nu[None, :]]).T  # (n, 4)
             at = [diag[owner], iu.size + owner]
             sums = sums.at[:, at].add(part[:, :2]).at[:, [cols + j for j in at]].add(part[:, 2:])
     s_v, s_nu_v = sums[:, :cols], sums[:, cols:]
@@ -261,9 +278,11 @@ def _resolvents(ph: _Phase, b: Array, zeta: Array) -> Array:
 def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
     """``A M^t b`` for every ``t`` ``(C,)`` (``t >= T_SMALL``): shape ``(C, K)``; one
     checkpoint's nodes at a time, so the work space is ``O(n_q P)``."""
+    rows = _block_rows(ph, b)
+
     def one(t):
         zeta, weight = _nodes(t)
-        y = _resolvents(ph, b, zeta)
+        y = _resolvents(ph, rows, zeta)
         return jnp.sum(jnp.imag(weight[:, None] * y), axis=0)
 
     return lax.map(one, t)
@@ -272,7 +291,7 @@ def _transient_y(ph: _Phase, b: Array, t: Array) -> Array:
 def _transient_c(ph: _Phase, b: Array, t) -> Array:
     """``M^t b`` (full vector ``(P,)``, zero off the active features) for one ``t >= T_SMALL``."""
     zeta, weight = _nodes(jnp.asarray(t, b.dtype))
-    y = _resolvents(ph, b, zeta)
+    y = _resolvents(ph, _block_rows(ph, b), zeta)
     inv_re, inv_im = _inverse_delta(jnp.expm1(zeta), ph.nu)
     num = b[None, :] + (y * ph.g[None, :]) @ ph.a  # (NQ+1, P) complex
     # Im(w · num / Δ) with 1/Δ = inv_re + i inv_im
