@@ -51,14 +51,14 @@ Cost (full configuration: 3 instances, 24 mixtures × 2 sizes × 3 budgets, the 
 restarts, targets 4× (N = 256, 2000 steps) and 16× (N = 1024, 8000 steps) of P = 4096 features). The
 simulator side, measured in CPU seconds (float64, single-threaded XLA as the experiment runs it; the
 2-core machine was shared with other jobs at a load average of 15–26, so wall times were 4–8×
-longer) on the instances K = 4, S = 0 and K = 4, S = 8: 57–58 s each — the step size 1–2 s, the
-small grid 1 s, the true optimum at the small scale 31–34 s (of which 22–25 s compile the instance's
-closed form; 9 s compiled), at 4× 9–11 s, at 16× 7–11 s, the curves 1–2 s per target. Every
-closed-form evaluation costs ``O(P)`` whatever ``N`` (inactive features are masked, not dropped), so
-16× costs no more than 4×, and ``P`` sets the price. The law fits (as many as with one target) come
-on top: the earlier 4×-only run took 9.7 min, dominated by them. ``--quick``: one small K = 3
-instance, the first extrapolated law and two small targets (2× and 4×): 42 s of CPU time (2.9 min
-wall at a load of about 14).
+longer) per instance: 57–74 s (3.2 min for the three) — the step size 1–2 s, the small grid 1 s, the
+true optimum at the small scale 31–41 s (of which 22–32 s compile the instance's closed form; 9 s
+compiled), at 4× 9–17 s, at 16× 7–11 s, the curves 1–2 s per target. Every closed-form evaluation
+costs ``O(P)`` whatever ``N`` (inactive features are masked, not dropped), so 16× costs no more than
+4×, and ``P`` sets the price. The law fits (as many as with one target) come on top: the earlier
+4×-only run took 9.7 min, dominated by them. ``--quick``: one small K = 3 instance, the first
+extrapolated law and two small targets (2× and 4×): 42 s of CPU time (2.9 min wall at a load of
+about 14).
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
 """
