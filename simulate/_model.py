@@ -214,9 +214,21 @@ class DisjointTailModel(eqx.Module):
     def kept(self, h: Array, n: Array) -> Array:
         """``(P,)`` mask of the ``N`` features a learner of capacity ``N`` keeps under ``h``.
 
-        ``n`` may be traced (one compiled program serves every model size).
+        ``n`` may be traced (one compiled program serves every model size). A learner with
+        ``N >= P`` keeps every feature: that case skips the ``O(P log P)`` sort (a Python branch
+        for a concrete ``n``; a ``lax.cond`` for a traced scalar, which stays a branch under
+        ``vmap`` over ``h`` as long as ``n`` is not batched).
         """
-        return feature_positions(self.keep, h, self.eigenvalues(), self.signal()) < n
+        p = self.n_features
+
+        def top_n():
+            return feature_positions(self.keep, h, self.eigenvalues(), self.signal()) < n
+
+        if jnp.ndim(n) != 0:
+            return top_n()
+        if is_concrete(n):  # eager: a lax.cond here would be traced and compiled every call
+            return jnp.ones(p, bool) if int(n) >= p else top_n()
+        return jax.lax.cond(n >= p, lambda: jnp.ones(p, bool), top_n)
 
     def kept_per_domain(self, h: Array, n: Array) -> Array:
         """Number of kept features each domain uses (head included), shape ``(K,)``.
