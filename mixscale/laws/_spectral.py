@@ -342,15 +342,16 @@ class SpectralLaw(AbstractLaw):
     def parameter_bounds(cls, summary: DataSummary, *,
                          variant: str = "full") -> dict[str, tuple[float, float]]:
         """``b ∈`` :data:`~mixscale.laws._terms.EXPONENT_RANGE`; ``α − 1 ∈ [0.01, 2]`` (spectra
-        ``u^(−α)`` with ``1 < α ≤ 3``); ``β ∈ [0.01, 1]``; the head ``H ∈ [10⁻³, 1]·N_min`` (part
-        of every model); a feature ``ν ∈ [10⁻⁴, 1]·N_min`` (the smallest model holds at least
+        ``u^(−α)`` with ``1 < α ≤ 3``); ``β ∈ [0.01, 1]``; the head ``H ∈ [10⁻³ N_min, N_max]``
+        (a model smaller than the head keeps ``N`` of it, so the data can show a head larger
+        than the smallest model, not one larger than the largest); a feature ``ν ∈ [10⁻⁴, 1]·N_min`` (the smallest model holds at least
         one); ``θ ∈ [0, 1]`` (a larger model learns no slower per token, and at most in
         proportion to its size); ``E`` within ``±`` the largest loss (the label noise less the
         rank integral beyond the last feature, which can exceed it)."""
-        n_min = summary.model_size[0]
+        n_min, n_max = summary.model_size
         big = float(np.max(summary.loss_max))
         bounds = {"log_alpha_minus_1": log_range(0.01, 2.0), "E": (-big, big),
-                  "log_H": log_range(1e-3 * n_min, n_min), "log_nu": log_range(1e-4 * n_min,
+                  "log_H": log_range(1e-3 * n_min, n_max), "log_nu": log_range(1e-4 * n_min,
                                                                                n_min)}
         if variant == "tied":
             bounds["log_beta"] = log_range(0.01, 1.0)
@@ -367,7 +368,8 @@ class SpectralLaw(AbstractLaw):
         ``α − 1 ∈ [0.2, 1.5]``, ``b ∈ [0.1, 1.5]`` (tied: ``β ∈ [0.01, 0.5]``) log-uniform;
         ``H ∈ [10⁻³, 0.5]·N_min``, ``ν ∈ [10⁻³, 0.3]·N_min`` log-uniform; ``c`` so that the loss
         beyond the allocation at the middle size is a ``[0.05, 0.5]`` fraction of the mean loss;
-        ``δ`` so that ``δ D_mid ∈ [1, 10⁴]``; ``η ∈ [0.01, 0.2]``; ``θ ∈ [0, 0.3]``; ``E`` a
+        ``δ`` so that the rank at the middle allocation ``N_mid/K`` has ``s ∈ [0.3, 30]`` at the
+        middle budget; ``η ∈ [0.01, 0.1]``; ``θ ∈ [0, 0.3]``; ``E`` a
         ``[0.2, 0.8]`` fraction of the smallest loss.
         """
         if variant not in VARIANTS:
@@ -388,9 +390,13 @@ class SpectralLaw(AbstractLaw):
             "E": uniform(keys[1], 0.2, 0.8, (k,)) * e_scale,
             "log_H": jnp.log(lo_n) + log_uniform(keys[2], 1e-3, 0.5, ()),
             "log_nu": jnp.log(lo_n) + log_uniform(keys[3], 1e-3, 0.3, ()),
-            "log_delta": log_uniform(keys[4], 1.0, 1e4, ()) - np.log(d_mid),
-            "eta_logit": jax.scipy.special.logit(2 * uniform(keys[5], 0.01, 0.2, ())),
+            "eta_logit": jax.scipy.special.logit(2 * uniform(keys[5], 0.01, 0.1, ())),
         }
+        # δ such that the rank at the middle allocation is partly learned at the middle budget
+        # (s = δ D_mid (x_mid/ν)^(-ᾱ) ∈ [0.3, 30]): the top ranks learned, the last not.
+        alpha_bar = 1.0 + jnp.mean(jnp.exp(fields["log_alpha_minus_1"]))
+        fields["log_delta"] = (log_uniform(keys[4], 0.3, 30.0, ()) - np.log(d_mid)
+                               + alpha_bar * (np.log(n_mid / k) - fields["log_nu"]))
         if variant == "tied":
             fields["log_beta"] = log_uniform(keys[6], 0.01, 0.5, ())
         else:
