@@ -2,6 +2,9 @@
 
 * ``capacity``: the capacity-competition + noise-reduction law of Dai & Zheng (variants
   ``full``, ``tied``, ``capacity``).
+* ``spectral``: the capacity law's allocation with the loss integrated over feature ranks as
+  one-pass SGD learns them (shared-head transfer, SGD-noise coupling; variants ``full``,
+  ``linear``, ``tied``).
 * ``additive``, ``joint``: the laws of Shukor et al. (2025).
 * ``bimix``: BiMix of Ge et al. (2024), a domain's own weight and the tokens.
 * ``dml``: the data mixing law of Ye et al. (ICLR 2025), one scale.
@@ -21,6 +24,7 @@ from ._spec import LawSpec, as_law_spec, law_specs
 
 # Importing a law's module registers it.
 from ._capacity import CapacityLaw
+from ._spectral import SpectralLaw
 from ._additive import AdditiveLaw
 from ._joint import JointLaw
 from ._bimix import BiMixLaw
@@ -29,6 +33,6 @@ from ._regression import RegressionLaw
 
 __all__ = [
     "AbstractLaw", "AdditiveLaw", "BiMixLaw", "CapacityLaw", "DataMixingLaw", "DataSummary",
-    "JointLaw", "LAWS", "LawSpec", "RegressionLaw", "as_law_spec", "get_law", "law_options",
-    "law_specs", "parameter_count", "register_law",
+    "JointLaw", "LAWS", "LawSpec", "RegressionLaw", "SpectralLaw", "as_law_spec", "get_law",
+    "law_options", "law_specs", "parameter_count", "register_law",
 ]

@@ -1,0 +1,471 @@
+r"""The spectral law: the capacity law's allocation, with the loss integrated over feature ranks as
+one-pass SGD learns them (derivation and its checks: ``docs/theory.md``).
+
+For training domain ``i`` (every target is a training domain), mixture ``h``, model size ``N``
+and tokens ``D``:
+
+.. math::
+
+    L(h, N, D) = (I - \eta M)^{-1}\,\big(E + U + B\big)                    \qquad (K,)
+
+* Allocation: :math:`x^* = x^*(h, N; b, c, H)`, the paper's capacity split (exact, differentiable,
+  :func:`mixscale.allocate`); ``x_i`` counts the ranks domain ``i`` keeps, head included.
+* Ranks are counted in *features*: position ``p = l/ν`` (``ν``: units of ``N`` per feature). A
+  feature of rank ``u`` has eigenvalue :math:`a_i(u) = u^{-\alpha_i}` in domain ``i`` and carries
+  loss :math:`f_i(u) = \omega_i u^{-b_i - 1}`, :math:`\omega_i = b_i c_i \nu^{-b_i}` (so that the
+  loss beyond rank ``x`` is :math:`c_i x^{-b_i}`, the capacity law's term). Head positions
+  ``[0, H/ν]`` are shared by every domain; domain ``i``'s own tail is ``[H/ν, x_i/ν]``.
+* A kept feature is learned at the rate of the data that reaches it: on the head at
+  :math:`T(u) = \sum_j h_j a_j(u)` (every domain's data teaches the head), on the own tail at
+  :math:`T_i(u) = h_i a_i(u)`; after ``D`` tokens its remaining error is
+  :math:`e^{-s(u)}`, :math:`s(u) = \delta\,(N/\nu)^{\theta} D\, T(u)`.
+* ``U_i``: loss of the unkept ranks, :math:`\int_{x_i/\nu}^\infty f_i`.
+  ``B_i``: bias of the kept ranks, :math:`\int_0^{x_i/\nu} f_i\, e^{-s}`.
+* SGD noise: a learned feature settles at the noise floor fed by every domain's loss,
+  :math:`M_{ij} = \int a_i\, h_j a_j\, (1 - e^{-s}) / (T - 2\eta Q)` over domain ``i``'s kept
+  ranks (:math:`Q = \sum_j h_j a_j^2`; on the own tail only ``j = i``). Noisy domains raise
+  every domain's loss through the shared head.
+* ``E_i``: label noise minus the part of the rank integral beyond the last feature (signed).
+
+Rank sums are evaluated as: the first :data:`N_DISCRETE` ranks exactly (rank ``m`` occupies the
+position cell ``[m-1, m]``, counted by its overlap with the interval), the rest by the midpoint
+rule (position ``p`` is rank ``p + 1/2``) with :data:`N_NODES`-point Gauss–Legendre in
+``log(p + 1/2)``.
+
+Variants (the ``variant`` option):
+
+* ``"full"`` (default), ``4K + 5`` parameters: per domain ``b`` (capacity exponent), ``c``
+  (capacity amplitude), ``α`` (spectral exponent: how fast a rank is learned), ``E``; shared
+  ``H`` (head), ``ν`` (units of ``N`` per feature), ``δ`` (learning per token), ``η`` (SGD noise
+  per step) and ``θ``: sample efficiency grows with model size, :math:`s \propto (N/\nu)^\theta`
+  (a larger model extracts more per token; ``θ = 0`` is the linear theory).
+* ``"linear"``: ``θ = 0``, ``4K + 4`` parameters (one-pass SGD on a linear model exactly).
+* ``"tied"``: the linear theory's ties ``b_i = α_i + β − 1`` and ``ω_i = 1`` (so
+  ``c_i = ν^{b_i}/b_i``), ``θ = 0``: per domain ``α, E``; shared ``β, H, ν, δ, η``: ``2K + 5``.
+
+Units: ``N``, ``H`` and ``ν`` in the law units of ``N``; ``D`` in law units of tokens. ``η < 1/2``
+(a sigmoid), since the noise floor needs ``2η a < 1`` at the top rank ``a = 1``.
+
+Zero weights: ``h_i = 0`` keeps the head (``x_i = H``) and learns it from the other domains; the
+own tail is unlearned, so the loss is finite without any floor.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._allocation import log_allocation
+from ._base import AbstractLaw, DataSummary
+from ._registry import register_law
+from ._terms import (
+    EXPONENT_RANGE,
+    check_mixture,
+    in_mixture_targets,
+    log_range,
+    log_uniform,
+    uniform,
+)
+
+__all__ = ["SpectralLaw", "rank_nodes"]
+
+VARIANTS = ("full", "linear", "tied")
+
+#: Ranks summed exactly before the midpoint rule takes over (the top ranks carry the largest
+#: eigenvalues, where a continuum is worst).
+N_DISCRETE = 3
+#: Gauss–Legendre nodes of the continuum part of each rank integral: a cost/accuracy choice (a
+#: fit's cost is mostly the forward-mode Jacobian over these nodes). ``tests/test_spectral.py``
+#: holds the loss within 1e-5 relative of a 200-node reference at the linear theory's values.
+N_NODES = 16
+
+
+@functools.cache
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n``-point Gauss–Legendre nodes and weights on ``[-1, 1]``."""
+    return np.polynomial.legendre.leggauss(n)
+
+
+#: Each variant's fitted parameters: natural name -> raw field.
+PARAMETERS = {
+    "full": {"b": "log_b", "c": "log_c", "alpha": "log_alpha_minus_1", "E": "E", "H": "log_H",
+             "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit", "theta": "theta"},
+    "linear": {"b": "log_b", "c": "log_c", "alpha": "log_alpha_minus_1", "E": "E",
+               "H": "log_H", "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit"},
+    "tied": {"alpha": "log_alpha_minus_1", "beta": "log_beta", "E": "E", "H": "log_H",
+             "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit"},
+}
+
+
+def rank_nodes(lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""Ranks ``u`` and weights ``w`` with :math:`\sum w f(u) \approx \sum_{\text{ranks in }[lo,
+    hi]} f` for a smooth ``f``, over the position interval ``[lo, hi]`` (features, ``lo <= hi``).
+
+    The first :data:`N_DISCRETE` ranks ``m`` are exact points weighted by the length of
+    ``[m-1, m] ∩ [lo, hi]``; beyond, ``∫ f(p + 1/2) dp`` by Gauss–Legendre in ``log(p + 1/2)``.
+    Returns two arrays of shape ``(N_DISCRETE + N_NODES,)``; differentiable in ``lo`` and ``hi``.
+    (The node count is read when the law is traced.)
+    """
+    gl_x, gl_w = _gauss_legendre(N_NODES)
+    m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, hi, float))
+    w_disc = jnp.clip(jnp.minimum(hi, m) - jnp.maximum(lo, m - 1.0), 0.0, None)
+    t0 = jnp.log(jnp.maximum(lo, N_DISCRETE) + 0.5)
+    t1 = jnp.log(jnp.maximum(hi, N_DISCRETE) + 0.5)
+    half = 0.5 * (t1 - t0)
+    u = jnp.exp(t0 + half * (jnp.asarray(gl_x) + 1.0))
+    w = jnp.asarray(gl_w) * half * u
+    return jnp.concatenate([m, u]), jnp.concatenate([w_disc, w])
+
+
+def _tail_beyond(lo, b, omega):
+    r""":math:`\sum_{\text{ranks} > lo} \omega u^{-b-1}`: exact top ranks, then the midpoint
+    integral :math:`\omega (\max(lo, R) + 1/2)^{-b} / b`."""
+    m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, float))
+    w_disc = jnp.clip(m - jnp.maximum(lo, m - 1.0), 0.0, 1.0)
+    disc = jnp.sum(w_disc * jnp.exp(-(b + 1.0) * jnp.log(m)))
+    cont = jnp.exp(-b * jnp.log(jnp.maximum(lo, N_DISCRETE) + 0.5)) / b
+    return omega * (disc + cont)
+
+
+def _own_tail_terms(z, eta):
+    r"""Bias, noise integral and unkept loss of one domain's own tail, from
+    ``z = (lo, hi, b, α, ω, h, r)`` ``(7,)`` (``r``: learning per unit rate, :math:`δ (N/ν)^θ D`):
+
+    .. math::
+
+        \Big(\sum_{lo<u\le hi} \omega u^{-b-1} e^{-r h u^{-\alpha}},\;
+        \sum_{lo<u\le hi} \frac{u^{-\alpha}(1 - e^{-r h u^{-\alpha}})}{1 - 2\eta u^{-\alpha}},\;
+        \sum_{u>hi} \omega u^{-b-1}\Big)
+    """
+    lo, hi, b, alpha, omega, h, rate = (z[i] for i in range(7))
+    u, w = rank_nodes(lo, hi)
+    log_u = jnp.log(u)
+    a = jnp.exp(-alpha * log_u)
+    left = jnp.exp(-rate * h * a)
+    bias = jnp.sum(w * omega * jnp.exp(-(b + 1.0) * log_u) * left)
+    noise = jnp.sum(w * a * (1.0 - left) / (1.0 - 2.0 * eta * a))
+    return jnp.stack([bias, noise, _tail_beyond(hi, b, omega)])
+
+
+@jax.custom_jvp
+def _own_tail(z, eta):
+    """:func:`_own_tail_terms` as three scalars, with a compressed forward derivative.
+
+    Its forward derivative is the ``(3, 8)`` Jacobian in its own inputs (eight JVPs, computed once)
+    applied to the incoming tangents: an outer forward-mode Jacobian in the law's ``4K + 5``
+    parameters then costs eight JVPs of the tail per domain instead of ``4K + 5``. Values and
+    derivatives are those of :func:`_own_tail_terms`; the rule is linear in the tangents, so
+    reverse mode works through it too.
+    """
+    out = _own_tail_terms(z, eta)
+    return out[0], out[1], out[2]
+
+
+@_own_tail.defjvp
+def _own_tail_jvp(primals, tangents):
+    z, eta = primals
+    dz, deta = tangents
+    x = jnp.concatenate([z, eta[None]])
+
+    def terms(x):
+        return _own_tail_terms(x[:-1], x[-1])
+
+    out, lin = jax.linearize(terms, x)
+    jac = jax.vmap(lin, out_axes=1)(jnp.eye(x.shape[0], dtype=x.dtype))      # (3, 8)
+    d_out = jac @ jnp.concatenate([dz, jnp.reshape(deta, (1,))])
+    return (out[0], out[1], out[2]), (d_out[0], d_out[1], d_out[2])
+
+
+# A candidate: fitted, saved and tested like every law, but not yet in the experiments' law lists
+# (their committed results do not include it; see mixscale.laws._registry).
+@register_law(candidate=True)
+class SpectralLaw(AbstractLaw):
+    """Capacity allocation + rank-by-rank SGD learning with shared-head transfer and noise
+    coupling; formula, parameters and variants in the module docstring.
+
+    Attributes:
+        targets: training-domain index of each of the ``M`` targets (static).
+        variant: ``"full"``, ``"linear"`` or ``"tied"`` (static).
+    """
+
+    name: ClassVar[str] = "spectral"
+    uses_scale: ClassVar[bool] = True
+    variants: ClassVar[tuple[str, ...]] = VARIANTS
+    # Every parameter reaches every target: E_i and the spectra feed the SGD noise of all
+    # domains, and b, c, α the shared allocation and head.
+    per_target_fields: ClassVar[tuple[str, ...]] = ()
+
+    log_alpha_minus_1: jax.Array
+    E: jax.Array
+    log_H: jax.Array
+    log_nu: jax.Array
+    log_delta: jax.Array
+    eta_logit: jax.Array
+    log_b: jax.Array | None = None
+    log_c: jax.Array | None = None
+    theta: jax.Array | None = None
+    log_beta: jax.Array | None = None
+    targets: tuple[int, ...] = eqx.field(static=True, default=())
+    variant: str = eqx.field(static=True, default="full")
+
+    def __check_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        fields = PARAMETERS[self.variant].values()
+        unused = [f for f in ("log_b", "log_c", "theta", "log_beta") if f not in fields
+                  and getattr(self, f) is not None]
+        if unused:
+            raise ValueError(f"variant {self.variant!r} does not use {unused}")
+        k = jnp.shape(self.log_alpha_minus_1)
+        shapes = {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "E": k}
+        for f in fields:
+            if getattr(self, f) is None:
+                raise ValueError(f"variant {self.variant!r} needs {f}")
+            if jnp.shape(getattr(self, f)) != shapes.get(f, ()):
+                raise ValueError(f"{f} must have shape {shapes.get(f, ())}, got "
+                                 f"{jnp.shape(getattr(self, f))}")
+        if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
+            raise ValueError(f"targets {self.targets} must index the {k} training domains")
+
+    # ----------------------------------------------------------- natural parameters
+    @property
+    def alpha(self) -> jax.Array:
+        """Spectral exponents ``α_i > 1`` ``(K,)``: rank ``u`` has eigenvalue ``u^(-α_i)``."""
+        return 1.0 + jnp.exp(self.log_alpha_minus_1)
+
+    @property
+    def beta(self) -> jax.Array:
+        """Source exponent ``β`` (tied variant only)."""
+        return jnp.exp(self.log_beta)
+
+    @property
+    def b(self) -> jax.Array:
+        """Capacity exponents ``(K,)``; tied: ``α + β − 1``."""
+        if self.variant == "tied":
+            return self.alpha + self.beta - 1.0
+        return jnp.exp(self.log_b)
+
+    @property
+    def c(self) -> jax.Array:
+        """Capacity amplitudes ``(K,)`` (loss beyond rank ``x`` is ``c x^(-b)``); tied:
+        ``ν^b / b``."""
+        if self.variant == "tied":
+            b = self.b
+            return jnp.exp(b * self.log_nu) / b
+        return jnp.exp(self.log_c)
+
+    @property
+    def H(self) -> jax.Array:
+        """Shared head (units of ``N``)."""
+        return jnp.exp(self.log_H)
+
+    @property
+    def nu(self) -> jax.Array:
+        """Units of ``N`` per feature."""
+        return jnp.exp(self.log_nu)
+
+    @property
+    def delta(self) -> jax.Array:
+        """Learning per unit of ``D`` (``2γ`` per SGD sample in the simulator)."""
+        return jnp.exp(self.log_delta)
+
+    @property
+    def eta(self) -> jax.Array:
+        """SGD noise strength ``η ∈ (0, 1/2)`` (``γ/2`` for batch 1 in the simulator)."""
+        return 0.5 * jax.nn.sigmoid(self.eta_logit)
+
+    @property
+    def sample_efficiency(self) -> jax.Array:
+        """``θ``: learning per token grows as ``(N/ν)^θ`` (0 for the linear variants)."""
+        return jnp.zeros(()) if self.theta is None else self.theta
+
+    @property
+    def n_train_domains(self) -> int:
+        """``K``, the number of training domains."""
+        return int(np.shape(self.log_alpha_minus_1)[0])
+
+    # ------------------------------------------------------------------ prediction
+    def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
+        """The capacity allocation ``x*(h, N)``, shape ``(K,)`` (units of ``N``)."""
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
+
+    def components(self, h: jax.Array, N: jax.Array, D: jax.Array) -> dict[str, jax.Array]:
+        """The pieces of the formula for every training domain: ``x`` (allocation), ``U``
+        (unkept ranks), ``B_head``, ``B_tail`` (bias of kept ranks), ``M`` ``(K, K)`` (noise
+        coupling), ``own = E + U + B`` and ``loss`` ``(K,)``."""
+        h = check_mixture(h, self.n_train_domains)
+        b, c, alpha, nu, eta = self.b, self.c, self.alpha, self.nu, self.eta
+        x = self.allocation(h, N)
+        # A model smaller than the head keeps only N of it (the allocation then gives x_i = H).
+        head = jnp.minimum(self.H, N)
+        u_head = head / nu
+        u_x = (x - self.H + head) / nu
+        omega = b * c * jnp.exp(-b * self.log_nu)
+        rate = self.delta * D * jnp.exp(self.sample_efficiency * (jnp.log(N) - self.log_nu))
+
+        # Shared head: taught by every domain at the summed rate T, noise fed by every domain.
+        u, w = rank_nodes(jnp.zeros_like(u_head), u_head)
+        log_u = jnp.log(u)
+        a = jnp.exp(-alpha[:, None] * log_u[None, :])                 # (K, n)
+        T = h @ a
+        Q = h @ (a * a)
+        left = jnp.exp(-rate * T)
+        f = omega[:, None] * jnp.exp(-(b[:, None] + 1.0) * log_u[None, :])
+        b_head = (f * (w * left)[None, :]).sum(1)
+        g = w * (1.0 - left) / (T - 2.0 * eta * Q)
+        # M_ij = h_j Σ_u a_i a_j g: the products a_i a_j do not depend on the run (computed once
+        # per evaluation of a table, and so are their derivatives).
+        m_head = jnp.einsum("ijn,n->ij", a[:, None, :] * a[None, :, :], g) * h[None, :]
+
+        # Own tails: taught by the domain's own share only.
+        inputs = jnp.stack(jnp.broadcast_arrays(u_head, jnp.maximum(u_x, u_head), b, alpha,
+                                                omega, h, rate), axis=-1)          # (K, 7)
+        b_tail, m_tail, unkept = jax.vmap(_own_tail, in_axes=(0, None))(inputs, eta)
+        own = self.E + unkept + b_head + b_tail
+        m = m_head + jnp.diag(m_tail)
+        loss = jnp.linalg.solve(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own)
+        return {"x": x, "U": unkept, "B_head": b_head, "B_tail": b_tail, "M": m, "own": own,
+                "loss": loss}
+
+    def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
+        """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
+        return self.components(h, N, D)["loss"][jnp.asarray(self.targets)]
+
+    def natural_parameters(self) -> dict[str, jax.Array]:
+        """The variant's fitted parameters in natural units (names of :data:`PARAMETERS`)."""
+        out = {}
+        for name in PARAMETERS[self.variant]:
+            out[name] = self.sample_efficiency if name == "theta" else getattr(self, name)
+        return out
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_params(cls, *, targets: Sequence[int] | None = None, variant: str = "full",
+                    **params) -> SpectralLaw:
+        """A law from natural parameters, by the names of :data:`PARAMETERS` (``alpha > 1``,
+        ``0 < eta < 1/2``, ``E`` and ``theta`` any real, the rest positive)."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        wanted = PARAMETERS[variant]
+        extra = sorted(set(params) - set(wanted))
+        missing = [p for p in wanted if params.get(p) is None]
+        if extra or missing:
+            raise ValueError(f"variant {variant!r} takes parameters {list(wanted)}; "
+                             f"missing {missing}, unknown {extra}")
+        p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
+        if not bool(jnp.all(p["alpha"] > 1.0)):
+            raise ValueError(f"parameter 'alpha' must be > 1, got {params['alpha']!r}")
+        if not bool(jnp.all((p["eta"] > 0) & (p["eta"] < 0.5))):
+            raise ValueError(f"parameter 'eta' must lie in (0, 1/2), got {params['eta']!r}")
+        for name in ("b", "c", "H", "nu", "delta", "beta"):
+            if name in p and not bool(jnp.all(p[name] > 0)):
+                raise ValueError(f"parameter {name!r} must be positive, got {params[name]!r}")
+        fields = {"log_alpha_minus_1": jnp.log(p["alpha"] - 1.0), "E": p["E"],
+                  "log_H": jnp.log(p["H"]), "log_nu": jnp.log(p["nu"]),
+                  "log_delta": jnp.log(p["delta"]),
+                  "eta_logit": jnp.log(2 * p["eta"]) - jnp.log1p(-2 * p["eta"])}
+        if variant == "tied":
+            fields["log_beta"] = jnp.log(p["beta"])
+        else:
+            fields.update(log_b=jnp.log(p["b"]), log_c=jnp.log(p["c"]))
+        if variant == "full":
+            fields["theta"] = p["theta"]
+        k = fields["E"].shape[0]
+        targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
+        return cls(targets=targets, variant=variant, **fields)
+
+    @classmethod
+    def targets_for(cls, train_domains, loss_domains, **options) -> tuple[str, ...]:
+        """In-mixture loss domains only: a domain's loss is built from its own spectrum."""
+        return in_mixture_targets(train_domains, loss_domains)
+
+    @classmethod
+    def n_parameters(cls, n_train_domains: int, n_targets: int, *,
+                     variant: str = "full") -> int:
+        """``4K + 5`` (full), ``4K + 4`` (linear), ``2K + 5`` (tied), whatever ``M``."""
+        del n_targets
+        k = n_train_domains
+        return {"full": 4 * k + 5, "linear": 4 * k + 4, "tied": 2 * k + 5}[variant]
+
+    @classmethod
+    def parameter_bounds(cls, summary: DataSummary, *,
+                         variant: str = "full") -> dict[str, tuple[float, float]]:
+        """``b ∈`` :data:`~mixscale.laws._terms.EXPONENT_RANGE`; ``α − 1 ∈ [0.01, 2]`` (spectra
+        ``u^(−α)`` with ``1 < α ≤ 3``); ``β ∈ [0.01, 1]``; the head ``H ∈ [10⁻³ N_min, N_max]``
+        (a model smaller than the head keeps ``N`` of it, so the data can show a head larger
+        than the smallest model, not one larger than the largest); a feature
+        ``ν ∈ [10⁻⁴, 1]·N_min`` (the smallest model holds at least one); ``θ ∈ [0, 1]`` (a
+        larger model learns no slower per token, and at most in proportion to its size); ``E``
+        within ``±`` the largest loss (the label noise less the rank integral beyond the last
+        feature, which can exceed it)."""
+        n_min, n_max = summary.model_size
+        big = float(np.max(summary.loss_max))
+        bounds = {"log_alpha_minus_1": log_range(0.01, 2.0), "E": (-big, big),
+                  "log_H": log_range(1e-3 * n_min, n_max), "log_nu": log_range(1e-4 * n_min,
+                                                                               n_min)}
+        if variant == "tied":
+            bounds["log_beta"] = log_range(0.01, 1.0)
+        else:
+            bounds["log_b"] = log_range(*EXPONENT_RANGE)
+        if variant == "full":
+            bounds["theta"] = (0.0, 1.0)
+        return bounds
+
+    @classmethod
+    def nested(cls, *, variant: str = "full") -> tuple:
+        """``()``: no embedding is declared yet (``linear`` is ``full`` at ``θ = 0``)."""
+        del variant
+        return ()
+
+    @classmethod
+    def init(cls, key, summary: DataSummary, *, variant: str = "full") -> SpectralLaw:
+        """A random initial law for one restart, scaled to the data.
+
+        ``α − 1 ∈ [0.2, 1.5]``, ``b ∈ [0.1, 1.5]`` (tied: ``β ∈ [0.01, 0.5]``) log-uniform;
+        ``H ∈ [10⁻³, 0.5]·N_min``, ``ν ∈ [10⁻³, 0.3]·N_min`` log-uniform; ``c`` so that the loss
+        beyond the allocation at the middle size is a ``[0.05, 0.5]`` fraction of the mean loss;
+        ``δ`` so that the rank at the middle allocation ``N_mid/K`` has ``s ∈ [0.3, 30]`` at the
+        middle budget; ``η ∈ [0.01, 0.1]``; ``θ ∈ [0, 0.3]``; ``E`` a
+        ``[0.2, 0.8]`` fraction of the smallest loss.
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        targets = summary.target_index
+        k = len(summary.train_domains)
+        keys = jax.random.split(key, 10)
+        lo_n, hi_n = summary.model_size
+        d_mid = float(np.sqrt(summary.tokens[0] * summary.tokens[1]))
+        n_mid = float(np.sqrt(lo_n * hi_n))
+        # A training domain without a loss column still feeds the noise: it takes mean scales.
+        mid = jnp.asarray(0.5 * (summary.loss_min + summary.loss_max))
+        loss = jnp.full(k, jnp.mean(mid)).at[jnp.asarray(targets)].set(mid)
+        low = jnp.asarray(summary.loss_min)
+        e_scale = jnp.full(k, jnp.mean(low)).at[jnp.asarray(targets)].set(low)
+        fields = {
+            "log_alpha_minus_1": log_uniform(keys[0], 0.2, 1.5, (k,)),
+            "E": uniform(keys[1], 0.2, 0.8, (k,)) * e_scale,
+            "log_H": jnp.log(lo_n) + log_uniform(keys[2], 1e-3, 0.5, ()),
+            "log_nu": jnp.log(lo_n) + log_uniform(keys[3], 1e-3, 0.3, ()),
+            "eta_logit": jax.scipy.special.logit(2 * uniform(keys[5], 0.01, 0.1, ())),
+        }
+        # δ such that the rank at the middle allocation is partly learned at the middle budget
+        # (s = δ D_mid (x_mid/ν)^(-ᾱ) ∈ [0.3, 30]): the top ranks learned, the last not.
+        alpha_bar = 1.0 + jnp.mean(jnp.exp(fields["log_alpha_minus_1"]))
+        fields["log_delta"] = (log_uniform(keys[4], 0.3, 30.0, ()) - np.log(d_mid)
+                               + alpha_bar * (np.log(n_mid / k) - fields["log_nu"]))
+        if variant == "tied":
+            fields["log_beta"] = log_uniform(keys[6], 0.01, 0.5, ())
+        else:
+            log_b = log_uniform(keys[6], 0.1, 1.5, (k,))
+            frac = uniform(keys[7], 0.05, 0.5, (k,))
+            fields.update(log_b=log_b,
+                          log_c=jnp.log(frac * loss) + jnp.exp(log_b) * np.log(n_mid / k))
+        if variant == "full":
+            fields["theta"] = uniform(keys[8], 0.0, 0.3, ())
+        return cls(targets=targets, variant=variant, **fields)
