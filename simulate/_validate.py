@@ -107,6 +107,11 @@ def _limits(model: DisjointTailModel, mixtures, sizes, batch_size: int, exact: b
 _limits_jit = eqx.filter_jit(_limits)
 
 
+def _bucket(n: int) -> int:
+    """The least power of two ``>= n`` (``n >= 1``)."""
+    return 1 << (int(n) - 1).bit_length()
+
+
 def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixtures, sizes,
                    n_steps: int, batch_size: int) -> np.ndarray:
     """Raise a ``ValueError`` stating the stable range unless every step of ``schedule`` is
@@ -124,11 +129,16 @@ def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixture
     sizes = np.asarray(sizes)
     lr_max = float(schedule.max_lr(n_steps))
     # A cheap certificate first (a lower bound within 2x of the limit); the exact bisection
-    # only when it cannot certify every pair (for all pairs: one compiled shape per batch).
-    args = (model, jnp.asarray(mixtures, dtype), jnp.asarray(sizes), batch_size)
-    limits = np.asarray(_limits_jit(*args, False))
+    # only when it cannot certify every pair (for all pairs at once). Both axes are padded to a
+    # power of two (with copies of the first entry) and cut back, so a few compiled shapes serve
+    # every batch.
+    m, s = mixtures.shape[0], sizes.shape[0]
+    padded = (np.concatenate([mixtures, np.repeat(mixtures[:1], _bucket(m) - m, axis=0)]),
+              np.concatenate([sizes, np.repeat(sizes[:1], _bucket(s) - s)]))
+    args = (model, jnp.asarray(padded[0], dtype), jnp.asarray(padded[1]), batch_size)
+    limits = np.asarray(_limits_jit(*args, False))[:m, :s]
     if not np.all(lr_max < limits):
-        limits = np.asarray(_limits_jit(*args, True))
+        limits = np.asarray(_limits_jit(*args, True))[:m, :s]
     worst = np.unravel_index(int(np.argmin(limits)), limits.shape)
     limit = float(limits[worst])
     if not lr_max < limit:

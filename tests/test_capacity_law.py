@@ -91,21 +91,27 @@ def test_gradients_match_finite_differences(variant):
     h = np.array([0.002, 0.298, 0.3, 0.4])  # domain 0 sits on the floor x = H, the rest do not
     x = np.asarray(law.allocation(h, 12.0))
     assert x[0] == pytest.approx(float(law.H)) and np.all(x[1:] > 1.01 * float(law.H))
-    for f, x in ((lambda v: law.predict(v, 12.0, 5.0), h),
-                 (lambda n: law.predict(h, n, 5.0), np.float64(12.0)),
-                 (lambda d: law.predict(h, 12.0, d), np.float64(5.0))):
-        assert_grad_matches_fd(f, x, rtol=1e-5, jit=True)
     params, static = eqx.partition(law, eqx.is_inexact_array)
     names = [n for n in ("log_b", "log_c", "log_H", "log_E", "log_A", "log_a",
                          "log_alpha_minus_1", "log_beta", "log_kappa")
              if getattr(law, n) is not None]
     assert "log_H" in names
-    for name in names:
-        def f(v, name=name):
-            return eqx.combine(eqx.tree_at(lambda p: getattr(p, name), params, v),
-                               static).predict(h, 12.0, 5.0)
+    # One function of (h, N, D, every entry of every named parameter) stacked: one compiled
+    # function and Jacobian, each column still compared with its own central difference.
+    values = [np.asarray(getattr(law, name)) for name in names]
+    bounds = np.cumsum([6] + [v.size for v in values])
 
-        assert_grad_matches_fd(f, np.asarray(getattr(law, name)), rtol=1e-5, jit=True)
+    def f(z):
+        new = [z[lo:hi].reshape(v.shape) for lo, hi, v in zip(bounds[:-1], bounds[1:], values,
+                                                               strict=True)]
+        law_z = eqx.combine(eqx.tree_at(lambda p: [getattr(p, n) for n in names], params, new),
+                            static)
+        return law_z.predict(z[:4], z[4], z[5])
+
+    z = np.concatenate([h, [12.0, 5.0], *[v.ravel() for v in values]])
+    labels = [f"h[{i}]" for i in range(4)] + ["N", "D"] + [
+        f"{n}[{i}]" for n, v in zip(names, values, strict=True) for i in range(v.size)]
+    assert_grad_matches_fd(f, z, rtol=1e-5, jit=True, err_msg=f"columns: {labels}")
 
 
 def test_bad_construction_is_refused():

@@ -93,20 +93,25 @@ def test_recovers_planted_law_through_fit(spec, rng):
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_gradients_match_finite_differences(spec):
+    """The Jacobian of ``predict`` with respect to ``h``, ``N``, ``D`` and every parameter
+    entry, against central differences entry by entry: one function of all of them stacked
+    (each column is still moved alone, by its own step), so one compilation per law."""
     law = _planted(spec)
     h, N, D = np.array([0.2, 0.3, 0.5]), np.float64(17.0), np.float64(2.5)
-    assert_grad_matches_fd(lambda v: law.predict(v, N, D), h, jit=True)
-    assert_grad_matches_fd(lambda n: law.predict(h, n, D), N, jit=True)
-    assert_grad_matches_fd(lambda d: law.predict(h, N, d), D, jit=True)
     params, static = eqx.partition(law, eqx.is_inexact_array)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaves = jax.tree_util.tree_leaves(params)
     assert sum(np.size(leaf) for leaf in leaves) == spec.n_parameters(K, K)
-    for j, leaf in enumerate(leaves):
-        def f(v, j=j):
-            new = [v if i == j else x for i, x in enumerate(leaves)]
-            return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static).predict(h, N, D)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    assert flat.size == spec.n_parameters(K, K)
 
-        assert_grad_matches_fd(f, np.asarray(leaf), jit=True)
+    def f(z):  # z = (h, N, D, every parameter entry)
+        return eqx.combine(unravel(z[K + 2:]), static).predict(z[:K], z[K], z[K + 1])
+
+    z = np.concatenate([h, [N, D], np.asarray(flat)])
+    labels = [f"h[{i}]" for i in range(K)] + ["N", "D"] + [
+        jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
+            params)[0] for _ in range(np.size(leaf))]
+    assert_grad_matches_fd(f, z, jit=True, err_msg=f"columns: {labels}")
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)

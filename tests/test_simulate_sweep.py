@@ -135,7 +135,7 @@ def test_optimal_mixture_two_domains_against_a_dense_line(method):
 def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences():
     """The gradient search and the compass search land on the same optimum (K = 4, a step
     decay), and the exact gradient within a piece matches central differences."""
-    from simulate._optimum import _derivatives, _objective
+    from simulate._optimum import _CHUNK, _derivatives, _objective
 
     model = sim.DisjointTailModel(jnp.array([1.3, 1.8, 2.2, 2.9]), beta=0.1,
                                   sigma2=jnp.array([0.1, 0.2, 0.05, 0.15]), head=4, tail=30)
@@ -144,16 +144,23 @@ def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences(
     compass = sim.optimal_mixture(model, n, steps, schedule, method="compass")
     assert float(grad.loss) <= float(compass.loss) + 1e-12
     assert np.abs(np.asarray(grad.weights) - np.asarray(compass.weights)).max() < 2e-3
-    h = jnp.asarray([[0.4, 0.3, 0.2, 0.1]])
-    target = jnp.full(4, 0.25)
-    args = (model, jnp.asarray(n), schedule, (steps,), 1, target)
-    g, hess = (np.asarray(x)[0] for x in _derivatives(model, h, *args[1:]))
+    h = np.asarray([0.4, 0.3, 0.2, 0.1])
+    target = jnp.asarray(np.full(4, 0.25))  # not weakly typed, as optimal_mixture's
+    # The arguments exactly as optimal_mixture passes them, in batches of the sizes its search
+    # used (8 starts; _CHUNK mixtures), so both kernels are the ones the search compiled.
+    args = (jnp.asarray(np.int64(n)), schedule, (steps,), 1, target)
+    g, hess = (np.asarray(x)[0] for x in _derivatives(model, jnp.tile(h, (8, 1)), *args))
     eps = 1e-6
+    moves = []
     for i, j in [(0, 1), (2, 3)]:
         d = np.zeros(4)
         d[i], d[j] = eps, -eps  # a move within the simplex and (small) within the piece
-        f = [float(_objective(model, h + s * d, *args[1:])[0][0]) for s in (1, -1)]
-        np.testing.assert_allclose((f[0] - f[1]) / 2, g @ d, rtol=1e-6)
+        moves.append(d)
+    points = np.tile(h, (_CHUNK, 1))
+    points[:4] = [h + moves[0], h - moves[0], h + moves[1], h - moves[1]]
+    f = np.asarray(_objective(model, jnp.asarray(points), *args)[0])
+    for m, d in enumerate(moves):
+        np.testing.assert_allclose((f[2 * m] - f[2 * m + 1]) / 2, g @ d, rtol=1e-6)
         np.testing.assert_allclose(hess, hess.T, rtol=1e-8, atol=1e-12)
     with pytest.raises(ValueError, match="method must be one of"):
         sim.optimal_mixture(model, n, steps, schedule, method="nelder-mead")
