@@ -44,19 +44,35 @@ def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.
     """Euclidean projection of ``v`` ``(K,)`` onto ``{h: Σh = 1, lower ≤ h ≤ upper}``.
 
     Assumes the set is non-empty (``Σ lower ≤ 1 ≤ Σ upper``, ``lower ≤ upper``).
+
+    The projection is ``clip(v − τ, lower, upper)`` where ``f(τ) = Σ clip(v − τ, lower, upper)``
+    equals 1. ``f`` is piecewise linear and non-increasing with breakpoints ``v − upper`` and
+    ``v − lower``: it is evaluated at all ``2K`` of them, ``τ`` lies between the largest with
+    ``f ≥ 1`` and the smallest with ``f ≤ 1`` (``O(K²)``), where ``f`` is linear; bisection
+    inside that bracket finds it to rounding. ``v`` is first shifted by its largest entry (the
+    projection does not change). A search step can make ``v`` of order 1e30: a bisection over
+    ``[min(v − upper), max(v − lower)]`` could then not resolve the weights and returned two
+    coordinates at their caps (a "mixture" summing to 2).
     """
-    lo_tau = jnp.min(v - upper) - 1.0
-    hi_tau = jnp.max(v - lower) + 1.0
+    v = v - jnp.max(v)
+
+    def total(tau):
+        return jnp.sum(jnp.clip(v - tau, lower, upper))
+
+    breaks = jnp.concatenate([v - upper, v - lower])
+    at = jax.vmap(total)(breaks)
+    lo = jnp.max(jnp.where(at >= 1.0, breaks, -jnp.inf))
+    hi = jnp.min(jnp.where(at <= 1.0, breaks, jnp.inf))
+    lo, hi = jnp.minimum(lo, hi), jnp.maximum(lo, hi)
 
     def body(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        too_big = jnp.sum(jnp.clip(v - mid, lower, upper)) > 1.0
-        return jnp.where(too_big, mid, lo), jnp.where(too_big, hi, mid)
+        a, b = bracket
+        mid = 0.5 * (a + b)
+        too_big = total(mid) > 1.0
+        return jnp.where(too_big, mid, a), jnp.where(too_big, b, mid)
 
-    lo, hi = lax.fori_loop(0, _BISECTION_STEPS, body, (lo_tau, hi_tau))
-    tau = 0.5 * (lo + hi)
-    return jnp.clip(v - tau, lower, upper)
+    lo, hi = lax.fori_loop(0, _BISECTION_STEPS, body, (lo, hi))
+    return jnp.clip(v - 0.5 * (lo + hi), lower, upper)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,3 +95,14 @@ def test_bad_input_is_refused():
         optimal_mixture(law, -1.0, 1.0)
     with pytest.raises(ValueError, match="non-negative"):
         optimal_mixture(law, 10.0, 1.0, target_weights=[-1.0, 2.0])
+
+
+def test_projection_of_a_huge_vector_is_still_a_mixture():
+    """A search step of 1e12 times a large gradient gives entries of order 1e30: the projection
+    still sums to 1 (it returned two coordinates at their cap of 1 before ``v`` was shifted)."""
+    v = jnp.asarray([0.0, -3e29, 1e30, 1e30])
+    p = np.asarray(project_to_simplex(v, jnp.zeros(4), jnp.ones(4)))
+    np.testing.assert_allclose(p, [0.0, 0.0, 0.5, 0.5], atol=1e-12)
+    q = np.asarray(project_to_simplex(jnp.asarray([1e30, 2.0, 1e30 + 1e15, 0.0]), jnp.zeros(4),
+                                      jnp.ones(4)))
+    assert abs(q.sum() - 1.0) < 1e-12 and np.all(q >= 0) and np.all(q <= 1)
