@@ -378,8 +378,9 @@ def _cmd_fit(args) -> int:
               "law's parameter_bounds): the data do not pin them down there")
     _print_parameters(res)
     print(f"training objective {res.objective:.6g}"
-          + ("" if res.law_converged else " (the fitted law did not pass the convergence test: "
-             "try more --restarts or check the table)")
+          + ("" if res.law_converged else " (not converged: the gradient test failed at the step "
+             "limit; a parameter may be drifting towards an unbounded limit, see the table "
+             "above)")
           + "".join(f"; nested {label}: {value:.6g}"
                     for label, value in res.nested_objectives.items()))
     _print_metrics("train", res.train_metrics)
