@@ -47,6 +47,7 @@ from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
+    check_variant_fields,
     check_weight_floor,
     floored_log,
     in_mixture_targets,
@@ -112,22 +113,13 @@ class CapacityLaw(AbstractLaw):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         check_weight_floor(self.weight_floor)
-        fields = PARAMETERS[self.variant].values()
-        unused = [f for f in ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
-                              "log_beta", "log_kappa") if f not in fields
-                  and getattr(self, f) is not None]
-        if unused:
-            raise ValueError(f"variant {self.variant!r} does not use {unused}")
         k = jnp.shape(getattr(self, "log_alpha_minus_1" if self.variant == "tied" else "log_b"))
         m = (len(self.targets),)
         shapes = {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "log_A": m, "log_a": m,
                   "log_E": m, "log_H": (), "log_beta": (), "log_kappa": ()}
-        for f in fields:
-            if getattr(self, f) is None:
-                raise ValueError(f"variant {self.variant!r} needs {f}")
-            if jnp.shape(getattr(self, f)) != shapes[f]:
-                raise ValueError(f"{f} must have shape {shapes[f]}, got "
-                                 f"{jnp.shape(getattr(self, f))}")
+        check_variant_fields(self, PARAMETERS[self.variant].values(),
+                             ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
+                              "log_beta", "log_kappa"), shapes)
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
 

@@ -67,6 +67,7 @@ from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
+    check_variant_fields,
     in_mixture_targets,
     log_range,
     log_uniform,
@@ -217,19 +218,10 @@ class SpectralLaw(AbstractLaw):
     def __check_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
-        fields = PARAMETERS[self.variant].values()
-        unused = [f for f in ("log_b", "log_c", "theta", "log_beta") if f not in fields
-                  and getattr(self, f) is not None]
-        if unused:
-            raise ValueError(f"variant {self.variant!r} does not use {unused}")
         k = jnp.shape(self.log_alpha_minus_1)
-        shapes = {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "E": k}
-        for f in fields:
-            if getattr(self, f) is None:
-                raise ValueError(f"variant {self.variant!r} needs {f}")
-            if jnp.shape(getattr(self, f)) != shapes.get(f, ()):
-                raise ValueError(f"{f} must have shape {shapes.get(f, ())}, got "
-                                 f"{jnp.shape(getattr(self, f))}")
+        check_variant_fields(self, PARAMETERS[self.variant].values(),
+                             ("log_b", "log_c", "theta", "log_beta"),
+                             {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "E": k})
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
 

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["EXPONENT_RANGE", "check_mixture", "check_weight_floor", "every_target", "floored_log",
-           "in_mixture_targets", "log_range", "log_uniform", "positive", "uniform", "weight_power"]
+__all__ = ["EXPONENT_RANGE", "check_mixture", "check_variant_fields", "check_weight_floor",
+           "every_target", "floored_log", "in_mixture_targets", "log_range", "log_uniform",
+           "positive", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -32,6 +33,22 @@ def in_mixture_targets(train_domains, loss_domains) -> tuple[str, ...]:
     """``targets_for`` of a law that predicts a domain's loss from its own weight: the loss
     domains that are training domains, in order."""
     return tuple(s for s in loss_domains if s in train_domains)
+
+
+def check_variant_fields(law, used, optional, shapes) -> None:
+    """Raise ``ValueError`` unless the law's variant has exactly its fields: every field in
+    ``used`` is set with the shape ``shapes.get(field, ())``, and no field of ``optional`` that
+    the variant does not use is set (``None`` marks a field a variant leaves out)."""
+    used = tuple(used)
+    unused = [f for f in optional if f not in used and getattr(law, f) is not None]
+    if unused:
+        raise ValueError(f"variant {law.variant!r} does not use {unused}")
+    for f in used:
+        value = getattr(law, f)
+        if value is None:
+            raise ValueError(f"variant {law.variant!r} needs {f}")
+        if jnp.shape(value) != shapes.get(f, ()):
+            raise ValueError(f"{f} must have shape {shapes.get(f, ())}, got {jnp.shape(value)}")
 
 
 def check_weight_floor(value) -> None:
