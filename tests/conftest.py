@@ -1,5 +1,7 @@
 """Test configuration: float64 everywhere (the library itself never changes global config)."""
 
+import gc
+
 import jax
 import numpy as np
 import pytest
@@ -15,3 +17,16 @@ def tol(dtype=np.float64) -> float:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20260606)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module.
+
+    Each XLA CPU executable keeps a few memory mappings; a worker running half the suite
+    compiles thousands of programs, and past the kernel's ``vm.max_map_count`` (65530 by
+    default) LLVM's next mapping fails and the compiler crashes the worker (seen as a segfault
+    in ``backend_compile_and_load``). Tests within a module still share their compilations."""
+    yield
+    jax.clear_caches()
+    gc.collect()
