@@ -18,9 +18,9 @@ laws with many parameters, where LM's dense ``P × P`` solve gets expensive.
 
 The optimiser kernels are compiled once for a law class, its options, the table's shape, the
 ``vmap`` width ``min(chunk, n_restarts)``, ``rtol`` and ``max_steps``; later calls that agree on
-these reuse them (the small function drawing the initial laws is compiled on every call). A
-restart's result does not depend on the others; it can depend on ``chunk`` by rounding (see
-:mod:`mixscale._lm`).
+these reuse them (the small function drawing the initial laws is compiled once per law, options
+and training rows). A restart's result does not depend on the others; it can depend on
+``chunk`` by rounding (see :mod:`mixscale._lm`).
 
 With ``n_bootstrap = B``, the point fit is followed by ``B`` refits on mixture-resampled
 replicates of the table (:mod:`mixscale._bootstrap`), run through the same compiled solver and
@@ -173,6 +173,29 @@ def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str,
         notes.append(f"law {law_class.name!r} cannot predict {left_out} (not training domains); "
                      "those columns are ignored")
     return tuple(targets), notes
+
+
+_INIT_CACHE: dict = {}
+_INIT_CACHE_SIZE = 64
+
+
+def _initial_laws(law_class, summary: DataSummary, options) -> Callable:
+    """The compiled, vmapped ``law_class.init(key, summary, **options)`` over a batch of keys.
+
+    ``init`` reads the summary as Python numbers (it sets the draws' ranges), so the summary is
+    part of the compiled function; it is cached by the summary's values and the options, so
+    that refits on the same rows (nested variants, tests, bootstrap callers) compile it once."""
+    key = (law_class, tuple(sorted((k, repr(v)) for k, v in options.items())),
+           summary.train_domains, summary.targets, np.asarray(summary.loss_min).tobytes(),
+           np.asarray(summary.loss_max).tobytes(), tuple(summary.model_size),
+           tuple(summary.tokens))
+    fn = _INIT_CACHE.get(key)
+    if fn is None:
+        if len(_INIT_CACHE) >= _INIT_CACHE_SIZE:
+            _INIT_CACHE.pop(next(iter(_INIT_CACHE)))
+        fn = eqx.filter_jit(eqx.filter_vmap(lambda k: law_class.init(k, summary, **options)))
+        _INIT_CACHE[key] = fn
+    return fn
 
 
 def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
@@ -335,9 +358,14 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         model_size=(float(table.model_size.min()), float(table.model_size.max())),
         tokens=(float(table.tokens.min()), float(table.tokens.max())))
 
+    keys = jax.random.split(jax.random.key(seed), n_restarts)
+    params0, static = eqx.partition(_initial_laws(law_class, summary, options)(keys),
+                                    eqx.is_inexact_array)
+    starts = tuple(starts)
+    if starts:  # checked before any nested fit runs
+        _with_starts(params0, static, starts, law_class)
     nested_objectives = {}
     if nested:
-        starts = tuple(starts)
         for inner_options, embed in law_class.nested(**options):
             inner = fit(LawSpec(law_class, **inner_options), table,
                         n_restarts=max(1, n_restarts // 4),
@@ -346,9 +374,6 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                         use_bounds=use_bounds, nested=True, gtol=gtol)
             nested_objectives[inner.spec.label] = inner.objective
             starts += (embed(inner.law),)
-    keys = jax.random.split(jax.random.key(seed), n_restarts)
-    init = eqx.filter_jit(eqx.filter_vmap(lambda k: law_class.init(k, summary, **options)))
-    params0, static = eqx.partition(init(keys), eqx.is_inexact_array)
     if starts:
         params0 = _with_starts(params0, static, starts, law_class)
         n_restarts += len(starts)

@@ -332,7 +332,8 @@ def _cmd_fit(args) -> int:
 
     try:
         res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
-                  method=args.method, progress=report, n_bootstrap=args.bootstrap or 0)
+                  method=args.method, progress=report, n_bootstrap=args.bootstrap or 0,
+                  max_steps=args.max_steps, nested=args.nested)
     except RuntimeError as err:  # every restart failed: the data, not a bug
         raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
@@ -695,6 +696,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=_integer(0, MAX_SEED), default=0)
     f.add_argument("--restarts", type=_integer(1, MAX_RESTARTS), default=64)
     f.add_argument("--method", choices=("lm", "lbfgs"), default="lm")
+    f.add_argument("--max-steps", type=_integer(1, 10**7), metavar="S",
+                   help="iterations per restart at most (default: 1000 for lm, 5000 for lbfgs)")
+    f.add_argument("--no-nested", dest="nested", action="store_false",
+                   help="skip the fits of the variants nested in the law, whose best laws "
+                        "are otherwise added to the restarts (faster; the fit may then end "
+                        "above a nested variant)")
     f.add_argument("--out", help="write the fitted law to this JSON file")
     f.add_argument("--bootstrap", type=_integer(2, 4096), metavar="B",
                    help="refit B replicates with the training mixtures resampled (2..4096; "

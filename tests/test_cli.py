@@ -317,7 +317,7 @@ def test_fit_at_one_model_size_is_finite(capsys):
     fit ended with H on that bound, where the allocation solve gave NaN for every held-out
     prediction (tests/test_allocation.py checks the solve there)."""
     assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--restarts", "2",
-                 "--seed", "0", "--json"]) == 0
+                 "--seed", "0", "--no-nested", "--json"]) == 0
     out = _strict_json(capsys.readouterr().out)
     assert 0 < out["natural_parameters"]["H"] <= 200.0
     for key in ("mre", "mae", "rmse"):
@@ -369,7 +369,7 @@ def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
                         train_domains=names, loss_domains=names), csv)
     out_file = tmp_path / "k64.json"
     assert main(["fit", str(csv), "--restarts", "1", "--validation-fraction", "0.25",
-                 "--json", "--out", str(out_file)]) == 0
+                 "--no-nested", "--json", "--out", str(out_file)]) == 0
     out = _strict_json(capsys.readouterr().out)
     assert all(np.all(np.isfinite(v)) for v in out["natural_parameters"].values())
     for metrics in (out["train_metrics"], out["validation_metrics"]):
@@ -405,7 +405,7 @@ def test_losses_near_the_float64_limit_end_cleanly(tmp_path, capsys, law):
     csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n" + "".join(
         f"{w},{1 - w},1e8,5e9,1e308,1e308\n" for w in (0.2, 0.4, 0.6, 0.8)))
     rc = main(["fit", str(csv), "--law", law, "--restarts", "1", "--validation-fraction", "0",
-               "--json"])
+               "--no-nested", "--json"])
     captured = capsys.readouterr()
     if rc == 0:
         out = _strict_json(captured.out)

@@ -52,7 +52,7 @@ def test_recovers_planted_parameters_from_noiseless_output(rng):
 def test_lbfgs_method_also_fits(rng):
     law = _planted()
     res = ms.fit(CapacityLaw, _table(law, rng), n_restarts=4, seed=1, method="lbfgs",
-                 max_steps=3000)
+                 max_steps=3000, nested=False)
     assert res.train_metrics["mre"] < 1e-3
     assert res.method == "lbfgs"
 
@@ -60,12 +60,12 @@ def test_lbfgs_method_also_fits(rng):
 def test_fit_is_deterministic_and_compiles_once(rng):
     law = _planted()
     table = _table(law, rng)
-    first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
+    first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2, nested=False)
     assert num_traces(lm_start) >= 1 and num_traces(lm_advance) >= 1  # the counters count
     other = _table(law, rng)  # new values, the same shapes
     with assert_no_retrace(lm_start, lm_advance):
-        second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2)
-        ms.fit(CapacityLaw, other, n_restarts=4, seed=4, chunk=2)
+        second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2, nested=False)
+        ms.fit(CapacityLaw, other, n_restarts=4, seed=4, chunk=2, nested=False)
     np.testing.assert_array_equal(first.objectives, second.objectives)
     np.testing.assert_array_equal(first.steps, second.steps)
     for a, b in zip(jax.tree_util.tree_leaves(first.law), jax.tree_util.tree_leaves(second.law),
@@ -76,17 +76,18 @@ def test_fit_is_deterministic_and_compiles_once(rng):
 def test_lbfgs_compiles_once(rng):
     law = _planted()
     ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=0, chunk=2, method="lbfgs",
-           max_steps=10)
+           max_steps=10, nested=False)
     assert num_traces(lbfgs_batch) >= 1
     with assert_no_retrace(lbfgs_batch):
         ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=1, chunk=2, method="lbfgs",
-               max_steps=10)
+               max_steps=10, nested=False)
 
 
 def test_evaluate_reproduces_the_fit_metrics_and_checks_its_targets(rng):
     law = _planted()
     table, valid = _table(law, rng), _table(law, rng)
-    res = ms.fit(CapacityLaw, table, validation=valid, n_restarts=2, seed=0, max_steps=30)
+    res = ms.fit(CapacityLaw, table, validation=valid, n_restarts=2, seed=0, max_steps=30,
+                 nested=False)
     again = ms.evaluate(res.law, valid, res.targets, res.train_domains, res.size_unit,
                         res.token_unit)
     assert again == res.evaluate(valid)
@@ -115,7 +116,7 @@ def test_out_of_mixture_targets_are_left_out_with_a_note(rng):
     law = _planted()
     table = _table(law, rng, loss_domains=DOMAINS + ("ood",),
                    extra=lambda n: np.full((n, 1), 2.0))
-    res = ms.fit(CapacityLaw, table, n_restarts=2, seed=0, max_steps=50)
+    res = ms.fit(CapacityLaw, table, n_restarts=2, seed=0, max_steps=50, nested=False)
     assert res.targets == DOMAINS
     assert any("ood" in note for note in res.notes)
 

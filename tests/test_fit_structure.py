@@ -58,12 +58,13 @@ def test_fits_keep_to_the_parameter_ranges_and_count_bounds(rng):
     planted = CapacityLaw.from_params(b=[5.0, 0.4, 0.6], c=[2.0, 1.5, 1.0], H=2.0,
                                       A=[0.5, 0.3, 0.4], a=[0.3, 0.4, 0.5], E=[1.0, 1.5, 0.8])
     table = _table(planted, rng)
-    res = mixscale.fit("capacity", table, n_restarts=4, seed=0)
+    res = mixscale.fit("capacity", table, n_restarts=4, seed=0, nested=False)
     b = np.asarray(res.law.b)
     assert np.all(b <= 3.0 * (1 + 1e-12)) and np.all(b >= 0.01 * (1 - 1e-12))
     assert 0.01 * 10.0 * (1 - 1e-12) <= float(res.law.H) <= 10.0 * (1 + 1e-12)
     assert res.at_bounds >= 1
-    free = mixscale.fit("capacity", table, n_restarts=4, seed=0, use_bounds=False)
+    free = mixscale.fit("capacity", table, n_restarts=4, seed=0, use_bounds=False,
+                         nested=False)
     assert free.at_bounds == 0
     assert free.objectives[free.best] <= res.objectives[res.best]
 
@@ -74,8 +75,8 @@ def test_structure_does_not_change_the_optimum(rng):
     planted = CapacityLaw.from_params(b=[0.3, 0.4, 0.6], c=[2.0, 1.5, 1.0], H=1.0,
                                       A=[0.5, 0.3, 0.4], a=[0.3, 0.4, 0.5], E=[1.0, 1.5, 0.8])
     table = _table(planted, rng)
-    fits = [mixscale.fit(spec, table, n_restarts=8, seed=0, use_structure=s) for s in (True,
-                                                                                         False)]
+    fits = [mixscale.fit(spec, table, n_restarts=8, seed=0, use_structure=s, nested=False)
+            for s in (True, False)]
     for res in fits:
         assert res.train_metrics["mre"] < 1e-6
     p = [eqx.filter(r.law, eqx.is_inexact_array) for r in fits]

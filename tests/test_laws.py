@@ -119,11 +119,16 @@ def test_gradients_match_finite_differences(spec):
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_zero_weights_give_finite_losses_and_gradients(spec):
     law = _planted(spec)
+
+    @eqx.filter_jit  # one compilation for both mixtures (op-by-op calls are slower)
+    def losses_and_gradients(m, h):
+        g_h = jax.jacfwd(lambda v: m.predict(v, 17.0, 2.5))(h)
+        g_p = eqx.filter_grad(lambda mm: mm.predict(h, 17.0, 2.5).sum())(m)
+        return m.predict(h, 17.0, 2.5), g_h, g_p
+
     for h in ([0.0, 0.4, 0.6], [1.0, 0.0, 0.0]):
-        h = jnp.asarray(h)
-        assert np.all(np.isfinite(np.asarray(law.predict(h, 17.0, 2.5))))
-        g_h = jax.jacfwd(lambda v: law.predict(v, 17.0, 2.5))(h)
-        g_p = eqx.filter_grad(lambda m, h=h: m.predict(h, 17.0, 2.5).sum())(law)
+        y, g_h, g_p = losses_and_gradients(law, jnp.asarray(h))
+        assert np.all(np.isfinite(np.asarray(y)))
         leaves = jax.tree_util.tree_leaves(g_p) + [g_h]
         assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
 
@@ -242,6 +247,7 @@ def test_additive_formula_by_hand():
     np.testing.assert_allclose(np.asarray(law.predict(h0, N_, D_)), expected0, rtol=1e-13)
 
 
+
 def test_joint_formula_by_hand():
     p = dict(E=[1.0, 1.2], C=[[0.5, 1.0, 2.0], [1.5, 0.2, 0.7]],
              gamma=[[0.3, 0.6, 1.2], [0.5, 0.5, 0.9]], C_A=[[2.0, 3.0, 1.0], [1.0, 1.0, 4.0]],
@@ -350,8 +356,9 @@ def test_init_is_data_scaled(spec):
             _summary(scale=spec.uses_scale),
             model_size=tuple(scale * s for s in _summary().model_size),
             loss_min=np.full(K, 2.0 * scale), loss_max=np.full(K, 3.0 * scale))
-        laws = [spec.init(jax.random.key(s), summary) for s in range(8)]
-        pred = np.stack([np.asarray(law.predict(jnp.ones(K) / K, 20.0 * scale, 2.0))
-                         for law in laws])
+        laws = eqx.filter_vmap(lambda key, summary=summary: spec.init(key, summary))(
+            jnp.stack([jax.random.key(s) for s in range(8)]))  # 8 initial laws, batched
+        pred = np.asarray(eqx.filter_jit(eqx.filter_vmap(
+            lambda law, scale=scale: law.predict(jnp.ones(K) / K, 20.0 * scale, 2.0)))(laws))
         assert np.all(pred > 0.5 * scale) and np.all(pred < 8.0 * scale)
 
