@@ -46,6 +46,7 @@ from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
 from ._lm import GTOL, solve_lm
+from ._memory import release_compiled_programs
 from ._objective import DEFAULT_HUBER_DELTA, prepare_data
 from .data import LossTable, TableError, mixture_ids
 from .laws._base import AbstractLaw, DataSummary, parameter_count
@@ -321,6 +322,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             ``validation`` has other domains or units.
         RuntimeError: if every restart fails.
     """
+    release_compiled_programs()  # a long session must not reach the kernel's mapping limit
     spec = as_law_spec(law_class, law_options)
     if not isinstance(table, LossTable):
         raise TypeError(f"table must be a mixscale LossTable, got {type(table).__name__}")

@@ -19,17 +19,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20260606)
 
 
-def _memory_mappings() -> tuple[int, int] | None:
-    """``(mappings of this process, the kernel's limit)``, or ``None`` where not readable."""
-    try:
-        with open("/proc/self/maps") as f:
-            used = sum(1 for _ in f)
-        with open("/proc/sys/vm/max_map_count") as f:
-            return used, int(f.read())
-    except (OSError, ValueError):
-        return None
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop every compiled program after a test module once the process holds half the
@@ -39,9 +28,13 @@ def _release_compiled_programs():
     compiles thousands of programs, and past the kernel's ``vm.max_map_count`` (65530 by
     default) LLVM's next mapping fails and the compiler crashes the worker (seen as a segfault
     in ``backend_compile_and_load``). Clearing only past half the limit keeps the compilations
-    that later modules share; where the counts cannot be read, it clears after every module."""
+    that later modules share (:mod:`mixscale._memory`); where the counts cannot be read, it
+    clears after every module."""
+    from mixscale._memory import memory_mappings, release_compiled_programs
+
     yield
-    counts = _memory_mappings()
-    if counts is None or counts[0] > counts[1] // 2:
+    if memory_mappings() is None:
         jax.clear_caches()
         gc.collect()
+    else:
+        release_compiled_programs()

@@ -187,3 +187,24 @@ def test_a_slow_fit_reports_progress_before_any_restart_stops(rng, monkeypatch):
     assert int(res.steps[0]) > lm.SEGMENT  # the restart outlives its first segment
     assert [p.done for p in quiet] == [0, 1]  # start, then the one restart stopping
     assert [p.done for p in seen] == [0] + [0] * (segments - 1) + [1]
+
+
+def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):
+    """Past half of the kernel's memory-mapping limit, fit's guard clears JAX's compiled
+    programs (a long session would otherwise crash in the compiler); below it, nothing."""
+    import jax.numpy as jnp
+
+    import mixscale._memory as memory
+
+    real = memory.memory_mappings()  # (used, limit) on Linux, None elsewhere
+    assert real is None or 0 < real[0] < real[1]
+    square = jax.jit(lambda x: x * x)
+    square(jnp.ones(3))
+    assert square._cache_size() == 1
+    monkeypatch.setattr(memory, "memory_mappings", lambda: (30000, 65530))
+    assert not memory.release_compiled_programs() and square._cache_size() == 1
+    monkeypatch.setattr(memory, "memory_mappings", lambda: (40000, 65530))
+    assert memory.release_compiled_programs() and square._cache_size() == 0
+    monkeypatch.setattr(memory, "memory_mappings", lambda: None)  # unreadable: nothing
+    square(jnp.ones(3))
+    assert not memory.release_compiled_programs() and square._cache_size() == 1
