@@ -9,6 +9,7 @@ best objective (lower is better; the solvers minimise the same objective).
 
 * ``structured``: ``mixscale.fit`` as it is (per-target structure, parameter ranges, nested
   starts, the gradient test of convergence; the nested variants' fits are inside its time);
+* ``geodesic``: the same with geodesic acceleration (``fit(geodesic=True)``);
 * ``dense``: the solver before the structure: the same LM with every parameter shared, no
   ranges, no nested starts, 400 steps, and its earlier rule (stopped = converged);
 * ``lbfgs``: ``method="lbfgs"`` (no structure, no ranges).
@@ -30,6 +31,7 @@ import time
 
 REFERENCE_CPU_S_PER_LOCAL_FIT = 3.0
 SOLVERS = {"structured": {},
+           "geodesic": {"geodesic": True},
            "dense": {"use_structure": False, "use_bounds": False, "nested": False, "gtol": None,
                      "rtol": 1e-8, "max_steps": 400},
            "lbfgs": {"method": "lbfgs", "use_bounds": False, "nested": False}}

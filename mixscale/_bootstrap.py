@@ -226,7 +226,8 @@ def run_bootstrap(start, static, data: FitData, groups: np.ndarray, n_boot: int,
                   delta, rtol: float, max_steps: int, chunk: int, bounds=None,
                   gtol: float | None = GTOL,
                   per_target_fields: tuple[str, ...] = (), losses: np.ndarray | None = None,
-                  progress: Callable[[int, float], None] | None = None) -> list[Bootstrap]:
+                  progress: Callable[[int, float], None] | None = None,
+                  geodesic: bool = False) -> list[Bootstrap]:
     """Refit ``n_boot`` group-resampled replicates of one table, or of ``T`` tables that share
     the design of ``data`` (weights, sizes, tokens, mask) but have their own ``losses``.
 
@@ -238,7 +239,8 @@ def run_bootstrap(start, static, data: FitData, groups: np.ndarray, n_boot: int,
         groups: ``(n,)`` resampling group of each row, ids ``0 .. G−1``.
         n_boot: replicates per table, in ``[MIN_REPLICATES, MAX_REPLICATES]``.
         seed: the resampling seed; table ``t`` uses :func:`resampling_key` ``(seed, t)``.
-        delta, rtol, max_steps, chunk, bounds, gtol, per_target_fields: the point fit's settings
+        delta, rtol, max_steps, chunk, bounds, gtol, per_target_fields, geodesic: the point
+            fit's settings
             (see :func:`mixscale.fit`).
         losses: ``(T, n, M)`` each table's losses (``1.0`` where not observed), or ``None`` to
             use ``data.losses`` (then ``T`` must be 1).
@@ -266,7 +268,7 @@ def run_bootstrap(start, static, data: FitData, groups: np.ndarray, n_boot: int,
     params0 = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n_boot, axis=0), start)
     sol = solve_lm(params0, static, data, delta, rtol, max_steps, chunk, progress,
                    per_target_fields=per_target_fields, bounds=bounds, gtol=gtol,
-                   replicates=Replicate(row_weights=jnp.asarray(row_weights),
+                   geodesic=geodesic, replicates=Replicate(row_weights=jnp.asarray(row_weights),
                                         losses=rep_losses))
     seconds = time.perf_counter() - t0
     f = np.asarray(sol.objectives)

@@ -250,7 +250,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
-        nested: bool = True, gtol: float | None = GTOL, n_bootstrap: int = 0) -> FitResult:
+        nested: bool = True, gtol: float | None = GTOL, geodesic: bool = False,
+        n_bootstrap: int = 0) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -300,6 +301,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             are smaller and cheaper) and add its embedded best law to ``starts``, so that
             the fit cannot end above a nested variant (their objectives are in
             :attr:`FitResult.nested_objectives`).
+        geodesic: LM with geodesic acceleration (:mod:`mixscale._lm`): a second-order
+            correction of each step along the curvature of the residuals, which cuts the
+            steps of the narrow curved valleys of these power-law fits (measured in
+            ``benchmarks/bench_fit.py``). Needs ``method="lm"``.
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the
@@ -351,6 +356,11 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if n_bootstrap and method != "lm":
         raise ValueError("the bootstrap refits with Levenberg-Marquardt: use method='lm' with "
                          "n_bootstrap")
+    if not isinstance(geodesic, (bool, np.bool_)):
+        raise TypeError(f"geodesic must be True or False, got {geodesic!r}")
+    if geodesic and method != "lm":
+        raise ValueError("geodesic acceleration is a Levenberg-Marquardt option: use "
+                         "method='lm' with geodesic=True")
     huber_delta = number(huber_delta, "huber_delta")
     if not huber_delta > 0:
         raise ValueError(f"huber_delta must be positive, got {huber_delta:g}")
@@ -397,7 +407,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                         n_restarts=max(1, n_restarts // 4),
                         seed=seed, method=method, max_steps=max_steps, rtol=rtol,
                         huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
-                        use_bounds=use_bounds, nested=True, gtol=gtol)
+                        use_bounds=use_bounds, nested=True, gtol=gtol, geodesic=geodesic)
             nested_objectives[inner.spec.label] = inner.objective
             embedded.append(embed(inner.law))
     if embedded:
@@ -417,7 +427,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})
     extra = ({"per_target_fields": law_class.per_target_fields if use_structure else (),
-              "gtol": gtol} if method == "lm" else {})
+              "gtol": gtol, "geodesic": geodesic} if method == "lm" else {})
     sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report,
                            bounds=bounds, **extra)
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
@@ -460,7 +470,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         boot = run_bootstrap(
             start, static, data, mixture_ids(sub), n_bootstrap, seed, delta=delta, rtol=rtol,
             max_steps=max_steps, chunk=chunk, bounds=bounds, gtol=gtol,
-            per_target_fields=extra["per_target_fields"],
+            per_target_fields=extra["per_target_fields"], geodesic=geodesic,
             progress=lambda done, best: report(done, best, n_bootstrap, "bootstrap"))[0]
         timings["bootstrap_s"] = boot.seconds
 

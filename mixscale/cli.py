@@ -295,6 +295,8 @@ def _cmd_fit(args) -> int:
 
     if args.bootstrap and args.method != "lm":
         raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
+    if args.geodesic and args.method != "lm":
+        raise CliError("--geodesic is a Levenberg-Marquardt option: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -333,7 +335,7 @@ def _cmd_fit(args) -> int:
     try:
         res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
                   method=args.method, progress=report, n_bootstrap=args.bootstrap or 0,
-                  max_steps=args.max_steps, nested=args.nested)
+                  max_steps=args.max_steps, nested=args.nested, geodesic=args.geodesic)
     except RuntimeError as err:  # every restart failed: the data, not a bug
         raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
@@ -702,6 +704,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the fits of the variants nested in the law, whose best laws "
                         "are otherwise added to the restarts (faster; the fit may then end "
                         "above a nested variant)")
+    f.add_argument("--geodesic", action="store_true",
+                   help="Levenberg-Marquardt with geodesic acceleration (fewer steps on the "
+                        "curved valleys of large per-target laws; lm only)")
     f.add_argument("--out", help="write the fitted law to this JSON file")
     f.add_argument("--bootstrap", type=_integer(2, 4096), metavar="B",
                    help="refit B replicates with the training mixtures resampled (2..4096; "

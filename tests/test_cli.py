@@ -208,10 +208,11 @@ def test_bad_bootstrap_and_plot_arguments_are_refused(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_bootstrap_needs_lm(capsys):
-    assert main(["fit", "pile4", "--bootstrap", "4", "--method", "lbfgs"]) == 2
+@pytest.mark.parametrize("option", [["--bootstrap", "4"], ["--geodesic"]])
+def test_lm_options_need_lm(option, capsys):
+    assert main(["fit", "pile4", *option, "--method", "lbfgs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--method lm" in err[0]
+    assert len(err) == 1 and "--method lm" in err[0] and option[0] in err[0]
 
 
 def test_optimize_plot_without_bootstrap_draws_the_weights(fitted, tmp_path, capsys):
