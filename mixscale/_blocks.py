@@ -37,13 +37,16 @@ diagonal and a zero right-hand side, so their step is exactly zero. With no per-
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 from jax import Array
 
-__all__ = ["Blocks", "compressed_jacobian", "parameter_owners", "solve_normal_equations"]
+__all__ = ["Blocks", "NormalFactors", "compressed_jacobian", "factor_normal", "parameter_owners",
+           "solve_factored", "solve_normal_equations"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -234,12 +237,7 @@ def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu_own: Array, m
         return jnp.linalg.solve(a + mu_shared * jnp.diag(scale), -g), g, scale
     a, b, c, g_own, g_shared = normal_parts(jc, r, blocks)
     pad = jnp.asarray(blocks.own < 0)
-    d_own = jnp.diagonal(a, axis1=1, axis2=2)
-    d_shared = jnp.diag(c)
-    top = jnp.maximum(jnp.max(jnp.where(pad, 0.0, d_own), initial=0.0),
-                      jnp.max(d_shared, initial=0.0))
-    s_own = jnp.where(pad, 1.0, jnp.maximum(d_own, scale_floor * top))
-    s_shared = jnp.maximum(d_shared, scale_floor * top)
+    s_own, s_shared = _marquardt_scale(a, c, pad, scale_floor)
     eye = jnp.eye(blocks.width, dtype=jc.dtype)
     a_damped = a + (jnp.where(pad, 1.0, mu_own[:, None] * s_own))[:, :, None] * eye  # pads: 1
     c_damped = c + jnp.diag(mu_shared * s_shared)
@@ -251,3 +249,86 @@ def solve_normal_equations(jc: Array, r: Array, blocks: Blocks, mu_own: Array, m
     d_own = -x_g - jnp.einsum("mis,s->mi", x_b, d_shared)
     return (_scatter(blocks, d_own, d_shared), _scatter(blocks, g_own, g_shared),
             _scatter(blocks, s_own, s_shared))
+
+
+def _marquardt_scale(a: Array, c: Array, pad: Array, scale_floor: float) -> tuple[Array, Array]:
+    """Marquardt's scaling ``s`` of the own ``(M, W)`` and shared ``(S,)`` parameters."""
+    d_own = jnp.diagonal(a, axis1=1, axis2=2)
+    d_shared = jnp.diag(c)
+    top = jnp.maximum(jnp.max(jnp.where(pad, 0.0, d_own), initial=0.0),
+                      jnp.max(d_shared, initial=0.0))
+    return (jnp.where(pad, 1.0, jnp.maximum(d_own, scale_floor * top)),
+            jnp.maximum(d_shared, scale_floor * top))
+
+
+class NormalFactors(NamedTuple):
+    """The damped normal matrix ``JᵀJ + diag(μ s)`` factored once (:func:`factor_normal`), for
+    :func:`solve_factored` with any number of right-hand sides.
+
+    Attributes:
+        jc: the compressed Jacobian ``(n·M, W + S)`` (for ``Jᵀv``).
+        scale: Marquardt's ``s``, flat ``(P,)``.
+        own: LU factors and pivots of the ``M`` damped own blocks ``(M, W, W)`` (structured), or
+            of the whole matrix ``(P, P)`` (dense).
+        coupling: ``B`` ``(M, W, S)`` and ``A⁻¹B`` ``(M, W, S)`` (structured; empty if dense).
+        schur: LU factors and pivots of the Schur complement ``(S, S)`` (structured).
+    """
+
+    jc: Array
+    scale: Array
+    own: tuple
+    coupling: tuple
+    schur: tuple
+
+
+def factor_normal(jc: Array, blocks: Blocks, mu_own: Array, mu_shared: Array,
+                  scale_floor: float = 1e-12) -> NormalFactors:
+    """Factor ``JᵀJ + diag(μ s)`` (damping and scaling as in :func:`solve_normal_equations`):
+    one batched LU of the own blocks and one of the Schur complement of the shared block.
+
+    Solving several right-hand sides from one factorisation matters beyond cost: two LU
+    factorisations that do not depend on each other may run at the same time on XLA's CPU
+    thread pool, and jaxlib's batched LAPACK kernels wait inside that pool for work of their
+    own; on a 2-thread pool two of them wait for each other for ever (observed: geodesic
+    acceleration with a second, independent ``jnp.linalg.solve`` of the same matrix hung the
+    fit at 0 % CPU, both pool threads in ``LuDecomposition`` → ``ParallelBatchMap``)."""
+    lu_factor = jax.scipy.linalg.lu_factor
+    if blocks.width == 0:
+        a = jc.T @ jc
+        scale = jnp.maximum(jnp.diag(a), scale_floor * jnp.max(jnp.diag(a)))
+        return NormalFactors(jc, scale, lu_factor(a + mu_shared * jnp.diag(scale)), (), ())
+    jc3 = jc.reshape(-1, blocks.n_targets, blocks.n_colours)
+    w = blocks.width
+    jo, js = jc3[:, :, :w], jc3[:, :, w:]
+    a = jnp.einsum("nmi,nmj->mij", jo, jo)
+    b = jnp.einsum("nmi,nmj->mij", jo, js)
+    c = jnp.einsum("nmi,nmj->ij", js, js)
+    pad = jnp.asarray(blocks.own < 0)
+    s_own, s_shared = _marquardt_scale(a, c, pad, scale_floor)
+    eye = jnp.eye(w, dtype=jc.dtype)
+    a_damped = a + (jnp.where(pad, 1.0, mu_own[:, None] * s_own))[:, :, None] * eye
+    own = jax.vmap(lu_factor)(a_damped)
+    x_b = jax.vmap(jax.scipy.linalg.lu_solve)(own, b)             # A⁻¹B (M, W, S)
+    schur = c + jnp.diag(mu_shared * s_shared) - jnp.einsum("mis,mit->st", b, x_b)
+    schur_lu = lu_factor(schur) if blocks.shared.size else ()
+    return NormalFactors(jc, _scatter(blocks, s_own, s_shared), own, (b, x_b), schur_lu)
+
+
+def solve_factored(factors: NormalFactors, r: Array, blocks: Blocks) -> tuple[Array, Array]:
+    """The step ``Δ = −(JᵀJ + diag(μ s))⁻¹ Jᵀr`` and ``g = Jᵀr`` (flat ``(P,)``) for residuals
+    ``r`` ``(n·M,)`` from factors of :func:`factor_normal`."""
+    lu_solve = jax.scipy.linalg.lu_solve
+    if blocks.width == 0:
+        g = factors.jc.T @ r
+        return lu_solve(factors.own, -g), g
+    jc3 = factors.jc.reshape(-1, blocks.n_targets, blocks.n_colours)
+    r3 = r.reshape(-1, blocks.n_targets)
+    w = blocks.width
+    g_own = jnp.einsum("nmi,nm->mi", jc3[:, :, :w], r3)
+    g_shared = jnp.einsum("nmi,nm->i", jc3[:, :, w:], r3)
+    b, x_b = factors.coupling
+    x_g = jax.vmap(lu_solve)(factors.own, g_own)                  # A⁻¹g (M, W)
+    rhs = -g_shared + jnp.einsum("mis,mi->s", b, x_g)
+    d_shared = lu_solve(factors.schur, rhs) if blocks.shared.size else rhs
+    d_own = -x_g - jnp.einsum("mis,s->mi", x_b, d_shared)
+    return _scatter(blocks, d_own, d_shared), _scatter(blocks, g_own, g_shared)

@@ -38,7 +38,7 @@ of the residuals along it:
     r'' = \frac{d^2}{dt^2}\, r(p + t v)\Big|_{t=0}, \qquad \Delta = v + \tfrac12 a,
 
 with :math:`r''` exact (forward mode twice, a few residual evaluations) and the same damped
-matrix (the Schur solve again, with a second right-hand side). A step whose acceleration is
+matrix, factored once for both right-hand sides (:func:`mixscale._blocks.factor_normal`). A step whose acceleration is
 large beside its velocity, :math:`2\|a\| > \alpha\|v\|` in the scaled norm
 :math:`\|x\|^2 = \sum_i s_i x_i^2` (:data:`GEODESIC_ALPHA` = 0.75), is rejected like a step that
 does not lower the objective (the damping grows). The gain ratio keeps the velocity's predicted
@@ -96,7 +96,16 @@ parameters, 307 of them shared, 60 runs, 16 restarts) about 1 s per LM step, so 
 minutes before any restart stopped. That is the "hang" once seen with such a law: no deadlock,
 slow steps and, then, no progress report. :func:`solve_lm` now reports progress at least every
 :data:`HEARTBEAT_S` seconds; a law that needs a solve should keep its shared block small (few
-parameters inside the matrix) or give the solve in closed form.
+parameters inside the matrix) or give the solve in closed form. A true hang is possible as well,
+and was seen: jaxlib's batched LAPACK kernels (``LuDecomposition`` → ``ParallelBatchMap``) run
+on XLA's CPU thread pool and wait there for sub-tasks of their own, so when as many mutually
+independent factorisations as the pool has threads (two on a 2-core machine) start at once,
+each waits for a thread the others hold, at 0 % CPU (stacks taken with ``gdb`` on the hung
+geodesic fit below, when its acceleration had a second ``jnp.linalg.solve`` of the velocity's
+matrix). The solver therefore factors each damped matrix once (:func:`mixscale._blocks.
+factor_normal`) and solves every right-hand side from those factors, so that no two
+factorisations in a step are independent; a law that factors several independent matrices in
+one prediction can still meet it.
 
 The slot queue. :func:`solve_lm` runs ``width`` restarts side by side under ``vmap``. Because a
 vectorised ``while_loop`` runs until its slowest slot is done, the restarts advance in segments of
@@ -123,10 +132,13 @@ from jax import Array, lax
 
 from ._blocks import (
     Blocks,
+    NormalFactors,
     column_mask,
     compressed_jacobian,
+    factor_normal,
     gradient,
     parameter_owners,
+    solve_factored,
     solve_normal_equations,
 )
 from ._objective import FitData, Layout, Replicate, Solution, residuals, with_replicate
@@ -287,18 +299,27 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
                 held = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
                 masked = (jac.reshape(-1, blocks.n_targets, blocks.n_colours)
                           * column_mask(blocks, ~held)).reshape(jac.shape)
-                step, _, scale = solve_normal_equations(masked, r, blocks, mu[target_group],
-                                                        mu[0])
                 if geodesic:
-                    step, too_curved = _accelerate(res, p, step, masked, scale, blocks, mu)
+                    factors = factor_normal(masked, blocks, mu[target_group], mu[0])
+                    step, _ = solve_factored(factors, r, blocks)
+                    scale = factors.scale
+                    step, too_curved = _accelerate(res, p, step, factors, blocks)
+                else:
+                    step, _, scale = solve_normal_equations(masked, r, blocks, mu[target_group],
+                                                            mu[0])
                 free = ~held
                 trial = p + step
                 inside = jnp.clip(trial, lower, upper)  # stay in the box
                 step = jnp.where(inside == trial, step, inside - p)
             else:
-                step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group], mu[0])
                 if geodesic:
-                    step, too_curved = _accelerate(res, p, step, jac, scale, blocks, mu)
+                    factors = factor_normal(jac, blocks, mu[target_group], mu[0])
+                    step, g = solve_factored(factors, r, blocks)
+                    scale = factors.scale
+                    step, too_curved = _accelerate(res, p, step, factors, blocks)
+                else:
+                    step, g, scale = solve_normal_equations(jac, r, blocks, mu[target_group],
+                                                            mu[0])
                 inside = p + step
                 free = jnp.ones_like(p, dtype=bool)
             # First-order optimality at p, scale-free: the largest cosine between the residual
@@ -350,23 +371,23 @@ def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layo
     return jax.vmap(one)(state)
 
 
-def _accelerate(res, p: Array, velocity: Array, jac: Array, scale: Array, blocks: Blocks,
-                mu: Array) -> tuple[Array, Array]:
+def _accelerate(res, p: Array, velocity: Array, factors: NormalFactors,
+                blocks: Blocks) -> tuple[Array, Array]:
     """The geodesically accelerated step ``v + a/2`` and, per problem, whether the
-    acceleration is too large for it (``2‖a‖ > ALPHA ‖v‖`` in the scaled norm ``‖x‖² = Σ s_i
-    x_i²``; see the module docstring).
+    acceleration is too large for it (``2‖a‖ > α‖v‖`` in the scaled norm ``‖x‖² = Σ s_i
+    x_i²``, α = :data:`GEODESIC_ALPHA`; see the module docstring).
 
-    ``a`` solves the damped normal equations of the velocity ``v`` with the residuals replaced
-    by their second directional derivative ``r'' = d²r(p + t v)/dt²`` at ``t = 0`` (forward mode
-    twice: a few evaluations of the residuals, exact)."""
-    target_group = jnp.asarray(blocks.target_group)
+    ``a`` solves the damped normal equations of the velocity ``v`` (the same factors) with the
+    residuals replaced by their second directional derivative ``r'' = d²r(p + t v)/dt²`` at
+    ``t = 0`` (forward mode twice: a few evaluations of the residuals, exact)."""
     param_group = jnp.asarray(blocks.param_group)
 
     def along(q):
         return jax.jvp(res, (q,), (velocity,))[1]
 
     r2 = jax.jvp(along, (p,), (velocity,))[1]
-    accel, _, _ = solve_normal_equations(jac, r2, blocks, mu[target_group], mu[0])
+    accel, _ = solve_factored(factors, r2, blocks)
+    scale = factors.scale
     v2 = _per_group(scale * velocity, velocity, param_group, blocks.n_groups)
     a2 = _per_group(scale * accel, accel, param_group, blocks.n_groups)
     too_curved = ~(4.0 * a2 <= GEODESIC_ALPHA**2 * v2)  # NaN counts as too curved

@@ -6,7 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixscale._blocks import Blocks, compressed_jacobian, solve_normal_equations
+from mixscale._blocks import (
+    Blocks,
+    compressed_jacobian,
+    factor_normal,
+    solve_factored,
+    solve_normal_equations,
+)
 
 
 def _arrow_problem(rng, n, owners, m):
@@ -44,6 +50,14 @@ def test_schur_step_equals_dense_step(rng, owners):
     np.testing.assert_allclose(np.asarray(g), g_d, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(s), s_d, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(step), step_d, rtol=1e-10, atol=1e-12)
+    # factored once, solved for two right-hand sides: the same steps
+    factors = factor_normal(jc, blocks, jnp.full(m, mu), jnp.asarray(mu))
+    np.testing.assert_allclose(np.asarray(factors.scale), s_d, rtol=1e-12)
+    for rhs in (r, rng.normal(size=r.shape)):
+        step_f, g_f = solve_factored(factors, jnp.asarray(rhs), blocks)
+        step_d, g_d, _ = _dense_step(jac, rhs, mu)
+        np.testing.assert_allclose(np.asarray(g_f), g_d, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(step_f), step_d, rtol=1e-10, atol=1e-12)
 
 
 def test_compressed_jacobian_recovers_every_nonzero(rng):

@@ -173,7 +173,7 @@ def test_geodesic_acceleration_is_the_second_order_correction():
     p₀p₁ − 2, p₁² − 3)``, whose ``r''`` along ``v`` is ``(2v₀², 2v₀v₁, 2v₁²)``; the step is
     ``v + a/2`` with ``a = −(JᵀJ + μ diag s)⁻¹ Jᵀ r''``, and a step whose acceleration is too
     large for its velocity is flagged."""
-    from mixscale._blocks import Blocks, solve_normal_equations
+    from mixscale._blocks import Blocks, factor_normal, solve_factored, solve_normal_equations
     from mixscale._lm import GEODESIC_ALPHA, _accelerate
 
     def res(p):
@@ -184,7 +184,10 @@ def test_geodesic_acceleration_is_the_second_order_correction():
     jac = jax.jacfwd(res)(p)
     mu = jnp.asarray([0.1])
     v, _, s = solve_normal_equations(jac, res(p), blocks, mu, mu[0])
-    step, too_curved = _accelerate(res, p, v, jac, s, blocks, mu)
+    factors = factor_normal(jac, blocks, mu, mu[0])
+    np.testing.assert_allclose(np.asarray(solve_factored(factors, res(p), blocks)[0]),
+                               np.asarray(v), rtol=1e-12)
+    step, too_curved = _accelerate(res, p, v, factors, blocks)
     r2 = 2.0 * jnp.stack([v[0] ** 2, v[0] * v[1], v[1] ** 2])
     a = -np.linalg.solve(np.asarray(jac.T @ jac + mu[0] * jnp.diag(s)), np.asarray(jac.T @ r2))
     ratio = 2.0 * np.sqrt(a @ (s * a)) / np.sqrt(v @ (s * v))
@@ -192,7 +195,7 @@ def test_geodesic_acceleration_is_the_second_order_correction():
     expected = np.asarray(v) + (0.0 if ratio > GEODESIC_ALPHA else 0.5) * a
     np.testing.assert_allclose(np.asarray(step), expected, rtol=1e-12)
     # a short velocity: the acceleration (quadratic in v) is small beside it, and is applied
-    short, curved = _accelerate(res, p, 1e-3 * v, jac, s, blocks, mu)
+    short, curved = _accelerate(res, p, 1e-3 * v, factors, blocks)
     assert not bool(curved[0])
     np.testing.assert_allclose(np.asarray(short), 1e-3 * np.asarray(v) + 0.5e-6 * a, rtol=1e-12)
 
@@ -213,3 +216,52 @@ def test_geodesic_acceleration_reaches_the_same_optimum_in_fewer_steps(rng):
         mixscale.fit(spec, table, n_restarts=1, geodesic="yes")
     with pytest.raises(ValueError, match="geodesic"):
         mixscale.fit(spec, table, n_restarts=1, method="lbfgs", geodesic=True)
+
+
+def _lu_count(jaxpr) -> int:
+    """LU factorisations in a jaxpr, sub-jaxprs (loops, vmaps) included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "lu"
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(item, "jaxpr", None)
+                if inner is not None and hasattr(inner, "eqns"):
+                    count += _lu_count(inner)
+                elif hasattr(item, "eqns"):
+                    count += _lu_count(item)
+    return count
+
+
+@pytest.mark.parametrize("law", ["joint", "capacity"])
+def test_geodesic_step_factors_the_damped_matrix_once(rng, law):
+    """A geodesic step solves two right-hand sides from one factorisation of each damped block:
+    no more LU factorisations than the plain step. (Two independent LU factorisations may run at
+    once on XLA's CPU pool, where jaxlib's batched LAPACK kernels wait for each other: the fit
+    hung at 0 % CPU when the acceleration had its own ``jnp.linalg.solve``.)"""
+    from mixscale._blocks import Blocks, parameter_owners
+    from mixscale._bounds import bound_trees
+    from mixscale._lm import lm_advance, lm_start
+    from mixscale._objective import Layout
+
+    summary = mixscale.laws.DataSummary(DOMAINS, DOMAINS, np.full(3, 2.0), np.full(3, 3.0),
+                                        (10.0, 40.0), (1.0, 5.0))
+    spec = LawSpec(law)
+    start = spec.init(jax.random.key(0), summary)
+    table = _table(start, rng, n_mix=4)
+    params, static = eqx.partition(start, eqx.is_inexact_array)
+    _, data = prepare_data(table, DOMAINS)
+    layout = Layout.of(params)
+    blocks = Blocks.from_owners(parameter_owners(params, spec.law_class.per_target_fields, 3), 3)
+    lower, upper = (layout.ravel(b) for b in bound_trees(
+        params, spec.law_class.parameter_bounds(summary)))
+    flat = layout.ravel(params)[None]
+    state = lm_start(flat, static, data, jnp.asarray(0.02), layout, blocks, lower, upper)
+    counts = {}
+    for geodesic in (False, True):
+        jaxpr = eqx.filter_make_jaxpr(lm_advance)(
+            state, static, data, jnp.asarray(0.02), layout, blocks, lower, upper, 1e-12, 1e-5,
+            10, 5, True, geodesic)[0]
+        counts[geodesic] = _lu_count(jaxpr.jaxpr)
+    assert counts[False] >= 1
+    assert counts[True] == counts[False]
