@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments import compare_laws
-from experiments._common import method_for, n_params
+from experiments._common import N_RESTARTS, n_params
 from experiments._protocols import in_scale_table
-from mixscale import LawSpec, law_specs
+from mixscale import law_specs
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
 
@@ -52,12 +52,10 @@ def test_committed_results_redraw(tmp_path):
                                            "from `compare_laws.json`").rstrip("\n")
 
 
-def test_every_law_by_default_and_the_size_rule():
-    assert compare_laws.Config().laws == tuple(law_specs())
+def test_every_law_by_default_with_the_fitters_policy():
+    cfg = compare_laws.Config()
+    assert cfg.laws == tuple(law_specs()) and cfg.n_restarts == N_RESTARTS == 64
     t = in_scale_table("regmix-1b")
     laws = {s.label: s for s in law_specs()}
-    # one size rule for every law: LM up to 64 parameters, L-BFGS above
     assert n_params(laws["joint"], t) == 17 * (4 * 17 + 5)
-    assert method_for(laws["joint"], t) == "lbfgs"
-    assert method_for(LawSpec("capacity", variant="tied"), t) == "lm"
     assert n_params(laws["bimix"], t) == 4 * 17
