@@ -33,6 +33,11 @@ def test_quick_run_writes_results_and_tables(tmp_path):
         assert -1.0 <= r["spearman"]["60M"]["mean"] <= 1.0
     md = (tmp_path / "compare_laws.md").read_text()
     assert "one scale only" in md and "Spearman" in md and "h≥0.1" in md
+    # every fit records its convergence, and the summary table counts them per law
+    for r in results["in_scale"] + results["regmix_rank"]:
+        assert isinstance(r["law_converged"], bool) and r["nested_ok"] is True
+        assert r["at_bounds"] >= 0 and np.isfinite(r["objective"])
+    assert "## Convergence of every fit above" in md
     for label in labels:
         assert label in md
     # the tables are rebuilt from the record alone
