@@ -39,12 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._blocks import parameter_owners
 from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
 from ._lbfgs import solve_lbfgs
 from ._lm import GTOL, solve_lm
+from ._memory import release_compiled_programs
 from ._objective import DEFAULT_HUBER_DELTA, prepare_data
 from .data import LossTable, TableError, mixture_ids
 from .laws._base import AbstractLaw, DataSummary, parameter_count
@@ -175,6 +177,30 @@ def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str,
     return tuple(targets), notes
 
 
+def _underdetermined_notes(law_class, params, targets, observed: np.ndarray) -> list[str]:
+    """A note when the law has at least as many parameters as observed losses to fit them:
+    per target for a law whose every parameter belongs to one target (``per_target_fields``),
+    else for the whole table. Such a fit can interpolate its data (training error ~0), so its
+    held-out error says little about the law."""
+    owners = parameter_owners(params, law_class.per_target_fields, len(targets))
+    n_obs = observed.sum(axis=0)
+    if np.all(owners >= 0):
+        per_target = np.bincount(owners, minlength=len(targets))
+        short = [t for t, p, n in zip(targets, per_target, n_obs, strict=True) if p >= n]
+        if short:
+            return [f"law {law_class.name!r} has {int(per_target.max())} parameters per target "
+                    f"and targets {short} have no more observed losses than their parameters "
+                    f"(as few as {int(n_obs.min())}): the fit can interpolate them, so its "
+                    "training error means little and its held-out error may be large; use more "
+                    "runs or a law with fewer parameters"]
+        return []
+    if owners.size >= n_obs.sum():
+        return [f"law {law_class.name!r} has {owners.size} parameters for {int(n_obs.sum())} "
+                "observed losses: the fit can interpolate them, so its training error means "
+                "little; use more runs or a law with fewer parameters"]
+    return []
+
+
 _INIT_CACHE: dict = {}
 _INIT_CACHE_SIZE = 64
 
@@ -296,6 +322,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             ``validation`` has other domains or units.
         RuntimeError: if every restart fails.
     """
+    release_compiled_programs()  # a long session must not reach the kernel's mapping limit
     spec = as_law_spec(law_class, law_options)
     if not isinstance(table, LossTable):
         raise TypeError(f"table must be a mixscale LossTable, got {type(table).__name__}")
@@ -386,6 +413,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                                  elapsed_s=time.perf_counter() - t0, stage=stage))
 
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
+    notes += _underdetermined_notes(law_class, first, targets, observed)
     report(0, float("inf"))  # every check has passed: the optimiser starts
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})

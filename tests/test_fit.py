@@ -1,6 +1,7 @@
 """The fitter: planted parameters recovered, masks, determinism, compilation reuse, evaluation,
 bad input."""
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -144,3 +145,66 @@ def test_bad_arguments_are_refused(rng):
                      losses=np.ones((2, 1)), train_domains=("x", "y"), loss_domains=("z",))
     with pytest.raises(TableError, match="can predict none"):
         ms.fit(CapacityLaw, none)
+
+
+
+def test_a_fit_with_no_more_losses_than_parameters_says_so(rng):
+    """The joint law has 4K + 5 = 17 parameters per target at K = 3: with 17 observed losses of
+    a target it can interpolate them, and the note says so (per target: every joint parameter
+    belongs to one); with 18 it does not. The capacity law (shared parameters) is judged on the
+    whole table, and the note reaches the fit's result."""
+    from mixscale._fit import _underdetermined_notes
+    from mixscale.laws import JointLaw
+
+    summary = ms.laws.DataSummary(DOMAINS, DOMAINS, np.full(3, 2.0), np.full(3, 3.0),
+                                  (20.0, 180.0), (1.0, 16.0))
+    params = eqx.filter(JointLaw.init(jax.random.key(0), summary), eqx.is_inexact_array)
+    observed = np.ones((18, 3), bool)
+    assert _underdetermined_notes(JointLaw, params, DOMAINS, observed) == []
+    observed[0, 1] = False  # target b: 17 losses for 17 parameters
+    (note,) = _underdetermined_notes(JointLaw, params, DOMAINS, observed)
+    assert "17 parameters per target" in note and "['b']" in note and "interpolate" in note
+    tiny = _table(_planted(), rng, n=5)  # 15 losses for 16 parameters
+    notes = ms.fit(CapacityLaw, tiny, n_restarts=1, seed=0, max_steps=2, nested=False).notes
+    assert any("16 parameters for 15 observed losses" in n for n in notes), notes
+
+
+def test_a_slow_fit_reports_progress_before_any_restart_stops(rng, monkeypatch):
+    """Progress comes after a segment in which a restart stopped, and also after any segment
+    that ends HEARTBEAT_S seconds after the last report (here 0: after every segment), so a
+    fit whose steps are slow is seen to be alive."""
+    import mixscale._lm as lm
+
+    table = _table(_planted(), rng)
+    options = dict(n_restarts=1, seed=0, nested=False)
+    monkeypatch.setattr(lm, "SEGMENT", 4)  # short segments: the restart spans several
+    quiet = []
+    ms.fit(CapacityLaw, table, progress=quiet.append, **options)
+    monkeypatch.setattr(lm, "HEARTBEAT_S", 0.0)
+    seen = []
+    res = ms.fit(CapacityLaw, table, progress=seen.append, **options)
+    segments = -(-int(res.steps[0]) // lm.SEGMENT)
+    assert int(res.steps[0]) > lm.SEGMENT  # the restart outlives its first segment
+    assert [p.done for p in quiet] == [0, 1]  # start, then the one restart stopping
+    assert [p.done for p in seen] == [0] + [0] * (segments - 1) + [1]
+
+
+def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):
+    """Past half of the kernel's memory-mapping limit, fit's guard clears JAX's compiled
+    programs (a long session would otherwise crash in the compiler); below it, nothing."""
+    import jax.numpy as jnp
+
+    import mixscale._memory as memory
+
+    real = memory.memory_mappings()  # (used, limit) on Linux, None elsewhere
+    assert real is None or 0 < real[0] < real[1]
+    square = jax.jit(lambda x: x * x)
+    square(jnp.ones(3))
+    assert square._cache_size() == 1
+    monkeypatch.setattr(memory, "memory_mappings", lambda: (30000, 65530))
+    assert not memory.release_compiled_programs() and square._cache_size() == 1
+    monkeypatch.setattr(memory, "memory_mappings", lambda: (40000, 65530))
+    assert memory.release_compiled_programs() and square._cache_size() == 0
+    monkeypatch.setattr(memory, "memory_mappings", lambda: None)  # unreadable: nothing
+    square(jnp.ones(3))
+    assert not memory.release_compiled_programs() and square._cache_size() == 1
