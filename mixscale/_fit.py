@@ -388,10 +388,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     keys = jax.random.split(jax.random.key(seed), n_restarts)
     params0, static = eqx.partition(_initial_laws(law_class, summary, options)(keys),
                                     eqx.is_inexact_array)
-    starts = tuple(starts)
-    if starts:  # checked before any nested fit runs
-        _with_starts(params0, static, starts, law_class)
-    nested_objectives = {}
+    if starts:  # appended (and checked) before any nested fit runs
+        params0 = _with_starts(params0, static, starts, law_class)
+    embedded, nested_objectives = [], {}
     if nested:
         for inner_options, embed in law_class.nested(**options):
             inner = fit(LawSpec(law_class, **inner_options), table,
@@ -400,10 +399,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                         huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
                         use_bounds=use_bounds, nested=True, gtol=gtol)
             nested_objectives[inner.spec.label] = inner.objective
-            starts += (embed(inner.law),)
-    if starts:
-        params0 = _with_starts(params0, static, starts, law_class)
-        n_restarts += len(starts)
+            embedded.append(embed(inner.law))
+    if embedded:
+        params0 = _with_starts(params0, static, embedded, law_class)
+    n_restarts = int(jax.tree_util.tree_leaves(params0)[0].shape[0])
     delta = jnp.asarray(huber_delta, dtype=float)
     t0 = time.perf_counter()
 

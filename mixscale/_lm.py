@@ -396,12 +396,9 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
                 state = jax.tree_util.tree_map(
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take
-            if progress is not None:
-                progress(finished, float(np.min(out_f / count)))
-                last_report = time.perf_counter()
-        elif progress is not None and time.perf_counter() - last_report >= HEARTBEAT_S:
-            # No restart stopped for a while (slow steps, e.g. a law whose prediction solves
-            # a linear system per parameter tangent): say that the fit is alive.
+        # Report when a restart stopped, or when none has for HEARTBEAT_S (slow steps, e.g. a
+        # law solving a linear system per parameter tangent): the fit is seen to be alive.
+        if progress is not None and (free or time.perf_counter() - last_report >= HEARTBEAT_S):
             progress(finished, float(np.min(out_f / count)))
             last_report = time.perf_counter()
         if finished == n:

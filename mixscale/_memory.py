@@ -39,13 +39,19 @@ def memory_mappings() -> tuple[int, int] | None:
         return None
 
 
-def release_compiled_programs(fraction: float = RELEASE_FRACTION) -> bool:
+def release_compiled_programs(fraction: float = RELEASE_FRACTION, *,
+                              if_unknown: bool = False) -> bool:
     """Clear JAX's caches of compiled programs if this process holds more than ``fraction`` of
-    the memory mappings the kernel allows; return whether it did."""
+    the memory mappings the kernel allows (or, with ``if_unknown``, where the counts cannot be
+    read); return whether it did."""
     counts = memory_mappings()
-    if counts is None or counts[0] <= fraction * counts[1]:
+    if counts is None:
+        if not if_unknown:
+            return False
+    elif counts[0] <= fraction * counts[1]:
         return False
     jax.clear_caches()
     gc.collect()
-    log.info("released compiled programs: %d of %d memory mappings were in use", *counts)
+    if counts is not None:
+        log.info("released compiled programs: %d of %d memory mappings were in use", *counts)
     return True

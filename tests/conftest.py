@@ -1,7 +1,5 @@
 """Test configuration: float64 everywhere (the library itself never changes global config)."""
 
-import gc
-
 import jax
 import numpy as np
 import pytest
@@ -30,11 +28,7 @@ def _release_compiled_programs():
     in ``backend_compile_and_load``). Clearing only past half the limit keeps the compilations
     that later modules share (:mod:`mixscale._memory`); where the counts cannot be read, it
     clears after every module."""
-    from mixscale._memory import memory_mappings, release_compiled_programs
+    from mixscale._memory import release_compiled_programs
 
     yield
-    if memory_mappings() is None:
-        jax.clear_caches()
-        gc.collect()
-    else:
-        release_compiled_programs()
+    release_compiled_programs(if_unknown=True)

@@ -208,3 +208,4 @@ def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):
     monkeypatch.setattr(memory, "memory_mappings", lambda: None)  # unreadable: nothing
     square(jnp.ones(3))
     assert not memory.release_compiled_programs() and square._cache_size() == 1
+    assert memory.release_compiled_programs(if_unknown=True) and square._cache_size() == 0
