@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["XLA_FLAGS", "Timer", "fit_law", "markdown_table", "method_for", "n_params",
-           "parse_args", "save_figure", "spec_label", "versions", "write_record", "write_section"]
+__all__ = ["N_RESTARTS", "XLA_FLAGS", "Timer", "fit_law", "fit_record", "markdown_table",
+           "n_params", "parse_args", "save_figure", "spec_label", "versions", "write_record",
+           "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
@@ -39,32 +40,33 @@ __all__ = ["XLA_FLAGS", "Timer", "fit_law", "markdown_table", "method_for", "n_p
 XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def method_for(spec, table, lm_max_params: int = 64) -> str:
-    """The optimiser every experiment uses for ``spec`` on ``table``: Levenberg–Marquardt
-    (``"lm"``) up to ``lm_max_params`` parameters, L-BFGS (``"lbfgs"``) above."""
-    return "lm" if n_params(spec, table) <= lm_max_params else "lbfgs"
+#: Restarts of every law fit in the experiments (the default of ``mixscale fit``).
+N_RESTARTS = 64
 
 
-def fit_law(spec, train, *, validation=None, n_restarts: int = 16, seed: int = 0,
-            lm_max_params: int = 64, max_steps: int | None = None,
-            lbfgs_max_steps: int | None = None):
-    """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the optimiser of
-    :func:`method_for`.
-
-    ``max_steps`` caps the iterations of either optimiser (``None``: the fitter's default);
-    ``lbfgs_max_steps``, when given, replaces it for L-BFGS fits."""
+def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
+            max_steps: int | None = None):
+    """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the library's one policy for
+    every law: Levenberg–Marquardt on the law's per-target structure, inside the law's
+    parameter ranges, started also from the fitted variants nested in it, converged by the
+    gradient test (:mod:`mixscale._lm`). ``max_steps`` caps LM's iterations (``None``: the
+    fitter's default, 1000)."""
     import mixscale
 
-    method = method_for(spec, train, lm_max_params)
-    steps = lbfgs_max_steps if method == "lbfgs" and lbfgs_max_steps is not None else max_steps
-    # The committed results were made by the dense solver without parameter ranges, nested
-    # starts or gradient test; until the experiments are rerun with the structured solver (one
-    # policy for every law, 64 restarts), they keep that configuration so that their numbers
-    # match their code.
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
-                        method=method, rtol=1e-8, use_structure=False, use_bounds=False,
-                        nested=False, gtol=None,
-                        max_steps=400 if steps is None and method == "lm" else steps)
+                        max_steps=max_steps)
+
+
+def fit_record(res) -> dict:
+    """What every experiment records of a fit's convergence: whether the returned law passed
+    the gradient test, the share of restarts that did, the parameters on a range bound, the
+    training objective, and each nested variant's objective (the law's must not exceed them)."""
+    return {"law_converged": bool(res.law_converged),
+            "converged": float(np.mean(res.converged)),
+            "at_bounds": int(res.at_bounds), "objective": float(res.objective),
+            "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
+            "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
+                                  for v in res.nested_objectives.values()))}
 
 
 def n_params(spec, table) -> int:

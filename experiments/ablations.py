@@ -121,7 +121,7 @@ class Config:
     alpha_range: tuple[float, float] = (1.3, 2.5)
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5
-    n_restarts: int = 8
+    n_restarts: int = _common.N_RESTARTS
     seed: int = 0
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
 
@@ -206,7 +206,7 @@ def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
         "group": v.group, "label": v.label, "law": spec.label, "changes": dict(v.changes),
         "schedule": v.schedule, "batch_size": v.batch_size, "lr": data["lr"],
         "steps": data["steps"], "n_params": int(res.n_params), "method": res.method,
-        "train_mre": float(res.train_metrics["mre"]),
+        **_common.fit_record(res), "train_mre": float(res.train_metrics["mre"]),
         "validation_mre": float(res.validation_metrics["mre"]),
         "scale": {"N": n_top, "D": d_top, "steps": steps_top},
         "law_optimum": h_law, "law_predicted_loss": predicted,

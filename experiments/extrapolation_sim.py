@@ -114,7 +114,7 @@ class Config:
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5
     laws: tuple[LawSpec, ...] = tuple(filter(extrapolated, law_specs()))
-    n_restarts: int = 8
+    n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0
 
@@ -225,7 +225,7 @@ def fit_laws(cfg: Config, table, small: tuple[int, int], label: str):
             continue
         row.update(status="ok", n_params=res.n_params, method=res.method,
                    fit_s=float(res.timings["total_s"]), train_mre=res.train_metrics["mre"],
-                   weights_small=w_s)
+                   weights_small=w_s, **_common.fit_record(res))
         picks[law.label] = (np.stack([w for w, _ in at]), np.asarray([p for _, p in at]))
         rows.append(row)
         log.info("%s: %-18s MRE %.4f, optima %s (small scale %s)", label, law.label,

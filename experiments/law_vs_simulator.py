@@ -26,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments._common import fit_law, markdown_table, pyplot, save_figure, write_section
+from experiments._common import (
+    N_RESTARTS,
+    fit_law,
+    fit_record,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_section,
+)
 from experiments._harness import run_experiment
 from experiments._protocols import relative_errors
 
@@ -50,7 +58,7 @@ class Config:
     rho: float = 0.0
     keep: str = "signal"
     lr_fraction: float = 0.5  # of the smallest stable step over the grid
-    n_restarts: int = 32
+    n_restarts: int = N_RESTARTS
     seed: int = 0
 
 
@@ -105,6 +113,7 @@ def run_setting(cfg: Config, k: int, head: int, rng: np.random.Generator,
         "validation_mre_own_weight_above_0.1": float(rel[~low].mean()) if (~low).any() else None,
         "fitted_H": None if capacity is None else float(np.asarray(capacity)),
         "n_params": int(res.n_params), "simulate_s": t_sim, "fit_s": t_fit,
+        **fit_record(res),
     }
     log.info("K=%d S=%d: train MRE %.4f, held-out MRE %.4f (sim %.1fs, fit %.1fs)", k, head,
              out["train_mre"], out["validation_mre"], t_sim, t_fit)

@@ -75,7 +75,7 @@ class Config:
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5  # of the smallest stable step (vertices, uniform, training mixtures)
     laws: tuple[LawSpec, ...] = tuple(law_specs())  # every law, in registration order
-    n_restarts: int = 8
+    n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0  # random starts of the law-optimum search
 
@@ -148,7 +148,7 @@ def run_instance(cfg: Config, spec: InstanceSpec) -> dict:
             continue
         row.update(status="ok", n_params=res.n_params, method=res.method,
                    fit_s=float(res.timings["total_s"]), train_mre=res.train_metrics["mre"],
-                   weights=w, predicted_loss=predicted)
+                   weights=w, predicted_loss=predicted, **_common.fit_record(res))
         candidates[law.label] = w
         laws.append(row)
         log.info("%s: %-22s %3d params, MRE %.4f, optimum %s", spec.label, law.label,

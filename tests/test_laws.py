@@ -248,6 +248,32 @@ def test_additive_formula_by_hand():
 
 
 
+def test_mixture_sums_stay_finite_when_a_coefficient_is_fitted_to_zero():
+    """A coefficient ``C_ij = exp(-600)`` (LM drove one there on RegMix-1B): the additive and
+    joint laws' sums are taken in logs, so losses and Jacobians stay finite on a one-domain
+    mixture, where the plain sum underflows to 0 (its Jacobian was 0/0), and equal the formula
+    at ordinary values."""
+    base = dict(E=[1.0], gamma=[[0.3, 0.6, 1.2]], A=[3.0], alpha=[0.4], B=[0.8], beta=[0.2])
+    tiny = np.exp(-600.0)
+    additive = AdditiveLaw.from_params(C=[[tiny, 1.0, 2.0]], **base)
+    joint = JointLaw.from_params(C=[[tiny, 1.0, 2.0]], gamma=[[0.3, 0.6, 1.2]],
+                                 C_A=[[tiny, 3.0, 1.0]], gamma_A=[1.5], alpha=[0.4],
+                                 C_B=[[tiny, 0.1, 0.9]], gamma_B=[0.8], E=[1.0], beta=[0.2])
+    one_domain = jnp.array([1.0, 0.0, 0.0])
+    for law in (additive, joint):
+        y = law.predict(one_domain, N_, D_)
+        assert np.all(np.isfinite(np.asarray(y))) and float(y[0]) > 1e100
+        grads = jax.jacobian(lambda m: m.predict(one_domain, N_, D_))(law)
+        for leaf in jax.tree_util.tree_leaves(grads):
+            assert np.all(np.isfinite(np.asarray(leaf)))
+    # ordinary values: the log-sum-exp equals the plain sum
+    from mixscale.laws._terms import log_power_sum
+    log_C, g = np.log([[0.5, 1.0, 2.0]]), np.array([[0.3, 0.6, 1.2]])
+    for h in (H, np.array([0.0, 0.4, 0.6])):
+        plain = np.sum(np.exp(log_C) * np.where(h > 0, h, 1.0) ** g * (h > 0), axis=-1)
+        np.testing.assert_allclose(np.asarray(log_power_sum(log_C, h, g)), np.log(plain),
+                                   rtol=1e-14)
+
 def test_joint_formula_by_hand():
     p = dict(E=[1.0, 1.2], C=[[0.5, 1.0, 2.0], [1.5, 0.2, 0.7]],
              gamma=[[0.3, 0.6, 1.2], [0.5, 0.5, 0.9]], C_A=[[2.0, 3.0, 1.0], [1.0, 1.0, 4.0]],

@@ -16,9 +16,10 @@ the weights of the training domains.
 Parameters: ``E, A, α, B, β`` per target and ``C, γ`` per (target, training domain):
 ``M (2K + 5)`` in all. All are positive (``exp`` of the raw fields).
 
-Zero weights: :math:`h_j^{\gamma_{ij}}` is exactly ``0`` at ``h_j = 0`` with finite gradients
-(:func:`~mixscale.laws._terms.weight_power`); the sum stays positive because the weights of a
-mixture sum to 1. No floor is needed: the formula itself is finite at ``h_j = 0``.
+Zero weights: :math:`h_j^{\gamma_{ij}}` is exactly ``0`` at ``h_j = 0`` with finite gradients.
+The sum is taken in logs (:func:`~mixscale.laws._terms.log_power_sum`), so a coefficient
+:math:`C_{ij}` fitted towards ``0`` cannot underflow it or its Jacobian (it did, as ``0/0``, on
+RegMix-1B); it stays positive because the weights of a mixture sum to 1. No floor is needed.
 
 Units: ``N`` and ``D`` in the law units of the table.
 """
@@ -37,19 +38,21 @@ from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
     every_target,
+    log_power_sum,
     log_range,
     log_uniform,
     positive,
     uniform,
-    weight_power,
 )
 
 __all__ = ["AdditiveLaw"]
 
 
-def mixture_term(C: jax.Array, gamma: jax.Array, h: jax.Array) -> jax.Array:
-    r""":math:`1 / \sum_j C_{ij} h_j^{\gamma_{ij}}` for ``C, γ`` of shape ``(M, K)``: ``(M,)``."""
-    return 1.0 / jnp.sum(C * weight_power(h[None, :], gamma), axis=-1)
+def mixture_term(log_C: jax.Array, log_gamma: jax.Array, h: jax.Array) -> jax.Array:
+    r""":math:`1 / \sum_j C_{ij} h_j^{\gamma_{ij}}` from ``log C, log γ`` of shape ``(M, K)``:
+    ``(M,)``, summed in logs (:func:`~mixscale.laws._terms.log_power_sum`) so that a ``C_ij``
+    fitted towards ``0`` leaves the term and its gradients finite."""
+    return jnp.exp(-log_power_sum(log_C, h[None, :], jnp.exp(log_gamma)))
 
 
 def init_mixture_term(key: jax.Array, k: int, loss_mid: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -116,7 +119,7 @@ class AdditiveLaw(AbstractLaw):
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         h = check_mixture(h, self.log_C.shape[1])
-        return (self.E + mixture_term(self.C, self.gamma, h)
+        return (self.E + mixture_term(self.log_C, self.log_gamma, h)
                 + self.A * jnp.exp(-self.alpha * jnp.log(N))
                 + self.B * jnp.exp(-self.beta * jnp.log(D)))
 

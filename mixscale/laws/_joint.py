@@ -42,6 +42,7 @@ from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
     every_target,
+    log_power_sum,
     log_range,
     log_uniform,
     positive,
@@ -52,8 +53,10 @@ __all__ = ["JointLaw"]
 
 
 def _amplitude(log_C: jax.Array, log_gamma: jax.Array, h: jax.Array) -> jax.Array:
-    r""":math:`(\sum_j C_{ij} h_j)^{\gamma_i}`, computed in logs: ``(M,)``."""
-    return jnp.exp(jnp.exp(log_gamma) * jnp.log(jnp.exp(log_C) @ h))
+    r""":math:`(\sum_j C_{ij} h_j)^{\gamma_i}`, computed in logs (the sum as a log-sum-exp,
+    :func:`~mixscale.laws._terms.log_power_sum`, so that small ``C_ij`` cannot underflow it):
+    ``(M,)``."""
+    return jnp.exp(jnp.exp(log_gamma) * log_power_sum(log_C, h[None, :], 1.0))
 
 
 @register_law
@@ -120,7 +123,7 @@ class JointLaw(AbstractLaw):
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
         A_h, B_h = self.amplitudes(h)
-        return (self.E + mixture_term(self.C, self.gamma, h)
+        return (self.E + mixture_term(self.log_C, self.log_gamma, h)
                 + A_h * jnp.exp(-self.alpha * jnp.log(N))
                 + B_h * jnp.exp(-self.beta * jnp.log(D)))
 

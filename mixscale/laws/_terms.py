@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["EXPONENT_RANGE", "check_mixture", "check_variant_fields", "check_weight_floor",
-           "every_target", "floored_log", "in_mixture_targets", "log_range", "log_uniform",
-           "positive", "uniform", "weight_power"]
+           "every_target", "floored_log", "in_mixture_targets", "log_power_sum", "log_range",
+           "log_uniform", "positive", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -85,6 +85,27 @@ def weight_power(h: jax.Array, gamma: jax.Array) -> jax.Array:
     positive_h = h > 0
     h_safe = jnp.where(positive_h, h, 1.0)  # the double-where trick: no log(0) in any branch
     return jnp.where(positive_h, jnp.exp(gamma * jnp.log(h_safe)), 0.0)
+
+
+def log_power_sum(log_C: jax.Array, h: jax.Array, gamma: jax.Array) -> jax.Array:
+    r""":math:`\log \sum_j C_j h_j^{\gamma_j}` over the last axis, computed as a log-sum-exp.
+
+    ``log_C`` and ``gamma`` broadcast against ``h`` (weights ``h >= 0``). Terms with
+    ``h_j = 0`` are left out exactly (their limit is ``0``), with finite gradients (double
+    ``where``); at least one ``h_j`` must be positive (a mixture's weights sum to 1). Summing in
+    logs keeps the result and its Jacobian finite when a coefficient is fitted towards ``0``
+    (``C_j = exp(-500)``): the plain sum underflows there, and its square in the Jacobian of
+    ``1 / sum`` gives ``0 / 0``.
+    """
+    positive_h = h > 0
+    log_h = jnp.log(jnp.where(positive_h, h, 1.0))
+    terms = jnp.where(positive_h, log_C + gamma * log_h, -jnp.inf)
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(positive_h, terms, -jnp.inf), axis=-1,
+                                        keepdims=True))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    safe = jnp.where(positive_h, terms - top, 0.0)
+    total = jnp.sum(jnp.where(positive_h, jnp.exp(safe), 0.0), axis=-1)
+    return jnp.log(total) + top[..., 0]
 
 
 def floored_log(h: jax.Array, floor: float) -> jax.Array:
