@@ -151,13 +151,72 @@ def huber_residual(r: Array, delta: Array) -> Array:
                      r)
 
 
+def predict_rows(params, static, h: Array, N: Array, D: Array) -> Array:
+    """``law.predict`` for every run, ``(n, M)``, for the law ``eqx.combine(params, static)``.
+
+    Its derivative in ``params`` is taken one run at a time in the law's
+    :attr:`~mixscale.laws.AbstractLaw.row_jacobian` mode. ``"forward"``: plain ``jax.vmap``, so
+    an outer forward-mode Jacobian pushes one tangent per parameter through every run.
+    ``"reverse"``: a ``jax.custom_jvp`` whose rule forms each run's ``(M, P)`` Jacobian by
+    reverse mode (``M`` cotangents per run, ``vmap`` over runs) once, and applies it to every
+    incoming tangent, ``dpred = J dp``; the value and the pullback come from one forward pass
+    (``jax.vjp``), so a matrix the law factors is factored once per run. When ``h, N, D`` carry
+    tangents too (not the fitter's case) the rule falls back to plain forward mode. Values and
+    derivatives are the same in both modes (``tests/test_spectral.py``); only the cost differs.
+    The rule is linear in the tangents, so reverse mode transposes it.
+
+    Cost, spectral law on SlimPajama-7 122M (654 runs, 33 parameters, quiet 2-core machine):
+    the residuals' Jacobian takes 65 ms by forward mode through ``jax.vmap`` and 33 ms by
+    reverse rows (median of five; the residuals alone 4.2 ms).
+    """
+    mode = type(eqx.combine(params, static)).row_jacobian
+    if mode == "forward":
+        return jax.vmap(eqx.combine(params, static).predict)(h, N, D)
+    if mode != "reverse":
+        raise ValueError(f"row_jacobian must be 'forward' or 'reverse', not {mode!r}")
+
+    def one(p, hh, nn, dd):
+        return eqx.combine(p, static).predict(hh, nn, dd)
+
+    every_run = jax.vmap(one, in_axes=(None, 0, 0, 0))
+
+    @jax.custom_jvp
+    def rows(p, hh, nn, dd):
+        return every_run(p, hh, nn, dd)
+
+    def row_and_jacobian(p, hh, nn, dd):
+        # value and pullback from one forward pass: a second, independent pass would factor any
+        # matrix the law solves a second time, and two independent batched LAPACK calls in one
+        # program can deadlock XLA's CPU pool (see mixscale._lm)
+        out, pullback = jax.vjp(lambda q: one(q, hh, nn, dd), p)
+        return out, jax.vmap(pullback)(jnp.eye(out.shape[0], dtype=out.dtype))[0]
+
+    def rows_jvp(primals, tangents):
+        p, hh, nn, dd = primals
+        zero = jax.custom_derivatives.SymbolicZero
+        dp, *d_data = (jax.tree_util.tree_map(
+            lambda t: jnp.zeros(t.aval.shape, t.aval.dtype) if isinstance(t, zero) else t, t,
+            is_leaf=lambda x: isinstance(x, zero)) for t in tangents)
+        if not all(isinstance(t, zero) for t in tangents[1:]):
+            # a derivative in the data too (not the fitter's case): plain forward mode
+            return jax.jvp(every_run, primals, (dp, *d_data))
+        out, jac = jax.vmap(row_and_jacobian, in_axes=(None, 0, 0, 0))(p, hh, nn, dd)
+        d_out = jnp.zeros_like(out)
+        for j, t in zip(jax.tree_util.tree_leaves(jac), jax.tree_util.tree_leaves(dp),
+                        strict=True):
+            d_out = d_out + jnp.tensordot(j, t, axes=jnp.ndim(t))
+        return out, d_out
+
+    rows.defjvp(rows_jvp, symbolic_zeros=True)
+    return rows(params, h, N, D)
+
+
 def residuals(params, static, data: FitData, delta: Array) -> Array:
     """``ψ_δ`` of the relative residual of every entry, flattened to ``(n·M,)`` (0 if masked).
 
     ``params`` and ``static`` are the two halves of a law (``eqx.partition``).
     """
-    law = eqx.combine(params, static)
-    pred = jax.vmap(law.predict)(data.weights, data.model_size, data.tokens)
+    pred = predict_rows(params, static, data.weights, data.model_size, data.tokens)
     r = jnp.where(data.mask, (pred - data.losses) / data.losses, 0.0)
     psi = jnp.where(data.mask, huber_residual(r, delta), 0.0)
     if data.row_weights is not None:

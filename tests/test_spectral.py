@@ -75,3 +75,73 @@ def test_compressed_tail_derivative_equals_plain_autodiff(monkeypatch):
     np.testing.assert_allclose(fwd, ref, rtol=1e-10, atol=1e-12)
     # the rule is linear in the tangents, so reverse mode transposes it
     np.testing.assert_allclose(rev, ref, rtol=1e-10, atol=1e-12)
+
+
+def _row_problem():
+    """Residuals of the full law (θ > 0, head 8) on 16 runs, as a function of its flat
+    parameters, for the two modes of :func:`mixscale._objective.predict_rows`."""
+    from mixscale._objective import FitData, residuals
+
+    law = _simulator_like(8.0, theta=0.2)
+    params, static = eqx.partition(law, eqx.is_inexact_array)
+    flat, unravel = ravel_pytree(params)
+    h = jnp.asarray(np.repeat(MIXES, len(SCALES), axis=0))
+    n, d = (jnp.asarray(np.tile(col, len(MIXES))) for col in np.asarray(SCALES).T)
+    y = np.asarray(jax.vmap(law.predict)(h, n, d)) * (1.0 + 0.01 * np.sin(np.arange(64))
+                                                       ).reshape(16, 4)
+    mask = np.ones_like(y, dtype=bool)
+    mask[3, 1] = False
+    data = FitData(weights=h, model_size=n, tokens=d, losses=jnp.asarray(y),
+                   mask=jnp.asarray(mask))
+
+    def res(p):
+        return residuals(unravel(p), static, data, jnp.asarray(0.02))
+
+    return res, flat + 0.05 * jnp.cos(jnp.arange(flat.size)), (h, n, d, unravel, static)
+
+
+def _both_modes(monkeypatch, compute):
+    """``compute()`` with the spectral law's own row mode (reverse) and with forward mode."""
+    assert SpectralLaw.row_jacobian == "reverse"
+    got = compute()
+    monkeypatch.setattr(SpectralLaw, "row_jacobian", "forward")
+    return got, compute()
+
+
+def test_reverse_row_jacobian_equals_forward_mode(monkeypatch):
+    res, p, _ = _row_problem()
+    v = jnp.sin(jnp.arange(p.size) + 1.0)
+    (jac, curv, grad), (jac_f, curv_f, grad_f) = _both_modes(monkeypatch, lambda: (
+        jax.jit(jax.jacfwd(res))(p),
+        # the geodesic step's second directional derivative: forward over the custom rule
+        jax.jit(lambda q: jax.jvp(lambda z: jax.jvp(res, (z,), (v,))[1], (q,), (v,))[1])(p),
+        jax.jit(jax.grad(lambda q: 0.5 * jnp.sum(res(q) ** 2)))(p)))
+    assert np.abs(np.asarray(jac_f)).max() > 1e-2
+    np.testing.assert_allclose(jac, jac_f, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(curv, curv_f, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(grad, grad_f, rtol=1e-10, atol=1e-12)
+
+
+def test_reverse_rows_differentiate_in_the_data_too(monkeypatch):
+    from mixscale._objective import predict_rows
+
+    _, p, (h, n, d, unravel, static) = _row_problem()
+    dh = jnp.asarray(np.linspace(-1.0, 1.0, h.size).reshape(h.shape)) * 0.01
+
+    def along_h(q):
+        return jax.jvp(lambda hh: predict_rows(unravel(q), static, hh, n, d), (h,), (dh,))[1]
+
+    got, ref = _both_modes(monkeypatch, lambda: jax.jit(along_h)(p))
+    assert np.abs(np.asarray(ref)).max() > 1e-6
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-14)
+
+
+def test_unknown_row_jacobian_mode_is_refused(monkeypatch):
+    import pytest
+
+    from mixscale._objective import predict_rows
+
+    _, p, (h, n, d, unravel, static) = _row_problem()
+    monkeypatch.setattr(SpectralLaw, "row_jacobian", "sideways")
+    with pytest.raises(ValueError, match="row_jacobian must be 'forward' or 'reverse'"):
+        predict_rows(unravel(p), static, h, n, d)
