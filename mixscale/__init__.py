@@ -13,6 +13,7 @@ from ._bootstrap import Bootstrap, Intervals, parameter_intervals, prediction_in
 from ._evaluate import evaluate, predict_table
 from ._fit import FitProgress, FitResult, fit
 from ._io import load_fit, save_fit
+from ._linalg import solve_small
 from ._metrics import error_metrics
 from ._mixture import MixtureResult, optimal_mixture, project_to_simplex
 from ._mixture_intervals import MixtureIntervals, optimal_mixture_intervals
@@ -36,5 +37,5 @@ __all__ = [
     "error_metrics", "evaluate", "fit", "get_law", "law_specs", "load_fit", "log_allocation",
     "optimal_mixture", "optimal_mixture_intervals", "parameter_count", "parameter_intervals",
     "plots", "predict_table", "prediction_intervals", "project_to_simplex", "register_law",
-    "save_fit",
+    "save_fit", "solve_small",
 ]

@@ -44,6 +44,7 @@ from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
+from ._linalg import check_law_primitives
 from ._lbfgs import solve_lbfgs
 from ._lm import GTOL, solve_lm
 from ._memory import release_compiled_programs
@@ -398,6 +399,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     keys = jax.random.split(jax.random.key(seed), n_restarts)
     params0, static = eqx.partition(_initial_laws(law_class, summary, options)(keys),
                                     eqx.is_inexact_array)
+    # no LAPACK in a law's prediction: it can deadlock the compiled fit (mixscale._linalg)
+    check_law_primitives(eqx.combine(jax.tree_util.tree_map(lambda x: x[0], params0), static),
+                         data.weights[0], data.model_size[0], data.tokens[0])
     if starts:  # appended (and checked) before any nested fit runs
         params0 = _with_starts(params0, static, starts, law_class)
     embedded, nested_objectives = [], {}

@@ -104,8 +104,12 @@ each waits for a thread the others hold, at 0 % CPU (stacks taken with ``gdb`` o
 geodesic fit below, when its acceleration had a second ``jnp.linalg.solve`` of the velocity's
 matrix). The solver therefore factors each damped matrix once (:func:`mixscale._blocks.
 factor_normal`) and solves every right-hand side from those factors, so that no two
-factorisations in a step are independent; a law that factors several independent matrices in
-one prediction can still meet it.
+factorisations in a step are independent. A law's own factorisations cannot be ordered that way
+(the acceleration evaluates the law at the current point independently of the step's
+factorisation; the spectral law's ``jnp.linalg.solve`` hung a geodesic fit exactly so), so
+:func:`mixscale.fit` refuses a law whose prediction reaches a LAPACK-backed primitive, and laws
+solve their small systems with :func:`mixscale.solve_small` (plain XLA arithmetic;
+:mod:`mixscale._linalg`).
 
 The slot queue. :func:`solve_lm` runs ``width`` restarts side by side under ``vmap``. Because a
 vectorised ``while_loop`` runs until its slowest slot is done, the restarts advance in segments of

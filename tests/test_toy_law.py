@@ -194,3 +194,23 @@ def test_a_candidate_law_is_fitted_but_left_out_of_the_experiments_lists(rng, ca
     finally:
         del LAWS["toy"]
         CANDIDATES.discard("toy")
+
+
+class _LapackToyLaw(ToyLaw):
+    """The toy law with its prediction passed through a LAPACK solve of the identity."""
+
+    name: ClassVar[str] = "toy_lapack"
+
+    def predict(self, h, N, D):
+        out = ToyLaw.predict(self, h, N, D)
+        return jnp.linalg.solve(jnp.eye(out.shape[0], dtype=out.dtype), out)
+
+
+def test_a_law_predicting_through_lapack_is_refused_before_fitting(rng):
+    table = _toy_table(rng)
+    register_law(_LapackToyLaw)
+    try:
+        with pytest.raises(TypeError, match=r"'_LapackToyLaw'.*LAPACK-backed lu.*solve_small"):
+            mixscale.fit(LawSpec("toy_lapack"), table, n_restarts=2, seed=0)
+    finally:
+        del LAWS["toy_lapack"]

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._allocation import log_allocation
+from .._linalg import solve_small
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
@@ -324,7 +325,7 @@ class SpectralLaw(AbstractLaw):
         b_tail, m_tail, unkept = jax.vmap(_own_tail, in_axes=(0, None))(inputs, eta)
         own = self.E + unkept + b_head + b_tail
         m = m_head + jnp.diag(m_tail)
-        loss = jnp.linalg.solve(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own)
+        loss = solve_small(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own)
         return {"x": x, "U": unkept, "B_head": b_head, "B_tail": b_tail, "M": m, "own": own,
                 "loss": loss}
 
