@@ -315,8 +315,8 @@ class SpectralLaw(AbstractLaw):
         f = omega[:, None] * jnp.exp(-(b[:, None] + 1.0) * log_u[None, :])
         b_head = f @ (w * left)
         g = w * (1.0 - left) / (T - 2.0 * eta * Q)
-        # M_ij = h_j Σ_u a_i a_j g: the products a_i a_j do not depend on the run (computed once
-        # per evaluation of a table, and so are their derivatives).
+        # M_ij = h_j Σ_u a_i(u) a_j(u) g(u) as one matrix product (a g) aᵀ: forming the K × K × n
+        # tensor of products first made the fit's Jacobian twice as costly.
         m_head = ((a * g[None, :]) @ a.T) * h[None, :]
 
         # Own tails: taught by the domain's own share only.
