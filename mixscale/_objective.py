@@ -166,8 +166,8 @@ def predict_rows(params, static, h: Array, N: Array, D: Array) -> Array:
     The rule is linear in the tangents, so reverse mode transposes it.
 
     Cost, spectral law on SlimPajama-7 122M (654 runs, 33 parameters, quiet 2-core machine):
-    the residuals' Jacobian takes 65 ms by forward mode through ``jax.vmap`` and 33 ms by
-    reverse rows (median of five; the residuals alone 4.2 ms).
+    the residuals' Jacobian takes 99 ms by forward mode through ``jax.vmap`` and 44 ms by
+    reverse rows (median of five).
     """
     mode = type(eqx.combine(params, static)).row_jacobian
     if mode == "forward":

@@ -36,6 +36,17 @@ def test_solve_small_derivatives_match_finite_differences():
     a = jnp.asarray(rng.normal(size=(4, 4)) + 2.0 * np.eye(4))
     b = jnp.asarray(rng.normal(size=4))
     check_grads(solve_small, (a, b), order=2, modes=("fwd", "rev"), eps=1e-5, rtol=1e-5)
+    check_grads(lambda a, b: solve_small(a, b, pivoting=False), (a, b), order=2,
+                modes=("fwd", "rev"), eps=1e-5, rtol=1e-5)
+
+
+def test_solve_small_without_pivoting_solves_an_m_matrix():
+    rng = np.random.default_rng(3)
+    b_mat = rng.uniform(size=(9, 9))
+    a = np.eye(9) - 0.9 * b_mat / np.abs(np.linalg.eigvals(b_mat)).max()  # I − B, ρ(B) = 0.9
+    rhs = rng.normal(size=9)
+    np.testing.assert_allclose(solve_small(a, rhs, pivoting=False), np.linalg.solve(a, rhs),
+                               rtol=1e-9, atol=1e-11)
 
 
 def test_solve_small_refuses_bad_shapes():

@@ -325,7 +325,9 @@ class SpectralLaw(AbstractLaw):
         b_tail, m_tail, unkept = jax.vmap(_own_tail, in_axes=(0, None))(inputs, eta)
         own = self.E + unkept + b_head + b_tail
         m = m_head + jnp.diag(m_tail)
-        loss = solve_small(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own)
+        # I − ηM is a nonsingular M-matrix wherever the law is defined (M ≥ 0 entrywise, and
+        # ρ(ηM) < 1 for finite positive losses): elimination needs no pivoting there.
+        loss = solve_small(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own, pivoting=False)
         return {"x": x, "U": unkept, "B_head": b_head, "B_tail": b_tail, "M": m, "own": own,
                 "loss": loss}
 
