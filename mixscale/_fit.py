@@ -44,8 +44,8 @@ from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
-from ._linalg import check_law_primitives
 from ._lbfgs import solve_lbfgs
+from ._linalg import check_law_primitives
 from ._lm import GTOL, solve_lm
 from ._memory import release_compiled_programs
 from ._objective import DEFAULT_HUBER_DELTA, prepare_data

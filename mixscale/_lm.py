@@ -38,10 +38,10 @@ of the residuals along it:
     r'' = \frac{d^2}{dt^2}\, r(p + t v)\Big|_{t=0}, \qquad \Delta = v + \tfrac12 a,
 
 with :math:`r''` exact (forward mode twice, a few residual evaluations) and the same damped
-matrix, factored once for both right-hand sides (:func:`mixscale._blocks.factor_normal`). A step whose acceleration is
-large beside its velocity, :math:`2\|a\| > \alpha\|v\|` in the scaled norm
-:math:`\|x\|^2 = \sum_i s_i x_i^2` (:data:`GEODESIC_ALPHA` = 0.75), is rejected like a step that
-does not lower the objective (the damping grows). The gain ratio keeps the velocity's predicted
+matrix, factored once for both right-hand sides (:func:`mixscale._blocks.factor_normal`). A
+step whose acceleration is large beside its velocity, :math:`2\|a\| > \alpha\|v\|` in the scaled
+norm :math:`\|x\|^2 = \sum_i s_i x_i^2` (:data:`GEODESIC_ALPHA` = 0.75), is rejected like a step
+that does not lower the objective (the damping grows). The gain ratio keeps the velocity's predicted
 decrease. These fits are sloppy — long, narrow, curved valleys of nearly degenerate power-law
 terms — where plain LM crawls with small steps along the valley's floor; the correction lets it
 take long steps that bend with the valley. Measured (16 restarts, each in its own problem per
