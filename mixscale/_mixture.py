@@ -234,7 +234,7 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     if not np.isfinite(f).any():
         raise ValueError(f"the law predicts non-finite losses at every start (N = {N:g}, "
                          f"D = {D:g}): its parameters overflow at this scale")
-    best = int(np.argmin(f))
+    best = _best_start(f, np.asarray(pg))
     h_best = np.asarray(h[best])
     return MixtureResult(
         weights=h_best, losses=np.asarray(predict_one(law, jnp.asarray(h_best),
@@ -242,6 +242,23 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
                                                       jnp.asarray(D, float))),
         objective=float(f[best]), stationarity=float(pg[best]),
         converged=bool(pg[best] <= tol), start_objectives=f)
+
+
+#: Starts whose objectives differ by at most this, relative, are tied: they found the same
+#: minimum, and the differences are rounding.
+OBJECTIVE_TIE_RTOL = 1e-12
+
+
+def _best_start(f: np.ndarray, stationarity: np.ndarray) -> int:
+    """The start with the lowest objective ``f`` (finite somewhere); among starts tied with it to
+    rounding (:data:`OBJECTIVE_TIE_RTOL`), the one closest to stationarity. Several starts
+    usually end in the same minimum, and the lowest objective among them is decided by rounding
+    (a few ulps), not by which start converged: taking it alone reported a converged search as
+    unconverged when that start had stopped at ``max_steps`` a hair from the tolerance."""
+    low = float(np.min(f))
+    tied = np.flatnonzero(f <= low + OBJECTIVE_TIE_RTOL * abs(low))
+    return int(tied[np.argmin(np.where(np.isfinite(stationarity[tied]),
+                                       stationarity[tied], np.inf))])
 
 
 def _vector(value, what: str, size: int) -> np.ndarray:

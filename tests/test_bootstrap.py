@@ -103,7 +103,8 @@ def test_replicates_resample_whole_mixtures_and_use_their_weights(boot_fit):
     assert unweighted != pytest.approx(boot.objectives[0], rel=1e-6)
 
 
-def test_bootstrap_is_deterministic_for_a_seed_and_compiles_once(boot_fit):
+def test_bootstrap_is_deterministic_for_a_seed_and_compiles_once(boot_fit,
+                                                                   keep_compiled_programs):
     table, res = boot_fit
     seen = []
     with assert_no_retrace(lm_start, lm_advance):   # the replicates reuse the compiled loop

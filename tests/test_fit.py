@@ -58,7 +58,7 @@ def test_lbfgs_method_also_fits(rng):
     assert res.method == "lbfgs"
 
 
-def test_fit_is_deterministic_and_compiles_once(rng):
+def test_fit_is_deterministic_and_compiles_once(rng, keep_compiled_programs):
     law = _planted()
     table = _table(law, rng)
     first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2, nested=False)
@@ -74,7 +74,7 @@ def test_fit_is_deterministic_and_compiles_once(rng):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_lbfgs_compiles_once(rng):
+def test_lbfgs_compiles_once(rng, keep_compiled_programs):
     law = _planted()
     ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=0, chunk=2, method="lbfgs",
            max_steps=10, nested=False)

@@ -106,3 +106,14 @@ def test_projection_of_a_huge_vector_is_still_a_mixture():
     q = np.asarray(project_to_simplex(jnp.asarray([1e30, 2.0, 1e30 + 1e15, 0.0]), jnp.zeros(4),
                                       jnp.ones(4)))
     assert abs(q.sum() - 1.0) < 1e-12 and np.all(q >= 0) and np.all(q <= 1)
+
+
+def test_best_start_breaks_rounding_ties_by_stationarity():
+    from mixscale._mixture import _best_start
+
+    f = np.array([2.0 + 4e-16, 2.0, 2.0 + 2e-16, 3.0])
+    pg = np.array([1e-12, 1e-9, np.nan, 0.0])
+    assert _best_start(f, pg) == 0          # tied to rounding: the stationary one
+    f[0] = 2.0 + 1e-9                       # no longer tied: the lowest objective wins
+    assert _best_start(f, pg) == 1
+    assert _best_start(np.array([np.inf, 5.0]), np.array([0.0, 1.0])) == 1
