@@ -7,9 +7,11 @@
 
 Each experiment module (see :mod:`experiments._common`) writes ``<name>.json``, its figures and
 its report section ``<name>.md`` into ``--out``; this command runs them in order, records each
-one's wall time in ``reproduce.json`` and concatenates the sections into ``REPORT.md`` (with a
-contents list and the time each experiment took). With the default ``--out figures`` it also
-regenerates the README's generated blocks (:mod:`experiments._readme`).
+one's wall time in ``reproduce.json`` (``wall_s``; under ``last_run``, which experiments this
+invocation ran and its total wall time, the figure the 30-minute goal is about) and concatenates
+the sections into ``REPORT.md`` (with a contents list and the time each experiment took). With
+the default ``--out figures`` it also regenerates the README's generated blocks
+(:mod:`experiments._readme`).
 
 An experiment that fails is reported (traceback on stderr) and the others still run; the command
 then exits with status 1 and ``REPORT.md`` says which sections are missing.
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args("reproduce", __doc__.splitlines()[0], argv, extra)
     names = [] if args.report_only else _select(args.only, args.skip)
+    started = time.perf_counter()
     timings: dict[str, float | None] = {}
     for i, name in enumerate(names, 1):
         log.info("[%d/%d] %s%s", i, len(names), name, " (quick)" if args.quick else "")
@@ -121,13 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             timings[name] = None
             log.error("[%d/%d] %s FAILED", i, len(names), name)
+    this_run = {"experiments": names, "total_wall_s": time.perf_counter() - started}
     record_path = args.out / "reproduce.json"
     previous = json.loads(record_path.read_text()) if record_path.exists() else {}
     if previous.get("quick", args.quick) == args.quick:  # keep the times of sections not rerun
         timings = {**previous.get("wall_s", {}), **timings}
+        if not names:  # --report-only: the last run's record stands
+            this_run = previous.get("last_run", this_run)
     record_path.write_text(json.dumps({"quick": args.quick, "wall_s": timings,
-                                       "versions": versions()}, indent=1) + "\n",
-                           encoding="utf-8")
+                                       "last_run": this_run, "versions": versions()},
+                                      indent=1) + "\n", encoding="utf-8")
     report = assemble_report(args.out, timings, args.quick)
     log.info("wrote %s", report)
     if args.out.resolve() == _readme.FIGURES:

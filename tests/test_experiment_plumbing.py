@@ -120,8 +120,14 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     # a later partial run keeps the other sections and their times
     monkeypatch.setattr(reproduce, "run_one", lambda name, out, quick: 30.0)
     assert reproduce.main(["--out", str(tmp_path), "--only", "ablations"]) == 0
-    timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
+    record = json.loads((tmp_path / "reproduce.json").read_text())
+    timing = record["wall_s"]
     assert timing["ablations"] == 30.0 and timing["compare_laws"] == 60.0
+    # the invocation's own record: what it ran and its total wall time (here near zero)
+    assert record["last_run"]["experiments"] == ["ablations"]
+    assert 0 <= record["last_run"]["total_wall_s"] < 30.0
+    assert reproduce.main(["--out", str(tmp_path), "--report-only"]) == 0
+    assert json.loads((tmp_path / "reproduce.json").read_text())["last_run"] == record["last_run"]
     assert "Total: 2.5 min of wall time" in (tmp_path / "REPORT.md").read_text()
     # reassembling runs nothing; times come from the results files where no run recorded them
     monkeypatch.setattr(reproduce, "run_one", None)
