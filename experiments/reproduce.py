@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = json.loads(record_path.read_text()) if record_path.exists() else {}
     if previous.get("quick", args.quick) == args.quick:  # keep the times of sections not rerun
         timings = {**previous.get("wall_s", {}), **timings}
-        if not names:  # --report-only: the last run's record stands
-            this_run = previous.get("last_run", this_run)
+    if not names:  # --report-only: the last run's record stands (none if there was none)
+        this_run = previous.get("last_run")
     record_path.write_text(json.dumps({"quick": args.quick, "wall_s": timings,
                                        "last_run": this_run, "versions": versions()},
                                       indent=1) + "\n", encoding="utf-8")
