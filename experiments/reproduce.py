@@ -124,13 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             timings[name] = None
             log.error("[%d/%d] %s FAILED", i, len(names), name)
-    this_run = {"experiments": names, "total_wall_s": time.perf_counter() - started}
     record_path = args.out / "reproduce.json"
     previous = json.loads(record_path.read_text()) if record_path.exists() else {}
     if previous.get("quick", args.quick) == args.quick:  # keep the times of sections not rerun
         timings = {**previous.get("wall_s", {}), **timings}
-    if not names:  # --report-only: the last run's record stands (none if there was none)
-        this_run = previous.get("last_run")
+    # --report-only runs nothing: the last run's record stands (none if there was none)
+    this_run = ({"experiments": names, "total_wall_s": time.perf_counter() - started} if names
+                else previous.get("last_run"))
     record_path.write_text(json.dumps({"quick": args.quick, "wall_s": timings,
                                        "last_run": this_run, "versions": versions()},
                                       indent=1) + "\n", encoding="utf-8")

@@ -5,8 +5,8 @@ The suite's programs are small and most of its time is compilation (in the plant
 tests about two thirds: 655 compilations for 10 fits). LLVM's optimisation passes change how
 fast a program runs, not what it computes (no fast-math either way); rounding can differ in the
 last bits, which no test may depend on. Measured on the 2-core machine (``pytest -n 2``, wall):
-the whole suite 853 s with XLA's defaults, 691 s at backend optimisation level 1, 568 s at
-level 0 (one run each; the machine is shared, so read them as ±15 %). The flags are set before
+the whole suite 853 s with XLA's defaults, 691 s at backend optimisation level 1, 568 s and
+673 s (two runs) at level 0 (the machine is shared, so read them as ±15 %). The flags are set before
 JAX starts its backend; any the user set follow them (the later wins).
 """
 
