@@ -17,7 +17,10 @@ disjoint tails of ``T = 64`` features each, source exponent ``β = 0.5``, keep r
 For every variant: exact losses (``simulate.sweep``) of ``n_mixtures`` Dirichlet(1) mixtures
 (the same for every variant) × sizes ``N`` (kept features) × budgets ``D`` (samples,
 ``D = steps × batch``); the law (variant ``full`` unless (a)) fitted on 70% of the mixtures
-(``_common.fit_law``), its mean relative error (MRE) on every run of the others; and at one
+(``_common.fit_law``), its mean relative error (MRE) on every run of the others — and, beside
+it on every variant's data, the spectral law derived from the recursion (``Config.theory_law``,
+``docs/theory.md``: it models the step schedule only through its integrated step, and the keep
+rule not at all, so (c) and (d) test it); and at one
 scale ``(N*, D*)`` = the grid's largest, the **regret** of the law's optimal mixture
 (``_sim.law_optimum``) for the mean loss over the domains,
 
@@ -124,6 +127,8 @@ class Config:
     n_restarts: int = _common.N_RESTARTS
     seed: int = 0
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
+    # Fitted next to the capacity law (variant full) on every variant's data; None: not fitted.
+    theory_law: LawSpec | None = LawSpec("spectral")
 
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)
@@ -145,9 +150,9 @@ class Config:
             raise ValueError("need at least two sizes and two sample budgets")
 
 
-#: The smoke run (under a minute): group (c) only, on a tiny model.
+#: The smoke run (under a minute): group (c) only, on a tiny model, the capacity law alone.
 QUICK = Config(head=2, tail=16, n_mixtures=10, sizes=(4, 8), samples=(16, 64), decay_every=16,
-               n_restarts=2, groups=(GROUPS[2],))
+               n_restarts=2, groups=(GROUPS[2],), theory_law=None)
 
 
 def regret(model, h, n: int, steps: int, schedule, batch_size: int, optimum_loss: float) -> float:
@@ -188,36 +193,49 @@ def simulate_variant(cfg: Config, base: _sim.Instance, mixtures: np.ndarray, v: 
             "optimum_s": timer()}
 
 
-def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
-    """Fit the law on the training mixtures; held-out MRE; regrets at the largest scale."""
+def fit_and_score(cfg: Config, spec: LawSpec, v: Variant, data: dict) -> dict:
+    """Fit ``spec`` on the training mixtures; its held-out MRE, its optimal mixture at the largest
+    scale and that mixture's regret."""
     from mixscale.data import split
 
     train, val = split(data["table"], cfg.validation_fraction, cfg.seed)
-    spec = LawSpec("capacity", variant=v.law_variant)
     res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts, seed=cfg.seed)
     n_top, steps_top = data["top"]
-    d_top = steps_top * v.batch_size
     timer = _common.Timer()
-    h_law, predicted = _sim.law_optimum(res, n_top, d_top, seed=cfg.seed)
+    h_law, predicted = _sim.law_optimum(res, n_top, steps_top * v.batch_size, seed=cfg.seed)
+    return {"law": spec.label, "n_params": int(res.n_params), "method": res.method,
+            **_common.fit_record(res), "train_mre": float(res.train_metrics["mre"]),
+            "validation_mre": float(res.validation_metrics["mre"]),
+            "law_optimum": h_law, "law_predicted_loss": predicted,
+            "regret_law": regret(data["model"], h_law, n_top, steps_top, data["schedule"],
+                                 v.batch_size, data["optimum"][1]),
+            "fit_s": float(res.timings["total_s"]), "law_optimum_s": timer()}
+
+
+def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
+    """Fit the capacity law (and, on the variants of the data, the theory law) on the training
+    mixtures; held-out MRE; regrets at the largest scale."""
+    n_top, steps_top = data["top"]
     w_opt, loss_opt = data["optimum"]
-    args = (data["model"], n_top, steps_top, data["schedule"], v.batch_size, loss_opt)
-    k = len(h_law)
+    k = len(w_opt)
     out = {
-        "group": v.group, "label": v.label, "law": spec.label, "changes": dict(v.changes),
+        "group": v.group, "label": v.label, "changes": dict(v.changes),
         "schedule": v.schedule, "batch_size": v.batch_size, "lr": data["lr"],
-        "steps": data["steps"], "n_params": int(res.n_params), "method": res.method,
-        **_common.fit_record(res), "train_mre": float(res.train_metrics["mre"]),
-        "validation_mre": float(res.validation_metrics["mre"]),
-        "scale": {"N": n_top, "D": d_top, "steps": steps_top},
-        "law_optimum": h_law, "law_predicted_loss": predicted,
+        "steps": data["steps"], "scale": {"N": n_top, "D": steps_top * v.batch_size,
+                                          "steps": steps_top},
+        **fit_and_score(cfg, LawSpec("capacity", variant=v.law_variant), v, data),
         "true_optimum": w_opt, "true_optimum_loss": loss_opt,
-        "regret_law": regret(args[0], h_law, *args[1:]),
-        "regret_uniform": regret(args[0], np.full(k, 1.0 / k), *args[1:]),
-        "fit_s": float(res.timings["total_s"]), "simulate_s": data["simulate_s"],
-        "optimum_s": data["optimum_s"], "law_optimum_s": timer(),
+        "regret_uniform": regret(data["model"], np.full(k, 1.0 / k), n_top, steps_top,
+                                 data["schedule"], v.batch_size, loss_opt),
+        "simulate_s": data["simulate_s"], "optimum_s": data["optimum_s"], "theory": None,
     }
-    log.info("%-22s %-26s held-out MRE %.2f%%, regret law %.3g, uniform %.3g", v.group, v.label,
-             100 * out["validation_mre"], out["regret_law"], out["regret_uniform"])
+    if cfg.theory_law is not None and v.law_variant == "full":
+        out["theory"] = fit_and_score(cfg, cfg.theory_law, v, data)
+    log.info("%-22s %-26s held-out MRE %.2f%%, regret law %.3g, uniform %.3g%s", v.group,
+             v.label, 100 * out["validation_mre"], out["regret_law"], out["regret_uniform"],
+             "" if out["theory"] is None else
+             f"; {out['theory']['law']}: MRE {100 * out['theory']['validation_mre']:.2f}%, "
+             f"regret {out['theory']['regret_law']:.3g}")
     return out
 
 
@@ -258,20 +276,39 @@ def draw(results: dict, out) -> str:
             x += 1.0
         x += 0.8
     colors = [f"C{GROUPS.index(r['group'])}" for r in rows]
+    theory = [r.get("theory") for r in rows]
+    has_theory = any(t is not None for t in theory)
+    width = 0.4 if has_theory else 0.8
+    left = np.asarray(pos) - (width / 2 if has_theory else 0.0)
+    right = left + width
     mre = [100 * r["validation_mre"] for r in rows]
-    ax_mre.bar(pos, mre, color=colors)
-    ax_mre.set_ylabel("held-out MRE (%)")
-    ax_mre.set_title("fit error of the capacity law")
+    ax_mre.bar(left, mre, width=width, color=colors)
     reg_law = [r["regret_law"] for r in rows]
     reg_uni = [r["regret_uniform"] for r in rows]
-    ax_reg.bar(pos, reg_law, color=colors)
+    ax_reg.bar(left, reg_law, width=width, color=colors)
+    if has_theory:
+        t_mre = [np.nan if t is None else 100 * t["validation_mre"] for t in theory]
+        t_reg = [np.nan if t is None else t["regret_law"] for t in theory]
+        label = next(t["law"] for t in theory if t is not None)
+        ax_mre.bar(right, t_mre, width=width, color=colors, hatch="///", edgecolor="k", lw=0.4)
+        ax_reg.bar(right, t_reg, width=width, color=colors, hatch="///", edgecolor="k", lw=0.4)
+        ax_mre.set_yscale("log")
+    ax_mre.set_ylabel("held-out MRE (%)")
+    ax_mre.set_title("fit error: capacity law" + (f" (plain) and {label} (hatched)"
+                                                   if has_theory else ""), fontsize=10)
     ax_reg.scatter(pos, reg_uni, marker="x", color="k", zorder=3, label="uniform mixture")
     ax_reg.set_ylabel("regret of mean loss (loss units)")
     ax_reg.set_title(f"regret at N = {rows[0]['scale']['N']} features, "
-                     f"D = {rows[0]['scale']['D']} samples")
+                     f"D = {rows[0]['scale']['D']} samples", fontsize=10)
     ax_reg.axhline(0.0, color="k", lw=0.6)
-    ax_reg.legend([plt.Rectangle((0, 0), 1, 1, color="0.6"), ax_reg.collections[0]],
-                  ["law's optimum (bars)", "uniform mixture"], fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color="0.6")]
+    names = ["capacity law's optimum"]
+    if has_theory:
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="0.6", hatch="///",
+                                     edgecolor="k", lw=0.4))
+        names.append(f"{label}'s optimum")
+    ax_reg.legend([*handles, ax_reg.collections[0]], [*names, "uniform mixture"], fontsize=8,
+                  framealpha=0.6)
     for ax in (ax_mre, ax_reg):
         ax.set_xticks(pos)
         ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=8)
@@ -309,6 +346,19 @@ def observations(results: dict) -> list[str]:
                      f"({lo['label']}) to {100 * hi['validation_mre']:.2f}% ({hi['label']}); the "
                      f"law's optimum beats the uniform mixture in {len(beats)} of {len(members)} "
                      "variants" + (f" ({', '.join(beats)})" if beats else "") + ".")
+        fitted = [r for r in members if r.get("theory") is not None]
+        if fitted:
+            t = [r["theory"] for r in fitted]
+            share = [tr["regret_law"] / r["regret_uniform"] for tr, r in zip(t, fitted,
+                                                                              strict=True)
+                     if r["regret_uniform"] > 0]
+            lines.append(f"  The {t[0]['law']} law: held-out MRE "
+                         f"{100 * min(x['validation_mre'] for x in t):.3f}–"
+                         f"{100 * max(x['validation_mre'] for x in t):.3f}%, regret of its "
+                         f"optimum {min(x['regret_law'] for x in t):.3g}–"
+                         f"{max(x['regret_law'] for x in t):.3g}"
+                         + (f" ({100 * min(share):.1f}–{100 * max(share):.1f}% of the uniform "
+                            "mixture's)" if share else "") + ".")
     return lines
 
 
@@ -330,6 +380,8 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
         f"variant: exact losses of {cfg.n_mixtures} Dirichlet(1) mixtures (the same for every "
         f"variant) × N ∈ {{{', '.join(map(str, cfg.sizes))}}} kept features × D ∈ "
         f"{{{', '.join(map(str, cfg.samples))}}} samples (D = steps × batch); the capacity law "
+        + (f"(and the {cfg.theory_law.label} law, `docs/theory.md`, on every variant's data) "
+           if cfg.theory_law is not None else "") +
         f"fitted on {100 * (1 - cfg.validation_fraction):.0f}% of the mixtures ({cfg.n_restarts} "
         "restarts) and scored by the mean relative error on every run of the others; at "
         f"N = {scale['N']}, D = {scale['D']} the regret of the law's optimal mixture for the mean "
@@ -346,6 +398,11 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
     table = [[r["group"], r["label"], r["law"], r["lr"], 100 * r["validation_mre"],
               100 * r["train_mre"], r["regret_law"], r["regret_uniform"], fmt(r["law_optimum"]),
               fmt(r["true_optimum"]), r["true_optimum_loss"]] for r in rows]
+    table += [[r["group"], r["label"], r["theory"]["law"], r["lr"],
+               100 * r["theory"]["validation_mre"], 100 * r["theory"]["train_mre"],
+               r["theory"]["regret_law"], r["regret_uniform"], fmt(r["theory"]["law_optimum"]),
+               fmt(r["true_optimum"]), r["true_optimum_loss"]]
+              for r in rows if r.get("theory") is not None]
     text += [_common.markdown_table(header, table), "",
              "Regrets in loss units (the mean over domains of the expected squared error); a "
              "regret of a few 1e-5 below zero is the resolution of the simulator's optimum "

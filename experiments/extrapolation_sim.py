@@ -6,8 +6,9 @@ For each simulated instance (``K`` domains, shared head ``S``, drawn with a fixe
 1. simulate the exact expected losses of one-pass SGD (:func:`simulate.sweep`) for
    ``n_mixtures`` Dirichlet mixtures on a grid of SMALL scales, ``N ∈ small_sizes`` kept features
    × ``steps ∈ small_steps`` (law units: ``D = steps × batch_size`` samples);
-2. fit the laws with model-size and token terms (capacity full and tied, additive, joint, and
-   any other registered law that has both) once on that grid;
+2. fit the laws with model-size and token terms (capacity full and tied, additive, joint, any
+   other registered law that has both, and the spectral law, ``docs/theory.md``) once on that
+   grid;
 3. for every scale factor ``f ∈ target_factors`` (default 4 and 16), a TARGET scale
    ``N_T = f · max small N``, ``steps_T = f · max small steps`` (``f``× in both ``N`` and
    ``D``), predict each law's optimal mixture for the mean loss there
@@ -113,7 +114,7 @@ class Config:
     alpha_range: tuple[float, float] = (1.3, 2.5)
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5
-    laws: tuple[LawSpec, ...] = tuple(filter(extrapolated, law_specs()))
+    laws: tuple[LawSpec, ...] = _common.with_spectral(filter(extrapolated, law_specs()))
     n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0

@@ -28,9 +28,10 @@ Protocol, for every head size ``S`` (``Config.heads``):
   ``~(γ D h_i)^{1/α_i}`` (~10–30 here), so the losses barely depend on ``N`` once ``N`` exceeds
   that and the capacity term is inert;
 * a 70/30 split by mixture (``mixscale.data.split``, the same split for every ``ρ``): every
-  law in ``Config.laws`` is fitted on all sizes and budgets of the training mixtures
-  (``_common.fit_law``: the fitter's one policy for every law, Levenberg–Marquardt on the law's
-  structure with nested starts) and scored by the mean relative error (MRE) on every held-out
+  law in ``Config.laws`` (the registered laws with N or D terms and the spectral law) is fitted
+  on all sizes and budgets of the training mixtures (``_common.fit_law``: the fitter's one
+  policy for every law, Levenberg–Marquardt on the law's structure with nested starts) and
+  scored by the mean relative error (MRE) on every held-out
   run.
   The one-scale laws (``Config.one_scale_laws``: the data mixing law and the log-linear
   regression, which have no ``N`` or ``D`` term) are fitted on the training mixtures at the
@@ -94,7 +95,9 @@ class Config:
     beta: float = 0.0
     keep: str = "signal"
     lr_fraction: float = 0.5
-    laws: tuple[LawSpec, ...] = tuple(filter(fitted_across_scales, law_specs()))
+    # Every registered law with N or D terms, and the spectral law derived from the SGD
+    # recursion (docs/theory.md), fitted on the whole grid like them.
+    laws: tuple[LawSpec, ...] = _common.with_spectral(filter(fitted_across_scales, law_specs()))
     one_scale_laws: tuple[LawSpec, ...] = tuple(filter(fitted_at_one_scale, law_specs()))
     n_restarts: int = _common.N_RESTARTS
     seed: int = 0
@@ -262,6 +265,25 @@ def observations(results: dict, cfg: Config) -> list[str]:
                 f"ρ={rhos[int(np.argmin(c))]:g}); the best law per ρ: "
                 + ", ".join(f"{r:g}: {b}" for r, b in zip(rhos, best, strict=True)) + ".")
         lines.append(line)
+    settings = results["settings"]
+    best = [min((spec.label for spec in cfg.laws), key=lambda lab, s=s: s["laws"][lab][
+        "validation_mre"]) for s in settings]
+    lines.append("* Settings in which each law has the lowest held-out MRE: " + ", ".join(
+        f"{spec.label} {best.count(spec.label)}" for spec in cfg.laws) + f" (of {len(settings)}).")
+    theory = next((spec.label for spec in cfg.laws if spec.name == "spectral"), None)
+    joint = next((spec.label for spec in cfg.laws if spec.name == "joint"), None)
+    if theory and joint:
+        below = sum(s["laws"][theory]["validation_mre"] < s["laws"][joint]["validation_mre"]
+                    for s in settings)
+        ranges = "; ".join(
+            f"S = {head}: {100 * min(v):.2f}–{100 * max(v):.2f}%"
+            for head in cfg.heads
+            for v in [[s["laws"][theory]["validation_mre"] for s in settings
+                       if s["head"] == head]])
+        lines.append(f"* The {theory} law ({settings[0]['laws'][theory]['n_params']} parameters; "
+                     f"{joint} {settings[0]['laws'][joint]['n_params']}) is below the {joint} "
+                     f"law in {below} of {len(settings)} settings; its held-out MRE over ρ: "
+                     f"{ranges}.")
     labels = {spec.variant: spec.label for spec in cfg.laws if spec.name == "capacity"}
     if {"full", "tied"} <= set(labels):
         full, tied = labels["full"], labels["tied"]

@@ -7,7 +7,8 @@ proportions drawn by :func:`experiments._sim.draw_instance` with a fixed seed):
    ``n_mixtures`` random mixtures ``h ~ Dirichlet(1)`` at ONE scale: ``N`` kept features, ``steps``
    SGD steps of batch ``B`` (law units: ``D = steps × B`` samples) — the paper's Fig. 2 fits and
    compares at one scale;
-2. fit every registered law (:func:`mixscale.law_specs`) to those runs
+2. fit every registered law (:func:`mixscale.law_specs`) and the spectral law
+   (``docs/theory.md``) to those runs
    (:func:`experiments._common.fit_law`). Laws with ``N``/``D`` terms are fitted at one scale too:
    their scale parameters are then unidentified, which does not matter for picking a mixture at
    that scale;
@@ -74,7 +75,8 @@ class Config:
     alpha_range: tuple[float, float] = (1.3, 2.5)
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5  # of the smallest stable step (vertices, uniform, training mixtures)
-    laws: tuple[LawSpec, ...] = tuple(law_specs())  # every law, in registration order
+    # Every registered law, in registration order, and the spectral law.
+    laws: tuple[LawSpec, ...] = _common.with_spectral(law_specs())
     n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0  # random starts of the law-optimum search

@@ -37,6 +37,24 @@ def test_quick_run_writes_sane_results(quick_run):
     assert (quick_run / "ablations.md").read_text() == md
 
 
+def test_a_theory_law_is_drawn_and_tabled_beside_the_capacity_law(quick_run, tmp_path):
+    """The quick run fits the capacity law alone; a record with a theory law's fit on every
+    variant (here a scaled copy of the capacity law's numbers) is drawn, tabled and summarised."""
+    record = json.loads((quick_run / "ablations.json").read_text())
+    for r in record["results"]["variants"]:
+        r["theory"] = {"law": "spectral (full)", "validation_mre": 0.5 * r["validation_mre"],
+                       "train_mre": 0.5 * r["train_mre"], "regret_law": 0.25 * r["regret_uniform"],
+                       "law_optimum": r["true_optimum"]}
+    (tmp_path / "ablations.json").write_text(json.dumps(record))
+    assert ablations.main(["--redraw", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "ablations.md").read_text()
+    rows = [line for line in md.splitlines() if "| spectral (full) |" in line]
+    assert len(rows) == len(record["results"]["variants"])
+    assert f"{100 * record['results']['variants'][0]['theory']['validation_mre']:.4g}" in rows[0]
+    assert "The spectral (full) law: held-out MRE" in md and "25.0–25.0% of the uniform" in md
+    assert (tmp_path / "ablations.png").stat().st_size > 10_000
+
+
 def test_every_variant_changes_one_thing():
     vs = ablations.variants(0.5, (0.0, 0.5, 1.0), 8)
     for group in ablations.GROUPS:

@@ -1,5 +1,5 @@
-"""Smoke test of experiments/law_vs_simulator.py: its quick mode writes the results, the figure
-and the report section."""
+"""Smoke test of experiments/law_vs_simulator.py: its quick mode fits every law of its
+configuration and writes the results, the figure and the report section."""
 
 import json
 
@@ -15,9 +15,13 @@ def test_law_vs_simulator_quick_writes_results(tmp_path):
     assert record["config"]["n_mixtures"] == 12 and "jax" in record["versions"]
     (res,) = record["results"]
     assert res["n_train_runs"] == 9 * 3 * 3 and res["n_validation_runs"] == 3 * 3 * 3
-    assert 0 <= res["validation_mre"] < 1 and set(res["validation_per_domain_mre"]) == {
-        "d0", "d1", "d2"}
+    assert set(res["laws"]) == {"capacity (full)", "spectral (full)"}
+    for fitted in res["laws"].values():
+        assert 0 <= fitted["validation_mre"] < 1 and set(fitted["validation_per_domain_mre"]) == {
+            "d0", "d1", "d2"}
+        assert set(fitted["validation_mre_by_size"]) == {"16", "32", "64"}
     assert (tmp_path / "law_vs_simulator.png").stat().st_size > 10_000
     md = (tmp_path / "law_vs_simulator.md").read_text()
     assert md.startswith("## ") and "law_vs_simulator.png" in md
-    assert f"{100 * res['validation_mre']:.4g}" in md  # the table is generated from the results
+    for label, fitted in res["laws"].items():  # the table is generated from the results
+        assert f"| {label} | {100 * fitted['validation_mre']:.4g} |" in md
