@@ -13,9 +13,12 @@ Barzilai–Borwein step lengths, projected onto the feasible set, with an Armijo
 line search along the projected direction. The projection onto
 ``{Σ h = 1, ℓ ≤ h ≤ u}`` is ``clip(v - τ, ℓ, u)`` with the one ``τ`` that makes the sum 1, found by
 bisection (the sum is monotone in ``τ``). Gradients are exact (through the law, including the
-implicit derivative of the capacity allocation). Several starts run at once (``vmap``): the
-uniform mixture, the projection of ``w`` mapped onto the training domains, and random Dirichlet
-draws; the best stationary point is returned. Stationarity is measured by
+implicit derivative of the capacity allocation). Several starts run in one compiled program,
+one after another (``lax.map``), each until its own convergence: the uniform mixture, the
+projection of ``w`` mapped onto the training domains, and random Dirichlet draws; the best
+stationary point is returned. (Batched with ``vmap`` every start ran until the slowest stopped:
+with a start that never meets the tolerance, ``max_steps`` iterations for all; sequential starts
+were 3× faster at ``K = 64`` and 4.6× at ``K = 17`` on the 2-core machine, equal at ``K = 4``.) Stationarity is measured by
 ``‖P(h − ∇f) − h‖_∞``.
 """
 
@@ -37,9 +40,6 @@ from .laws._base import AbstractLaw
 
 __all__ = ["MixtureResult", "optimal_mixture", "project_to_simplex"]
 
-_BISECTION_STEPS = 100
-
-
 def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
     """Euclidean projection of ``v`` ``(K,)`` onto ``{h: Σh = 1, lower ≤ h ≤ upper}``.
 
@@ -48,8 +48,10 @@ def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.
     The projection is ``clip(v − τ, lower, upper)`` where ``f(τ) = Σ clip(v − τ, lower, upper)``
     equals 1. ``f`` is piecewise linear and non-increasing with breakpoints ``v − upper`` and
     ``v − lower``: it is evaluated at all ``2K`` of them, ``τ`` lies between the largest with
-    ``f ≥ 1`` and the smallest with ``f ≤ 1`` (``O(K²)``), where ``f`` is linear; bisection
-    inside that bracket finds it to rounding. ``v`` is first shifted by its largest entry (the
+    ``f ≥ 1`` and the smallest with ``f ≤ 1`` (``O(K²)``). No breakpoint lies strictly between
+    the two, so ``f`` is linear there and ``τ`` is its linear interpolation to 1 (exact up to
+    rounding; it replaced 100 bisection steps, which made the projection 7× as costly as the
+    law's value and gradient at ``K = 64``). ``v`` is first shifted by its largest entry (the
     projection does not change). A search step can make ``v`` of order 1e30: a bisection over
     ``[min(v − upper), max(v − lower)]`` could then not resolve the weights and returned two
     coordinates at their caps (a "mixture" summing to 2).
@@ -64,15 +66,11 @@ def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.
     lo = jnp.max(jnp.where(at >= 1.0, breaks, -jnp.inf))
     hi = jnp.min(jnp.where(at <= 1.0, breaks, jnp.inf))
     lo, hi = jnp.minimum(lo, hi), jnp.maximum(lo, hi)
-
-    def body(_, bracket):
-        a, b = bracket
-        mid = 0.5 * (a + b)
-        too_big = total(mid) > 1.0
-        return jnp.where(too_big, mid, a), jnp.where(too_big, b, mid)
-
-    lo, hi = lax.fori_loop(0, _BISECTION_STEPS, body, (lo, hi))
-    return jnp.clip(v - 0.5 * (lo + hi), lower, upper)
+    f_lo, f_hi = total(lo), total(hi)
+    drop = f_lo - f_hi
+    frac = jnp.where(drop > 0, (f_lo - 1.0) / jnp.where(drop > 0, drop, 1.0), 0.0)
+    tau = lo + jnp.clip(frac, 0.0, 1.0) * (hi - lo)
+    return jnp.clip(v - tau, lower, upper)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +148,7 @@ def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
         pg_final = jnp.max(jnp.abs(proj(h - g) - h))
         return h, fh, pg_final, steps
 
-    return jax.vmap(one)(starts)
+    return lax.map(one, starts)
 
 
 def optimal_mixture(law: AbstractLaw, N: float, D: float, *,

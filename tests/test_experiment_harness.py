@@ -121,21 +121,32 @@ def test_law_lists_come_from_the_registry(name):
     module = MODULES[name]
     assert not [k for k, v in vars(module).items() if _is_law_list(v)], "module-level law list"
     registry = tuple(law_specs())
+    candidates = set(law_specs(candidates=True)) - set(registry)
     for field in dataclasses.fields(module.Config):
         default = field.default
-        if _is_law_list(default):  # a filter of the registry, in registration order
-            assert default == tuple(s for s in registry if s in default), field.name
+        if _is_law_list(default):
+            # a filter of the registry, in registration order, then any candidates named
+            regular = tuple(s for s in default if s in registry)
+            assert regular == tuple(s for s in registry if s in default), field.name
+            assert default[:len(regular)] == regular, field.name
+            assert set(default[len(regular):]) <= candidates, field.name
 
 
 def test_law_list_predicates():
+    spectral = LawSpec("spectral")
     assert MODULES["compare_laws"].Config().laws == tuple(law_specs())
-    assert MODULES["optimal_mixture_regret"].Config().laws == tuple(law_specs())
+    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), spectral)
     assert MODULES["real_extrapolation"].Config().laws == tuple(law_specs(uses_scale=True))
-    every_scale_law = set(law_specs(uses_scale=True))
+    every_scale_law = set(law_specs(uses_scale=True, candidates=True))
     assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
     assert set(MODULES["fit_under_overlap"].Config().one_scale_laws) < set(
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
+    # the simulator experiments fit the spectral law (still a candidate) beside the registry's
+    for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
+                 "extrapolation_sim"):
+        assert spectral in MODULES[name].Config().laws, name
+    assert MODULES["ablations"].Config().theory_law == spectral
 
 
 def _imports(path: Path) -> set[str]:

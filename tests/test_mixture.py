@@ -84,6 +84,21 @@ def test_projection_is_the_euclidean_projection(rng):
         np.testing.assert_allclose(p, ref.x, atol=1e-7)
 
 
+@pytest.mark.parametrize("k", [2, 17, 64])
+def test_projection_onto_the_plain_simplex_equals_the_sorting_formula(rng, k):
+    """Without box bounds the projection has a closed form (sort ``v`` descending; ``τ`` from
+    the largest prefix whose mean shift keeps its last entry positive): the linear interpolation
+    between breakpoints must give it to rounding, for spread and for tied entries."""
+    for v in (rng.normal(0.0, 1.0, k), rng.normal(0.0, 1e-3, k), np.round(rng.normal(0, 1, k))):
+        u = np.sort(v)[::-1]
+        cum = np.cumsum(u) - 1.0
+        rho = np.flatnonzero(u - cum / np.arange(1, k + 1) > 0)[-1]
+        expected = np.maximum(v - cum[rho] / (rho + 1), 0.0)
+        p = np.asarray(project_to_simplex(jnp.asarray(v), jnp.zeros(k), jnp.ones(k)))
+        np.testing.assert_allclose(p, expected, rtol=0, atol=1e-12)
+        assert abs(p.sum() - 1.0) < 1e-12
+
+
 def test_bad_input_is_refused():
     law = CapacityLaw.from_params(b=[0.3, 0.5], c=[1.0, 1.0], H=0.5, A=[0.5, 0.3],
                                   a=[0.3, 0.4], E=[1.0, 1.0])
