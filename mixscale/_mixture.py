@@ -18,8 +18,8 @@ one after another (``lax.map``), each until its own convergence: the uniform mix
 projection of ``w`` mapped onto the training domains, and random Dirichlet draws; the best
 stationary point is returned. (Batched with ``vmap`` every start ran until the slowest stopped:
 with a start that never meets the tolerance, ``max_steps`` iterations for all; sequential starts
-were 3× faster at ``K = 64`` and 4.6× at ``K = 17`` on the 2-core machine, equal at ``K = 4``.) Stationarity is measured by
-``‖P(h − ∇f) − h‖_∞``.
+were 3× faster at ``K = 64`` and 4.6× at ``K = 17`` on the 2-core machine, equal at ``K = 4``.)
+Stationarity is measured by ``‖P(h − ∇f) − h‖_∞``.
 """
 
 from __future__ import annotations
