@@ -322,6 +322,12 @@ def draw(results: dict, out) -> str:
     return filename
 
 
+def _span(values, fmt: str) -> str:
+    """``"lo–hi"`` of ``values`` in format ``fmt``, or one number where they print alike."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def observations(results: dict) -> list[str]:
     rows = results["variants"]
     alpha = results["instance"]["alpha"]
@@ -352,12 +358,11 @@ def observations(results: dict) -> list[str]:
             share = [tr["regret_law"] / r["regret_uniform"] for tr, r in zip(t, fitted,
                                                                               strict=True)
                      if r["regret_uniform"] > 0]
-            lines.append(f"  The {t[0]['law']} law: held-out MRE "
-                         f"{100 * min(x['validation_mre'] for x in t):.3f}–"
-                         f"{100 * max(x['validation_mre'] for x in t):.3f}%, regret of its "
-                         f"optimum {min(x['regret_law'] for x in t):.3g}–"
-                         f"{max(x['regret_law'] for x in t):.3g}"
-                         + (f" ({100 * min(share):.1f}–{100 * max(share):.1f}% of the uniform "
+            mre = [100 * x["validation_mre"] for x in t]
+            reg = [x["regret_law"] for x in t]
+            lines.append(f"  The {t[0]['law']} law: held-out MRE {_span(mre, '.3f')}%, regret of "
+                         f"its optimum {_span(reg, '.3g')}"
+                         + (f" ({_span([100 * v for v in share], '.1f')}% of the uniform "
                             "mixture's)" if share else "") + ".")
     return lines
 
