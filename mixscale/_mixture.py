@@ -11,9 +11,10 @@ express data limits (a domain that holds only so many tokens) or minimum shares.
 Method: spectral projected gradient (Birgin, Martínez & Raydan, 2000) — gradient steps with
 Barzilai–Borwein step lengths, projected onto the feasible set, with an Armijo backtracking
 line search along the projected direction. The projection onto
-``{Σ h = 1, ℓ ≤ h ≤ u}`` is ``clip(v - τ, ℓ, u)`` with the one ``τ`` that makes the sum 1, found by
-bisection (the sum is monotone in ``τ``). Gradients are exact (through the law, including the
-implicit derivative of the capacity allocation). Several starts run in one compiled program,
+``{Σ h = 1, ℓ ≤ h ≤ u}`` is ``clip(v - τ, ℓ, u)`` with the one ``τ`` that makes the sum 1 (the
+sum is piecewise linear and monotone in ``τ``, so ``τ`` is exact between its bracketing
+breakpoints). Gradients are exact (through the law, including the implicit derivative of the
+capacity allocation). Several starts run in one compiled program,
 one after another (``lax.map``), each until its own convergence: the uniform mixture, the
 projection of ``w`` mapped onto the training domains, and random Dirichlet draws; the best
 stationary point is returned. (Batched with ``vmap`` every start ran until the slowest stopped:

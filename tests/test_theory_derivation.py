@@ -257,7 +257,7 @@ def test_integer_kept_counts_are_the_laws_error_at_a_few_features_per_domain():
     own integer kept counts: the error is the rounding of the allocation, not the learning."""
 
     class OnKeptCounts(SpectralLaw):
-        kept: np.ndarray = eqx.field(static=True, default=None)
+        kept: tuple[float, ...] = eqx.field(static=True, default=())
 
         def allocation(self, h, n):
             return jnp.asarray(self.kept, float)
