@@ -10,7 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 from mixscale import solve_small
-from mixscale._linalg import check_law_primitives
+from mixscale._linalg import _gauss_jordan, check_law_primitives
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 17])
@@ -38,6 +38,13 @@ def test_solve_small_derivatives_match_finite_differences():
     check_grads(solve_small, (a, b), order=2, modes=("fwd", "rev"), eps=1e-5, rtol=1e-5)
     check_grads(lambda a, b: solve_small(a, b, pivoting=False), (a, b), order=2,
                 modes=("fwd", "rev"), eps=1e-5, rtol=1e-5)
+    bb = jnp.asarray(rng.normal(size=(4, 2)))
+    check_grads(solve_small, (a, bb), order=2, modes=("fwd", "rev"), eps=1e-5, rtol=1e-5)
+    # the implicit derivative equals autodiff through the elimination itself
+    for pivoting in (True, False):
+        implicit = jax.jacrev(lambda a: solve_small(a, b, pivoting=pivoting))(a)
+        unrolled = jax.jacrev(lambda a: _gauss_jordan(a, b[:, None], pivoting)[:, 0])(a)
+        np.testing.assert_allclose(implicit, unrolled, rtol=1e-10, atol=1e-12)
 
 
 def test_solve_small_without_pivoting_solves_an_m_matrix():
