@@ -159,11 +159,15 @@ def _jsonable(obj):
     return obj
 
 
-def write_record(out: Path, name: str, config, results: dict, elapsed_s: float) -> Path:
+def write_record(out: Path, name: str, config, results: dict, elapsed_s: float, *,
+                 added: list | None = None) -> Path:
     """Write ``out/<name>.json``: ``{"experiment", "config", "versions", "elapsed_s",
-    "results"}`` (dataclasses, arrays and law specs converted; NaN written as null)."""
+    "results"}`` (dataclasses, arrays and law specs converted; NaN written as null), and
+    ``"added"`` (laws fitted later and merged in, ``experiments._harness``) if given."""
     record = {"experiment": name, "config": _jsonable(config), "versions": versions(),
               "elapsed_s": float(elapsed_s), "results": _jsonable(results)}
+    if added:
+        record["added"] = _jsonable(added)
     path = Path(out) / f"{name}.json"
     path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return path

@@ -18,7 +18,10 @@ An experiment module is four names::
 :func:`run_experiment` owns the command line (``--quick``, ``--out``, ``--redraw``), the results
 record ``OUT/<name>.json`` (``{"experiment", "config", "versions", "elapsed_s", "results"}``,
 :func:`experiments._common.write_record`) and the call of ``render`` on the record read back from
-that file, so that a fresh run and ``--redraw`` draw from the same bytes. :func:`config_from_record`
+that file, so that a fresh run and ``--redraw`` draw from the same bytes. An experiment that passes
+``can_add_laws=True`` also takes ``--add-law LABEL``: only that law is fitted, and its rows are
+merged into the existing record (:func:`merge_law_rows`), so that a law added to the experiment's
+list after its full run costs that law's fits, not the whole run again. :func:`config_from_record`
 turns a record's configuration back into the ``Config`` (law labels into
 :class:`mixscale.LawSpec`, lists into tuples, nested dataclasses rebuilt) for the renderers that
 want the object.
@@ -35,10 +38,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments._common import Timer, parse_args, write_record
+from experiments._common import Timer, _jsonable, parse_args, write_record
 
-__all__ = ["EXPERIMENTS", "NAMES", "config_from_record", "read_record", "recorded_wall_s",
-           "run_experiment"]
+__all__ = ["EXPERIMENTS", "NAMES", "config_from_record", "merge_law_rows", "read_record",
+           "recorded_wall_s", "run_experiment"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
 EXPERIMENTS = (
@@ -106,21 +109,88 @@ def config_from_record(config_class: type, config: dict) -> Any:
     return config_class(**{k: _from_json(v, hints[k]) for k, v in config.items() if k in fields})
 
 
+# ----------------------------------------------------------------------------- adding a law
+def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
+    """``old`` results with the rows of the laws ``labels`` taken from ``new``.
+
+    A list whose items are all dicts with a ``"law"`` key is a list of law rows: ``old``'s rows of
+    other laws are kept in order, then ``new``'s rows of ``labels`` follow. A dict keyed by law
+    labels takes ``new``'s entry for each of ``labels``. Other dicts and equally long lists are
+    merged item by item; every other value is ``old``'s (the laws' common data, e.g. measured
+    losses, which the two runs share).
+    """
+    def rows(x):
+        return isinstance(x, list) and bool(x) and all(isinstance(r, dict) and "law" in r
+                                                       for r in x)
+
+    if rows(old) or (isinstance(old, list) and not old and rows(new)):
+        return ([r for r in old if r["law"] not in labels]
+                + [r for r in (new if rows(new) else []) if r["law"] in labels])
+    if isinstance(old, dict):
+        new = new if isinstance(new, dict) else {}
+        merged = {k: (new[k] if k in labels and k in new else merge_law_rows(v, new.get(k), labels))
+                  for k, v in old.items()}
+        merged.update({k: v for k, v in new.items() if k in labels and k not in old})
+        return merged
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [merge_law_rows(o, n, labels) for o, n in zip(old, new, strict=True)]
+    return old
+
+
+def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
+              run: Callable, log: logging.Logger) -> None:
+    """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record."""
+    from mixscale import LawSpec
+
+    record = read_record(out, name)
+    specs = [LawSpec.parse(label) for label in labels]
+    unknown = [s.label for s in specs if s not in config.laws]
+    if unknown:
+        raise SystemExit(f"--add-law: {unknown} not in this experiment's laws "
+                         f"{[s.label for s in config.laws]}")
+    recorded = config_from_record(config_class, record["config"])
+    if dataclasses.replace(recorded, laws=config.laws) != config:
+        raise SystemExit(f"--add-law: {out / name}.json was made with another configuration "
+                         "than this one (beyond its laws): run the experiment in full")
+    timer = Timer()
+    results = run(dataclasses.replace(config, laws=tuple(specs)), log)
+    elapsed = timer()
+    done = [s.label for s in specs]
+    merged = merge_law_rows(record["results"], json.loads(json.dumps(_jsonable(results))), done)
+    # every law of the record's run, then the added ones, in the configuration's order
+    present = {s.label for s in recorded.laws} | set(done)
+    laws = tuple(s for s in config.laws if s.label in present)
+    path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
+                        float(record.get("elapsed_s") or 0.0) + elapsed,
+                        added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed}])
+    log.info("added %s to %s (%.1f min)", ", ".join(done), path, elapsed / 60)
+
+
 # ----------------------------------------------------------------------------- the entry
 def run_experiment(name: str, description: str, config_class: type,
                    run: Callable[[Any, logging.Logger], Any],
                    render: Callable[[Path, dict], None],
-                   argv: Sequence[str] | None = None, *, quick_config: Any) -> int:
+                   argv: Sequence[str] | None = None, *, quick_config: Any,
+                   can_add_laws: bool = False) -> int:
     """Run one experiment from its command line; returns the exit status (0).
 
     Without ``--redraw``: ``quick_config`` with ``--quick``, else ``config_class()``;
     ``run(config, log)``; the record written to ``OUT/<name>.json``. Then, and with
-    ``--redraw`` alone, ``render(OUT, record)`` with the record read from that file.
+    ``--redraw`` alone, ``render(OUT, record)`` with the record read from that file. With
+    ``can_add_laws``, ``--add-law LABEL`` (repeatable) fits only those laws of the
+    configuration's list and merges their rows into the existing record (the record must come
+    from the same configuration but for its laws; its ``elapsed_s`` then includes the added
+    fits, and ``"added"`` lists each addition).
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",
                             help=f"rebuild the figures and the report section from "
                                  f"OUT/{name}.json without recomputing")
+        if can_add_laws:
+            parser.add_argument("--add-law", action="append", default=[], metavar="LABEL",
+                                help="fit only this law of the experiment's list (e.g. "
+                                     "'spectral') and merge its rows into the existing "
+                                     f"OUT/{name}.json; repeatable")
 
     args = parse_args(name, description, argv, options)
     log = logging.getLogger(name)
@@ -129,6 +199,9 @@ def run_experiment(name: str, description: str, config_class: type,
             raise TypeError(f"quick_config must be a {config_class.__name__}, got "
                             f"{type(quick_config).__name__}")
         config = quick_config if args.quick else config_class()
+    if not args.redraw and getattr(args, "add_law", None):
+        _add_laws(name, config_class, config, args.add_law, args.out, run, log)
+    elif not args.redraw:
         timer = Timer()
         results = run(config, log)
         elapsed = timer()

@@ -54,6 +54,7 @@ from experiments._common import (
     markdown_table,
     pyplot,
     save_figure,
+    with_spectral,
     write_section,
 )
 from experiments._harness import run_experiment
@@ -80,7 +81,7 @@ OFF_SCALE_NATS = 0.5
 class Config:
     """Everything that sets the numbers; the defaults are the full run."""
 
-    laws: tuple[LawSpec, ...] = tuple(filter(fitted_here, law_specs()))
+    laws: tuple[LawSpec, ...] = with_spectral(filter(fitted_here, law_specs()))
     dataset: str = "regmix-1b"
     target: str = "pile_cc"
     n_restarts: int = N_RESTARTS
@@ -386,7 +387,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from experiments._common import (
     pyplot,
     save_figure,
     spec_label,
+    with_spectral,
     write_section,
 )
 from experiments._harness import run_experiment
@@ -94,8 +95,8 @@ class Config:
     Scales are ``(N, D)`` pairs in law units (millions of parameters, billions of tokens).
     """
 
-    #: every law with model-size or token terms, in registration order
-    laws: tuple[LawSpec, ...] = tuple(law_specs(uses_scale=True))
+    #: every law with model-size or token terms, in registration order, then the spectral law
+    laws: tuple[LawSpec, ...] = with_spectral(law_specs(uses_scale=True))
     protocols: tuple[str, ...] = PROTOCOLS
     #: Pile-4 training rows: all 90M runs and the 200M runs with at most this many tokens (B)
     pile4_max_200m_tokens: float = 7.0
@@ -508,7 +509,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

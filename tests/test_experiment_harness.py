@@ -134,17 +134,18 @@ def test_law_lists_come_from_the_registry(name):
 
 def test_law_list_predicates():
     spectral = LawSpec("spectral")
-    assert MODULES["compare_laws"].Config().laws == tuple(law_specs())
+    assert MODULES["compare_laws"].Config().laws == (*law_specs(), spectral)
     assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), spectral)
-    assert MODULES["real_extrapolation"].Config().laws == tuple(law_specs(uses_scale=True))
+    assert MODULES["real_extrapolation"].Config().laws == (*law_specs(uses_scale=True),
+                                                           spectral)
     every_scale_law = set(law_specs(uses_scale=True, candidates=True))
     assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
     assert set(MODULES["fit_under_overlap"].Config().one_scale_laws) < set(
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
-    # the simulator experiments fit the spectral law (still a candidate) beside the registry's
+    # every experiment fits the spectral law (still a candidate) beside the registry's
     for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
-                 "extrapolation_sim"):
+                 "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert spectral in MODULES[name].Config().laws, name
     assert MODULES["ablations"].Config().theory_law == spectral
 
@@ -184,3 +185,71 @@ def test_the_harness_logs_through_the_experiment_logger(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="toy"):
         toy_main(["--quick", "--out", str(tmp_path)])
     assert "toy run with n=2" in caplog.text
+
+
+# ----------------------------------------------------------------------------- adding a law
+@dataclasses.dataclass(frozen=True)
+class RowConfig:
+    n: int = 2
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="tied"), LawSpec("bimix"))
+
+
+def row_run(config, log):
+    row_run.calls += 1
+    rows = [{"law": s.label, "seed": i, "run": row_run.calls}
+            for i in range(config.n) for s in config.laws]
+    return {"table": rows, "by_law": {s.label: row_run.calls for s in config.laws},
+            "shared": [{"setting": j, "laws": [{"law": s.label, "run": row_run.calls}
+                                              for s in config.laws]} for j in range(2)],
+            "measured": [row_run.calls]}
+
+
+def row_main(argv):
+    return _harness.run_experiment("rows", "Rows.", RowConfig, row_run,
+                                   lambda out, record: _common.write_section(out, "rows", "x"),
+                                   argv, quick_config=RowConfig(n=1), can_add_laws=True)
+
+
+def test_merge_law_rows_replaces_only_the_named_laws():
+    old = {"t": [{"law": "a", "v": 1}, {"law": "b", "v": 1}], "d": {"a": 1, "b": 1},
+           "l": [{"x": 0, "laws": [{"law": "a", "v": 1}]}], "common": [1, 2]}
+    new = {"t": [{"law": "b", "v": 2}, {"law": "c", "v": 2}], "d": {"b": 2, "c": 2},
+           "l": [{"x": 9, "laws": [{"law": "c", "v": 2}]}], "common": [3, 4]}
+    assert _harness.merge_law_rows(old, new, ["b", "c"]) == {
+        "t": [{"law": "a", "v": 1}, {"law": "b", "v": 2}, {"law": "c", "v": 2}],
+        "d": {"a": 1, "b": 2, "c": 2},
+        "l": [{"x": 0, "laws": [{"law": "a", "v": 1}, {"law": "c", "v": 2}]}],
+        "common": [1, 2]}
+
+
+def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
+    tied, bimix = RowConfig.laws
+    row_run.calls = 0
+    first = row_run(RowConfig(laws=(tied,)), None)
+    _common.write_record(tmp_path, "rows", RowConfig(laws=(tied,)), first, 10.0)
+    assert row_main(["--add-law", "bimix", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "rows.json").read_text())
+    res = record["results"]
+    assert row_run.calls == 2                                   # one run, of bimix alone
+    assert res["table"] == [{"law": tied.label, "seed": i, "run": 1} for i in range(2)] + [
+        {"law": "bimix", "seed": i, "run": 2} for i in range(2)]
+    assert res["by_law"] == {tied.label: 1, "bimix": 2}
+    assert [s["laws"] for s in res["shared"]] == [[{"law": tied.label, "run": 1},
+                                                   {"law": "bimix", "run": 2}]] * 2
+    assert res["measured"] == [1]
+    assert record["config"]["laws"] == [tied.label, "bimix"]
+    assert record["elapsed_s"] >= 10.0 and record["added"][0]["laws"] == ["bimix"]
+    # refitting a law already there replaces its rows
+    assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "rows.json").read_text())["results"]
+    assert [r["run"] for r in res["table"]] == [2, 2, 3, 3] and row_run.calls == 3
+
+
+def test_add_law_refuses_another_configuration_or_an_unknown_law(tmp_path):
+    row_run.calls = 0
+    _common.write_record(tmp_path, "rows", RowConfig(n=3), row_run(RowConfig(n=3), None), 1.0)
+    with pytest.raises(SystemExit, match="another configuration"):
+        row_main(["--add-law", "bimix", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not in this experiment's laws"):
+        row_main(["--add-law", "joint", "--out", str(tmp_path)])
+    assert row_run.calls == 1
