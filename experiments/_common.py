@@ -47,10 +47,11 @@ N_RESTARTS = 64
 def with_spectral(specs) -> tuple:
     """``specs`` followed by the spectral law (``docs/theory.md``), each law once.
 
-    The spectral law is still a registry candidate (left out of :func:`mixscale.law_specs`): the
-    simulator experiments, whose grids it fits in a minute or two, name it through this; the
-    real-table experiments do not fit it yet (its fits at K = 17 and on SlimPajama's 1090 runs
-    take tens of minutes)."""
+    The spectral law is still a registry candidate (left out of :func:`mixscale.law_specs`, so
+    not the default of ``mixscale fit``): every experiment names it through this. Its fits are
+    the slowest of any law at 17 domains (``compare_laws.Config.not_fitted``), and a law added
+    to a list after the experiment's full run can be fitted alone with ``--add-law``
+    (:mod:`experiments._harness`)."""
     from mixscale import LawSpec
 
     return tuple(dict.fromkeys([*specs, LawSpec("spectral")]))
