@@ -70,3 +70,16 @@ def test_every_law_by_default_with_the_fitters_policy():
     laws = {s.label: s for s in law_specs()}
     assert n_params(laws["joint"], t) == 17 * (4 * 17 + 5)
     assert n_params(laws["bimix"], t) == 4 * 17
+
+
+def test_laws_left_out_for_cost_are_reported_as_such():
+    """A law in ``not_fitted`` shows as not fitted, never as a silent gap; the record's merged
+    spectral rows (``--add-law``) are in the tables."""
+    record = json.loads((FIGURES / "compare_laws.json").read_text())
+    md = compare_laws.markdown(record)
+    assert "| spectral (full) | — | not fitted (cost) |" in md
+    assert "Not fitted, for their cost" in md and "on regmix rank" in md
+    assert "`real_extrapolation`, whose tables include those laws" in md
+    assert [a["laws"] for a in record["added"]] == [["spectral (full)"]]
+    rows = [r for r in record["results"]["in_scale"] if r["law"] == "spectral (full)"]
+    assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
