@@ -156,7 +156,7 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     results = run(dataclasses.replace(config, laws=tuple(specs)), log)
     elapsed = timer()
     done = [s.label for s in specs]
-    merged = merge_law_rows(record["results"], json.loads(json.dumps(_jsonable(results))), done)
+    merged = merge_law_rows(record["results"], _jsonable(results), done)
     # every law of the record's run, then the added ones, in the configuration's order
     present = {s.label for s in recorded.laws} | set(done)
     laws = tuple(s for s in config.laws if s.label in present)
@@ -199,14 +199,14 @@ def run_experiment(name: str, description: str, config_class: type,
             raise TypeError(f"quick_config must be a {config_class.__name__}, got "
                             f"{type(quick_config).__name__}")
         config = quick_config if args.quick else config_class()
-    if not args.redraw and getattr(args, "add_law", None):
-        _add_laws(name, config_class, config, args.add_law, args.out, run, log)
-    elif not args.redraw:
-        timer = Timer()
-        results = run(config, log)
-        elapsed = timer()
-        path = write_record(args.out, name, config, results, elapsed)
-        log.info("wrote %s (%.1f min)", path, elapsed / 60)
+        if getattr(args, "add_law", None):
+            _add_laws(name, config_class, config, args.add_law, args.out, run, log)
+        else:
+            timer = Timer()
+            results = run(config, log)
+            elapsed = timer()
+            path = write_record(args.out, name, config, results, elapsed)
+            log.info("wrote %s (%.1f min)", path, elapsed / 60)
     render(args.out, read_record(args.out, name))
     log.info("wrote the figures and %s", Path(args.out) / f"{name}.md")
     return 0
