@@ -8,7 +8,7 @@ The library never changes global JAX configuration; enable float64 in your entry
 """
 
 from . import plots
-from ._allocation import allocate, log_allocation
+from ._allocation import allocate, log_allocation, log_shared_allocation
 from ._bootstrap import Bootstrap, Intervals, parameter_intervals, prediction_intervals
 from ._evaluate import evaluate, predict_table
 from ._fit import FitProgress, FitResult, fit
@@ -35,6 +35,7 @@ __all__ = [
     "AbstractLaw", "Bootstrap", "CapacityLaw", "FitProgress", "FitResult", "Intervals", "LAWS",
     "LawSpec", "LossTable", "MixtureIntervals", "MixtureResult", "TableError", "allocate",
     "error_metrics", "evaluate", "fit", "get_law", "law_specs", "load_fit", "log_allocation",
+    "log_shared_allocation",
     "optimal_mixture", "optimal_mixture_intervals", "parameter_count", "parameter_intervals",
     "plots", "predict_table", "prediction_intervals", "project_to_simplex", "register_law",
     "save_fit", "solve_small",

@@ -38,6 +38,13 @@ Newton's method stops instead of dividing by its zero slope.
 Derivatives come from the implicit function theorem applied to ``g(u; h, b, c, N, H) = 0``
 (a ``jax.custom_jvp`` on the multiplier), never from unrolling the Newton iterations; every other
 step is an ordinary differentiable expression of ``u``.
+
+Shared tail ranks (:func:`log_shared_allocation`): when a fraction ``ρ`` of every domain's tail
+ranks is one feature shared by all domains, the same problem gains a shared threshold ``x_s``
+(kept while the summed score beats the multiplier) and a budget that counts a shared rank once;
+it is solved in ``log x_s`` by a bracketed Newton iteration, with the same implicit derivatives.
+The simulator's top-``N`` keep rule with overlapping tails is this allocation to the rounding of
+whole features (``tests/test_theory_derivation.py``, test 7).
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["allocate", "log_allocation", "log_multiplier"]
+__all__ = ["allocate", "log_allocation", "log_multiplier", "log_shared_allocation",
+           "log_shared_rank"]
 
 _MAX_NEWTON_STEPS = 200
 
@@ -159,3 +167,111 @@ def allocate(h, b, c, N, H):
         [5.5, 5.5]
     """
     return jnp.exp(log_allocation(h, b, c, N, H))
+
+
+# ----------------------------------------------------------------- shared tail ranks
+_MAX_SAFEGUARDED_STEPS = 200
+
+
+def _shared_parts(y, h, b, c, N, H, rho):
+    """Given ``y = log x_s`` (the last shared tail rank kept): the multiplier
+    ``u = log Σ_j h_j b_j c_j x_s^(−b_j−1)``, ``log x_i(u)`` ``(K,)`` and the budget residual
+    ``log(H + (1 − ρ) Σ_i (x_i − H) + ρ (max(x_s, H) − H)) − log N``."""
+    positive = h > 0
+    ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
+    u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
+    log_x = _log_alloc_given_u(u, h, b, c, N, H)
+    used = (H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H)
+            + rho * (jnp.maximum(jnp.exp(y), H) - H))
+    return u, log_x, jnp.log(used) - jnp.log(N)
+
+
+def _shared_residual(y, h, b, c, N, H, rho):
+    return _shared_parts(y, h, b, c, N, H, rho)[2]
+
+
+def _shared_solve(h, b, c, N, H, rho):
+    """The root ``y`` of the budget residual, increasing in ``y``: Newton's method kept inside a
+    bracket that it shrinks, with a bisection step whenever Newton would leave it."""
+    k = h.shape[-1]
+    dtype = jnp.result_type(h, b, c, N, H, rho, float)
+    n_eff = jnp.where(N > H, N, 2.0 * H)
+    # At x_s = H every own allocation is on its floor: the budget H < N (residual < 0). At
+    # x_s = e N K^(1/(b_min+1)) some own allocation exceeds e N (residual > 0).
+    lo = jnp.log(H).astype(dtype)
+    hi = (1.0 + jnp.log(jnp.maximum(n_eff, H)) + jnp.log(k) / (jnp.min(b) + 1.0)).astype(dtype)
+
+    def residual_and_slope(y):
+        return jax.value_and_grad(_shared_residual)(y, h, b, c, n_eff, H, rho)
+
+    def cond(state):
+        i, lo, hi, y, step = state
+        return (i < _MAX_SAFEGUARDED_STEPS) & (jnp.abs(step) > 1e-13 * (1.0 + jnp.abs(y)))
+
+    def body(state):
+        i, lo, hi, y, _ = state
+        g, dg = residual_and_slope(y)
+        lo = jnp.where(g < 0, y, lo)
+        hi = jnp.where(g > 0, y, hi)
+        newton = y - g / jnp.where(dg > 0, dg, 1.0)
+        inside = (dg > 0) & (newton > lo) & (newton < hi)
+        new = jnp.where(g == 0, y, jnp.where(inside, newton, 0.5 * (lo + hi)))
+        return i + 1, lo, hi, new, new - y
+
+    init = (jnp.asarray(0), lo, hi, 0.5 * (lo + hi), jnp.asarray(jnp.inf, dtype))
+    return lax.while_loop(cond, body, init)[3]
+
+
+@jax.custom_jvp
+def log_shared_rank(h, b, c, N, H, rho):
+    """``log x_s``, the last shared tail rank kept (see :func:`log_shared_allocation`);
+    differentiable by the implicit function theorem."""
+    return _shared_solve(h, b, c, N, H, rho)
+
+
+@log_shared_rank.defjvp
+def _log_shared_rank_jvp(primals, tangents):
+    h, b, c, N, H, rho = primals
+    y = log_shared_rank(*primals)
+    g_y = jax.grad(_shared_residual)(y, *primals)
+    _, g_theta = jax.jvp(lambda *theta: _shared_residual(y, *theta), primals, tangents)
+    moving = (N > H) & (g_y > 0)
+    dy = -g_theta / jnp.where(moving, g_y, 1.0)
+    return y, jnp.where(moving, dy, jnp.zeros_like(dy))
+
+
+def log_shared_allocation(h, b, c, N, H, rho):
+    r"""The capacity allocation when a fraction ``ρ`` of every domain's tail ranks is shared.
+
+    A shared tail rank is one unit of capacity that serves every domain (like the head), an own
+    rank serves one domain. The model keeps own ranks of domain ``i`` up to ``x_i`` and shared
+    ranks up to ``x_s``, minimising the mixture-weighted loss beyond them,
+
+    .. math::
+
+        \min_{x, x_s} \sum_i h_i c_i \big[(1-\rho)\, x_i^{-b_i} + \rho\, x_s^{-b_i}\big]
+        \quad\text{s.t.}\quad H + (1-\rho)\sum_i (x_i - H) + \rho\,(x_s - H) = N,
+        \quad x_i, x_s \ge H .
+
+    KKT with multiplier :math:`\lambda = e^u`: :math:`x_i = \max(H, (h_i b_i c_i/\lambda)^{1/(b_i
+    + 1)})` as in :func:`log_allocation`, and :math:`\sum_j h_j b_j c_j x_s^{-b_j - 1} =
+    \lambda` (a shared rank is kept while its *summed* score beats the threshold, so
+    :math:`x_s \ge \max_i x_i`). Parameterised by ``y = log x_s``, the multiplier and every
+    ``x_i`` are explicit and the budget is increasing in ``y``: one safeguarded Newton solve.
+    ``ρ = 0`` is :func:`log_allocation` (then ``x_s`` is where the summed score meets the
+    threshold, kept by no rank); ``ρ = 1`` gives ``x_s = N``.
+
+    Args: as :func:`log_allocation`, plus ``rho`` (scalar in ``[0, 1]``).
+
+    Returns:
+        ``(log x, log x_s)``: shapes ``(K,)`` and ``()``. When ``N <= H`` every rank sits at
+        ``H``.
+    """
+    dtype = jnp.result_type(h, b, c, N, H, rho, float)
+    h, b, c, N, H, rho = (jnp.asarray(v, dtype) for v in (h, b, c, N, H, rho))
+    y = log_shared_rank(h, b, c, N, H, rho)
+    _, log_x, _ = _shared_parts(y, h, b, c, N, H, rho)
+    log_h = jnp.log(H)
+    feasible = N > H
+    return (jnp.where(feasible, log_x, log_h * jnp.ones_like(log_x)),
+            jnp.where(feasible, jnp.maximum(y, log_h), log_h))

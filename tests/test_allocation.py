@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_grad_matches_fd, compile_once, num_traces
 from scipy.optimize import minimize
 
-from mixscale import allocate, log_allocation
+from mixscale import allocate, log_allocation, log_shared_allocation
 
 
 def _random_case(rng, k, zeros=0, floor_some=False):
@@ -148,3 +148,62 @@ def test_jit_and_vmap_agree_and_do_not_recompile(rng):
     for h, p in zip(hs, plain, strict=True):
         np.testing.assert_allclose(np.asarray(jitted(h, b, c, 20.0, 0.5)), p, rtol=1e-13)
     assert num_traces(jitted) == num_traces(batched) == 1
+
+
+# ----------------------------------------------------- shared tail ranks (log_shared_allocation)
+def _shared(h, b, c, N, H, rho):
+    log_x, log_s = log_shared_allocation(jnp.asarray(h), jnp.asarray(b), jnp.asarray(c), N, H,
+                                         rho)
+    return np.exp(np.asarray(log_x)), float(np.exp(log_s))
+
+
+@pytest.mark.parametrize("k, zeros, rho", [(2, 0, 0.3), (4, 1, 0.5), (7, 2, 0.8)])
+def test_shared_allocation_matches_brute_force_slsqp(rng, k, zeros, rho):
+    """The minimiser of ``Σ h_i c_i [(1−ρ) x_i^(−b_i) + ρ x_s^(−b_i)]`` under the budget
+    ``H + (1−ρ) Σ (x_i − H) + ρ (x_s − H) = N``, by SLSQP in log space."""
+    h, b, c = _random_case(rng, k, zeros)
+    N, H = 50.0, 2.0
+    x, xs = _shared(h, b, c, N, H, rho)
+    assert abs(H + (1 - rho) * np.sum(x - H) + rho * (xs - H) - N) < 1e-9 * N
+
+    def objective(z):
+        xx, s = np.exp(z[:k]), np.exp(z[k])
+        return np.sum(h * c * ((1 - rho) * xx ** -b + rho * s ** -b))
+
+    budget = {"type": "eq", "fun": lambda z: (H + (1 - rho) * np.sum(np.exp(z[:k]) - H)
+                                              + rho * (np.exp(z[k]) - H)) / N - 1.0}
+    best = min((minimize(objective, np.log(np.concatenate([x0, [s0]])), method="SLSQP",
+                         constraints=[budget], bounds=[(np.log(H), None)] * (k + 1),
+                         options={"ftol": 1e-15, "maxiter": 500})
+                for x0, s0 in ((np.full(k, N / k), N), (np.full(k, 1.5 * H), 0.9 * N))),
+               key=lambda r: r.fun)
+    assert objective(np.log(np.concatenate([x, [xs]]))) <= best.fun * (1 + 1e-9)
+    np.testing.assert_allclose(np.concatenate([x, [xs]]), np.exp(best.x), rtol=1e-4)
+    # a shared rank is kept while its summed score beats the threshold: beyond every own rank
+    assert xs >= x.max() * (1 - 1e-12)
+    np.testing.assert_array_equal(x[h == 0], H)
+
+
+def test_shared_allocation_limits(rng):
+    """``ρ = 0`` is the paper's allocation; ``ρ = 1`` keeps ``N`` shared ranks; ``N <= H`` puts
+    every rank on the floor."""
+    for _ in range(5):
+        h, b, c = _random_case(rng, 5, zeros=1)
+        x, xs = _shared(h, b, c, 40.0, 3.0, 0.0)
+        np.testing.assert_allclose(x, np.asarray(allocate(h, b, c, 40.0, 3.0)), rtol=1e-11)
+        x, xs = _shared(h, b, c, 40.0, 3.0, 1.0)
+        assert xs == pytest.approx(40.0, rel=1e-11)
+        x, xs = _shared(h, b, c, 2.0, 3.0, 0.5)
+        np.testing.assert_allclose(np.append(x, xs), 3.0, rtol=1e-14)
+
+
+def test_shared_allocation_gradients_match_finite_differences(rng):
+    h, b, c = _random_case(rng, 4)
+    z = np.concatenate([h, b, c, [60.0, 4.0, 0.4]])
+
+    def f(z):
+        log_x, log_s = log_shared_allocation(z[:4], z[4:8], z[8:12], z[12], z[13], z[14])
+        return jnp.concatenate([log_x, log_s[None]])
+
+    assert_grad_matches_fd(f, z, jit=True)
+    assert_grad_matches_fd(f, z, mode="rev", jit=True)

@@ -42,6 +42,15 @@ Variants (the ``variant`` option):
 * ``"linear"``: ``θ = 0``, ``4K + 4`` parameters (one-pass SGD on a linear model exactly).
 * ``"tied"``: the linear theory's ties ``b_i = α_i + β − 1`` and ``ω_i = 1`` (so
   ``c_i = ν^{b_i}/b_i``), ``θ = 0``: per domain ``α, E``; shared ``β, H, ν, δ, η``: ``2K + 5``.
+* ``"transfer"``: ``full`` with tail overlap ``ρ ∈ [0, 1]``, ``4K + 6`` parameters: a fraction
+  ``ρ`` of every domain's tail ranks is shared by all domains (the simulator's ``rho``; on real
+  models, features a rare domain shares with the rest of the mixture). A shared rank costs one
+  unit of capacity for every domain and is kept while its *summed* score beats the allocation's
+  threshold, up to ``x_s ≥ max x_i`` (:func:`mixscale.log_shared_allocation`, the paper's
+  allocation problem with shared ranks); it is taught, like the head, at the summed rate
+  ``T(u)`` with the head's noise coupling. Domain ``i``'s tail terms are ``1 − ρ`` times its own
+  tail's on ``[H, x_i]`` plus ``ρ`` times the shared ranks' on ``[H, x_s]``. ``ρ = 0`` is
+  ``full``.
 
 Units: ``N``, ``H`` and ``ν`` in the law units of ``N``; ``D`` in law units of tokens. ``η < 1/2``
 (a sigmoid), since the noise floor needs ``2η a < 1`` at the top rank ``a = 1``.
@@ -61,7 +70,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._allocation import log_allocation
+from .._allocation import log_allocation, log_shared_allocation
 from .._linalg import solve_small
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
@@ -77,7 +86,7 @@ from ._terms import (
 
 __all__ = ["SpectralLaw", "rank_nodes"]
 
-VARIANTS = ("full", "linear", "tied")
+VARIANTS = ("full", "linear", "tied", "transfer")
 
 #: Ranks summed exactly before the midpoint rule takes over (the top ranks carry the largest
 #: eigenvalues, where a continuum is worst).
@@ -102,6 +111,9 @@ PARAMETERS = {
                "H": "log_H", "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit"},
     "tied": {"alpha": "log_alpha_minus_1", "beta": "log_beta", "E": "E", "H": "log_H",
              "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit"},
+    "transfer": {"b": "log_b", "c": "log_c", "alpha": "log_alpha_minus_1", "E": "E",
+                 "H": "log_H", "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit",
+                 "theta": "theta", "rho": "rho"},
 }
 
 
@@ -184,6 +196,31 @@ def _own_tail_jvp(primals, tangents):
     return (out[0], out[1], out[2]), (d_out[0], d_out[1], d_out[2])
 
 
+def _summed_rate_terms(lo, hi, h, b, alpha, omega, rate, eta):
+    r"""Bias ``(K,)`` and noise coupling ``(K, K)`` of ranks on ``[lo, hi]`` (features) that every
+    domain uses and teaches (the head; shared tail ranks):
+
+    .. math::
+
+        B_i = \sum_u \omega_i u^{-b_i-1} e^{-r T(u)},\qquad
+        M_{ij} = h_j \sum_u \frac{a_i a_j (1 - e^{-r T})}{T - 2\eta Q},
+
+    :math:`T = \sum_j h_j a_j`, :math:`Q = \sum_j h_j a_j^2`, the rank sums as in
+    :func:`rank_nodes`."""
+    u, w = rank_nodes(lo, hi)
+    log_u = jnp.log(u)
+    a = jnp.exp(-alpha[:, None] * log_u[None, :])                 # (K, n)
+    T = h @ a
+    Q = h @ (a * a)
+    left = jnp.exp(-rate * T)
+    f = omega[:, None] * jnp.exp(-(b[:, None] + 1.0) * log_u[None, :])
+    bias = f @ (w * left)
+    g = w * (1.0 - left) / (T - 2.0 * eta * Q)
+    # M_ij = h_j Σ_u a_i(u) a_j(u) g(u) as one matrix product (a g) aᵀ: forming the K × K × n
+    # tensor of products first made the fit's Jacobian twice as costly.
+    return bias, ((a * g[None, :]) @ a.T) * h[None, :]
+
+
 # A candidate: fitted, saved and tested like every law, but not yet in the experiments' law lists
 # (their committed results do not include it; see mixscale.laws._registry).
 @register_law(candidate=True)
@@ -215,6 +252,7 @@ class SpectralLaw(AbstractLaw):
     log_b: jax.Array | None = None
     log_c: jax.Array | None = None
     theta: jax.Array | None = None
+    rho: jax.Array | None = None
     log_beta: jax.Array | None = None
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
@@ -224,7 +262,7 @@ class SpectralLaw(AbstractLaw):
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         k = jnp.shape(self.log_alpha_minus_1)
         check_variant_fields(self, PARAMETERS[self.variant].values(),
-                             ("log_b", "log_c", "theta", "log_beta"),
+                             ("log_b", "log_c", "theta", "rho", "log_beta"),
                              {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "E": k})
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
@@ -282,6 +320,12 @@ class SpectralLaw(AbstractLaw):
         return jnp.zeros(()) if self.theta is None else self.theta
 
     @property
+    def tail_overlap(self) -> jax.Array:
+        """``ρ``: the fraction of own-tail ranks shared with every domain (0 unless
+        ``"transfer"``)."""
+        return jnp.zeros(()) if self.rho is None else self.rho
+
+    @property
     def n_train_domains(self) -> int:
         """``K``, the number of training domains."""
         return int(np.shape(self.log_alpha_minus_1)[0])
@@ -291,13 +335,24 @@ class SpectralLaw(AbstractLaw):
         """The capacity allocation ``x*(h, N)``, shape ``(K,)`` (units of ``N``)."""
         return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
 
+    def shared_allocation(self, h: jax.Array, N: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(x, x_s)``: own ranks kept per domain ``(K,)`` and the last shared tail rank kept
+        ``()`` when a fraction ``ρ`` of tail ranks is shared (:func:`mixscale.
+        log_shared_allocation`; units of ``N``)."""
+        log_x, log_s = log_shared_allocation(h, self.b, self.c, N, self.H, self.tail_overlap)
+        return jnp.exp(log_x), jnp.exp(log_s)
+
     def components(self, h: jax.Array, N: jax.Array, D: jax.Array) -> dict[str, jax.Array]:
-        """The pieces of the formula for every training domain: ``x`` (allocation), ``U``
+        """The pieces of the formula for every training domain: ``x`` (allocation; with
+        ``"transfer"`` also ``x_shared``, the last shared tail rank kept), ``U``
         (unkept ranks), ``B_head``, ``B_tail`` (bias of kept ranks), ``M`` ``(K, K)`` (noise
         coupling), ``own = E + U + B`` and ``loss`` ``(K,)``."""
         h = check_mixture(h, self.n_train_domains)
         b, c, alpha, nu, eta = self.b, self.c, self.alpha, self.nu, self.eta
-        x = self.allocation(h, N)
+        if self.variant == "transfer":
+            x, x_s = self.shared_allocation(h, N)
+        else:
+            x = self.allocation(h, N)
         # A model smaller than the head keeps only N of it (the allocation then gives x_i = H).
         head = jnp.minimum(self.H, N)
         u_head = head / nu
@@ -306,30 +361,31 @@ class SpectralLaw(AbstractLaw):
         rate = self.delta * D * jnp.exp(self.sample_efficiency * (jnp.log(N) - self.log_nu))
 
         # Shared head: taught by every domain at the summed rate T, noise fed by every domain.
-        u, w = rank_nodes(jnp.zeros_like(u_head), u_head)
-        log_u = jnp.log(u)
-        a = jnp.exp(-alpha[:, None] * log_u[None, :])                 # (K, n)
-        T = h @ a
-        Q = h @ (a * a)
-        left = jnp.exp(-rate * T)
-        f = omega[:, None] * jnp.exp(-(b[:, None] + 1.0) * log_u[None, :])
-        b_head = f @ (w * left)
-        g = w * (1.0 - left) / (T - 2.0 * eta * Q)
-        # M_ij = h_j Σ_u a_i(u) a_j(u) g(u) as one matrix product (a g) aᵀ: forming the K × K × n
-        # tensor of products first made the fit's Jacobian twice as costly.
-        m_head = ((a * g[None, :]) @ a.T) * h[None, :]
-
+        b_head, m_head = _summed_rate_terms(jnp.zeros_like(u_head), u_head, h, b, alpha, omega,
+                                            rate, eta)
         # Own tails: taught by the domain's own share only.
         inputs = jnp.stack(jnp.broadcast_arrays(u_head, jnp.maximum(u_x, u_head), b, alpha,
                                                 omega, h, rate), axis=-1)          # (K, 7)
         b_tail, m_tail, unkept = jax.vmap(_own_tail, in_axes=(0, None))(inputs, eta)
+        m_tail = jnp.diag(m_tail)
+        out = {"x": x}
+        if self.variant == "transfer":
+            # A fraction ρ of tail ranks is shared: kept up to x_s, taught like the head.
+            rho = self.rho
+            u_s = jnp.maximum((x_s - self.H + head) / nu, u_head)
+            b_shared, m_shared = _summed_rate_terms(u_head, u_s, h, b, alpha, omega, rate, eta)
+            unkept_shared = jax.vmap(_tail_beyond, in_axes=(None, 0, 0))(u_s, b, omega)
+            unkept = (1.0 - rho) * unkept + rho * unkept_shared
+            b_tail = (1.0 - rho) * b_tail + rho * b_shared
+            m_tail = (1.0 - rho) * m_tail + rho * m_shared
+            out["x_shared"] = x_s
         own = self.E + unkept + b_head + b_tail
-        m = m_head + jnp.diag(m_tail)
+        m = m_head + m_tail
         # I − ηM is a nonsingular M-matrix wherever the law is defined (M ≥ 0 entrywise, and
         # ρ(ηM) < 1 for finite positive losses): elimination needs no pivoting there.
         loss = solve_small(jnp.eye(m.shape[0], dtype=m.dtype) - eta * m, own, pivoting=False)
-        return {"x": x, "U": unkept, "B_head": b_head, "B_tail": b_tail, "M": m, "own": own,
-                "loss": loss}
+        return out | {"U": unkept, "B_head": b_head, "B_tail": b_tail, "M": m, "own": own,
+                      "loss": loss}
 
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
@@ -338,8 +394,9 @@ class SpectralLaw(AbstractLaw):
     def natural_parameters(self) -> dict[str, jax.Array]:
         """The variant's fitted parameters in natural units (names of :data:`PARAMETERS`)."""
         out = {}
+        special = {"theta": self.sample_efficiency, "rho": self.tail_overlap}
         for name in PARAMETERS[self.variant]:
-            out[name] = self.sample_efficiency if name == "theta" else getattr(self, name)
+            out[name] = special[name] if name in special else getattr(self, name)
         return out
 
     # ---------------------------------------------------------------- construction
@@ -347,7 +404,8 @@ class SpectralLaw(AbstractLaw):
     def from_params(cls, *, targets: Sequence[int] | None = None, variant: str = "full",
                     **params) -> SpectralLaw:
         """A law from natural parameters, by the names of :data:`PARAMETERS` (``alpha > 1``,
-        ``0 < eta < 1/2``, ``E`` and ``theta`` any real, the rest positive)."""
+        ``0 < eta < 1/2``, ``0 <= rho <= 1``, ``E`` and ``theta`` any real, the rest
+        positive)."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         wanted = PARAMETERS[variant]
@@ -361,6 +419,8 @@ class SpectralLaw(AbstractLaw):
             raise ValueError(f"parameter 'alpha' must be > 1, got {params['alpha']!r}")
         if not bool(jnp.all((p["eta"] > 0) & (p["eta"] < 0.5))):
             raise ValueError(f"parameter 'eta' must lie in (0, 1/2), got {params['eta']!r}")
+        if "rho" in p and not bool(jnp.all((p["rho"] >= 0) & (p["rho"] <= 1))):
+            raise ValueError(f"parameter 'rho' must lie in [0, 1], got {params['rho']!r}")
         for name in ("b", "c", "H", "nu", "delta", "beta"):
             if name in p and not bool(jnp.all(p[name] > 0)):
                 raise ValueError(f"parameter {name!r} must be positive, got {params[name]!r}")
@@ -372,8 +432,10 @@ class SpectralLaw(AbstractLaw):
             fields["log_beta"] = jnp.log(p["beta"])
         else:
             fields.update(log_b=jnp.log(p["b"]), log_c=jnp.log(p["c"]))
-        if variant == "full":
+        if variant in ("full", "transfer"):
             fields["theta"] = p["theta"]
+        if variant == "transfer":
+            fields["rho"] = p["rho"]
         k = fields["E"].shape[0]
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
         return cls(targets=targets, variant=variant, **fields)
@@ -386,10 +448,12 @@ class SpectralLaw(AbstractLaw):
     @classmethod
     def n_parameters(cls, n_train_domains: int, n_targets: int, *,
                      variant: str = "full") -> int:
-        """``4K + 5`` (full), ``4K + 4`` (linear), ``2K + 5`` (tied), whatever ``M``."""
+        """``4K + 5`` (full), ``4K + 4`` (linear), ``2K + 5`` (tied), ``4K + 6`` (transfer),
+        whatever ``M``."""
         del n_targets
         k = n_train_domains
-        return {"full": 4 * k + 5, "linear": 4 * k + 4, "tied": 2 * k + 5}[variant]
+        return {"full": 4 * k + 5, "linear": 4 * k + 4, "tied": 2 * k + 5,
+                "transfer": 4 * k + 6}[variant]
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *,
@@ -399,7 +463,8 @@ class SpectralLaw(AbstractLaw):
         (a model smaller than the head keeps ``N`` of it, so the data can show a head larger
         than the smallest model, not one larger than the largest); a feature
         ``ν ∈ [10⁻⁴, 1]·N_min`` (the smallest model holds at least one); ``θ ∈ [0, 1]`` (a
-        larger model learns no slower per token, and at most in proportion to its size); ``E``
+        larger model learns no slower per token, and at most in proportion to its size);
+        ``ρ ∈ [0, 1]`` (a fraction); ``E``
         within ``±`` the largest loss (the label noise less the rank integral beyond the last
         feature, which can exceed it)."""
         n_min, n_max = summary.model_size
@@ -411,8 +476,10 @@ class SpectralLaw(AbstractLaw):
             bounds["log_beta"] = log_range(0.01, 1.0)
         else:
             bounds["log_b"] = log_range(*EXPONENT_RANGE)
-        if variant == "full":
+        if variant in ("full", "transfer"):
             bounds["theta"] = (0.0, 1.0)
+        if variant == "transfer":
+            bounds["rho"] = (0.0, 1.0)
         return bounds
 
     @classmethod
@@ -429,7 +496,7 @@ class SpectralLaw(AbstractLaw):
         ``H ∈ [10⁻³, 0.5]·N_min``, ``ν ∈ [10⁻³, 0.3]·N_min`` log-uniform; ``c`` so that the loss
         beyond the allocation at the middle size is a ``[0.05, 0.5]`` fraction of the mean loss;
         ``δ`` so that the rank at the middle allocation ``N_mid/K`` has ``s ∈ [0.3, 30]`` at the
-        middle budget; ``η ∈ [0.01, 0.1]``; ``θ ∈ [0, 0.3]``; ``E`` a
+        middle budget; ``η ∈ [0.01, 0.1]``; ``θ ∈ [0, 0.3]``; ``ρ ∈ [0, 0.5]``; ``E`` a
         ``[0.2, 0.8]`` fraction of the smallest loss.
         """
         if variant not in VARIANTS:
@@ -464,6 +531,8 @@ class SpectralLaw(AbstractLaw):
             frac = uniform(keys[7], 0.05, 0.5, (k,))
             fields.update(log_b=log_b,
                           log_c=jnp.log(frac * loss) + jnp.exp(log_b) * np.log(n_mid / k))
-        if variant == "full":
+        if variant in ("full", "transfer"):
             fields["theta"] = uniform(keys[8], 0.0, 0.3, ())
+        if variant == "transfer":
+            fields["rho"] = uniform(keys[9], 0.0, 0.5, ())
         return cls(targets=targets, variant=variant, **fields)
