@@ -45,7 +45,8 @@ N_RESTARTS = 64
 
 
 def with_spectral(specs) -> tuple:
-    """``specs`` followed by the spectral law (``docs/theory.md``), each law once.
+    """``specs`` followed by the spectral law (``docs/theory.md``) and its ``"transfer"`` variant
+    (shared tail ranks), each law once.
 
     The spectral law is still a registry candidate (left out of :func:`mixscale.law_specs`, so
     not the default of ``mixscale fit``): every experiment names it through this. Its fits are
@@ -54,7 +55,8 @@ def with_spectral(specs) -> tuple:
     (:mod:`experiments._harness`)."""
     from mixscale import LawSpec
 
-    return tuple(dict.fromkeys([*specs, LawSpec("spectral")]))
+    return tuple(dict.fromkeys([*specs, LawSpec("spectral"),
+                                LawSpec("spectral", variant="transfer")]))
 
 
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,

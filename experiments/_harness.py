@@ -21,8 +21,10 @@ record ``OUT/<name>.json`` (``{"experiment", "config", "versions", "elapsed_s", 
 that file, so that a fresh run and ``--redraw`` draw from the same bytes. An experiment that passes
 ``can_add_laws=True`` also takes ``--add-law LABEL``: only that law is fitted, and its rows are
 merged into the existing record (:func:`merge_law_rows`), so that a law added to the experiment's
-list after its full run costs that law's fits, not the whole run again. :func:`config_from_record`
-turns a record's configuration back into the ``Config`` (law labels into
+list after its full run costs that law's fits, not the whole run again (a top-level
+``"law_labels"`` list in the results is rewritten to the merged laws, in the configuration's
+order). An experiment opts in only where no number in its results depends on more than one law.
+:func:`config_from_record` turns a record's configuration back into the ``Config`` (law labels into
 :class:`mixscale.LawSpec`, lists into tuples, nested dataclasses rebuilt) for the renderers that
 want the object.
 """
@@ -160,6 +162,8 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     # every law of the record's run, then the added ones, in the configuration's order
     present = {s.label for s in recorded.laws} | set(done)
     laws = tuple(s for s in config.laws if s.label in present)
+    if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
+        merged["law_labels"] = [s.label for s in laws]
     path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
                         float(record.get("elapsed_s") or 0.0) + elapsed,
                         added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed}])

@@ -61,7 +61,8 @@ costs ``O(P)`` whatever ``N`` (inactive features are masked, not dropped), so 16
 extrapolated law and two small targets (2× and 4×): 42 s of CPU time (2.9 min wall at a load of
 about 14).
 
-Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR]``.
+Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR] [--add-law LABEL]``
+(``--add-law``: every number in an instance but the law's own comes from the simulator alone).
 """
 
 from __future__ import annotations
@@ -608,7 +609,7 @@ def render(out: Path, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,10 @@ Outputs (``--out``, default ``figures/``): ``fit_under_overlap.json``, ``fit_und
 
 Cost: ``elapsed_s`` in the JSON (wall time of the full run); ``--quick`` about a minute. Run::
 
-    python -m experiments.fit_under_overlap [--quick] [--redraw] [--out DIR]
+    python -m experiments.fit_under_overlap [--quick] [--redraw] [--out DIR] [--add-law LABEL]
+
+(``--add-law`` fits one law alone and merges its rows: nothing in a setting's record depends on
+more than one law.)
 """
 
 from __future__ import annotations
@@ -367,7 +370,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ wall on a 2-core machine shared with other jobs (load average ≈ 12), roughly 8
 core (fits ~2/3 of it, the reference optima most of the rest); ``--quick``: one
 small K = 3 instance with the two cheapest laws (DML, linear regression), well under a minute.
 
-Run: ``python -m experiments.optimal_mixture_regret [--quick] [--redraw] [--out DIR]``.
+Run: ``python -m experiments.optimal_mixture_regret [--quick] [--redraw] [--out DIR]
+[--add-law LABEL]`` (``--add-law``: the references and the optimum come from the simulator alone).
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ def render(out: Path, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

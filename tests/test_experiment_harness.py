@@ -201,7 +201,7 @@ def row_run(config, log):
     return {"table": rows, "by_law": {s.label: row_run.calls for s in config.laws},
             "shared": [{"setting": j, "laws": [{"law": s.label, "run": row_run.calls}
                                               for s in config.laws]} for j in range(2)],
-            "measured": [row_run.calls]}
+            "measured": [row_run.calls], "law_labels": [s.label for s in config.laws]}
 
 
 def row_main(argv):
@@ -239,6 +239,7 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
     assert res["measured"] == [1]
     assert record["config"]["laws"] == [tied.label, "bimix"]
     assert record["elapsed_s"] >= 10.0 and record["added"][0]["laws"] == ["bimix"]
+    assert res["law_labels"] == [tied.label, "bimix"]
     # refitting a law already there replaces its rows
     assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "rows.json").read_text())["results"]
