@@ -4,7 +4,8 @@ without a shared head.
 For each setting (``K`` domains, shared head ``S``) draw random spectra, simulate the exact
 expected losses of one-pass SGD for ~40 random mixtures × 3 model sizes × 3 token budgets
 (``simulate.sweep``), fit every law of ``Config.laws`` (the capacity law, variant ``"full"``, and
-the spectral law derived from the recursion, ``docs/theory.md``) on the runs of most mixtures,
+the spectral law derived from the recursion, ``docs/theory.md``, with its shared-tail variant
+``"transfer"``, which has nothing to share here but must not lose to ``"full"``) on the runs of most mixtures,
 all sizes and budgets at once, and report the mean relative error (MRE) on the runs of held-out
 mixtures, overall, per domain, by size and by budget. Settings: ``K ∈ {3, 4, 5}`` ×
 ``S ∈ {0, head}`` (no shared head: ``H`` has nothing to find; with one: the head is learned from
@@ -64,14 +65,16 @@ class Config:
     lr_fraction: float = 0.5  # of the smallest stable step over the grid
     # The paper's law and the law derived from the SGD recursion (docs/theory.md), each fitted on
     # every size and budget at once.
-    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="full"), LawSpec("spectral"))
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="full"), LawSpec("spectral"),
+                                 LawSpec("spectral", variant="transfer"))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
 
 #: The smoke run (seconds): one small setting.
 QUICK = Config(domain_counts=(3,), heads=(8,), n_mixtures=12, n_validation=3, sizes=(16, 32, 64),
-               steps=(50, 150, 400), n_features=256, n_restarts=4)
+               steps=(50, 150, 400), n_features=256, n_restarts=4,
+               laws=(LawSpec("capacity", variant="full"), LawSpec("spectral")))
 
 
 def score_fit(res, val, cfg: Config) -> dict:
