@@ -407,6 +407,19 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
               "Params and fit seconds per protocol in the order of the columns' protocols ("
               + ", ".join(p["protocol"] for p in protos) + ").", "",
               markdown_table(header, rows), ""]
+    rows = []
+    for label in labels:
+        cells = [label]
+        for p, e in cols:
+            r = next(r for r in _proto(protos, p)["laws"] if r["law"] == label)
+            bias, rare = signed_error(r, _proto(protos, p), e)
+            cells.append(f"{bias:+.2f} / {_pct(rare)}")
+        rows.append(cells)
+    lines += ["Signed error (mean of predicted / measured − 1 over every entry, %: positive = "
+              "the law predicts a higher loss than measured) and MRE on the entries whose own "
+              "weight is h_i < 0.1 (%), at the larger scale:", "",
+              markdown_table(["law"] + [f"{SHORT[p]} → {e}: bias / h<0.1" for p, e in cols],
+                             rows), ""]
     short = [f"{r['law']} ({p['protocol']})" for p in protos for r in p["laws"]
              if not r.get("law_converged", r["converged"] > 0)]
     if short:
@@ -495,6 +508,21 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
                          f"variants among {len(order)} laws: {', '.join(cap) or '—'}.")
     lines.append("")
     return "\n".join(lines)
+
+
+def signed_error(law_row: dict, protocol: dict, evaluation: str) -> tuple[float, float]:
+    """``(bias %, MRE % on entries with own weight < 0.1)`` of one law at one evaluation, from
+    the record: the mean of ``predicted / measured − 1`` over the measured entries, and the MRE
+    of the rare entries from the all-entry and ``h_i ≥ 0.1`` MREs and their counts (NaN where
+    every entry has ``h_i ≥ 0.1``)."""
+    pred = np.asarray(law_row["predicted"][evaluation], dtype=float)
+    meas = np.asarray(protocol["measured"][evaluation], dtype=float)
+    bias = 100 * float(np.nanmean(pred / meas - 1))
+    v = law_row["evaluations"][evaluation]
+    n_rare = v["n"] - v["n_high_weight"]
+    rare = ((v["mre"] * v["n"] - v["mre_high_weight"] * v["n_high_weight"]) / n_rare
+            if n_rare > 0 else float("nan"))
+    return bias, rare
 
 
 def _proto(protos, name):

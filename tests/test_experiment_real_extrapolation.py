@@ -34,6 +34,21 @@ def test_ranking_summary_against_brute_force(rng):
     assert p["nearest"] == best and p["nearest_l1"] == 0.0 and p["nearest_rank"] == 1
 
 
+def test_signed_error_from_the_record_by_hand():
+    """Bias over the measured entries (a masked entry is skipped) and the rare entries' MRE
+    recovered from the all-entry and h ≥ 0.1 MREs and their counts."""
+    measured = [[2.0, 4.0], [1.0, float("nan")]]
+    predicted = [[2.2, 3.6], [1.0, 9.0]]                  # errors +10 %, −10 %, 0 %, masked
+    row = {"predicted": {"e": predicted},
+           "evaluations": {"e": {"mre": 0.2 / 3, "n": 3, "mre_high_weight": 0.1,
+                                 "n_high_weight": 1}}}
+    bias, rare = rx.signed_error(row, {"measured": {"e": measured}}, "e")
+    assert bias == pytest.approx(0.0, abs=1e-12)
+    assert rare == pytest.approx(0.05)                    # (0.2 − 0.1) / 2 entries
+    row["evaluations"]["e"].update(n_high_weight=3, mre_high_weight=0.2 / 3)
+    assert np.isnan(rx.signed_error(row, {"measured": {"e": measured}}, "e")[1])
+
+
 def test_ranking_summary_refuses_bad_shapes():
     with pytest.raises(ValueError, match="equal non-empty"):
         rx.ranking_summary(np.ones(3), np.ones(4), np.ones((3, 2)) / 2, np.ones(2) / 2)
