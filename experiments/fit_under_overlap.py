@@ -273,9 +273,8 @@ def observations(results: dict, cfg: Config) -> list[str]:
         "validation_mre"]) for s in settings]
     lines.append("* Settings in which each law has the lowest held-out MRE: " + ", ".join(
         f"{spec.label} {best.count(spec.label)}" for spec in cfg.laws) + f" (of {len(settings)}).")
-    theory = next((spec.label for spec in cfg.laws if spec.name == "spectral"), None)
     joint = next((spec.label for spec in cfg.laws if spec.name == "joint"), None)
-    if theory and joint:
+    for theory in (spec.label for spec in cfg.laws if spec.name == "spectral" and joint):
         below = sum(s["laws"][theory]["validation_mre"] < s["laws"][joint]["validation_mre"]
                     for s in settings)
         ranges = "; ".join(
