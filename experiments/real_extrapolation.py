@@ -386,6 +386,11 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
              "token term (its optimum moves with model size only). "
              + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
                 else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
+    missing = [] if cfg["quick"] else [s.label for s in Config().laws if s.label not in labels]
+    if missing:
+        lines += [f"Laws of the experiment's configuration not yet fitted in this record: "
+                  f"{', '.join(missing)} (`python -m experiments.real_extrapolation --add-law "
+                  "LABEL` fits one alone and merges it).", ""]
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table
