@@ -298,7 +298,8 @@ def markdown(record: dict) -> str:
                             for label, protocol in not_fitted)
         out += [f"Not fitted, for their cost (the configuration's `not_fitted`): {skipped}."
                 + (" The across-scale protocols fit the same rows with the same settings as "
-                   "`real_extrapolation`, whose tables include those laws."
+                   "`real_extrapolation`, whose report has those laws (or names them as not "
+                   "fitted yet)."
                    if any(p.startswith("across_scale") for _, p in not_fitted) else ""), ""]
     v = record["versions"]
     out += convergence_summary(results)

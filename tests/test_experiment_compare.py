@@ -81,7 +81,7 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     md = compare_laws.markdown(record)
     assert "| spectral (full) | — | not fitted (cost) |" in md
     assert "Not fitted, for their cost" in md and "on regmix rank" in md
-    assert "`real_extrapolation`, whose tables include those laws" in md
+    assert "`real_extrapolation`, whose report has those laws" in md
     assert [a["laws"] for a in record["added"]] == [["spectral (full)"]]
     rows = [r for r in record["results"]["in_scale"] if r["law"] == "spectral (full)"]
     assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
