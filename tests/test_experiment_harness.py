@@ -133,20 +133,21 @@ def test_law_lists_come_from_the_registry(name):
 
 
 def test_law_list_predicates():
-    spectral = LawSpec("spectral")
-    assert MODULES["compare_laws"].Config().laws == (*law_specs(), spectral)
-    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), spectral)
+    spectral, transfer = LawSpec("spectral"), LawSpec("spectral", variant="transfer")
+    assert MODULES["compare_laws"].Config().laws == (*law_specs(), spectral, transfer)
+    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), spectral, transfer)
     assert MODULES["real_extrapolation"].Config().laws == (*law_specs(uses_scale=True),
-                                                           spectral)
+                                                           spectral, transfer)
     every_scale_law = set(law_specs(uses_scale=True, candidates=True))
     assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
     assert set(MODULES["fit_under_overlap"].Config().one_scale_laws) < set(
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
-    # every experiment fits the spectral law (still a candidate) beside the registry's
+    # every experiment fits the spectral law (still a candidate) and its transfer variant
+    # beside the registry's
     for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
-        assert spectral in MODULES[name].Config().laws, name
+        assert {spectral, transfer} <= set(MODULES[name].Config().laws), name
     assert MODULES["ablations"].Config().theory_law == spectral
 
 
