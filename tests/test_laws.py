@@ -85,8 +85,9 @@ def test_recovers_planted_law_through_fit(spec, rng):
     valid = _table(planted, 6, rng, scale, "planted[validation]")
     # Small noiseless tables give the per-domain laws several local minima: 64 restarts find
     # the planted one for every law (16 did not for the additive and joint laws). The spectral
-    # law, whose every parameter is shared, finds it from 16, and its restarts are the costliest.
-    restarts = 16 if spec.name == "spectral" else 64
+    # law, whose every parameter is shared, finds it from 8 in every variant (4 for the transfer
+    # variant), and its restarts are the costliest.
+    restarts = 8 if spec.name == "spectral" else 64
     res = mixscale.fit(spec, train, validation=valid, n_restarts=restarts, seed=0)
     assert res.n_params == spec.n_parameters(K, K)
     assert res.train_metrics["mre"] < 1e-4
