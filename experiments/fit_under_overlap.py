@@ -274,7 +274,8 @@ def observations(results: dict, cfg: Config) -> list[str]:
     lines.append("* Settings in which each law has the lowest held-out MRE: " + ", ".join(
         f"{spec.label} {best.count(spec.label)}" for spec in cfg.laws) + f" (of {len(settings)}).")
     joint = next((spec.label for spec in cfg.laws if spec.name == "joint"), None)
-    for theory in (spec.label for spec in cfg.laws if spec.name == "spectral" and joint):
+    theories = [spec.label for spec in cfg.laws if spec.name == "spectral"] if joint else []
+    for theory in theories:
         below = sum(s["laws"][theory]["validation_mre"] < s["laws"][joint]["validation_mre"]
                     for s in settings)
         ranges = "; ".join(

@@ -174,8 +174,8 @@ _MAX_SAFEGUARDED_STEPS = 200
 
 
 def _shared_parts(y, h, b, c, N, H, rho):
-    """Given ``y = log x_s`` (the last shared tail rank kept): the multiplier
-    ``u = log Σ_j h_j b_j c_j x_s^(−b_j−1)``, ``log x_i(u)`` ``(K,)`` and the budget residual
+    """Given ``y = log x_s`` (the last shared tail rank kept): ``log x_i(u)`` ``(K,)`` at the
+    multiplier ``u = log Σ_j h_j b_j c_j x_s^(−b_j−1)``, and the budget residual
     ``log(H + (1 − ρ) Σ_i (x_i − H) + ρ (max(x_s, H) − H)) − log N``."""
     positive = h > 0
     ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
@@ -183,11 +183,11 @@ def _shared_parts(y, h, b, c, N, H, rho):
     log_x = _log_alloc_given_u(u, h, b, c, N, H)
     used = (H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H)
             + rho * (jnp.maximum(jnp.exp(y), H) - H))
-    return u, log_x, jnp.log(used) - jnp.log(N)
+    return log_x, jnp.log(used) - jnp.log(N)
 
 
 def _shared_residual(y, h, b, c, N, H, rho):
-    return _shared_parts(y, h, b, c, N, H, rho)[2]
+    return _shared_parts(y, h, b, c, N, H, rho)[1]
 
 
 def _shared_solve(h, b, c, N, H, rho):
@@ -199,7 +199,7 @@ def _shared_solve(h, b, c, N, H, rho):
     # At x_s = H every own allocation is on its floor: the budget H < N (residual < 0). At
     # x_s = e N K^(1/(b_min+1)) some own allocation exceeds e N (residual > 0).
     lo = jnp.log(H).astype(dtype)
-    hi = (1.0 + jnp.log(jnp.maximum(n_eff, H)) + jnp.log(k) / (jnp.min(b) + 1.0)).astype(dtype)
+    hi = (1.0 + jnp.log(n_eff) + jnp.log(k) / (jnp.min(b) + 1.0)).astype(dtype)
 
     def residual_and_slope(y):
         return jax.value_and_grad(_shared_residual)(y, h, b, c, n_eff, H, rho)
@@ -270,7 +270,7 @@ def log_shared_allocation(h, b, c, N, H, rho):
     dtype = jnp.result_type(h, b, c, N, H, rho, float)
     h, b, c, N, H, rho = (jnp.asarray(v, dtype) for v in (h, b, c, N, H, rho))
     y = log_shared_rank(h, b, c, N, H, rho)
-    _, log_x, _ = _shared_parts(y, h, b, c, N, H, rho)
+    log_x, _ = _shared_parts(y, h, b, c, N, H, rho)
     log_h = jnp.log(H)
     feasible = N > H
     return (jnp.where(feasible, log_x, log_h * jnp.ones_like(log_x)),
