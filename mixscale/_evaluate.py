@@ -44,9 +44,31 @@ def _check_law(law, table) -> None:
                         "result.evaluate(table)")
 
 
+#: Rows per compiled prediction call: every table is predicted in blocks of this many rows (the
+#: last one padded by repeating its final row), so that one compilation per law structure serves
+#: tables of any length (a fit's training and validation rows, every experiment's tables) instead
+#: of one per row count.
+PREDICT_ROWS = 128
+
+
 @eqx.filter_jit
 def _batch_predict(law, h, N, D):
     return jax.vmap(law.predict)(h, N, D)
+
+
+def predict_rows(law, h: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """``law.predict`` for every row of ``h (n, K)``, ``N (n,)``, ``D (n,)``: ``(n, M)``, in
+    blocks of :data:`PREDICT_ROWS` rows (one compilation per law structure)."""
+    h, N, D = np.asarray(h), np.asarray(N), np.asarray(D)
+    n = len(N)
+    if n == 0:
+        return np.asarray(_batch_predict(law, jnp.asarray(h), jnp.asarray(N), jnp.asarray(D)))
+    pad = -n % PREDICT_ROWS
+    index = np.concatenate([np.arange(n), np.full(pad, n - 1)])
+    out = [np.asarray(_batch_predict(law, jnp.asarray(h[rows]), jnp.asarray(N[rows]),
+                                     jnp.asarray(D[rows])))
+           for rows in index.reshape(-1, PREDICT_ROWS)]
+    return np.concatenate(out)[:n]
 
 
 @eqx.filter_jit
@@ -72,8 +94,7 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
     """
     _check_law(law, table)
     check_domains(table, train_domains, size_unit, token_unit)
-    return np.asarray(_batch_predict(law, jnp.asarray(table.weights),
-                                     jnp.asarray(table.model_size), jnp.asarray(table.tokens)))
+    return predict_rows(law, table.weights, table.model_size, table.tokens)
 
 
 def own_weight(table: LossTable, targets: Sequence[str]) -> np.ndarray:

@@ -24,6 +24,7 @@ from helpers import assert_grad_matches_fd, compile_once
 import mixscale
 from mixscale import LAWS, LawSpec, law_specs, parameter_count
 from mixscale._blocks import parameter_owners
+from mixscale._evaluate import predict_rows
 from mixscale._io import law_from_dict, law_to_dict
 from mixscale.data import LossTable, TableError
 from mixscale.laws import (
@@ -64,8 +65,7 @@ def _table(law, n_mix, rng, scale, name):
     pairs = [(n, d) for n in SIZES for d in TOKENS] if scale else [(SIZES[0], TOKENS[0])]
     w = np.repeat(h, len(pairs), axis=0)
     nd = np.tile(np.array(pairs), (n_mix, 1))
-    y = np.asarray(jax.vmap(law.predict)(jnp.asarray(w), jnp.asarray(nd[:, 0]),
-                                         jnp.asarray(nd[:, 1])))
+    y = predict_rows(law, w, nd[:, 0], nd[:, 1])
     assert np.all(np.isfinite(y)) and np.all(y > 0)
     return LossTable(weights=w, model_size=nd[:, 0], tokens=nd[:, 1], losses=y,
                      train_domains=DOMAINS, loss_domains=DOMAINS, name=name)
@@ -88,7 +88,10 @@ def test_recovers_planted_law_through_fit(spec, rng):
     # law, whose every parameter is shared, finds it from 8 in every variant (4 for the transfer
     # variant), and its restarts are the costliest.
     restarts = 8 if spec.name == "spectral" else 64
-    res = mixscale.fit(spec, train, validation=valid, n_restarts=restarts, seed=0)
+    # Every law reaches the planted optimum within 300 steps (the spectral transfer variant's
+    # restarts that found it took 18-112); a restart lost in another basin would otherwise hold
+    # its whole batch to the 1000-step default (one did, in that variant).
+    res = mixscale.fit(spec, train, validation=valid, n_restarts=restarts, seed=0, max_steps=300)
     assert res.n_params == spec.n_parameters(K, K)
     assert res.train_metrics["mre"] < 1e-4
     assert res.validation_metrics["mre"] < 1e-4
