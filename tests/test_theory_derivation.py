@@ -25,13 +25,27 @@ exact expected losses (``simulate.expected_losses``), never against fits.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import simulate as sim
-from mixscale import allocate, log_shared_allocation
+from mixscale import allocate as allocate_eager
+from mixscale import log_shared_allocation as log_shared_allocation_eager
+from mixscale._evaluate import predict_one
 from mixscale.laws import SpectralLaw
+
+# Compiled once per shape (and law structure): eager calls would trace and compile the
+# allocation's Newton loop anew on every call.
+allocate = jax.jit(allocate_eager)
+log_shared_allocation = jax.jit(log_shared_allocation_eager)
+
+
+def predict(law, h, n, d) -> np.ndarray:
+    """``law.predict(h, n, d)``, compiled once per law structure (``n``, ``d`` traced)."""
+    return np.asarray(predict_one(law, jnp.asarray(h), jnp.asarray(float(n)),
+                                  jnp.asarray(float(d))))
 
 ALPHA = np.array([1.4, 1.8, 2.3])
 SIGMA2 = np.array([0.2, 0.1, 0.05])
@@ -189,7 +203,7 @@ def test_law_at_simulator_parameters_reproduces_exact_losses(head):
         for n in (32, 128):
             exact = _exact(model, h, n, sim.Constant(lr), (300, 3000))
             for j, d in enumerate((300, 3000)):
-                pred = np.asarray(law.predict(jnp.asarray(h), float(n), float(d)))
+                pred = predict(law, h, n, d)
                 # without a head every rank is learned at its own (slow) rate, and the
                 # closure's transient (test 1) is the larger part of the error
                 np.testing.assert_allclose(pred, exact[j], rtol=0.03 if head else 0.05)
@@ -245,7 +259,7 @@ def test_the_transient_term_in_the_law_lowers_its_error_at_simulator_parameters(
         for n in (32, 128):
             exact = _exact(model, h, n, sim.Constant(lr), (300, 3000))
             for j, d in enumerate((300, 3000)):
-                plain = np.asarray(law.predict(jnp.asarray(h), float(n), float(d)))
+                plain = predict(law, h, n, d)
                 worst["plain"] = max(worst["plain"], np.abs(plain / exact[j] - 1).max())
                 fed = _law_with_history(law, h, n, d)
                 worst["history"] = max(worst["history"], np.abs(fed / exact[j] - 1).max())
@@ -303,7 +317,7 @@ def test_zero_weight_domain_learns_its_head_from_the_others():
         errors = {}
         for s in (head - 4, head, head + 4):
             law = _theory_law(_model(s), lr)
-            pred = float(law.predict(jnp.asarray(h), 128.0, 3000.0)[0])
+            pred = float(predict(law, h, 128.0, 3000.0)[0])
             errors[s] = abs(pred / exact[1, 0] - 1)
         assert errors[head] < 0.02
         assert min(errors[head - 4], errors[head + 4]) > 2 * errors[head]
@@ -395,7 +409,7 @@ def test_transfer_law_at_simulator_parameters_reproduces_exact_losses_with_share
                 exact = _exact(model, h, n, sim.Constant(lr), (300, 3000))
                 for j, d in enumerate((300, 3000)):
                     for key, law in laws.items():
-                        pred = np.asarray(law.predict(jnp.asarray(h), float(n), float(d)))
+                        pred = predict(law, h, n, d)
                         worst[key] = max(worst[key], np.abs(pred / exact[j] - 1).max())
     assert worst["transfer"] < 0.03
     assert worst["own"] > 0.2
