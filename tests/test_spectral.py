@@ -146,3 +146,39 @@ def test_unknown_row_jacobian_mode_is_refused(monkeypatch):
     monkeypatch.setattr(SpectralLaw, "row_jacobian", "sideways")
     with pytest.raises(ValueError, match="row_jacobian must be 'forward' or 'reverse'"):
         predict_rows(unravel(p), static, h, n, d)
+
+
+# ------------------------------------------------------------------ dispersed ranks
+def test_remaining_error_is_the_gamma_laplace_transform():
+    """``remaining(s, q)`` is ``E[exp(−s Z)]`` for ``Z ~ Gamma(shape 1/q, mean 1)``: checked by
+    quadrature of the Gamma density; ``q = 0`` (and ``q`` below the series' threshold) is
+    ``exp(−s)``; ``∂/∂q`` through the series matches the closed form's finite difference."""
+    from scipy import integrate, stats
+
+    s = np.array([0.01, 0.3, 1.0, 4.0, 30.0])
+    for q in (0.1, 0.9, 3.0):
+        law = np.asarray(spectral.remaining(jnp.asarray(s), jnp.asarray(q)))
+        ref = [integrate.quad(lambda z, v=v: np.exp(-v * z) * stats.gamma.pdf(z, 1 / q, scale=q),
+                              0, np.inf, limit=200)[0] for v in s]
+        np.testing.assert_allclose(law, ref, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(spectral.remaining(jnp.asarray(s), jnp.asarray(0.0))),
+                               np.exp(-s), rtol=1e-14)
+    q = 1e-9  # below the series' threshold: the series, not exp(−s), against the closed form
+    np.testing.assert_allclose(np.asarray(spectral.remaining(jnp.asarray(s), jnp.asarray(q))),
+                               np.exp(-np.log1p(q * s) / q), rtol=1e-12)
+    d_q = jax.grad(lambda q: spectral.remaining(jnp.asarray(2.0), q))(1e-9)
+    np.testing.assert_allclose(float(d_q), 2.0 * np.exp(-2.0), rtol=1e-6)  # ∂/∂q at 0: s²/2·e^{-s}
+
+
+def test_dispersed_variant_at_zero_dispersion_is_transfer():
+    """``q = 0`` gives the ``transfer`` law's losses to rounding; ``q > 0`` leaves more error
+    on every partly learned rank, so every loss rises."""
+    b = ALPHA - 1.0
+    common = dict(b=b, c=1.0 / b, alpha=ALPHA, E=np.full(4, 0.1), H=8.0, nu=1.0, delta=0.5,
+                  eta=0.12, theta=0.1, rho=0.3)
+    transfer = SpectralLaw.from_params(variant="transfer", **common)
+    zero, some = (SpectralLaw.from_params(variant="dispersed", dispersion=q, **common)
+                  for q in (0.0, 0.8))
+    base = _losses([transfer])[0]
+    np.testing.assert_allclose(_losses([zero])[0], base, rtol=1e-12)
+    assert np.all(_losses([some])[0] > base)
