@@ -56,7 +56,7 @@ def _batch_predict(law, h, N, D):
     return jax.vmap(law.predict)(h, N, D)
 
 
-def predict_rows(law, h: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+def predict_in_blocks(law, h: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.ndarray:
     """``law.predict`` for every row of ``h (n, K)``, ``N (n,)``, ``D (n,)``: ``(n, M)``, in
     blocks of :data:`PREDICT_ROWS` rows (one compilation per law structure)."""
     h, N, D = np.asarray(h), np.asarray(N), np.asarray(D)
@@ -94,7 +94,7 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
     """
     _check_law(law, table)
     check_domains(table, train_domains, size_unit, token_unit)
-    return predict_rows(law, table.weights, table.model_size, table.tokens)
+    return predict_in_blocks(law, table.weights, table.model_size, table.tokens)
 
 
 def own_weight(table: LossTable, targets: Sequence[str]) -> np.ndarray:

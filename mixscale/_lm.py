@@ -203,7 +203,6 @@ class LMState(eqx.Module):
         gradient_cosine: ``(G,)`` each problem's scaled gradient at ``params`` (its largest
             ``|g_i| / (‖J[:, i]‖ ‖r‖)`` over the parameters not held on a bound;
             see the module docstring), ``inf`` before the first step.
-        replicate: the restart's own row weights (and losses), or ``None``: the shared data.
         trial: ``(P,)`` the pending trial point, proposed from ``params``
             (:func:`lm_advance` evaluates it first).
         predicted: ``(G,)`` the decrease the trial's step predicts, per problem.
@@ -212,6 +211,7 @@ class LMState(eqx.Module):
         too_curved: ``(G,)`` geodesic steps whose acceleration was too large (rejected).
         trial_cosine: ``(G,)`` the gradient test's cosine at ``params``.
         fresh: the slot has not evaluated its start yet (``trial`` is the start).
+        replicate: the restart's own row weights (and losses), or ``None``: the shared data.
     """
 
     params: Array
@@ -227,13 +227,13 @@ class LMState(eqx.Module):
     group_stopped: Array
     converged: Array
     gradient_cosine: Array
+    trial: Array
+    predicted: Array
+    finished: Array
+    too_curved: Array
+    trial_cosine: Array
+    fresh: Array
     replicate: Replicate | None = None
-    trial: Array | None = None
-    predicted: Array | None = None
-    finished: Array | None = None
-    too_curved: Array | None = None
-    trial_cosine: Array | None = None
-    fresh: Array | None = None
 
 
 def _per_group(x: Array, y: Array, group: Array, n_groups: int) -> Array:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import mixscale
 from mixscale import CapacityLaw, FitResult, save_fit
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale.cli import main
 from mixscale.data import LossTable, TableError, read_csv, write_csv
 
@@ -67,7 +67,7 @@ def files(tmp_path_factory):
     size = np.array([90.0, 200.0, 440.0] * 2)
     tokens = np.array([4.0] * 3 + [8.0] * 3)
 
-    losses = predict_rows(law, weights, size, tokens)
+    losses = predict_in_blocks(law, weights, size, tokens)
     csv_path = root / "runs.csv"
     write_csv(LossTable(weights=weights, model_size=size, tokens=tokens, losses=losses,
                         train_domains=DOMAINS, loss_domains=DOMAINS), csv_path)

@@ -18,7 +18,7 @@ from mixscale._bootstrap import (
     studentized_interval,
 )
 from mixscale._bounds import bound_trees
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale._lm import lm_advance, lm_start, solve_lm
 from mixscale._objective import FitData, Replicate, objective, prepare_data
 from mixscale.data import LossTable, mixture_ids
@@ -43,7 +43,7 @@ def _design(rng, n_mixtures, budgets):
 
 def _noisy_table(rng, n_mixtures=12, budgets=(1.0, 4.0, 16.0), sigma=0.01):
     h, n, d = _design(rng, n_mixtures, budgets)
-    y = predict_rows(_planted(), h, n, d)
+    y = predict_in_blocks(_planted(), h, n, d)
     y = y * (1 + sigma * rng.standard_normal(y.shape))
     return LossTable(weights=h, model_size=n, tokens=d, losses=y, train_domains=DOMAINS,
                      loss_domains=DOMAINS, name="planted-noisy")
@@ -238,7 +238,7 @@ def test_nominal_90_percent_intervals_cover_planted_losses():
     rng = np.random.default_rng(SEED)
     truth = _planted()
     h, n, d = _design(rng, N_MIXTURES, BUDGETS)
-    clean = predict_rows(truth, h, n, d)
+    clean = predict_in_blocks(truth, h, n, d)
     losses = clean[None] * (1 + NOISE * rng.standard_normal((N_TABLES,) + clean.shape))
     data = FitData(weights=jnp.asarray(h), model_size=jnp.asarray(n), tokens=jnp.asarray(d),
                    losses=jnp.asarray(clean), mask=jnp.ones(clean.shape, bool))
@@ -265,7 +265,7 @@ def test_nominal_90_percent_intervals_cover_planted_losses():
     assert sum(b.n_failed for b in boots) == 0
 
     h_new, n_new, d_new = _design(np.random.default_rng(SEED + 1), 10, BUDGETS)
-    target = predict_rows(truth, h_new, n_new, d_new)         # (60 / 3, 3)
+    target = predict_in_blocks(truth, h_new, n_new, d_new)         # (60 / 3, 3)
     point_pred = predict_replicates(start, static, h_new, n_new, d_new)        # (T, 20, 3)
     every = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *[b.params for b in boots])
     samples = predict_replicates(every, static, h_new, n_new, d_new).reshape(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mixscale import load_fit
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale.cli import main
 
 
@@ -362,7 +362,7 @@ def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
     w = rng.dirichlet(np.ones(k), n)
     size = np.full(n, 100.0)
     tokens = np.where(np.arange(n) % 2, 5.0, 10.0)
-    losses = predict_rows(law, w, size, tokens)
+    losses = predict_in_blocks(law, w, size, tokens)
     names = tuple(f"d{i}" for i in range(k))
     csv = tmp_path / "k64.csv"
     write_csv(LossTable(weights=w, model_size=size, tokens=tokens, losses=losses,

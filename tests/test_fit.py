@@ -9,7 +9,7 @@ from helpers import assert_no_retrace, num_traces
 
 import mixscale as ms
 from mixscale import CapacityLaw, LossTable, TableError
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale._lbfgs import lbfgs_batch
 from mixscale._lm import lm_advance, lm_start
 
@@ -25,7 +25,7 @@ def _table(law, rng, n=48, nan_frac=0.0, loss_domains=DOMAINS, extra=None):
     h = rng.dirichlet(np.ones(3), n)
     N = rng.choice([20.0, 60.0, 180.0], n)
     D = rng.choice([1.0, 4.0, 16.0], n)
-    y = predict_rows(law, h, N, D)
+    y = predict_in_blocks(law, h, N, D)
     if nan_frac:
         y[rng.random(y.shape) < nan_frac] = np.nan
     if extra is not None:

@@ -11,7 +11,7 @@ import pytest
 
 import mixscale
 from mixscale import CapacityLaw, LawSpec
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale._lm import solve_lm
 from mixscale._objective import prepare_data
 from mixscale.data import LossTable
@@ -24,7 +24,7 @@ def _table(law, rng, n_mix=12, name="planted"):
     pairs = [(n, d) for n in (10.0, 40.0) for d in (1.0, 5.0)]
     w = np.repeat(h, len(pairs), axis=0)
     nd = np.tile(np.array(pairs), (n_mix, 1))
-    y = predict_rows(law, w, nd[:, 0], nd[:, 1])
+    y = predict_in_blocks(law, w, nd[:, 0], nd[:, 1])
     return LossTable(weights=w, model_size=nd[:, 0], tokens=nd[:, 1], losses=y,
                      train_domains=DOMAINS, loss_domains=DOMAINS, name=name)
 

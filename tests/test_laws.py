@@ -24,7 +24,7 @@ from helpers import assert_grad_matches_fd, compile_once
 import mixscale
 from mixscale import LAWS, LawSpec, law_specs, parameter_count
 from mixscale._blocks import parameter_owners
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale._io import law_from_dict, law_to_dict
 from mixscale.data import LossTable, TableError
 from mixscale.laws import (
@@ -65,7 +65,7 @@ def _table(law, n_mix, rng, scale, name):
     pairs = [(n, d) for n in SIZES for d in TOKENS] if scale else [(SIZES[0], TOKENS[0])]
     w = np.repeat(h, len(pairs), axis=0)
     nd = np.tile(np.array(pairs), (n_mix, 1))
-    y = predict_rows(law, w, nd[:, 0], nd[:, 1])
+    y = predict_in_blocks(law, w, nd[:, 0], nd[:, 1])
     assert np.all(np.isfinite(y)) and np.all(y > 0)
     return LossTable(weights=w, model_size=nd[:, 0], tokens=nd[:, 1], losses=y,
                      train_domains=DOMAINS, loss_domains=DOMAINS, name=name)

@@ -13,7 +13,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import mixscale.laws._spectral as spectral
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale.laws import SpectralLaw
 
 ALPHA = np.array([1.3, 1.7, 2.1, 2.5])
@@ -88,7 +88,7 @@ def _row_problem():
     flat, unravel = ravel_pytree(params)
     h = jnp.asarray(np.repeat(MIXES, len(SCALES), axis=0))
     n, d = (jnp.asarray(np.tile(col, len(MIXES))) for col in np.asarray(SCALES).T)
-    y = predict_rows(law, h, n, d) * (1.0 + 0.01 * np.sin(np.arange(64))
+    y = predict_in_blocks(law, h, n, d) * (1.0 + 0.01 * np.sin(np.arange(64))
                                                        ).reshape(16, 4)
     mask = np.ones_like(y, dtype=bool)
     mask[3, 1] = False

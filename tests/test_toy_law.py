@@ -21,7 +21,7 @@ import pytest
 
 import mixscale
 from mixscale import LAWS, LawSpec, load_fit, register_law, save_fit
-from mixscale._evaluate import predict_rows
+from mixscale._evaluate import predict_in_blocks
 from mixscale.cli import main
 from mixscale.data import LossTable
 from mixscale.laws import AbstractLaw, DataSummary
@@ -105,7 +105,7 @@ def _toy_table(rng, name="toy-runs") -> LossTable:
     h = np.repeat(rng.dirichlet(np.ones(3), size=12), 2, axis=0)
     d = np.tile([2.0, 8.0], 12)
     n = np.full(24, 100.0)
-    y = predict_rows(planted, h, n, d)
+    y = predict_in_blocks(planted, h, n, d)
     return LossTable(weights=h, model_size=n, tokens=d, losses=y, train_domains=DOMAINS,
                      loss_domains=DOMAINS, name=name)
 

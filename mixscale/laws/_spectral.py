@@ -126,10 +126,8 @@ PARAMETERS = {
     "transfer": {"b": "log_b", "c": "log_c", "alpha": "log_alpha_minus_1", "E": "E",
                  "H": "log_H", "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit",
                  "theta": "theta", "rho": "rho"},
-    "dispersed": {"b": "log_b", "c": "log_c", "alpha": "log_alpha_minus_1", "E": "E",
-                  "H": "log_H", "nu": "log_nu", "delta": "log_delta", "eta": "eta_logit",
-                  "theta": "theta", "rho": "rho", "dispersion": "dispersion"},
 }
+PARAMETERS["dispersed"] = {**PARAMETERS["transfer"], "dispersion": "dispersion"}
 
 
 def remaining(s, q):
@@ -377,7 +375,7 @@ class SpectralLaw(AbstractLaw):
         coupling), ``own = E + U + B`` and ``loss`` ``(K,)``."""
         h = check_mixture(h, self.n_train_domains)
         b, c, alpha, nu, eta = self.b, self.c, self.alpha, self.nu, self.eta
-        shares = self.variant in ("transfer", "dispersed")
+        shares = self.rho is not None  # a fraction of tail ranks is shared
         q = self.dispersion
         if shares:
             x, x_s = self.shared_allocation(h, N)
@@ -464,12 +462,8 @@ class SpectralLaw(AbstractLaw):
             fields["log_beta"] = jnp.log(p["beta"])
         else:
             fields.update(log_b=jnp.log(p["b"]), log_c=jnp.log(p["c"]))
-        if variant in ("full", "transfer", "dispersed"):
-            fields["theta"] = p["theta"]
-        if variant in ("transfer", "dispersed"):
-            fields["rho"] = p["rho"]
-        if variant == "dispersed":
-            fields["dispersion"] = p["dispersion"]
+        fields.update({name: p[name] for name in ("theta", "rho", "dispersion")
+                       if name in PARAMETERS[variant]})
         k = fields["E"].shape[0]
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
         return cls(targets=targets, variant=variant, **fields)
@@ -511,12 +505,8 @@ class SpectralLaw(AbstractLaw):
             bounds["log_beta"] = log_range(0.01, 1.0)
         else:
             bounds["log_b"] = log_range(*EXPONENT_RANGE)
-        if variant in ("full", "transfer", "dispersed"):
-            bounds["theta"] = (0.0, 1.0)
-        if variant in ("transfer", "dispersed"):
-            bounds["rho"] = (0.0, 1.0)
-        if variant == "dispersed":
-            bounds["dispersion"] = (0.0, 4.0)
+        ranges = {"theta": (0.0, 1.0), "rho": (0.0, 1.0), "dispersion": (0.0, 4.0)}
+        bounds.update({name: r for name, r in ranges.items() if name in PARAMETERS[variant]})
         return bounds
 
     @classmethod
@@ -569,10 +559,9 @@ class SpectralLaw(AbstractLaw):
             frac = uniform(keys[7], 0.05, 0.5, (k,))
             fields.update(log_b=log_b,
                           log_c=jnp.log(frac * loss) + jnp.exp(log_b) * np.log(n_mid / k))
-        if variant in ("full", "transfer", "dispersed"):
-            fields["theta"] = uniform(keys[8], 0.0, 0.3, ())
-        if variant in ("transfer", "dispersed"):
-            fields["rho"] = uniform(keys[9], 0.0, 0.5, ())
-        if variant == "dispersed":  # its own key: the other variants' draws are unchanged
-            fields["dispersion"] = uniform(jax.random.fold_in(key, 11), 0.0, 1.0, ())
+        # dispersion has its own key: the other variants' draws are unchanged
+        draws = {"theta": (keys[8], 0.3), "rho": (keys[9], 0.5),
+                 "dispersion": (jax.random.fold_in(key, 11), 1.0)}
+        fields.update({name: uniform(draw_key, 0.0, hi, ())
+                       for name, (draw_key, hi) in draws.items() if name in PARAMETERS[variant]})
         return cls(targets=targets, variant=variant, **fields)
