@@ -23,6 +23,36 @@ import pytest  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 
+#: Set by the first pytest process (the xdist controller) and inherited by its workers.
+_CACHE_VARIABLE = "MIXSCALE_TEST_COMPILATION_CACHE"
+
+
+def pytest_configure(config):
+    """One on-disk compilation cache for the run, shared by every xdist worker.
+
+    Programs with identical HLO (the same law fitted on the same shapes in two test modules, on
+    two workers, or again after ``release_compiled_programs`` dropped the in-memory caches) are
+    then compiled once. The cache is keyed by the program and the compile options, so it
+    changes no result; it is a fresh temporary directory per run, removed at the end (nothing
+    carries over between runs). Measured on the 2-core machine, ``pytest -q -n 2``: 642 s
+    without it, 562 s with it (the machine is shared: read them as ±15 %)."""
+    if _CACHE_VARIABLE not in os.environ:
+        import tempfile
+
+        os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="mixscale-xla-cache-")
+        config._mixscale_owns_cache = True
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_mixscale_owns_cache", False):
+        import shutil
+
+        shutil.rmtree(os.environ.pop(_CACHE_VARIABLE), ignore_errors=True)
+
+
 def tol(dtype=np.float64) -> float:
     """Relative tolerance for comparisons that should hold to rounding, keyed by dtype."""
     return {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}[np.dtype(dtype)]
