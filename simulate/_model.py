@@ -31,6 +31,13 @@ domain). The built-in :class:`~simulate.TopN` scores
 * ``keep="eigen"``: :math:`\lambda_k(h)` (top eigen-directions of ``H(h)``);
 * ``keep="signal"``: :math:`\lambda_k(h)\,(w^*_k)^2` — the features whose loss of signal costs
   the mixture most; this is the inner problem of the paper's law exactly.
+
+**Dispersed rates** (optional ``rate_factor`` ``g``, ``(P,)``, positive): feature ``k``'s
+eigenvalue is multiplied by ``g_k`` in every domain that uses it and its signal divided by it,
+:math:`a_{ik} = g_k l_k^{-\alpha_i}`, :math:`(w^*_k)^2 = l_k^{-\beta} / g_k`, so the loss it
+carries, :math:`a_{ik} (w^*_k)^2`, and the ``"signal"`` keep rule's order are unchanged and only
+how fast SGD learns it moves: the rates of neighbouring ranks scatter around the power law
+(``docs/theory.md`` §8). ``None`` is the plain model (``g = 1``).
 """
 
 from __future__ import annotations
@@ -72,6 +79,8 @@ class DisjointTailModel(eqx.Module):
             ``λ_k(h) (w*_k)²``) or ``"eigen"`` (top ``N`` of ``λ_k(h)``), short for
             ``TopN("signal")`` / ``TopN("eigen")``.
         names: the ``K`` domain names (default ``d0, d1, ...``).
+        rate_factor: ``None`` or ``(P,)`` positive multipliers ``g_k`` of each feature's
+            eigenvalues, its signal divided by the same (dispersed rates; module docstring).
 
     Attributes:
         rank: ``(P,)`` int, the rank ``l`` of every feature.
@@ -95,11 +104,12 @@ class DisjointTailModel(eqx.Module):
     rho: float = eqx.field(static=True)
     keep: AbstractKeepRule
     names: tuple[str, ...] = eqx.field(static=True)
+    rate_factor: Array | None
 
     def __init__(self, alpha, beta=0.0, sigma2=0.0, *, head: int, tail=None,
                  n_features: int | None = None, rho: float = 0.0,
                  keep: AbstractKeepRule | str = "signal",
-                 names: Sequence[str] | None = None):
+                 names: Sequence[str] | None = None, rate_factor=None):
         dtype = jnp.result_type(float)
         alpha = jnp.asarray(alpha, dtype=dtype)
         if alpha.ndim != 1 or alpha.shape[0] < 1:
@@ -154,6 +164,21 @@ class DisjointTailModel(eqx.Module):
             alpha = eqx.error_if(alpha, alpha <= 1.0, "every spectral exponent alpha must be > 1")
             sigma2 = eqx.error_if(sigma2, sigma2 < 0, "label-noise variances must be >= 0")
         rank, member = feature_layout(head, tails, float(rho))
+        if rate_factor is not None:
+            rate_factor = jnp.asarray(rate_factor, dtype=dtype)
+            if rate_factor.shape != rank.shape:
+                raise ValueError(f"rate_factor must hold one multiplier per feature, shape "
+                                 f"{rank.shape}, got {rate_factor.shape}")
+            if is_concrete(rate_factor):
+                g_np = np.asarray(rate_factor)
+                if not np.all(np.isfinite(g_np) & (g_np > 0)):
+                    bad = int(np.argmax(~(np.isfinite(g_np) & (g_np > 0))))
+                    raise ValueError(f"rate_factor[{bad}] = {float(g_np[bad])!r}: every rate "
+                                     "factor must be finite and > 0")
+            else:
+                rate_factor = eqx.error_if(rate_factor, rate_factor <= 0,
+                                           "every rate factor must be > 0")
+        self.rate_factor = rate_factor
         self.alpha = alpha
         self.beta = beta
         self.sigma2 = sigma2
@@ -177,13 +202,18 @@ class DisjointTailModel(eqx.Module):
         return int(self.rank.shape[0])
 
     def eigenvalues(self) -> Array:
-        """``a_ik = l_k^(-α_i)`` where domain ``i`` uses feature ``k``, else 0; shape ``(K, P)``."""
+        """``a_ik = g_k l_k^(-α_i)`` where domain ``i`` uses feature ``k``, else 0 (``g = 1``
+        unless ``rate_factor``); shape ``(K, P)``."""
         log_l = jnp.log(self.rank.astype(self.alpha.dtype))
-        return jnp.where(self.member, jnp.exp(-self.alpha[:, None] * log_l[None, :]), 0.0)
+        a = jnp.exp(-self.alpha[:, None] * log_l[None, :])
+        if self.rate_factor is not None:
+            a = a * self.rate_factor[None, :]
+        return jnp.where(self.member, a, 0.0)
 
     def signal(self) -> Array:
-        """``(w*_k)² = l_k^(-β)``, shape ``(P,)``."""
-        return jnp.exp(-self.beta * jnp.log(self.rank.astype(self.alpha.dtype)))
+        """``(w*_k)² = l_k^(-β) / g_k``, shape ``(P,)``."""
+        w2 = jnp.exp(-self.beta * jnp.log(self.rank.astype(self.alpha.dtype)))
+        return w2 if self.rate_factor is None else w2 / self.rate_factor
 
     def initial_losses(self) -> Array:
         """Loss of the zero predictor: ``σ_i² + Σ_k a_ik (w*_k)²``, shape ``(K,)``."""
@@ -191,9 +221,11 @@ class DisjointTailModel(eqx.Module):
 
     def settings(self) -> dict:
         """The generating settings as plain JSON-friendly values (``alpha``, ``beta``,
-        ``sigma2``, ``head``, ``tails``, ``rho``, ``keep``, ``names``, ``n_features``)."""
+        ``sigma2``, ``head``, ``tails``, ``rho``, ``keep``, ``names``, ``n_features``, and
+        ``rate_factor`` when set)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("rank", "member")}
+               if f.name not in ("rank", "member")
+               and not (f.name == "rate_factor" and self.rate_factor is None)}
         out = {k: (np.asarray(v).tolist() if isinstance(v, jax.Array) else v)
                for k, v in out.items()}
         out["keep"] = self.keep.describe()

@@ -145,6 +145,33 @@ def test_pure_model_allocation_matches_the_laws_x_star(alpha, rng):
     assert hi - lo > 0.3  # not vacuous: the discreteness is visible
 
 
+def test_rate_factors_move_learning_speed_not_the_loss_a_feature_carries(rng):
+    """``rate_factor`` g multiplies every eigenvalue of a feature and divides its signal: the
+    loss it carries (``a w²``), the initial losses and the kept set stay those of the plain
+    model, SGD learns a feature with ``g > 1`` faster, and ``g = 1`` is the plain model."""
+    plain = _model()
+    g = rng.gamma(1.0, 1.0, plain.n_features)
+    spread = _model(rate_factor=g)
+    np.testing.assert_allclose(spread.eigenvalues() * spread.signal(),
+                               plain.eigenvalues() * plain.signal(), rtol=1e-12)
+    np.testing.assert_allclose(spread.initial_losses(), plain.initial_losses(), rtol=1e-12)
+    h = jnp.asarray([0.5, 0.3, 0.2])
+    np.testing.assert_array_equal(spread.kept(h, 17), plain.kept(h, 17))
+    ones = _model(rate_factor=np.ones(plain.n_features))
+    for steps in ([50, 400],):
+        np.testing.assert_array_equal(
+            sim.expected_losses(ones, h, 17, sim.Constant(0.05), steps),
+            sim.expected_losses(plain, h, 17, sim.Constant(0.05), steps))
+    # a uniform factor 2 is the plain model trained at twice the step (bias part, no noise)
+    fast = _model(rate_factor=np.full(plain.n_features, 2.0), sigma2=0.0)
+    quiet = _model(sigma2=0.0)
+    np.testing.assert_allclose(sim.expected_losses(fast, h, 40, sim.Constant(0.01), [200]),
+                               sim.expected_losses(quiet, h, 40, sim.Constant(0.02), [200]),
+                               rtol=1e-2)
+    assert spread.settings()["rate_factor"] == pytest.approx(list(g))
+    assert "rate_factor" not in plain.settings()
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(alpha=jnp.array([1.5, 1.0, 2.0])), r"alpha\[1\] = 1.0.*> 1"),
     (dict(alpha=jnp.array([0.5, 2.0, 2.0])), r"alpha\[0\]"),
@@ -155,6 +182,9 @@ def test_pure_model_allocation_matches_the_laws_x_star(alpha, rng):
     (dict(tail=(3, 4)), "tail has 2 lengths but alpha has K=3"),
     (dict(tail=None), "exactly one of tail"),
     (dict(head=0, tail=0), "no features"),
+    (dict(rate_factor=np.ones(5)), r"one multiplier per feature, shape \(40,\)"),
+    (dict(rate_factor=np.r_[np.ones(39), 0.0]), r"rate_factor\[39\] = 0.0"),
+    (dict(rate_factor=np.r_[np.nan, np.ones(39)]), r"rate_factor\[0\] = nan"),
 ])
 def test_bad_model_input_is_refused(kw, match):
     with pytest.raises(ValueError, match=match):
