@@ -45,8 +45,9 @@ N_RESTARTS = 64
 
 
 def with_spectral(specs) -> tuple:
-    """``specs`` followed by the spectral law (``docs/theory.md``) and its ``"transfer"`` variant
-    (shared tail ranks), each law once.
+    """``specs`` followed by the spectral law (``docs/theory.md``), its ``"transfer"`` variant
+    (shared tail ranks, §7) and its ``"dispersed"`` variant (``transfer`` with a learning
+    frontier that is not sharp, §8), each law once.
 
     The spectral law is still a registry candidate (left out of :func:`mixscale.law_specs`, so
     not the default of ``mixscale fit``): every experiment names it through this. Its fits are
@@ -56,7 +57,8 @@ def with_spectral(specs) -> tuple:
     from mixscale import LawSpec
 
     return tuple(dict.fromkeys([*specs, LawSpec("spectral"),
-                                LawSpec("spectral", variant="transfer")]))
+                                LawSpec("spectral", variant="transfer"),
+                                LawSpec("spectral", variant="dispersed")]))
 
 
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
