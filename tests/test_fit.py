@@ -1,6 +1,7 @@
 """The fitter: planted parameters recovered, masks, determinism, compilation reuse, evaluation,
 bad input."""
 
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -12,6 +13,7 @@ from mixscale import CapacityLaw, LossTable, TableError
 from mixscale._evaluate import predict_in_blocks
 from mixscale._lbfgs import lbfgs_batch
 from mixscale._lm import lm_advance, lm_start
+from mixscale.data import select
 
 DOMAINS = ("a", "b", "c")
 
@@ -210,3 +212,29 @@ def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):
     square(jnp.ones(3))
     assert not memory.release_compiled_programs() and square._cache_size() == 1
     assert memory.release_compiled_programs(if_unknown=True) and square._cache_size() == 0
+
+
+def test_a_fit_on_one_model_size_or_token_budget_says_its_scale_terms_are_not_identified(rng):
+    """A law with scale terms fitted on one model size (token budget) gets a note naming the
+    axis it cannot extrapolate along; a table with two of each gets none; a law without scale
+    terms gets none either; the note reaches the fit's result."""
+    from mixscale._fit import _one_scale_notes
+    from mixscale.laws import DataMixingLaw
+
+    law = _planted()
+    weights = rng.dirichlet(np.ones(3), 12)
+    size = np.where(np.arange(12) % 2, 60.0, 20.0)
+    tokens = np.where(np.arange(12) % 3, 4.0, 16.0)
+    both = LossTable(weights=weights, model_size=size, tokens=tokens,
+                     losses=predict_in_blocks(law, weights, size, tokens), train_domains=DOMAINS,
+                     loss_domains=DOMAINS)
+    one_size = select(both, model_size=60.0)
+    one_each = select(one_size, tokens=4.0)
+    assert _one_scale_notes(CapacityLaw, both) == []
+    (note,) = _one_scale_notes(CapacityLaw, one_size)
+    assert "one model size (6e+07)" in note and "'capacity'" in note and "other sizes" in note
+    assert [n.split(" (")[0] for n in _one_scale_notes(CapacityLaw, one_each)] == [
+        "every row has one model size", "every row has one token budget"]
+    assert _one_scale_notes(DataMixingLaw, one_each) == []
+    res = ms.fit(CapacityLaw, one_size, n_restarts=1, seed=0, max_steps=2, nested=False)
+    assert note in res.notes
