@@ -37,6 +37,7 @@ from experiments._common import (
     markdown_table,
     pyplot,
     save_figure,
+    with_spectral,
     write_section,
 )
 from experiments._harness import run_experiment
@@ -65,8 +66,7 @@ class Config:
     lr_fraction: float = 0.5  # of the smallest stable step over the grid
     # The paper's law and the law derived from the SGD recursion (docs/theory.md), each fitted on
     # every size and budget at once.
-    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="full"), LawSpec("spectral"),
-                                 LawSpec("spectral", variant="transfer"))
+    laws: tuple[LawSpec, ...] = with_spectral((LawSpec("capacity", variant="full"),))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
