@@ -59,7 +59,8 @@ def test_committed_results_redraw(tmp_path):
 
 def test_every_law_by_default_with_the_fitters_policy():
     cfg = compare_laws.Config()
-    assert cfg.laws == (*law_specs(), LawSpec("spectral"), LawSpec("spectral", variant="transfer"))
+    assert cfg.laws == (*law_specs(), LawSpec("spectral"), LawSpec("spectral", variant="transfer"),
+                        LawSpec("spectral", variant="dispersed"))
     assert cfg.n_restarts == N_RESTARTS == 64
     # left out only where its cost is measured in hours, and said so in the report (a bare name
     # covers every variant)
@@ -79,12 +80,12 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     spectral rows (``--add-law``) are in the tables."""
     record = json.loads((FIGURES / "compare_laws.json").read_text())
     md = compare_laws.markdown(record)
-    for label in ("spectral (full)", "spectral (transfer)"):   # a bare name covers both
+    spectral = ("spectral (full)", "spectral (transfer)", "spectral (dispersed)")
+    for label in spectral:   # a bare name covers every variant
         assert f"| {label} | — | not fitted (cost) |" in md
     assert "Not fitted, for their cost" in md and "on regmix rank" in md
     assert "`real_extrapolation`, whose report has those laws" in md
-    assert [a["laws"] for a in record["added"]] == [["spectral (full)"],
-                                                    ["spectral (transfer)"]]
-    for label in ("spectral (full)", "spectral (transfer)"):
+    assert [a["laws"] for a in record["added"]] == [[label] for label in spectral]
+    for label in spectral:
         rows = [r for r in record["results"]["in_scale"] if r["law"] == label]
         assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10

@@ -133,22 +133,22 @@ def test_law_lists_come_from_the_registry(name):
 
 
 def test_law_list_predicates():
-    spectral, transfer = LawSpec("spectral"), LawSpec("spectral", variant="transfer")
-    assert MODULES["compare_laws"].Config().laws == (*law_specs(), spectral, transfer)
-    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), spectral, transfer)
-    assert MODULES["real_extrapolation"].Config().laws == (*law_specs(uses_scale=True),
-                                                           spectral, transfer)
+    theory = (LawSpec("spectral"), LawSpec("spectral", variant="transfer"),
+              LawSpec("spectral", variant="dispersed"))
+    assert MODULES["compare_laws"].Config().laws == (*law_specs(), *theory)
+    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), *theory)
+    assert MODULES["real_extrapolation"].Config().laws == (*law_specs(uses_scale=True), *theory)
     every_scale_law = set(law_specs(uses_scale=True, candidates=True))
     assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
     assert set(MODULES["fit_under_overlap"].Config().one_scale_laws) < set(
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
-    # every experiment fits the spectral law (still a candidate) and its transfer variant
-    # beside the registry's
+    # every experiment fits the spectral law (still a candidate) and its transfer and
+    # dispersed variants beside the registry's
     for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
-        assert {spectral, transfer} <= set(MODULES[name].Config().laws), name
-    assert MODULES["ablations"].Config().theory_law == spectral
+        assert set(theory) <= set(MODULES[name].Config().laws), name
+    assert MODULES["ablations"].Config().theory_law == theory[0]
 
 
 def _imports(path: Path) -> set[str]:
