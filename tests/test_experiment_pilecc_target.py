@@ -69,3 +69,18 @@ def test_quick_run(tmp_path):
     # a linear law's optimum for one target is a vertex of the simplex
     lin = next(r for r in res["laws"] if r["law"] == "regression (linear)")
     assert max(lin["objectives"]["pile_cc"]["weights"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_configured_law_missing_from_the_record_is_named_not_dropped():
+    """A law of the configuration without rows in the record (added to the list after the run)
+    is named in the section, never a silent gap."""
+    from pathlib import Path
+
+    record = json.loads((Path(__file__).parents[1] / "figures" / "pilecc_target.json")
+                        .read_text())
+    dropped = record["results"]["laws"][0]["law"]
+    assert dropped in {s.label for s in pc.Config().laws}
+    record["results"]["laws"] = record["results"]["laws"][1:]
+    md = pc.section(record, [])
+    line = next(x for x in md.splitlines() if x.startswith("Laws of the experiment's"))
+    assert dropped in line
