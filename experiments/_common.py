@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["N_RESTARTS", "XLA_FLAGS", "Timer", "fit_law", "fit_record", "markdown_table",
-           "n_params", "parse_args", "save_figure", "spec_label", "versions", "with_spectral",
+           "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines", "versions",
+           "with_spectral",
            "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
@@ -59,6 +60,19 @@ def with_spectral(specs) -> tuple:
     return tuple(dict.fromkeys([*specs, LawSpec("spectral"),
                                 LawSpec("spectral", variant="transfer"),
                                 LawSpec("spectral", variant="dispersed")]))
+
+
+def unfitted_laws_lines(name: str, laws, fitted_labels, quick: bool) -> list[str]:
+    """The report lines naming the laws of an experiment's configuration (``laws``, its
+    :class:`mixscale.LawSpec` list) that its record has not fitted (added to the list after the
+    run), so that they show as not fitted, never as a silent gap; none for a quick run."""
+    fitted = set(fitted_labels)
+    missing = [] if quick else [s.label for s in laws if s.label not in fitted]
+    if not missing:
+        return []
+    return [f"Laws of the experiment's configuration not yet fitted in this record: "
+            f"{', '.join(missing)} (`python -m experiments.{name} --add-law LABEL` fits one "
+            "alone and merges it).", ""]
 
 
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,

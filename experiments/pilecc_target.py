@@ -54,6 +54,7 @@ from experiments._common import (
     markdown_table,
     pyplot,
     save_figure,
+    unfitted_laws_lines,
     with_spectral,
     write_section,
 )
@@ -319,12 +320,7 @@ def section(record: dict, names: Sequence[str]) -> str:
              "mixture on it whatever the fit; a linear law always picks a vertex. "
              + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
                 else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
-    fitted = {r["law"] for r in laws}
-    missing = [] if cfg["quick"] else [s.label for s in Config().laws if s.label not in fitted]
-    if missing:
-        lines += [f"Laws of the experiment's configuration not yet fitted in this record: "
-                  f"{', '.join(missing)} (`python -m experiments.pilecc_target --add-law "
-                  "LABEL` fits one alone and merges it).", ""]
+    lines += unfitted_laws_lines(NAME, Config().laws, (r["law"] for r in laws), cfg["quick"])
     for name in names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     header = ["law", "params", "converged", "train MRE %", f"train MRE {cfg['target']} %"]

@@ -60,6 +60,7 @@ from experiments._common import (
     pyplot,
     save_figure,
     spec_label,
+    unfitted_laws_lines,
     with_spectral,
     write_section,
 )
@@ -386,11 +387,7 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
              "token term (its optimum moves with model size only). "
              + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
                 else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
-    missing = [] if cfg["quick"] else [s.label for s in Config().laws if s.label not in labels]
-    if missing:
-        lines += [f"Laws of the experiment's configuration not yet fitted in this record: "
-                  f"{', '.join(missing)} (`python -m experiments.real_extrapolation --add-law "
-                  "LABEL` fits one alone and merges it).", ""]
+    lines += unfitted_laws_lines(NAME, Config().laws, labels, cfg["quick"])
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table

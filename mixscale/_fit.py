@@ -218,8 +218,7 @@ def _one_scale_notes(law_class, table: LossTable) -> list[str]:
         distinct = np.unique(np.asarray(values))
         if distinct.size == 1:
             notes.append(f"every row has one {axis} ({float(distinct[0]) * unit:.4g}); the "
-                         f"data cannot "
-                         f"identify how law {law_class.name!r} changes with it, so its "
+                         f"data cannot identify how law {law_class.name!r} changes with it, so its "
                          f"predictions at other {what} rest on its form and parameter ranges "
                          f"alone: fit on two or more {what} to extrapolate along it")
     return notes

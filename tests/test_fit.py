@@ -1,7 +1,6 @@
 """The fitter: planted parameters recovered, masks, determinism, compilation reuse, evaluation,
 bad input."""
 
-
 import equinox as eqx
 import jax
 import numpy as np

@@ -158,10 +158,8 @@ def test_rate_factors_move_learning_speed_not_the_loss_a_feature_carries(rng):
     h = jnp.asarray([0.5, 0.3, 0.2])
     np.testing.assert_array_equal(spread.kept(h, 17), plain.kept(h, 17))
     ones = _model(rate_factor=np.ones(plain.n_features))
-    for steps in ([50, 400],):
-        np.testing.assert_array_equal(
-            sim.expected_losses(ones, h, 17, sim.Constant(0.05), steps),
-            sim.expected_losses(plain, h, 17, sim.Constant(0.05), steps))
+    np.testing.assert_array_equal(sim.expected_losses(ones, h, 17, sim.Constant(0.05), [50, 400]),
+                                  sim.expected_losses(plain, h, 17, sim.Constant(0.05), [50, 400]))
     # a uniform factor 2 is the plain model trained at twice the step (bias part, no noise)
     fast = _model(rate_factor=np.full(plain.n_features, 2.0), sigma2=0.0)
     quiet = _model(sigma2=0.0)

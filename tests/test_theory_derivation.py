@@ -56,9 +56,9 @@ P = 384
 MIXES = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.0, 0.6, 0.4], [0.8, 0.2, 0.0]])
 
 
-def _model(head, beta=0.0, sigma2=SIGMA2, alpha=ALPHA):
+def _model(head, beta=0.0, sigma2=SIGMA2, alpha=ALPHA, rate_factor=None):
     return sim.DisjointTailModel(jnp.asarray(alpha), beta, jnp.asarray(sigma2), head=head,
-                                 n_features=P)
+                                 n_features=P, rate_factor=rate_factor)
 
 
 def _lr(model, n=128):
@@ -432,7 +432,7 @@ def test_dispersed_law_at_simulator_parameters_reproduces_mean_losses_over_rate_
     base = _model(head)
     factors = np.random.default_rng(8).gamma(1 / q, q, (n_draws, base.n_features))
     sizes, steps = (32, 128), (300, 3000)
-    draws = np.stack([sim.sweep_losses(_dispersed_model(head, g), MIXES, sizes, steps,
+    draws = np.stack([sim.sweep_losses(_model(head, rate_factor=g), MIXES, sizes, steps,
                                        sim.Constant(lr)) for g in factors])
     b = ALPHA - 1.0
     e = SIGMA2 - (head + base.tails[0] + 0.5) ** (-b) / b
@@ -453,7 +453,3 @@ def test_dispersed_law_at_simulator_parameters_reproduces_mean_losses_over_rate_
     assert np.median(err["dispersed"]) < 0.03
     assert np.median(err["sharp"]) > 0.15
 
-
-def _dispersed_model(head, factors):
-    return sim.DisjointTailModel(jnp.asarray(ALPHA), 0.0, jnp.asarray(SIGMA2), head=head,
-                                 n_features=P, rate_factor=factors)

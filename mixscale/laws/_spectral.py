@@ -62,10 +62,11 @@ Variants (the ``variant`` option):
   On a simulator whose features' rates carry exponential factors (``q = 1``,
   ``simulate.DisjointTailModel(rate_factor=...)``) this variant at the simulator's parameters
   predicts the mean exact loss over the draws to 2.2 % at the median entry, the sharp law 23 %
-  (``tests/test_theory_derivation.py``, test 8). Measured on real tables (one fit of 16 restarts, not yet in the experiments' records): SlimPajama-7
-  122M + 310M → 680M MRE 2.67 % with ``q = 0.91`` fitted, against 3.31 % for ``transfer`` at
-  the same settings (joint 1.47 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 %
-  against ``transfer``'s 2.25 % (that fit not converged).
+  (``tests/test_theory_derivation.py``, test 8). Across scales on real tables (one fit of 16
+  restarts; ``real_extrapolation`` has not fitted it yet): SlimPajama-7 122M + 310M → 680M MRE
+  2.67 % with ``q = 0.91`` fitted, against 3.31 % for ``transfer`` at the same settings (joint
+  1.47 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 % against ``transfer``'s
+  2.25 % (that fit not converged).
 
 Units: ``N``, ``H`` and ``ν`` in the law units of ``N``; ``D`` in law units of tokens. ``η < 1/2``
 (a sigmoid), since the noise floor needs ``2η a < 1`` at the top rank ``a = 1``.
