@@ -16,11 +16,11 @@ Power-law fits are badly conditioned: LM converges in tens to hundreds of iterat
 first-order method needs thousands (measured in ``benchmarks/bench_fit.py``); L-BFGS is there for
 laws with many parameters, where LM's dense ``P × P`` solve gets expensive.
 
-The optimiser kernels are compiled once for a law class, its options, the table's shape, the
-``vmap`` width ``min(chunk, n_restarts)``, ``rtol`` and ``max_steps``; later calls that agree on
-these reuse them (the small function drawing the initial laws is compiled once per law, options
-and training rows). A restart's result does not depend on the others; it can depend on
-``chunk`` by rounding (see :mod:`mixscale._lm`).
+The optimiser kernels are compiled once for a law class, its options, the table's shape and the
+``vmap`` width ``min(chunk, n_restarts)`` (``rtol``, ``gtol`` and ``max_steps`` are run-time
+values); later calls that agree on these reuse them (the small function drawing the initial
+laws is compiled once per law, options and training rows). A restart's result does not depend
+on the others; it can depend on ``chunk`` by rounding (see :mod:`mixscale._lm`).
 
 With ``n_bootstrap = B``, the point fit is followed by ``B`` refits on mixture-resampled
 replicates of the table (:mod:`mixscale._bootstrap`), run through the same compiled solver and

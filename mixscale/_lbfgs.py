@@ -58,10 +58,11 @@ def _optimiser() -> optax.GradientTransformationExtraArgs:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol: float,
-                max_steps: int, bounded: bool = True) -> LBFGSState:
+def lbfgs_batch(params, static, data: FitData, delta: Array, lower, upper, rtol: Array,
+                max_steps: Array, bounded: bool = True) -> LBFGSState:
     """Run every restart of ``params`` (leaves batched ``(W, ...)``) until it stops, each
-    iterate clipped to ``[lower, upper]`` (pytrees like one restart's parameters)."""
+    iterate clipped to ``[lower, upper]`` (pytrees like one restart's parameters); ``rtol`` and
+    ``max_steps`` are scalar arrays."""
     opt = _optimiser()
 
     def fun(p):
@@ -117,11 +118,14 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
         first = jax.tree_util.tree_map(lambda x: x[0], params)
         bounds = (jax.tree_util.tree_map(lambda x: jnp.full(x.shape, -jnp.inf), first),
                   jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.inf), first))
+    # run-time values, not constants of the program: one compilation serves any of them
+    rtol_v = jnp.asarray(rtol, jax.tree_util.tree_leaves(params)[0].dtype)
+    max_steps_v = jnp.asarray(max_steps, jnp.int32)
     outs = []
     for start in range(0, n + pad, width):
         chunk = jax.tree_util.tree_map(lambda x, s=start: x[s:s + width], padded)
-        out = jax.block_until_ready(lbfgs_batch(chunk, static, data, delta, *bounds, rtol,
-                                                 max_steps, bounded))
+        out = jax.block_until_ready(lbfgs_batch(chunk, static, data, delta, *bounds, rtol_v,
+                                                 max_steps_v, bounded))
         outs.append(out)
         if progress is not None:
             f_all = np.concatenate([np.asarray(o.objective) for o in outs])[:n]

@@ -304,12 +304,13 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
 def lm_advance(state: LMState, static, data: FitData, delta: Array, layout: Layout,
-               blocks: Blocks, lower: Array, upper: Array, rtol: float, gtol: float | None,
-               max_steps: int, segment: int, bounded: bool = True,
+               blocks: Blocks, lower: Array, upper: Array, rtol: Array, gtol: Array | None,
+               max_steps: Array, segment: int, bounded: bool = True,
                geodesic: bool = False) -> LMState:
     """Advance every slot that has not stopped by up to ``segment`` steps (at most to
     ``max_steps`` in all); see the module docstring for the step and the stopping rule
-    (``geodesic``: with geodesic acceleration).
+    (``geodesic``: with geodesic acceleration). ``rtol``, ``gtol`` and ``max_steps`` are scalar
+    arrays (run-time values: one compilation serves any of them).
 
     Each pass of the loop evaluates the pending trial point, residuals and Jacobian together
     (one linearisation: the law appears once in the compiled program), decides the step that
@@ -517,9 +518,15 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
         count = np.asarray(replicates.row_weights) @ mask.sum(axis=1).astype(float)
     finished = 0
     last_report = time.perf_counter()
+    # The stopping rule's numbers go in as values, not constants of the program: fits that
+    # differ only in them share one compilation (they are only compared against, so the
+    # iterates are the same either way).
+    rtol_v = jnp.asarray(rtol, state.objective.dtype)
+    gtol_v = None if gtol is None else jnp.asarray(gtol, state.objective.dtype)
+    max_steps_v = jnp.asarray(max_steps, state.steps.dtype)
     while True:
-        state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol,
-                           gtol, max_steps, SEGMENT, bounded, geodesic)
+        state = lm_advance(state, static, data, delta, layout, blocks, lower, upper, rtol_v,
+                           gtol_v, max_steps_v, SEGMENT, bounded, geodesic)
         done = np.asarray(state.done) | (np.asarray(state.steps) >= max_steps)
         free = [i for i in range(width) if done[i] and slot_of[i] >= 0]
         if free:

@@ -8,6 +8,8 @@ Derivatives::
     assert_grad_matches_fd(lambda v: law.predict(v, N, D), h)          # jacfwd vs central FD
     assert_grad_matches_fd(f, x, rtol=1e-5, mode="rev", jit=True)      # jacrev, both jitted
     fd = fd_jacobian(f, x)                                              # the FD Jacobian itself
+    points, combine = fd_points(x)      # the same differences from one batched call:
+    fd = combine(f_batched(points))     # f_batched maps (2n, *x.shape) -> (2n, *f(x).shape)
 
 Compilation::
 
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["assert_grad_matches_fd", "assert_no_retrace", "compile_once", "fd_jacobian",
-           "num_traces"]
+           "fd_points", "num_traces"]
 
 
 def _require_x64() -> None:
@@ -56,6 +58,27 @@ def fd_jacobian(f: Callable, x, eps: float = 1e-6) -> np.ndarray:
         jac[(...,) + i] = (np.asarray(f(x + e), dtype=np.float64)
                            - np.asarray(f(x - e), dtype=np.float64)) / (2.0 * step)
     return jac
+
+
+def fd_points(x, eps: float = 1e-6) -> tuple[np.ndarray, Callable]:
+    """The ``2n`` points :func:`fd_jacobian` evaluates ``f`` at (``n = x.size``; ``x + s_i e_i``
+    then ``x − s_i e_i`` for each entry ``i``, the same steps ``s_i``), stacked ``(2n,
+    *x.shape)``, and the function that turns ``f``'s values there ``(2n, *out)`` into the central
+    difference Jacobian ``(*out, *x.shape)``: one batched (``vmap``) call instead of ``2n``."""
+    _require_x64()
+    x = np.asarray(x, dtype=np.float64)
+    flat = x.reshape(-1)
+    steps = eps * np.maximum(1.0, np.abs(flat))
+    moves = np.diag(steps)
+    points = np.concatenate([flat + moves, flat - moves]).reshape((2 * flat.size,) + x.shape)
+
+    def combine(values) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        n = flat.size
+        diff = (values[:n] - values[n:]) / steps.reshape((n,) + (1,) * (values.ndim - 1))
+        return np.moveaxis(0.5 * diff, 0, -1).reshape(values.shape[1:] + x.shape)
+
+    return points, combine
 
 
 def assert_grad_matches_fd(f: Callable, x, rtol: float = 1e-6, *, atol: float = 1e-9,

@@ -11,6 +11,7 @@ each baseline formula by hand (the capacity law's are in ``test_capacity_law.py`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import equinox as eqx
@@ -19,7 +20,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_grad_matches_fd, compile_once
+from helpers import compile_once, fd_points
 
 import mixscale
 from mixscale import LAWS, LawSpec, law_specs, parameter_count
@@ -53,7 +54,9 @@ def _summary(targets=DOMAINS, scale=True):
                        tokens=TOKENS if scale else (TOKENS[0],) * 2)
 
 
+@functools.cache
 def _planted(spec, seed=3):
+    """The law every per-law test below uses (drawn once per process: laws are immutable)."""
     return spec.init(jax.random.key(seed), _summary(scale=spec.uses_scale))
 
 
@@ -97,59 +100,102 @@ def test_recovers_planted_law_through_fit(spec, rng):
     assert res.validation_metrics["mre"] < 1e-4
 
 
+class _Compiled:
+    """One law's predictions and Jacobians as compiled functions of ``z = (h, N, D, every
+    parameter entry)``, batched over points: the derivative, zero-weight, ``jit``/``vmap`` and
+    block-structure checks below share these two programs (compilation is most of their cost;
+    each function is compiled once, at a fixed batch, and raises if traced again)."""
+
+    #: Points per Jacobian call (the calls below need at most this many).
+    JACOBIAN_BATCH = 8
+
+    def __init__(self, spec):
+        self.law = _planted(spec)
+        params, static = eqx.partition(self.law, eqx.is_inexact_array)
+        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        self.params, self.unravel = np.asarray(flat), unravel
+        self.labels = [f"h[{i}]" for i in range(K)] + ["N", "D"] + [
+            jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
+                params)[0] for _ in range(np.size(leaf))]
+
+        def f(z):
+            return eqx.combine(unravel(z[K + 2:]), static).predict(z[:K], z[K], z[K + 1])
+
+        self.value_batch = 2 * (K + 2 + flat.size)  # the central differences' points
+        self._values = compile_once(jax.vmap(f))
+        self._jacobians = compile_once(jax.vmap(lambda z: (jax.jacfwd(f)(z), jax.jacrev(f)(z))))
+
+    def z(self, h, N, D) -> np.ndarray:
+        return np.concatenate([np.asarray(h, float), [N, D], self.params])
+
+    @staticmethod
+    def _padded(fn, zs, batch):
+        zs = np.asarray(zs, float)
+        n = zs.shape[0]
+        assert n <= batch
+        out = fn(np.concatenate([zs, np.repeat(zs[-1:], batch - n, axis=0)]))
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], out)
+
+    def values(self, zs) -> np.ndarray:
+        """``(B, K)`` predictions at ``B`` points ``z``."""
+        return self._padded(self._values, zs, self.value_batch)
+
+    def jacobians(self, zs) -> tuple[np.ndarray, np.ndarray]:
+        """Forward- and reverse-mode Jacobians ``(B, K, K + 2 + P)`` at ``B`` points."""
+        return self._padded(self._jacobians, zs, self.JACOBIAN_BATCH)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(spec) -> _Compiled:
+    """The law's :class:`_Compiled`, built once per process."""
+    if spec.label not in _COMPILED:
+        _COMPILED[spec.label] = _Compiled(spec)
+    return _COMPILED[spec.label]
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_gradients_match_finite_differences(spec):
     """The Jacobian of ``predict`` with respect to ``h``, ``N``, ``D`` and every parameter
-    entry, against central differences entry by entry: one function of all of them stacked
-    (each column is still moved alone, by its own step), so one compilation per law."""
-    law = _planted(spec)
-    h, N, D = np.array([0.2, 0.3, 0.5]), np.float64(17.0), np.float64(2.5)
-    params, static = eqx.partition(law, eqx.is_inexact_array)
-    leaves = jax.tree_util.tree_leaves(params)
-    assert sum(np.size(leaf) for leaf in leaves) == spec.n_parameters(K, K)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    assert flat.size == spec.n_parameters(K, K)
-
-    def f(z):  # z = (h, N, D, every parameter entry)
-        return eqx.combine(unravel(z[K + 2:]), static).predict(z[:K], z[K], z[K + 1])
-
-    z = np.concatenate([h, [N, D], np.asarray(flat)])
-    labels = [f"h[{i}]" for i in range(K)] + ["N", "D"] + [
-        jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
-            params)[0] for _ in range(np.size(leaf))]
-    assert_grad_matches_fd(f, z, jit=True, err_msg=f"columns: {labels}")
+    entry, forward and reverse mode, against central differences entry by entry (each column
+    moved alone, by its own step; every moved point in one batched call)."""
+    kit = _compiled(spec)
+    assert kit.params.size == spec.n_parameters(K, K)
+    z = kit.z([0.2, 0.3, 0.5], 17.0, 2.5)
+    points, combine = fd_points(z)
+    fd = combine(kit.values(points))
+    fwd, rev = kit.jacobians(z[None])
+    for mode, jac in (("forward", fwd[0]), ("reverse", rev[0])):
+        np.testing.assert_allclose(jac, fd, rtol=1e-6, atol=1e-9,
+                                   err_msg=f"{mode} mode vs central differences, columns: "
+                                           f"{kit.labels}")
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_zero_weights_give_finite_losses_and_gradients(spec):
-    law = _planted(spec)
-
-    @eqx.filter_jit  # one compilation for both mixtures (op-by-op calls are slower)
-    def losses_and_gradients(m, h):
-        g_h = jax.jacfwd(lambda v: m.predict(v, 17.0, 2.5))(h)
-        g_p = eqx.filter_grad(lambda mm: mm.predict(h, 17.0, 2.5).sum())(m)
-        return m.predict(h, 17.0, 2.5), g_h, g_p
-
-    for h in ([0.0, 0.4, 0.6], [1.0, 0.0, 0.0]):
-        y, g_h, g_p = losses_and_gradients(law, jnp.asarray(h))
-        assert np.all(np.isfinite(np.asarray(y)))
-        leaves = jax.tree_util.tree_leaves(g_p) + [g_h]
-        assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
+    """Finite losses and finite derivatives (forward and reverse mode, in ``h``, ``N``, ``D``
+    and every parameter) at mixtures with zero weights."""
+    kit = _compiled(spec)
+    zs = [kit.z(h, 17.0, 2.5) for h in ([0.0, 0.4, 0.6], [1.0, 0.0, 0.0])]
+    assert np.all(np.isfinite(kit.values(zs)))
+    for jac in kit.jacobians(zs):
+        assert np.all(np.isfinite(jac))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_jit_vmap_match_plain_calls(spec, rng):
-    law = _planted(spec)
+    """Batched, compiled predictions equal plain (op-by-op, one run at a time) calls; new values
+    of the same shapes compile nothing (the compiled functions raise if traced again)."""
+    kit = _compiled(spec)
+    law = kit.law
     hs = rng.dirichlet(np.ones(K), size=5)
     ns, ds = rng.uniform(5, 50, 5), rng.uniform(1, 10, 5)
     plain = np.stack([np.asarray(law.predict(h, n, d))
                       for h, n, d in zip(hs, ns, ds, strict=True)])
-    batched = compile_once(jax.vmap(lambda m, h, n, d: m.predict(h, n, d),
-                                    in_axes=(None, 0, 0, 0)), jit=eqx.filter_jit)
-    np.testing.assert_allclose(np.asarray(batched(law, hs, ns, ds)), plain, rtol=1e-13)
-    # new values of the same shapes: no second compilation (compile_once raises otherwise)
-    np.testing.assert_allclose(np.asarray(batched(law, hs[::-1], ns[::-1], ds[::-1])),
-                               plain[::-1], rtol=1e-13)
+    zs = np.stack([kit.z(h, n, d) for h, n, d in zip(hs, ns, ds, strict=True)])
+    np.testing.assert_allclose(kit.values(zs), plain, rtol=1e-13)
+    np.testing.assert_allclose(kit.values(zs[::-1]), plain[::-1], rtol=1e-13)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
@@ -190,15 +236,13 @@ def test_law_contract(spec):
 def test_declared_per_target_fields_act_on_their_target_only(spec, rng):
     """The block structure the fitter relies on, measured: a per-target parameter's derivative
     vanishes on every other target's prediction (at random mixtures, sizes and tokens)."""
-    law = _planted(spec)
-    params, static = eqx.partition(law, eqx.is_inexact_array)
+    kit = _compiled(spec)
+    law = kit.law
+    params, _ = eqx.partition(law, eqx.is_inexact_array)
     owners = parameter_owners(params, type(law).per_target_fields, K)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    jac_at = jax.jit(jax.vmap(jax.jacfwd(
-        lambda p, h, n, d: eqx.combine(unravel(p), static).predict(h, n, d)),
-        in_axes=(None, 0, 0, 0)))
-    jacs = np.asarray(jac_at(flat, rng.dirichlet(np.ones(K), 4), rng.uniform(5, 50, 4),
-                             rng.uniform(1, 10, 4)))  # (4 runs, K targets, P)
+    zs = [kit.z(h, n, d) for h, n, d in zip(rng.dirichlet(np.ones(K), 4), rng.uniform(5, 50, 4),
+                                            rng.uniform(1, 10, 4), strict=True)]
+    jacs = kit.jacobians(zs)[0][:, :, K + 2:]  # (4 runs, K targets, P)
     for col, owner in enumerate(owners):
         if owner >= 0:
             others = np.delete(jacs[:, :, col], owner, axis=1)
