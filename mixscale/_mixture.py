@@ -227,7 +227,9 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
         starts.append(rng.dirichlet(np.full(k, 0.5)))
     starts = jnp.asarray(np.stack(starts[:n_starts]))
     h, f, pg, _ = _spg(law, starts, jnp.asarray(N, float), jnp.asarray(D, float),
-                       jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi), tol, max_steps)
+                       jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi),
+                       # run-time values (compared against only): one compilation serves any
+                       jnp.asarray(tol, float), jnp.asarray(max_steps))
     f = np.asarray(f)
     f = np.where(np.isfinite(f), f, np.inf)
     if not np.isfinite(f).any():

@@ -432,7 +432,14 @@ def test_init_is_data_scaled(spec):
             loss_min=np.full(K, 2.0 * scale), loss_max=np.full(K, 3.0 * scale))
         laws = eqx.filter_vmap(lambda key, summary=summary: spec.init(key, summary))(
             jnp.stack([jax.random.key(s) for s in range(8)]))  # 8 initial laws, batched
-        pred = np.asarray(eqx.filter_jit(eqx.filter_vmap(
-            lambda law, scale=scale: law.predict(jnp.ones(K) / K, 20.0 * scale, 2.0)))(laws))
+        pred = np.asarray(_predict_even_mixture(laws, jnp.asarray(20.0 * scale)))
         assert np.all(pred > 0.5 * scale) and np.all(pred < 8.0 * scale)
+
+
+@eqx.filter_jit
+@eqx.filter_vmap(in_axes=(0, None))
+def _predict_even_mixture(law, n):
+    """Batched laws' predictions at the even mixture, model size ``n`` and 2 tokens (one
+    compilation per law structure, whatever ``n``)."""
+    return law.predict(jnp.ones(K) / K, n, 2.0)
 

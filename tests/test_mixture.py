@@ -132,3 +132,18 @@ def test_best_start_breaks_rounding_ties_by_stationarity():
     f[0] = 2.0 + 1e-9                       # no longer tied: the lowest objective wins
     assert _best_start(f, pg) == 1
     assert _best_start(np.array([np.inf, 5.0]), np.array([0.0, 1.0])) == 1
+
+
+def test_the_search_is_compiled_once_for_any_tolerance_and_step_cap():
+    """``tol`` and ``max_steps`` are run-time values of the compiled search: a second call that
+    changes only them compiles nothing."""
+    from helpers import assert_no_retrace
+
+    from mixscale._mixture import _spg
+
+    law = CapacityLaw.from_params(b=[0.3, 0.5, 0.4], c=[2.0, 1.5, 1.0], H=0.5,
+                                  A=[0.5, 0.3, 0.4], a=[0.3, 0.45, 0.2], E=[1.0, 1.5, 0.8])
+    first = optimal_mixture(law, 40.0, 5.0, n_starts=3, tol=1e-9, max_steps=500)
+    with assert_no_retrace(_spg):
+        short = optimal_mixture(law, 40.0, 5.0, n_starts=3, tol=1e-3, max_steps=7)
+    assert first.converged and short.stationarity >= first.stationarity
