@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
     import mixscale as ms
 
-    specs = [s for s in ms.law_specs() if args.laws is None or s.name in args.laws]
+    specs = [s for s in ms.law_specs(candidates=True)  # the spectral candidate law included
+             if args.laws is None or s.name in args.laws]
     print(f"{args.restarts} restarts, {args.repeats} timed repeat(s) after a first call, "
           f"{jax.device_count()} {jax.default_backend()} device(s)")
     header = (f"{'table':<12} {'law':<24} {'P':>5} {'solver':<10} {'first s':>8} {'wall s':>7} "
