@@ -64,7 +64,7 @@ def test_compressed_tail_derivative_equals_plain_autodiff(monkeypatch):
     def pred(p):
         return jax.vmap(eqx.combine(unravel(p), static).predict)(h, n, d)
 
-    fwd, rev = jax.jit(jax.jacfwd(pred))(flat), jax.jit(jax.jacrev(pred))(flat)
+    fwd, rev = jax.jit(lambda p: (jax.jacfwd(pred)(p), jax.jacrev(pred)(p)))(flat)
 
     def plain(z, eta):
         out = spectral._own_tail_terms(z, eta)
@@ -112,11 +112,11 @@ def _both_modes(monkeypatch, compute):
 def test_reverse_row_jacobian_equals_forward_mode(monkeypatch):
     res, p, _ = _row_problem()
     v = jnp.sin(jnp.arange(p.size) + 1.0)
-    (jac, curv, grad), (jac_f, curv_f, grad_f) = _both_modes(monkeypatch, lambda: (
-        jax.jit(jax.jacfwd(res))(p),
-        # the geodesic step's second directional derivative: forward over the custom rule
-        jax.jit(lambda q: jax.jvp(lambda z: jax.jvp(res, (z,), (v,))[1], (q,), (v,))[1])(p),
-        jax.jit(jax.grad(lambda q: 0.5 * jnp.sum(res(q) ** 2)))(p)))
+    (jac, curv, grad), (jac_f, curv_f, grad_f) = _both_modes(monkeypatch, lambda: jax.jit(
+        lambda q: (jax.jacfwd(res)(q),
+                   # the geodesic step's second directional derivative: forward over the rule
+                   jax.jvp(lambda z: jax.jvp(res, (z,), (v,))[1], (q,), (v,))[1],
+                   jax.grad(lambda z: 0.5 * jnp.sum(res(z) ** 2))(q)))(p))  # one program a mode
     assert np.abs(np.asarray(jac_f)).max() > 1e-2
     np.testing.assert_allclose(jac, jac_f, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(curv, curv_f, rtol=1e-8, atol=1e-10)
