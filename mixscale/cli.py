@@ -341,7 +341,8 @@ def _cmd_fit(args) -> int:
     n_at = float(train.model_size.max())
     d_at = float(train.tokens.max())
     try:
-        mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains))
+        mix = optimal_mixture(res.law, n_at, d_at, n_train_domains=len(res.train_domains),
+                              n_starts=args.mixture_starts)
     except ValueError as err:
         raise CliError(f"the fitted law cannot pick a mixture: {err}") from None
     boot = _bootstrap_summary(res, train, mix.weights, n_at, d_at) if args.bootstrap else None
@@ -707,6 +708,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--geodesic", action="store_true",
                    help="Levenberg-Marquardt with geodesic acceleration (fewer steps on the "
                         "curved valleys of large per-target laws; lm only)")
+    f.add_argument("--mixture-starts", type=_integer(1, MAX_STARTS), default=16, metavar="S",
+                   help="starts of the search for the fitted law's optimal mixture (default 16; "
+                        "fewer is faster with many domains)")
     f.add_argument("--out", help="write the fitted law to this JSON file")
     f.add_argument("--bootstrap", type=_integer(2, 4096), metavar="B",
                    help="refit B replicates with the training mixtures resampled (2..4096; "
