@@ -33,14 +33,28 @@ def _schedule(kind, lr):
     return sim.Constant(lr) if kind == "constant" else sim.StepDecay(lr, 0.3, 250)
 
 
-@pytest.mark.parametrize("h, fraction, batch_size, kind, ck", CASES)
-def test_recursion_within_four_standard_errors_of_sgd(model, h, fraction, batch_size, kind, ck):
+_RUNS: dict = {}
+
+
+def _sgd_runs(model, case: int):
+    """Case ``case``'s schedule and its 1000 SGD runs (sampled once per process: the power
+    check below reuses case 1's)."""
+    if case not in _RUNS:
+        h, fraction, batch_size, kind, ck = CASES[case]
+        lr = fraction * sim.stable_step_limit(model, h, 14, batch_size)
+        schedule = _schedule(kind, lr)
+        _RUNS[case] = schedule, sim.monte_carlo(model, h, 14, schedule, ck, batch_size,
+                                                n_runs=1000, key=jax.random.key(7))
+    return _RUNS[case]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)),
+                         ids=[f"h{i}-{c[1]}-{c[2]}-{c[3]}-ck{i}" for i, c in enumerate(CASES)])
+def test_recursion_within_four_standard_errors_of_sgd(model, case):
+    h, _, batch_size, _, ck = CASES[case]
     n = 14
-    lr = fraction * sim.stable_step_limit(model, h, n, batch_size)
-    schedule = _schedule(kind, lr)
+    schedule, mc = _sgd_runs(model, case)
     exact = np.asarray(sim.expected_losses(model, h, n, schedule, ck, batch_size))
-    mc = sim.monte_carlo(model, h, n, schedule, ck, batch_size, n_runs=1000,
-                         key=jax.random.key(7))
     mean, se = np.asarray(mc.mean), np.asarray(mc.stderr)
     np.testing.assert_allclose(mean[0], exact[0], rtol=1e-12)  # D = 0 is deterministic
     assert np.all(se[1:] > 0) and se[-1].max() < 2e-3  # standard errors near 1e-3
@@ -51,13 +65,10 @@ def test_recursion_within_four_standard_errors_of_sgd(model, h, fraction, batch_
 def test_monte_carlo_resolves_the_gradient_noise_term(model):
     """Power check: the exact losses of batch size 2 at the same step (half the fourth-moment
     and label-noise terms) are many standard errors away from batch-1 SGD."""
-    h, fraction, batch_size, kind, ck = CASES[1]
-    n = 14
-    lr = fraction * sim.stable_step_limit(model, h, n, batch_size)
-    schedule = _schedule(kind, lr)
-    wrong = np.asarray(sim.expected_losses(model, h, n, schedule, ck, 2))
-    mc = sim.monte_carlo(model, h, n, schedule, ck, batch_size, n_runs=1000,
-                         key=jax.random.key(7))
+    h, _, batch_size, _, ck = CASES[1]
+    assert batch_size == 1
+    schedule, mc = _sgd_runs(model, 1)
+    wrong = np.asarray(sim.expected_losses(model, h, 14, schedule, ck, 2))
     z = (np.asarray(mc.mean)[1:] - wrong[1:]) / np.asarray(mc.stderr)[1:]
     assert np.abs(z).max() > 3 * Z_MAX
 
