@@ -89,3 +89,26 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     for label in spectral:
         rows = [r for r in record["results"]["in_scale"] if r["law"] == label]
         assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
+
+
+def test_the_standalone_nested_check_names_a_law_above_its_nested_variants_own_fit():
+    """The full capacity law against the tied and capacity-only variants' own fits on the same
+    rows (dataset and split seed): held when at most, named when above; rows of another split
+    are not compared."""
+    from experiments.compare_laws import convergence_summary, standalone_nested_check
+
+    def row(law, objective, seed=0):
+        return {"dataset": "pile4", "seed": seed, "law": law, "objective": objective,
+                "law_converged": True, "at_bounds": 0, "nested_objectives": {},
+                "nested_ok": True}
+
+    results = {"in_scale": [row("capacity (full)", 1.0), row("capacity (tied)", 2.0),
+                            row("capacity (capacity)", 0.5),
+                            row("capacity (full)", 1.0, seed=1), row("capacity (tied)", 3.0, 1),
+                            row("capacity (capacity)", 9.0, seed=2)]}
+    held, n, failures = standalone_nested_check(results)["capacity (full)"]
+    assert (held, n) == (2, 3)  # seed 0: tied held, capacity-only not; seed 1: tied held
+    assert len(failures) == 1 and "capacity (capacity)" in failures[0] and "seed 0" in failures[0]
+    text = "\n".join(convergence_summary(results))
+    assert "| capacity (full) | 2 | 2 | — (nests no variant) | 2/3 |" in text
+    assert "Fits above a nested variant's own fit" in text
