@@ -29,7 +29,7 @@ Variants (one class, the ``variant`` option):
   mixture-summed :math:`\sum_j h_j a_j(u)`, the own tail's :math:`h_i a_i(u)`), so the loss
   falls with the total ``D`` faster than with the share ``h_i``; one exponent cannot hold both.
   On SlimPajama-7 (122M + 310M rows, 16 restarts) ``full`` misfits its own training rows by
-  4.5 % (−17 % at the 2B-token checkpoints: its token curve is as flat as its share curve)
+  4.5 % (−17 % at the 310M runs' 2B-token checkpoint: its token curve is as flat as its share curve)
   and predicts 680M at 6.6 %; ``decoupled`` fits them to 1.45 % (``a = 0.93–1.13``,
   ``g = 0.01–0.15``) and predicts 680M at 2.1 %.
 
