@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["N_RESTARTS", "XLA_FLAGS", "Timer", "fit_law", "fit_record", "markdown_table",
-           "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines", "versions",
-           "with_spectral",
-           "write_record", "write_section"]
+           "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines",
+           "versions", "with_spectral", "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other

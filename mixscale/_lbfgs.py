@@ -120,7 +120,7 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
                   jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.inf), first))
     # run-time values, not constants of the program: one compilation serves any of them
     rtol_v = jnp.asarray(rtol, jax.tree_util.tree_leaves(params)[0].dtype)
-    max_steps_v = jnp.asarray(max_steps, jnp.int32)
+    max_steps_v = jnp.asarray(max_steps)
     outs = []
     for start in range(0, n + pad, width):
         chunk = jax.tree_util.tree_map(lambda x, s=start: x[s:s + width], padded)

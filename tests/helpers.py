@@ -47,17 +47,8 @@ def fd_jacobian(f: Callable, x, eps: float = 1e-6) -> np.ndarray:
     Entry ``x_i`` is moved by ``± eps·max(1, |x_i|)``. The result has ``jax.jacfwd``'s layout,
     ``f(x).shape + x.shape`` (a scalar ``x`` gives ``f(x).shape``).
     """
-    _require_x64()
-    x = np.asarray(x, dtype=np.float64)
-    out_shape = np.shape(f(x))
-    jac = np.zeros(out_shape + x.shape)
-    for i in np.ndindex(x.shape):
-        step = eps * max(1.0, abs(float(x[i])))
-        e = np.zeros_like(x)
-        e[i] = step
-        jac[(...,) + i] = (np.asarray(f(x + e), dtype=np.float64)
-                           - np.asarray(f(x - e), dtype=np.float64)) / (2.0 * step)
-    return jac
+    points, combine = fd_points(x, eps)
+    return combine(np.stack([np.asarray(f(p), dtype=np.float64) for p in points]))
 
 
 def fd_points(x, eps: float = 1e-6) -> tuple[np.ndarray, Callable]:

@@ -113,7 +113,7 @@ class _Compiled:
         self.law = _planted(spec)
         params, static = eqx.partition(self.law, eqx.is_inexact_array)
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        self.params, self.unravel = np.asarray(flat), unravel
+        self.params = np.asarray(flat)
         self.labels = [f"h[{i}]" for i in range(K)] + ["N", "D"] + [
             jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_flatten_with_path(
                 params)[0] for _ in range(np.size(leaf))]
@@ -145,14 +145,10 @@ class _Compiled:
         return self._padded(self._jacobians, zs, self.JACOBIAN_BATCH)
 
 
-_COMPILED: dict = {}
-
-
+@functools.cache
 def _compiled(spec) -> _Compiled:
     """The law's :class:`_Compiled`, built once per process."""
-    if spec.label not in _COMPILED:
-        _COMPILED[spec.label] = _Compiled(spec)
-    return _COMPILED[spec.label]
+    return _Compiled(spec)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)

@@ -44,6 +44,7 @@ law, whose data term is infinite at ``h_i = 0``. Above the floor the law is exac
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -271,10 +272,7 @@ class CapacityLaw(AbstractLaw):
             return self
         if variant == "decoupled" and self.variant != "decoupled":
             full = self.embed("full")
-            return CapacityLaw(log_H=full.log_H, log_E=full.log_E, log_b=full.log_b,
-                               log_c=full.log_c, log_A=full.log_A, log_a=full.log_a,
-                               log_g=full.log_a, targets=full.targets, variant="decoupled",
-                               weight_floor=full.weight_floor)
+            return dataclasses.replace(full, log_g=full.log_a, variant="decoupled")
         if variant != "full" or self.variant not in ("tied", "capacity"):
             raise ValueError(f"the {self.variant!r} variant does not nest in {variant!r}; "
                              "'tied' and 'capacity' nest in 'full', and all three in "
