@@ -59,6 +59,38 @@ def test_parameter_counts_and_natural_parameters_round_trip():
     assert sub.predict(jnp.full(5, 0.2), 10.0, 1.0).shape == (2,)
 
 
+def test_transfer_variant_formula_by_hand():
+    """``c x*(h, N; H + ηN)^(-b) + A D^(-a) h̃^(-γa) + E`` with the effective share summed pair
+    by pair, ``h̃_i = h_i + Σ_{j≠i} p_i p_j h_j``."""
+    p, eta, gamma = np.array([0.2, 0.9, 0.5, 1.3]), 0.05, 0.4
+    law = _full_law(variant="transfer", eta=eta, gamma=gamma, p=p)
+    assert parameter_count(law) == 6 * K + 3
+    h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
+    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
+        [1.0, 1.5, 0.8, 2.0])
+    x = np.asarray(allocate(h, b, c, N, 0.5 + eta * N))
+    h_eff = np.array([h[i] + sum(p[i] * p[j] * h[j] for j in range(K) if j != i)
+                      for i in range(K)])
+    expected = c * x**-b + A * D**-a * h_eff ** (-gamma * a) + E
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
+    back = CapacityLaw.from_params(variant="transfer", **law.natural_parameters())
+    np.testing.assert_allclose(np.asarray(back.predict(h, N, D)), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("h", [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.0, 0.0],
+                               [0.997, 0.001, 0.001, 0.001]])
+def test_full_nests_in_transfer_to_1e7(h):
+    """At ``γ = 1`` and ``η``, ``p`` at the lower ends of their ranges the transfer variant is
+    the paper's law to ``1e-7`` of the loss, from the smallest to a large model and budget."""
+    full = _full_law()
+    law = full.embed("transfer")
+    assert law.variant == "transfer" and float(law.gamma) == 1.0
+    for N, D in [(1.0, 0.01), (40.0, 7.0), (1e4, 1e3)]:
+        np.testing.assert_allclose(np.asarray(law.predict(jnp.asarray(h), N, D)),
+                                   np.asarray(full.predict(jnp.asarray(h), N, D)), rtol=1e-7)
+
+
 def test_tied_variant_ties_exponents():
     law = _law("tied")
     alpha = np.array([1.3, 1.5, 1.4, 1.8])

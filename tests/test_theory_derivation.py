@@ -393,6 +393,24 @@ def test_kept_set_with_shared_tail_ranks_is_the_shared_allocation():
     assert worst_paper > 10.0
 
 
+def test_the_shared_part_of_the_kept_set_grows_in_proportion_to_the_model():
+    """§7, the capacity law's ``transfer`` variant (i): the ranks a domain keeps without
+    competing, ``ρ (x_s − H)`` of the shared allocation (test 7 checks it against the
+    simulator's kept sets), are a near-constant fraction ``η`` of ``N − H`` over an 8× range of
+    sizes, so the head that a law with a fixed ``H`` holds constant grows as ``H + ηN``."""
+    b = ALPHA - 1.0
+    for head, rho in ((0, 0.25), (16, 0.25), (16, 0.75)):
+        H = float(max(head, 1e-9))
+        for h in MIXES:
+            eta = []
+            for n in (96.0, 192.0, 384.0, 768.0):
+                _, log_s = log_shared_allocation(jnp.asarray(h), jnp.asarray(b),
+                                                 jnp.asarray(1 / b), n, H, rho)
+                eta.append(rho * (float(np.exp(log_s)) - H) / (n - H))
+            assert max(eta) / min(eta) < 1.15, (head, rho, h, eta)
+            assert 0.6 * rho < min(eta) and max(eta) < 1.1 * rho
+
+
 def test_transfer_law_at_simulator_parameters_reproduces_exact_losses_with_shared_tails():
     """With a head of 16 and a fraction ``ρ`` of tail ranks shared, the ``"transfer"`` law at
     the simulator's own parameters (``ρ`` included) is within 3 % of the exact losses; the law

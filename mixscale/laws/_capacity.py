@@ -32,6 +32,27 @@ Variants (one class, the ``variant`` option):
   4.5 % (−17 % at the 310M runs' 2B-token checkpoint: its token curve is as flat as its share curve)
   and predicts 680M at 6.6 %; ``decoupled`` fits them to 1.45 % (``a = 0.93–1.13``,
   ``g = 0.01–0.15``) and predicts 680M at 2.1 %.
+* ``"transfer"``: ``full`` with the ranks that domains share (``docs/theory.md`` §7) on both
+  sides of the law, three mechanisms each of which a shared rank implies:
+
+  .. math::
+
+      L_i = c_i\, x_i^*(h, N;\ H + \eta N)^{-b_i}
+            + A_i\, D^{-a_i}\, \tilde h_i^{-\gamma a_i} + E_i, \qquad
+      \tilde h_i = h_i + p_i \sum_{j \ne i} p_j h_j .
+
+  *Shared capacity that grows with the model*: every domain gets at least the head
+  ``H + ηN`` (with tail overlap the shared part of the kept set grows with ``N``, §7; the
+  fixed head ``H`` is ``η = 0``). *Tokens transferred between domains*: a rank that domains
+  ``i`` and ``j`` share is learned from both, so domain ``i``'s data term counts ``j``'s tokens
+  at the overlap ``S_ij = p_i p_j`` (rank one: ``p_i ≥ 0`` is how much of domain ``i``'s tail is
+  in the pool that domains share; ``p = 0`` is the paper's own-share term). *Share exponent a
+  fraction of the token exponent*: ``γ ∈ (0, 1]`` (§4: the head, learned from every domain,
+  carries a part of each domain's excess loss that falls with ``D`` but not with ``h_i``;
+  ``γ = 1`` is the paper's tie). Parameters ``b, c`` (K), ``A, a, E`` (M), ``p`` (K) and
+  ``H, η, γ``: ``2K + 3M + K + 3`` (``6K + 3`` when every training domain is a target, within
+  the ``6K + 4`` the project allows a law). ``full`` nests in it at ``γ = 1``, ``η → 0``,
+  ``p → 0`` (to ``10⁻⁷`` of the loss, at the ranges' lower ends).
 
 Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
 tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
@@ -70,7 +91,7 @@ from ._terms import (
 
 __all__ = ["CapacityLaw"]
 
-VARIANTS = ("full", "tied", "capacity", "decoupled")
+VARIANTS = ("full", "tied", "capacity", "decoupled", "transfer")
 
 #: Each variant's fitted parameters: natural name -> raw field (``log x``, or ``log(x - 1)`` for
 #: ``alpha``). The one place that says which fields a variant uses.
@@ -82,6 +103,13 @@ PARAMETERS = {
              "H": "log_H", "A": "log_A", "E": "log_E"},
 }
 PARAMETERS["decoupled"] = {**PARAMETERS["full"], "g": "log_g"}
+PARAMETERS["transfer"] = {**PARAMETERS["full"], "eta": "log_eta", "gamma": "log_gamma",
+                          "p": "log_p"}
+
+#: Lower ends of the ``transfer`` variant's ranges, where it is ``full`` to ``1e-7`` of the
+#: loss: the head ``H + ηN`` moves by at most ``1e-12 N`` (``H ≥ 1e-3 N_min``) and the effective
+#: share ``h_i + p_i Σ_j p_j h_j`` by at most ``1e-10`` (shares are floored at ``1e-3``).
+ETA_MIN, P_MIN = 1e-12, 1e-5
 
 
 def _data_term(A, a, D, h, floor, g=None):
@@ -102,7 +130,7 @@ class CapacityLaw(AbstractLaw):
 
     Attributes:
         targets: training-domain index of each of the ``M`` targets (static).
-        variant: ``"full"``, ``"capacity"`` or ``"tied"`` (static).
+        variant: one of :data:`VARIANTS` (static), see the module docstring.
         weight_floor: smallest share used in the data term (static), see the module docstring.
     """
 
@@ -121,6 +149,9 @@ class CapacityLaw(AbstractLaw):
     log_beta: jax.Array | None = None
     log_kappa: jax.Array | None = None
     log_g: jax.Array | None = None
+    log_eta: jax.Array | None = None
+    log_gamma: jax.Array | None = None
+    log_p: jax.Array | None = None
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
     weight_floor: float = eqx.field(static=True, default=1e-3)
@@ -132,10 +163,12 @@ class CapacityLaw(AbstractLaw):
         k = jnp.shape(getattr(self, "log_alpha_minus_1" if self.variant == "tied" else "log_b"))
         m = (len(self.targets),)
         shapes = {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "log_A": m, "log_a": m,
-                  "log_E": m, "log_H": (), "log_beta": (), "log_kappa": (), "log_g": m}
+                  "log_E": m, "log_H": (), "log_beta": (), "log_kappa": (), "log_g": m,
+                  "log_p": k}
         check_variant_fields(self, PARAMETERS[self.variant].values(),
                              ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
-                              "log_beta", "log_kappa", "log_g"), shapes)
+                              "log_beta", "log_kappa", "log_g", "log_eta", "log_gamma",
+                              "log_p"), shapes)
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
 
@@ -197,14 +230,42 @@ class CapacityLaw(AbstractLaw):
 
     @property
     def g(self) -> jax.Array | None:
-        """Share exponents of the data term ``(M,)``: free in the ``decoupled`` variant, ``a``
-        in the others (``None`` for the capacity-only variant)."""
+        """Share exponents of the data term ``(M,)``: free in the ``decoupled`` variant,
+        ``γ a`` in ``transfer``, ``a`` in the others (``None`` for the capacity-only variant)."""
+        if self.log_gamma is not None:
+            return self.gamma * self.a
         return self.a if self.log_g is None else jnp.exp(self.log_g)
+
+    @property
+    def eta(self) -> jax.Array | None:
+        """Shared capacity per unit of ``N`` (``transfer`` only): the head is ``H + ηN``."""
+        return None if self.log_eta is None else jnp.exp(self.log_eta)
+
+    @property
+    def gamma(self) -> jax.Array | None:
+        """Share exponent as a fraction of the token exponent (``transfer`` only)."""
+        return None if self.log_gamma is None else jnp.exp(self.log_gamma)
+
+    @property
+    def p(self) -> jax.Array | None:
+        """Pool loadings ``(K,)`` (``transfer`` only): domains ``i ≠ j`` share ``p_i p_j``."""
+        return None if self.log_p is None else jnp.exp(self.log_p)
+
+    def head(self, N: jax.Array) -> jax.Array:
+        """The capacity every domain gets at least: ``H``, or ``H + ηN`` (``transfer``)."""
+        return self.H if self.log_eta is None else self.H + self.eta * N
+
+    def effective_shares(self, h: jax.Array) -> jax.Array:
+        """``h_i + p_i Σ_{j≠i} p_j h_j`` ``(K,)`` for ``transfer``; ``h`` for the others."""
+        if self.log_p is None:
+            return h
+        p = self.p
+        return h + p * (jnp.dot(p, h) - p * h)
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
         """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
-        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N)))
 
     @property
     def n_train_domains(self) -> int:
@@ -222,11 +283,12 @@ class CapacityLaw(AbstractLaw):
             raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
                              "training domains")
         idx = jnp.asarray(self.targets)
-        log_x = log_allocation(h, b, c, N, self.H)[idx]
+        log_x = log_allocation(h, b, c, N, self.head(N))[idx]
         loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
         if self.variant != "capacity":
-            loss = loss + _data_term(self.A, self.a, D, h[idx], self.weight_floor,
-                                     None if self.log_g is None else self.g)
+            decoupled = self.log_g is not None or self.log_gamma is not None
+            loss = loss + _data_term(self.A, self.a, D, self.effective_shares(h)[idx],
+                                     self.weight_floor, self.g if decoupled else None)
         return loss
 
     def natural_parameters(self) -> dict[str, jax.Array]:
@@ -240,8 +302,9 @@ class CapacityLaw(AbstractLaw):
         """A law from natural (positive) parameters, by the names of :data:`PARAMETERS`.
 
         ``full`` needs ``b, c, H, A, a, E``; ``capacity`` needs ``b, c, H, E``; ``tied`` needs
-        ``alpha (> 1), beta, kappa, H, A, E``. ``targets`` defaults to every training domain in
-        order. ``law.natural_parameters()`` gives these back.
+        ``alpha (> 1), beta, kappa, H, A, E``; ``decoupled`` those of ``full`` and ``g``;
+        ``transfer`` those of ``full`` and ``eta, gamma, p``. ``targets`` defaults to
+        every training domain in order. ``law.natural_parameters()`` gives these back.
         """
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -267,16 +330,23 @@ class CapacityLaw(AbstractLaw):
         parameters). ``capacity`` → ``full`` adds the data term with ``A_i = 10⁻⁸ E_i`` and
         ``a_i = 0.05``, below ``10⁻⁷`` of the loss for any budget ``D h_i ≥ 10⁻⁴`` (the exact
         limit ``A = 0`` is not representable). Any of them → ``decoupled``: as ``full``, with the
-        share exponents ``g = a`` (exact). The same variant returns the law itself."""
+        share exponents ``g = a`` (exact). Any of them → ``transfer``: as ``full``, with
+        ``γ = 1`` (exact) and ``η``, ``p`` at the lower ends of their ranges (to ``10⁻⁷`` of the
+        loss, :data:`ETA_MIN`, :data:`P_MIN`). The same variant returns the law itself."""
         if variant == self.variant:
             return self
-        if variant == "decoupled" and self.variant != "decoupled":
+        if variant in ("decoupled", "transfer") and self.variant not in ("decoupled",
+                                                                          "transfer"):
             full = self.embed("full")
-            return dataclasses.replace(full, log_g=full.log_a, variant="decoupled")
+            if variant == "decoupled":
+                return dataclasses.replace(full, log_g=full.log_a, variant="decoupled")
+            return dataclasses.replace(
+                full, variant="transfer", log_eta=jnp.asarray(np.log(ETA_MIN)),
+                log_gamma=jnp.zeros(()), log_p=jnp.full(jnp.shape(full.log_b), np.log(P_MIN)))
         if variant != "full" or self.variant not in ("tied", "capacity"):
             raise ValueError(f"the {self.variant!r} variant does not nest in {variant!r}; "
                              "'tied' and 'capacity' nest in 'full', and all three in "
-                             "'decoupled'")
+                             "'decoupled' and 'transfer'")
         # In raw (log) units throughout, so that nothing over- or underflows on the way.
         if self.variant == "tied":
             log_b = jnp.log(self.b)
@@ -300,11 +370,12 @@ class CapacityLaw(AbstractLaw):
     def n_parameters(cls, n_train_domains: int, n_targets: int, *, variant: str = "full",
                      weight_floor: float = 1e-3) -> int:
         """``2K + 3M + 1`` (full), ``2K + M + 1`` (capacity), ``K + 2M + 3`` (tied),
-        ``2K + 4M + 1`` (decoupled)."""
+        ``2K + 4M + 1`` (decoupled), ``3K + 3M + 3`` (transfer)."""
         del weight_floor
         k, m = n_train_domains, n_targets
         return {"full": 2 * k + 3 * m + 1, "capacity": 2 * k + m + 1,
-                "tied": k + 2 * m + 3, "decoupled": 2 * k + 4 * m + 1}[variant]
+                "tied": k + 2 * m + 3, "decoupled": 2 * k + 4 * m + 1,
+                "transfer": 3 * k + 3 * m + 3}[variant]
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *, variant: str = "full",
@@ -314,7 +385,11 @@ class CapacityLaw(AbstractLaw):
         larger than the smallest one, and a head below a thousandth of it is no head at all (the
         fits that drove ``H`` to 1e-59 gained nothing from it). Tied: ``α − 1 ∈ [0.01, 2]``
         (spectra ``l^(−α)`` with ``α ≤ 3``), ``β ∈ [0.01, 1]``, so ``b = α + β − 1 ≤ 3``.
-        Decoupled: the share exponents ``g`` in the same range as ``a``."""
+        Decoupled: the share exponents ``g`` in the same range as ``a``. Transfer: ``γ ∈ [0.01, 1]``
+        (the share's elasticity a fraction of the tokens'); ``η ∈ [10⁻¹², 0.5]`` (at most half
+        of every model shared by all domains; the lower end is the fixed head); the loadings
+        ``p ∈ [10⁻⁵, 3]`` (overlaps ``p_i p_j`` up to 9: a token of a close domain may teach more
+        than one of the domain's own, as for two halves of one source)."""
         del weight_floor
         n_min = summary.model_size[0]
         bounds = {"log_H": log_range(1e-3 * n_min, n_min)}
@@ -322,20 +397,24 @@ class CapacityLaw(AbstractLaw):
             bounds.update(log_alpha_minus_1=log_range(0.01, 2.0), log_beta=log_range(0.01, 1.0))
         else:
             bounds["log_b"] = log_range(*EXPONENT_RANGE)
-        if variant in ("full", "decoupled"):
+        if variant in ("full", "decoupled", "transfer"):
             bounds["log_a"] = log_range(*EXPONENT_RANGE)
         if variant == "decoupled":
             bounds["log_g"] = log_range(*EXPONENT_RANGE)
+        if variant == "transfer":
+            bounds.update(log_eta=log_range(ETA_MIN, 0.5), log_gamma=log_range(0.01, 1.0),
+                          log_p=log_range(P_MIN, 3.0))
         return bounds
 
     @classmethod
     def nested(cls, *, variant: str = "full", weight_floor: float = 1e-3) -> tuple:
         """``full`` nests ``tied`` (exactly) and ``capacity`` (to ``10⁻⁷`` of the loss), by
-        :meth:`embed`; ``decoupled`` nests ``full`` (exactly; the fit of ``full`` brings its own
-        nested starts); the other variants nest none."""
-        if variant == "decoupled":
+        :meth:`embed`; ``decoupled`` nests ``full`` (exactly) and ``transfer`` nests it to
+        ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); the other variants nest
+        none."""
+        if variant in ("decoupled", "transfer"):
             return (({"variant": "full", "weight_floor": weight_floor},
-                     lambda law: law.embed("decoupled")),)
+                     lambda law: law.embed(variant)),)
         if variant != "full":
             return ()
         return tuple(({"variant": inner, "weight_floor": weight_floor},
@@ -351,7 +430,8 @@ class CapacityLaw(AbstractLaw):
         and ``A`` are set so that, at the geometric middle of the observed sizes (tokens) and an
         even split, each term is a uniform ``[0.05, 0.6]`` fraction of the target's mean loss.
         Tied: ``α - 1 ∈ [0.05, 2]``, ``β ∈ [0.01, 1]``, ``κ`` so that ``c`` is of the same order.
-        Decoupled: ``g ∈ [0.05, 1.0]`` too, drawn apart from ``a``.
+        Decoupled: ``g ∈ [0.05, 1.0]`` too, drawn apart from ``a``. Transfer: ``γ ∈ [0.05, 1]``,
+        ``η ∈ [10⁻³, 0.3]``, ``p ∈ [0.01, 1]``, ``A`` for the share ``1/K`` as in ``full``.
         """
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -389,7 +469,7 @@ class CapacityLaw(AbstractLaw):
             log_c = jnp.log(frac * scale_k) + jnp.exp(log_b) * jnp.log(x_mid)
             fields.update(log_b=log_b, log_c=log_c)
         if variant != "capacity":
-            if variant in ("full", "decoupled"):
+            if variant in ("full", "decoupled", "transfer"):
                 log_a = log_uniform(keys[5], 0.05, 1.0, (m,))
                 fields["log_a"] = log_a
                 a_t = jnp.exp(log_a)
@@ -401,5 +481,14 @@ class CapacityLaw(AbstractLaw):
                                    - jnp.exp(log_g) * jnp.log(k))
             else:
                 fields["log_A"] = jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid / k)
+            if variant == "transfer":
+                gamma_keys = jax.random.split(keys[8], 3)
+                log_gamma = log_uniform(gamma_keys[0], 0.05, 1.0, ())
+                fields.update(log_gamma=log_gamma,
+                              log_eta=log_uniform(gamma_keys[1], 1e-3, 0.3, ()),
+                              log_p=log_uniform(gamma_keys[2], 0.01, 1.0, (k,)))
+                # A D^{-a} (1/K)^{-γa} at the middle budget and even shares
+                fields["log_A"] = (jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid)
+                                   - jnp.exp(log_gamma) * a_t * jnp.log(k))
         return cls(log_H=log_H, log_E=jnp.log(E), targets=targets, variant=variant,
                    weight_floor=weight_floor, **fields)
