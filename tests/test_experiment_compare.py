@@ -85,15 +85,14 @@ def test_laws_left_out_for_cost_are_reported_as_such():
         assert f"| {label} | — | not fitted (cost) |" in md
     assert "Not fitted, for their cost" in md and "on regmix rank" in md
     assert "`real_extrapolation`, whose report has those laws" in md
-    assert [a["laws"] for a in record["added"]] == [[label] for label in spectral] + [
-        ["capacity (decoupled)"]]
+    merged = ("capacity (decoupled)", "capacity (transfer)")
+    assert [a["laws"] for a in record["added"]] == [[label] for label in (*spectral, *merged)]
     for label in spectral:
         rows = [r for r in record["results"]["in_scale"] if r["law"] == label]
         assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
-    # a law that is not left out for cost is merged on every protocol
-    rows = [r for part in record["results"].values() for r in part
-            if r["law"] == "capacity (decoupled)"]
-    assert len(rows) == 15 + 3 + 1
+    for label in merged:  # a law that is not left out for cost is merged on every protocol
+        rows = [r for part in record["results"].values() for r in part if r["law"] == label]
+        assert len(rows) == 15 + 3 + 1
 
 
 def test_the_standalone_nested_check_names_a_law_above_its_nested_variants_own_fit():
