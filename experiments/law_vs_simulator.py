@@ -5,8 +5,9 @@ For each setting (``K`` domains, shared head ``S``) draw random spectra, simulat
 expected losses of one-pass SGD for ~40 random mixtures × 3 model sizes × 3 token budgets
 (``simulate.sweep``), fit every law of ``Config.laws`` (the capacity law, variant ``"full"``,
 its ``"decoupled"`` variant with the data term's token and share exponents apart, its
-``"transfer"`` variant with the ranks that domains share, and the spectral law derived from the recursion, ``docs/theory.md``, with its shared-tail variant
-``"transfer"``, which has nothing to share here but must not lose to ``"full"``) on the runs of
+``"transfer"`` variant with the ranks that domains share, and the spectral law derived from
+the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``, which has
+nothing to share here but must not lose to ``"full"``) on the runs of
 most mixtures, all sizes and budgets at once, and report the mean relative error (MRE) on the
 runs of held-out mixtures, overall, per domain, by size and by budget. Settings: ``K ∈ {3, 4, 5}`` ×
 ``S ∈ {0, head}`` (no shared head: ``H`` has nothing to find; with one: the head is learned from
