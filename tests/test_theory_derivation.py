@@ -477,7 +477,6 @@ def test_dispersed_law_at_simulator_parameters_reproduces_mean_losses_over_rate_
     assert np.median(err["sharp"]) > 0.15
 
 
-
 # ------------------------------------------------------------------------------- 9
 def test_token_and_share_elasticities_are_equal_without_a_head_and_part_with_one():
     """Elasticities of domain 0's excess loss ``L(D) − L(∞)`` (every feature kept, so the kept

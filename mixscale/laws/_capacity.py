@@ -115,6 +115,10 @@ PARAMETERS["transfer"] = {**PARAMETERS["full"], "eta": "log_eta", "gamma": "log_
 #: share ``h_i + p_i Σ_j p_j h_j`` by at most ``1e-10`` (shares are floored at ``1e-3``).
 ETA_MIN, P_MIN = 1e-12, 1e-5
 
+#: The variants whose data term has its own share exponent ``g`` (free, or ``γ a``); ``full`` and
+#: ``tied`` tie it to the token exponent, and each of them nests in both.
+OWN_SHARE_EXPONENT = ("decoupled", "transfer")
+
 
 def _data_term(A, a, D, h, floor, g=None):
     """``A (D max(h, floor))^{-a}`` with finite values and gradients for any ``h >= 0``; with
@@ -290,9 +294,9 @@ class CapacityLaw(AbstractLaw):
         log_x = log_allocation(h, b, c, N, self.head(N))[idx]
         loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
         if self.variant != "capacity":
-            decoupled = self.log_g is not None or self.log_gamma is not None
+            g = self.g if self.variant in OWN_SHARE_EXPONENT else None
             loss = loss + _data_term(self.A, self.a, D, self.effective_shares(h)[idx],
-                                     self.weight_floor, self.g if decoupled else None)
+                                     self.weight_floor, g)
         return loss
 
     def natural_parameters(self) -> dict[str, jax.Array]:
@@ -339,8 +343,7 @@ class CapacityLaw(AbstractLaw):
         loss, :data:`ETA_MIN`, :data:`P_MIN`). The same variant returns the law itself."""
         if variant == self.variant:
             return self
-        if variant in ("decoupled", "transfer") and self.variant not in ("decoupled",
-                                                                          "transfer"):
+        if variant in OWN_SHARE_EXPONENT and self.variant not in OWN_SHARE_EXPONENT:
             full = self.embed("full")
             if variant == "decoupled":
                 return dataclasses.replace(full, log_g=full.log_a, variant="decoupled")
@@ -416,7 +419,7 @@ class CapacityLaw(AbstractLaw):
         :meth:`embed`; ``decoupled`` nests ``full`` (exactly) and ``transfer`` nests it to
         ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); the other variants nest
         none."""
-        if variant in ("decoupled", "transfer"):
+        if variant in OWN_SHARE_EXPONENT:
             return (({"variant": "full", "weight_floor": weight_floor},
                      lambda law: law.embed(variant)),)
         if variant != "full":
@@ -478,21 +481,22 @@ class CapacityLaw(AbstractLaw):
                 fields["log_a"] = log_a
                 a_t = jnp.exp(log_a)
             frac_a = uniform(keys[6], 0.05, 0.6, (m,))
-            if variant == "decoupled":  # A D^{-a} h^{-g} at the middle budget and even shares
+            # A D^{-a} (1/K)^{-g} = frac · mean loss at the middle budget and even shares
+            if variant == "decoupled":
                 log_g = log_uniform(keys[7], 0.05, 1.0, (m,))
                 fields["log_g"] = log_g
-                fields["log_A"] = (jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid)
-                                   - jnp.exp(log_g) * jnp.log(k))
-            else:
-                fields["log_A"] = jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid / k)
-            if variant == "transfer":
-                gamma_keys = jax.random.split(keys[8], 3)
-                log_gamma = log_uniform(gamma_keys[0], 0.05, 1.0, ())
+                g_t = jnp.exp(log_g)
+            elif variant == "transfer":
+                extra_keys = jax.random.split(keys[8], 3)
+                log_gamma = log_uniform(extra_keys[0], 0.05, 1.0, ())
                 fields.update(log_gamma=log_gamma,
-                              log_eta=log_uniform(gamma_keys[1], 1e-3, 0.3, ()),
-                              log_p=log_uniform(gamma_keys[2], 0.01, 1.0, (k,)))
-                # A D^{-a} (1/K)^{-γa} at the middle budget and even shares
+                              log_eta=log_uniform(extra_keys[1], 1e-3, 0.3, ()),
+                              log_p=log_uniform(extra_keys[2], 0.01, 1.0, (k,)))
+                g_t = jnp.exp(log_gamma) * a_t
+            if variant in OWN_SHARE_EXPONENT:
                 fields["log_A"] = (jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid)
-                                   - jnp.exp(log_gamma) * a_t * jnp.log(k))
+                                   - g_t * jnp.log(k))
+            else:  # g = a, in the form fitted so far
+                fields["log_A"] = jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid / k)
         return cls(log_H=log_H, log_E=jnp.log(E), targets=targets, variant=variant,
                    weight_floor=weight_floor, **fields)
