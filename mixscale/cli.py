@@ -297,6 +297,8 @@ def _cmd_fit(args) -> int:
         raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
     if args.geodesic and args.method != "lm":
         raise CliError("--geodesic is a Levenberg-Marquardt option: use --method lm")
+    if args.polish_steps and args.method != "lm":
+        raise CliError("--polish-steps continues Levenberg-Marquardt restarts: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -335,7 +337,8 @@ def _cmd_fit(args) -> int:
     try:
         res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
                   method=args.method, progress=report, n_bootstrap=args.bootstrap or 0,
-                  max_steps=args.max_steps, nested=args.nested, geodesic=args.geodesic)
+                  max_steps=args.max_steps, nested=args.nested, geodesic=args.geodesic,
+                  polish_steps=args.polish_steps)
     except RuntimeError as err:  # every restart failed: the data, not a bug
         raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
@@ -364,6 +367,7 @@ def _cmd_fit(args) -> int:
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
             "at_bounds": res.at_bounds, "law_converged": res.law_converged,
+            "polished_restarts": list(res.polished),
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
@@ -381,10 +385,7 @@ def _cmd_fit(args) -> int:
         print(f"note: {res.at_bounds} parameter(s) ended on a bound of their range (see the "
               "law's parameter_bounds): the data do not pin them down there")
     _print_parameters(res)
-    print(f"training objective {res.objective:.6g}"
-          + ("" if res.law_converged else " (not converged: the gradient test failed at the step "
-             "limit; a parameter may be drifting towards an unbounded limit, see the table "
-             "above)")
+    print(f"training objective {res.objective:.6g}" + _unconverged_note(res, args)
           + "".join(f"; nested {label}: {value:.6g}"
                     for label, value in res.nested_objectives.items()))
     _print_metrics("train", res.train_metrics)
@@ -466,6 +467,25 @@ def _check_writable(path: str) -> None:
         raise CliError(f"--out {path}: cannot write it ({err.strerror})") from None
     if not existed:
         os.remove(path)
+
+
+def _unconverged_note(res, args) -> str:
+    """Why the returned law failed the gradient test, as far as the fit can tell: it reached the
+    step limit (more steps continue it), or it stopped before (no damped step lowered it)."""
+    if res.law_converged:
+        return ""
+    cap = args.max_steps or 1000
+    restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
+                else {res.best})
+    capped = any(res.steps[r] >= cap + (args.polish_steps if r in res.polished else 0)
+                 for r in restarts)
+    if capped:
+        return (" (not converged: the gradient test failed at the step limit; --polish-steps "
+                "continues the best restarts)")
+    return (" (not converged: it stopped before the step limit with no damped step lowering it; "
+            "the objective may have no gradient there, as where a domain's capacity allocation "
+            "meets the head floor x_i = H, or a parameter may be drifting towards an unbounded "
+            "limit, see the table above)")
 
 
 def _print_parameters(res) -> None:
@@ -708,6 +728,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--geodesic", action="store_true",
                    help="Levenberg-Marquardt with geodesic acceleration (fewer steps on the "
                         "curved valleys of large per-target laws; lm only)")
+    f.add_argument("--polish-steps", type=_integer(0, 10**7), default=0, metavar="S",
+                   help="continue the best restarts that reached --max-steps unconverged for up "
+                        "to S more steps (default 0: none; lm only)")
     f.add_argument("--mixture-starts", type=_integer(1, MAX_STARTS), default=16, metavar="S",
                    help="starts of the search for the fitted law's optimal mixture (default 16; "
                         "fewer is faster with many domains)")

@@ -79,6 +79,44 @@ def test_fit_is_deterministic_and_compiles_once(rng, keep_compiled_programs):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_polish_continues_the_capped_restarts_in_the_same_program(rng, keep_compiled_programs):
+    """Restarts stopped by a small step cap: the polish continues the best of them (up to the
+    slot width) to convergence, lowers no restart's objective into a rise, leaves the others
+    bitwise as they were, and reuses the compiled solver."""
+    table = _table(_planted(), rng)
+    kw = dict(n_restarts=4, seed=3, chunk=2, nested=False, max_steps=15)
+    capped = ms.fit(CapacityLaw, table, **kw)
+    candidates = set(np.flatnonzero((capped.steps >= 15) & ~capped.converged).tolist())
+    assert capped.best in candidates and not capped.law_converged
+    with assert_no_retrace(lm_start, lm_advance):
+        polished = ms.fit(CapacityLaw, table, polish_steps=3000, **kw)
+    assert polished.law_converged and polished.train_metrics["mre"] < 1e-4
+    assert capped.best in polished.polished and len(polished.polished) <= 2
+    assert set(polished.polished) <= candidates
+    rest = [r for r in range(4) if r not in polished.polished]
+    np.testing.assert_array_equal(polished.objectives[rest], capped.objectives[rest])
+    np.testing.assert_array_equal(polished.steps[rest], capped.steps[rest])
+    for r in polished.polished:
+        assert polished.objectives[r] <= capped.objectives[r]
+        assert polished.steps[r] > 15
+    assert polished.objective < capped.objective and "polish_s" in polished.timings
+    assert capped.polished == ()
+
+
+def test_polish_of_a_law_fitted_per_target_reaches_every_targets_choice(rng):
+    """One problem per target: each target's chosen restart that stopped at the cap is among
+    those continued, so the combined law converges."""
+    table = _table(_planted(), rng)
+    kw = dict(n_restarts=6, seed=0, chunk=3, nested=False, max_steps=6)
+    capped = ms.fit("additive", table, **kw)
+    assert not capped.law_converged
+    polished = ms.fit("additive", table, polish_steps=5000, **kw)
+    assert polished.law_converged
+    assert polished.objective <= capped.objective
+    assert set(polished.per_target_restarts) <= set(polished.polished) | set(
+        np.flatnonzero(capped.converged).tolist())
+
+
 def test_lbfgs_compiles_once(rng, keep_compiled_programs):
     law = _planted()
     ms.fit(CapacityLaw, _table(law, rng), n_restarts=3, seed=0, chunk=2, method="lbfgs",
@@ -144,6 +182,10 @@ def test_bad_arguments_are_refused(rng):
         ms.fit(CapacityLaw, table, law_options={"colour": "red"})
     with pytest.raises(ValueError, match="unknown method"):
         ms.fit(CapacityLaw, table, method="newton")
+    with pytest.raises(ValueError, match="polish_steps"):
+        ms.fit(CapacityLaw, table, polish_steps=-1)
+    with pytest.raises(ValueError, match="polish_steps"):
+        ms.fit(CapacityLaw, table, method="lbfgs", polish_steps=10)
     other = LossTable(weights=np.full((2, 2), 0.5), model_size=np.ones(2), tokens=np.ones(2),
                       losses=np.ones((2, 2)), train_domains=("x", "y"), loss_domains=("x", "y"))
     with pytest.raises(TableError, match="training domains"):

@@ -1,0 +1,148 @@
+"""Benchmark: what the polish stage (``fit(polish_steps=...)``) changes, and why the fits it does
+not finish end unconverged.
+
+Tables: the in-scale tables of the law comparison (Pile-4 200M/8B, SlimPajama-7 122M/~10B,
+RegMix-1B), in-mixture losses, the first 70/30 split by mixture (seed 0) of
+``experiments.compare_laws``, 64 restarts, the experiments' one policy otherwise. Per table and
+law, side by side: the fit as the experiments run it and the same fit with ``--polish-steps``
+more steps for the capped restarts: whether the returned law passed the gradient test, its
+training objective (relative change), the validation MRE, the polish's wall seconds, and for a
+returned law still unconverged, why each failing problem stopped:
+
+* ``capped``: it reached the step cap (more steps would continue it);
+* ``kink``: it stopped early (no damped step lowered it) with a domain's unconstrained capacity
+  allocation within 1e-6 (log) of the head floor ``x_i = H`` in some row: the capacity law's
+  allocation ``max(H, ·)`` has a kink there and the objective no gradient (capacity-family
+  laws only). ``σ`` is then the sampled (Clarke) stationarity measure of
+  :mod:`mixscale._stationarity` (at most 1e-5: a minimum on the kink; above: LM is stuck on
+  it, its steps crossing the kink);
+* ``drift``: it stopped early with a parameter that has no range beyond ±25 in log units (a
+  term switching itself off by running its amplitude to zero: the optimum is at infinity);
+* ``stalled``: it stopped early for none of these reasons.
+
+    python benchmarks/bench_polish.py [--tables pile4 slimpajama7 regmix-1b]
+                                      [--laws "capacity (full)" additive joint]
+                                      [--polish-steps 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+DRIFT = 25.0
+KINK = 1e-6
+
+
+def _tables(names):
+    from experiments._protocols import in_scale_table
+    from mixscale.data import split
+
+    return {name: split(in_scale_table(name), 0.3, 0) for name in names}
+
+
+def _kink_distance(law, table) -> float:
+    """Smallest ``|log x_pre − log H|`` over rows and domains with ``h_i > 0`` (``inf`` for a
+    law without the capacity allocation)."""
+    import jax.numpy as jnp
+
+    from mixscale._allocation import log_multiplier
+
+    if not hasattr(law, "head") or not hasattr(law, "b"):
+        return float("inf")
+    b, c = np.asarray(law.b), np.asarray(law.c)
+    best = np.inf
+    for h, n in zip(np.asarray(table.weights), np.asarray(table.model_size), strict=True):
+        head = float(law.head(float(n)))
+        u = float(log_multiplier(jnp.asarray(h), law.b, law.c, float(n), head))
+        pos = h > 0
+        pre = (np.log(h[pos] * b[pos] * c[pos]) - u) / (b[pos] + 1.0)
+        best = min(best, float(np.min(np.abs(pre - np.log(head)))))
+    return best
+
+
+def _sigma(res, table) -> float:
+    """The sampled stationarity measure of the returned law (one problem) on ``table``."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from mixscale._bounds import bound_trees
+    from mixscale._objective import DEFAULT_HUBER_DELTA, Layout, prepare_data, residuals
+    from mixscale._stationarity import sampled_stationarity
+    from mixscale.laws import DataSummary
+
+    sub, data = prepare_data(table, res.targets)
+    y = sub.losses
+    summary = DataSummary(
+        train_domains=tuple(table.train_domains), targets=res.targets,
+        loss_min=np.nanmin(y, axis=0), loss_max=np.nanmax(y, axis=0),
+        model_size=(float(table.model_size.min()), float(table.model_size.max())),
+        tokens=(float(table.tokens.min()), float(table.tokens.max())))
+    params, static = eqx.partition(res.law, eqx.is_inexact_array)
+    layout = Layout.of(params)
+    bounds = bound_trees(params, type(res.law).parameter_bounds(summary, **res.law_options))
+    lower, upper = (np.asarray(layout.ravel(b)) for b in bounds)
+    delta = jnp.asarray(DEFAULT_HUBER_DELTA)
+    return sampled_stationarity(lambda p: residuals(layout.unravel(p), static, data, delta),
+                                np.asarray(layout.ravel(params)), lower, upper)
+
+
+def _why(res, table, max_steps: int, polish_steps: int) -> str:
+    """Why the returned law is unconverged (see the module docstring)."""
+    import equinox as eqx
+    import jax
+
+    if res.law_converged:
+        return ""
+    restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
+                else {res.best})
+    if any(res.steps[r] >= max_steps and r not in res.polished for r in restarts) or any(
+            res.steps[r] >= max_steps + polish_steps for r in restarts if r in res.polished):
+        return "capped"
+    if _kink_distance(res.law, table) < KINK:
+        return f"kink (σ {_sigma(res, table):.1e})"
+    leaves = jax.tree_util.tree_leaves(eqx.filter(res.law, eqx.is_inexact_array))
+    if any(np.max(np.abs(np.asarray(x))) > DRIFT for x in leaves):
+        return "drift"
+    return "stalled"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tables", nargs="+", default=["pile4", "slimpajama7", "regmix-1b"])
+    p.add_argument("--laws", nargs="+", default=["capacity (full)", "additive", "joint"])
+    p.add_argument("--polish-steps", type=int, default=4000)
+    p.add_argument("--restarts", type=int, default=64)
+    args = p.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import mixscale
+    from mixscale import LawSpec
+
+    print(f"{'table':12s} {'law':18s} {'conv':>5s} {'polished':>8s} {'objective':>12s} "
+          f"{'Δobj %':>8s} {'MRE %':>7s} {'→ MRE %':>8s} {'fit s':>6s} {'polish s':>8s}  why")
+    for name, (train, valid) in _tables(args.tables).items():
+        for label in args.laws:
+            spec = LawSpec.parse(label)
+            kw = dict(validation=valid, n_restarts=args.restarts, seed=0)
+            t0 = time.perf_counter()
+            plain = mixscale.fit(spec, train, **kw)
+            fit_s = time.perf_counter() - t0
+            polished = mixscale.fit(spec, train, polish_steps=args.polish_steps, **kw)
+            change = 100 * (polished.objective - plain.objective) / plain.objective
+            why = " → ".join(w or "converged" for w in (
+                _why(plain, train, 1000, 0), _why(polished, train, 1000, args.polish_steps)))
+            print(f"{name:12s} {label:18s} {plain.law_converged!s:>5s} "
+                  f"{polished.law_converged!s:>8s} {plain.objective:12.6g} {change:+8.3f} "
+                  f"{100 * plain.validation_metrics['mre']:7.3f} "
+                  f"{100 * polished.validation_metrics['mre']:8.3f} {fit_s:6.1f} "
+                  f"{polished.timings.get('polish_s', 0.0):8.1f}  {why}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
