@@ -1,13 +1,15 @@
-"""Benchmark: what the polish stage (``fit(polish_steps=...)``) changes, and why the fits it does
-not finish end unconverged.
+"""Benchmark: what the polish stage (``fit(polish_steps=...)``) and the kink continuation
+(``fit(smooth_kinks=True)``) change, and why the fits they do not finish end unconverged.
 
 Tables: the in-scale tables of the law comparison (Pile-4 200M/8B, SlimPajama-7 122M/~10B,
 RegMix-1B), in-mixture losses, the first 70/30 split by mixture (seed 0) of
 ``experiments.compare_laws``, 64 restarts, the experiments' one policy otherwise. Per table and
 law, side by side: the fit as the experiments run it and the same fit with ``--polish-steps``
-more steps for the capped restarts: whether the returned law passed the gradient test, its
-training objective (relative change), the validation MRE, the polish's wall seconds, and for a
-returned law still unconverged, why each failing problem stopped:
+more steps for the capped restarts (and, with ``--smooth-kinks``, the kink continuation for a
+best restart stopped early; the ``smoothed`` column says whether it lowered it): whether the
+returned law passed the gradient test, its training objective (relative change), the validation
+MRE, the two stages' wall seconds, and for a returned law still unconverged, why each failing
+problem stopped:
 
 * ``capped``: it reached the step cap (more steps would continue it);
 * ``kink``: it stopped early (no damped step lowered it) with a domain's unconstrained capacity
@@ -22,7 +24,7 @@ returned law still unconverged, why each failing problem stopped:
 
     python benchmarks/bench_polish.py [--tables pile4 slimpajama7 regmix-1b]
                                       [--laws "capacity (full)" additive joint]
-                                      [--polish-steps 4000]
+                                      [--polish-steps 4000] [--smooth-kinks]
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--laws", nargs="+", default=["capacity (full)", "additive", "joint"])
     p.add_argument("--polish-steps", type=int, default=4000)
     p.add_argument("--restarts", type=int, default=64)
+    p.add_argument("--smooth-kinks", action="store_true")
     args = p.parse_args(argv)
 
     import jax
@@ -124,7 +127,8 @@ def main(argv=None) -> int:
     from mixscale import LawSpec
 
     print(f"{'table':12s} {'law':18s} {'conv':>5s} {'polished':>8s} {'objective':>12s} "
-          f"{'Δobj %':>8s} {'MRE %':>7s} {'→ MRE %':>8s} {'fit s':>6s} {'polish s':>8s}  why")
+          f"{'Δobj %':>8s} {'MRE %':>7s} {'→ MRE %':>8s} {'fit s':>6s} {'polish s':>8s} "
+          f"{'smoothed':>8s} {'kinks s':>7s}  why")
     for name, (train, valid) in _tables(args.tables).items():
         for label in args.laws:
             spec = LawSpec.parse(label)
@@ -132,7 +136,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             plain = mixscale.fit(spec, train, **kw)
             fit_s = time.perf_counter() - t0
-            polished = mixscale.fit(spec, train, polish_steps=args.polish_steps, **kw)
+            polished = mixscale.fit(spec, train, polish_steps=args.polish_steps,
+                                    smooth_kinks=args.smooth_kinks, **kw)
             change = 100 * (polished.objective - plain.objective) / plain.objective
             why = " → ".join(w or "converged" for w in (
                 _why(plain, train, 1000, 0), _why(polished, train, 1000, args.polish_steps)))
@@ -140,7 +145,9 @@ def main(argv=None) -> int:
                   f"{polished.law_converged!s:>8s} {plain.objective:12.6g} {change:+8.3f} "
                   f"{100 * plain.validation_metrics['mre']:7.3f} "
                   f"{100 * polished.validation_metrics['mre']:8.3f} {fit_s:6.1f} "
-                  f"{polished.timings.get('polish_s', 0.0):8.1f}  {why}", flush=True)
+                  f"{polished.timings.get('polish_s', 0.0):8.1f} "
+                  f"{polished.kink_smoothed!s:>8s} "
+                  f"{polished.timings.get('kink_smoothing_s', 0.0):7.1f}  {why}", flush=True)
     return 0
 
 

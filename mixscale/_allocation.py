@@ -49,6 +49,8 @@ whole features (``tests/test_theory_derivation.py``, test 7).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -59,7 +61,16 @@ __all__ = ["allocate", "log_allocation", "log_multiplier", "log_shared_allocatio
 _MAX_NEWTON_STEPS = 200
 
 
-def _log_alloc_given_u(u, h, b, c, N, H):
+def _floor(log_h, free, smoothing: float):
+    """``max(log H, free)``, or with ``smoothing = τ > 0`` its smooth upper bound
+    ``log H + τ softplus((free − log H)/τ)`` (within ``τ log 2`` of it, equal far from the
+    kink)."""
+    if smoothing == 0.0:
+        return jnp.maximum(log_h, free)
+    return log_h + smoothing * jax.nn.softplus((free - log_h) / smoothing)
+
+
+def _log_alloc_given_u(u, h, b, c, N, H, smoothing: float = 0.0):
     """``log x_i(u)`` for every domain; zero-weight domains sit at ``log H``. Shapes: (K,)."""
     positive = h > 0
     h_safe = jnp.where(positive, h, 1.0)  # keeps the unselected branch finite (double-where)
@@ -67,17 +78,17 @@ def _log_alloc_given_u(u, h, b, c, N, H):
     ell = jnp.log(h_safe) + jnp.log(b) + jnp.log(c)
     log_h = jnp.log(H)
     free = beta * (ell - u)
-    return jnp.where(positive, jnp.maximum(log_h, free), log_h * jnp.ones_like(free))
+    return jnp.where(positive, _floor(log_h, free, smoothing), log_h * jnp.ones_like(free))
 
 
-def _budget_residual(u, h, b, c, N, H):
+def _budget_residual(u, h, b, c, N, H, smoothing: float = 0.0):
     """``g(u)``: log of the total allocation minus log of the budget ``N + (K-1)H``."""
     k = h.shape[-1]
-    log_x = _log_alloc_given_u(u, h, b, c, N, H)
+    log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     return jax.nn.logsumexp(log_x) - jnp.log(N + (k - 1) * H)
 
 
-def _newton_solve(h, b, c, N, H):
+def _newton_solve(h, b, c, N, H, smoothing: float = 0.0):
     k = h.shape[-1]
     feasible = N > H
     # An infeasible budget is replaced by a feasible one so the loop stays finite; the caller
@@ -91,7 +102,7 @@ def _newton_solve(h, b, c, N, H):
     u0 = jnp.max(starts)
 
     def residual_and_slope(u):
-        return jax.value_and_grad(_budget_residual)(u, h, b, c, n_eff, H)
+        return jax.value_and_grad(_budget_residual)(u, h, b, c, n_eff, H, smoothing)
 
     def cond(state):
         i, _, step = state
@@ -112,8 +123,7 @@ def _newton_solve(h, b, c, N, H):
     return u
 
 
-@jax.custom_jvp
-def log_multiplier(h, b, c, N, H):
+def log_multiplier(h, b, c, N, H, smoothing: float = 0.0):
     r"""``u = log λ``: the log KKT multiplier of the allocation problem.
 
     Args:
@@ -122,19 +132,27 @@ def log_multiplier(h, b, c, N, H):
         c: ``(K,)`` capacity amplitudes, > 0.
         N: scalar capacity budget (same units as ``H``), > 0.
         H: scalar shared-head size, > 0.
+        smoothing: ``τ ≥ 0`` (a Python number, log units): the floor ``max(log H, ·)`` replaced
+            by its softplus smoothing of temperature ``τ`` (:func:`log_allocation`); ``0``: exact.
 
     Returns:
         Scalar ``u``. Differentiable by the implicit function theorem.
     """
-    return _newton_solve(h, b, c, N, H)
+    return _log_multiplier(h, b, c, N, H, float(smoothing))
 
 
-@log_multiplier.defjvp
-def _log_multiplier_jvp(primals, tangents):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
+def _log_multiplier(h, b, c, N, H, smoothing):
+    return _newton_solve(h, b, c, N, H, smoothing)
+
+
+@_log_multiplier.defjvp
+def _log_multiplier_jvp(smoothing, primals, tangents):
     h, b, c, N, H = primals
-    u = log_multiplier(h, b, c, N, H)
-    g_u = jax.grad(_budget_residual)(u, h, b, c, N, H)
-    _, g_theta = jax.jvp(lambda *theta: _budget_residual(u, *theta), primals, tangents)
+    u = _log_multiplier(h, b, c, N, H, smoothing)
+    g_u = jax.grad(_budget_residual)(u, h, b, c, N, H, smoothing)
+    _, g_theta = jax.jvp(lambda *theta: _budget_residual(u, *theta, smoothing), primals,
+                         tangents)
     # Infeasible (N <= H), or every domain on its floor to rounding (g_u = 0): the allocation
     # does not move with u there. Guard the division so the masked branch stays finite in
     # reverse mode too.
@@ -143,17 +161,25 @@ def _log_multiplier_jvp(primals, tangents):
     return u, jnp.where(moving, du, jnp.zeros_like(du))
 
 
-def log_allocation(h, b, c, N, H):
+def log_allocation(h, b, c, N, H, smoothing: float = 0.0):
     r"""``log x*_i(h, N)`` for every domain, shape ``(K,)``.
 
     Converged to about 1e-13 in ``log λ`` (so to ~1e-13 relative in ``x``) in float64. Derivatives
     with respect to every argument are exact (implicit differentiation of the budget constraint).
     When ``N <= H`` every domain gets the floor ``H``.
+
+    ``smoothing = τ > 0`` (a Python number) replaces the floor :math:`\max(\log H, f_i)` of a
+    positive-weight domain by :math:`\log H + \tau\,\mathrm{softplus}((f_i - \log H)/\tau)`,
+    the same budget still met exactly: the allocation is then smooth in every argument (the
+    exact one has a kink where a domain's unconstrained allocation meets the floor), and it
+    tends to the exact one as ``τ → 0``. It serves the fitter's kink continuation
+    (:func:`mixscale.fit`, ``smooth_kinks``); the budget residual stays convex and decreasing
+    in ``u``, so the Newton solve keeps its guarantees.
     """
     dtype = jnp.result_type(h, b, c, N, H, float)
     h, b, c, N, H = (jnp.asarray(v, dtype) for v in (h, b, c, N, H))
-    u = log_multiplier(h, b, c, N, H)
-    log_x = _log_alloc_given_u(u, h, b, c, N, H)
+    u = log_multiplier(h, b, c, N, H, smoothing)
+    log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     return jnp.where(N > H, log_x, jnp.log(H) * jnp.ones_like(log_x))
 
 

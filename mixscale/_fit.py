@@ -123,6 +123,8 @@ class FitResult:
             with ``n_bootstrap > 0``; else ``None``.
         polished: the restarts that the polish continued (``polish_steps``); their
             :attr:`steps` count both stages.
+        kink_smoothed: whether the kink continuation (``smooth_kinks``) lowered the best
+            restart (its :attr:`steps` then count every stage).
     """
 
     law: AbstractLaw
@@ -149,6 +151,8 @@ class FitResult:
     objective: float = float("nan")
     bootstrap: Bootstrap | None = None
     polished: tuple[int, ...] = ()
+    kink_smoothed: bool = False
+
     @property
     def spec(self) -> LawSpec:
         """The fitted law and its options."""
@@ -336,6 +340,68 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
     return out, tuple(picked)
 
 
+#: Temperatures of the kink continuation (``smooth_kinks``), coarse to fine (log units of the
+#: smoothed non-differentiable point, e.g. the capacity allocation's floor); an exact stage
+#: follows the last.
+KINK_SMOOTHING = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
+
+
+def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, max_steps: int,
+                  chunk: int, bounds, extra: dict) -> tuple[Solution, bool]:
+    r"""Continue restart ``best`` through smoothed versions of its law, then the exact one.
+
+    Why: a law whose prediction has kinks (the capacity law's allocation floor
+    ``max(log H, ·)``) draws fits onto them, and there Levenberg–Marquardt stops early: its
+    Gauss–Newton steps, built from one side's Jacobian, cross the kink and are rejected
+    (:mod:`mixscale._stationarity` measures that such points are not stationary). Smoothing
+    the kink (:meth:`~mixscale.laws.AbstractLaw.smoothed`) makes the objective differentiable,
+    and lowering the temperature ``τ`` through :data:`KINK_SMOOTHING`, each stage started from
+    the last, follows its minimiser back to the exact law (a smoothing method for nonsmooth
+    minimisation; Chen, "Smoothing methods for nonsmooth, nonconvex minimization", Math.
+    Program. 134, 2012). A last exact stage ends on the exact objective.
+
+    Each stage is one LM run of up to ``max_steps`` (one slot; a compilation per temperature:
+    the temperature is part of the law's static structure). The exact stage reuses the fit's
+    compiled solver on its ``min(chunk, R)`` slots. The result replaces restart ``best`` only
+    if its exact objective is lower. Returns the solution and whether it did."""
+    law = eqx.combine(jax.tree_util.tree_map(lambda x: x[best], sol.params), static)
+    if law.smoothed(KINK_SMOOTHING[0]) is None:
+        return sol, False
+    current, steps = law, int(sol.steps[best])
+    for tau in KINK_SMOOTHING:
+        params, stage_static = eqx.partition(current.smoothed(tau), eqx.is_inexact_array)
+        stage = solve_lm(jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], params),
+                         stage_static, data, delta, rtol, max_steps, 1, bounds=bounds, **extra)
+        current = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], stage.params),
+                              stage_static)
+        steps += int(stage.steps[0])
+    params, exact_static = eqx.partition(current.smoothed(0.0), eqx.is_inexact_array)
+    width = min(chunk, len(sol.objectives))
+    start = jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x)[None], (width, *jnp.shape(x))), params)
+    final = solve_lm(start, exact_static, data, delta, rtol, max_steps, width, bounds=bounds,
+                     **extra)
+    if not float(final.objectives[0]) < float(sol.objectives[best]):
+        return sol, False
+
+    def put(old, new):
+        if old is None:
+            return None
+        out = np.array(old)
+        out[best] = np.asarray(new)[0]
+        return out
+
+    out = Solution(
+        params=jax.tree_util.tree_map(lambda o, n: jnp.asarray(put(o, n)), sol.params,
+                                      final.params),
+        objectives=put(sol.objectives, final.objectives),
+        converged=put(sol.converged, final.converged),
+        steps=put(sol.steps, np.asarray(final.steps) + steps),
+        group_objectives=put(sol.group_objectives, final.group_objectives),
+        gradient_cosines=put(sol.gradient_cosines, final.gradient_cosines))
+    return out, True
+
+
 def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         validation: LossTable | None = None,
         law_options: Mapping[str, Any] | None = None, n_restarts: int = 64, seed: int = 0,
@@ -344,7 +410,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
         nested: bool = True, gtol: float | None = GTOL, geodesic: bool = False,
-        n_bootstrap: int = 0, polish_steps: int = 0) -> FitResult:
+        n_bootstrap: int = 0, polish_steps: int = 0,
+        smooth_kinks: bool = False) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -402,6 +469,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             ``max_steps`` without passing the gradient test continue for up to this many more
             steps (:func:`_polish`; ``0``, the default: none do). The restarts are a search for
             the basin; the polish finishes the few that matter.
+        smooth_kinks: LM, a law fitted as one problem: when the best restart stopped before
+            ``max_steps`` without passing the gradient test and the law has non-differentiable
+            points (:meth:`~mixscale.laws.AbstractLaw.smoothed`, e.g. the capacity law's
+            allocation floor), continue it through smoothed versions of the law back to the
+            exact one (:func:`_smooth_kinks`); the result replaces it if lower. Off by
+            default.
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the
@@ -459,6 +532,11 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                          "n_bootstrap")
     if not isinstance(geodesic, (bool, np.bool_)):
         raise TypeError(f"geodesic must be True or False, got {geodesic!r}")
+    if not isinstance(smooth_kinks, (bool, np.bool_)):
+        raise TypeError(f"smooth_kinks must be True or False, got {smooth_kinks!r}")
+    if smooth_kinks and method != "lm":
+        raise ValueError("smooth_kinks continues a Levenberg-Marquardt restart: use "
+                         "method='lm' with smooth_kinks=True")
     if geodesic and method != "lm":
         raise ValueError("geodesic acceleration is a Levenberg-Marquardt option: use "
                          "method='lm' with geodesic=True")
@@ -512,7 +590,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                         seed=seed, method=method, max_steps=max_steps, rtol=rtol,
                         huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
                         use_bounds=use_bounds, nested=True, gtol=gtol, geodesic=geodesic,
-                        polish_steps=polish_steps)
+                        polish_steps=polish_steps, smooth_kinks=smooth_kinks)
             nested_objectives[inner.spec.label] = inner.objective
             embedded.append(embed(inner.law))
     if embedded:
@@ -542,8 +620,20 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         sol, polished = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
                                 chunk, bounds, gtol, extra)
         polish_s = time.perf_counter() - t_polish
+    kink_smoothed, kinks_s = False, None
+    if smooth_kinks and method == "lm" and sol.group_objectives is None:
+        f_sol = np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)
+        top = int(np.argmin(f_sol))
+        stopped_early = sol.steps[top] < max_steps + (polish_steps if top in polished else 0)
+        if np.isfinite(f_sol[top]) and not sol.converged[top] and stopped_early:
+            t_kinks = time.perf_counter()
+            sol, kink_smoothed = _smooth_kinks(sol, top, static, data, delta, rtol, max_steps,
+                                               chunk, bounds, extra)
+            kinks_s = time.perf_counter() - t_kinks
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
     timings = {"total_s": time.perf_counter() - t0}
+    if kinks_s is not None:
+        timings["kink_smoothing_s"] = kinks_s
     if polish_steps:
         timings["polish_s"] = polish_s
     # A restart counts only with a finite objective and finite parameters.
@@ -599,7 +689,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
         timings=timings, per_target_restarts=per_target, law_converged=law_converged,
         objective=law_objective, nested_objectives=nested_objectives, bootstrap=boot,
-        polished=polished,
+        polished=polished, kink_smoothed=kink_smoothed,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))

@@ -299,6 +299,8 @@ def _cmd_fit(args) -> int:
         raise CliError("--geodesic is a Levenberg-Marquardt option: use --method lm")
     if args.polish_steps and args.method != "lm":
         raise CliError("--polish-steps continues Levenberg-Marquardt restarts: use --method lm")
+    if args.smooth_kinks and args.method != "lm":
+        raise CliError("--smooth-kinks continues a Levenberg-Marquardt restart: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -338,7 +340,7 @@ def _cmd_fit(args) -> int:
         res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
                   method=args.method, progress=report, n_bootstrap=args.bootstrap or 0,
                   max_steps=args.max_steps, nested=args.nested, geodesic=args.geodesic,
-                  polish_steps=args.polish_steps)
+                  polish_steps=args.polish_steps, smooth_kinks=args.smooth_kinks)
     except RuntimeError as err:  # every restart failed: the data, not a bug
         raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
@@ -367,7 +369,7 @@ def _cmd_fit(args) -> int:
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
             "at_bounds": res.at_bounds, "law_converged": res.law_converged,
-            "polished_restarts": list(res.polished),
+            "polished_restarts": list(res.polished), "kink_smoothed": res.kink_smoothed,
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
@@ -484,8 +486,8 @@ def _unconverged_note(res, args) -> str:
                 "continues the best restarts)")
     return (" (not converged: it stopped before the step limit with no damped step lowering it; "
             "the objective may have no gradient there, as where a domain's capacity allocation "
-            "meets the head floor x_i = H, or a parameter may be drifting towards an unbounded "
-            "limit, see the table above)")
+            "meets the head floor x_i = H (--smooth-kinks continues it), or a parameter may be "
+            "drifting towards an unbounded limit, see the table above)")
 
 
 def _print_parameters(res) -> None:
@@ -731,6 +733,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--polish-steps", type=_integer(0, 10**7), default=0, metavar="S",
                    help="continue the best restarts that reached --max-steps unconverged for up "
                         "to S more steps (default 0: none; lm only)")
+    f.add_argument("--smooth-kinks", action="store_true",
+                   help="when the best restart stops early on a kink of the law (the capacity "
+                        "allocation's head floor), continue it through smoothed versions of the "
+                        "law back to the exact one (lm only)")
     f.add_argument("--mixture-starts", type=_integer(1, MAX_STARTS), default=16, metavar="S",
                    help="starts of the search for the fitted law's optimal mixture (default 16; "
                         "fewer is faster with many domains)")

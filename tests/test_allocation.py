@@ -207,3 +207,46 @@ def test_shared_allocation_gradients_match_finite_differences(rng):
 
     assert_grad_matches_fd(f, z, jit=True)
     assert_grad_matches_fd(f, z, mode="rev", jit=True)
+
+
+def test_smoothed_floor_meets_the_budget_tends_to_the_exact_allocation_and_is_smooth(rng):
+    """The kink continuation's allocation (``smoothing = τ``): the budget still met, every
+    positive-weight domain above its floor, within ``O(τ)`` of the exact allocation in log
+    units, and differentiable across the kink: its derivatives match central differences at a
+    domain whose unconstrained allocation sits exactly on the floor, where the exact
+    allocation's one-sided derivatives differ."""
+    k = 4
+    h, b, c = _random_case(rng, k)
+    N, H = 20.0, 0.8
+    exact = np.asarray(log_allocation(h, b, c, N, H))
+    for tau in (1e-2, 1e-4, 1e-6):
+        smooth = np.asarray(log_allocation(h, b, c, N, H, tau))
+        assert np.exp(smooth).sum() == pytest.approx(N + (k - 1) * H, rel=1e-12)
+        assert np.all(smooth > np.log(H))
+        assert np.max(np.abs(smooth - exact)) < 2 * k * tau
+    # put domain 0 exactly on the kink: with c_0 tiny it sits on the floor, which fixes the
+    # multiplier; then choose c_0 so that its unconstrained allocation at that multiplier is H
+    c_kink = c.copy()
+    c_kink[0] = 1e-12
+    x = np.exp(np.asarray(log_allocation(h, b, c_kink, N, H)))
+    assert x[0] == pytest.approx(H, rel=1e-12) and x[1] > H
+    u = np.log(h[1] * b[1] * c[1]) - (b[1] + 1) * np.log(x[1])  # the multiplier (domain 1 free)
+    c_kink[0] = np.exp(u + (b[0] + 1) * np.log(H)) / (h[0] * b[0])
+    assert np.exp(log_allocation(h, b, c_kink, N, H))[0] == pytest.approx(H, rel=1e-9)
+    tau = 1e-3
+
+    def f(log_c0):
+        return log_allocation(h, b, jnp.concatenate([jnp.exp(log_c0), jnp.asarray(c_kink[1:])]),
+                              N, H, tau)
+
+    assert_grad_matches_fd(f, np.log(c_kink[:1]), rtol=1e-5, atol=1e-8)
+
+    def exact_f(log_c0):
+        return log_allocation(h, b, jnp.concatenate([jnp.exp(log_c0), jnp.asarray(c_kink[1:])]),
+                              N, H)
+
+    z = np.log(c_kink[:1])
+    step = 1e-6
+    right = (np.asarray(exact_f(z + step)) - np.asarray(exact_f(z))) / step
+    left = (np.asarray(exact_f(z)) - np.asarray(exact_f(z - step))) / step
+    assert abs(right[0] - left[0]) > 0.1  # the exact allocation has a kink there

@@ -43,6 +43,37 @@ def test_formula_by_hand():
     np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
 
 
+def test_smoothed_law_predicts_with_the_smoothed_allocation_and_zero_is_exact():
+    """``smoothed(τ)``: the same parameters, the allocation's floor smoothed at ``τ``
+    (``log_allocation(..., τ)``); ``smoothed(0)`` is the exact law, bitwise; a law without kinks
+    has no smoothed version."""
+    from mixscale import log_allocation
+    from mixscale.laws import BiMixLaw
+
+    law = _full_law()
+    h, N, D = np.array([0.001, 0.2, 0.3, 0.499]), 40.0, 7.0  # domain 0 on the floor
+    assert np.asarray(law.allocation(h, N))[0] == pytest.approx(0.5, rel=1e-12)
+    smooth = law.smoothed(1e-2)
+    assert parameter_count(smooth) == parameter_count(law)
+    x = np.exp(np.asarray(log_allocation(h, law.b, law.c, N, law.H, 1e-2)))
+    np.testing.assert_allclose(np.asarray(smooth.allocation(h, N)), x, rtol=1e-13)
+    b, c = np.asarray(law.b), np.asarray(law.c)
+    A, a, E = (np.asarray(v) for v in (law.A, law.a, law.E))
+    np.testing.assert_allclose(np.asarray(smooth.predict(h, N, D)),
+                               c * x**-b + A * (D * h) ** -a + E, rtol=1e-12)
+    coarse = law.smoothed(1.0)  # domain 0 lies far below its kink: only a coarse τ shows
+    assert not np.allclose(np.asarray(coarse.predict(h, N, D)), np.asarray(law.predict(h, N, D)),
+                           rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(smooth.smoothed(0.0).predict(h, N, D)),
+                                  np.asarray(law.predict(h, N, D)))
+    for bad in (-1e-3, "1e-3", float("nan")):
+        with pytest.raises(ValueError, match="smoothing"):
+            law.smoothed(bad)
+    bimix = BiMixLaw.from_params(alpha=[0.3, 0.4], beta=[0.2, 0.3], B=[1.0, 1.0], C=[1.0, 1.0],
+                                 n_domains=2)
+    assert bimix.smoothed(1e-3) is None
+
+
 def test_parameter_counts_and_natural_parameters_round_trip():
     assert parameter_count(_law("full")) == 5 * K + 1
     assert parameter_count(_law("capacity")) == 3 * K + 1

@@ -214,7 +214,7 @@ def test_bad_bootstrap_and_plot_arguments_are_refused(argv, message, capsys):
 
 
 @pytest.mark.parametrize("option", [["--bootstrap", "4"], ["--geodesic"],
-                                    ["--polish-steps", "100"]])
+                                    ["--polish-steps", "100"], ["--smooth-kinks"]])
 def test_lm_options_need_lm(option, capsys):
     assert main(["fit", "pile4", *option, "--method", "lbfgs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

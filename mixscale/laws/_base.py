@@ -168,6 +168,14 @@ class AbstractLaw(eqx.Module):
         the restarts, so that a law does not end above a variant nested in it. ``()`` for a law
         that nests none."""
 
+    def smoothed(self, smoothing: float) -> "AbstractLaw | None":
+        """This law with its non-differentiable points smoothed at temperature ``smoothing``
+        (``> 0``; ``0`` gives the exact law back), for :func:`mixscale.fit`'s kink continuation
+        (``smooth_kinks``); ``None`` (the default) for a law whose prediction is smooth.
+        Parameters are shared with the exact law (the same fields and ranges)."""
+        del smoothing
+        return None
+
 
 def law_options(law_class: type[AbstractLaw]) -> dict[str, Any]:
     """The options of a law class and their defaults: the keyword-only arguments of its

@@ -163,6 +163,7 @@ class CapacityLaw(AbstractLaw):
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
     weight_floor: float = eqx.field(static=True, default=1e-3)
+    floor_smoothing: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         if self.variant not in VARIANTS:
@@ -270,10 +271,22 @@ class CapacityLaw(AbstractLaw):
         p = self.p
         return h + p * (jnp.dot(p, h) - p * h)
 
+    def smoothed(self, smoothing: float) -> CapacityLaw:
+        """This law with the allocation's head floor ``max(log H, ·)`` smoothed at temperature
+        ``smoothing`` (log units; :func:`mixscale.log_allocation`), ``0``: the exact law. The
+        fitter's kink continuation (:func:`mixscale.fit`, ``smooth_kinks``) uses it: the exact
+        law's objective has a kink wherever a domain's allocation meets the floor, where
+        Levenberg–Marquardt stops without converging."""
+        if isinstance(smoothing, bool) or not (isinstance(smoothing, (int, float))
+                                               and smoothing >= 0):
+            raise ValueError(f"smoothing must be a non-negative number, got {smoothing!r}")
+        return dataclasses.replace(self, floor_smoothing=float(smoothing))
+
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
         """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
-        return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N)))
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N),
+                                      self.floor_smoothing))
 
     @property
     def n_train_domains(self) -> int:
@@ -291,7 +304,7 @@ class CapacityLaw(AbstractLaw):
             raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
                              "training domains")
         idx = jnp.asarray(self.targets)
-        log_x = log_allocation(h, b, c, N, self.head(N))[idx]
+        log_x = log_allocation(h, b, c, N, self.head(N), self.floor_smoothing)[idx]
         loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
         if self.variant != "capacity":
             g = self.g if self.variant in OWN_SHARE_EXPONENT else None
