@@ -2,8 +2,8 @@
 (``fit(smooth_kinks=True)``) change, and why the fits they do not finish end unconverged.
 
 Tables: the in-scale tables of the law comparison (Pile-4 200M/8B, SlimPajama-7 122M/~10B,
-RegMix-1B), in-mixture losses, the first 70/30 split by mixture (seed 0) of
-``experiments.compare_laws``, 64 restarts, the experiments' one policy otherwise. Per table and
+RegMix-1B), in-mixture losses, the 70/30 splits by mixture of ``experiments.compare_laws``
+(``--seeds``, default the first), 64 restarts, the experiments' one policy otherwise. Per table and
 law, side by side: the fit as the experiments run it and the same fit with ``--polish-steps``
 more steps for the capped restarts (and, with ``--smooth-kinks``, the kink continuation for a
 best restart stopped early; the ``smoothed`` column says whether it lowered it): whether the
@@ -38,11 +38,12 @@ DRIFT = 25.0
 KINK = 1e-6
 
 
-def _tables(names):
+def _tables(names, seeds):
     from experiments._protocols import in_scale_table
     from mixscale.data import split
 
-    return {name: split(in_scale_table(name), 0.3, 0) for name in names}
+    return {(name, seed): split(in_scale_table(name), 0.3, seed) for name in names
+            for seed in seeds}
 
 
 def _kink_distance(law, table) -> float:
@@ -100,8 +101,9 @@ def _why(res, table, max_steps: int, polish_steps: int) -> str:
         return ""
     restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
                 else {res.best})
-    if any(res.steps[r] >= max_steps and r not in res.polished for r in restarts) or any(
-            res.steps[r] >= max_steps + polish_steps for r in restarts if r in res.polished):
+    capped = any(res.steps[r] >= max_steps and r not in res.polished for r in restarts) or any(
+        res.steps[r] >= max_steps + polish_steps for r in restarts if r in res.polished)
+    if capped and not res.kink_smoothed:  # after the continuation, steps count every stage
         return "capped"
     if _kink_distance(res.law, table) < KINK:
         return f"kink (σ {_sigma(res, table):.1e})"
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--polish-steps", type=int, default=4000)
     p.add_argument("--restarts", type=int, default=64)
     p.add_argument("--smooth-kinks", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="splits of compare_laws' in-scale protocol (default: the first)")
     args = p.parse_args(argv)
 
     import jax
@@ -126,10 +130,11 @@ def main(argv=None) -> int:
     import mixscale
     from mixscale import LawSpec
 
-    print(f"{'table':12s} {'law':18s} {'conv':>5s} {'polished':>8s} {'objective':>12s} "
+    print(f"{'table':15s} {'law':18s} {'conv':>5s} {'polished':>8s} {'objective':>12s} "
           f"{'Δobj %':>8s} {'MRE %':>7s} {'→ MRE %':>8s} {'fit s':>6s} {'polish s':>8s} "
           f"{'smoothed':>8s} {'kinks s':>7s}  why")
-    for name, (train, valid) in _tables(args.tables).items():
+    for (table, seed), (train, valid) in _tables(args.tables, args.seeds).items():
+        name = f"{table} s{seed}"
         for label in args.laws:
             spec = LawSpec.parse(label)
             kw = dict(validation=valid, n_restarts=args.restarts, seed=0)
@@ -141,7 +146,7 @@ def main(argv=None) -> int:
             change = 100 * (polished.objective - plain.objective) / plain.objective
             why = " → ".join(w or "converged" for w in (
                 _why(plain, train, 1000, 0), _why(polished, train, 1000, args.polish_steps)))
-            print(f"{name:12s} {label:18s} {plain.law_converged!s:>5s} "
+            print(f"{name:15s} {label:18s} {plain.law_converged!s:>5s} "
                   f"{polished.law_converged!s:>8s} {plain.objective:12.6g} {change:+8.3f} "
                   f"{100 * plain.validation_metrics['mre']:7.3f} "
                   f"{100 * polished.validation_metrics['mre']:8.3f} {fit_s:6.1f} "

@@ -17,14 +17,14 @@ V-shaped in ``log H`` and most ``log b_i, log c_i`` (e.g. ``+1.4e-4`` to the rig
 keep smooth derivatives up to 2e-4; the measure is 6.5e-4 at every radius from 1e-9 to 1e-4:
 not stationary, LM is stuck. An LM restricted to the kink's tangent space (normals from the jumps
 of the Jacobian at nearby points; a prototype, not in the library) leaves the point and lowers
-the objective, but by 0.13 % in 400 steps, crawling along the curved kink. A smoothing
-continuation does better (a prototype, not in the library): refitting from the stuck law with
-the floor's ``max`` replaced by ``log H + τ softplus((·) − log H)/τ)``, ``τ = 10⁻², 10⁻³, …,
-10⁻⁸`` and then ``τ = 0``, each stage started from the last, lowers the exact objective by
-1.0 % (9.086e-5 → 8.996e-5; held-out MRE 1.127 → 1.124 %) in about 100 s. So the committed
-capacity-law fits that stop on a kink sit about 1 % above a point that can be reached, and a
-converged fit of this law needs an optimiser that follows the kink (an open problem of the
-fitting engine).
+the objective, but by 0.13 % in 400 steps, crawling along the curved kink. The smoothing
+continuation of :func:`mixscale.fit` (``smooth_kinks``: the floor's ``max`` replaced by
+``log H + τ softplus((·) − log H)/τ)``, ``τ = 10⁻², …, 10⁻⁸``, then the exact law, each stage
+started from the last) does better: −1.0 % (9.086e-5 → 8.996e-5; held-out MRE 1.127 → 1.124 %)
+in 46 s, but unconverged by the gradient test still; on RegMix-1B (a prototype of the same
+continuation) −0.16 %, ending on a kink again (within 2.8e-11, ``σ`` 8.4e-4 → 3.7e-4): the
+minimisers of the smoothed objectives can tend to a kink. A fit that ends there needs a
+certificate other than the gradient test (an open problem of the fitting engine).
 
 The measure (gradient sampling; Burke, Lewis & Overton, "A robust gradient sampling algorithm
 for nonsmooth, nonconvex optimization", SIAM J. Optim. 15, 2005). At parameters :math:`p`, draw
