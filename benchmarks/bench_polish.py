@@ -30,6 +30,7 @@ problem stopped:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
                    help="splits of compare_laws' in-scale protocol (default: the first)")
     args = p.parse_args(argv)
 
+    from experiments._common import XLA_FLAGS
+
+    os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)  # the experiments' kernels, so their fits
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -71,7 +71,9 @@ class FitProgress:
         n_restarts: restarts in all.
         best_objective: lowest final objective among the finished restarts.
         elapsed_s: wall seconds since the optimiser started.
-        stage: ``"restarts"`` (the point fit) or ``"bootstrap"`` (the replicates' refits; then
+        stage: ``"restarts"`` (the point fit), ``"polish"`` (``polish_steps``: ``done`` of
+            ``n_restarts`` continued restarts), ``"kinks"`` (``smooth_kinks``: ``done`` of
+            ``n_restarts`` stages) or ``"bootstrap"`` (the replicates' refits; then
             ``done`` and ``n_restarts`` count replicates).
     """
 
@@ -273,7 +275,8 @@ def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
 
 
 def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, polish_steps: int,
-            chunk: int, bounds, gtol: float | None, extra: dict) -> tuple[Solution, tuple]:
+            chunk: int, bounds, gtol: float | None, extra: dict,
+            report=None) -> tuple[Solution, tuple]:
     r"""Continue the restarts that matter and stopped only for want of steps.
 
     Why: the restarts are a search, and ``max_steps`` bounds what the search spends on each; a
@@ -319,8 +322,10 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
     width = min(chunk, len(f))
     batch = np.asarray(picked + picked[:1] * (width - len(picked)))
     start = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[batch], sol.params)
-    more = solve_lm(start, static, data, delta, rtol, polish_steps, width, bounds=bounds,
-                    **extra)
+    more = solve_lm(start, static, data, delta, rtol, polish_steps, width,
+                    None if report is None else (lambda done, best: report(min(done, len(picked)),
+                                                                           len(picked))),
+                    bounds=bounds, **extra)
     idx, k = np.asarray(picked), len(picked)
 
     def put(old, new):
@@ -347,7 +352,7 @@ KINK_SMOOTHING = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
 
 
 def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, max_steps: int,
-                  chunk: int, bounds, extra: dict) -> tuple[Solution, bool]:
+                  chunk: int, bounds, extra: dict, report=None) -> tuple[Solution, bool]:
     r"""Continue restart ``best`` through smoothed versions of its law, then the exact one.
 
     Why: a law whose prediction has kinks (the capacity law's allocation floor
@@ -368,7 +373,9 @@ def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, ma
     if law.smoothed(KINK_SMOOTHING[0]) is None:
         return sol, False
     current, steps = law, int(sol.steps[best])
-    for tau in KINK_SMOOTHING:
+    for i, tau in enumerate(KINK_SMOOTHING):
+        if report is not None:
+            report(i, len(KINK_SMOOTHING) + 1)
         params, stage_static = eqx.partition(current.smoothed(tau), eqx.is_inexact_array)
         stage = solve_lm(jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], params),
                          stage_static, data, delta, rtol, max_steps, 1, bounds=bounds, **extra)
@@ -379,8 +386,12 @@ def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, ma
     width = min(chunk, len(sol.objectives))
     start = jax.tree_util.tree_map(
         lambda x: jnp.broadcast_to(jnp.asarray(x)[None], (width, *jnp.shape(x))), params)
+    if report is not None:
+        report(len(KINK_SMOOTHING), len(KINK_SMOOTHING) + 1)
     final = solve_lm(start, exact_static, data, delta, rtol, max_steps, width, bounds=bounds,
                      **extra)
+    if report is not None:
+        report(len(KINK_SMOOTHING) + 1, len(KINK_SMOOTHING) + 1)
     if not float(final.objectives[0]) < float(sol.objectives[best]):
         return sol, False
 
@@ -617,8 +628,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     polished: tuple[int, ...] = ()
     if polish_steps:
         t_polish = time.perf_counter()
+        best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)))
         sol, polished = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
-                                chunk, bounds, gtol, extra)
+                                chunk, bounds, gtol, extra,
+                                lambda done, total: report(done, best_now, total, "polish"))
         polish_s = time.perf_counter() - t_polish
     kink_smoothed, kinks_s = False, None
     if smooth_kinks and method == "lm" and sol.group_objectives is None:
@@ -627,8 +640,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         stopped_early = sol.steps[top] < max_steps + (polish_steps if top in polished else 0)
         if np.isfinite(f_sol[top]) and not sol.converged[top] and stopped_early:
             t_kinks = time.perf_counter()
-            sol, kink_smoothed = _smooth_kinks(sol, top, static, data, delta, rtol, max_steps,
-                                               chunk, bounds, extra)
+            sol, kink_smoothed = _smooth_kinks(
+                sol, top, static, data, delta, rtol, max_steps, chunk, bounds, extra,
+                lambda done, total: report(done, float(f_sol[top]), total, "kinks"))
             kinks_s = time.perf_counter() - t_kinks
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
     timings = {"total_s": time.perf_counter() - t0}

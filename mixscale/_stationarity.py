@@ -21,10 +21,11 @@ the objective, but by 0.13 % in 400 steps, crawling along the curved kink. The s
 continuation of :func:`mixscale.fit` (``smooth_kinks``: the floor's ``max`` replaced by
 ``log H + τ softplus((·) − log H)/τ)``, ``τ = 10⁻², …, 10⁻⁸``, then the exact law, each stage
 started from the last) does better: −1.0 % (9.086e-5 → 8.996e-5; held-out MRE 1.127 → 1.124 %)
-in 46 s, but unconverged by the gradient test still; on RegMix-1B (a prototype of the same
-continuation) −0.16 %, ending on a kink again (within 2.8e-11, ``σ`` 8.4e-4 → 3.7e-4): the
-minimisers of the smoothed objectives can tend to a kink. A fit that ends there needs a
-certificate other than the gradient test (an open problem of the fitting engine).
+in 46 s, but unconverged by the gradient test still; on RegMix-1B −0.11 %, ending on a kink
+again (``σ`` 8.4e-4 → 3.7e-4; a prototype of the same continuation with longer stages ended
+within 2.8e-11 of the floor): the minimisers of the smoothed objectives can tend to a kink. A
+fit that ends there needs a certificate other than the gradient test (an open problem of the
+fitting engine).
 
 The measure (gradient sampling; Burke, Lewis & Overton, "A robust gradient sampling algorithm
 for nonsmooth, nonconvex optimization", SIAM J. Optim. 15, 2005). At parameters :math:`p`, draw

@@ -332,7 +332,8 @@ def _cmd_fit(args) -> int:
             return
         if p.done == 0:
             return
-        what = "restarts" if p.stage == "restarts" else "bootstrap replicates"
+        what = {"restarts": "restarts", "polish": "polish: continued restarts",
+                "kinks": "kink continuation: stages"}.get(p.stage, "bootstrap replicates")
         _err(f"  {what} {p.done}/{p.n_restarts} done, best objective "
              f"{_num(p.best_objective, '.4g')}, {p.elapsed_s:.1f} s")
 
