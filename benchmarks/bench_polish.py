@@ -48,23 +48,19 @@ def _tables(names, seeds):
 
 
 def _kink_distance(law, table) -> float:
-    """Smallest ``|log x_pre − log H|`` over rows and domains with ``h_i > 0`` (``inf`` for a
-    law without the capacity allocation)."""
+    """Smallest ``|log x_free − log H|`` over rows and positive-weight domains
+    (:func:`mixscale._allocation.log_floor_gap`; ``inf`` for a law without the capacity
+    allocation)."""
     import jax.numpy as jnp
 
-    from mixscale._allocation import log_multiplier
+    from mixscale._allocation import log_floor_gap
 
     if not hasattr(law, "head") or not hasattr(law, "b"):
         return float("inf")
-    b, c = np.asarray(law.b), np.asarray(law.c)
-    best = np.inf
-    for h, n in zip(np.asarray(table.weights), np.asarray(table.model_size), strict=True):
-        head = float(law.head(float(n)))
-        u = float(log_multiplier(jnp.asarray(h), law.b, law.c, float(n), head))
-        pos = h > 0
-        pre = (np.log(h[pos] * b[pos] * c[pos]) - u) / (b[pos] + 1.0)
-        best = min(best, float(np.min(np.abs(pre - np.log(head)))))
-    return best
+    return min(float(jnp.min(jnp.abs(log_floor_gap(jnp.asarray(h), law.b, law.c, float(n),
+                                                      law.head(float(n))))))
+               for h, n in zip(np.asarray(table.weights), np.asarray(table.model_size),
+                               strict=True))
 
 
 def _sigma(res, table) -> float:
@@ -73,17 +69,12 @@ def _sigma(res, table) -> float:
     import jax.numpy as jnp
 
     from mixscale._bounds import bound_trees
+    from mixscale._fit import data_summary
     from mixscale._objective import DEFAULT_HUBER_DELTA, Layout, prepare_data, residuals
     from mixscale._stationarity import sampled_stationarity
-    from mixscale.laws import DataSummary
 
     sub, data = prepare_data(table, res.targets)
-    y = sub.losses
-    summary = DataSummary(
-        train_domains=tuple(table.train_domains), targets=res.targets,
-        loss_min=np.nanmin(y, axis=0), loss_max=np.nanmax(y, axis=0),
-        model_size=(float(table.model_size.min()), float(table.model_size.max())),
-        tokens=(float(table.tokens.min()), float(table.tokens.max())))
+    summary = data_summary(sub)
     params, static = eqx.partition(res.law, eqx.is_inexact_array)
     layout = Layout.of(params)
     bounds = bound_trees(params, type(res.law).parameter_bounds(summary, **res.law_options))

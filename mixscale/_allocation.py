@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["allocate", "log_allocation", "log_multiplier", "log_shared_allocation",
+__all__ = ["allocate", "log_allocation", "log_floor_gap", "log_multiplier", "log_shared_allocation",
            "log_shared_rank"]
 
 _MAX_NEWTON_STEPS = 200
@@ -70,14 +70,20 @@ def _floor(log_h, free, smoothing: float):
     return log_h + smoothing * jax.nn.softplus((free - log_h) / smoothing)
 
 
+def _unfloored(u, h, b, c):
+    """``log (h_i b_i c_i / λ)^{1/(b_i+1)}``, the allocation before the floor, at ``u = log λ``
+    (finite for zero weights, whose value the callers replace). Shapes: (K,)."""
+    h_safe = jnp.where(h > 0, h, 1.0)  # keeps the unselected branch finite (double-where)
+    beta = 1.0 / (b + 1.0)
+    ell = jnp.log(h_safe) + jnp.log(b) + jnp.log(c)
+    return beta * (ell - u)  # this order of operations: fits reproduce to the last bit
+
+
 def _log_alloc_given_u(u, h, b, c, N, H, smoothing: float = 0.0):
     """``log x_i(u)`` for every domain; zero-weight domains sit at ``log H``. Shapes: (K,)."""
     positive = h > 0
-    h_safe = jnp.where(positive, h, 1.0)  # keeps the unselected branch finite (double-where)
-    beta = 1.0 / (b + 1.0)
-    ell = jnp.log(h_safe) + jnp.log(b) + jnp.log(c)
     log_h = jnp.log(H)
-    free = beta * (ell - u)
+    free = _unfloored(u, h, b, c)
     return jnp.where(positive, _floor(log_h, free, smoothing), log_h * jnp.ones_like(free))
 
 
@@ -181,6 +187,16 @@ def log_allocation(h, b, c, N, H, smoothing: float = 0.0):
     u = log_multiplier(h, b, c, N, H, smoothing)
     log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     return jnp.where(N > H, log_x, jnp.log(H) * jnp.ones_like(log_x))
+
+
+def log_floor_gap(h, b, c, N, H):
+    r"""``log x_i^{free} − log H`` ``(K,)``: how far each positive-weight domain's unconstrained
+    allocation :math:`(h_i b_i c_i/\lambda)^{1/(b_i+1)}` lies above the head floor (negative:
+    below it, the domain sits on the floor); ``inf`` for zero weights. The exact allocation has
+    a kink where it is 0 (see :func:`log_allocation`'s ``smoothing``), and fits that stop early
+    there can be found by it (``benchmarks/bench_polish.py``)."""
+    u = log_multiplier(h, b, c, N, H)
+    return jnp.where(h > 0, _unfloored(u, h, b, c) - jnp.log(H), jnp.inf)
 
 
 def allocate(h, b, c, N, H):

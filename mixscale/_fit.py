@@ -57,7 +57,7 @@ __all__ = ["FitProgress", "FitResult", "fit", "DEFAULT_HUBER_DELTA"]
 
 _SOLVERS = {"lm": solve_lm, "lbfgs": solve_lbfgs}
 #: Default ``max_steps`` of each method.
-_MAX_STEPS = {"lm": 1000, "lbfgs": 5000}
+DEFAULT_MAX_STEPS = {"lm": 1000, "lbfgs": 5000}
 _RTOL = {"lm": 1e-12, "lbfgs": 1e-8}
 
 
@@ -274,9 +274,42 @@ def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
                                   *extra)
 
 
+def data_summary(table: LossTable) -> DataSummary:
+    """What a law's ``init`` and ``parameter_bounds`` see of ``table`` (its loss columns are the
+    targets, as :func:`mixscale._objective.prepare_data` returns it): the domains, each target's
+    loss range, and the ranges of model size and tokens."""
+    y = table.losses
+    return DataSummary(
+        train_domains=tuple(table.train_domains), targets=tuple(table.loss_domains),
+        loss_min=np.nanmin(y, axis=0), loss_max=np.nanmax(y, axis=0),
+        model_size=(float(table.model_size.min()), float(table.model_size.max())),
+        tokens=(float(table.tokens.min()), float(table.tokens.max())))
+
+
+def _replace_restarts(sol: Solution, rows, new: Solution, steps) -> Solution:
+    """``sol`` with its restarts ``rows`` replaced by the first ``len(rows)`` restarts of
+    ``new`` (their ``steps`` given: a continuation counts every stage)."""
+    rows = np.asarray(rows)
+
+    def put(old, fresh):
+        if old is None:
+            return None
+        out = np.array(old)
+        out[rows] = np.asarray(fresh)[: len(rows)]
+        return out
+
+    return Solution(
+        params=jax.tree_util.tree_map(lambda o, n: jnp.asarray(put(o, n)), sol.params,
+                                      new.params),
+        objectives=put(sol.objectives, new.objectives),
+        converged=put(sol.converged, new.converged),
+        steps=put(sol.steps, steps),
+        group_objectives=put(sol.group_objectives, new.group_objectives),
+        gradient_cosines=put(sol.gradient_cosines, new.gradient_cosines))
+
+
 def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, polish_steps: int,
-            chunk: int, bounds, gtol: float | None, extra: dict,
-            report=None) -> tuple[Solution, tuple]:
+            chunk: int, bounds, extra: dict, report=None) -> tuple[Solution, tuple]:
     r"""Continue the restarts that matter and stopped only for want of steps.
 
     Why: the restarts are a search, and ``max_steps`` bounds what the search spends on each; a
@@ -305,6 +338,7 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
     capped = np.isfinite(f) & (steps >= max_steps) & ~np.asarray(sol.converged)
     if not capped.any():
         return sol, ()
+    gtol = extra["gtol"]
     best = int(np.argmin(np.where(np.isfinite(f), f, np.inf)))
     first = [] if sol.converged[best] else [best]
     if sol.group_objectives is not None and sol.gradient_cosines is not None:
@@ -316,33 +350,16 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
     if not any(capped[r] for r in first):  # the returned law is final: nothing to continue
         return sol, ()
     order = list(dict.fromkeys(first + [int(r) for r in np.argsort(f)]))
-    picked = [r for r in order if capped[r]][: min(chunk, len(f))]
-    if not picked:
-        return sol, ()
     width = min(chunk, len(f))
+    picked = [r for r in order if capped[r]][:width]  # not empty: a capped r is in first
     batch = np.asarray(picked + picked[:1] * (width - len(picked)))
     start = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[batch], sol.params)
     more = solve_lm(start, static, data, delta, rtol, polish_steps, width,
                     None if report is None else (lambda done, best: report(min(done, len(picked)),
                                                                            len(picked))),
                     bounds=bounds, **extra)
-    idx, k = np.asarray(picked), len(picked)
-
-    def put(old, new):
-        if old is None:
-            return None
-        out = np.array(old)
-        out[idx] = np.asarray(new)[:k]
-        return out
-
-    params = jax.tree_util.tree_map(lambda old, new: jnp.asarray(put(old, new)), sol.params,
-                                    more.params)
-    out = Solution(params=params, objectives=put(f, more.objectives),
-                   converged=put(sol.converged, more.converged),
-                   steps=put(steps, steps[batch] + np.asarray(more.steps)),
-                   group_objectives=put(sol.group_objectives, more.group_objectives),
-                   gradient_cosines=put(sol.gradient_cosines, more.gradient_cosines))
-    return out, tuple(picked)
+    return (_replace_restarts(sol, picked, more, steps[batch] + np.asarray(more.steps)),
+            tuple(picked))
 
 
 #: Temperatures of the kink continuation (``smooth_kinks``), coarse to fine (log units of the
@@ -394,23 +411,7 @@ def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, ma
         report(len(KINK_SMOOTHING) + 1, len(KINK_SMOOTHING) + 1)
     if not float(final.objectives[0]) < float(sol.objectives[best]):
         return sol, False
-
-    def put(old, new):
-        if old is None:
-            return None
-        out = np.array(old)
-        out[best] = np.asarray(new)[0]
-        return out
-
-    out = Solution(
-        params=jax.tree_util.tree_map(lambda o, n: jnp.asarray(put(o, n)), sol.params,
-                                      final.params),
-        objectives=put(sol.objectives, final.objectives),
-        converged=put(sol.converged, final.converged),
-        steps=put(sol.steps, np.asarray(final.steps) + steps),
-        group_objectives=put(sol.group_objectives, final.group_objectives),
-        gradient_cosines=put(sol.gradient_cosines, final.gradient_cosines))
-    return out, True
+    return _replace_restarts(sol, [best], final, np.asarray(final.steps) + steps), True
 
 
 def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
@@ -521,8 +522,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     n_restarts = integer(n_restarts, "n_restarts", 1, MAX_RESTARTS)
     seed = integer(seed, "seed", 0, MAX_SEED)
     chunk = integer(chunk, "chunk", 1, MAX_RESTARTS)
-    max_steps = integer(_MAX_STEPS[method] if max_steps is None else max_steps, "max_steps",
-                        1, 10**7)
+    max_steps = integer(DEFAULT_MAX_STEPS[method] if max_steps is None else max_steps,
+                        "max_steps", 1, 10**7)
     rtol = number(_RTOL[method] if rtol is None else rtol, "rtol")
     if rtol < 0:
         raise ValueError(f"rtol must be non-negative, got {rtol:g}")
@@ -579,11 +580,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     empty = [t for j, t in enumerate(targets) if not observed[:, j].any()]
     if empty:
         raise TableError(f"{table.name}: targets {empty} have no observed loss in these rows")
-    summary = DataSummary(
-        train_domains=tuple(table.train_domains), targets=targets,
-        loss_min=np.nanmin(y, axis=0), loss_max=np.nanmax(y, axis=0),
-        model_size=(float(table.model_size.min()), float(table.model_size.max())),
-        tokens=(float(table.tokens.min()), float(table.tokens.max())))
+    summary = data_summary(sub)
 
     keys = jax.random.split(jax.random.key(seed), n_restarts)
     params0, static = eqx.partition(_initial_laws(law_class, summary, options)(keys),
@@ -630,7 +627,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         t_polish = time.perf_counter()
         best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)))
         sol, polished = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
-                                chunk, bounds, gtol, extra,
+                                chunk, bounds, extra,
                                 lambda done, total: report(done, best_now, total, "polish"))
         polish_s = time.perf_counter() - t_polish
     kink_smoothed, kinks_s = False, None

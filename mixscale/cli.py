@@ -477,7 +477,9 @@ def _unconverged_note(res, args) -> str:
     step limit (more steps continue it), or it stopped before (no damped step lowered it)."""
     if res.law_converged:
         return ""
-    cap = args.max_steps or 1000
+    from ._fit import DEFAULT_MAX_STEPS
+
+    cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]
     restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
                 else {res.best})
     capped = any(res.steps[r] >= cap + (args.polish_steps if r in res.polished else 0)
