@@ -18,6 +18,7 @@ Run one with ``python -m experiments.<name> [--quick]`` from the repository root
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["N_RESTARTS", "XLA_FLAGS", "Timer", "fit_law", "fit_record", "markdown_table",
+__all__ = ["N_RESTARTS", "POLISH_FACTOR", "XLA_FLAGS", "Timer", "fit_law", "fit_record",
+           "fit_stages", "markdown_table",
            "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines",
            "versions", "with_spectral", "write_record", "write_section"]
 
@@ -74,26 +76,64 @@ def unfitted_laws_lines(name: str, laws, fitted_labels, quick: bool) -> list[str
             "alone and merges it).", ""]
 
 
+#: The polish's budget as a multiple of the step cap: a restart that the fit returns and that
+#: reached the cap unconverged continues for up to this many times the cap
+#: (:func:`mixscale.fit`'s ``polish_steps``; 4000 steps at the default cap of 1000).
+POLISH_FACTOR = 4
+
+#: Whether :func:`fit_law` runs the polish and the kink continuation (:func:`fit_stages`).
+_STAGES = {"on": True}
+
+
+@contextlib.contextmanager
+def fit_stages(enabled: bool):
+    """Within the block, :func:`fit_law` runs the polish and the kink continuation only if
+    ``enabled``. The harness turns them off for ``--quick`` runs: a smoke configuration checks
+    the plumbing, and the stages (each kink continuation compiles seven programs) would double
+    its time; the stages themselves are tested in ``tests/test_fit.py``."""
+    previous = _STAGES["on"]
+    _STAGES["on"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _STAGES["on"] = previous
+
+
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
             max_steps: int | None = None):
     """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the library's one policy for
     every law: Levenberg–Marquardt on the law's per-target structure, inside the law's
     parameter ranges, started also from the fitted variants nested in it, converged by the
     gradient test (:mod:`mixscale._lm`). ``max_steps`` caps LM's iterations (``None``: the
-    fitter's default, 1000)."""
-    import mixscale
+    fitter's default, 1000).
 
+    Two stages follow the restarts so that the law a fit returns is an optimum wherever they
+    can make it one (``benchmarks/bench_polish.py`` measures both): the *polish* continues the
+    restarts that the fit would return and that stopped at the step cap unconverged, for up to
+    :data:`POLISH_FACTOR` times the cap; the *kink continuation* (``smooth_kinks``) takes a
+    best restart that stopped early on a kink of the law (the capacity allocation's head floor)
+    through smoothed versions of the law back to the exact one, and keeps it if lower. Neither
+    can end above the plain fit. ``--quick`` runs skip both (:func:`fit_stages`)."""
+    import mixscale
+    from mixscale._fit import DEFAULT_MAX_STEPS
+
+    cap = DEFAULT_MAX_STEPS["lm"] if max_steps is None else max_steps
+    stages = _STAGES["on"]
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
-                        max_steps=max_steps)
+                        max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
+                        smooth_kinks=stages)
 
 
 def fit_record(res) -> dict:
     """What every experiment records of a fit's convergence: whether the returned law passed
     the gradient test, the share of restarts that did, the parameters on a range bound, the
-    training objective, and each nested variant's objective (the law's must not exceed them)."""
+    training objective, how many restarts the polish continued and whether the kink
+    continuation lowered the fit (:func:`fit_law`), and each nested variant's objective (the
+    law's must not exceed them)."""
     return {"law_converged": bool(res.law_converged),
             "converged": float(np.mean(res.converged)),
             "at_bounds": int(res.at_bounds), "objective": float(res.objective),
+            "polished": len(res.polished), "kink_smoothed": bool(res.kink_smoothed),
             "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
             "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
                                   for v in res.nested_objectives.values()))}

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments._common import Timer, _jsonable, parse_args, write_record
+from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
 
 __all__ = ["EXPERIMENTS", "NAMES", "config_from_record", "merge_law_rows", "read_record",
            "recorded_wall_s", "run_experiment"]
@@ -184,7 +184,8 @@ def run_experiment(name: str, description: str, config_class: type,
     ``can_add_laws``, ``--add-law LABEL`` (repeatable) fits only those laws of the
     configuration's list and merges their rows into the existing record (the record must come
     from the same configuration but for its laws; its ``elapsed_s`` then includes the added
-    fits, and ``"added"`` lists each addition).
+    fits, and ``"added"`` lists each addition). Fits run with the experiments' polish and kink
+    continuation (:func:`experiments._common.fit_law`), except under ``--quick``.
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",
@@ -203,14 +204,20 @@ def run_experiment(name: str, description: str, config_class: type,
             raise TypeError(f"quick_config must be a {config_class.__name__}, got "
                             f"{type(quick_config).__name__}")
         config = quick_config if args.quick else config_class()
-        if getattr(args, "add_law", None):
-            _add_laws(name, config_class, config, args.add_law, args.out, run, log)
-        else:
-            timer = Timer()
-            results = run(config, log)
-            elapsed = timer()
-            path = write_record(args.out, name, config, results, elapsed)
-            log.info("wrote %s (%.1f min)", path, elapsed / 60)
+        with fit_stages(not args.quick):
+            _run_or_add(name, config_class, config, args, run, log)
     render(args.out, read_record(args.out, name))
     log.info("wrote the figures and %s", Path(args.out) / f"{name}.md")
     return 0
+
+
+def _run_or_add(name: str, config_class: type, config, args, run, log) -> None:
+    """Run the configuration and write its record, or fit ``--add-law``'s laws and merge."""
+    if getattr(args, "add_law", None):
+        _add_laws(name, config_class, config, args.add_law, args.out, run, log)
+    else:
+        timer = Timer()
+        results = run(config, log)
+        elapsed = timer()
+        path = write_record(args.out, name, config, results, elapsed)
+        log.info("wrote %s (%.1f min)", path, elapsed / 60)

@@ -68,6 +68,37 @@ def test_toy_experiment_runs_records_and_redraws(tmp_path):
     assert json.loads((tmp_path / "toy.json").read_text())["config"]["n"] == 4
 
 
+def test_full_runs_fit_with_the_polish_and_kink_continuation_quick_runs_without(tmp_path,
+                                                                               monkeypatch):
+    import mixscale
+
+    calls = []
+    monkeypatch.setattr(mixscale, "fit", lambda *a, **kw: calls.append(kw) or "fitted")
+
+    def fitting_run(config, log):
+        del log
+        return {"fit": _common.fit_law(config.laws[0], None, max_steps=config.cap)}
+
+    def main(argv):
+        return _harness.run_experiment("toy", "A toy experiment.", ToyConfig, fitting_run,
+                                       toy_render_nothing, argv, quick_config=TOY_QUICK)
+
+    assert main(["--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    full, quick = calls
+    assert full["polish_steps"] == _common.POLISH_FACTOR * 1000 and full["smooth_kinks"] is True
+    assert quick["polish_steps"] == 0 and quick["smooth_kinks"] is False
+    assert quick["max_steps"] == 7
+    # the switch is restored after the run, also outside the harness
+    _common.fit_law(TOY_QUICK.laws[0], None, max_steps=3)
+    assert calls[-1]["polish_steps"] == _common.POLISH_FACTOR * 3 and calls[-1]["smooth_kinks"]
+
+
+def toy_render_nothing(out, record):
+    del record
+    _common.write_section(out, "toy", "## Toy")
+
+
 def test_redraw_needs_a_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the experiment first"):
         toy_main(["--redraw", "--out", str(tmp_path)])
