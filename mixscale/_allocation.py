@@ -215,24 +215,28 @@ def allocate(h, b, c, N, H):
 _MAX_SAFEGUARDED_STEPS = 200
 
 
-def _shared_parts(y, h, b, c, N, H, rho):
+def _shared_parts(y, h, b, c, N, H, rho, smoothing: float = 0.0):
     """Given ``y = log x_s`` (the last shared tail rank kept): ``log x_i(u)`` ``(K,)`` at the
     multiplier ``u = log Σ_j h_j b_j c_j x_s^(−b_j−1)``, and the budget residual
-    ``log(H + (1 − ρ) Σ_i (x_i − H) + ρ (max(x_s, H) − H)) − log N``."""
+    ``log(H + (1 − ρ) Σ_i (x_i − H) + ρ (max(x_s, H) − H)) − log N`` (with ``smoothing > 0``
+    every floor ``max(log H, ·)`` smoothed, :func:`_floor`)."""
     positive = h > 0
     ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
     u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
-    log_x = _log_alloc_given_u(u, h, b, c, N, H)
-    used = (H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H)
-            + rho * (jnp.maximum(jnp.exp(y), H) - H))
+    log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
+    if smoothing == 0.0:
+        kept = jnp.maximum(jnp.exp(y), H)
+    else:
+        kept = jnp.exp(_floor(jnp.log(H), y, smoothing))
+    used = H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H) + rho * (kept - H)
     return log_x, jnp.log(used) - jnp.log(N)
 
 
-def _shared_residual(y, h, b, c, N, H, rho):
-    return _shared_parts(y, h, b, c, N, H, rho)[1]
+def _shared_residual(y, h, b, c, N, H, rho, smoothing: float = 0.0):
+    return _shared_parts(y, h, b, c, N, H, rho, smoothing)[1]
 
 
-def _shared_solve(h, b, c, N, H, rho):
+def _shared_solve(h, b, c, N, H, rho, smoothing: float = 0.0):
     """The root ``y`` of the budget residual, increasing in ``y``: Newton's method kept inside a
     bracket that it shrinks, with a bisection step whenever Newton would leave it."""
     k = h.shape[-1]
@@ -244,7 +248,7 @@ def _shared_solve(h, b, c, N, H, rho):
     hi = (1.0 + jnp.log(n_eff) + jnp.log(k) / (jnp.min(b) + 1.0)).astype(dtype)
 
     def residual_and_slope(y):
-        return jax.value_and_grad(_shared_residual)(y, h, b, c, n_eff, H, rho)
+        return jax.value_and_grad(_shared_residual)(y, h, b, c, n_eff, H, rho, smoothing)
 
     def cond(state):
         i, lo, hi, y, step = state
@@ -264,25 +268,30 @@ def _shared_solve(h, b, c, N, H, rho):
     return lax.while_loop(cond, body, init)[3]
 
 
-@jax.custom_jvp
-def log_shared_rank(h, b, c, N, H, rho):
-    """``log x_s``, the last shared tail rank kept (see :func:`log_shared_allocation`);
-    differentiable by the implicit function theorem."""
-    return _shared_solve(h, b, c, N, H, rho)
+def log_shared_rank(h, b, c, N, H, rho, smoothing: float = 0.0):
+    """``log x_s``, the last shared tail rank kept (see :func:`log_shared_allocation`, also for
+    ``smoothing``); differentiable by the implicit function theorem."""
+    return _log_shared_rank(h, b, c, N, H, rho, float(smoothing))
 
 
-@log_shared_rank.defjvp
-def _log_shared_rank_jvp(primals, tangents):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6,))
+def _log_shared_rank(h, b, c, N, H, rho, smoothing):
+    return _shared_solve(h, b, c, N, H, rho, smoothing)
+
+
+@_log_shared_rank.defjvp
+def _log_shared_rank_jvp(smoothing, primals, tangents):
     h, b, c, N, H, rho = primals
-    y = log_shared_rank(*primals)
-    g_y = jax.grad(_shared_residual)(y, *primals)
-    _, g_theta = jax.jvp(lambda *theta: _shared_residual(y, *theta), primals, tangents)
+    y = _log_shared_rank(*primals, smoothing)
+    g_y = jax.grad(_shared_residual)(y, *primals, smoothing)
+    _, g_theta = jax.jvp(lambda *theta: _shared_residual(y, *theta, smoothing), primals,
+                         tangents)
     moving = (N > H) & (g_y > 0)
     dy = -g_theta / jnp.where(moving, g_y, 1.0)
     return y, jnp.where(moving, dy, jnp.zeros_like(dy))
 
 
-def log_shared_allocation(h, b, c, N, H, rho):
+def log_shared_allocation(h, b, c, N, H, rho, smoothing: float = 0.0):
     r"""The capacity allocation when a fraction ``ρ`` of every domain's tail ranks is shared.
 
     A shared tail rank is one unit of capacity that serves every domain (like the head), an own
@@ -303,7 +312,9 @@ def log_shared_allocation(h, b, c, N, H, rho):
     ``ρ = 0`` is :func:`log_allocation` (then ``x_s`` is where the summed score meets the
     threshold, kept by no rank); ``ρ = 1`` gives ``x_s = N``.
 
-    Args: as :func:`log_allocation`, plus ``rho`` (scalar in ``[0, 1]``).
+    Args: as :func:`log_allocation`, plus ``rho`` (scalar in ``[0, 1]``); ``smoothing = τ > 0``
+        (a Python number, log units) smooths every floor ``max(log H, ·)``, of the own ranks
+        and of ``x_s``, as :func:`log_allocation` does (the budget is still met exactly).
 
     Returns:
         ``(log x, log x_s)``: shapes ``(K,)`` and ``()``. When ``N <= H`` every rank sits at
@@ -311,9 +322,9 @@ def log_shared_allocation(h, b, c, N, H, rho):
     """
     dtype = jnp.result_type(h, b, c, N, H, rho, float)
     h, b, c, N, H, rho = (jnp.asarray(v, dtype) for v in (h, b, c, N, H, rho))
-    y = log_shared_rank(h, b, c, N, H, rho)
-    log_x, _ = _shared_parts(y, h, b, c, N, H, rho)
+    y = log_shared_rank(h, b, c, N, H, rho, smoothing)
+    log_x, _ = _shared_parts(y, h, b, c, N, H, rho, smoothing)
     log_h = jnp.log(H)
     feasible = N > H
     return (jnp.where(feasible, log_x, log_h * jnp.ones_like(log_x)),
-            jnp.where(feasible, jnp.maximum(y, log_h), log_h))
+            jnp.where(feasible, _floor(log_h, y, smoothing), log_h))

@@ -483,10 +483,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             the basin; the polish finishes the few that matter.
         smooth_kinks: LM, a law fitted as one problem: when the best restart stopped before
             ``max_steps`` without passing the gradient test and the law has non-differentiable
-            points (:meth:`~mixscale.laws.AbstractLaw.smoothed`, e.g. the capacity law's
-            allocation floor), continue it through smoothed versions of the law back to the
-            exact one (:func:`_smooth_kinks`); the result replaces it if lower. Off by
-            default.
+            points (:meth:`~mixscale.laws.AbstractLaw.smoothed`: the capacity law's
+            allocation floor; the spectral law's floors and rank weights), continue it
+            through smoothed versions of the law back to the exact one
+            (:func:`_smooth_kinks`); the result replaces it if lower. Off by default.
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the

@@ -250,3 +250,22 @@ def test_smoothed_floor_meets_the_budget_tends_to_the_exact_allocation_and_is_sm
     right = (np.asarray(exact_f(z + step)) - np.asarray(exact_f(z))) / step
     left = (np.asarray(exact_f(z)) - np.asarray(exact_f(z - step))) / step
     assert abs(right[0] - left[0]) > 0.1  # the exact allocation has a kink there
+
+
+def test_smoothed_shared_allocation_meets_the_budget_and_tends_to_the_exact_one(rng):
+    """``log_shared_allocation(..., smoothing=τ)``: the budget (shared ranks counted once) still
+    met exactly with the smoothed floors, every kept rank above the head, within ``O(τ)`` of the
+    exact allocation in log units, and ``τ = 0`` the exact allocation bitwise."""
+    k, N, H, rho = 4, 30.0, 0.8, 0.4
+    h, b, c = _random_case(rng, k)
+    exact_x, exact_s = (np.asarray(v) for v in log_shared_allocation(h, b, c, N, H, rho))
+    zero_x, zero_s = (np.asarray(v) for v in log_shared_allocation(h, b, c, N, H, rho, 0.0))
+    np.testing.assert_array_equal(zero_x, exact_x)
+    assert zero_s == exact_s
+    for tau in (1e-2, 1e-4, 1e-6):
+        log_x, log_s = (np.asarray(v) for v in log_shared_allocation(h, b, c, N, H, rho, tau))
+        used = H + (1 - rho) * np.sum(np.exp(log_x) - H) + rho * (np.exp(log_s) - H)
+        assert used == pytest.approx(N, rel=1e-12)
+        assert np.all(log_x > np.log(H)) and log_s > np.log(H)
+        assert np.max(np.abs(log_x - exact_x)) < 2 * k * tau
+        assert abs(log_s - exact_s) < 2 * k * tau

@@ -6,10 +6,14 @@ finite differences, planted recovery, zero weights) is in ``tests/test_laws.py``
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from helpers import assert_grad_matches_fd
 from jax.flatten_util import ravel_pytree
 
 import mixscale.laws._spectral as spectral
@@ -66,8 +70,8 @@ def test_compressed_tail_derivative_equals_plain_autodiff(monkeypatch):
 
     fwd, rev = jax.jit(lambda p: (jax.jacfwd(pred)(p), jax.jacrev(pred)(p)))(flat)
 
-    def plain(z, eta):
-        out = spectral._own_tail_terms(z, eta)
+    def plain(z, eta, smoothing):
+        out = spectral._own_tail_terms(z, eta, smoothing)
         return out[0], out[1], out[2]
 
     monkeypatch.setattr(spectral, "_own_tail", plain)
@@ -182,3 +186,34 @@ def test_dispersed_variant_at_zero_dispersion_is_transfer():
     base = _losses([transfer])[0]
     np.testing.assert_allclose(_losses([zero])[0], base, rtol=1e-12)
     assert np.all(_losses([some])[0] > base)
+
+
+def test_smoothed_law_is_exact_at_zero_close_at_small_tau_and_smooth_across_a_rank_kink():
+    """``smoothed(τ)``, the kink continuation's laws: ``τ = 0`` is the exact law; the
+    loss moves by ``O(τ)``; and at a kink of the exact law (the head ending exactly on a rank
+    boundary, ``H/ν = 1``, where the exact top ranks' weights are piecewise linear) the exact
+    loss has one-sided derivatives in ``log H`` that differ, while the smoothed law's gradient
+    matches central differences (reverse mode, as the fitter takes it). Bad temperatures are
+    refused."""
+    base = _simulator_like(head=1.0)
+    # transfer: every kink of full (floors, rank weights, min(H, N)) and the shared rank's
+    law = SpectralLaw.from_params(variant="transfer", rho=0.3, **base.natural_parameters())
+    h, N, D, tau = jnp.asarray(MIXES[0]), 16.0, 300.0, 1e-3
+
+    @functools.partial(jax.jit, static_argnames="smoothing")
+    def loss(log_h, smoothing):
+        return eqx.tree_at(lambda m: m.log_H, law.smoothed(smoothing), log_h).predict(h, N, D)
+
+    # smoothed(0) is the law itself (same static structure, so the same compiled program)
+    assert law.smoothed(0.0).kink_smoothing == law.kink_smoothing == 0.0
+    z, step = jnp.asarray(0.0), 1e-6  # log H = 0: the head ends on rank 1's boundary
+    at, up, down = (np.asarray(loss(v, smoothing=0.0)) for v in (z, z + step, z - step))
+    right, left = (up - at) / step, (at - down) / step
+    assert np.max(np.abs(right - left)) > 1e-3 * np.max(np.abs(right))
+    moved = np.abs(np.asarray(loss(z, smoothing=tau)) / at - 1)
+    assert 0 < np.max(moved) < 10 * tau, moved
+    assert_grad_matches_fd(functools.partial(loss, smoothing=tau), np.zeros(()), rtol=1e-5,
+                           atol=1e-9, eps=1e-7, mode="rev", jit=True)
+    for bad in (-1e-3, float("nan"), True, "1e-3"):
+        with pytest.raises(ValueError, match="smoothing"):
+            base.smoothed(bad)

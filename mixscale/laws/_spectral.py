@@ -70,6 +70,11 @@ Variants (the ``variant`` option):
   1.47 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 % against ``transfer``'s
   2.25 % (that fit not converged).
 
+Kinks: the allocation's head floors, the exact top ranks' piecewise-linear weights and the
+switch to the continuum make the prediction non-differentiable on a few surfaces of parameter
+space, where fits can stop unconverged; :meth:`SpectralLaw.smoothed` gives the laws the fitter's
+kink continuation passes through (``fit(smooth_kinks=True)``).
+
 Units: ``N``, ``H`` and ``ν`` in the law units of ``N``; ``D`` in law units of tokens. ``η < 1/2``
 (a sigmoid), since the noise floor needs ``2η a < 1`` at the top rank ``a = 1``.
 
@@ -79,6 +84,7 @@ own tail is unlearned, so the loss is finite without any floor.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import ClassVar
@@ -147,37 +153,65 @@ def remaining(s, q):
     return jnp.exp(-jnp.where(small, s - 0.5 * q * s * s, jnp.log1p(q_safe * s) / q_safe))
 
 
-def rank_nodes(lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _smooth_max(x, floor, smoothing: float):
+    """``max(x, floor)``, or with ``smoothing = τ > 0`` its softplus smoothing
+    ``floor + τ softplus((x − floor)/τ)`` (within ``τ log 2`` of it; the kink continuation's
+    laws, :meth:`SpectralLaw.smoothed`)."""
+    if smoothing == 0.0:
+        return jnp.maximum(x, floor)
+    return floor + smoothing * jax.nn.softplus((x - floor) / smoothing)
+
+
+def _smooth_min(x, ceiling, smoothing: float):
+    """``min(x, ceiling)``, smoothed as :func:`_smooth_max` for ``smoothing > 0``."""
+    if smoothing == 0.0:
+        return jnp.minimum(x, ceiling)
+    return -_smooth_max(-x, -ceiling, smoothing)
+
+
+def rank_nodes(lo: jax.Array, hi: jax.Array,
+               smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
     r"""Ranks ``u`` and weights ``w`` with :math:`\sum w f(u) \approx \sum_{\text{ranks in }[lo,
     hi]} f` for a smooth ``f``, over the position interval ``[lo, hi]`` (features, ``lo <= hi``).
 
     The first :data:`N_DISCRETE` ranks ``m`` are exact points weighted by the length of
     ``[m-1, m] ∩ [lo, hi]``; beyond, ``∫ f(p + 1/2) dp`` by Gauss–Legendre in ``log(p + 1/2)``.
-    Returns two arrays of shape ``(N_DISCRETE + N_NODES,)``; differentiable in ``lo`` and ``hi``.
+    Returns two arrays of shape ``(N_DISCRETE + N_NODES,)``; differentiable in ``lo`` and ``hi``
+    except where either crosses an integer position ``≤ N_DISCRETE`` (the weights are piecewise
+    linear); ``smoothing = τ > 0`` replaces every ``max``/``min`` by its softplus smoothing of
+    temperature ``τ`` (positions in features), so the weights are smooth everywhere.
     (The node count is read when the law is traced.)
     """
     gl_x, gl_w = _gauss_legendre(N_NODES)
     m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, hi, float))
-    w_disc = jnp.clip(jnp.minimum(hi, m) - jnp.maximum(lo, m - 1.0), 0.0, None)
-    t0 = jnp.log(jnp.maximum(lo, N_DISCRETE) + 0.5)
-    t1 = jnp.log(jnp.maximum(hi, N_DISCRETE) + 0.5)
+    if smoothing == 0.0:
+        w_disc = jnp.clip(jnp.minimum(hi, m) - jnp.maximum(lo, m - 1.0), 0.0, None)
+    else:
+        w_disc = _smooth_max(_smooth_min(hi, m, smoothing) - _smooth_max(lo, m - 1.0, smoothing),
+                             0.0, smoothing)
+    t0 = jnp.log(_smooth_max(lo, N_DISCRETE, smoothing) + 0.5)
+    t1 = jnp.log(_smooth_max(hi, N_DISCRETE, smoothing) + 0.5)
     half = 0.5 * (t1 - t0)
     u = jnp.exp(t0 + half * (jnp.asarray(gl_x) + 1.0))
     w = jnp.asarray(gl_w) * half * u
     return jnp.concatenate([m, u]), jnp.concatenate([w_disc, w])
 
 
-def _tail_beyond(lo, b, omega):
+def _tail_beyond(lo, b, omega, smoothing: float = 0.0):
     r""":math:`\sum_{\text{ranks} > lo} \omega u^{-b-1}`: exact top ranks, then the midpoint
-    integral :math:`\omega (\max(lo, R) + 1/2)^{-b} / b`."""
+    integral :math:`\omega (\max(lo, R) + 1/2)^{-b} / b` (``smoothing`` as in
+    :func:`rank_nodes`)."""
     m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, float))
-    w_disc = jnp.clip(m - jnp.maximum(lo, m - 1.0), 0.0, 1.0)
+    if smoothing == 0.0:
+        w_disc = jnp.clip(m - jnp.maximum(lo, m - 1.0), 0.0, 1.0)
+    else:  # m − max(lo, m − 1) ≤ 1 already
+        w_disc = _smooth_max(m - _smooth_max(lo, m - 1.0, smoothing), 0.0, smoothing)
     disc = jnp.sum(w_disc * jnp.exp(-(b + 1.0) * jnp.log(m)))
-    cont = jnp.exp(-b * jnp.log(jnp.maximum(lo, N_DISCRETE) + 0.5)) / b
+    cont = jnp.exp(-b * jnp.log(_smooth_max(lo, N_DISCRETE, smoothing) + 0.5)) / b
     return omega * (disc + cont)
 
 
-def _own_tail_terms(z, eta):
+def _own_tail_terms(z, eta, smoothing: float = 0.0):
     r"""Bias, noise integral and unkept loss of one domain's own tail, from
     ``z = (lo, hi, b, α, ω, h, r)`` ``(7,)`` (``r``: learning per unit rate, :math:`δ (N/ν)^θ D`):
 
@@ -189,17 +223,17 @@ def _own_tail_terms(z, eta):
     """
     lo, hi, b, alpha, omega, h, rate = (z[i] for i in range(7))
     q = z[7] if z.shape[0] > 7 else None
-    u, w = rank_nodes(lo, hi)
+    u, w = rank_nodes(lo, hi, smoothing)
     log_u = jnp.log(u)
     a = jnp.exp(-alpha * log_u)
     left = remaining(rate * h * a, q)
     bias = jnp.sum(w * omega * jnp.exp(-(b + 1.0) * log_u) * left)
     noise = jnp.sum(w * a * (1.0 - left) / (1.0 - 2.0 * eta * a))
-    return jnp.stack([bias, noise, _tail_beyond(hi, b, omega)])
+    return jnp.stack([bias, noise, _tail_beyond(hi, b, omega, smoothing)])
 
 
-@jax.custom_jvp
-def _own_tail(z, eta):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _own_tail(z, eta, smoothing):
     """:func:`_own_tail_terms` as three scalars, with a compressed forward derivative.
 
     Its forward derivative is the ``(3, 8)`` Jacobian in its own inputs (eight JVPs, computed once)
@@ -208,18 +242,18 @@ def _own_tail(z, eta):
     derivatives are those of :func:`_own_tail_terms`; the rule is linear in the tangents, so
     reverse mode works through it too.
     """
-    out = _own_tail_terms(z, eta)
+    out = _own_tail_terms(z, eta, smoothing)
     return out[0], out[1], out[2]
 
 
 @_own_tail.defjvp
-def _own_tail_jvp(primals, tangents):
+def _own_tail_jvp(smoothing, primals, tangents):
     z, eta = primals
     dz, deta = tangents
     x = jnp.concatenate([z, eta[None]])
 
     def terms(x):
-        return _own_tail_terms(x[:-1], x[-1])
+        return _own_tail_terms(x[:-1], x[-1], smoothing)
 
     out, lin = jax.linearize(terms, x)
     jac = jax.vmap(lin, out_axes=1)(jnp.eye(x.shape[0], dtype=x.dtype))      # (3, 8)
@@ -227,7 +261,7 @@ def _own_tail_jvp(primals, tangents):
     return (out[0], out[1], out[2]), (d_out[0], d_out[1], d_out[2])
 
 
-def _summed_rate_terms(lo, hi, h, b, alpha, omega, rate, eta, q=None):
+def _summed_rate_terms(lo, hi, h, b, alpha, omega, rate, eta, q=None, smoothing: float = 0.0):
     r"""Bias ``(K,)`` and noise coupling ``(K, K)`` of ranks on ``[lo, hi]`` (features) that every
     domain uses and teaches (the head; shared tail ranks):
 
@@ -237,8 +271,8 @@ def _summed_rate_terms(lo, hi, h, b, alpha, omega, rate, eta, q=None):
         M_{ij} = h_j \sum_u \frac{a_i a_j (1 - e^{-r T})}{T - 2\eta Q},
 
     :math:`T = \sum_j h_j a_j`, :math:`Q = \sum_j h_j a_j^2`, the rank sums as in
-    :func:`rank_nodes`."""
-    u, w = rank_nodes(lo, hi)
+    :func:`rank_nodes` (also for ``smoothing``)."""
+    u, w = rank_nodes(lo, hi, smoothing)
     log_u = jnp.log(u)
     a = jnp.exp(-alpha[:, None] * log_u[None, :])                 # (K, n)
     T = h @ a
@@ -261,7 +295,10 @@ class SpectralLaw(AbstractLaw):
 
     Attributes:
         targets: training-domain index of each of the ``M`` targets (static).
-        variant: ``"full"``, ``"linear"`` or ``"tied"`` (static).
+        variant: ``"full"``, ``"linear"``, ``"tied"``, ``"transfer"`` or ``"dispersed"``
+            (static).
+        kink_smoothing: ``0`` for the law; ``τ > 0`` in its smoothed versions (:meth:`smoothed`;
+            static).
     """
 
     name: ClassVar[str] = "spectral"
@@ -288,6 +325,7 @@ class SpectralLaw(AbstractLaw):
     dispersion: jax.Array | None = None
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
+    kink_smoothing: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         if self.variant not in VARIANTS:
@@ -362,16 +400,34 @@ class SpectralLaw(AbstractLaw):
         """``K``, the number of training domains."""
         return int(np.shape(self.log_alpha_minus_1)[0])
 
+    def smoothed(self, smoothing: float) -> SpectralLaw:
+        """This law with its kinks smoothed at temperature ``smoothing`` (``0``: the exact law),
+        for the fitter's kink continuation (:func:`mixscale.fit`, ``smooth_kinks``).
+
+        The exact law's prediction has kinks: the allocation's head floors ``max(log H, ·)``
+        (of the own ranks and, with ``ρ``, of the shared rank ``x_s``), the exact top ranks'
+        weights (piecewise linear in the interval's ends, :func:`rank_nodes`), the switch to
+        the continuum at :data:`N_DISCRETE`, ``min(H, N)`` and the own tail's start
+        ``max(x_i, H)``. Fits stop on them unconverged (measured: restarts stopped at
+        ``H/ν = 1`` exactly). Smoothed, each ``max``/``min`` is its softplus smoothing of
+        temperature ``τ``: in log units for the floors and ``min(H, N)``, in features for the
+        rank positions. Parameters are shared with the exact law."""
+        if isinstance(smoothing, bool) or not (isinstance(smoothing, (int, float))
+                                               and smoothing >= 0):
+            raise ValueError(f"smoothing must be a non-negative number, got {smoothing!r}")
+        return dataclasses.replace(self, kink_smoothing=float(smoothing))
+
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
         """The capacity allocation ``x*(h, N)``, shape ``(K,)`` (units of ``N``)."""
-        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H))
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H, self.kink_smoothing))
 
     def shared_allocation(self, h: jax.Array, N: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(x, x_s)``: own ranks kept per domain ``(K,)`` and the last shared tail rank kept
         ``()`` when a fraction ``ρ`` of tail ranks is shared (:func:`mixscale.
         log_shared_allocation`; units of ``N``)."""
-        log_x, log_s = log_shared_allocation(h, self.b, self.c, N, self.H, self.tail_overlap)
+        log_x, log_s = log_shared_allocation(h, self.b, self.c, N, self.H, self.tail_overlap,
+                                             self.kink_smoothing)
         return jnp.exp(log_x), jnp.exp(log_s)
 
     def components(self, h: jax.Array, N: jax.Array, D: jax.Array) -> dict[str, jax.Array]:
@@ -387,8 +443,10 @@ class SpectralLaw(AbstractLaw):
             x, x_s = self.shared_allocation(h, N)
         else:
             x = self.allocation(h, N)
+        tau = self.kink_smoothing
         # A model smaller than the head keeps only N of it (the allocation then gives x_i = H).
-        head = jnp.minimum(self.H, N)
+        head = (jnp.minimum(self.H, N) if tau == 0.0
+                else jnp.exp(_smooth_min(self.log_H, jnp.log(N), tau)))
         u_head = head / nu
         u_x = (x - self.H + head) / nu
         omega = b * c * jnp.exp(-b * self.log_nu)
@@ -396,21 +454,23 @@ class SpectralLaw(AbstractLaw):
 
         # Shared head: taught by every domain at the summed rate T, noise fed by every domain.
         b_head, m_head = _summed_rate_terms(jnp.zeros_like(u_head), u_head, h, b, alpha, omega,
-                                            rate, eta, q)
+                                            rate, eta, q, tau)
         # Own tails: taught by the domain's own share only.
-        columns = (u_head, jnp.maximum(u_x, u_head), b, alpha, omega, h, rate)
+        columns = (u_head, _smooth_max(u_x, u_head, tau), b, alpha, omega, h, rate)
         columns += () if q is None else (q,)
         inputs = jnp.stack(jnp.broadcast_arrays(*columns), axis=-1)        # (K, 7) or (K, 8)
-        b_tail, m_tail, unkept = jax.vmap(_own_tail, in_axes=(0, None))(inputs, eta)
+        b_tail, m_tail, unkept = jax.vmap(lambda z, e: _own_tail(z, e, tau),
+                                          in_axes=(0, None))(inputs, eta)
         m_tail = jnp.diag(m_tail)
         out = {"x": x}
         if shares:
             # A fraction ρ of tail ranks is shared: kept up to x_s, taught like the head.
             rho = self.rho
-            u_s = jnp.maximum((x_s - self.H + head) / nu, u_head)
+            u_s = _smooth_max((x_s - self.H + head) / nu, u_head, tau)
             b_shared, m_shared = _summed_rate_terms(u_head, u_s, h, b, alpha, omega, rate, eta,
-                                                    q)
-            unkept_shared = jax.vmap(_tail_beyond, in_axes=(None, 0, 0))(u_s, b, omega)
+                                                    q, tau)
+            unkept_shared = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
+                                     in_axes=(None, 0, 0))(u_s, b, omega)
             unkept = (1.0 - rho) * unkept + rho * unkept_shared
             b_tail = (1.0 - rho) * b_tail + rho * b_shared
             m_tail = (1.0 - rho) * m_tail + rho * m_shared
