@@ -115,6 +115,9 @@ VARIANTS = ("full", "linear", "tied", "transfer", "dispersed")
 #: Ranks summed exactly before the midpoint rule takes over (the top ranks carry the largest
 #: eigenvalues, where a continuum is worst).
 N_DISCRETE = 3
+#: The smallest SGD noise strength ``η`` a fit may reach: the law without noise coupling, to
+#: about 1e-7 of the loss (:meth:`SpectralLaw.parameter_bounds`).
+ETA_MIN = 1e-9
 #: Gauss–Legendre nodes of the continuum part of each rank integral: a cost/accuracy choice (a
 #: fit's cost is mostly the forward-mode Jacobian over these nodes). ``tests/test_spectral.py``
 #: holds the loss within 1e-5 relative of a 200-node reference at the linear theory's values.
@@ -561,12 +564,18 @@ class SpectralLaw(AbstractLaw):
         ``ρ ∈ [0, 1]`` (a fraction); the rank dispersion ``q ∈ [0, 4]`` (a Gamma shape of at
         least 1/4: a rank's rates spread over no more than a few orders of magnitude); ``E``
         within ``±`` the largest loss (the label noise less the rank integral beyond the last
-        feature, which can exceed it)."""
+        feature, which can exceed it); the noise strength ``η ≥`` :data:`ETA_MIN` (``10⁻⁹``):
+        every entry of ``M`` is a rank sum of at most ``Σ_u u^(−α) ≤ ζ(1.01) ≈ 100``, so below
+        it the coupling ``ηM`` moves no loss by more than
+        about ``10⁻⁷`` relative: ``η = ETA_MIN`` is the law without noise coupling, which fits
+        otherwise reached only as ``η → 0``, its logit drifting without end (measured:
+        ``η = 5·10⁻¹⁴`` on Pile-4, the fit unconverged)."""
         n_min, n_max = summary.model_size
         big = float(np.max(summary.loss_max))
         bounds = {"log_alpha_minus_1": log_range(0.01, 2.0), "E": (-big, big),
                   "log_H": log_range(1e-3 * n_min, n_max), "log_nu": log_range(1e-4 * n_min,
-                                                                               n_min)}
+                                                                               n_min),
+                  "eta_logit": (float(np.log(2 * ETA_MIN) - np.log1p(-2 * ETA_MIN)), np.inf)}
         if variant == "tied":
             bounds["log_beta"] = log_range(0.01, 1.0)
         else:
