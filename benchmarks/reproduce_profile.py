@@ -1,0 +1,83 @@
+"""Where the full reproduction's time goes, read from the committed results files.
+
+Every experiment records its wall time (``elapsed_s``) and, for every law fit, the fit's wall
+seconds (``fit_s``; compilation, restarts, polish and kink continuation included) and whether
+the returned law passed the gradient test (``law_converged``). This script sums them per
+experiment and per law, so the reproduction's time can be attributed to the fits that cost it
+(the rest of an experiment's time is simulation, reference optima and figures)::
+
+    python benchmarks/reproduce_profile.py [--figures figures] [--top 15]
+
+It prints, per experiment: its wall time, the time in law fits and their share, the number of
+fits and how many returned a converged law; then the laws by total fit time over every
+experiment, and the ``--top`` most costly (experiment, law) pairs. Nothing is run: the figures
+are those of the records (machine and load of the runs that wrote them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+
+def fit_rows(results, label=None):
+    """``(law label, fit seconds, converged)`` of every fit record under ``results``: a mapping
+    with ``law_converged``; its law is its ``law`` entry or else the key it is stored under."""
+    if isinstance(results, dict):
+        if "law_converged" in results:
+            seconds = results.get("fit_s", results.get("optimise_s"))
+            yield (str(results.get("law", label)), float(seconds or 0.0),
+                   bool(results["law_converged"]))
+        for key, value in results.items():
+            yield from fit_rows(value, key if isinstance(value, dict) else label)
+    elif isinstance(results, list):
+        for value in results:
+            yield from fit_rows(value, label)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--figures", type=Path, default=Path("figures"))
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args(argv)
+    by_law = collections.defaultdict(lambda: [0.0, 0, 0])
+    by_pair = collections.defaultdict(lambda: [0.0, 0, 0])
+    total_wall = total_fit = 0.0
+    print(f"{'experiment':24s} {'wall min':>9s} {'fits min':>9s} {'share':>6s} "
+          f"{'fits':>5s} {'converged':>9s}")
+    for path in sorted(args.figures.glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "results" not in record or "elapsed_s" not in record:
+            continue
+        rows = list(fit_rows(record["results"]))
+        fit_s = sum(s for _, s, _ in rows)
+        wall = float(record["elapsed_s"])
+        total_wall += wall
+        total_fit += fit_s
+        print(f"{record['experiment']:24s} {wall / 60:9.1f} {fit_s / 60:9.1f} "
+              f"{fit_s / wall if wall else float('nan'):6.0%} {len(rows):5d} "
+              f"{sum(c for *_, c in rows):9d}")
+        for law, seconds, converged in rows:
+            for key, table in ((law, by_law), ((record["experiment"], law), by_pair)):
+                table[key][0] += seconds
+                table[key][1] += 1
+                table[key][2] += converged
+    print(f"{'total':24s} {total_wall / 60:9.1f} {total_fit / 60:9.1f} "
+          f"{total_fit / total_wall if total_wall else float('nan'):6.0%}\n")
+    print(f"{'law':24s} {'fits min':>9s} {'share':>6s} {'fits':>5s} {'converged':>9s} "
+          f"{'s per fit':>9s}")
+    for law, (seconds, n, conv) in sorted(by_law.items(), key=lambda kv: -kv[1][0]):
+        print(f"{law:24s} {seconds / 60:9.1f} {seconds / total_fit:6.0%} {n:5d} {conv:9d} "
+              f"{seconds / n:9.1f}")
+    print(f"\nthe {args.top} most costly (experiment, law) pairs")
+    for (experiment, law), (seconds, n, conv) in sorted(
+            by_pair.items(), key=lambda kv: -kv[1][0])[:args.top]:
+        print(f"{experiment:24s} {law:24s} {seconds / 60:7.1f} min  {n:3d} fits  "
+              f"{conv:3d} converged")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
