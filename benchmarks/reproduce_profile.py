@@ -11,7 +11,9 @@ experiment and per law, so the reproduction's time can be attributed to the fits
 It prints, per experiment: its wall time, the time in law fits and their share, the number of
 fits and how many returned a converged law; then the laws by total fit time over every
 experiment, and the ``--top`` most costly (experiment, law) pairs. Nothing is run: the figures
-are those of the records (machine and load of the runs that wrote them).
+are those of the records (machine and load of the runs that wrote them). A fit that a record
+repeats in several rows (``ablations`` stores its base variant's fits under each group) is
+counted in each, so an experiment's fit share can exceed 100 %.
 """
 
 from __future__ import annotations
