@@ -4,9 +4,10 @@
 Tables: the in-scale tables of the law comparison (Pile-4 200M/8B, SlimPajama-7 122M/~10B,
 RegMix-1B), in-mixture losses, the 70/30 splits by mixture of ``experiments.compare_laws``
 (``--seeds``, default the first), 64 restarts, the experiments' one policy otherwise. Per table and
-law, side by side: the plain fit (``mixscale.fit``'s defaults) and the same fit with ``--polish-steps``
-more steps for the capped restarts (and, with ``--smooth-kinks``, the kink continuation for a
-best restart stopped early; the experiments run both: ``experiments._common.fit_law``; the ``smoothed`` column says whether it lowered it): whether the
+law, side by side: the plain fit (``mixscale.fit``'s defaults) and the same fit with
+``--polish-steps`` more steps for the capped restarts (and, with ``--smooth-kinks``, the kink
+continuation for a best restart stopped early; the experiments run both,
+``experiments._common.fit_law``; the ``smoothed`` column says whether it lowered it): whether the
 returned law passed the gradient test, its training objective (relative change), the validation
 MRE, the two stages' wall seconds, and for a returned law still unconverged, why each failing
 problem stopped:
