@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
                    help="splits of compare_laws' in-scale protocol (default: the first)")
     args = p.parse_args(argv)
 
+    # the experiments' protocols live beside the library, at the repository's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from experiments._common import XLA_FLAGS
 
     os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)  # the experiments' kernels, so their fits
