@@ -56,18 +56,23 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = ["allocate", "log_allocation", "log_floor_gap", "log_multiplier", "log_shared_allocation",
-           "log_shared_rank"]
+           "log_shared_rank", "smooth_max"]
 
 _MAX_NEWTON_STEPS = 200
 
 
-def _floor(log_h, free, smoothing: float):
-    """``max(log H, free)``, or with ``smoothing = τ > 0`` its smooth upper bound
-    ``log H + τ softplus((free − log H)/τ)`` (within ``τ log 2`` of it, equal far from the
-    kink)."""
+def smooth_max(x, floor, smoothing: float):
+    """``max(x, floor)``, or with ``smoothing = τ > 0`` (a Python number) its smooth upper bound
+    ``floor + τ softplus((x − floor)/τ)`` (within ``τ log 2`` of it, equal far from the kink):
+    the floors of the kink continuation's laws (:meth:`mixscale.laws.AbstractLaw.smoothed`)."""
     if smoothing == 0.0:
-        return jnp.maximum(log_h, free)
-    return log_h + smoothing * jax.nn.softplus((free - log_h) / smoothing)
+        return jnp.maximum(x, floor)
+    return floor + smoothing * jax.nn.softplus((x - floor) / smoothing)
+
+
+def _floor(log_h, free, smoothing: float):
+    """The head floor ``max(log H, free)`` (:func:`smooth_max` for ``smoothing > 0``)."""
+    return smooth_max(free, log_h, smoothing)
 
 
 def _unfloored(u, h, b, c):
@@ -224,10 +229,9 @@ def _shared_parts(y, h, b, c, N, H, rho, smoothing: float = 0.0):
     ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
     u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
     log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
-    if smoothing == 0.0:
-        kept = jnp.maximum(jnp.exp(y), H)
-    else:
-        kept = jnp.exp(_floor(jnp.log(H), y, smoothing))
+    # exact: max(x_s, H) as before (the log-space floor would round differently)
+    kept = (jnp.maximum(jnp.exp(y), H) if smoothing == 0.0
+            else jnp.exp(_floor(jnp.log(H), y, smoothing)))
     used = H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H) + rho * (kept - H)
     return log_x, jnp.log(used) - jnp.log(N)
 

@@ -83,6 +83,7 @@ from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
+    check_smoothing,
     check_variant_fields,
     check_weight_floor,
     floored_log,
@@ -277,10 +278,7 @@ class CapacityLaw(AbstractLaw):
         fitter's kink continuation (:func:`mixscale.fit`, ``smooth_kinks``) uses it: the exact
         law's objective has a kink wherever a domain's allocation meets the floor, where
         Levenberg–Marquardt stops without converging."""
-        if isinstance(smoothing, bool) or not (isinstance(smoothing, (int, float))
-                                               and smoothing >= 0):
-            raise ValueError(f"smoothing must be a non-negative number, got {smoothing!r}")
-        return dataclasses.replace(self, floor_smoothing=float(smoothing))
+        return dataclasses.replace(self, floor_smoothing=check_smoothing(smoothing))
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:

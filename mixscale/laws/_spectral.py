@@ -95,12 +95,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._allocation import log_allocation, log_shared_allocation
+from .._allocation import smooth_max as _smooth_max
 from .._linalg import solve_small
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
     check_mixture,
+    check_smoothing,
     check_variant_fields,
     in_mixture_targets,
     log_range,
@@ -156,17 +158,9 @@ def remaining(s, q):
     return jnp.exp(-jnp.where(small, s - 0.5 * q * s * s, jnp.log1p(q_safe * s) / q_safe))
 
 
-def _smooth_max(x, floor, smoothing: float):
-    """``max(x, floor)``, or with ``smoothing = τ > 0`` its softplus smoothing
-    ``floor + τ softplus((x − floor)/τ)`` (within ``τ log 2`` of it; the kink continuation's
-    laws, :meth:`SpectralLaw.smoothed`)."""
-    if smoothing == 0.0:
-        return jnp.maximum(x, floor)
-    return floor + smoothing * jax.nn.softplus((x - floor) / smoothing)
-
-
 def _smooth_min(x, ceiling, smoothing: float):
-    """``min(x, ceiling)``, smoothed as :func:`_smooth_max` for ``smoothing > 0``."""
+    """``min(x, ceiling)``, smoothed as :func:`mixscale._allocation.smooth_max` for
+    ``smoothing > 0``."""
     if smoothing == 0.0:
         return jnp.minimum(x, ceiling)
     return -_smooth_max(-x, -ceiling, smoothing)
@@ -187,11 +181,8 @@ def rank_nodes(lo: jax.Array, hi: jax.Array,
     """
     gl_x, gl_w = _gauss_legendre(N_NODES)
     m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, hi, float))
-    if smoothing == 0.0:
-        w_disc = jnp.clip(jnp.minimum(hi, m) - jnp.maximum(lo, m - 1.0), 0.0, None)
-    else:
-        w_disc = _smooth_max(_smooth_min(hi, m, smoothing) - _smooth_max(lo, m - 1.0, smoothing),
-                             0.0, smoothing)
+    w_disc = _smooth_max(_smooth_min(hi, m, smoothing) - _smooth_max(lo, m - 1.0, smoothing),
+                         0.0, smoothing)
     t0 = jnp.log(_smooth_max(lo, N_DISCRETE, smoothing) + 0.5)
     t1 = jnp.log(_smooth_max(hi, N_DISCRETE, smoothing) + 0.5)
     half = 0.5 * (t1 - t0)
@@ -205,10 +196,8 @@ def _tail_beyond(lo, b, omega, smoothing: float = 0.0):
     integral :math:`\omega (\max(lo, R) + 1/2)^{-b} / b` (``smoothing`` as in
     :func:`rank_nodes`)."""
     m = jnp.arange(1, N_DISCRETE + 1, dtype=jnp.result_type(lo, float))
-    if smoothing == 0.0:
-        w_disc = jnp.clip(m - jnp.maximum(lo, m - 1.0), 0.0, 1.0)
-    else:  # m − max(lo, m − 1) ≤ 1 already
-        w_disc = _smooth_max(m - _smooth_max(lo, m - 1.0, smoothing), 0.0, smoothing)
+    # the weight is at most 1 already: m − max(lo, m − 1) ≤ 1
+    w_disc = _smooth_max(m - _smooth_max(lo, m - 1.0, smoothing), 0.0, smoothing)
     disc = jnp.sum(w_disc * jnp.exp(-(b + 1.0) * jnp.log(m)))
     cont = jnp.exp(-b * jnp.log(_smooth_max(lo, N_DISCRETE, smoothing) + 0.5)) / b
     return omega * (disc + cont)
@@ -415,10 +404,7 @@ class SpectralLaw(AbstractLaw):
         ``H/ν = 1`` exactly). Smoothed, each ``max``/``min`` is its softplus smoothing of
         temperature ``τ``: in log units for the floors and ``min(H, N)``, in features for the
         rank positions. Parameters are shared with the exact law."""
-        if isinstance(smoothing, bool) or not (isinstance(smoothing, (int, float))
-                                               and smoothing >= 0):
-            raise ValueError(f"smoothing must be a non-negative number, got {smoothing!r}")
-        return dataclasses.replace(self, kink_smoothing=float(smoothing))
+        return dataclasses.replace(self, kink_smoothing=check_smoothing(smoothing))
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:

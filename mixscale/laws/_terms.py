@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["EXPONENT_RANGE", "check_mixture", "check_variant_fields", "check_weight_floor",
+__all__ = ["EXPONENT_RANGE", "check_mixture", "check_smoothing", "check_variant_fields",
+           "check_weight_floor",
            "every_target", "floored_log", "in_mixture_targets", "log_power_sum", "log_range",
            "log_uniform", "positive", "uniform", "weight_power"]
 
@@ -59,6 +60,14 @@ def check_weight_floor(value) -> None:
         raise ValueError(f"weight_floor must be a number in [0, 1), got {value!r}")
     if not 0 <= value < 1:
         raise ValueError(f"weight_floor must be in [0, 1), got {value!r}")
+
+
+def check_smoothing(value) -> float:
+    """``value`` as a float if it is a non-negative number (a kink-smoothing temperature,
+    :meth:`~mixscale.laws.AbstractLaw.smoothed`); ``ValueError`` otherwise (NaN included)."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0):
+        raise ValueError(f"smoothing must be a non-negative number, got {value!r}")
+    return float(value)
 
 
 def check_mixture(h: jax.Array, k: int) -> jax.Array:
