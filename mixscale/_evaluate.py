@@ -71,10 +71,16 @@ def predict_in_blocks(law, h: np.ndarray, N: np.ndarray, D: np.ndarray) -> np.nd
     return np.concatenate(out)[:n]
 
 
-@eqx.filter_jit
 def predict_one(law, h, N, D):
     """``law.predict(h, N, D)`` compiled once per law structure (an eager call would trace the
-    allocation's Newton loop anew every time)."""
+    allocation's Newton loop anew every time). The inputs are cast to the default float type
+    first: a weakly typed input (``jnp.full(k, 1 / k)``) would otherwise compile a second
+    program."""
+    return _predict_one(law, *(jnp.asarray(x, float) for x in (h, N, D)))
+
+
+@eqx.filter_jit
+def _predict_one(law, h, N, D):
     return law.predict(h, N, D)
 
 

@@ -290,7 +290,7 @@ def lm_start(flat_params: Array, static, data: FitData, delta: Array, layout: La
         return LMState(params=p, residuals=jnp.zeros(n_rows, p.dtype),
                        jacobian=jnp.zeros((n_rows, blocks.n_colours), p.dtype),
                        objective=jnp.asarray(jnp.inf, p.dtype), group_objectives=inf,
-                       damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.asarray(0),
+                       damping=jnp.full(g, 1e-3, p.dtype), steps=jnp.zeros((), int),
                        small_steps=jnp.zeros(g, int), done=jnp.asarray(False),
                        nu=jnp.full(g, 2.0, p.dtype), group_stopped=jnp.zeros(g, bool),
                        converged=jnp.asarray(False), gradient_cosine=inf, replicate=replicate,

@@ -63,8 +63,12 @@ def test_lbfgs_method_also_fits(rng):
 def test_fit_is_deterministic_and_compiles_once(rng, keep_compiled_programs):
     law = _planted()
     table = _table(law, rng)
+    before = num_traces(lm_advance)
     first = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2, nested=False)
     assert num_traces(lm_start) >= 1 and num_traces(lm_advance) >= 1  # the counters count
+    # one program for the whole loop: the state lm_start makes has the types lm_advance returns
+    # (a weakly typed step counter once made the second segment compile the solver again)
+    assert num_traces(lm_advance) - before <= 1
     other = _table(law, rng)  # new values, the same shapes
     with assert_no_retrace(lm_start, lm_advance):
         second = ms.fit(CapacityLaw, table, n_restarts=4, seed=3, chunk=2, nested=False)
