@@ -70,11 +70,6 @@ def smooth_max(x, floor, smoothing: float):
     return floor + smoothing * jax.nn.softplus((x - floor) / smoothing)
 
 
-def _floor(log_h, free, smoothing: float):
-    """The head floor ``max(log H, free)`` (:func:`smooth_max` for ``smoothing > 0``)."""
-    return smooth_max(free, log_h, smoothing)
-
-
 def _unfloored(u, h, b, c):
     """``log (h_i b_i c_i / λ)^{1/(b_i+1)}``, the allocation before the floor, at ``u = log λ``
     (finite for zero weights, whose value the callers replace). Shapes: (K,)."""
@@ -89,7 +84,7 @@ def _log_alloc_given_u(u, h, b, c, N, H, smoothing: float = 0.0):
     positive = h > 0
     log_h = jnp.log(H)
     free = _unfloored(u, h, b, c)
-    return jnp.where(positive, _floor(log_h, free, smoothing), log_h * jnp.ones_like(free))
+    return jnp.where(positive, smooth_max(free, log_h, smoothing), log_h * jnp.ones_like(free))
 
 
 def _budget_residual(u, h, b, c, N, H, smoothing: float = 0.0):
@@ -224,14 +219,14 @@ def _shared_parts(y, h, b, c, N, H, rho, smoothing: float = 0.0):
     """Given ``y = log x_s`` (the last shared tail rank kept): ``log x_i(u)`` ``(K,)`` at the
     multiplier ``u = log Σ_j h_j b_j c_j x_s^(−b_j−1)``, and the budget residual
     ``log(H + (1 − ρ) Σ_i (x_i − H) + ρ (max(x_s, H) − H)) − log N`` (with ``smoothing > 0``
-    every floor ``max(log H, ·)`` smoothed, :func:`_floor`)."""
+    every floor ``max(log H, ·)`` smoothed, :func:`smooth_max`)."""
     positive = h > 0
     ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
     u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
     log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     # exact: max(x_s, H) as before (the log-space floor would round differently)
     kept = (jnp.maximum(jnp.exp(y), H) if smoothing == 0.0
-            else jnp.exp(_floor(jnp.log(H), y, smoothing)))
+            else jnp.exp(smooth_max(y, jnp.log(H), smoothing)))
     used = H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H) + rho * (kept - H)
     return log_x, jnp.log(used) - jnp.log(N)
 
@@ -331,4 +326,4 @@ def log_shared_allocation(h, b, c, N, H, rho, smoothing: float = 0.0):
     log_h = jnp.log(H)
     feasible = N > H
     return (jnp.where(feasible, log_x, log_h * jnp.ones_like(log_x)),
-            jnp.where(feasible, _floor(log_h, y, smoothing), log_h))
+            jnp.where(feasible, smooth_max(y, log_h, smoothing), log_h))
