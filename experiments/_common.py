@@ -81,16 +81,20 @@ def unfitted_laws_lines(name: str, laws, fitted_labels, quick: bool) -> list[str
 #: (:func:`mixscale.fit`'s ``polish_steps``; 4000 steps at the default cap of 1000).
 POLISH_FACTOR = 4
 
-#: Whether :func:`fit_law` runs the polish and the kink continuation (:func:`fit_stages`).
+#: Whether :func:`fit_law` starts from the nested variants and runs the polish and the kink
+#: continuation (:func:`fit_stages`).
 _STAGES = {"on": True}
 
 
 @contextlib.contextmanager
 def fit_stages(enabled: bool):
-    """Within the block, :func:`fit_law` runs the polish and the kink continuation only if
-    ``enabled``. The harness turns them off for ``--quick`` runs: a smoke configuration checks
-    the plumbing, and the stages (each kink continuation compiles seven programs) would double
-    its time; the stages themselves are tested in ``tests/test_fit.py``."""
+    """Within the block, :func:`fit_law` fits the nested variants for starts and runs the polish
+    and the kink continuation only if ``enabled``. The harness turns them off for ``--quick``
+    runs: a smoke configuration checks the plumbing, and the stages (each nested variant is a
+    fit of its own, with its own compiled solver; each kink continuation compiles seven
+    programs) would double its time (the ablations' quick run: 51 s with the nested starts, 36
+    s without). The stages themselves are tested in ``tests/test_fit.py`` and
+    ``tests/test_fit_structure.py``."""
     previous = _STAGES["on"]
     _STAGES["on"] = bool(enabled)
     try:
@@ -113,7 +117,8 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     :data:`POLISH_FACTOR` times the cap; the *kink continuation* (``smooth_kinks``) takes a
     best restart that stopped early on a kink of the law (the capacity allocation's head floor)
     through smoothed versions of the law back to the exact one, and keeps it if lower. Neither
-    can end above the plain fit. ``--quick`` runs skip both (:func:`fit_stages`)."""
+    can end above the plain fit. ``--quick`` runs skip both, and the nested starts
+    (:func:`fit_stages`)."""
     import mixscale
     from mixscale._fit import DEFAULT_MAX_STEPS
 
@@ -121,7 +126,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     stages = _STAGES["on"]
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
                         max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
-                        smooth_kinks=stages)
+                        smooth_kinks=stages, nested=stages)
 
 
 def fit_record(res) -> dict:

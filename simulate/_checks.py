@@ -84,3 +84,10 @@ def check_batch_size(batch_size) -> int:
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
+
+
+def batch_argument(batch_size: int, dtype) -> jax.Array:
+    """A checked batch size ``B`` as a scalar array for a compiled function: the losses depend on
+    ``B`` only through ``1/B`` (no shape does), so as a run-time value one compilation serves
+    every batch size (as a Python int it would be a static argument, one program per ``B``)."""
+    return jax.numpy.asarray(batch_size, dtype)

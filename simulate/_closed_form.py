@@ -97,6 +97,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from ._checks import batch_argument
 from ._layout import feature_layout
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant, _split_blocks
@@ -423,4 +424,4 @@ def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
     dtype = model.alpha.dtype
     return _closed_form_jit(model, jnp.asarray(call.mixtures, dtype), jnp.asarray(call.sizes),
                             schedule, steps_argument(schedule, call.checkpoints, dtype),
-                            call.batch_size)
+                            batch_argument(call.batch_size, dtype))

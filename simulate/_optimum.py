@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from ._checks import batch_argument
 from ._closed_form import (
     closed_form_one,
     constant_losses,
@@ -238,6 +239,7 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     t_j = jnp.asarray(t, dtype)
     n_j = jnp.asarray(n_arr)
     steps_arg = steps_argument(schedule, checkpoints, dtype)
+    batch_j = batch_argument(batch_size, dtype)
     n_evals = 0
 
     def evaluate(mixtures: np.ndarray):
@@ -250,7 +252,7 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         for chunk in np.split(padded, padded.shape[0] // _CHUNK):
             require_stable(model, schedule, chunk, n_arr[None], checkpoints[0], batch_size)
             v, ls = _objective(model, jnp.asarray(chunk, dtype), n_j, schedule, steps_arg,
-                               batch_size, t_j)
+                               batch_j, t_j)
             values.append(np.asarray(v))
             losses.append(np.asarray(ls))
         n_evals += m
@@ -268,7 +270,7 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         reach = np.full(n_starts, 1.0 / r)  # the longest move tried next
         for _ in range(max_iterations):
             grads, hessians = (np.asarray(x) for x in _derivatives(
-                model, jnp.asarray(points, dtype), n_j, schedule, steps_arg, batch_size, t_j))
+                model, jnp.asarray(points, dtype), n_j, schedule, steps_arg, batch_j, t_j))
             newton, gradient = _face_directions(points, grads, hessians)
             ladder = 0.5 ** np.arange(_N_LENGTHS)
             c1, ok1 = _along(points, newton, np.ones((n_starts, 1)) * ladder)

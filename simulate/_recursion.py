@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ._checks import batch_argument
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, run_schedule
 from ._stability import step_limit
@@ -76,8 +77,8 @@ def stable_step_limit(model: DisjointTailModel, h, n, batch_size: int = 1) -> fl
     call = check_call("stable_step_limit", model, mixtures=h, sizes=n, batch_size=batch_size)
     a = model.eigenvalues()
     hj = jnp.asarray(call.mixtures, a.dtype)
-    return float(jax.jit(step_limit, static_argnums=3)(a, hj, model.kept(hj, int(call.sizes)),
-                                                      call.batch_size))
+    return float(jax.jit(step_limit)(a, hj, model.kept(hj, int(call.sizes)),
+                                     batch_argument(call.batch_size, a.dtype)))
 
 
 @eqx.filter_jit
@@ -111,6 +112,7 @@ def expected_losses(model: DisjointTailModel, h, n, schedule: AbstractSchedule, 
     """
     call = check_call("expected_losses", model, mixtures=h, sizes=n, schedule=schedule,
                       checkpoints=checkpoints, batch_size=batch_size)
-    return _expected_losses_jit(model, jnp.asarray(call.mixtures, model.alpha.dtype),
+    dtype = model.alpha.dtype
+    return _expected_losses_jit(model, jnp.asarray(call.mixtures, dtype),
                                 jnp.asarray(call.sizes), schedule, call.checkpoints,
-                                call.batch_size)
+                                batch_argument(call.batch_size, dtype))

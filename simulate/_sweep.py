@@ -39,6 +39,7 @@ from jax.sharding import PartitionSpec as P
 
 from mixscale.data import LossTable
 
+from ._checks import batch_argument
 from ._closed_form import closed_form_batch, steps_argument
 from ._keep import feature_positions
 from ._model import DisjointTailModel
@@ -114,7 +115,8 @@ def _closed_form_sweep(model, h, call, schedule, mesh):
         h = jnp.concatenate([h, jnp.repeat(h[-1:], pad, axis=0)])
         h = jax.device_put(h, NamedSharding(mesh, P("mixtures", None)))
     steps = steps_argument(schedule, call.checkpoints, model.alpha.dtype)
-    out = _closed_form_losses(model, h, n, schedule, steps, call.batch_size, mesh)
+    out = _closed_form_losses(model, h, n, schedule, steps,
+                              batch_argument(call.batch_size, model.alpha.dtype), mesh)
     return np.asarray(out)[:m]
 
 
@@ -173,7 +175,8 @@ def sweep_losses(model: DisjointTailModel, mixtures, sizes, checkpoints,
         w2 = jax.device_put(w2, NamedSharding(mesh, P(feat)))
         n = jax.device_put(n, NamedSharding(mesh, P()))
         model = jax.device_put(model, NamedSharding(mesh, P()))
-    out = _losses_jit(model, a, w2, p, h, n, schedule, call.checkpoints, call.batch_size)
+    out = _losses_jit(model, a, w2, p, h, n, schedule, call.checkpoints,
+                      batch_argument(call.batch_size, model.alpha.dtype))
     return np.asarray(out)[:m]
 
 

@@ -17,7 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_batch_size, check_checkpoints, check_mixtures, check_sizes
+from ._checks import (
+    batch_argument,
+    check_batch_size,
+    check_checkpoints,
+    check_mixtures,
+    check_sizes,
+)
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule
 from ._stability import step_limit_batched, step_limit_lower_batched
@@ -135,7 +141,8 @@ def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixture
     m, s = mixtures.shape[0], sizes.shape[0]
     padded = (np.concatenate([mixtures, np.repeat(mixtures[:1], _bucket(m) - m, axis=0)]),
               np.concatenate([sizes, np.repeat(sizes[:1], _bucket(s) - s)]))
-    args = (model, jnp.asarray(padded[0], dtype), jnp.asarray(padded[1]), batch_size)
+    args = (model, jnp.asarray(padded[0], dtype), jnp.asarray(padded[1]),
+            batch_argument(batch_size, dtype))
     limits = np.asarray(_limits_jit(*args, False))[:m, :s]
     if not np.all(lr_max < limits):
         limits = np.asarray(_limits_jit(*args, True))[:m, :s]

@@ -15,18 +15,20 @@ from mixscale._linalg import _gauss_jordan, check_law_primitives
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 17])
 def test_solve_small_equals_lapack(k):
+    # compiled: the elimination is unrolled over k, so op-by-op dispatch would cost more than
+    # compiling it
+    solve = jax.jit(solve_small)
     rng = np.random.default_rng(k)
     a = rng.normal(size=(k, k))
     if k > 1:
         a[0, 0] = 0.0  # the first pivot must come from another row
     b = rng.normal(size=k)
     bb = rng.normal(size=(k, 3))
-    np.testing.assert_allclose(solve_small(a, b), np.linalg.solve(a, b), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(solve_small(a, bb), np.linalg.solve(a, bb), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(solve(a, b), np.linalg.solve(a, b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(solve(a, bb), np.linalg.solve(a, bb), rtol=1e-10, atol=1e-12)
     batch = rng.normal(size=(5, k, k)) + 3.0 * np.eye(k)
     rhs = rng.normal(size=(5, k))
-    np.testing.assert_allclose(jax.vmap(solve_small)(batch, rhs),
+    np.testing.assert_allclose(jax.jit(jax.vmap(solve_small))(batch, rhs),
                                np.linalg.solve(batch, rhs[..., None])[..., 0], rtol=1e-10,
                                atol=1e-12)
 

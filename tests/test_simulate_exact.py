@@ -9,7 +9,9 @@ from conftest import tol
 from helpers import assert_no_retrace
 
 import simulate as sim
+from simulate._closed_form import _closed_form_jit
 from simulate._recursion import _expected_losses_jit
+from simulate._validate import _limits_jit
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +155,20 @@ def test_diverges_just_past_the_limit(model):
     assert np.all(np.asarray(run(limit * 0.95)) < 1.0)
 
 
-def test_no_recompilation_for_new_mixture_size_or_step(model):
+def test_no_recompilation_for_new_mixture_size_step_or_batch(model):
+    """The batch size is a run-time value too (it enters only as ``1/B``): the simulator's
+    optimum, the sweeps and the stability check compile one program for every ``B``."""
     ck = (0, 10)
     sim.expected_losses(model, [0.2, 0.3, 0.5], 10, sim.Constant(0.1), ck)
-    with assert_no_retrace(_expected_losses_jit):
+    sim.closed_form_losses(model, [0.2, 0.3, 0.5], 10, 0.1, ck)
+    with assert_no_retrace(_expected_losses_jit, _closed_form_jit, _limits_jit):
         sim.expected_losses(model, [0.5, 0.3, 0.2], 20, sim.Constant(0.2), ck)
+        got = sim.expected_losses(model, [0.5, 0.3, 0.2], 20, sim.Constant(0.2), ck, 4)
+        closed = sim.closed_form_losses(model, [0.5, 0.3, 0.2], 20, 0.2, ck, 4)
+    np.testing.assert_allclose(got, closed, rtol=1e-9)
+    # ... and the batch size still counts: a larger batch lowers the SGD noise
+    assert np.all(np.asarray(got)[1] < np.asarray(
+        sim.expected_losses(model, [0.5, 0.3, 0.2], 20, sim.Constant(0.2), ck))[1])
 
 
 def test_float32_runs_and_agrees_to_float32_rounding(model):
