@@ -116,7 +116,9 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     """``old`` results with the rows of the laws ``labels`` taken from ``new``.
 
     A list whose items are all dicts with a ``"law"`` key is a list of law rows: ``old``'s rows of
-    other laws are kept in order, then ``new``'s rows of ``labels`` follow. A dict keyed by law
+    other laws are kept in order; a law of ``labels`` that ``old`` holds as many rows of as
+    ``new`` has its rows replaced where they stand (a refit keeps the table's order), and every
+    other row of ``labels`` in ``new`` follows, in ``new``'s order. A dict keyed by law
     labels takes ``new``'s entry for each of ``labels``. Other dicts and equally long lists are
     merged item by item; every other value is ``old``'s (the laws' common data, e.g. measured
     losses, which the two runs share).
@@ -126,8 +128,15 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
                                                        for r in x)
 
     if rows(old) or (isinstance(old, list) and not old and rows(new)):
-        return ([r for r in old if r["law"] not in labels]
-                + [r for r in (new if rows(new) else []) if r["law"] in labels])
+        fresh = [r for r in (new if rows(new) else []) if r["law"] in labels]
+        old_rows = [r for r in old if r["law"] in labels]
+        in_place = {law for law in labels
+                    if 0 < sum(r["law"] == law for r in old_rows)
+                    == sum(r["law"] == law for r in fresh)}
+        queues = {law: iter([r for r in fresh if r["law"] == law]) for law in in_place}
+        return ([next(queues[r["law"]]) if r["law"] in in_place else r for r in old
+                 if r["law"] not in labels or r["law"] in in_place]
+                + [r for r in fresh if r["law"] not in in_place])
     if isinstance(old, dict):
         new = new if isinstance(new, dict) else {}
         merged = {k: (new[k] if k in labels and k in new else merge_law_rows(v, new.get(k), labels))

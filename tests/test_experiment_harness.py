@@ -252,6 +252,15 @@ def test_merge_law_rows_replaces_only_the_named_laws():
         "d": {"a": 1, "b": 2, "c": 2},
         "l": [{"x": 0, "laws": [{"law": "a", "v": 1}, {"law": "c", "v": 2}]}],
         "common": [1, 2]}
+    # a refit's rows replace the old ones one for one, in place, when as many
+    interleaved = [{"law": "a", "s": 0}, {"law": "b", "s": 0}, {"law": "a", "s": 1},
+                   {"law": "b", "s": 1}]
+    refit = [{"law": "a", "s": 0, "v": 2}, {"law": "a", "s": 1, "v": 2}]
+    assert _harness.merge_law_rows(interleaved, refit, ["a"]) == [
+        refit[0], interleaved[1], refit[1], interleaved[3]]
+    # else the old rows go and the new ones follow
+    assert _harness.merge_law_rows(interleaved, refit[:1], ["a"]) == [
+        interleaved[1], interleaved[3], refit[0]]
 
 
 def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
@@ -272,10 +281,11 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
     assert record["config"]["laws"] == [tied.label, "bimix"]
     assert record["elapsed_s"] >= 10.0 and record["added"][0]["laws"] == ["bimix"]
     assert res["law_labels"] == [tied.label, "bimix"]
-    # refitting a law already there replaces its rows
+    # refitting a law already there replaces its rows where they stand
     assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "rows.json").read_text())["results"]
-    assert [r["run"] for r in res["table"]] == [2, 2, 3, 3] and row_run.calls == 3
+    assert [(r["law"], r["run"]) for r in res["table"]] == [
+        (tied.label, 3), (tied.label, 3), ("bimix", 2), ("bimix", 2)] and row_run.calls == 3
 
 
 def test_add_law_refuses_another_configuration_or_an_unknown_law(tmp_path):
