@@ -44,11 +44,12 @@ from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
 from ._evaluate import check_domains, evaluate, predict_table
+from ._kinks import KinkCertificate, certify_law
 from ._lbfgs import solve_lbfgs
 from ._linalg import check_law_primitives
 from ._lm import GTOL, solve_lm
 from ._memory import release_compiled_programs
-from ._objective import DEFAULT_HUBER_DELTA, Solution, prepare_data
+from ._objective import DEFAULT_HUBER_DELTA, Layout, Solution, prepare_data
 from .data import LossTable, TableError, mixture_ids
 from .laws._base import AbstractLaw, DataSummary, parameter_count
 from .laws._spec import LawSpec, as_law_spec
@@ -127,6 +128,11 @@ class FitResult:
             :attr:`steps` count both stages.
         kink_smoothed: whether the kink continuation (``smooth_kinks``) lowered the best
             restart (its :attr:`steps` then count every stage).
+        kink_certificate: when the best restart was still unconverged after the continuation
+            and the law lists its kinks, the certificate's outcome
+            (:class:`mixscale._kinks.KinkCertificate`); a certified end replaces the returned
+            law (and its restart's objective), which then counts as converged: a first-order
+            (Clarke) stationary point on the kinks. ``None`` otherwise.
     """
 
     law: AbstractLaw
@@ -154,6 +160,7 @@ class FitResult:
     bootstrap: Bootstrap | None = None
     polished: tuple[int, ...] = ()
     kink_smoothed: bool = False
+    kink_certificate: KinkCertificate | None = None
 
     @property
     def spec(self) -> LawSpec:
@@ -486,7 +493,11 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             points (:meth:`~mixscale.laws.AbstractLaw.smoothed`: the capacity law's
             allocation floor; the spectral law's floors and rank weights), continue it
             through smoothed versions of the law back to the exact one
-            (:func:`_smooth_kinks`); the result replaces it if lower. Off by default.
+            (:func:`_smooth_kinks`); the result replaces it if lower. If the returned law is
+            still unconverged and the law lists its kinks
+            (:meth:`~mixscale.laws.AbstractLaw.kink_gaps`: the capacity law's head floor),
+            finish it on the kinks it stopped on and certify the end
+            (:mod:`mixscale._kinks`; :attr:`FitResult.kink_certificate`). Off by default.
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the
@@ -678,6 +689,27 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             law_converged = (bool(np.all(sol.gradient_cosines[choice, columns] <= gtol))
                              if gtol is not None else bool(np.all(conv[choice])))
 
+    kink_certificate = None
+    if (smooth_kinks and method == "lm" and per_target is None and gtol is not None
+            and not law_converged):
+        # Still unconverged after the continuation: finish on the kinks it stopped on and
+        # certify the end (mixscale._kinks); kept only if certified (it never ends higher).
+        t_cert = time.perf_counter()
+        cert = certify_law(law, data, delta, *bounds, gtol=gtol, max_steps=max_steps)
+        if cert is not None:
+            timings["kink_certificate_s"] = time.perf_counter() - t_cert
+            kink_certificate = cert
+            if cert.certified and cert.objective <= cert.start_objective:
+                params_flat = Layout.of(eqx.filter(law, eqx.is_inexact_array))
+                law = eqx.combine(params_flat.unravel(jnp.asarray(cert.params)),
+                                  eqx.partition(law, eqx.is_inexact_array)[1])
+                law_objective *= cert.objective / cert.start_objective
+                objectives = objectives.copy()
+                objectives[best] = law_objective
+                conv = np.asarray(conv).copy()
+                conv[best] = True
+                law_converged = True
+
     boot = None
     if n_bootstrap:
         start = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None],
@@ -700,7 +732,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
         timings=timings, per_target_restarts=per_target, law_converged=law_converged,
         objective=law_objective, nested_objectives=nested_objectives, bootstrap=boot,
-        polished=polished, kink_smoothed=kink_smoothed,
+        polished=polished, kink_smoothed=kink_smoothed, kink_certificate=kink_certificate,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))

@@ -32,7 +32,10 @@ for nonsmooth, nonconvex optimization", SIAM J. Optim. 15, 2005). At parameters 
 ``m`` points :math:`p_k = p + \varepsilon u_k` (:math:`u_k` uniform in :math:`[-1, 1]^P`, ``p_0 =
 p``), take each point's gradient of :math:`f = \tfrac12\|r\|^2`, :math:`g_k = J_k^\top r_k`,
 scaled like the gradient test's cosine, :math:`\hat g_k = g_k / (c\,\|r(p)\|)` with
-:math:`c_i = \max_k \|J_k[:, i]\|`, and find the point of their convex hull nearest the origin,
+:math:`c_i = \max_k \|J_k[:, i]\|` floored at ``1e-6`` of the largest ``c_j`` (the gradient
+test's Marquardt floor: a parameter whose term has vanished, an amplitude run to zero, would
+otherwise set the measure by a ratio of two rounding-level numbers), and find the point of their
+convex hull nearest the origin,
 
 .. math::
 
@@ -111,6 +114,7 @@ def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: 
     grads, norms, rnorm = (np.asarray(x) for x in jax.vmap(grad_and_norms)(jnp.asarray(points)))
     held = ((p <= lower) & (grads[0] > 0)) | ((p >= upper) & (grads[0] < 0))
     scale = np.max(norms, axis=0)
+    scale = np.maximum(scale, 1e-6 * scale.max())
     keep = ~held & (scale > 0)
     if not keep.any():
         return 0.0

@@ -36,6 +36,8 @@ pattern: the base declares, the final law class implements, shared code lives in
 summary, **options)``     fit keeps to; ranges in natural units are in each law's docstring
 ``nested(**options)``     class method: the variants nested in this one, with their embeddings;
                           every fit also starts from them (``()`` if none)
+``kink_gaps(h, N, D)``     optional: one run's signed distances from the prediction's kinks (the
+                          fitter's kink certificate); ``None`` by default
 ``row_jacobian``          how the fitter differentiates one run's prediction in the parameters:
                           ``"forward"`` (the default, one tangent per parameter) or
                           ``"reverse"`` (one cotangent per target); a class variable with a
@@ -167,6 +169,15 @@ class AbstractLaw(eqx.Module):
         :func:`mixscale.fit` fits each nested variant first and adds its embedded best law to
         the restarts, so that a law does not end above a variant nested in it. ``()`` for a law
         that nests none."""
+
+    def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> "jax.Array | None":
+        """Signed distances ``(G,)`` of one run's prediction from the law's kinks (each gap
+        ``0`` on a surface where the prediction is not differentiable; ``inf`` for a kink that
+        cannot be reached), for the fitter's kink certificate (:mod:`mixscale._kinks`);
+        ``None`` (the default) for a law whose prediction is smooth or whose kinks are not
+        listed."""
+        del h, N, D
+        return None
 
     def smoothed(self, smoothing: float) -> "AbstractLaw | None":
         """This law with its non-differentiable points smoothed at temperature ``smoothing``

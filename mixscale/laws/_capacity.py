@@ -78,7 +78,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._allocation import log_allocation
+from .._allocation import log_allocation, log_floor_gap
 from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
@@ -279,6 +279,13 @@ class CapacityLaw(AbstractLaw):
         law's objective has a kink wherever a domain's allocation meets the floor, where
         Levenberg–Marquardt stops without converging."""
         return dataclasses.replace(self, floor_smoothing=check_smoothing(smoothing))
+
+    def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
+        """``log x_i^{free} − log head(N)`` ``(K,)`` for run ``(h, N, D)``: how far each domain's
+        unconstrained allocation lies above the head floor, where the prediction has a kink
+        (:func:`mixscale._allocation.log_floor_gap`; ``inf`` for zero weights)."""
+        del D
+        return log_floor_gap(jnp.asarray(h), self.b, self.c, N, self.head(N))
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
