@@ -116,8 +116,10 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     restarts that the fit would return and that stopped at the step cap unconverged, for up to
     :data:`POLISH_FACTOR` times the cap; the *kink continuation* (``smooth_kinks``) takes a
     best restart that stopped early on a kink of the law (the capacity allocation's head floor)
-    through smoothed versions of the law back to the exact one, and keeps it if lower. Neither
-    can end above the plain fit. ``--quick`` runs skip both, and the nested starts
+    through smoothed versions of the law back to the exact one, and keeps it if lower; a best
+    restart still unconverged then is finished on its kinks and certified if it is a (Clarke)
+    stationary point there (``FitResult.kink_certificate``, :mod:`mixscale._kinks`). None of
+    them can end above the plain fit. ``--quick`` runs skip both, and the nested starts
     (:func:`fit_stages`)."""
     import mixscale
     from mixscale._fit import DEFAULT_MAX_STEPS
@@ -132,13 +134,15 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
 def fit_record(res) -> dict:
     """What every experiment records of a fit's convergence: whether the returned law passed
     the gradient test, the share of restarts that did, the parameters on a range bound, the
-    training objective, how many restarts the polish continued and whether the kink
-    continuation lowered the fit (:func:`fit_law`), and each nested variant's objective (the
-    law's must not exceed them)."""
+    training objective, how many restarts the polish continued, whether the kink
+    continuation lowered the fit and whether the kink certificate certified it (:func:`fit_law`),
+    and each nested variant's objective (the law's must not exceed them)."""
     return {"law_converged": bool(res.law_converged),
             "converged": float(np.mean(res.converged)),
             "at_bounds": int(res.at_bounds), "objective": float(res.objective),
             "polished": len(res.polished), "kink_smoothed": bool(res.kink_smoothed),
+            "kink_certified": bool(res.kink_certificate is not None
+                                   and res.kink_certificate.certified),
             "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
             "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
                                   for v in res.nested_objectives.values()))}
