@@ -86,7 +86,8 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     assert "Not fitted, for their cost" in md and "on regmix rank" in md
     assert "`real_extrapolation`, whose report has those laws" in md
     merged = ("capacity (decoupled)", "capacity (transfer)")
-    assert [a["laws"] for a in record["added"]] == [[label] for label in (*spectral, *merged)]
+    # every merged law is in the record's list of additions (refits of other laws may follow)
+    assert set(spectral) | set(merged) <= {label for a in record["added"] for label in a["laws"]}
     for label in spectral:
         rows = [r for r in record["results"]["in_scale"] if r["law"] == label]
         assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
