@@ -47,6 +47,12 @@ polish, kink continuation, then this; 2-core machine shared with an experiment):
   tangential cosine 2.6e-5 when no step lowered the objective further, measure 2.4e-5: not
   certified (it stays unconverged).
 
+* Pile-4, ``compare_laws``' second split: 334 steps (16 s), two active kinks, −1.18 %, then
+  stuck at a measure of 1.0e-5, just above ``gtol``: not certified. Stopping the steps at a
+  tenth of ``gtol`` instead did not help: they stalled at 605 steps, measure 1.5e-5 (the
+  retraction's rounding, about 1e-13 in the gaps, limits how far along a kink the objective can
+  still be lowered measurably).
+
 A first prototype with a stricter stop (tangential cosine 1e-6) on the whole SlimPajama-7 table
 took about 400 steps to a measure of 2.4e-6 (−0.011 %).
 """
