@@ -371,6 +371,11 @@ def _cmd_fit(args) -> int:
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
             "at_bounds": res.at_bounds, "law_converged": res.law_converged,
             "polished_restarts": list(res.polished), "kink_smoothed": res.kink_smoothed,
+            "kink_certificate": None if res.kink_certificate is None else {
+                "certified": res.kink_certificate.certified,
+                "steps": res.kink_certificate.steps,
+                "active_kinks": res.kink_certificate.active_kinks,
+                "sampled_stationarity": res.kink_certificate.sigma},
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
@@ -475,8 +480,15 @@ def _check_writable(path: str) -> None:
 def _unconverged_note(res, args) -> str:
     """Why the returned law failed the gradient test, as far as the fit can tell: it reached the
     step limit (more steps continue it), or it stopped before (no damped step lowered it)."""
+    cert = res.kink_certificate
     if res.law_converged:
-        return ""
+        return ("" if cert is None or not cert.certified else
+                f" (certified on a kink: {cert.steps} steps along {cert.active_kinks} kink(s), "
+                f"sampled stationarity {cert.sigma:.1e})")
+    if cert is not None:
+        return (f" (not converged: stopped on a kink of the law; {cert.steps} steps along "
+                f"{cert.active_kinks} kink(s) did not reach a certified point, sampled "
+                f"stationarity {cert.sigma:.1e} against 1e-5)")
     from ._fit import DEFAULT_MAX_STEPS
 
     cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]
@@ -739,7 +751,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--smooth-kinks", action="store_true",
                    help="when the best restart stops early on a kink of the law (the capacity "
                         "allocation's head floor), continue it through smoothed versions of the "
-                        "law back to the exact one (lm only)")
+                        "law back to the exact one; if still unconverged, finish it along the "
+                        "kink and certify it there (lm only)")
     f.add_argument("--mixture-starts", type=_integer(1, MAX_STARTS), default=16, metavar="S",
                    help="starts of the search for the fitted law's optimal mixture (default 16; "
                         "fewer is faster with many domains)")

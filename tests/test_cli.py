@@ -422,3 +422,26 @@ def test_losses_near_the_float64_limit_end_cleanly(tmp_path, capsys, law):
         last = captured.err.strip().splitlines()[-1]
         assert rc == 2 and last.startswith("mixscale: error: huge: every restart")
         assert "rescale" in last
+
+
+def test_fit_says_what_the_kink_certificate_did():
+    """The training-objective line names a certified end, and why an uncertified one is not
+    converged (the certificate's figures; no fit needed: the note reads the result)."""
+    from types import SimpleNamespace
+
+    from mixscale._kinks import KinkCertificate
+    from mixscale.cli import _unconverged_note
+
+    def cert(certified, sigma):
+        return KinkCertificate(params=np.zeros(2), objective=1.0, start_objective=1.1, steps=12,
+                               active_kinks=2, tangential_cosine=sigma, sigma=sigma,
+                               certified=certified)
+
+    args = SimpleNamespace(max_steps=None, method="lm", polish_steps=0)
+    yes = SimpleNamespace(law_converged=True, kink_certificate=cert(True, 8e-6))
+    assert "certified on a kink: 12 steps along 2 kink(s)" in _unconverged_note(yes, args)
+    no = SimpleNamespace(law_converged=False, kink_certificate=cert(False, 2.4e-5))
+    note = _unconverged_note(no, args)
+    assert "not converged" in note and "2.4e-05 against 1e-5" in note
+    plain = SimpleNamespace(law_converged=True, kink_certificate=None)
+    assert _unconverged_note(plain, args) == ""
