@@ -51,38 +51,29 @@ def _tables(names, seeds):
 
 
 def _kink_distance(law, table) -> float:
-    """Smallest ``|log x_free − log H|`` over rows and positive-weight domains
-    (:func:`mixscale._allocation.log_floor_gap`; ``inf`` for a law without the capacity
-    allocation)."""
-    import jax.numpy as jnp
-
-    from mixscale._allocation import log_floor_gap
-
-    if not hasattr(law, "head") or not hasattr(law, "b"):
+    """Smallest ``|gap|`` of the law's listed kinks over the rows
+    (:meth:`mixscale.laws.AbstractLaw.kink_gaps`: for the capacity law ``|log x_free − log H|``
+    of its positive-weight domains); ``inf`` for a law that lists none."""
+    gaps = [law.kink_gaps(h, float(n), float(d)) for h, n, d in zip(
+        np.asarray(table.weights), np.asarray(table.model_size), np.asarray(table.tokens),
+        strict=True)]
+    if any(g is None for g in gaps):
         return float("inf")
-    return min(float(jnp.min(jnp.abs(log_floor_gap(jnp.asarray(h), law.b, law.c, float(n),
-                                                      law.head(float(n))))))
-               for h, n in zip(np.asarray(table.weights), np.asarray(table.model_size),
-                               strict=True))
+    return min(float(np.min(np.abs(np.asarray(g)))) for g in gaps)
 
 
 def _sigma(res, table) -> float:
     """The sampled stationarity measure of the returned law (one problem) on ``table``."""
     import equinox as eqx
-    import jax.numpy as jnp
 
-    from mixscale._bounds import bound_trees
-    from mixscale._fit import data_summary
-    from mixscale._objective import DEFAULT_HUBER_DELTA, Layout, prepare_data, residuals
+    from mixscale._kinks import fitted_problem
+    from mixscale._objective import Layout, residuals
     from mixscale._stationarity import sampled_stationarity
 
-    sub, data = prepare_data(table, res.targets)
-    summary = data_summary(sub)
+    data, delta, *bounds = fitted_problem(res, table)
     params, static = eqx.partition(res.law, eqx.is_inexact_array)
     layout = Layout.of(params)
-    bounds = bound_trees(params, type(res.law).parameter_bounds(summary, **res.law_options))
     lower, upper = (np.asarray(layout.ravel(b)) for b in bounds)
-    delta = jnp.asarray(DEFAULT_HUBER_DELTA)
     return sampled_stationarity(lambda p: residuals(layout.unravel(p), static, data, delta),
                                 np.asarray(layout.ravel(params)), lower, upper)
 

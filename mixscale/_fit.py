@@ -693,16 +693,16 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if (smooth_kinks and method == "lm" and per_target is None and gtol is not None
             and not law_converged):
         # Still unconverged after the continuation: finish on the kinks it stopped on and
-        # certify the end (mixscale._kinks); kept only if certified (it never ends higher).
+        # certify the end (mixscale._kinks); kept only if certified (its steps only descend).
         t_cert = time.perf_counter()
         cert = certify_law(law, data, delta, *bounds, gtol=gtol, max_steps=max_steps)
         if cert is not None:
             timings["kink_certificate_s"] = time.perf_counter() - t_cert
             kink_certificate = cert
-            if cert.certified and cert.objective <= cert.start_objective:
-                params_flat = Layout.of(eqx.filter(law, eqx.is_inexact_array))
-                law = eqx.combine(params_flat.unravel(jnp.asarray(cert.params)),
-                                  eqx.partition(law, eqx.is_inexact_array)[1])
+            if cert.certified:
+                params, static_law = eqx.partition(law, eqx.is_inexact_array)
+                law = eqx.combine(Layout.of(params).unravel(jnp.asarray(cert.params)),
+                                  static_law)
                 law_objective *= cert.objective / cert.start_objective
                 objectives = objectives.copy()
                 objectives[best] = law_objective

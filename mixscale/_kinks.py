@@ -69,7 +69,8 @@ import numpy as np
 from ._lm import EXACT_RMS, GTOL
 from ._stationarity import sampled_stationarity
 
-__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_kink", "certify_law"]
+__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_kink", "certify_law",
+           "fitted_problem"]
 
 #: A kink is active when its gap is within this of zero (log units for the allocation floor):
 #: Levenberg–Marquardt stalls within about 1e-11 of the kinks it stops on.
@@ -212,7 +213,7 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
             nu *= 2.0
         if not moved:
             break
-    n_res = int(np.size(linearise(jnp.asarray(p))[0]))
+    n_res = int(np.prod(jax.eval_shape(residual_fn, jnp.asarray(p)).shape))
     # a fit exact to rounding passes, as it passes the gradient test (mixscale._lm)
     exact = 2.0 * f <= n_res * EXACT_RMS**2
     sigma = 0.0 if exact else sampled_stationarity(residual_fn, p, lower, upper)
@@ -249,20 +250,26 @@ def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
                         gtol=gtol, max_steps=max_steps)
 
 
-def certify_fit(result, table, *, gtol: float = GTOL,
-                max_steps: int = 1000) -> KinkCertificate | None:
-    """:func:`certify_law` for the law of a fit (:class:`mixscale.FitResult`) on the rows it
-    was fitted to (``table``), with the fit's objective and ranges."""
+def fitted_problem(result, table):
+    """``(data, delta, lower, upper)``: the arrays, Huber threshold and parameter ranges
+    (pytrees shaped like the law's parameters) of the problem a fit (:class:`mixscale.FitResult`)
+    solved on the rows of ``table``, for checks of its returned law."""
     import equinox as eqx
 
     from ._bounds import bound_trees
     from ._fit import data_summary
     from ._objective import DEFAULT_HUBER_DELTA, prepare_data
 
-    law = result.law
     sub, data = prepare_data(table, result.targets)
-    params = eqx.filter(law, eqx.is_inexact_array)
-    lower, upper = bound_trees(params, type(law).parameter_bounds(data_summary(sub),
-                                                                  **result.law_options))
-    return certify_law(law, data, jnp.asarray(DEFAULT_HUBER_DELTA), lower, upper, gtol=gtol,
+    params = eqx.filter(result.law, eqx.is_inexact_array)
+    lower, upper = bound_trees(params, type(result.law).parameter_bounds(data_summary(sub),
+                                                                         **result.law_options))
+    return data, jnp.asarray(DEFAULT_HUBER_DELTA), lower, upper
+
+
+def certify_fit(result, table, *, gtol: float = GTOL,
+                max_steps: int = 1000) -> KinkCertificate | None:
+    """:func:`certify_law` for the law of a fit (:class:`mixscale.FitResult`) on the rows it
+    was fitted to (``table``), with the fit's objective and ranges (:func:`fitted_problem`)."""
+    return certify_law(result.law, *fitted_problem(result, table), gtol=gtol,
                        max_steps=max_steps)

@@ -128,7 +128,6 @@ def test_kink_continuation_lowers_a_fit_stuck_on_the_allocation_floor():
     kink). The continuation through smoothed allocations lowers it by more than 5 % and ends
     at a point that passes the gradient test; the other restart is left as it was."""
     from mixscale import LawSpec
-    from mixscale._allocation import log_floor_gap
     from mixscale.data import load
 
     table = select(load("pile4"), model_size=200.0, tokens=8.0)
@@ -137,9 +136,8 @@ def test_kink_continuation_lowers_a_fit_stuck_on_the_allocation_floor():
     stuck = ms.fit(spec, table, n_restarts=2, seed=0)
     law = stuck.law
     assert not stuck.law_converged and stuck.steps[stuck.best] < 1000
-    gaps = [np.min(np.abs(np.asarray(log_floor_gap(h, law.b, law.c, float(n),
-                                                   law.head(float(n))))))
-            for h, n in zip(table.weights, table.model_size, strict=True)]
+    gaps = [np.min(np.abs(np.asarray(law.kink_gaps(h, float(n), float(d)))))
+            for h, n, d in zip(table.weights, table.model_size, table.tokens, strict=True)]
     assert min(gaps) < 1e-6  # on the kink
     smoothed = ms.fit(spec, table, n_restarts=2, seed=0, smooth_kinks=True)
     assert smoothed.kink_smoothed and smoothed.best == stuck.best
