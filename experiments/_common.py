@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["N_RESTARTS", "POLISH_FACTOR", "XLA_FLAGS", "Timer", "fit_law", "fit_record",
-           "fit_stages", "markdown_table",
+__all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_law",
+           "fit_record", "fit_stages", "markdown_table",
            "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines",
            "versions", "with_spectral", "write_record", "write_section"]
 
@@ -85,16 +85,21 @@ POLISH_FACTOR = 4
 #: continuation (:func:`fit_stages`).
 _STAGES = {"on": True}
 
+#: LM's step cap in a ``--quick`` run (:func:`fit_stages` off): a smoke run checks the plumbing,
+#: not the optimum, and a restart lost in a flat valley would otherwise hold its batch to the
+#: fitter's 1000 steps (``law_vs_simulator``'s quick run: 31 -> 22 s).
+QUICK_MAX_STEPS = 100
+
 
 @contextlib.contextmanager
 def fit_stages(enabled: bool):
     """Within the block, :func:`fit_law` fits the nested variants for starts and runs the polish
-    and the kink continuation only if ``enabled``. The harness turns them off for ``--quick``
-    runs: a smoke configuration checks the plumbing, and the stages (each nested variant is a
-    fit of its own, with its own compiled solver; each kink continuation compiles seven
-    programs) would double its time (the ablations' quick run: 51 s with the nested starts, 36
-    s without). The stages themselves are tested in ``tests/test_fit.py`` and
-    ``tests/test_fit_structure.py``."""
+    and the kink continuation only if ``enabled``, and caps LM at :data:`QUICK_MAX_STEPS` steps
+    if not. The harness turns them off for ``--quick`` runs: a smoke configuration checks the
+    plumbing, and the stages (each nested variant is a fit of its own, with its own compiled
+    solver; each kink continuation compiles seven programs) would double its time (the
+    ablations' quick run: 51 s with the nested starts, 36 s without). The stages themselves
+    are tested in ``tests/test_fit.py`` and ``tests/test_fit_structure.py``."""
     previous = _STAGES["on"]
     _STAGES["on"] = bool(enabled)
     try:
@@ -119,13 +124,15 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     through smoothed versions of the law back to the exact one, and keeps it if lower; a best
     restart still unconverged then is finished on its kinks and certified if it is a (Clarke)
     stationary point there (``FitResult.kink_certificate``, :mod:`mixscale._kinks`). None of
-    them can end above the plain fit. ``--quick`` runs skip both, and the nested starts
-    (:func:`fit_stages`)."""
+    them can end above the plain fit. ``--quick`` runs skip both, and the nested starts, and
+    cap LM at :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`)."""
     import mixscale
     from mixscale._fit import DEFAULT_MAX_STEPS
 
     cap = DEFAULT_MAX_STEPS["lm"] if max_steps is None else max_steps
     stages = _STAGES["on"]
+    if not stages:
+        cap = max_steps = min(cap, QUICK_MAX_STEPS)
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
                         max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
                         smooth_kinks=stages, nested=stages)
