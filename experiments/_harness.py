@@ -148,6 +148,22 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     return old
 
 
+def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
+    """The summed ``"fit_s"`` of the laws ``labels`` in a results tree: of every row (a dict with
+    a ``"law"`` key) of those laws, and of every entry keyed by one of their labels."""
+    total = 0.0
+    if isinstance(results, dict):
+        if results.get("law") in labels:
+            total += float(results.get("fit_s") or 0.0)
+        for key, value in results.items():
+            if key in labels and isinstance(value, dict) and "law" not in value:
+                total += float(value.get("fit_s") or 0.0)
+            total += law_fit_seconds(value, labels)
+    elif isinstance(results, list):
+        total += sum(law_fit_seconds(item, labels) for item in results)
+    return total
+
+
 def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
               run: Callable, log: logging.Logger) -> None:
     """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record."""
@@ -173,9 +189,13 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     laws = tuple(s for s in config.laws if s.label in present)
     if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
         merged["law_labels"] = [s.label for s in laws]
+    # The record's time is what its rows cost: a refitted law's earlier fits leave it.
+    replaced = law_fit_seconds(record["results"], [s.label for s in specs
+                                                   if s.label in {r.label for r in recorded.laws}])
     path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
-                        float(record.get("elapsed_s") or 0.0) + elapsed,
-                        added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed}])
+                        max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
+                        added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed,
+                                                          "replaced_fit_s": replaced}])
     log.info("added %s to %s (%.1f min)", ", ".join(done), path, elapsed / 60)
 
 
@@ -193,8 +213,10 @@ def run_experiment(name: str, description: str, config_class: type,
     ``can_add_laws``, ``--add-law LABEL`` (repeatable) fits only those laws of the
     configuration's list and merges their rows into the existing record (the record must come
     from the same configuration but for its laws; its ``elapsed_s`` then includes the added
-    fits, and ``"added"`` lists each addition). Fits run with the experiments' polish and kink
-    continuation (:func:`experiments._common.fit_law`), except under ``--quick``.
+    fits, less the recorded fit times (``"fit_s"``, :func:`law_fit_seconds`) of a refitted law's
+    rows that they replace, and ``"added"`` lists each addition with those replaced seconds).
+    Fits run with the experiments' polish and kink continuation
+    (:func:`experiments._common.fit_law`), except under ``--quick``.
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",

@@ -281,11 +281,28 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
     assert record["config"]["laws"] == [tied.label, "bimix"]
     assert record["elapsed_s"] >= 10.0 and record["added"][0]["laws"] == ["bimix"]
     assert res["law_labels"] == [tied.label, "bimix"]
-    # refitting a law already there replaces its rows where they stand
+    # refitting a law already there replaces its rows where they stand, and their fit time
+    # leaves the record's
+    for row in res["table"]:
+        row["fit_s"] = 4.0 if row["law"] == tied.label else 1.0
+    before = {**record, "results": res, "elapsed_s": 100.0}
+    (tmp_path / "rows.json").write_text(json.dumps(before))
     assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "rows.json").read_text())["results"]
+    record = json.loads((tmp_path / "rows.json").read_text())
+    res = record["results"]
     assert [(r["law"], r["run"]) for r in res["table"]] == [
         (tied.label, 3), (tied.label, 3), ("bimix", 2), ("bimix", 2)] and row_run.calls == 3
+    assert record["added"][-1]["replaced_fit_s"] == 8.0
+    assert 92.0 <= record["elapsed_s"] == 92.0 + record["added"][-1]["elapsed_s"]
+
+
+def test_law_fit_seconds_sums_rows_and_keyed_entries_of_the_named_laws():
+    results = {"rows": [{"law": "a", "fit_s": 1.0}, {"law": "b", "fit_s": 2.0}],
+               "laws": {"a": {"fit_s": 4.0, "mre": 0.1}, "b": {"fit_s": 8.0}},
+               "nested": [{"setting": 0, "laws": [{"law": "a", "fit_s": 16.0}]}]}
+    assert _harness.law_fit_seconds(results, ["a"]) == 21.0
+    assert _harness.law_fit_seconds(results, ["a", "b"]) == 31.0
+    assert _harness.law_fit_seconds(results, []) == 0.0
 
 
 def test_add_law_refuses_another_configuration_or_an_unknown_law(tmp_path):
