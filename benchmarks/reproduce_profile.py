@@ -21,22 +21,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 from pathlib import Path
-
-
-def fit_rows(results, label=None):
-    """``(law label, fit seconds, converged)`` of every fit record under ``results``: a mapping
-    with ``law_converged``; its law is its ``law`` entry or else the key it is stored under."""
-    if isinstance(results, dict):
-        if "law_converged" in results:
-            seconds = results.get("fit_s", results.get("optimise_s"))
-            yield (str(results.get("law", label)), float(seconds or 0.0),
-                   bool(results["law_converged"]))
-        for key, value in results.items():
-            yield from fit_rows(value, key if isinstance(value, dict) else label)
-    elif isinstance(results, list):
-        for value in results:
-            yield from fit_rows(value, label)
 
 
 def main(argv=None) -> int:
@@ -44,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--figures", type=Path, default=Path("figures"))
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments._harness import fit_rows  # how records store their fits
     by_law = collections.defaultdict(lambda: [0.0, 0, 0])
     by_pair = collections.defaultdict(lambda: [0.0, 0, 0])
     total_wall = total_fit = 0.0

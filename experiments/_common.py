@@ -132,7 +132,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     cap = DEFAULT_MAX_STEPS["lm"] if max_steps is None else max_steps
     stages = _STAGES["on"]
     if not stages:
-        cap = max_steps = min(cap, QUICK_MAX_STEPS)
+        max_steps = min(cap, QUICK_MAX_STEPS)
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
                         max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
                         smooth_kinks=stages, nested=stages)

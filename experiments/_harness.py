@@ -36,7 +36,7 @@ import json
 import logging
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,20 +148,25 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     return old
 
 
-def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
-    """The summed ``"fit_s"`` of the laws ``labels`` in a results tree: of every row (a dict with
-    a ``"law"`` key) of those laws, and of every entry keyed by one of their labels."""
-    total = 0.0
+def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, float, bool]]:
+    """``(law label, fit seconds, converged)`` of every fit record under ``results``: a mapping
+    with ``law_converged`` (:func:`experiments._common.fit_record`); its law is its ``law``
+    entry or else the key it is stored under; its seconds are ``fit_s`` (else ``optimise_s``)."""
     if isinstance(results, dict):
-        if results.get("law") in labels:
-            total += float(results.get("fit_s") or 0.0)
+        if "law_converged" in results:
+            seconds = results.get("fit_s", results.get("optimise_s"))
+            yield (str(results.get("law", label)), float(seconds or 0.0),
+                   bool(results["law_converged"]))
         for key, value in results.items():
-            if key in labels and isinstance(value, dict) and "law" not in value:
-                total += float(value.get("fit_s") or 0.0)
-            total += law_fit_seconds(value, labels)
+            yield from fit_rows(value, key if isinstance(value, dict) else label)
     elif isinstance(results, list):
-        total += sum(law_fit_seconds(item, labels) for item in results)
-    return total
+        for value in results:
+            yield from fit_rows(value, label)
+
+
+def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
+    """The summed fit seconds of the laws ``labels`` in a results tree (:func:`fit_rows`)."""
+    return sum(seconds for law, seconds, _ in fit_rows(results) if law in labels)
 
 
 def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
@@ -190,8 +195,7 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
         merged["law_labels"] = [s.label for s in laws]
     # The record's time is what its rows cost: a refitted law's earlier fits leave it.
-    replaced = law_fit_seconds(record["results"], [s.label for s in specs
-                                                   if s.label in {r.label for r in recorded.laws}])
+    replaced = law_fit_seconds(record["results"], done)
     path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
                         max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
                         added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed,

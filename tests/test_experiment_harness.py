@@ -284,7 +284,7 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
     # refitting a law already there replaces its rows where they stand, and their fit time
     # leaves the record's
     for row in res["table"]:
-        row["fit_s"] = 4.0 if row["law"] == tied.label else 1.0
+        row.update(fit_s=4.0 if row["law"] == tied.label else 1.0, law_converged=True)
     before = {**record, "results": res, "elapsed_s": 100.0}
     (tmp_path / "rows.json").write_text(json.dumps(before))
     assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
@@ -297,9 +297,11 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
 
 
 def test_law_fit_seconds_sums_rows_and_keyed_entries_of_the_named_laws():
-    results = {"rows": [{"law": "a", "fit_s": 1.0}, {"law": "b", "fit_s": 2.0}],
-               "laws": {"a": {"fit_s": 4.0, "mre": 0.1}, "b": {"fit_s": 8.0}},
-               "nested": [{"setting": 0, "laws": [{"law": "a", "fit_s": 16.0}]}]}
+    fit = {"law_converged": True}  # what marks a fit record (experiments._common.fit_record)
+    results = {"rows": [{"law": "a", "fit_s": 1.0, **fit}, {"law": "b", "fit_s": 2.0, **fit}],
+               "laws": {"a": {"fit_s": 4.0, "mre": 0.1, **fit}, "b": {"fit_s": 8.0, **fit}},
+               "nested": [{"setting": 0, "laws": [{"law": "a", "fit_s": 16.0, **fit}]}],
+               "heldout": {"law": "a", "fit_s": 32.0}}  # no fit record: not counted
     assert _harness.law_fit_seconds(results, ["a"]) == 21.0
     assert _harness.law_fit_seconds(results, ["a", "b"]) == 31.0
     assert _harness.law_fit_seconds(results, []) == 0.0
