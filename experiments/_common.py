@@ -109,7 +109,7 @@ def fit_stages(enabled: bool):
 
 
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
-            max_steps: int | None = None):
+            max_steps: int | None = None, nested=None):
     """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the library's one policy for
     every law: Levenberg–Marquardt on the law's per-target structure, inside the law's
     parameter ranges, started also from the fitted variants nested in it, converged by the
@@ -125,7 +125,11 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     restart still unconverged then is finished on its kinks and certified if it is a (Clarke)
     stationary point there (``FitResult.kink_certificate``, :mod:`mixscale._kinks`). None of
     them can end above the plain fit. ``--quick`` runs skip both, and the nested starts, and
-    cap LM at :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`)."""
+    cap LM at :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`).
+
+    ``nested``: fits of the variants nested in ``spec`` on the same rows (``{label:
+    FitResult}``, :func:`fit_nested_first`), the nested starts instead of the fitter's own
+    smaller fits of them; ``None``: the fitter fits them."""
     import mixscale
     from mixscale._fit import DEFAULT_MAX_STEPS
 
@@ -135,7 +139,50 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
         max_steps = min(cap, QUICK_MAX_STEPS)
     return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
                         max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
-                        smooth_kinks=stages, nested=stages)
+                        smooth_kinks=stages,
+                        nested=(True if nested is None else nested) if stages else False)
+
+
+def fit_nested_first(specs, fit_one) -> dict:
+    """Fit every law of ``specs`` (:class:`mixscale.LawSpec`) on one set of rows, each after
+    the variants nested in it: ``fit_one(spec, nested)`` makes one fit, given ``nested``, the
+    fits so far of the variants nested in ``spec`` (``{label: FitResult}``, for
+    :func:`fit_law`'s ``nested``), and returns its :class:`mixscale.FitResult`.
+
+    A law thus starts from the experiment's own fits of its nested variants, with every
+    restart, and cannot end above them: the nested check of a results table holds by
+    construction, where the fitter's own nested fits (a quarter of the restarts) could miss a
+    variant's best basin. A nested variant that ``specs`` lacks (an ``--add-law`` run of one
+    law) is fitted too, for its start, and not returned. With the stages off (``--quick``,
+    :func:`fit_stages`) no law starts from nested variants and ``specs`` are fitted in order.
+
+    Returns:
+        ``{spec: (FitResult, wall seconds of its own fit)}`` for every spec of ``specs``.
+    """
+    from mixscale import LawSpec
+
+    fits: dict = {}
+    wanted = list(dict.fromkeys(specs))
+
+    def variants(spec):
+        return [LawSpec(spec.law_class, **options)
+                for options, _ in spec.law_class.nested(**spec.law_options)]
+
+    def visit(spec, path=()):
+        if spec in fits:
+            return
+        if spec in path:
+            raise ValueError(f"nested variants form a cycle: {[s.label for s in path]}")
+        inner = variants(spec) if _STAGES["on"] else []
+        for variant in inner:
+            visit(variant, (*path, spec))
+        t0 = time.perf_counter()
+        res = fit_one(spec, {v.label: fits[v][0] for v in inner})
+        fits[spec] = (res, time.perf_counter() - t0)
+
+    for spec in wanted:
+        visit(spec)
+    return {spec: fits[spec] for spec in wanted}
 
 
 def fit_record(res) -> dict:

@@ -38,13 +38,13 @@ Files written before the common experiment entry (``law_comparison.json``, renam
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 
 from experiments._common import (
     N_RESTARTS,
     fit_law,
+    fit_nested_first,
     fit_record,
     spec_label,
     with_spectral,
@@ -104,12 +104,13 @@ QUICK = Config(laws=(LawSpec("bimix"), LawSpec("regression", variant="linear")),
                regmix_train_runs=64, quick=True)
 
 
-def _fit(spec: LawSpec, train, config: Config, validation=None):
-    """The fit and its wall time in seconds (compilation and validation metrics included)."""
-    t0 = time.perf_counter()
-    res = fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
-                  seed=config.fit_seed, max_steps=config.max_steps)
-    return res, time.perf_counter() - t0
+def _fits(specs, train, config: Config, validation=None) -> dict:
+    """``{spec: (fit, its wall time in seconds)}`` of every law of ``specs`` on ``train``
+    (compilation and validation metrics included), each law after the variants nested in it
+    and started from their fits (:func:`experiments._common.fit_nested_first`)."""
+    return fit_nested_first(specs, lambda spec, nested: fit_law(
+        spec, train, validation=validation, n_restarts=config.n_restarts,
+        seed=config.fit_seed, max_steps=config.max_steps, nested=nested))
 
 
 def _fit_record(res, wall_s: float) -> dict:
@@ -142,8 +143,9 @@ def run_in_scale(config: Config, log) -> list[dict]:
         table = in_scale_table(dataset)
         for seed in config.seeds:
             train, valid = split(table, config.validation_fraction, seed)
-            for spec in fitted_laws(config, "in_scale", dataset):
-                res, wall = _fit(spec, train, config, validation=valid)
+            fits = _fits(fitted_laws(config, "in_scale", dataset), train, config,
+                         validation=valid)
+            for spec, (res, wall) in fits.items():
                 m = res.validation_metrics
                 rows.append({"dataset": dataset, "law": spec.label, "seed": seed,
                              "method": res.method, "mre": m["mre"],
@@ -158,12 +160,14 @@ def run_across_scale(config: Config, log) -> list[dict]:
     rows = []
     for protocol in config.across_scale:
         train, evals = across_scale_tables(protocol)
-        for spec in fitted_laws(config, "across_scale", protocol):
+        laws = fitted_laws(config, "across_scale", protocol)
+        fits = _fits([spec for spec in laws if spec.uses_scale], train, config)
+        for spec in laws:
             row = {"protocol": protocol, "law": spec.label}
             if not spec.uses_scale:
                 rows.append({**row, "status": "one scale only"})
                 continue
-            res, wall = _fit(spec, train, config)
+            res, wall = fits[spec]
             row.update(status="ok", method=res.method, **_fit_record(res, wall), evaluations={
                 name: {k: evaluate(res, t)[k] for k in ("mre", "mre_high_weight", "n")}
                 for name, t in evals.items()})
@@ -181,8 +185,7 @@ def run_regmix_rank(config: Config, log) -> list[dict]:
     tests = {"1M": in_mixture(load("regmix-1m", split="test")),
              "60M": in_mixture(load("regmix-60m"))}
     rows = []
-    for spec in fitted_laws(config, "regmix_rank"):
-        res, wall = _fit(spec, train, config)
+    for spec, (res, wall) in _fits(fitted_laws(config, "regmix_rank"), train, config).items():
         row = {"law": spec.label, "method": res.method, **_fit_record(res, wall), "spearman": {}}
         for name, table in tests.items():
             pred = res.predict(table)

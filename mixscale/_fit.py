@@ -281,6 +281,43 @@ def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
                                   *extra)
 
 
+def _nested_option(nested) -> tuple[bool, dict]:
+    """``fit``'s ``nested`` argument as (whether to start from nested variants, the fits of
+    them given by the caller)."""
+    if isinstance(nested, (bool, np.bool_)):
+        return bool(nested), {}
+    if isinstance(nested, Mapping):
+        return True, dict(nested)
+    raise TypeError(f"nested must be True, False or a mapping of labels to fits, got "
+                    f"{type(nested).__name__}")
+
+
+def _check_nested_fit(given, label, variants, spec, table: LossTable, targets) -> None:
+    """Raise ``ValueError`` unless ``given`` can be the fit of the nested variant ``label`` of
+    ``spec`` on ``table``'s rows (``variants``: the nested variants by label)."""
+    where = f"nested[{label!r}]"
+    if label not in variants:
+        raise ValueError(f"{where}: {label!r} is not a variant nested in {spec.label!r} "
+                         f"(nested: {sorted(variants) or 'none'})")
+    if not isinstance(given, FitResult):
+        raise TypeError(f"{where} must be a FitResult, got {type(given).__name__}")
+    problems = []
+    if given.spec.label != label:
+        problems.append(f"it is a fit of {given.spec.label!r}")
+    if tuple(given.train_domains) != tuple(table.train_domains):
+        problems.append("its training domains differ")
+    if tuple(given.targets) != tuple(targets):
+        problems.append(f"its targets {list(given.targets)} are not {list(targets)}")
+    if (given.size_unit, given.token_unit) != (table.size_unit, table.token_unit):
+        problems.append("its units differ")
+    n_observed = int(np.isfinite(table.losses).sum())
+    if given.train_metrics.get("n") != n_observed:
+        problems.append(f"it was fitted on {given.train_metrics.get('n')} observed losses, "
+                        f"not {n_observed}")
+    if problems:
+        raise ValueError(f"{where} is not a fit on this fit's rows: {'; '.join(problems)}")
+
+
 def data_summary(table: LossTable) -> DataSummary:
     """What a law's ``init`` and ``parameter_bounds`` see of ``table`` (its loss columns are the
     targets, as :func:`mixscale._objective.prepare_data` returns it): the domains, each target's
@@ -428,8 +465,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         huber_delta: float = DEFAULT_HUBER_DELTA, chunk: int = 16,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
-        nested: bool = True, gtol: float | None = GTOL, geodesic: bool = False,
-        n_bootstrap: int = 0, polish_steps: int = 0,
+        nested: bool | Mapping[str, FitResult] = True, gtol: float | None = GTOL,
+        geodesic: bool = False, n_bootstrap: int = 0, polish_steps: int = 0,
         smooth_kinks: bool = False) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
@@ -479,7 +516,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             the restarts, at least one, and the same seed and optimiser: the nested problems
             are smaller and cheaper) and add its embedded best law to ``starts``, so that
             the fit cannot end above a nested variant (their objectives are in
-            :attr:`FitResult.nested_objectives`).
+            :attr:`FitResult.nested_objectives`). A mapping ``{label: FitResult}`` gives
+            fits of nested variants already made *on the same rows* (e.g. with every
+            restart, by a caller that fits them anyway): their best laws are the nested
+            starts, and only the variants it lacks are fitted. Each must be a fit of a
+            variant nested in this law (by its :attr:`LawSpec.label`) with this fit's
+            training domains, targets, units and number of observed losses.
         geodesic: LM with geodesic acceleration (:mod:`mixscale._lm`): a second-order
             correction of each step along the curvature of the residuals, which cuts the
             steps of the narrow curved valleys of these power-law fits (measured in
@@ -568,6 +610,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         raise ValueError(f"huber_delta must be positive, got {huber_delta:g}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function or None, got {type(progress).__name__}")
+    nested, given_nested = _nested_option(nested)
     if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence):
         raise TypeError(f"starts must be a sequence of laws, got {type(starts).__name__}")
     if table.n_train_domains > MAX_TRAIN_DOMAINS:
@@ -602,16 +645,21 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if starts:  # appended (and checked) before any nested fit runs
         params0 = _with_starts(params0, static, starts, law_class)
     embedded, nested_objectives = [], {}
-    if nested:
-        for inner_options, embed in law_class.nested(**options):
+    variants = {LawSpec(law_class, **inner_options).label: (inner_options, embed)
+                for inner_options, embed in (law_class.nested(**options) if nested else ())}
+    for label, given in given_nested.items():
+        _check_nested_fit(given, label, variants, spec, sub, targets)
+    for label, (inner_options, embed) in variants.items():
+        inner = given_nested.get(label)
+        if inner is None:
             inner = fit(LawSpec(law_class, **inner_options), table,
                         n_restarts=max(1, n_restarts // 4),
                         seed=seed, method=method, max_steps=max_steps, rtol=rtol,
                         huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
                         use_bounds=use_bounds, nested=True, gtol=gtol, geodesic=geodesic,
                         polish_steps=polish_steps, smooth_kinks=smooth_kinks)
-            nested_objectives[inner.spec.label] = inner.objective
-            embedded.append(embed(inner.law))
+        nested_objectives[label] = inner.objective
+        embedded.append(embed(inner.law))
     if embedded:
         params0 = _with_starts(params0, static, embedded, law_class)
     n_restarts = int(jax.tree_util.tree_leaves(params0)[0].shape[0])

@@ -315,3 +315,31 @@ def test_add_law_refuses_another_configuration_or_an_unknown_law(tmp_path):
     with pytest.raises(SystemExit, match="not in this experiment's laws"):
         row_main(["--add-law", "joint", "--out", str(tmp_path)])
     assert row_run.calls == 1
+
+
+# ----------------------------------------------------------------------------- nested-first fits
+def test_fit_nested_first_fits_nested_variants_first_and_passes_their_fits():
+    """Each law is fitted after the variants nested in it and given their fits; a nested
+    variant not asked for (an ``--add-law`` run of one law) is fitted for its start only; with
+    the stages off the laws are fitted alone, in order."""
+    calls = []
+
+    def fake_fit(spec, nested):
+        calls.append((spec.label, dict(nested)))
+        return f"fit of {spec.label}"
+
+    decoupled, full = LawSpec("capacity", variant="decoupled"), LawSpec("capacity")
+    fits = _common.fit_nested_first([decoupled, LawSpec("bimix"), full], fake_fit)
+    assert list(fits) == [decoupled, LawSpec("bimix"), full]
+    assert [label for label, _ in calls] == ["capacity (tied)", "capacity (capacity)",
+                                            "capacity (full)", "capacity (decoupled)", "bimix"]
+    given = dict(calls)
+    assert given["capacity (full)"] == {"capacity (tied)": "fit of capacity (tied)",
+                                        "capacity (capacity)": "fit of capacity (capacity)"}
+    assert given["capacity (decoupled)"] == {"capacity (full)": "fit of capacity (full)"}
+    assert given["bimix"] == {} and given["capacity (tied)"] == {}
+    assert fits[full][0] == "fit of capacity (full)" and fits[full][1] >= 0
+    calls.clear()
+    with _common.fit_stages(False):
+        fits = _common.fit_nested_first([decoupled, full], fake_fit)
+    assert calls == [("capacity (decoupled)", {}), ("capacity (full)", {})]

@@ -117,6 +117,25 @@ def test_full_law_started_from_its_nested_variants_never_ends_above_them(rng):
     # Without nested starts the same two random restarts may end anywhere: the option is off.
     alone = mixscale.fit("capacity", table, n_restarts=2, seed=0, nested=False)
     assert len(alone.objectives) == 2 and alone.nested_objectives == {}
+    # Fits of the nested variants given by the caller are the nested starts, not refitted:
+    # the two embedded starts end at most at the given fits' objectives.
+    given = {res.spec.label: res for res in nested.values()}
+    reused = mixscale.fit("capacity", table, n_restarts=1, seed=0, nested=given)
+    assert len(reused.objectives) == 3 and reused.nested_objectives == full.nested_objectives
+    for res, start in zip(nested.values(), reused.objectives[1:], strict=True):
+        assert start <= res.objective * (1 + 1e-7)
+    assert reused.objective <= min(r.objective for r in nested.values()) * (1 + 1e-9)
+    # ... and must be fits of a nested variant on these rows.
+    with pytest.raises(ValueError, match="not a variant nested in 'capacity \\(full\\)'"):
+        mixscale.fit("capacity", table, n_restarts=1, nested={"capacity (full)": full})
+    with pytest.raises(ValueError, match="it is a fit of 'capacity \\(tied\\)'"):
+        mixscale.fit("capacity", table, n_restarts=1,
+                     nested={"capacity (capacity)": given["capacity (tied)"]})
+    with pytest.raises(ValueError, match="observed losses"):
+        mixscale.fit("capacity", table.take(np.arange(table.n_runs - 1)), n_restarts=1,
+                     nested=given)
+    with pytest.raises(TypeError, match="nested must be"):
+        mixscale.fit("capacity", table, n_restarts=1, nested="tied")
 
 
 def test_gradient_test_decides_convergence(rng):
