@@ -36,7 +36,7 @@ import json
 import logging
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,10 @@ def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
 
 
 def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
-              run: Callable, log: logging.Logger) -> None:
-    """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record."""
+              run: Callable, log: logging.Logger, part: str | None = None,
+              parts: Mapping[str, Callable] | None = None) -> None:
+    """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record,
+    read again once the fits are done, so that runs adding different laws can overlap."""
     from mixscale import LawSpec
 
     record = read_record(out, name)
@@ -184,23 +186,41 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     if dataclasses.replace(recorded, laws=config.laws) != config:
         raise SystemExit(f"--add-law: {out / name}.json was made with another configuration "
                          "than this one (beyond its laws): run the experiment in full")
+    if part is not None and part not in (parts or {}):
+        raise SystemExit(f"--part: {part!r} is not a part of this experiment "
+                         f"({sorted(parts or {}) or 'it has none'})")
+    limited = dataclasses.replace(config, laws=tuple(specs))
     timer = Timer()
-    results = run(dataclasses.replace(config, laws=tuple(specs)), log)
+    results = run(limited if part is None else parts[part](limited), log)
     elapsed = timer()
+    # Read again: another --add-law run (of other laws) may have merged its rows meanwhile.
+    record = read_record(out, name)
+    recorded = config_from_record(config_class, record["config"])
+    if dataclasses.replace(recorded, laws=config.laws) != config:
+        raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
+                         "run; its fits are not merged")
     done = [s.label for s in specs]
-    merged = merge_law_rows(record["results"], _jsonable(results), done)
+    if part is None:
+        merged = merge_law_rows(record["results"], _jsonable(results), done)
+        replaced = law_fit_seconds(record["results"], done)
+    else:  # only that part of the results is refitted; the others keep every row
+        merged = dict(record["results"])
+        merged[part] = merge_law_rows(record["results"].get(part, []),
+                                      _jsonable(results)[part], done)
+        replaced = law_fit_seconds(record["results"].get(part, []), done)
     # every law of the record's run, then the added ones, in the configuration's order
     present = {s.label for s in recorded.laws} | set(done)
     laws = tuple(s for s in config.laws if s.label in present)
     if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
         merged["law_labels"] = [s.label for s in laws]
     # The record's time is what its rows cost: a refitted law's earlier fits leave it.
-    replaced = law_fit_seconds(record["results"], done)
     path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
                         max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
-                        added=[*record.get("added", []), {"laws": done, "elapsed_s": elapsed,
-                                                          "replaced_fit_s": replaced}])
-    log.info("added %s to %s (%.1f min)", ", ".join(done), path, elapsed / 60)
+                        added=[*record.get("added", []), {
+                            "laws": done, "elapsed_s": elapsed, "replaced_fit_s": replaced,
+                            **({} if part is None else {"part": part})}])
+    log.info("added %s%s to %s (%.1f min)", ", ".join(done),
+             "" if part is None else f" ({part})", path, elapsed / 60)
 
 
 # ----------------------------------------------------------------------------- the entry
@@ -208,7 +228,8 @@ def run_experiment(name: str, description: str, config_class: type,
                    run: Callable[[Any, logging.Logger], Any],
                    render: Callable[[Path, dict], None],
                    argv: Sequence[str] | None = None, *, quick_config: Any,
-                   can_add_laws: bool = False) -> int:
+                   can_add_laws: bool = False,
+                   parts: Mapping[str, Callable[[Any], Any]] | None = None) -> int:
     """Run one experiment from its command line; returns the exit status (0).
 
     Without ``--redraw``: ``quick_config`` with ``--quick``, else ``config_class()``;
@@ -221,6 +242,11 @@ def run_experiment(name: str, description: str, config_class: type,
     rows that they replace, and ``"added"`` lists each addition with those replaced seconds).
     Fits run with the experiments' polish and kink continuation
     (:func:`experiments._common.fit_law`), except under ``--quick``.
+
+    ``parts`` (with ``can_add_laws``) names parts of the results, each a top-level key of
+    ``run``'s results, with the function that limits a configuration to it; ``--part NAME``
+    then runs ``--add-law``'s laws on that part alone and merges only its rows (a long law
+    refitted part by part, e.g. ``compare_laws``' protocols).
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",
@@ -231,6 +257,10 @@ def run_experiment(name: str, description: str, config_class: type,
                                 help="fit only this law of the experiment's list (e.g. "
                                      "'spectral') and merge its rows into the existing "
                                      f"OUT/{name}.json; repeatable")
+            if parts:
+                parser.add_argument("--part", choices=sorted(parts), default=None,
+                                    help="with --add-law: fit the laws on this part of the "
+                                         "experiment only and merge those rows")
 
     args = parse_args(name, description, argv, options)
     log = logging.getLogger(name)
@@ -240,16 +270,19 @@ def run_experiment(name: str, description: str, config_class: type,
                             f"{type(quick_config).__name__}")
         config = quick_config if args.quick else config_class()
         with fit_stages(not args.quick):
-            _run_or_add(name, config_class, config, args, run, log)
+            _run_or_add(name, config_class, config, args, run, log, parts)
     render(args.out, read_record(args.out, name))
     log.info("wrote the figures and %s", Path(args.out) / f"{name}.md")
     return 0
 
 
-def _run_or_add(name: str, config_class: type, config, args, run, log) -> None:
+def _run_or_add(name: str, config_class: type, config, args, run, log, parts=None) -> None:
     """Run the configuration and write its record, or fit ``--add-law``'s laws and merge."""
+    part = getattr(args, "part", None)
+    if part is not None and not getattr(args, "add_law", None):
+        raise SystemExit("--part limits an --add-law run: name the laws with --add-law")
     if getattr(args, "add_law", None):
-        _add_laws(name, config_class, config, args.add_law, args.out, run, log)
+        _add_laws(name, config_class, config, args.add_law, args.out, run, log, part, parts)
     else:
         timer = Timer()
         results = run(config, log)

@@ -29,6 +29,7 @@ Outputs: ``compare_laws.json`` (every fit's numbers, the configuration and the v
     python -m experiments.compare_laws            # full run
     python -m experiments.compare_laws --quick    # smoke test (seconds)
     python -m experiments.compare_laws --redraw   # the tables again from compare_laws.json
+    python -m experiments.compare_laws --add-law joint --part in_scale  # one law, one protocol
 
 Files written before the common experiment entry (``law_comparison.json``, renamed
 ``compare_laws.json`` in ``figures/``) hold the results at the top level rather than under
@@ -409,9 +410,16 @@ def render(out, record: dict) -> None:
     write_section(out, NAME, markdown(_harness_layout(record)))
 
 
+#: The protocols as parts of the results (``--add-law LABEL --part PROTOCOL``): a long law
+#: (``joint`` takes hours) can be refitted one protocol at a time.
+PARTS = {"in_scale": lambda c: dataclasses.replace(c, across_scale=(), regmix_rank=False),
+         "across_scale": lambda c: dataclasses.replace(c, in_scale=(), regmix_rank=False),
+         "regmix_rank": lambda c: dataclasses.replace(c, in_scale=(), across_scale=())}
+
+
 def main(argv=None) -> int:
     return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
-                          quick_config=QUICK, can_add_laws=True)
+                          quick_config=QUICK, can_add_laws=True, parts=PARTS)
 
 
 if __name__ == "__main__":

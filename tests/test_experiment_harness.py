@@ -296,6 +296,69 @@ def test_add_law_fits_only_that_law_and_merges_it(tmp_path):
     assert 92.0 <= record["elapsed_s"] == 92.0 + record["added"][-1]["elapsed_s"]
 
 
+def test_add_law_runs_that_overlap_keep_each_others_rows(tmp_path):
+    """The record is read again after the fits: a law merged by another run meanwhile stays."""
+    tied, bimix = RowConfig.laws
+    row_run.calls = 0
+    _common.write_record(tmp_path, "rows", RowConfig(laws=(tied,)),
+                         row_run(RowConfig(laws=(tied,)), None), 10.0)
+
+    def overlapped(config, log):  # another run adds tied's refit while this one fits bimix
+        assert row_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
+        return row_run(config, log)
+
+    assert _harness.run_experiment("rows", "Rows.", RowConfig, overlapped,
+                                   lambda out, record: None, ["--add-law", "bimix", "--out",
+                                                              str(tmp_path)],
+                                   quick_config=RowConfig(n=1), can_add_laws=True) == 0
+    record = json.loads((tmp_path / "rows.json").read_text())
+    assert [(r["law"], r["run"]) for r in record["results"]["table"]] == [
+        (tied.label, 2), (tied.label, 2), ("bimix", 3), ("bimix", 3)]
+    assert [a["laws"] for a in record["added"]] == [[tied.label], ["bimix"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartConfig:
+    first: bool = True
+    second: bool = True
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="tied"), LawSpec("bimix"))
+
+
+def part_run(config, log):
+    part_run.calls += 1
+    return {name: [{"law": s.label, "run": part_run.calls, "fit_s": 1.0, "law_converged": True}
+                   for s in config.laws] if getattr(config, name) else []
+            for name in ("first", "second")}
+
+
+PARTS = {"first": lambda c: dataclasses.replace(c, second=False),
+         "second": lambda c: dataclasses.replace(c, first=False)}
+
+
+def part_main(argv):
+    return _harness.run_experiment("parts", "Parts.", PartConfig, part_run,
+                                   lambda out, record: None, argv, quick_config=PartConfig(),
+                                   can_add_laws=True, parts=PARTS)
+
+
+def test_add_law_on_one_part_merges_only_that_part(tmp_path):
+    """``--part`` refits a law on one part of the results; its rows elsewhere stay."""
+    part_run.calls = 0
+    _common.write_record(tmp_path, "parts", PartConfig(), part_run(PartConfig(), None), 10.0)
+    assert part_main(["--add-law", "bimix", "--part", "second", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "parts.json").read_text())
+    res = record["results"]
+    assert [(r["law"], r["run"]) for r in res["first"]] == [("capacity (tied)", 1), ("bimix", 1)]
+    assert [(r["law"], r["run"]) for r in res["second"]] == [("capacity (tied)", 1),
+                                                              ("bimix", 2)]
+    assert record["added"][-1]["part"] == "second" and record["added"][-1]["replaced_fit_s"] == 1
+    with pytest.raises(SystemExit):  # argparse: not a part
+        part_main(["--add-law", "bimix", "--part", "third", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="name the laws with --add-law"):
+        part_main(["--part", "first", "--out", str(tmp_path)])
+    assert part_run.calls == 2
+
+
 def test_law_fit_seconds_sums_rows_and_keyed_entries_of_the_named_laws():
     fit = {"law_converged": True}  # what marks a fit record (experiments._common.fit_record)
     results = {"rows": [{"law": "a", "fit_s": 1.0, **fit}, {"law": "b", "fit_s": 2.0, **fit}],
