@@ -332,7 +332,7 @@ def standalone_nested_check(results: dict) -> dict[str, tuple[int, int, list[str
     """Per law that nests others: ``(held, compared, failures)`` of the check that its training
     objective is at most (to 1e-9 relative) that of each nested variant's *own* fit in these
     results on the same rows (the experiment fits the nested variants as laws too, with all
-    the restarts; the fitter's nested starts come from smaller fits of its own)."""
+    the restarts, and starts the law from those fits: :func:`_fits`)."""
     out: dict = {}
     for part in ("in_scale", "across_scale", "regmix_rank"):
         rows = [r for r in results.get(part, []) if r.get("status", "ok") == "ok"]
@@ -368,8 +368,10 @@ def convergence_summary(results: dict) -> list[str]:
            "Converged: the returned law passed the gradient test (largest cosine between the "
            "residuals and a free parameter's Jacobian column ≤ 1e-5). Nested checks: the law's "
            "training objective is at most that of every variant nested in it, fitted on the "
-           "same rows — by the fitter (its nested starts, from a quarter of the restarts) and "
-           "as a law of its own in the tables above (all the restarts).", "",
+           "same rows — by the fitter (its nested starts: the table's own fits of the nested "
+           "variants, `experiments._common.fit_nested_first`; in records made before it, the "
+           "fitter's fits of them with a quarter of the restarts) and as a law of its own in "
+           "the tables above (all the restarts).", "",
            "| law | fits | converged | nested check holds: fitter's | tables' | parameters on "
            "a bound (mean) |", "|---|---|---|---|---|---|"]
     for label in dict.fromkeys(r["law"] for r in fits):
@@ -383,8 +385,9 @@ def convergence_summary(results: dict) -> list[str]:
                    + f" | {np.mean([r['at_bounds'] for r in sel]):.1f} |")
     failures = [f for _, _, bad in standalone.values() for f in bad]
     if failures:
-        out += ["", "Fits above a nested variant's own fit on the same rows (the fitter's "
-                "nested starts missed that variant's best basin): " + "; ".join(failures) + "."]
+        out += ["", "Fits above a nested variant's own fit on the same rows (fitted before "
+                "the table's fits were the nested starts, the fitter's own nested fits missed "
+                "that variant's best basin): " + "; ".join(failures) + "."]
     return out + [""]
 
 

@@ -50,6 +50,7 @@ from experiments._common import (
     N_RESTARTS,
     Timer,
     fit_law,
+    fit_nested_first,
     fit_record,
     markdown_table,
     pyplot,
@@ -156,32 +157,33 @@ def distance_to_measured(optimum: np.ndarray, mixtures: np.ndarray) -> dict:
     return {"nearest": i, "l1": float(l1[i]), "max_abs": float(diff[i].max())}
 
 
-def _fit(spec: LawSpec, train, config: Config, validation=None):
-    return fit_law(spec, train, validation=validation, n_restarts=config.n_restarts,
-                   seed=config.fit_seed, max_steps=config.max_steps)
+def _fits(specs, train, config: Config, validation=None) -> dict:
+    """``{spec: (fit, wall seconds)}`` of the laws ``specs`` on ``train``, each after the
+    variants nested in it and started from their fits
+    (:func:`experiments._common.fit_nested_first`)."""
+    return fit_nested_first(specs, lambda spec, nested: fit_law(
+        spec, train, validation=validation, n_restarts=config.n_restarts,
+        seed=config.fit_seed, max_steps=config.max_steps, nested=nested))
 
 
 # ----------------------------------------------------------------------------- run
-def run_law(spec: LawSpec, table, config: Config, log) -> dict:
-    """Fit one law on every run (and on a split); its optimum for each objective."""
+def run_law(spec: LawSpec, table, config: Config, log, res, held=None) -> dict:
+    """One law's row: its fit ``res`` on every run (and ``held = (fit, validation runs)``, its
+    fit on a split, if ``config.heldout``) and its optimum for each objective."""
     from mixscale import optimal_mixture
-    from mixscale.data import split
 
     timer = Timer()
     N, D = float(table.model_size[0]), float(table.tokens[0])
-    res = _fit(spec, table, config)
     row = {"law": spec.label, "n_params": res.n_params, "method": res.method,
            "fit_s": float(res.timings["total_s"]), **fit_record(res),
            "train_mre": res.train_metrics["mre"],
            "train_mre_target": res.train_metrics["per_domain_mre"][config.target],
            "objectives": {}}
-    if config.heldout:
-        train, valid = split(table, config.validation_fraction, config.split_seed)
-        held = _fit(spec, train, config, validation=valid)
-        v = held.validation_metrics
+    if held is not None:
+        v = held[0].validation_metrics
         row["heldout"] = {"mre": v["mre"], "mre_high_weight": v["mre_high_weight"],
                           "mre_target": v["per_domain_mre"][config.target],
-                          "n_validation_runs": valid.n_runs}
+                          "n_validation_runs": held[1]}
     pred = res.predict(table)
     obs = table.select_losses(list(res.targets)).losses
     for objective in OBJECTIVES:
@@ -214,8 +216,16 @@ def run(config: Config, log) -> dict:
     results = {"dataset": config.dataset, "N": float(table.model_size[0]),
                "D": float(table.tokens[0]), "domains": list(table.train_domains),
                "n_runs": table.n_runs, "laws": []}
+    from mixscale.data import split
+
+    whole = _fits(config.laws, table, config)
+    held = {}
+    if config.heldout:
+        train, valid = split(table, config.validation_fraction, config.split_seed)
+        held = _fits(config.laws, train, config, validation=valid)
     for spec in config.laws:
-        results["laws"].append(run_law(spec, table, config, log))
+        results["laws"].append(run_law(spec, table, config, log, whole[spec][0],
+                                       (held[spec][0], valid.n_runs) if held else None))
     results["measured_weights"] = {o: table.weights[results["laws"][0]["objectives"][o]
                                                     ["best_run"]] for o in OBJECTIVES}
     return results

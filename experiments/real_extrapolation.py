@@ -55,6 +55,7 @@ from experiments._common import (
     N_RESTARTS,
     Timer,
     fit_law,
+    fit_nested_first,
     fit_record,
     markdown_table,
     pyplot,
@@ -192,9 +193,13 @@ def ranking_summary(pred: np.ndarray, obs: np.ndarray, weights: np.ndarray,
             "nearest_l1": float(l1[nearest]), "nearest_rank": measured_rank(obs, nearest)}
 
 
-def _fit(spec: LawSpec, train, config: Config):
-    return fit_law(spec, train, n_restarts=config.n_restarts, seed=config.fit_seed,
-                   max_steps=config.max_steps)
+def _fits(specs, train, config: Config) -> dict:
+    """``{spec: (fit, wall seconds)}`` of the laws ``specs`` on ``train``, each after the
+    variants nested in it and started from their fits
+    (:func:`experiments._common.fit_nested_first`)."""
+    return fit_nested_first(specs, lambda spec, nested: fit_law(
+        spec, train, n_restarts=config.n_restarts, seed=config.fit_seed,
+        max_steps=config.max_steps, nested=nested))
 
 
 def _optimum(res, k: int, scale, config: Config) -> dict:
@@ -222,9 +227,10 @@ def run_protocol(protocol: str, config: Config, log) -> dict:
         ok = np.isfinite(t.losses).all(axis=1)
         out["ranking_measured"][name] = {"weights": t.weights[ok],
                                          "mean_loss": t.losses[ok].mean(axis=1)}
+    fits = _fits(config.laws, train, config)
     for spec in config.laws:
         timer = Timer()
-        res = _fit(spec, train, config)
+        res = fits[spec][0]
         row = {"law": spec.label, "n_params": res.n_params, "method": res.method,
                "fit_s": float(res.timings["total_s"]),
                **fit_record(res), "train_mre": res.train_metrics["mre"], "evaluations": {},

@@ -61,11 +61,25 @@ __all__ = ["allocate", "log_allocation", "log_floor_gap", "log_multiplier", "log
 _MAX_NEWTON_STEPS = 200
 
 
+def is_exact(smoothing) -> bool:
+    """Whether the kink-smoothing temperature ``smoothing`` selects the exact function: a Python
+    (or NumPy) number equal to 0. A JAX array is a positive temperature given as a value
+    (traced, e.g. by the fitter's kink continuation, whose stages then share one compiled
+    program), so it always selects the smooth branch."""
+    return not isinstance(smoothing, jax.Array) and float(smoothing) == 0.0
+
+
+def _temperature(smoothing):
+    """``smoothing`` as the custom derivatives below take it: a float, or the array as is."""
+    return smoothing if isinstance(smoothing, jax.Array) else float(smoothing)
+
+
 def smooth_max(x, floor, smoothing: float):
-    """``max(x, floor)``, or with ``smoothing = τ > 0`` (a Python number) its smooth upper bound
+    """``max(x, floor)``, or with ``smoothing = τ > 0`` (a Python number, or a JAX array:
+    :func:`is_exact`) its smooth upper bound
     ``floor + τ softplus((x − floor)/τ)`` (within ``τ log 2`` of it, equal far from the kink):
     the floors of the kink continuation's laws (:meth:`mixscale.laws.AbstractLaw.smoothed`)."""
-    if smoothing == 0.0:
+    if is_exact(smoothing):
         return jnp.maximum(x, floor)
     return floor + smoothing * jax.nn.softplus((x - floor) / smoothing)
 
@@ -138,13 +152,14 @@ def log_multiplier(h, b, c, N, H, smoothing: float = 0.0):
         c: ``(K,)`` capacity amplitudes, > 0.
         N: scalar capacity budget (same units as ``H``), > 0.
         H: scalar shared-head size, > 0.
-        smoothing: ``τ ≥ 0`` (a Python number, log units): the floor ``max(log H, ·)`` replaced
-            by its softplus smoothing of temperature ``τ`` (:func:`log_allocation`); ``0``: exact.
+        smoothing: ``τ ≥ 0`` (log units): the floor ``max(log H, ·)`` replaced by its softplus
+            smoothing of temperature ``τ`` (:func:`log_allocation`); ``0``: exact; a JAX
+            array: a positive temperature as a value (:func:`is_exact`).
 
     Returns:
         Scalar ``u``. Differentiable by the implicit function theorem.
     """
-    return _log_multiplier(h, b, c, N, H, float(smoothing))
+    return _log_multiplier(h, b, c, N, H, _temperature(smoothing))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
@@ -174,8 +189,9 @@ def log_allocation(h, b, c, N, H, smoothing: float = 0.0):
     with respect to every argument are exact (implicit differentiation of the budget constraint).
     When ``N <= H`` every domain gets the floor ``H``.
 
-    ``smoothing = τ > 0`` (a Python number) replaces the floor :math:`\max(\log H, f_i)` of a
-    positive-weight domain by :math:`\log H + \tau\,\mathrm{softplus}((f_i - \log H)/\tau)`,
+    ``smoothing = τ > 0`` (a Python number, or a JAX array: :func:`is_exact`) replaces the
+    floor :math:`\max(\log H, f_i)` of a positive-weight domain by
+    :math:`\log H + \tau\,\mathrm{softplus}((f_i - \log H)/\tau)`,
     the same budget still met exactly: the allocation is then smooth in every argument (the
     exact one has a kink where a domain's unconstrained allocation meets the floor), and it
     tends to the exact one as ``τ → 0``. It serves the fitter's kink continuation
@@ -225,7 +241,7 @@ def _shared_parts(y, h, b, c, N, H, rho, smoothing: float = 0.0):
     u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
     log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     # exact: max(x_s, H) as before (the log-space floor would round differently)
-    kept = (jnp.maximum(jnp.exp(y), H) if smoothing == 0.0
+    kept = (jnp.maximum(jnp.exp(y), H) if is_exact(smoothing)
             else jnp.exp(smooth_max(y, jnp.log(H), smoothing)))
     used = H + (1.0 - rho) * jnp.sum(jnp.exp(log_x) - H) + rho * (kept - H)
     return log_x, jnp.log(used) - jnp.log(N)
@@ -270,7 +286,7 @@ def _shared_solve(h, b, c, N, H, rho, smoothing: float = 0.0):
 def log_shared_rank(h, b, c, N, H, rho, smoothing: float = 0.0):
     """``log x_s``, the last shared tail rank kept (see :func:`log_shared_allocation`, also for
     ``smoothing``); differentiable by the implicit function theorem."""
-    return _log_shared_rank(h, b, c, N, H, rho, float(smoothing))
+    return _log_shared_rank(h, b, c, N, H, rho, _temperature(smoothing))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(6,))

@@ -412,6 +412,21 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
 KINK_SMOOTHING = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
 
 
+def _temperature_filter(law: AbstractLaw):
+    """For a law whose :meth:`~mixscale.laws.AbstractLaw.smoothed` takes the temperature as a
+    0-d array: the filter of its smoothed versions' fitted parameters (the inexact arrays that
+    the exact law also has, so not the temperature); ``None`` for a law that takes numbers
+    only."""
+    try:
+        probe = law.smoothed(jnp.asarray(KINK_SMOOTHING[0], dtype=float))
+    except (TypeError, ValueError):
+        return None
+    fitted = {path for path, leaf in jax.tree_util.tree_flatten_with_path(law)[0]
+              if eqx.is_inexact_array(leaf)}
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: eqx.is_inexact_array(leaf) and path in fitted, probe)
+
+
 def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, max_steps: int,
                   chunk: int, bounds, extra: dict, report=None) -> tuple[Solution, bool]:
     r"""Continue restart ``best`` through smoothed versions of its law, then the exact one.
@@ -426,18 +441,26 @@ def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, ma
     minimisation; Chen, "Smoothing methods for nonsmooth, nonconvex minimization", Math.
     Program. 134, 2012). A last exact stage ends on the exact objective.
 
-    Each stage is one LM run of up to ``max_steps`` (one slot; a compilation per temperature:
-    the temperature is part of the law's static structure). The exact stage reuses the fit's
+    Each stage is one LM run of up to ``max_steps`` (one slot). A law that takes the
+    temperature as a value (:meth:`~mixscale.laws.AbstractLaw.smoothed` of a 0-d array) runs
+    every smoothed stage in one compiled program, the temperature kept out of the fitted
+    parameters (:func:`_temperature_filter`); otherwise each temperature is compiled anew.
+    The exact stage reuses the fit's
     compiled solver on its ``min(chunk, R)`` slots. The result replaces restart ``best`` only
     if its exact objective is lower. Returns the solution and whether it did."""
     law = eqx.combine(jax.tree_util.tree_map(lambda x: x[best], sol.params), static)
     if law.smoothed(KINK_SMOOTHING[0]) is None:
         return sol, False
+    as_value = _temperature_filter(law)
     current, steps = law, int(sol.steps[best])
     for i, tau in enumerate(KINK_SMOOTHING):
         if report is not None:
             report(i, len(KINK_SMOOTHING) + 1)
-        params, stage_static = eqx.partition(current.smoothed(tau), eqx.is_inexact_array)
+        if as_value is None:
+            params, stage_static = eqx.partition(current.smoothed(tau), eqx.is_inexact_array)
+        else:
+            params, stage_static = eqx.partition(
+                current.smoothed(jnp.asarray(tau, dtype=float)), as_value)
         stage = solve_lm(jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], params),
                          stage_static, data, delta, rtol, max_steps, 1, bounds=bounds, **extra)
         current = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], stage.params),

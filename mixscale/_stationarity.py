@@ -111,7 +111,9 @@ def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: 
         r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
         return jac.T @ r, jnp.sqrt(jnp.sum(jac**2, axis=0)), jnp.sqrt(jnp.dot(r, r))
 
-    grads, norms, rnorm = (np.asarray(x) for x in jax.vmap(grad_and_norms)(jnp.asarray(points)))
+    # one compiled program (op by op, its many small operations each compiled apart)
+    grads, norms, rnorm = (np.asarray(x) for x in
+                           jax.jit(jax.vmap(grad_and_norms))(jnp.asarray(points)))
     held = ((p <= lower) & (grads[0] > 0)) | ((p >= upper) & (grads[0] < 0))
     scale = np.max(norms, axis=0)
     scale = np.maximum(scale, 1e-6 * scale.max())

@@ -122,11 +122,12 @@ def test_polish_of_a_law_fitted_per_target_reaches_every_targets_choice(rng):
         np.flatnonzero(capped.converged).tolist())
 
 
-def test_kink_continuation_lowers_a_fit_stuck_on_the_allocation_floor():
+def test_kink_continuation_lowers_a_fit_stuck_on_the_allocation_floor(keep_compiled_programs):
     """The capacity-only law on Pile-4 (2 restarts): the best restart stops early, unconverged,
     with a domain's unconstrained allocation on the head floor in some run (the allocation's
     kink). The continuation through smoothed allocations lowers it by more than 5 % and ends
-    at a point that passes the gradient test; the other restart is left as it was."""
+    at a point that passes the gradient test; the other restart is left as it was. Its six
+    smoothed stages share one compiled solver (the temperature is a value of the law)."""
     from mixscale import LawSpec
     from mixscale.data import load
 
@@ -139,12 +140,54 @@ def test_kink_continuation_lowers_a_fit_stuck_on_the_allocation_floor():
     gaps = [np.min(np.abs(np.asarray(law.kink_gaps(h, float(n), float(d)))))
             for h, n, d in zip(table.weights, table.model_size, table.tokens, strict=True)]
     assert min(gaps) < 1e-6  # on the kink
+    traced = num_traces(lm_advance)
     smoothed = ms.fit(spec, table, n_restarts=2, seed=0, smooth_kinks=True)
+    assert num_traces(lm_advance) == traced + 1  # the one-slot stages; the exact stage reuses
     assert smoothed.kink_smoothed and smoothed.best == stuck.best
     assert smoothed.objective < 0.95 * stuck.objective and smoothed.law_converged
     other = 1 - stuck.best
     assert smoothed.objectives[other] == stuck.objectives[other]
     assert "kink_smoothing_s" in smoothed.timings and not stuck.kink_smoothed
+
+
+@pytest.mark.parametrize("label", ["capacity (full)", "capacity (capacity)", "spectral (full)",
+                                   "spectral (transfer)"])
+def test_a_temperature_given_as_a_value_smooths_as_the_number_and_compiles_once(label, rng):
+    """``law.smoothed(jnp.asarray(τ))`` predicts what ``law.smoothed(τ)`` does (to rounding),
+    with one compiled program for every τ; the fitter keeps that τ out of the fitted
+    parameters; a 0-d array must be a positive float."""
+    import jax.numpy as jnp
+
+    from mixscale import LawSpec
+    from mixscale._fit import _temperature_filter
+    from mixscale.laws import DataSummary
+
+    spec = LawSpec.parse(label)
+    law = spec.init(jax.random.key(1), DataSummary(("a", "b", "c"), ("a", "b", "c"),
+                                                   np.full(3, 2.0), np.full(3, 3.0),
+                                                   (10.0, 40.0), (1.0, 5.0)))
+    h = jnp.asarray(np.vstack([rng.dirichlet(np.ones(3), 7), [0.0, 0.3, 0.7]]))
+    n, d = jnp.asarray(rng.uniform(5, 50, 8)), jnp.asarray(rng.uniform(1, 10, 8))
+    calls = []
+
+    @eqx.filter_jit
+    def predict(smoothed):
+        calls.append(1)
+        return jax.vmap(smoothed.predict)(h, n, d)
+
+    for tau in (1e-2, 1e-4):
+        as_value = np.asarray(predict(law.smoothed(jnp.asarray(tau))))
+        np.testing.assert_allclose(as_value, np.asarray(jax.vmap(law.smoothed(tau).predict)(
+            h, n, d)), rtol=1e-12)
+        assert np.all(np.isfinite(as_value))
+    assert len(calls) == 1
+    filt = _temperature_filter(law)
+    params, _ = eqx.partition(law.smoothed(jnp.asarray(1e-3)), filt)
+    assert (jax.tree_util.tree_structure(params)
+            == jax.tree_util.tree_structure(eqx.filter(law, eqx.is_inexact_array)))
+    for bad in (jnp.asarray(0.0), jnp.ones(2), jnp.asarray(1)):
+        with pytest.raises(ValueError, match="smoothing"):
+            law.smoothed(bad)
 
 
 def test_lbfgs_compiles_once(rng, keep_compiled_programs):

@@ -141,6 +141,8 @@ class CapacityLaw(AbstractLaw):
         targets: training-domain index of each of the ``M`` targets (static).
         variant: one of :data:`VARIANTS` (static), see the module docstring.
         weight_floor: smallest share used in the data term (static), see the module docstring.
+        floor_smoothing: ``0`` for the law; ``τ > 0`` in its smoothed versions (static;
+            :meth:`smoothed`), unless ``floor_smoothing_value`` holds ``τ`` as a 0-d array.
     """
 
     name: ClassVar[str] = "capacity"
@@ -165,6 +167,8 @@ class CapacityLaw(AbstractLaw):
     variant: str = eqx.field(static=True, default="full")
     weight_floor: float = eqx.field(static=True, default=1e-3)
     floor_smoothing: float = eqx.field(static=True, default=0.0)
+    #: the temperature as a value instead (:meth:`smoothed` of a JAX array), else ``None``
+    floor_smoothing_value: jax.Array | None = None
 
     def __check_init__(self):
         if self.variant not in VARIANTS:
@@ -277,8 +281,21 @@ class CapacityLaw(AbstractLaw):
         ``smoothing`` (log units; :func:`mixscale.log_allocation`), ``0``: the exact law. The
         fitter's kink continuation (:func:`mixscale.fit`, ``smooth_kinks``) uses it: the exact
         law's objective has a kink wherever a domain's allocation meets the floor, where
-        Levenberg–Marquardt stops without converging."""
-        return dataclasses.replace(self, floor_smoothing=check_smoothing(smoothing))
+        Levenberg–Marquardt stops without converging.
+
+        ``smoothing`` may be a 0-d JAX array (a positive temperature): it is then held as a
+        value, not in the law's static structure, so that laws smoothed at different
+        temperatures share their compiled programs (the continuation's stages do)."""
+        tau = check_smoothing(smoothing)
+        if isinstance(tau, jax.Array):
+            return dataclasses.replace(self, floor_smoothing=0.0, floor_smoothing_value=tau)
+        return dataclasses.replace(self, floor_smoothing=tau, floor_smoothing_value=None)
+
+    @property
+    def _smoothing(self):
+        """The floor's temperature: the value if one is held, else the static number."""
+        return (self.floor_smoothing if self.floor_smoothing_value is None
+                else self.floor_smoothing_value)
 
     def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """``log x_i^{free} − log head(N)`` ``(K,)`` for run ``(h, N, D)``: how far each domain's
@@ -290,8 +307,7 @@ class CapacityLaw(AbstractLaw):
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
         """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
-        return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N),
-                                      self.floor_smoothing))
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N), self._smoothing))
 
     @property
     def n_train_domains(self) -> int:
@@ -309,7 +325,7 @@ class CapacityLaw(AbstractLaw):
             raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
                              "training domains")
         idx = jnp.asarray(self.targets)
-        log_x = log_allocation(h, b, c, N, self.head(N), self.floor_smoothing)[idx]
+        log_x = log_allocation(h, b, c, N, self.head(N), self._smoothing)[idx]
         loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
         if self.variant != "capacity":
             g = self.g if self.variant in OWN_SHARE_EXPONENT else None

@@ -94,7 +94,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._allocation import log_allocation, log_shared_allocation
+from .._allocation import is_exact, log_allocation, log_shared_allocation
 from .._allocation import smooth_max as _smooth_max
 from .._linalg import solve_small
 from ._base import AbstractLaw, DataSummary
@@ -161,7 +161,7 @@ def remaining(s, q):
 def _smooth_min(x, ceiling, smoothing: float):
     """``min(x, ceiling)``, smoothed as :func:`mixscale._allocation.smooth_max` for
     ``smoothing > 0``."""
-    if smoothing == 0.0:
+    if is_exact(smoothing):
         return jnp.minimum(x, ceiling)
     return -_smooth_max(-x, -ceiling, smoothing)
 
@@ -290,7 +290,7 @@ class SpectralLaw(AbstractLaw):
         variant: ``"full"``, ``"linear"``, ``"tied"``, ``"transfer"`` or ``"dispersed"``
             (static).
         kink_smoothing: ``0`` for the law; ``τ > 0`` in its smoothed versions (:meth:`smoothed`;
-            static).
+            static), unless ``kink_smoothing_value`` holds ``τ`` as a 0-d array.
     """
 
     name: ClassVar[str] = "spectral"
@@ -318,6 +318,8 @@ class SpectralLaw(AbstractLaw):
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
     kink_smoothing: float = eqx.field(static=True, default=0.0)
+    #: the temperature as a value instead (:meth:`smoothed` of a JAX array), else ``None``
+    kink_smoothing_value: jax.Array | None = None
 
     def __check_init__(self):
         if self.variant not in VARIANTS:
@@ -403,20 +405,33 @@ class SpectralLaw(AbstractLaw):
         ``max(x_i, H)``. Fits stop on them unconverged (measured: restarts stopped at
         ``H/ν = 1`` exactly). Smoothed, each ``max``/``min`` is its softplus smoothing of
         temperature ``τ``: in log units for the floors and ``min(H, N)``, in features for the
-        rank positions. Parameters are shared with the exact law."""
-        return dataclasses.replace(self, kink_smoothing=check_smoothing(smoothing))
+        rank positions. Parameters are shared with the exact law.
+
+        ``smoothing`` may be a 0-d JAX array (a positive temperature): it is then held as a
+        value, not in the law's static structure, so that laws smoothed at different
+        temperatures share their compiled programs (the continuation's stages do)."""
+        tau = check_smoothing(smoothing)
+        if isinstance(tau, jax.Array):
+            return dataclasses.replace(self, kink_smoothing=0.0, kink_smoothing_value=tau)
+        return dataclasses.replace(self, kink_smoothing=tau, kink_smoothing_value=None)
+
+    @property
+    def _smoothing(self):
+        """The kinks' temperature: the value if one is held, else the static number."""
+        return (self.kink_smoothing if self.kink_smoothing_value is None
+                else self.kink_smoothing_value)
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
         """The capacity allocation ``x*(h, N)``, shape ``(K,)`` (units of ``N``)."""
-        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H, self.kink_smoothing))
+        return jnp.exp(log_allocation(h, self.b, self.c, N, self.H, self._smoothing))
 
     def shared_allocation(self, h: jax.Array, N: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(x, x_s)``: own ranks kept per domain ``(K,)`` and the last shared tail rank kept
         ``()`` when a fraction ``ρ`` of tail ranks is shared (:func:`mixscale.
         log_shared_allocation`; units of ``N``)."""
         log_x, log_s = log_shared_allocation(h, self.b, self.c, N, self.H, self.tail_overlap,
-                                             self.kink_smoothing)
+                                             self._smoothing)
         return jnp.exp(log_x), jnp.exp(log_s)
 
     def components(self, h: jax.Array, N: jax.Array, D: jax.Array) -> dict[str, jax.Array]:
@@ -432,9 +447,9 @@ class SpectralLaw(AbstractLaw):
             x, x_s = self.shared_allocation(h, N)
         else:
             x = self.allocation(h, N)
-        tau = self.kink_smoothing
+        tau = self._smoothing
         # A model smaller than the head keeps only N of it (the allocation then gives x_i = H).
-        head = (jnp.minimum(self.H, N) if tau == 0.0
+        head = (jnp.minimum(self.H, N) if is_exact(tau)
                 else jnp.exp(_smooth_min(self.log_H, jnp.log(N), tau)))
         u_head = head / nu
         u_x = (x - self.H + head) / nu

@@ -62,9 +62,19 @@ def check_weight_floor(value) -> None:
         raise ValueError(f"weight_floor must be in [0, 1), got {value!r}")
 
 
-def check_smoothing(value) -> float:
+def check_smoothing(value) -> float | jax.Array:
     """``value`` as a float if it is a non-negative number (a kink-smoothing temperature,
-    :meth:`~mixscale.laws.AbstractLaw.smoothed`); ``ValueError`` otherwise (NaN included)."""
+    :meth:`~mixscale.laws.AbstractLaw.smoothed`), or as is if it is a 0-d floating JAX array
+    (a positive temperature as a value, possibly traced: :func:`mixscale._allocation.is_exact`;
+    positive if concrete); ``ValueError`` otherwise (NaN included)."""
+    if isinstance(value, jax.Array):
+        if value.ndim != 0 or not jnp.issubdtype(value.dtype, jnp.floating):
+            raise ValueError(f"smoothing as an array must be a 0-d float, got {value.dtype}"
+                             f"{list(value.shape)}")
+        if not isinstance(value, jax.core.Tracer) and not float(value) > 0:
+            raise ValueError(f"smoothing as an array is a positive temperature, got "
+                             f"{float(value)!r} (give 0 as a number for the exact law)")
+        return value
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0):
         raise ValueError(f"smoothing must be a non-negative number, got {value!r}")
     return float(value)
