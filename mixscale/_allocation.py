@@ -55,8 +55,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["allocate", "log_allocation", "log_floor_gap", "log_multiplier", "log_shared_allocation",
-           "log_shared_rank", "smooth_max"]
+__all__ = ["allocate", "is_exact", "log_allocation", "log_floor_gap", "log_multiplier",
+           "log_shared_allocation", "log_shared_floor_gap", "log_shared_rank", "smooth_max"]
 
 _MAX_NEWTON_STEPS = 200
 
@@ -213,6 +213,22 @@ def log_floor_gap(h, b, c, N, H):
     there can be found by it (``benchmarks/bench_polish.py``)."""
     u = log_multiplier(h, b, c, N, H)
     return jnp.where(h > 0, _unfloored(u, h, b, c) - jnp.log(H), jnp.inf)
+
+
+def log_shared_floor_gap(h, b, c, N, H, rho):
+    r"""The kinks of :func:`log_shared_allocation`: ``(K + 1,)``, each positive-weight domain's
+    ``log x_i^{free} − log H`` (its unconstrained own allocation at the multiplier the shared
+    rank sets, against the head floor; ``inf`` for zero weights, as :func:`log_floor_gap`) and
+    ``log x_s − log H`` for the shared rank's floor ``max(x_s, H)``."""
+    dtype = jnp.result_type(h, b, c, N, H, rho, float)
+    h, b, c, N, H, rho = (jnp.asarray(v, dtype) for v in (h, b, c, N, H, rho))
+    y = log_shared_rank(h, b, c, N, H, rho)
+    positive = h > 0
+    ell = jnp.log(jnp.where(positive, h, 1.0)) + jnp.log(b) + jnp.log(c)
+    u = jax.nn.logsumexp(jnp.where(positive, ell - (b + 1.0) * y, -jnp.inf))
+    log_h = jnp.log(H)
+    own = jnp.where(positive, _unfloored(u, h, b, c) - log_h, jnp.inf)
+    return jnp.concatenate([own, (y - log_h)[None]])
 
 
 def allocate(h, b, c, N, H):

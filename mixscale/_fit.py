@@ -560,9 +560,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             through smoothed versions of the law back to the exact one
             (:func:`_smooth_kinks`); the result replaces it if lower. If the returned law is
             still unconverged and the law lists its kinks
-            (:meth:`~mixscale.laws.AbstractLaw.kink_gaps`: the capacity law's head floor),
-            finish it on the kinks it stopped on and certify the end
-            (:mod:`mixscale._kinks`; :attr:`FitResult.kink_certificate`). Off by default.
+            (:meth:`~mixscale.laws.AbstractLaw.kink_gaps`: the capacity law's head floor;
+            the spectral law's floors, rank ends and ``min(H, N)``), finish it on the kinks
+            it stopped on and certify the end (:mod:`mixscale._kinks`;
+            :attr:`FitResult.kink_certificate`). Off by default.
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the

@@ -269,3 +269,32 @@ def test_smoothed_shared_allocation_meets_the_budget_and_tends_to_the_exact_one(
         assert np.all(log_x > np.log(H)) and log_s > np.log(H)
         assert np.max(np.abs(log_x - exact_x)) < 2 * k * tau
         assert abs(log_s - exact_s) < 2 * k * tau
+
+
+def test_shared_floor_gaps_are_the_floors_of_the_shared_allocation():
+    """``log_shared_floor_gap``: a domain with a positive gap keeps ``log x_i = log H + gap``,
+    one with a negative gap sits on the floor, a zero weight's gap is ``inf``; the last gap is
+    ``log x_s − log H`` while the shared rank is above the floor."""
+    from mixscale._allocation import log_shared_allocation, log_shared_floor_gap
+
+    rng = np.random.default_rng(5)
+    seen_floor = seen_free = 0
+    for _ in range(20):
+        k = 5
+        h = rng.dirichlet(np.ones(k) * 0.5)
+        h[rng.integers(k)] = 0.0
+        h /= h.sum()
+        b, c = rng.uniform(0.2, 1.2, k), rng.uniform(0.5, 3.0, k)
+        N, H, rho = rng.uniform(20, 200), rng.uniform(0.5, 5), rng.uniform(0.05, 0.9)
+        gaps = np.asarray(log_shared_floor_gap(h, b, c, N, H, rho))
+        log_x, log_s = (np.asarray(v) for v in log_shared_allocation(h, b, c, N, H, rho))
+        own = gaps[:k]
+        assert np.isinf(own[h == 0]).all()
+        free, floor = (h > 0) & (own > 0), (h > 0) & (own < 0)
+        np.testing.assert_allclose(log_x[free], np.log(H) + own[free], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(log_x[floor], np.log(H), rtol=1e-12)
+        if gaps[k] > 0:
+            np.testing.assert_allclose(log_s, np.log(H) + gaps[k], rtol=1e-10)
+        seen_floor += floor.sum()
+        seen_free += free.sum()
+    assert seen_floor and seen_free  # both sides of the floor were checked

@@ -217,3 +217,34 @@ def test_smoothed_law_is_exact_at_zero_close_at_small_tau_and_smooth_across_a_ra
     for bad in (-1e-3, float("nan"), True, "1e-3"):
         with pytest.raises(ValueError, match="smoothing"):
             base.smoothed(bad)
+
+
+@pytest.mark.parametrize("variant", ["full", "transfer"])
+def test_kink_gaps_vanish_where_the_loss_has_a_kink_and_not_elsewhere(variant):
+    """``kink_gaps`` for the certificate: on the head's rank kink (``H/ν = 1``) one gap is 0
+    and the loss's one-sided derivatives in ``log H`` differ; at a point whose gaps all exceed
+    1e-3 the one-sided derivatives agree. The shapes are ``2K + 2`` (``2K + 4`` with shared
+    ranks); a zero-weight domain's floor gap is ``inf``."""
+    base = _simulator_like(head=1.0)
+    extra = {"rho": 0.3} if variant == "transfer" else {}
+    law = SpectralLaw.from_params(variant=variant, **extra, **base.natural_parameters())
+    h, N, D, k = jnp.asarray(MIXES[0]), 16.0, 300.0, 4
+
+    @jax.jit
+    def loss_and_gaps(log_h):
+        moved = eqx.tree_at(lambda m: m.log_H, law, log_h)
+        return moved.predict(h, N, D), moved.kink_gaps(h, N, D)
+
+    step = 1e-6
+    for log_h, on_kink in ((0.0, True), (0.3, False)):
+        at, gaps = (np.asarray(x) for x in loss_and_gaps(jnp.asarray(log_h)))
+        up, down = (np.asarray(loss_and_gaps(jnp.asarray(log_h + s))[0]) for s in (step, -step))
+        right, left = (up - at) / step, (at - down) / step
+        jump = np.max(np.abs(right - left)) / np.max(np.abs(right))
+        assert gaps.shape == (2 * k + 2 + (2 if variant == "transfer" else 0),)
+        if on_kink:
+            assert np.min(np.abs(gaps)) < 1e-12 and jump > 1e-3
+        else:
+            assert np.min(np.abs(gaps)) > 1e-3 and jump < 1e-4, (gaps, jump)
+    zero = np.asarray(law.kink_gaps(jnp.asarray(MIXES[2]), N, D))  # MIXES[2] has zero weights
+    assert np.isinf(zero[[0, 3]]).all() and np.isfinite(zero[[1, 2]]).all()

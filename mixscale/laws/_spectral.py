@@ -94,7 +94,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._allocation import is_exact, log_allocation, log_shared_allocation
+from .._allocation import (
+    is_exact,
+    log_allocation,
+    log_floor_gap,
+    log_shared_allocation,
+    log_shared_floor_gap,
+)
 from .._allocation import smooth_max as _smooth_max
 from .._linalg import solve_small
 from ._base import AbstractLaw, DataSummary
@@ -420,6 +426,42 @@ class SpectralLaw(AbstractLaw):
         """The kinks' temperature: the value if one is held, else the static number."""
         return (self.kink_smoothing if self.kink_smoothing_value is None
                 else self.kink_smoothing_value)
+
+    def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
+        """Signed gaps ``(2K + 2,)`` (``(2K + 4,)`` with shared tail ranks) of run ``(h, N, D)``
+        from the prediction's kinks (:meth:`smoothed` lists them), for the fitter's kink
+        certificate (:mod:`mixscale._kinks`):
+
+        * the allocation's head floors: ``log x_i^{free} − log H`` per domain
+          (:func:`mixscale._allocation.log_floor_gap`; with ``ρ``,
+          :func:`mixscale._allocation.log_shared_floor_gap`, whose last gap is the shared
+          rank's floor ``log x_s − log H``); ``inf`` for zero weights;
+        * ``min(H, N)``: ``log H − log N``;
+        * the exact top ranks: each interval end that the rank sums read — the head's end
+          ``u_H = min(H, N)/ν``, each own tail's end ``u_i = (x_i − H + min(H, N))/ν`` (and
+          ``u_s`` with ``ρ``) — minus the nearest rank ``1 … N_DISCRETE`` (``inf`` beyond
+          ``N_DISCRETE + 1/2``): the weights of :func:`rank_nodes` are piecewise linear in
+          them, with kinks at those integers (the switch to the continuum included).
+
+        A domain on its floor has ``u_i = u_H``: its end repeats the head's gap. ``D`` enters no
+        kink."""
+        del D
+        h = check_mixture(h, self.n_train_domains)
+        if self.rho is not None:
+            floors = log_shared_floor_gap(h, self.b, self.c, N, self.H, self.tail_overlap)
+            x, x_s = self.shared_allocation(h, N)
+        else:
+            floors = log_floor_gap(h, self.b, self.c, N, self.H)
+            x = self.allocation(h, N)
+        head = jnp.minimum(self.H, N)
+        ends = [head[None] / self.nu, (x - self.H + head) / self.nu]
+        if self.rho is not None:
+            ends.append(((x_s - self.H + head) / self.nu)[None])
+        ends = jnp.concatenate(ends)
+        rank = jax.lax.stop_gradient(jnp.round(ends))
+        on_grid = (rank >= 1) & (rank <= N_DISCRETE)
+        return jnp.concatenate([floors, (self.log_H - jnp.log(N))[None],
+                                jnp.where(on_grid, ends - rank, jnp.inf)])
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
