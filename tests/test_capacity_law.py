@@ -3,6 +3,8 @@ floor, gradients where a domain sits on the head floor ``x = H``. What every law
 (zero weights, jit/vmap, gradients in general, planted recovery, the contract) is checked once
 for all laws in ``test_laws.py``."""
 
+import dataclasses
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -122,6 +124,58 @@ def test_full_nests_in_transfer_to_1e7(h):
                                    np.asarray(full.predict(jnp.asarray(h), N, D)), rtol=1e-7)
 
 
+def test_crossover_variant_formula_by_hand():
+    """``E + (C^q + B^q)^(1/q)`` with ``C = c x*(h, N; H + ηN)^(-b)`` and
+    ``B = A D^(-a) h̃^(-γa)`` the transfer variant's terms; 6K + 4 parameters."""
+    p, eta, gamma, q = np.array([0.2, 0.9, 0.5, 1.3]), 0.05, 0.4, 2.5
+    law = _full_law(variant="crossover", eta=eta, gamma=gamma, p=p, q=q)
+    assert parameter_count(law) == 6 * K + 4 and float(law.q) == pytest.approx(q, rel=1e-15)
+    transfer = _full_law(variant="transfer", eta=eta, gamma=gamma, p=p)
+    h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
+    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
+        [1.0, 1.5, 0.8, 2.0])
+    x = np.asarray(allocate(h, b, c, N, 0.5 + eta * N))
+    h_eff = np.array([h[i] + sum(p[i] * p[j] * h[j] for j in range(K) if j != i)
+                      for i in range(K)])
+    cap, data = c * x**-b, A * D**-a * h_eff ** (-gamma * a)
+    expected = (cap**q + data**q) ** (1 / q) + E
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
+    # the sum of transfer is larger: a power mean of two positive terms with q > 1
+    assert np.all(np.asarray(transfer.predict(h, N, D)) > expected)
+    np.testing.assert_allclose(np.asarray(transfer.predict(h, N, D)), cap + data + E,
+                               rtol=1e-13)
+    back = CapacityLaw.from_params(variant="crossover", **law.natural_parameters())
+    np.testing.assert_allclose(np.asarray(back.predict(h, N, D)), expected, rtol=1e-14)
+    with pytest.raises(ValueError, match="q - 1"):
+        _full_law(variant="crossover", eta=eta, gamma=gamma, p=p, q=1.0)
+
+
+@pytest.mark.parametrize("h", [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.0, 0.0],
+                               [0.997, 0.001, 0.001, 0.001]])
+def test_transfer_nests_in_crossover_to_1e7_and_the_largest_q_is_near_the_maximum(h):
+    """At the lower end of ``q − 1`` the crossover variant is the transfer variant to ``1e-7``
+    of the loss; at its upper end (``q = 20``) the combined term is within 3.5 % of the larger
+    of the two terms, from the smallest to a large model and budget."""
+    transfer = _full_law().embed("transfer")
+    low = transfer.embed("crossover")
+    assert low.variant == "crossover" and float(low.q) - 1.0 == pytest.approx(1e-7, rel=1e-12)
+    high = dataclasses.replace(low, log_q_minus_1=jnp.asarray(np.log(19.0)))
+    hh = jnp.asarray(h)
+    for N, D in [(1.0, 0.01), (40.0, 7.0), (1e4, 1e3)]:
+        np.testing.assert_allclose(np.asarray(low.predict(hh, N, D)),
+                                   np.asarray(transfer.predict(hh, N, D)), rtol=1e-7)
+        excess = np.asarray(high.predict(hh, N, D) - high.E)
+        x = np.asarray(high.allocation(hh, N))
+        cap = np.asarray(high.c * x ** -high.b)
+        shares = np.maximum(np.asarray(high.effective_shares(hh)), 1e-3)
+        data = np.asarray(high.A * D ** -high.a) * shares ** -np.asarray(high.g)
+        larger = np.maximum(cap, data)
+        assert np.all(excess >= larger * (1 - 1e-12))
+        assert np.all(excess <= larger * 2 ** (1 / 20) * (1 + 1e-12))
+    assert _full_law().embed("crossover").variant == "crossover"
+
+
 def test_tied_variant_ties_exponents():
     law = _law("tied")
     alpha = np.array([1.3, 1.5, 1.4, 1.8])
@@ -187,3 +241,12 @@ def test_bad_construction_is_refused():
         _full_law(A=None)
     with pytest.raises(ValueError, match="4 training domains"):
         _full_law().predict(jnp.ones(3) / 3, 10.0, 1.0)
+
+
+@pytest.mark.parametrize("variant, field", [("full", "log_b"), ("tied", "log_alpha_minus_1")])
+def test_a_missing_size_field_is_refused_by_name(variant, field):
+    """A law (e.g. read from a fit file) without the field that sizes its domains is refused
+    with a message naming it, not with an error about the shape of ``None``."""
+    law = _law(variant)
+    with pytest.raises(ValueError, match=f"needs {field}"):
+        dataclasses.replace(law, **{field: None})

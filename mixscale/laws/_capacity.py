@@ -57,6 +57,25 @@ Variants (one class, the ``variant`` option):
   680M runs from 122M + 310M at 1.78 % (``decoupled`` 2.08, the joint law 1.47) and is the most
   accurate form of this law within one scale; the size–token coupling of real runs is still
   missing (it under-predicts 680M's first checkpoint by 2.2 %).
+* ``"crossover"``: ``transfer`` with its capacity and data terms combined by a power mean
+  instead of a sum (``docs/theory.md`` §5):
+
+  .. math::
+
+      L_i = E_i + \big(C_i^{\,q} + B_i^{\,q}\big)^{1/q}, \qquad
+      C_i = c_i\, x_i^{*-b_i},\quad B_i = A_i\, D^{-a_i}\, \tilde h_i^{-\gamma a_i},
+      \quad q \ge 1 .
+
+  A kept rank that the data have not yet taught is lost like an unkept one, so a domain's
+  excess loss is about the *larger* of the capacity limit and the data limit (§5: ranks below
+  ``min(x, l_D)`` are learned), not their sum, which counts the ranks between the learning
+  frontier ``l_D`` and the kept count ``x`` twice; ``q = 1`` is the sum, ``q → ∞`` the maximum.
+  What it changes across scales: under the sum a larger model gains the same absolute loss at
+  every budget, under the crossover it gains little while the data limit dominates and more as
+  the budget grows (SlimPajama-7: the 310M/122M loss ratio is 0.986 at 2B tokens, 0.939 at
+  20B). One shared ``q``: ``3K + 3M + 4`` parameters (``6K + 4`` when every training domain is a
+  target). ``transfer`` nests in it at ``q − 1 = 10⁻⁷`` (the lower end of its range, to
+  ``10⁻⁷`` of the loss).
 
 Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
 tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
@@ -96,7 +115,7 @@ from ._terms import (
 
 __all__ = ["CapacityLaw"]
 
-VARIANTS = ("full", "tied", "capacity", "decoupled", "transfer")
+VARIANTS = ("full", "tied", "capacity", "decoupled", "transfer", "crossover")
 
 #: Each variant's fitted parameters: natural name -> raw field (``log x``, or ``log(x - 1)`` for
 #: ``alpha``). The one place that says which fields a variant uses.
@@ -110,15 +129,24 @@ PARAMETERS = {
 PARAMETERS["decoupled"] = {**PARAMETERS["full"], "g": "log_g"}
 PARAMETERS["transfer"] = {**PARAMETERS["full"], "eta": "log_eta", "gamma": "log_gamma",
                           "p": "log_p"}
+PARAMETERS["crossover"] = {**PARAMETERS["transfer"], "q": "log_q_minus_1"}
 
 #: Lower ends of the ``transfer`` variant's ranges, where it is ``full`` to ``1e-7`` of the
 #: loss: the head ``H + ηN`` moves by at most ``1e-12 N`` (``H ≥ 1e-3 N_min``) and the effective
 #: share ``h_i + p_i Σ_j p_j h_j`` by at most ``1e-10`` (shares are floored at ``1e-3``).
 ETA_MIN, P_MIN = 1e-12, 1e-5
 
+#: Range of the ``crossover`` variant's ``q − 1``: at the lower end the power mean is the sum to
+#: ``10⁻⁷`` of the loss (``(C^q + B^q)^{1/q} ≥ (C + B)·2^{(1-q)/q}``), at the upper end
+#: (``q = 20``) within ``2^{1/20} − 1 = 3.5 %`` of the larger term.
+Q_MINUS_1_RANGE = (1e-7, 19.0)
+
 #: The variants whose data term has its own share exponent ``g`` (free, or ``γ a``); ``full`` and
 #: ``tied`` tie it to the token exponent, and each of them nests in both.
-OWN_SHARE_EXPONENT = ("decoupled", "transfer")
+OWN_SHARE_EXPONENT = ("decoupled", "transfer", "crossover")
+
+#: The variants with the shared ranks of ``transfer`` (``η``, ``γ``, ``p``).
+SHARED_RANKS = ("transfer", "crossover")
 
 
 def _data_term(A, a, D, h, floor, g=None):
@@ -127,6 +155,12 @@ def _data_term(A, a, D, h, floor, g=None):
     if g is None:
         return A * jnp.exp(-a * (jnp.log(D) + floored_log(h, floor)))
     return A * jnp.exp(-a * jnp.log(D) - g * floored_log(h, floor))
+
+
+def _log_data_term(log_A, a, D, h, floor, g):
+    """``log(A D^{-a} max(h, floor)^{-g})``, the log of :func:`_data_term` without forming it
+    (so a term below the smallest float keeps finite gradients)."""
+    return log_A - a * jnp.log(D) - g * floored_log(h, floor)
 
 
 @register_law
@@ -163,6 +197,7 @@ class CapacityLaw(AbstractLaw):
     log_eta: jax.Array | None = None
     log_gamma: jax.Array | None = None
     log_p: jax.Array | None = None
+    log_q_minus_1: jax.Array | None = None
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
     weight_floor: float = eqx.field(static=True, default=1e-3)
@@ -174,15 +209,18 @@ class CapacityLaw(AbstractLaw):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         check_weight_floor(self.weight_floor)
-        k = jnp.shape(getattr(self, "log_alpha_minus_1" if self.variant == "tied" else "log_b"))
+        sized_by = "log_alpha_minus_1" if self.variant == "tied" else "log_b"
+        if getattr(self, sized_by) is None:  # before its shape is read
+            raise ValueError(f"variant {self.variant!r} needs {sized_by}")
+        k = jnp.shape(getattr(self, sized_by))
         m = (len(self.targets),)
         shapes = {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "log_A": m, "log_a": m,
                   "log_E": m, "log_H": (), "log_beta": (), "log_kappa": (), "log_g": m,
-                  "log_p": k}
+                  "log_p": k, "log_q_minus_1": ()}
         check_variant_fields(self, PARAMETERS[self.variant].values(),
                              ("log_b", "log_c", "log_A", "log_a", "log_alpha_minus_1",
                               "log_beta", "log_kappa", "log_g", "log_eta", "log_gamma",
-                              "log_p"), shapes)
+                              "log_p", "log_q_minus_1"), shapes)
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
 
@@ -252,18 +290,26 @@ class CapacityLaw(AbstractLaw):
 
     @property
     def eta(self) -> jax.Array | None:
-        """Shared capacity per unit of ``N`` (``transfer`` only): the head is ``H + ηN``."""
+        """Shared capacity per unit of ``N`` (``transfer``, ``crossover``): the head is
+        ``H + ηN``."""
         return None if self.log_eta is None else jnp.exp(self.log_eta)
 
     @property
     def gamma(self) -> jax.Array | None:
-        """Share exponent as a fraction of the token exponent (``transfer`` only)."""
+        """Share exponent as a fraction of the token exponent (``transfer``, ``crossover``)."""
         return None if self.log_gamma is None else jnp.exp(self.log_gamma)
 
     @property
     def p(self) -> jax.Array | None:
-        """Pool loadings ``(K,)`` (``transfer`` only): domains ``i ≠ j`` share ``p_i p_j``."""
+        """Pool loadings ``(K,)`` (``transfer``, ``crossover``): domains ``i ≠ j`` share
+        ``p_i p_j``."""
         return None if self.log_p is None else jnp.exp(self.log_p)
+
+    @property
+    def q(self) -> jax.Array | None:
+        """Power of the mean that combines the capacity and data terms, ``q ≥ 1``
+        (``crossover`` only; the others add them, ``q = 1``)."""
+        return None if self.log_q_minus_1 is None else 1.0 + jnp.exp(self.log_q_minus_1)
 
     def head(self, N: jax.Array) -> jax.Array:
         """The capacity every domain gets at least: ``H``, or ``H + ηN`` (``transfer``)."""
@@ -326,12 +372,18 @@ class CapacityLaw(AbstractLaw):
                              "training domains")
         idx = jnp.asarray(self.targets)
         log_x = log_allocation(h, b, c, N, self.head(N), self._smoothing)[idx]
-        loss = c[idx] * jnp.exp(-b[idx] * log_x) + self.E
-        if self.variant != "capacity":
-            g = self.g if self.variant in OWN_SHARE_EXPONENT else None
-            loss = loss + _data_term(self.A, self.a, D, self.effective_shares(h)[idx],
-                                     self.weight_floor, g)
-        return loss
+        log_capacity = jnp.log(c[idx]) - b[idx] * log_x
+        if self.variant == "capacity":
+            return jnp.exp(log_capacity) + self.E
+        g = self.g if self.variant in OWN_SHARE_EXPONENT else None
+        shares = self.effective_shares(h)[idx]
+        if self.log_q_minus_1 is None:
+            data = _data_term(self.A, self.a, D, shares, self.weight_floor, g)
+            return jnp.exp(log_capacity) + data + self.E
+        # (C^q + B^q)^(1/q) in logs: neither power over- or underflows for any q in range.
+        q = self.q
+        log_data = _log_data_term(self.log_A, self.a, D, shares, self.weight_floor, g)
+        return jnp.exp(jnp.logaddexp(q * log_capacity, q * log_data) / q) + self.E
 
     def natural_parameters(self) -> dict[str, jax.Array]:
         """The variant's fitted parameters in natural units (names of :data:`PARAMETERS`)."""
@@ -345,7 +397,8 @@ class CapacityLaw(AbstractLaw):
 
         ``full`` needs ``b, c, H, A, a, E``; ``capacity`` needs ``b, c, H, E``; ``tied`` needs
         ``alpha (> 1), beta, kappa, H, A, E``; ``decoupled`` those of ``full`` and ``g``;
-        ``transfer`` those of ``full`` and ``eta, gamma, p``. ``targets`` defaults to
+        ``transfer`` those of ``full`` and ``eta, gamma, p``; ``crossover`` those of
+        ``transfer`` and ``q (> 1)``. ``targets`` defaults to
         every training domain in order. ``law.natural_parameters()`` gives these back.
         """
         if variant not in VARIANTS:
@@ -357,9 +410,10 @@ class CapacityLaw(AbstractLaw):
         missing = [p for p in wanted if params.get(p) is None]
         if missing:
             raise ValueError(f"variant {variant!r} needs parameters {missing}")
-        if "alpha" in params:
-            params["alpha"] = jnp.asarray(params["alpha"], dtype=float) - 1.0
-        fields = {wanted[p]: positive(v, "alpha - 1" if p == "alpha" else p)
+        for name in ("alpha", "q"):  # stored as log(x - 1)
+            if name in params:
+                params[name] = jnp.asarray(params[name], dtype=float) - 1.0
+        fields = {wanted[p]: positive(v, f"{p} - 1" if p in ("alpha", "q") else p)
                   for p, v in params.items()}
         k = jnp.shape(fields["log_alpha_minus_1" if variant == "tied" else "log_b"])[0]
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
@@ -374,9 +428,15 @@ class CapacityLaw(AbstractLaw):
         limit ``A = 0`` is not representable). Any of them → ``decoupled``: as ``full``, with the
         share exponents ``g = a`` (exact). Any of them → ``transfer``: as ``full``, with
         ``γ = 1`` (exact) and ``η``, ``p`` at the lower ends of their ranges (to ``10⁻⁷`` of the
-        loss, :data:`ETA_MIN`, :data:`P_MIN`). The same variant returns the law itself."""
+        loss, :data:`ETA_MIN`, :data:`P_MIN`). Any of them → ``crossover``: as ``transfer``, with
+        ``q − 1`` at the lower end of its range (:data:`Q_MINUS_1_RANGE`, to ``10⁻⁷`` of the
+        loss). The same variant returns the law itself."""
         if variant == self.variant:
             return self
+        if variant == "crossover":
+            inner = self.embed("transfer")
+            return dataclasses.replace(inner, variant="crossover",
+                                       log_q_minus_1=jnp.asarray(np.log(Q_MINUS_1_RANGE[0])))
         if variant in OWN_SHARE_EXPONENT and self.variant not in OWN_SHARE_EXPONENT:
             full = self.embed("full")
             if variant == "decoupled":
@@ -386,8 +446,9 @@ class CapacityLaw(AbstractLaw):
                 log_gamma=jnp.zeros(()), log_p=jnp.full(jnp.shape(full.log_b), np.log(P_MIN)))
         if variant != "full" or self.variant not in ("tied", "capacity"):
             raise ValueError(f"the {self.variant!r} variant does not nest in {variant!r}; "
-                             "'tied' and 'capacity' nest in 'full', and all three in "
-                             "'decoupled' and 'transfer'")
+                             "'tied' and 'capacity' nest in 'full', all three in "
+                             "'decoupled' and 'transfer', and every one but 'decoupled' in "
+                             "'crossover'")
         # In raw (log) units throughout, so that nothing over- or underflows on the way.
         if self.variant == "tied":
             log_b = jnp.log(self.b)
@@ -411,12 +472,13 @@ class CapacityLaw(AbstractLaw):
     def n_parameters(cls, n_train_domains: int, n_targets: int, *, variant: str = "full",
                      weight_floor: float = 1e-3) -> int:
         """``2K + 3M + 1`` (full), ``2K + M + 1`` (capacity), ``K + 2M + 3`` (tied),
-        ``2K + 4M + 1`` (decoupled), ``3K + 3M + 3`` (transfer)."""
+        ``2K + 4M + 1`` (decoupled), ``3K + 3M + 3`` (transfer), ``3K + 3M + 4``
+        (crossover)."""
         del weight_floor
         k, m = n_train_domains, n_targets
         return {"full": 2 * k + 3 * m + 1, "capacity": 2 * k + m + 1,
                 "tied": k + 2 * m + 3, "decoupled": 2 * k + 4 * m + 1,
-                "transfer": 3 * k + 3 * m + 3}[variant]
+                "transfer": 3 * k + 3 * m + 3, "crossover": 3 * k + 3 * m + 4}[variant]
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *, variant: str = "full",
@@ -430,7 +492,9 @@ class CapacityLaw(AbstractLaw):
         (the share's elasticity a fraction of the tokens'); ``η ∈ [10⁻¹², 0.5]`` (at most half
         of every model shared by all domains; the lower end is the fixed head); the loadings
         ``p ∈ [10⁻⁵, 3]`` (overlaps ``p_i p_j`` up to 9: a token of a close domain may teach more
-        than one of the domain's own, as for two halves of one source)."""
+        than one of the domain's own, as for two halves of one source). Crossover: those of
+        transfer and ``q − 1 ∈ [10⁻⁷, 19]`` (:data:`Q_MINUS_1_RANGE`: from the sum to within
+        3.5 % of the larger term)."""
         del weight_floor
         n_min = summary.model_size[0]
         bounds = {"log_H": log_range(1e-3 * n_min, n_min)}
@@ -438,21 +502,26 @@ class CapacityLaw(AbstractLaw):
             bounds.update(log_alpha_minus_1=log_range(0.01, 2.0), log_beta=log_range(0.01, 1.0))
         else:
             bounds["log_b"] = log_range(*EXPONENT_RANGE)
-        if variant in ("full", "decoupled", "transfer"):
+        if variant in ("full", "decoupled", *SHARED_RANKS):
             bounds["log_a"] = log_range(*EXPONENT_RANGE)
         if variant == "decoupled":
             bounds["log_g"] = log_range(*EXPONENT_RANGE)
-        if variant == "transfer":
+        if variant in SHARED_RANKS:
             bounds.update(log_eta=log_range(ETA_MIN, 0.5), log_gamma=log_range(0.01, 1.0),
                           log_p=log_range(P_MIN, 3.0))
+        if variant == "crossover":
+            bounds["log_q_minus_1"] = log_range(*Q_MINUS_1_RANGE)
         return bounds
 
     @classmethod
     def nested(cls, *, variant: str = "full", weight_floor: float = 1e-3) -> tuple:
         """``full`` nests ``tied`` (exactly) and ``capacity`` (to ``10⁻⁷`` of the loss), by
         :meth:`embed`; ``decoupled`` nests ``full`` (exactly) and ``transfer`` nests it to
-        ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); the other variants nest
-        none."""
+        ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); ``crossover`` nests
+        ``transfer`` to ``10⁻⁷`` (and through it the rest); the other variants nest none."""
+        if variant == "crossover":
+            return (({"variant": "transfer", "weight_floor": weight_floor},
+                     lambda law: law.embed("crossover")),)
         if variant in OWN_SHARE_EXPONENT:
             return (({"variant": "full", "weight_floor": weight_floor},
                      lambda law: law.embed(variant)),)
@@ -473,6 +542,7 @@ class CapacityLaw(AbstractLaw):
         Tied: ``α - 1 ∈ [0.05, 2]``, ``β ∈ [0.01, 1]``, ``κ`` so that ``c`` is of the same order.
         Decoupled: ``g ∈ [0.05, 1.0]`` too, drawn apart from ``a``. Transfer: ``γ ∈ [0.05, 1]``,
         ``η ∈ [10⁻³, 0.3]``, ``p ∈ [0.01, 1]``, ``A`` for the share ``1/K`` as in ``full``.
+        Crossover: as transfer, and ``q − 1 ∈ [0.05, 4]``.
         """
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -510,7 +580,7 @@ class CapacityLaw(AbstractLaw):
             log_c = jnp.log(frac * scale_k) + jnp.exp(log_b) * jnp.log(x_mid)
             fields.update(log_b=log_b, log_c=log_c)
         if variant != "capacity":
-            if variant in ("full", "decoupled", "transfer"):
+            if variant in ("full", "decoupled", *SHARED_RANKS):
                 log_a = log_uniform(keys[5], 0.05, 1.0, (m,))
                 fields["log_a"] = log_a
                 a_t = jnp.exp(log_a)
@@ -520,13 +590,15 @@ class CapacityLaw(AbstractLaw):
                 log_g = log_uniform(keys[7], 0.05, 1.0, (m,))
                 fields["log_g"] = log_g
                 g_t = jnp.exp(log_g)
-            elif variant == "transfer":
+            elif variant in SHARED_RANKS:
                 extra_keys = jax.random.split(keys[8], 3)
                 log_gamma = log_uniform(extra_keys[0], 0.05, 1.0, ())
                 fields.update(log_gamma=log_gamma,
                               log_eta=log_uniform(extra_keys[1], 1e-3, 0.3, ()),
                               log_p=log_uniform(extra_keys[2], 0.01, 1.0, (k,)))
                 g_t = jnp.exp(log_gamma) * a_t
+                if variant == "crossover":
+                    fields["log_q_minus_1"] = log_uniform(keys[9], 0.05, 4.0, ())
             if variant in OWN_SHARE_EXPONENT:
                 fields["log_A"] = (jnp.log(frac_a * loss_mid) + a_t * jnp.log(d_mid)
                                    - g_t * jnp.log(k))
