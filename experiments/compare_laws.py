@@ -385,9 +385,12 @@ def convergence_summary(results: dict) -> list[str]:
                    + f" | {np.mean([r['at_bounds'] for r in sel]):.1f} |")
     failures = [f for _, _, bad in standalone.values() for f in bad]
     if failures:
-        out += ["", "Fits above a nested variant's own fit on the same rows (fitted before "
-                "the table's fits were the nested starts, the fitter's own nested fits missed "
-                "that variant's best basin): " + "; ".join(failures) + "."]
+        out += ["", "Fits above a nested variant's own fit on the same rows (the nested starts "
+                "are the table's own fits of the variant, so a shortfall is the precision of "
+                "the nesting: the variant embedded with a parameter at the end of its range, "
+                "to 1e-7 of the loss, where the law's optimum is the variant itself; in records "
+                "made before those starts, a basin the fitter's own nested fits missed): "
+                + "; ".join(failures) + "."]
     return out + [""]
 
 

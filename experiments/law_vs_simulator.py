@@ -5,7 +5,8 @@ For each setting (``K`` domains, shared head ``S``) draw random spectra, simulat
 expected losses of one-pass SGD for ~40 random mixtures × 3 model sizes × 3 token budgets
 (``simulate.sweep``), fit every law of ``Config.laws`` (the capacity law, variant ``"full"``,
 its ``"decoupled"`` variant with the data term's token and share exponents apart, its
-``"transfer"`` variant with the ranks that domains share, and the spectral law derived from
+``"transfer"`` variant with the ranks that domains share, its ``"crossover"`` variant (capacity
+and data limits combined as a power mean, ``docs/theory.md`` §5), and the spectral law derived from
 the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``, which has
 nothing to share here but must not lose to ``"full"``) on the runs of
 most mixtures, all sizes and budgets at once, and report the mean relative error (MRE) on the
@@ -70,7 +71,8 @@ class Config:
     # every size and budget at once.
     laws: tuple[LawSpec, ...] = with_spectral((LawSpec("capacity", variant="full"),
                                                LawSpec("capacity", variant="decoupled"),
-                                               LawSpec("capacity", variant="transfer")))
+                                               LawSpec("capacity", variant="transfer"),
+                                               LawSpec("capacity", variant="crossover")))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
