@@ -108,3 +108,27 @@ def test_fit_finishes_and_certifies_a_capacity_law_stuck_on_its_head_floor(monke
     # certify_fit on the returned fit: already stationary on its kink, no step to take
     again = certify_fit(res, table)
     assert again.certified and again.steps == 0 and again.active_kinks >= 1
+
+
+def _gap_with_a_broken_normal(p):
+    """The kink of :func:`_gap`, whose normal is not a number (``0 · ∞``) for ``x ≥ 0.6`` while
+    the gap itself stays finite: a gradient of the gap that cannot be followed there."""
+    return _gap(p) + 0.0 * jnp.sqrt(jnp.maximum(0.6 - p[0], 0.0))
+
+
+def test_a_kink_whose_normal_is_not_finite_ends_the_steps_without_an_error():
+    # the minimum along the kink (x = 1) lies past x = 0.6, where the normal is NaN: the steps
+    # must stop short of it and the certificate judge where they stopped, not fail in the
+    # retraction's least squares
+    start = np.array([0.3, 0.09])
+    assert np.isnan(np.asarray(_jac_of_gap(np.array([0.8, 0.64])))).any()
+    cert = certify_kink(_v_shaped, _gap_with_a_broken_normal, start)
+    assert 0.5 < cert.params[0] < 0.6 + 1e-6 and np.all(np.isfinite(cert.params))
+    assert cert.objective < cert.start_objective
+    assert not cert.certified  # the objective still falls along the kink towards x = 1
+
+
+def _jac_of_gap(p):
+    import jax
+
+    return jax.jacfwd(_gap_with_a_broken_normal)(jnp.asarray(p))
