@@ -224,7 +224,7 @@ def draw(results: dict, cfg: Config, out) -> str:
     """Held-out MRE (%) vs ρ, one panel per head size, one line per law with N/D terms."""
     plt = _common.pyplot()
     heads = list(cfg.heads)
-    fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 1.0, 4), sharey=True,
+    fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 2.6, 4), sharey=True,
                              squeeze=False)
     markers = "osD^v<>"
     values = []
@@ -233,7 +233,9 @@ def draw(results: dict, cfg: Config, out) -> str:
         for j, spec in enumerate(cfg.laws):
             y = 100 * np.asarray(_series(results, head, spec.label, "validation_mre"), float)
             values += list(y)
-            ax.plot(rhos, y, marker=markers[j % len(markers)], label=spec.label)
+            # tab20's colours: one per law (the default cycle repeats after ten)
+            ax.plot(rhos, y, marker=markers[j % len(markers)], label=spec.label,
+                    color=plt.get_cmap("tab20")(j % 20))
         ax.set_title(f"shared head S = {head}")
         ax.set_xlabel("tail overlap ρ")
         ax.set_xticks(list(cfg.rhos))
@@ -242,7 +244,8 @@ def draw(results: dict, cfg: Config, out) -> str:
     if values.size and values.min() > 0 and values.max() / values.min() > 10:
         axes[0][0].set_yscale("log")
     axes[0][0].set_ylabel("held-out MRE (%)")
-    axes[0][-1].legend(fontsize=8, loc="best")
+    # beside the last panel, so that no line is hidden behind it
+    axes[0][-1].legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Laws fitted to simulated losses (K = {cfg.k}, tail T = {cfg.tail}): "
                  "error on held-out mixtures", fontsize=11)
     fig.tight_layout()
