@@ -92,6 +92,19 @@ def test_parameter_counts_and_natural_parameters_round_trip():
     assert sub.predict(jnp.full(5, 0.2), 10.0, 1.0).shape == (2,)
 
 
+def _transfer_terms_by_hand(h, N, D, p, eta, gamma):
+    """The transfer variant's capacity term ``c x*(h, N; H + ηN)^(-b)``, data term
+    ``A D^(-a) h̃^(-γa)`` (``h̃_i = h_i + Σ_{j≠i} p_i p_j h_j``, summed pair by pair) and ``E``,
+    in numpy from :func:`_full_law`'s parameters."""
+    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
+    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
+        [1.0, 1.5, 0.8, 2.0])
+    x = np.asarray(allocate(h, b, c, N, 0.5 + eta * N))
+    h_eff = np.array([h[i] + sum(p[i] * p[j] * h[j] for j in range(K) if j != i)
+                      for i in range(K)])
+    return c * x**-b, A * D**-a * h_eff ** (-gamma * a), E
+
+
 def test_transfer_variant_formula_by_hand():
     """``c x*(h, N; H + ηN)^(-b) + A D^(-a) h̃^(-γa) + E`` with the effective share summed pair
     by pair, ``h̃_i = h_i + Σ_{j≠i} p_i p_j h_j``."""
@@ -99,13 +112,8 @@ def test_transfer_variant_formula_by_hand():
     law = _full_law(variant="transfer", eta=eta, gamma=gamma, p=p)
     assert parameter_count(law) == 6 * K + 3
     h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
-    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
-    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
-        [1.0, 1.5, 0.8, 2.0])
-    x = np.asarray(allocate(h, b, c, N, 0.5 + eta * N))
-    h_eff = np.array([h[i] + sum(p[i] * p[j] * h[j] for j in range(K) if j != i)
-                      for i in range(K)])
-    expected = c * x**-b + A * D**-a * h_eff ** (-gamma * a) + E
+    cap, data, E = _transfer_terms_by_hand(h, N, D, p, eta, gamma)
+    expected = cap + data + E
     np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
     back = CapacityLaw.from_params(variant="transfer", **law.natural_parameters())
     np.testing.assert_allclose(np.asarray(back.predict(h, N, D)), expected, rtol=1e-14)
@@ -132,13 +140,7 @@ def test_crossover_variant_formula_by_hand():
     assert parameter_count(law) == 6 * K + 4 and float(law.q) == pytest.approx(q, rel=1e-15)
     transfer = _full_law(variant="transfer", eta=eta, gamma=gamma, p=p)
     h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
-    b, c = np.array([0.3, 0.5, 0.4, 0.6]), np.array([2.0, 1.5, 1.0, 2.5])
-    A, a, E = np.array([0.5, 0.3, 0.4, 0.6]), np.array([0.3, 0.4, 0.2, 0.5]), np.array(
-        [1.0, 1.5, 0.8, 2.0])
-    x = np.asarray(allocate(h, b, c, N, 0.5 + eta * N))
-    h_eff = np.array([h[i] + sum(p[i] * p[j] * h[j] for j in range(K) if j != i)
-                      for i in range(K)])
-    cap, data = c * x**-b, A * D**-a * h_eff ** (-gamma * a)
+    cap, data, E = _transfer_terms_by_hand(h, N, D, p, eta, gamma)
     expected = (cap**q + data**q) ** (1 / q) + E
     np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
     # the sum of transfer is larger: a power mean of two positive terms with q > 1
