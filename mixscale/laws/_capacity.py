@@ -137,9 +137,12 @@ PARAMETERS["crossover"] = {**PARAMETERS["transfer"], "q": "log_q_minus_1"}
 ETA_MIN, P_MIN = 1e-12, 1e-5
 
 #: Range of the ``crossover`` variant's ``q − 1``: at the lower end the power mean is the sum to
-#: ``10⁻⁷`` of the loss (``(C^q + B^q)^{1/q} ≥ (C + B)·2^{(1-q)/q}``), at the upper end
-#: (``q = 20``) within ``2^{1/20} − 1 = 3.5 %`` of the larger term.
-Q_MINUS_1_RANGE = (1e-7, 19.0)
+#: ``10⁻¹²`` of the loss (``(C^q + B^q)^{1/q} ≥ (C + B)·2^{(1-q)/q}``), so that a fit started
+#: from ``transfer``'s (:meth:`CapacityLaw.embed`) begins within ``10⁻⁹`` of its objective even
+#: where the residuals are 1 % of the loss (the objective moves by the loss's relative change
+#: over the relative residual, squared terms twice: ``10⁻⁷`` there moved it by ``6·10⁻⁶``); at
+#: the upper end (``q = 20``) within ``2^{1/20} − 1 = 3.5 %`` of the larger term.
+Q_MINUS_1_RANGE = (1e-12, 19.0)
 
 #: The variants whose data term has its own share exponent ``g`` (free, or ``γ a``); ``full`` and
 #: ``tied`` tie it to the token exponent, and each of them nests in both.
@@ -429,7 +432,7 @@ class CapacityLaw(AbstractLaw):
         share exponents ``g = a`` (exact). Any of them → ``transfer``: as ``full``, with
         ``γ = 1`` (exact) and ``η``, ``p`` at the lower ends of their ranges (to ``10⁻⁷`` of the
         loss, :data:`ETA_MIN`, :data:`P_MIN`). Any of them → ``crossover``: as ``transfer``, with
-        ``q − 1`` at the lower end of its range (:data:`Q_MINUS_1_RANGE`, to ``10⁻⁷`` of the
+        ``q − 1`` at the lower end of its range (:data:`Q_MINUS_1_RANGE`, to ``10⁻¹²`` of the
         loss). The same variant returns the law itself."""
         if variant == self.variant:
             return self
@@ -493,7 +496,7 @@ class CapacityLaw(AbstractLaw):
         of every model shared by all domains; the lower end is the fixed head); the loadings
         ``p ∈ [10⁻⁵, 3]`` (overlaps ``p_i p_j`` up to 9: a token of a close domain may teach more
         than one of the domain's own, as for two halves of one source). Crossover: those of
-        transfer and ``q − 1 ∈ [10⁻⁷, 19]`` (:data:`Q_MINUS_1_RANGE`: from the sum to within
+        transfer and ``q − 1 ∈ [10⁻¹², 19]`` (:data:`Q_MINUS_1_RANGE`: from the sum to within
         3.5 % of the larger term)."""
         del weight_floor
         n_min = summary.model_size[0]
@@ -518,7 +521,7 @@ class CapacityLaw(AbstractLaw):
         """``full`` nests ``tied`` (exactly) and ``capacity`` (to ``10⁻⁷`` of the loss), by
         :meth:`embed`; ``decoupled`` nests ``full`` (exactly) and ``transfer`` nests it to
         ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); ``crossover`` nests
-        ``transfer`` to ``10⁻⁷`` (and through it the rest); the other variants nest none."""
+        ``transfer`` to ``10⁻¹²`` (and through it the rest); the other variants nest none."""
         if variant == "crossover":
             return (({"variant": "transfer", "weight_floor": weight_floor},
                      lambda law: law.embed("crossover")),)
