@@ -86,14 +86,16 @@ def test_recovers_planted_law_through_fit(spec, rng):
     scale = spec.uses_scale
     train = _table(planted, 14, rng, scale, "planted[train]")
     valid = _table(planted, 6, rng, scale, "planted[validation]")
-    # Small noiseless tables give the per-domain laws several local minima: 16 restarts find
-    # the planted one for every law, at fit seeds 0, 1 and 2 alike (train and validation MRE
-    # below 3e-10; of 64 restarts, 11 reach it for the crossover variant, 15 for transfer, 55
-    # and more for the rest). The spectral law, whose every parameter is shared, finds it from
-    # 4 in every variant (2-3 of the 4 reach it, in 26-64 steps), and its restarts are the
-    # costliest: every step of the batch waits for its slowest restart (8 restarts took
-    # 113-300 steps, 4 take 57-173).
-    restarts = 4 if spec.name == "spectral" else 16
+    # Small noiseless tables give the per-domain laws several local minima. Of 64 restarts (fit
+    # seed 0, 300 steps) these reach the planted optimum: capacity 63, decoupled 58, additive
+    # 39, transfer 20, crossover 19, and bimix, DML and the regressions all 64, so 16 restarts
+    # miss it with odds below 0.4 % (a change to the fitter reshuffles the restarts' fates, so
+    # the margin is for the next change, not this seed); the joint law's restarts converge
+    # slowly and 11 of 64 reach the test's 1e-4 within 300 steps, so it keeps 64. The
+    # spectral law, whose every parameter is shared, finds it from 4 in every variant (2-3 of
+    # the 4 reach it, in 26-64 steps), and its restarts are the costliest: every step of the
+    # batch waits for its slowest restart (8 restarts took 113-300 steps, 4 take 57-173).
+    restarts = {"spectral": 4, "joint": 64}.get(spec.name, 16)
     # Every law reaches the planted optimum within 300 steps (the spectral transfer variant's
     # restarts that found it took 18-112); a restart lost in another basin would otherwise hold
     # its whole batch to the 1000-step default (one did, in that variant). Random restarts
