@@ -18,9 +18,10 @@ For every variant: exact losses (``simulate.sweep``) of ``n_mixtures`` Dirichlet
 (the same for every variant) × sizes ``N`` (kept features) × budgets ``D`` (samples,
 ``D = steps × batch``); the law (variant ``full`` unless (a)) fitted on 70% of the mixtures
 (``_common.fit_law``), its mean relative error (MRE) on every run of the others — and, beside
-it on every variant's data, the spectral law derived from the recursion (``Config.theory_law``,
-``docs/theory.md``: it models the step schedule only through its integrated step, and the keep
-rule not at all, so (c) and (d) test it); and at one
+it on every variant's data, the laws of ``Config.laws``: the capacity law's ``crossover`` variant
+(``docs/theory.md`` §5) and the spectral law derived from the recursion (``docs/theory.md``: it
+models the step schedule only through its integrated step, and the keep rule not at all, so (c)
+and (d) test it); and at one
 scale ``(N*, D*)`` = the grid's largest, the **regret** of the law's optimal mixture
 (``_sim.law_optimum``) for the mean loss over the domains,
 
@@ -40,11 +41,16 @@ on ``N``).
 Outputs (``--out``, default ``figures/``): ``ablations.json``, ``ablations.md``,
 ``ablations.png`` (two panels: held-out MRE in %, regret in loss units).
 
-Cost: the full configuration took 13.5 minutes of wall time on a 2-core machine shared with
-about six other jobs (mostly the six simulator optima and the fits' compilation; a few minutes
-when idle); ``--quick`` (group (c) only, tiny model) under a minute of CPU time. Run::
+Cost: the full configuration took 23.9 minutes of wall time on a 2-core machine running
+another experiment beside it, most of it the spectral law's fits (the capacity law's and the
+crossover's take about 2 minutes each, the six simulator optima under one); ``--quick``
+(group (c) only, tiny model) under a minute of CPU time. Run::
 
-    python -m experiments.ablations [--quick] [--redraw] [--out DIR]
+    python -m experiments.ablations [--quick] [--redraw] [--out DIR] [--add-law LABEL]
+
+Each variant's row holds the ablation's own fit (``"subject"``: the capacity law, variant
+``full`` or, in (a), ``tied``) and the fits of ``Config.laws`` (``"laws"``, on the variants
+whose subject is ``full``); ``--add-law`` fits one of ``Config.laws`` and merges its rows.
 """
 
 from __future__ import annotations
@@ -127,8 +133,8 @@ class Config:
     n_restarts: int = _common.N_RESTARTS
     seed: int = 0
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
-    # Fitted next to the capacity law (variant full) on every variant's data; None: not fitted.
-    theory_law: LawSpec | None = LawSpec("spectral")
+    # Fitted next to the capacity law (variant full) on every variant's data.
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="crossover"), LawSpec("spectral"))
 
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)
@@ -152,7 +158,7 @@ class Config:
 
 #: The smoke run (under a minute): group (c) only, on a tiny model, the capacity law alone.
 QUICK = Config(head=2, tail=16, n_mixtures=10, sizes=(4, 8), samples=(16, 64), decay_every=16,
-               n_restarts=2, groups=(GROUPS[2],), theory_law=None)
+               n_restarts=2, groups=(GROUPS[2],), laws=())
 
 
 def regret(model, h, n: int, steps: int, schedule, batch_size: int, optimum_loss: float) -> float:
@@ -213,8 +219,9 @@ def fit_and_score(cfg: Config, spec: LawSpec, v: Variant, data: dict) -> dict:
 
 
 def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
-    """Fit the capacity law (and, on the variants of the data, the theory law) on the training
-    mixtures; held-out MRE; regrets at the largest scale."""
+    """Fit the capacity law (``"subject"``) and, where its variant is ``full``, every law of
+    ``cfg.laws`` (``"laws"``) on the training mixtures; held-out MREs; regrets at the largest
+    scale."""
     n_top, steps_top = data["top"]
     w_opt, loss_opt = data["optimum"]
     k = len(w_opt)
@@ -223,19 +230,18 @@ def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
         "schedule": v.schedule, "batch_size": v.batch_size, "lr": data["lr"],
         "steps": data["steps"], "scale": {"N": n_top, "D": steps_top * v.batch_size,
                                           "steps": steps_top},
-        **fit_and_score(cfg, LawSpec("capacity", variant=v.law_variant), v, data),
+        "subject": fit_and_score(cfg, LawSpec("capacity", variant=v.law_variant), v, data),
         "true_optimum": w_opt, "true_optimum_loss": loss_opt,
         "regret_uniform": regret(data["model"], np.full(k, 1.0 / k), n_top, steps_top,
                                  data["schedule"], v.batch_size, loss_opt),
-        "simulate_s": data["simulate_s"], "optimum_s": data["optimum_s"], "theory": None,
+        "simulate_s": data["simulate_s"], "optimum_s": data["optimum_s"],
+        "laws": [fit_and_score(cfg, spec, v, data) for spec in cfg.laws]
+        if v.law_variant == "full" else [],
     }
-    if cfg.theory_law is not None and v.law_variant == "full":
-        out["theory"] = fit_and_score(cfg, cfg.theory_law, v, data)
-    log.info("%-22s %-26s held-out MRE %.2f%%, regret law %.3g, uniform %.3g%s", v.group,
-             v.label, 100 * out["validation_mre"], out["regret_law"], out["regret_uniform"],
-             "" if out["theory"] is None else
-             f"; {out['theory']['law']}: MRE {100 * out['theory']['validation_mre']:.2f}%, "
-             f"regret {out['theory']['regret_law']:.3g}")
+    for fit in (out["subject"], *out["laws"]):
+        log.info("%-22s %-26s %-22s held-out MRE %.2f%%, regret law %.3g, uniform %.3g",
+                 v.group, v.label, fit["law"], 100 * fit["validation_mre"], fit["regret_law"],
+                 out["regret_uniform"])
     return out
 
 
@@ -261,11 +267,21 @@ def run(cfg: Config, log: logging.Logger) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
+#: Hatches of the laws of ``Config.laws`` in the figure, in order (the subject's bars are plain).
+HATCHES = ("///", "...", "xx", "\\\\", "++")
+
+
+def other_laws(rows) -> list[str]:
+    """Labels of the laws fitted beside the subject, in the order of their first appearance."""
+    return list(dict.fromkeys(fit["law"] for r in rows for fit in r["laws"]))
+
+
 def draw(results: dict, out) -> str:
-    """Two panels: held-out MRE (%) and regret (loss units), bars grouped by ablation."""
+    """Two panels: held-out MRE (%) and regret (loss units), bars grouped by ablation: the
+    capacity law (plain) and each law of ``Config.laws`` (hatched) side by side per variant."""
     plt = _common.pyplot()
     rows = results["variants"]
-    fig, (ax_mre, ax_reg) = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, (ax_mre, ax_reg) = plt.subplots(1, 2, figsize=(12, 4.8))
     x, ticks, pos = 0.0, [], []
     groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
     for group in groups:
@@ -276,46 +292,47 @@ def draw(results: dict, out) -> str:
             x += 1.0
         x += 0.8
     colors = [f"C{GROUPS.index(r['group'])}" for r in rows]
-    theory = [r.get("theory") for r in rows]
-    has_theory = any(t is not None for t in theory)
-    width = 0.4 if has_theory else 0.8
-    left = np.asarray(pos) - (width / 2 if has_theory else 0.0)
-    right = left + width
-    mre = [100 * r["validation_mre"] for r in rows]
-    ax_mre.bar(left, mre, width=width, color=colors)
-    reg_law = [r["regret_law"] for r in rows]
-    reg_uni = [r["regret_uniform"] for r in rows]
-    ax_reg.bar(left, reg_law, width=width, color=colors)
-    if has_theory:
-        t_mre = [np.nan if t is None else 100 * t["validation_mre"] for t in theory]
-        t_reg = [np.nan if t is None else t["regret_law"] for t in theory]
-        label = next(t["law"] for t in theory if t is not None)
-        ax_mre.bar(right, t_mre, width=width, color=colors, hatch="///", edgecolor="k", lw=0.4)
-        ax_reg.bar(right, t_reg, width=width, color=colors, hatch="///", edgecolor="k", lw=0.4)
+    others = other_laws(rows)
+    width = 0.8 / (1 + len(others))
+    left = np.asarray(pos) - 0.4 + width / 2
+    series = [("capacity law (the ablation's variant)", None,
+               [r["subject"] for r in rows])]
+    series += [(label, HATCHES[j % len(HATCHES)],
+                [next((f for f in r["laws"] if f["law"] == label), None) for r in rows])
+               for j, label in enumerate(others)]
+    handles, names = [], []
+    for j, (label, hatch, fits) in enumerate(series):
+        style = {} if hatch is None else {"hatch": hatch, "edgecolor": "k", "lw": 0.4}
+        at = left + j * width
+        ax_mre.bar(at, [np.nan if f is None else 100 * f["validation_mre"] for f in fits],
+                   width=width, color=colors, **style)
+        ax_reg.bar(at, [np.nan if f is None else f["regret_law"] for f in fits],
+                   width=width, color=colors, **style)
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="0.6", **style))
+        names.append(label)
+    if others:
+        from matplotlib.ticker import LogLocator, NullFormatter
+
         ax_mre.set_yscale("log")
+        ax_mre.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax_mre.yaxis.set_major_formatter("{x:g}")
+        ax_mre.yaxis.set_minor_formatter(NullFormatter())
     ax_mre.set_ylabel("held-out MRE (%)")
-    ax_mre.set_title("fit error: capacity law" + (f" (plain) and {label} (hatched)"
-                                                   if has_theory else ""), fontsize=10)
-    ax_reg.scatter(pos, reg_uni, marker="x", color="k", zorder=3, label="uniform mixture")
+    ax_mre.set_title("fit error of each law", fontsize=10)
+    ax_reg.scatter(pos, [r["regret_uniform"] for r in rows], marker="x", color="k", zorder=3)
     ax_reg.set_ylabel("regret of mean loss (loss units)")
-    ax_reg.set_title(f"regret at N = {rows[0]['scale']['N']} features, "
+    ax_reg.set_title(f"regret of each law's optimum at N = {rows[0]['scale']['N']} features, "
                      f"D = {rows[0]['scale']['D']} samples", fontsize=10)
     ax_reg.axhline(0.0, color="k", lw=0.6)
-    handles = [plt.Rectangle((0, 0), 1, 1, color="0.6")]
-    names = ["capacity law's optimum"]
-    if has_theory:
-        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="0.6", hatch="///",
-                                     edgecolor="k", lw=0.4))
-        names.append(f"{label}'s optimum")
-    ax_reg.legend([*handles, ax_reg.collections[0]], [*names, "uniform mixture"], fontsize=8,
-                  framealpha=0.6)
     for ax in (ax_mre, ax_reg):
         ax.set_xticks(pos)
         ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{GROUPS.index(g)}") for g in groups]
-    fig.legend(handles, groups, loc="upper center", ncol=len(groups), fontsize=9,
-               bbox_to_anchor=(0.5, 1.04))
+    group_handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{GROUPS.index(g)}") for g in groups]
+    fig.legend([*group_handles, *handles, ax_reg.collections[0]],
+               [*groups, *names, "uniform mixture (regret)"], loc="upper center",
+               ncol=min(4, len(groups) + len(names) + 1), fontsize=8,
+               bbox_to_anchor=(0.5, 1.10))
     fig.tight_layout()
     filename = f"{NAME}.png"
     _common.save_figure(fig, out, filename)
@@ -336,31 +353,31 @@ def observations(results: dict) -> list[str]:
         if r["label"] != "free (full)":
             continue
         j = int(np.argmax(r["true_optimum"]))
+        opt = r["subject"]["law_optimum"]
         lines.append(f"* Base: the simulator's optimum puts its largest weight, "
                      f"{r['true_optimum'][j]:.3f}, on domain {j} (α = {alpha[j]:.3f}); the "
-                     f"law's optimum gives that domain {r['law_optimum'][j]:.3f} and its "
-                     f"weights span {min(r['law_optimum']):.3f}–{max(r['law_optimum']):.3f} "
-                     f"(uniform: {1 / len(alpha):.3f}).")
+                     f"capacity law's optimum gives that domain {opt[j]:.3f} and its weights "
+                     f"span {min(opt):.3f}–{max(opt):.3f} (uniform: {1 / len(alpha):.3f}).")
     for group in GROUPS:
         members = [r for r in rows if r["group"] == group]
         if not members:
             continue
-        lo = min(members, key=lambda r: r["validation_mre"])
-        hi = max(members, key=lambda r: r["validation_mre"])
-        beats = [r["label"] for r in members if r["regret_law"] < r["regret_uniform"]]
-        lines.append(f"* {group}: held-out MRE from {100 * lo['validation_mre']:.2f}% "
-                     f"({lo['label']}) to {100 * hi['validation_mre']:.2f}% ({hi['label']}); the "
-                     f"law's optimum beats the uniform mixture in {len(beats)} of {len(members)} "
+        lo = min(members, key=lambda r: r["subject"]["validation_mre"])
+        hi = max(members, key=lambda r: r["subject"]["validation_mre"])
+        beats = [r["label"] for r in members
+                 if r["subject"]["regret_law"] < r["regret_uniform"]]
+        lines.append(f"* {group}: the capacity law's held-out MRE from "
+                     f"{100 * lo['subject']['validation_mre']:.2f}% ({lo['label']}) to "
+                     f"{100 * hi['subject']['validation_mre']:.2f}% ({hi['label']}); its "
+                     f"optimum beats the uniform mixture in {len(beats)} of {len(members)} "
                      "variants" + (f" ({', '.join(beats)})" if beats else "") + ".")
-        fitted = [r for r in members if r.get("theory") is not None]
-        if fitted:
-            t = [r["theory"] for r in fitted]
-            share = [tr["regret_law"] / r["regret_uniform"] for tr, r in zip(t, fitted,
-                                                                              strict=True)
+        for label in other_laws(members):
+            pairs = [(f, r) for r in members for f in r["laws"] if f["law"] == label]
+            share = [f["regret_law"] / r["regret_uniform"] for f, r in pairs
                      if r["regret_uniform"] > 0]
-            mre = [100 * x["validation_mre"] for x in t]
-            reg = [x["regret_law"] for x in t]
-            lines.append(f"  The {t[0]['law']} law: held-out MRE {_span(mre, '.3f')}%, regret of "
+            mre = [100 * f["validation_mre"] for f, _ in pairs]
+            reg = [f["regret_law"] for f, _ in pairs]
+            lines.append(f"  The {label} law: held-out MRE {_span(mre, '.3f')}%, regret of "
                          f"its optimum {_span(reg, '.3g')}"
                          + (f" ({_span([100 * v for v in share], '.1f')}% of the uniform "
                             "mixture's)" if share else "") + ".")
@@ -385,8 +402,8 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
         f"variant: exact losses of {cfg.n_mixtures} Dirichlet(1) mixtures (the same for every "
         f"variant) × N ∈ {{{', '.join(map(str, cfg.sizes))}}} kept features × D ∈ "
         f"{{{', '.join(map(str, cfg.samples))}}} samples (D = steps × batch); the capacity law "
-        + (f"(and the {cfg.theory_law.label} law, `docs/theory.md`, on every variant's data) "
-           if cfg.theory_law is not None else "") +
+        + (f"(and, on every variant's data, {' and '.join(s.label for s in cfg.laws)}: "
+           "`docs/theory.md`) " if cfg.laws else "") +
         f"fitted on {100 * (1 - cfg.validation_fraction):.0f}% of the mixtures ({cfg.n_restarts} "
         "restarts) and scored by the mean relative error on every run of the others; at "
         f"N = {scale['N']}, D = {scale['D']} the regret of the law's optimal mixture for the mean "
@@ -400,14 +417,12 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
               "regret law", "regret uniform", "law's optimum h", "true optimum h",
               "true optimal loss"]
     fmt = lambda h: "(" + ", ".join(f"{w:.3f}" for w in h) + ")"  # noqa: E731
-    table = [[r["group"], r["label"], r["law"], r["lr"], 100 * r["validation_mre"],
-              100 * r["train_mre"], r["regret_law"], r["regret_uniform"], fmt(r["law_optimum"]),
-              fmt(r["true_optimum"]), r["true_optimum_loss"]] for r in rows]
-    table += [[r["group"], r["label"], r["theory"]["law"], r["lr"],
-               100 * r["theory"]["validation_mre"], 100 * r["theory"]["train_mre"],
-               r["theory"]["regret_law"], r["regret_uniform"], fmt(r["theory"]["law_optimum"]),
-               fmt(r["true_optimum"]), r["true_optimum_loss"]]
-              for r in rows if r.get("theory") is not None]
+    table = [[r["group"], r["label"], f["law"], r["lr"], 100 * f["validation_mre"],
+              100 * f["train_mre"], f["regret_law"], r["regret_uniform"], fmt(f["law_optimum"]),
+              fmt(r["true_optimum"]), r["true_optimum_loss"]]
+             for label in ["subject", *other_laws(rows)] for r in rows
+             for f in ([r["subject"]] if label == "subject" else
+                       [f for f in r["laws"] if f["law"] == label])]
     text += [_common.markdown_table(header, table), "",
              "Regrets in loss units (the mean over domains of the expected squared error); a "
              "regret of a few 1e-5 below zero is the resolution of the simulator's optimum "
@@ -425,7 +440,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
-                          quick_config=QUICK)
+                          quick_config=QUICK, can_add_laws=True)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ def test_quick_run_writes_sane_results(quick_run):
     cfg = ablations.QUICK
     assert {r["group"] for r in rows} == set(cfg.groups)
     for r in rows:
-        assert np.isfinite(r["validation_mre"]) and 0 <= r["validation_mre"] < 1
+        fit = r["subject"]
+        assert fit["law"] == "capacity (full)" and r["laws"] == []  # QUICK fits no other law
+        assert np.isfinite(fit["validation_mre"]) and 0 <= fit["validation_mre"] < 1
         # the simulator's optimum search resolves the minimum to ~1e-5
-        assert r["regret_law"] >= -1e-4 and r["regret_uniform"] >= -1e-4
-        assert np.isclose(sum(r["law_optimum"]), 1.0) and np.isclose(sum(r["true_optimum"]), 1)
+        assert fit["regret_law"] >= -1e-4 and r["regret_uniform"] >= -1e-4
+        assert np.isclose(sum(fit["law_optimum"]), 1.0) and np.isclose(sum(r["true_optimum"]), 1)
         assert r["scale"]["D"] == r["scale"]["steps"] * r["batch_size"]
     assert {r["label"] for r in rows} >= {"constant, B = 1 (base)", "step decay, B = 1",
                                           "constant, B = 8"}
@@ -37,22 +39,43 @@ def test_quick_run_writes_sane_results(quick_run):
     assert (quick_run / "ablations.md").read_text() == md
 
 
-def test_a_theory_law_is_drawn_and_tabled_beside_the_capacity_law(quick_run, tmp_path):
-    """The quick run fits the capacity law alone; a record with a theory law's fit on every
-    variant (here a scaled copy of the capacity law's numbers) is drawn, tabled and summarised."""
+def test_other_laws_are_drawn_tabled_and_summarised_beside_the_capacity_law(quick_run, tmp_path):
+    """The quick run fits the capacity law alone; a record with two more laws' fits on every
+    variant (scaled copies of the capacity law's numbers) is drawn, tabled (one row per law
+    and variant) and summarised per law."""
     record = json.loads((quick_run / "ablations.json").read_text())
     for r in record["results"]["variants"]:
-        r["theory"] = {"law": "spectral (full)", "validation_mre": 0.5 * r["validation_mre"],
-                       "train_mre": 0.5 * r["train_mre"], "regret_law": 0.25 * r["regret_uniform"],
-                       "law_optimum": r["true_optimum"]}
+        r["laws"] = [{"law": law, "validation_mre": scale * r["subject"]["validation_mre"],
+                      "train_mre": scale * r["subject"]["train_mre"],
+                      "regret_law": scale / 2 * r["regret_uniform"],
+                      "law_optimum": r["true_optimum"]}
+                     for law, scale in (("spectral (full)", 0.5), ("capacity (crossover)", 0.2))]
     (tmp_path / "ablations.json").write_text(json.dumps(record))
     assert ablations.main(["--redraw", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "ablations.md").read_text()
-    rows = [line for line in md.splitlines() if "| spectral (full) |" in line]
-    assert len(rows) == len(record["results"]["variants"])
-    assert f"{100 * record['results']['variants'][0]['theory']['validation_mre']:.4g}" in rows[0]
-    assert "The spectral (full) law: held-out MRE" in md and "(25.0% of the uniform" in md
+    variants = record["results"]["variants"]
+    expected = (("spectral (full)", "25.0"), ("capacity (crossover)", "10.0"))
+    for j, (law, share) in enumerate(expected):
+        rows = [line for line in md.splitlines() if f"| {law} |" in line]
+        assert len(rows) == len(variants)
+        assert f"{100 * variants[0]['laws'][j]['validation_mre']:.4g}" in rows[0]
+        assert f"The {law} law: held-out MRE" in md and f"({share}% of the uniform" in md
     assert (tmp_path / "ablations.png").stat().st_size > 10_000
+
+
+def test_an_added_law_is_merged_into_every_variant_and_the_capacity_law_kept(quick_run):
+    """``--add-law``: the variants' rows keep the subject's fits and gain the added law's."""
+    from experiments._harness import merge_law_rows
+
+    old = json.loads((quick_run / "ablations.json").read_text())["results"]
+    new = json.loads(json.dumps(old))
+    for r in new["variants"]:
+        r["subject"]["validation_mre"] = -1.0  # a refit of the subject must not replace it
+        r["laws"] = [{"law": "capacity (crossover)", "validation_mre": 0.01}]
+    merged = merge_law_rows(old, new, ["capacity (crossover)"])
+    for m, o in zip(merged["variants"], old["variants"], strict=True):
+        assert m["subject"] == o["subject"]
+        assert m["laws"] == [{"law": "capacity (crossover)", "validation_mre": 0.01}]
 
 
 def test_every_variant_changes_one_thing():
