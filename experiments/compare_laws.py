@@ -385,12 +385,15 @@ def convergence_summary(results: dict) -> list[str]:
                    + f" | {np.mean([r['at_bounds'] for r in sel]):.1f} |")
     failures = [f for _, _, bad in standalone.values() for f in bad]
     if failures:
-        out += ["", "Fits above a nested variant's own fit on the same rows (the nested starts "
-                "are the table's own fits of the variant, so a shortfall is the precision of "
-                "the nesting: the variant embedded with a parameter at the end of its range, "
-                "to 1e-7 of the loss, where the law's optimum is the variant itself; in records "
-                "made before those starts, a basin the fitter's own nested fits missed): "
-                + "; ".join(failures) + "."]
+        out += ["", "Fits above a nested variant's own fit on the same rows. A law starts from "
+                "its run's fits of the variants nested in it: the table's rows of those "
+                "variants if they were fitted in the same run, else fits made for the start "
+                "(a law added with `--add-law`), which match the table's rows only if the "
+                "fitter has not changed since they were made; a shortfall is then that "
+                "difference, or, where the law's optimum is the variant itself, the precision "
+                "of the nesting (a parameter at the end of its range, 1e-7 of the loss or "
+                "less), or, in records made before those starts, a basin the fitter's own "
+                "nested fits missed: " + "; ".join(failures) + "."]
     return out + [""]
 
 
