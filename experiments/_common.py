@@ -323,6 +323,20 @@ def save_figure(fig, out: Path, filename: str) -> Path:
     return path
 
 
+#: tab20's entries for the laws of a figure: its dark shades, then its light ones, without its
+#: two greys (kept for reference lines: uniform, proportional, static mixtures). Eighteen
+#: colours, so that no two of the registry's laws share one (tab10 repeats after ten, and its
+#: grey drew a law like a reference).
+_LAW_SHADES = (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
+
+
+def law_color(j: int):
+    """The colour of the ``j``-th law of a figure (RGBA; repeats after 18 laws)."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"](_LAW_SHADES[j % len(_LAW_SHADES)])
+
+
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib

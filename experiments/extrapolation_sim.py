@@ -356,15 +356,10 @@ _STYLE = {TARGET: dict(color="k", ls="--", lw=2.0), STATIC: dict(color="tab:gray
           UNIFORM: dict(color="tab:gray", ls=":", lw=1.5)}
 
 
-#: tab20's entries for the laws: its dark shades, then its light ones, without its two greys
-#: (the references' colours; tab10's grey once drew a law like the static mixture).
-_LAW_SHADES = (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
-
-
 def _colors(plt, labels: Sequence[str]) -> dict:
-    """One colour per law label (tab20 without grey, in law order) plus the references'."""
-    cmap = plt.get_cmap("tab20")
-    colors = {lab: cmap(_LAW_SHADES[i % len(_LAW_SHADES)]) for i, lab in enumerate(labels)}
+    """One colour per law label (:func:`experiments._common.law_color`, in law order) plus
+    the references'."""
+    colors = {lab: _common.law_color(i) for i, lab in enumerate(labels)}
     colors.update({STATIC: "tab:gray", UNIFORM: "lightgray", TARGET: "k"})
     return colors
 

@@ -233,9 +233,8 @@ def draw(results: dict, cfg: Config, out) -> str:
         for j, spec in enumerate(cfg.laws):
             y = 100 * np.asarray(_series(results, head, spec.label, "validation_mre"), float)
             values += list(y)
-            # tab20's colours: one per law (the default cycle repeats after ten)
             ax.plot(rhos, y, marker=markers[j % len(markers)], label=spec.label,
-                    color=plt.get_cmap("tab20")(j % 20))
+                    color=_common.law_color(j))
         ax.set_title(f"shared head S = {head}")
         ax.set_xlabel("tail overlap ρ")
         ax.set_xticks(list(cfg.rhos))

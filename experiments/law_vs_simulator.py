@@ -37,6 +37,7 @@ from experiments._common import (
     N_RESTARTS,
     fit_law,
     fit_record,
+    law_color,
     markdown_table,
     pyplot,
     save_figure,
@@ -156,7 +157,7 @@ def plot(results: list[dict], out: Path) -> Path:
         low = [100 * r["laws"][label]["validation_mre_own_weight_below_0.1"]
                if r["laws"][label]["validation_mre_own_weight_below_0.1"] is not None
                else np.nan for r in results]
-        ax.bar(pos, v, width=width, label=label, color=f"C{j}")
+        ax.bar(pos, v, width=width, label=label, color=law_color(j))
         ax.plot(pos, low, "o", color="k", ms=4,
                 label="own weight h_i < 0.1" if j == 0 else None)
     ax.set_xticks(x, [f"K={r['K']}\nS={r['head']}" for r in results])

@@ -196,7 +196,6 @@ def draw(results: dict, out: Path) -> str:
     labels = results["law_labels"]
     n_l = len(labels)
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    cmap = plt.get_cmap("tab10")
     width = 0.8 / n_l
     lowest = [inst["baselines"]["best measured"]["regret_pct"] for inst in instances]
     for j, label in enumerate(labels):
@@ -208,7 +207,7 @@ def draw(results: dict, out: Path) -> str:
             xs.append(i - 0.4 + (j + 0.5) * width)
             ys.append(max(row["regret_pct"], _FLOOR_PCT))
         lowest += ys
-        ax.bar(xs, ys, width=width * 0.9, color=cmap(j % 10), label=label)
+        ax.bar(xs, ys, width=width * 0.9, color=_common.law_color(j), label=label)
     styles = {"uniform": ("k", "--"), "proportional": ("tab:gray", ":"),
               "best measured": ("k", "-")}
     for name, (color, ls) in styles.items():
