@@ -356,7 +356,7 @@ _STYLE = {TARGET: dict(color="k", ls="--", lw=2.0), STATIC: dict(color="tab:gray
           UNIFORM: dict(color="tab:gray", ls=":", lw=1.5)}
 
 
-def _colors(plt, labels: Sequence[str]) -> dict:
+def _colors(labels: Sequence[str]) -> dict:
     """One colour per law label (:func:`experiments._common.law_color`, in law order) plus
     the references'."""
     colors = {lab: _common.law_color(i) for i, lab in enumerate(labels)}
@@ -374,7 +374,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
     n = len(instances)
     fig, axes = plt.subplots(2, n, figsize=(min(5.0 * n, 15), 7), squeeze=False,
                              sharex=True)
-    colors = _colors(plt, results["law_labels"])
+    colors = _colors(results["law_labels"])
     for col, inst in enumerate(instances):
         target = inst["targets"][index]
         steps = np.asarray(target["curve_steps"], dtype=float) * b
@@ -440,7 +440,7 @@ def draw_regret(results: dict, out: Path) -> str:
     instances = results["instances"]
     n_targets = len(instances[0]["targets"])
     labels = [*results["law_labels"], STATIC, UNIFORM]
-    colors = _colors(plt, results["law_labels"])
+    colors = _colors(results["law_labels"])
     b = results["config"]["batch_size"]
     fig, axes = plt.subplots(2, n_targets, figsize=(1.5 + 4.5 * n_targets, 7), squeeze=False,
                              sharey="row")

@@ -175,17 +175,15 @@ def test_law_list_predicates():
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
     # every experiment fits the spectral law (still a candidate) and its transfer and
-    # dispersed variants beside the registry's
+    # dispersed variants, and the capacity law's crossover variant, beside the registry's;
+    # ablations fits the spectral law and the crossover beside the capacity variant each
+    # ablation is about
+    crossover = LawSpec("capacity", variant="crossover")
     for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert set(theory) <= set(MODULES[name].Config().laws), name
-    # ablations fits the spectral law and the capacity law's crossover variant beside the
-    # capacity variant each ablation is about; every other experiment fits the crossover too
-    crossover = LawSpec("capacity", variant="crossover")
-    assert MODULES["ablations"].Config().laws == (crossover, theory[0])
-    for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
-                 "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert crossover in MODULES[name].Config().laws, name
+    assert MODULES["ablations"].Config().laws == (crossover, theory[0])
 
 
 def _imports(path: Path) -> set[str]:
