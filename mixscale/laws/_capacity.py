@@ -74,8 +74,8 @@ Variants (one class, the ``variant`` option):
   every budget, under the crossover it gains little while the data limit dominates and more as
   the budget grows (SlimPajama-7: the 310M/122M loss ratio is 0.986 at 2B tokens, 0.939 at
   20B). One shared ``q``: ``3K + 3M + 4`` parameters (``6K + 4`` when every training domain is a
-  target). ``transfer`` nests in it at ``q − 1 = 10⁻⁷`` (the lower end of its range, to
-  ``10⁻⁷`` of the loss).
+  target). ``transfer`` nests in it at ``q − 1 = 10⁻¹²`` (the lower end of its range, to
+  ``10⁻¹²`` of the loss).
 
 Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
 tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
