@@ -178,6 +178,40 @@ def test_transfer_nests_in_crossover_to_1e12_and_the_largest_q_is_near_the_maxim
     assert _full_law().embed("crossover").variant == "crossover"
 
 
+def test_coupled_variant_formula_by_hand():
+    """The crossover with the data term at ``N^θ D`` tokens:
+    ``E + (C^q + B^q)^(1/q)``, ``B = A (N^θ D)^(-a) h̃^(-γa)``; 6K + 5 parameters."""
+    p, eta, gamma, q, theta = np.array([0.2, 0.9, 0.5, 1.3]), 0.05, 0.4, 2.5, 0.3
+    law = _full_law(variant="coupled", eta=eta, gamma=gamma, p=p, q=q, theta=theta)
+    assert parameter_count(law) == 6 * K + 5 and float(law.sample_efficiency) == theta
+    h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    cap, data, E = _transfer_terms_by_hand(h, N, N**theta * D, p, eta, gamma)
+    expected = (cap**q + data**q) ** (1 / q) + E
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
+    # the data limit at size N is the crossover's at N^θ times the tokens
+    crossover = _full_law(variant="crossover", eta=eta, gamma=gamma, p=p, q=q)
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)),
+                               np.asarray(crossover.predict(h, N, N**theta * D)), rtol=1e-13)
+    back = CapacityLaw.from_params(variant="coupled", **law.natural_parameters())
+    np.testing.assert_allclose(np.asarray(back.predict(h, N, D)), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("h", [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.0, 0.0]])
+def test_crossover_nests_in_coupled_exactly(h):
+    """At ``θ = 0`` the coupled variant is the crossover variant (the same floating-point
+    operations but for a factor ``N^0 = 1``), and ``embed`` puts ``θ`` there."""
+    crossover = _full_law(variant="crossover", eta=0.05, gamma=0.4,
+                          p=np.array([0.2, 0.9, 0.5, 1.3]), q=2.5)
+    law = crossover.embed("coupled")
+    assert law.variant == "coupled" and float(law.theta) == 0.0
+    assert CapacityLaw.nested(variant="coupled")[0][0]["variant"] == "crossover"
+    hh = jnp.asarray(h)
+    for N, D in [(1.0, 0.01), (40.0, 7.0), (1e4, 1e3)]:
+        np.testing.assert_allclose(np.asarray(law.predict(hh, N, D)),
+                                   np.asarray(crossover.predict(hh, N, D)), rtol=1e-15)
+    assert _full_law().embed("coupled").variant == "coupled"
+
+
 def test_tied_variant_ties_exponents():
     law = _law("tied")
     alpha = np.array([1.3, 1.5, 1.4, 1.8])
