@@ -48,6 +48,7 @@ from experiments._common import (
     fit_nested_first,
     fit_record,
     spec_label,
+    unfitted_laws_lines,
     with_spectral,
     write_section,
 )
@@ -229,6 +230,7 @@ def markdown(record: dict) -> str:
            "not edit by hand. MRE in percent; every law fitted by `mixscale.fit` with the same "
            f"objective, {cfg['n_restarts']} restarts (seed {cfg['fit_seed']}) and the same "
            "rows and loss columns (in-mixture domains).", ""]
+    out += unfitted_laws_lines(NAME, Config().laws, labels, cfg.get("quick", False))
     if results["in_scale"]:
         rows = results["in_scale"]
         datasets = [d for d in cfg["in_scale"]]

@@ -253,6 +253,7 @@ def section(results: dict, figure: str) -> str:
         "Reference mixtures chosen without a law: uniform, the instance's natural proportions, "
         "and the best of the training mixtures (what one gets by picking the best measured run).",
         "", f"![Regret of each law's optimal mixture]({figure})", ""]
+    lines += _common.unfitted_laws_lines(NAME, Config().laws, labels, cfg.get("quick", False))
     # Summary: relative regret per law and instance.
     header = ["mixture"] + [i["instance"] for i in instances] + ["mean", "beats best measured"]
     rows = []
