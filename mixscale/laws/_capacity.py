@@ -92,10 +92,11 @@ Variants (one class, the ``variant`` option):
   the budgeted form measured worse: dropping ``H`` (head ``ηN``) misfits
   SlimPajama-7 a little more (its 122M + 310M fit, 16 restarts: objective +0.5 %, 680M
   1.61 % against 1.58 %), dropping ``η`` (head ``H``) misfits Pile-4 (objective +21 % of this
-  variant's, 440M 2.72 % against 2.20 %). Measured with 16 restarts: Pile-4 → 200M/8B and
-  → 440M 2.08 / 2.20 % (crossover 2.23 / 2.77, joint at 64 restarts 2.06 / 2.14, fitted
-  ``θ = 0.069``); SlimPajama-7 122M + 310M → 680M 1.58 % as crossover (``θ = 0.006``: the
-  crossover already follows that table's size–token coupling).
+  variant's, 440M 2.72 % against 2.20 %). Fitted with 64 restarts
+  (``figures/real_extrapolation.md``): Pile-4 → 200M/8B and → 440M 2.09 / 2.18 % (crossover
+  2.26 / 2.71, joint 2.06 / 2.14; ``θ ≈ 0.07``); SlimPajama-7 122M + 310M → 680M 1.58 % as
+  crossover (``θ = 0.006``: the crossover already follows that table's size–token coupling);
+  from 122M alone, where ``θ`` is a flat direction, 3.35 % (crossover 3.00).
 
 Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
 tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
