@@ -6,7 +6,9 @@ expected losses of one-pass SGD for ~40 random mixtures × 3 model sizes × 3 to
 (``simulate.sweep``), fit every law of ``Config.laws`` (the capacity law, variant ``"full"``,
 its ``"decoupled"`` variant with the data term's token and share exponents apart, its
 ``"transfer"`` variant with the ranks that domains share, its ``"crossover"`` variant (capacity
-and data limits combined as a power mean, ``docs/theory.md`` §5), and the spectral law derived from
+and data limits combined as a power mean, ``docs/theory.md`` §5), its ``"coupled"`` variant (the
+crossover with a data term at ``N^θ D`` tokens, §6: the simulator is the linear theory, ``θ = 0``),
+and the spectral law derived from
 the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``, which has
 nothing to share here but must not lose to ``"full"``) on the runs of
 most mixtures, all sizes and budgets at once, and report the mean relative error (MRE) on the
@@ -73,7 +75,8 @@ class Config:
     laws: tuple[LawSpec, ...] = with_spectral((LawSpec("capacity", variant="full"),
                                                LawSpec("capacity", variant="decoupled"),
                                                LawSpec("capacity", variant="transfer"),
-                                               LawSpec("capacity", variant="crossover")))
+                                               LawSpec("capacity", variant="crossover"),
+                                               LawSpec("capacity", variant="coupled")))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
