@@ -177,6 +177,9 @@ OWN_SHARE_EXPONENT = ("decoupled", "transfer", "crossover", "coupled")
 #: The variants with the shared ranks of ``transfer`` (``η``, ``γ``, ``p``).
 SHARED_RANKS = ("transfer", "crossover", "coupled")
 
+#: The variants whose capacity and data terms combine as a power mean with a fitted ``q``.
+POWER_MEAN = ("crossover", "coupled")
+
 
 def _data_term(A, a, D, h, floor, g=None):
     """``A (D max(h, floor))^{-a}`` with finite values and gradients for any ``h >= 0``; with
@@ -555,7 +558,7 @@ class CapacityLaw(AbstractLaw):
         if variant in SHARED_RANKS:
             bounds.update(log_eta=log_range(ETA_MIN, 0.5), log_gamma=log_range(0.01, 1.0),
                           log_p=log_range(P_MIN, 3.0))
-        if variant in ("crossover", "coupled"):
+        if variant in POWER_MEAN:
             bounds["log_q_minus_1"] = log_range(*Q_MINUS_1_RANGE)
         if variant == "coupled":
             bounds["theta"] = THETA_RANGE
@@ -650,7 +653,7 @@ class CapacityLaw(AbstractLaw):
                               log_eta=log_uniform(extra_keys[1], 1e-3, 0.3, ()),
                               log_p=log_uniform(extra_keys[2], 0.01, 1.0, (k,)))
                 g_t = jnp.exp(log_gamma) * a_t
-                if variant in ("crossover", "coupled"):
+                if variant in POWER_MEAN:
                     fields["log_q_minus_1"] = log_uniform(keys[9], 0.05, 4.0, ())
                 if variant == "coupled":
                     fields["theta"] = uniform(jax.random.fold_in(keys[9], 1), 0.0, 0.5, ())
