@@ -2,10 +2,12 @@
 to, and how many parameters end on a bound.
 
 A law declares ``{field: (lo, hi)}`` (:meth:`mixscale.laws.AbstractLaw.parameter_bounds`); every
-entry of a named field gets that range, every other parameter ``(−inf, inf)``. The optimisers
-project onto the box: Levenberg–Marquardt clips each trial point (a step that leaves the box is
-shortened coordinate by coordinate and accepted only if it lowers the objective, so at a bound
-the remaining coordinates still descend), L-BFGS clips each iterate.
+entry of a named field gets that range, every other parameter ``(−inf, inf)``. A range with
+``lo == hi`` pins the field at that value (a parameter the data cannot identify, e.g. the
+capacity law's ``θ`` on rows of one model size); a pinned entry counts as on its bound. The
+optimisers project onto the box: Levenberg–Marquardt clips each trial point (a step that leaves
+the box is shortened coordinate by coordinate and accepted only if it lowers the objective, so
+at a bound the remaining coordinates still descend), L-BFGS clips each iterate.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ __all__ = ["bound_trees", "count_at_bounds"]
 def bound_trees(params, bounds: Mapping[str, tuple[float, float]]):
     """``(lower, upper)``: pytrees shaped like ``params`` (one restart's parameter half of a law)
     holding each entry's range. Raises ``ValueError`` for a field that is not a parameter of the
-    law or an empty range."""
+    law or an empty range (``lo > hi``; ``lo == hi`` pins the entry)."""
     names = set()
 
     def fill(path, leaf):
         name = getattr(path[0], "name", None) if path else None
         names.add(name)
         lo, hi = bounds.get(name, (-np.inf, np.inf))
-        if not lo < hi:
+        if not lo <= hi:
             raise ValueError(f"empty range {(lo, hi)} for {name}")
         return jnp.full(jnp.shape(leaf), lo), jnp.full(jnp.shape(leaf), hi)
 

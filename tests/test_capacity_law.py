@@ -212,6 +212,65 @@ def test_crossover_nests_in_coupled_exactly(h):
     assert _full_law().embed("coupled").variant == "coupled"
 
 
+def test_pooled_variants_formula_by_hand():
+    """The crossover with the capacity term at the pooled kept ranks
+    ``x̃_i = x_i + p_i Σ_{j≠i} p_j x_j`` (the allocation itself unchanged): 6K + 4 parameters,
+    and 6K + 5 with the data term at ``N^θ D`` tokens (``pooled_coupled``)."""
+    p, eta, gamma, q, theta = np.array([0.2, 0.9, 0.5, 1.3]), 0.05, 0.4, 2.5, 0.3
+    law = _full_law(variant="pooled", eta=eta, gamma=gamma, p=p, q=q)
+    both = _full_law(variant="pooled_coupled", eta=eta, gamma=gamma, p=p, q=q, theta=theta)
+    assert parameter_count(law) == 6 * K + 4 and parameter_count(both) == 6 * K + 5
+    h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    x = np.asarray(allocate(h, np.array([0.3, 0.5, 0.4, 0.6]),
+                            np.array([2.0, 1.5, 1.0, 2.5]), N, 0.5 + eta * N))
+    pooled = np.array([x[i] + sum(p[i] * p[j] * x[j] for j in range(K) if j != i)
+                       for i in range(K)])
+    np.testing.assert_allclose(np.asarray(law.kept(h, N)), pooled, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(law.allocation(h, N)), x, rtol=1e-13)
+    cap_own, data, E = _transfer_terms_by_hand(h, N, D, p, eta, gamma)
+    cap = cap_own * (pooled / x) ** -np.array([0.3, 0.5, 0.4, 0.6])
+    expected = (cap**q + data**q) ** (1 / q) + E
+    np.testing.assert_allclose(np.asarray(law.predict(h, N, D)), expected, rtol=1e-13)
+    # pooling only lowers the capacity term: below the crossover with the same parameters
+    crossover = _full_law(variant="crossover", eta=eta, gamma=gamma, p=p, q=q)
+    assert np.all(np.asarray(law.predict(h, N, D)) < np.asarray(crossover.predict(h, N, D)))
+    _, data_n, _ = _transfer_terms_by_hand(h, N, N**theta * D, p, eta, gamma)
+    np.testing.assert_allclose(np.asarray(both.predict(h, N, D)),
+                               (cap**q + data_n**q) ** (1 / q) + E, rtol=1e-13)
+    for variant, one in (("pooled", law), ("pooled_coupled", both)):
+        back = CapacityLaw.from_params(variant=variant, **one.natural_parameters())
+        np.testing.assert_allclose(np.asarray(back.predict(h, N, D)),
+                                   np.asarray(one.predict(h, N, D)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("h", [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.0, 0.0],
+                               [0.997, 0.001, 0.001, 0.001]])
+def test_full_nests_in_pooled_to_1e7_and_pooled_in_pooled_coupled_exactly(h):
+    """``full`` is ``pooled`` at ``γ = 1`` and ``p``, ``η``, ``q − 1`` at the lower ends of their
+    ranges, to ``1e-7`` of the loss as ``transfer`` is (the pooled ranks add ``10⁻¹⁴`` of the
+    largest kept count to the smallest), even at a model ``2·10⁴`` heads large; ``pooled`` is
+    ``pooled_coupled`` at ``θ = 0`` exactly. A variant with fitted loadings (``crossover``) does
+    not nest: its ``p`` would pool the capacity."""
+    full = _full_law()
+    law = full.embed("pooled")
+    both = law.embed("pooled_coupled")
+    assert law.variant == "pooled" and both.variant == "pooled_coupled"
+    assert float(both.theta) == 0.0
+    assert CapacityLaw.nested(variant="pooled")[0][0]["variant"] == "full"
+    assert CapacityLaw.nested(variant="pooled_coupled")[0][0]["variant"] == "pooled"
+    hh = jnp.asarray(h)
+    for N, D in [(1.0, 0.01), (40.0, 7.0), (1e4, 1e3)]:
+        np.testing.assert_allclose(np.asarray(law.predict(hh, N, D)),
+                                   np.asarray(full.predict(hh, N, D)), rtol=1e-7)
+        np.testing.assert_allclose(np.asarray(both.predict(hh, N, D)),
+                                   np.asarray(law.predict(hh, N, D)), rtol=1e-15)
+    assert _law("tied").embed("pooled_coupled").variant == "pooled_coupled"
+    crossover = _full_law(variant="crossover", eta=0.05, gamma=0.4,
+                          p=np.array([0.2, 0.9, 0.5, 1.3]), q=2.5)
+    with pytest.raises(ValueError, match="does not nest in 'pooled'"):
+        crossover.embed("pooled")
+
+
 def test_tied_variant_ties_exponents():
     law = _law("tied")
     alpha = np.array([1.3, 1.5, 1.4, 1.8])

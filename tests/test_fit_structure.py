@@ -69,6 +69,27 @@ def test_fits_keep_to_the_parameter_ranges_and_count_bounds(rng):
     assert free.objectives[free.best] <= res.objectives[res.best]
 
 
+def test_a_parameter_one_model_size_cannot_identify_is_pinned(rng):
+    """The coupled variant's ``θ`` (data term at ``N^θ D`` tokens) is a flat direction when
+    every row has one model size: its range collapses to ``[0, 0]`` there, the fit keeps ``θ = 0``
+    exactly (counted as on its bound), and the range is ``[0, 1]`` with two sizes."""
+    planted = CapacityLaw.from_params(
+        variant="coupled", b=[0.5, 0.4, 0.6], c=[2.0, 1.5, 1.0], H=2.0, A=[0.5, 0.3, 0.4],
+        a=[0.3, 0.4, 0.5], E=[1.0, 1.5, 0.8], eta=0.05, gamma=0.5, p=[0.3, 0.5, 0.2], q=2.0,
+        theta=0.2)
+    table = _table(planted, rng)
+    one_size = mixscale.data.select(table, model_size=40.0)
+    summary = mixscale.laws.DataSummary(DOMAINS, DOMAINS, np.ones(3), np.ones(3),
+                                        (40.0, 40.0), (1.0, 5.0))
+    assert CapacityLaw.parameter_bounds(summary, variant="coupled")["theta"] == (0.0, 0.0)
+    two = dataclasses.replace(summary, model_size=(10.0, 40.0))
+    assert CapacityLaw.parameter_bounds(two, variant="coupled")["theta"] == (0.0, 1.0)
+    res = mixscale.fit(LawSpec("capacity", variant="coupled"), one_size, n_restarts=3, seed=0,
+                       nested=False, max_steps=60)
+    assert float(res.law.theta) == 0.0
+    assert res.at_bounds >= 1
+
+
 def test_structure_does_not_change_the_optimum(rng):
     """The structured and the dense solver reach the same planted optimum."""
     spec = LawSpec("capacity")

@@ -96,7 +96,27 @@ Variants (one class, the ``variant`` option):
   (``figures/real_extrapolation.md``): Pile-4 → 200M/8B and → 440M 2.09 / 2.18 % (crossover
   2.26 / 2.71, joint 2.06 / 2.14; ``θ ≈ 0.07``); SlimPajama-7 122M + 310M → 680M 1.58 % as
   crossover (``θ = 0.006``: the crossover already follows that table's size–token coupling);
-  from 122M alone, where ``θ`` is a flat direction, 3.35 % (crossover 3.00).
+  from 122M alone, where ``θ`` is a flat direction and pinned at 0, the crossover's 3.00 %
+  (3.35 % when it was left free).
+* ``"pooled"``: ``crossover`` with the ranks that domains share on the capacity side too
+  (``docs/theory.md`` §7): a rank kept for domain ``j`` serves domain ``i`` at their overlap
+  ``p_i p_j``, so the capacity term sees the pooled kept count
+
+  .. math::
+
+      C_i = c_i\, \tilde x_i^{-b_i}, \qquad
+      \tilde x_i = x_i^* + p_i \sum_{j \ne i} p_j\, x_j^* ,
+
+  with the same loadings ``p`` that pool the tokens in the data term and the allocation
+  ``x*`` unchanged (the model still spends its capacity by the mixture). Why: a rare domain
+  whose ranks overlap a large one (CommonCrawl beside C4) keeps what the model keeps for its
+  neighbour, so it gains from a larger model as that neighbour does, while a rare specialised
+  domain (GitHub, ``p`` small) gains only from its own allocation; the crossover gives both
+  the same gain. No new parameter: ``3K + 3M + 4`` (``6K + 4``). ``full`` nests in it (``p``,
+  ``η``, ``q − 1`` at their lower ends, ``p`` at :data:`POOLED_P_MIN`); ``transfer`` and
+  ``crossover`` do not (their fitted ``p`` would pool the capacity).
+* ``"pooled_coupled"``: ``pooled`` with the data term at ``N^θ D`` tokens, as ``coupled``:
+  ``3K + 3M + 5`` (``6K + 5``, one over the budget, as ``coupled``); ``pooled`` is ``θ = 0``.
 
 Units: ``N`` and ``D`` in the law units of the table (millions of parameters and billions of
 tokens for real tables; features and samples for simulated ones). ``H`` is in the units of ``N``.
@@ -136,7 +156,8 @@ from ._terms import (
 
 __all__ = ["CapacityLaw"]
 
-VARIANTS = ("full", "tied", "capacity", "decoupled", "transfer", "crossover", "coupled")
+VARIANTS = ("full", "tied", "capacity", "decoupled", "transfer", "crossover", "coupled",
+            "pooled", "pooled_coupled")
 
 #: Each variant's fitted parameters: natural name -> raw field (``log x``, or ``log(x - 1)`` for
 #: ``alpha``). The one place that says which fields a variant uses.
@@ -152,11 +173,19 @@ PARAMETERS["transfer"] = {**PARAMETERS["full"], "eta": "log_eta", "gamma": "log_
                           "p": "log_p"}
 PARAMETERS["crossover"] = {**PARAMETERS["transfer"], "q": "log_q_minus_1"}
 PARAMETERS["coupled"] = {**PARAMETERS["crossover"], "theta": "theta"}
+PARAMETERS["pooled"] = PARAMETERS["crossover"]
+PARAMETERS["pooled_coupled"] = PARAMETERS["coupled"]
 
 #: Lower ends of the ``transfer`` variant's ranges, where it is ``full`` to ``1e-7`` of the
 #: loss: the head ``H + ηN`` moves by at most ``1e-12 N`` (``H ≥ 1e-3 N_min``) and the effective
 #: share ``h_i + p_i Σ_j p_j h_j`` by at most ``1e-10`` (shares are floored at ``1e-3``).
 ETA_MIN, P_MIN = 1e-12, 1e-5
+
+#: Lower end of the loadings ``p`` in the ``pooled`` variants, where they are ``full`` to
+#: ``10⁻⁷`` of the loss as ``transfer`` is (its ``η`` sets that): the pooled ranks
+#: ``p_i Σ_j p_j x_j`` add at most ``10⁻¹⁴ N`` to a kept count of at least ``H ≥ 10⁻³ N_min``,
+#: where ``P_MIN`` would add ``10⁻⁷ N/N_min`` of it, past ``10⁻⁷`` at any larger size.
+POOLED_P_MIN = 1e-7
 
 #: Range of the ``crossover`` variant's ``q − 1``: at the lower end the power mean is the sum to
 #: ``10⁻¹²`` of the loss (``(C^q + B^q)^{1/q} ≥ (C + B)·2^{(1-q)/q}``), so that a fit started
@@ -172,13 +201,20 @@ THETA_RANGE = (0.0, 1.0)
 
 #: The variants whose data term has its own share exponent ``g`` (free, or ``γ a``); ``full`` and
 #: ``tied`` tie it to the token exponent, and each of them nests in both.
-OWN_SHARE_EXPONENT = ("decoupled", "transfer", "crossover", "coupled")
+OWN_SHARE_EXPONENT = ("decoupled", "transfer", "crossover", "coupled", "pooled",
+                      "pooled_coupled")
 
 #: The variants with the shared ranks of ``transfer`` (``η``, ``γ``, ``p``).
-SHARED_RANKS = ("transfer", "crossover", "coupled")
+SHARED_RANKS = ("transfer", "crossover", "coupled", "pooled", "pooled_coupled")
 
 #: The variants whose capacity and data terms combine as a power mean with a fitted ``q``.
-POWER_MEAN = ("crossover", "coupled")
+POWER_MEAN = ("crossover", "coupled", "pooled", "pooled_coupled")
+
+#: The variants whose data term counts ``N^θ D`` tokens (a fitted ``θ``).
+SIZE_TOKEN_COUPLED = ("coupled", "pooled_coupled")
+
+#: The variants whose capacity term pools the kept ranks pair by pair (``x̃ = x + p_i Σ p_j x_j``).
+POOLED_CAPACITY = ("pooled", "pooled_coupled")
 
 
 def _data_term(A, a, D, h, floor, g=None):
@@ -323,19 +359,20 @@ class CapacityLaw(AbstractLaw):
 
     @property
     def eta(self) -> jax.Array | None:
-        """Shared capacity per unit of ``N`` (``transfer``, ``crossover``, ``coupled``): the head is
+        """Shared capacity per unit of ``N`` (:data:`SHARED_RANKS` variants): the head is
         ``H + ηN``."""
         return None if self.log_eta is None else jnp.exp(self.log_eta)
 
     @property
     def gamma(self) -> jax.Array | None:
-        """Share exponent as a fraction of the token exponent (``transfer``, ``crossover``)."""
+        """Share exponent as a fraction of the token exponent (:data:`SHARED_RANKS` variants)."""
         return None if self.log_gamma is None else jnp.exp(self.log_gamma)
 
     @property
     def p(self) -> jax.Array | None:
-        """Pool loadings ``(K,)`` (``transfer``, ``crossover``): domains ``i ≠ j`` share
-        ``p_i p_j``."""
+        """Pool loadings ``(K,)`` (:data:`SHARED_RANKS` variants): domains ``i ≠ j`` share
+        ``p_i p_j`` of their ranks (in the data term; in the capacity term too in the ``pooled``
+        variants)."""
         return None if self.log_p is None else jnp.exp(self.log_p)
 
     @property
@@ -346,7 +383,8 @@ class CapacityLaw(AbstractLaw):
 
     @property
     def sample_efficiency(self) -> jax.Array:
-        """``θ``: the data term counts ``N^θ D`` tokens (``coupled``; ``0`` in the others)."""
+        """``θ``: the data term counts ``N^θ D`` tokens (``coupled``, ``pooled_coupled``; ``0``
+        in the others)."""
         return jnp.zeros(()) if self.theta is None else self.theta
 
     def head(self, N: jax.Array) -> jax.Array:
@@ -393,6 +431,18 @@ class CapacityLaw(AbstractLaw):
         """The capacity allocation ``x*(h, N)``, shape ``(K,)``."""
         return jnp.exp(log_allocation(h, self.b, self.c, N, self.head(N), self._smoothing))
 
+    def _pooled(self, x: jax.Array) -> jax.Array:
+        """``x_i + p_i Σ_{j≠i} p_j x_j`` ``(K,)``: the ranks domain ``i`` has kept, its own and
+        its overlap ``p_i p_j`` of every other domain's (``pooled`` variants)."""
+        p = self.p
+        return x + p * (jnp.dot(p, x) - p * x)
+
+    def kept(self, h: jax.Array, N: jax.Array) -> jax.Array:
+        """The capacity each domain's capacity term sees ``(K,)``: the allocation ``x*(h, N)``,
+        pooled pair by pair in the ``pooled`` variants (:meth:`_pooled`)."""
+        x = self.allocation(h, N)
+        return self._pooled(x) if self.variant in POOLED_CAPACITY else x
+
     @property
     def n_train_domains(self) -> int:
         """``K``, the number of training domains."""
@@ -409,7 +459,10 @@ class CapacityLaw(AbstractLaw):
             raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
                              "training domains")
         idx = jnp.asarray(self.targets)
-        log_x = log_allocation(h, b, c, N, self.head(N), self._smoothing)[idx]
+        log_x = log_allocation(h, b, c, N, self.head(N), self._smoothing)
+        if self.variant in POOLED_CAPACITY:
+            log_x = jnp.log(self._pooled(jnp.exp(log_x)))
+        log_x = log_x[idx]
         log_capacity = jnp.log(c[idx]) - b[idx] * log_x
         if self.variant == "capacity":
             return jnp.exp(log_capacity) + self.E
@@ -439,7 +492,8 @@ class CapacityLaw(AbstractLaw):
         ``alpha (> 1), beta, kappa, H, A, E``; ``decoupled`` those of ``full`` and ``g``;
         ``transfer`` those of ``full`` and ``eta, gamma, p``; ``crossover`` those of
         ``transfer`` and ``q (> 1)``; ``coupled`` those of ``crossover`` and ``theta`` (in
-        ``[0, 1]``, stored as is). ``targets`` defaults to
+        ``[0, 1]``, stored as is); ``pooled`` those of ``crossover``, ``pooled_coupled`` those of
+        ``coupled``. ``targets`` defaults to
         every training domain in order. ``law.natural_parameters()`` gives these back.
         """
         if variant not in VARIANTS:
@@ -473,13 +527,28 @@ class CapacityLaw(AbstractLaw):
         ``γ = 1`` (exact) and ``η``, ``p`` at the lower ends of their ranges (to ``10⁻⁷`` of the
         loss, :data:`ETA_MIN`, :data:`P_MIN`). Any of them → ``crossover``: as ``transfer``, with
         ``q − 1`` at the lower end of its range (:data:`Q_MINUS_1_RANGE`, to ``10⁻¹²`` of the
-        loss). Any of them → ``coupled``: as ``crossover``, with ``θ = 0`` (exact). The same
-        variant returns the law itself."""
+        loss). Any of them → ``coupled``: as ``crossover``, with ``θ = 0`` (exact). ``full``,
+        ``tied`` or ``capacity`` → ``pooled``: as ``crossover``, with ``p`` at
+        :data:`POOLED_P_MIN` (to ``10⁻⁷``); any of those or ``pooled`` → ``pooled_coupled``: with
+        ``θ = 0`` (exact). The same variant returns the law itself."""
         if variant == self.variant:
             return self
         if variant == "coupled":
             inner = self.embed("crossover")
             return dataclasses.replace(inner, variant="coupled", theta=jnp.zeros(()))
+        if variant == "pooled_coupled":
+            inner = self.embed("pooled")
+            return dataclasses.replace(inner, variant="pooled_coupled", theta=jnp.zeros(()))
+        if variant == "pooled":
+            if self.variant not in ("full", "tied", "capacity"):
+                raise ValueError(f"the {self.variant!r} variant does not nest in 'pooled': "
+                                 "its loadings p pool the capacity there; only 'full', 'tied' "
+                                 "and 'capacity' nest (at p, eta and q - 1 at their lower ends)")
+            inner = self.embed("transfer")
+            return dataclasses.replace(
+                inner, variant="pooled",
+                log_p=jnp.full(jnp.shape(inner.log_p), np.log(POOLED_P_MIN)),
+                log_q_minus_1=jnp.asarray(np.log(Q_MINUS_1_RANGE[0])))
         if variant == "crossover":
             inner = self.embed("transfer")
             return dataclasses.replace(inner, variant="crossover",
@@ -494,8 +563,9 @@ class CapacityLaw(AbstractLaw):
         if variant != "full" or self.variant not in ("tied", "capacity"):
             raise ValueError(f"the {self.variant!r} variant does not nest in {variant!r}; "
                              "'tied' and 'capacity' nest in 'full', all three in "
-                             "'decoupled' and 'transfer', and every one but 'decoupled' in "
-                             "'crossover' and 'coupled'")
+                             "'decoupled' and 'transfer', every one but 'decoupled' in "
+                             "'crossover' and 'coupled', and 'full', 'tied', 'capacity' in "
+                             "'pooled' and 'pooled_coupled'")
         # In raw (log) units throughout, so that nothing over- or underflows on the way.
         if self.variant == "tied":
             log_b = jnp.log(self.b)
@@ -520,13 +590,14 @@ class CapacityLaw(AbstractLaw):
                      weight_floor: float = 1e-3) -> int:
         """``2K + 3M + 1`` (full), ``2K + M + 1`` (capacity), ``K + 2M + 3`` (tied),
         ``2K + 4M + 1`` (decoupled), ``3K + 3M + 3`` (transfer), ``3K + 3M + 4``
-        (crossover), ``3K + 3M + 5`` (coupled)."""
+        (crossover, pooled), ``3K + 3M + 5`` (coupled, pooled_coupled)."""
         del weight_floor
         k, m = n_train_domains, n_targets
         return {"full": 2 * k + 3 * m + 1, "capacity": 2 * k + m + 1,
                 "tied": k + 2 * m + 3, "decoupled": 2 * k + 4 * m + 1,
                 "transfer": 3 * k + 3 * m + 3, "crossover": 3 * k + 3 * m + 4,
-                "coupled": 3 * k + 3 * m + 5}[variant]
+                "coupled": 3 * k + 3 * m + 5,
+                "pooled": 3 * k + 3 * m + 4, "pooled_coupled": 3 * k + 3 * m + 5}[variant]
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *, variant: str = "full",
@@ -543,7 +614,12 @@ class CapacityLaw(AbstractLaw):
         than one of the domain's own, as for two halves of one source). Crossover: those of
         transfer and ``q − 1 ∈ [10⁻¹², 19]`` (:data:`Q_MINUS_1_RANGE`: from the sum to within
         3.5 % of the larger term). Coupled: those of crossover and ``θ ∈ [0, 1]``
-        (:data:`THETA_RANGE`)."""
+        (:data:`THETA_RANGE`), pinned at ``θ = 0`` (the crossover) when the rows hold one model
+        size: there ``N^θ`` is a constant that ``A`` absorbs, so the objective is flat along
+        ``θ`` and a fit would leave it wherever its start put it, which moves every prediction
+        at another size (SlimPajama-7's 122M runs → 680M: 3.35 % with ``θ`` free, 3.00 % for
+        the crossover). Pooled: those of crossover (pooled_coupled: of coupled), with the
+        loadings' lower end at :data:`POOLED_P_MIN` (``10⁻⁷``) instead of ``10⁻⁵``."""
         del weight_floor
         n_min = summary.model_size[0]
         bounds = {"log_H": log_range(1e-3 * n_min, n_min)}
@@ -556,12 +632,14 @@ class CapacityLaw(AbstractLaw):
         if variant == "decoupled":
             bounds["log_g"] = log_range(*EXPONENT_RANGE)
         if variant in SHARED_RANKS:
+            p_min = POOLED_P_MIN if variant in POOLED_CAPACITY else P_MIN
             bounds.update(log_eta=log_range(ETA_MIN, 0.5), log_gamma=log_range(0.01, 1.0),
-                          log_p=log_range(P_MIN, 3.0))
+                          log_p=log_range(p_min, 3.0))
         if variant in POWER_MEAN:
             bounds["log_q_minus_1"] = log_range(*Q_MINUS_1_RANGE)
-        if variant == "coupled":
-            bounds["theta"] = THETA_RANGE
+        if variant in SIZE_TOKEN_COUPLED:
+            one_size = summary.model_size[0] == summary.model_size[1]
+            bounds["theta"] = (0.0, 0.0) if one_size else THETA_RANGE
         return bounds
 
     @classmethod
@@ -570,10 +648,18 @@ class CapacityLaw(AbstractLaw):
         :meth:`embed`; ``decoupled`` nests ``full`` (exactly) and ``transfer`` nests it to
         ``10⁻⁷`` (the fit of ``full`` brings its own nested starts); ``crossover`` nests
         ``transfer`` to ``10⁻¹²`` (and through it the rest); ``coupled`` nests ``crossover``
-        (exactly, at ``θ = 0``); the other variants nest none."""
+        (exactly, at ``θ = 0``); ``pooled`` nests ``full`` (to ``10⁻⁷``, as ``transfer``; not
+        ``transfer`` or ``crossover``, whose fitted loadings would pool the capacity) and
+        ``pooled_coupled`` nests ``pooled`` (exactly); the other variants nest none."""
         if variant == "coupled":
             return (({"variant": "crossover", "weight_floor": weight_floor},
                      lambda law: law.embed("coupled")),)
+        if variant == "pooled_coupled":
+            return (({"variant": "pooled", "weight_floor": weight_floor},
+                     lambda law: law.embed("pooled_coupled")),)
+        if variant == "pooled":
+            return (({"variant": "full", "weight_floor": weight_floor},
+                     lambda law: law.embed("pooled")),)
         if variant == "crossover":
             return (({"variant": "transfer", "weight_floor": weight_floor},
                      lambda law: law.embed("crossover")),)
@@ -598,7 +684,8 @@ class CapacityLaw(AbstractLaw):
         Decoupled: ``g ∈ [0.05, 1.0]`` too, drawn apart from ``a``. Transfer: ``γ ∈ [0.05, 1]``,
         ``η ∈ [10⁻³, 0.3]``, ``p ∈ [0.01, 1]``, ``A`` for the share ``1/K`` as in ``full``.
         Crossover: as transfer, and ``q − 1 ∈ [0.05, 4]``. Coupled: as crossover, and ``θ``
-        uniform in ``[0, 0.5]`` (``A`` for the middle size's ``N^θ`` too).
+        uniform in ``[0, 0.5]`` (``A`` for the middle size's ``N^θ`` too), ``0`` when the data
+        hold one model size. Pooled (coupled): as crossover (coupled).
         """
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
@@ -655,8 +742,9 @@ class CapacityLaw(AbstractLaw):
                 g_t = jnp.exp(log_gamma) * a_t
                 if variant in POWER_MEAN:
                     fields["log_q_minus_1"] = log_uniform(keys[9], 0.05, 4.0, ())
-                if variant == "coupled":
-                    fields["theta"] = uniform(jax.random.fold_in(keys[9], 1), 0.0, 0.5, ())
+                if variant in SIZE_TOKEN_COUPLED:  # 0 on one model size (parameter_bounds)
+                    theta_hi = 0.0 if lo_n == hi_n else 0.5
+                    fields["theta"] = uniform(jax.random.fold_in(keys[9], 1), 0.0, theta_hi, ())
             if variant in OWN_SHARE_EXPONENT:
                 theta = fields.get("theta", 0.0)
                 fields["log_A"] = (jnp.log(frac_a * loss_mid)
