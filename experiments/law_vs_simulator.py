@@ -8,9 +8,10 @@ its ``"decoupled"`` variant with the data term's token and share exponents apart
 ``"transfer"`` variant with the ranks that domains share, its ``"crossover"`` variant (capacity
 and data limits combined as a power mean, ``docs/theory.md`` §5), its ``"coupled"`` variant (the
 crossover with a data term at ``N^θ D`` tokens, §6: the simulator is the linear theory, ``θ = 0``),
-and the spectral law derived from
-the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``, which has
-nothing to share here but must not lose to ``"full"``) on the runs of
+its ``"pooled"`` variant (the crossover with the capacity kept for a domain's overlapping
+neighbours counted as its own, §7; the simulator here has no overlap), and the spectral law
+derived from the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``,
+which has nothing to share here but must not lose to ``"full"``) on the runs of
 most mixtures, all sizes and budgets at once, and report the mean relative error (MRE) on the
 runs of held-out mixtures, overall, per domain, by size and by budget. Settings: ``K ∈ {3, 4, 5}`` ×
 ``S ∈ {0, head}`` (no shared head: ``H`` has nothing to find; with one: the head is learned from
@@ -76,7 +77,8 @@ class Config:
                                                LawSpec("capacity", variant="decoupled"),
                                                LawSpec("capacity", variant="transfer"),
                                                LawSpec("capacity", variant="crossover"),
-                                               LawSpec("capacity", variant="coupled")))
+                                               LawSpec("capacity", variant="coupled"),
+                                               LawSpec("capacity", variant="pooled")))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
