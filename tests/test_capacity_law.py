@@ -214,16 +214,18 @@ def test_crossover_nests_in_coupled_exactly(h):
 
 def test_pooled_variants_formula_by_hand():
     """The crossover with the capacity term at the pooled kept ranks
-    ``x̃_i = x_i + p_i Σ_{j≠i} p_j x_j`` (the allocation itself unchanged): 6K + 4 parameters,
+    ``x̃_i = x_i + p_i Σ_{j≠i} p_j (x_j − H − ηN)`` (the allocation itself unchanged, the head
+    not counted twice): 6K + 4 parameters,
     and 6K + 5 with the data term at ``N^θ D`` tokens (``pooled_coupled``)."""
     p, eta, gamma, q, theta = np.array([0.2, 0.9, 0.5, 1.3]), 0.05, 0.4, 2.5, 0.3
     law = _full_law(variant="pooled", eta=eta, gamma=gamma, p=p, q=q)
     both = _full_law(variant="pooled_coupled", eta=eta, gamma=gamma, p=p, q=q, theta=theta)
     assert parameter_count(law) == 6 * K + 4 and parameter_count(both) == 6 * K + 5
     h, N, D = np.array([0.1, 0.2, 0.3, 0.4]), 40.0, 7.0
+    head = 0.5 + eta * N
     x = np.asarray(allocate(h, np.array([0.3, 0.5, 0.4, 0.6]),
-                            np.array([2.0, 1.5, 1.0, 2.5]), N, 0.5 + eta * N))
-    pooled = np.array([x[i] + sum(p[i] * p[j] * x[j] for j in range(K) if j != i)
+                            np.array([2.0, 1.5, 1.0, 2.5]), N, head))
+    pooled = np.array([x[i] + sum(p[i] * p[j] * (x[j] - head) for j in range(K) if j != i)
                        for i in range(K)])
     np.testing.assert_allclose(np.asarray(law.kept(h, N)), pooled, rtol=1e-13)
     np.testing.assert_allclose(np.asarray(law.allocation(h, N)), x, rtol=1e-13)
