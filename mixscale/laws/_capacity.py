@@ -191,8 +191,8 @@ ETA_MIN, P_MIN = 1e-12, 1e-5
 #: Lower end of the loadings ``p`` in the ``pooled`` variants, where they are ``full`` to
 #: ``10⁻⁷`` of the loss as ``transfer`` is (its ``η`` sets that): the pooled ranks
 #: ``p_i Σ_j p_j (x_j − head)`` add at most ``10⁻¹⁴ N`` to a kept count of at least
-#: ``H ≥ 10⁻³ N_min``,
-#: where ``P_MIN`` would add ``10⁻⁷ N/N_min`` of it, past ``10⁻⁷`` at any larger size.
+#: ``H ≥ 10⁻³ N_min``, where ``P_MIN`` would add ``10⁻⁷ N/N_min`` of it, past ``10⁻⁷`` at any
+#: larger size.
 POOLED_P_MIN = 1e-7
 
 #: Range of the ``crossover`` variant's ``q − 1``: at the lower end the power mean is the sum to
@@ -224,6 +224,14 @@ SIZE_TOKEN_COUPLED = ("coupled", "pooled_coupled")
 #: The variants whose capacity term pools the kept ranks pair by pair
 #: (``x̃_i = x_i + p_i Σ_{j≠i} p_j (x_j − head)``).
 POOLED_CAPACITY = ("pooled", "pooled_coupled")
+
+
+def _theta_range(summary: DataSummary) -> tuple[float, float]:
+    """``θ``'s range for a fit to the rows ``summary`` describes: :data:`THETA_RANGE`, or
+    ``(0, 0)`` (pinned) when they hold one model size, where ``N^θ`` is a constant that ``A``
+    absorbs and the objective is flat along ``θ``."""
+    one_size = summary.model_size[0] == summary.model_size[1]
+    return (0.0, 0.0) if one_size else THETA_RANGE
 
 
 def _data_term(A, a, D, h, floor, g=None):
@@ -649,8 +657,7 @@ class CapacityLaw(AbstractLaw):
         if variant in POWER_MEAN:
             bounds["log_q_minus_1"] = log_range(*Q_MINUS_1_RANGE)
         if variant in SIZE_TOKEN_COUPLED:
-            one_size = summary.model_size[0] == summary.model_size[1]
-            bounds["theta"] = (0.0, 0.0) if one_size else THETA_RANGE
+            bounds["theta"] = _theta_range(summary)
         return bounds
 
     @classmethod
@@ -753,8 +760,8 @@ class CapacityLaw(AbstractLaw):
                 g_t = jnp.exp(log_gamma) * a_t
                 if variant in POWER_MEAN:
                     fields["log_q_minus_1"] = log_uniform(keys[9], 0.05, 4.0, ())
-                if variant in SIZE_TOKEN_COUPLED:  # 0 on one model size (parameter_bounds)
-                    theta_hi = 0.0 if lo_n == hi_n else 0.5
+                if variant in SIZE_TOKEN_COUPLED:  # within its range, 0 on one model size
+                    theta_hi = min(0.5, _theta_range(summary)[1])
                     fields["theta"] = uniform(jax.random.fold_in(keys[9], 1), 0.0, theta_hi, ())
             if variant in OWN_SHARE_EXPONENT:
                 theta = fields.get("theta", 0.0)
