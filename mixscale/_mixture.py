@@ -97,6 +97,18 @@ class MixtureResult:
 
 @eqx.filter_jit
 def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
+    """Spectral projected gradient from each start (``lax.map``); returns per start the point,
+    its objective, its stationarity and the iterations taken.
+
+    One loop whose every pass evaluates the objective once, at a trial point (the start, then
+    ``h + t·d`` of the Armijo search), and its gradient too when the trial is accepted (under
+    ``lax.cond``, so a rejected trial costs one forward evaluation, as in a line search of its
+    own). A rejected trial halves ``t``; an accepted one gives a new Barzilai–Borwein step and
+    direction. The law's program is traced twice (its value; its value and gradient) instead
+    of once per place that evaluated it (start, line search, accepted step, end: five copies,
+    each compiled by XLA); the iterates are those of a line search nested in the gradient loop.
+    """
+
     def f(h):
         return jnp.dot(w, law.predict(h, N, D)) / jnp.sum(w)
 
@@ -105,49 +117,52 @@ def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
     def proj(v):
         return project_to_simplex(v, lower, upper)
 
+    def stationarity(h, g):
+        return jnp.max(jnp.abs(proj(h - g) - h))
+
     def one(h0):
         h0 = proj(h0)
-        f0, g0 = value_and_grad(h0)
-        pg0 = jnp.max(jnp.abs(proj(h0 - g0) - h0))
+        zero = jnp.zeros_like(h0)
+        one_ = jnp.asarray(1.0, h0.dtype)
+        # state: accepted point h, its value fh and gradient g; direction d and its slope;
+        # trial factor t; stationarity pg (-1: the line search failed); accepted steps i;
+        # first: the start itself is the pending trial.
+        init = (h0, jnp.asarray(jnp.inf, h0.dtype), zero, zero, jnp.zeros((), h0.dtype), one_,
+                jnp.asarray(jnp.inf, h0.dtype), jnp.asarray(0), jnp.asarray(True))
 
         def cond(c):
-            h, fh, g, step, pg, i = c
-            return (i < max_steps) & (pg > tol)
+            _, _, _, _, _, _, pg, i, first = c
+            return first | ((i < max_steps) & (pg > tol))
 
         def body(c):
-            h, fh, g, step, _, i = c
-            d = proj(h - step * g) - h
-            slope = jnp.dot(g, d)
+            h, fh, g, d, slope, t, pg, i, first = c
+            x = h + t * d
+            fx = f(x)
+            accept = first | (fx <= fh + 1e-4 * t * slope)
+            # rejected at t <= 1e-20: no descent is possible at this precision; stop
+            failed = (~accept) & (t <= 1e-20)
 
-            def ls_cond(s):
-                t, f_new = s
-                return (f_new > fh + 1e-4 * t * slope) & (t > 1e-20)
+            def accepted(_):
+                fx_, gx = value_and_grad(x)
+                pg_x = stationarity(x, gx)
+                # a Barzilai-Borwein step (from the start: 1 / its stationarity)
+                s_vec, y_vec = x - h, gx - g
+                sy = jnp.dot(s_vec, y_vec)
+                bb = jnp.where(sy > 0, jnp.dot(s_vec, s_vec) / jnp.where(sy > 0, sy, 1.0), 1e6)
+                step = jnp.where(first, 1.0 / jnp.maximum(pg_x, 1e-12),
+                                 jnp.clip(bb, 1e-12, 1e12))
+                d_x = proj(x - step * gx) - x
+                return x, fx_, gx, d_x, jnp.dot(gx, d_x), one_, pg_x
 
-            def ls_body(s):
-                t, _ = s
-                t = 0.5 * t
-                return t, f(h + t * d)
+            def rejected(_):
+                return h, fh, g, d, slope, 0.5 * t, jnp.where(failed, -1.0, pg)
 
-            t, f_new = lax.while_loop(ls_cond, ls_body, (jnp.asarray(1.0, h.dtype),
-                                                         f(h + d)))
-            accepted = f_new <= fh + 1e-4 * t * slope
-            h_new = jnp.where(accepted, h + t * d, h)
-            f_new, g_new = value_and_grad(h_new)
-            s_vec, y_vec = h_new - h, g_new - g
-            sy = jnp.dot(s_vec, y_vec)
-            bb = jnp.where(sy > 0, jnp.dot(s_vec, s_vec) / jnp.where(sy > 0, sy, 1.0), 1e6)
-            step = jnp.clip(bb, 1e-12, 1e12)
-            pg = jnp.max(jnp.abs(proj(h_new - g_new) - h_new))
-            # A rejected line search means no descent is possible at this precision: stop.
-            pg = jnp.where(accepted, pg, 0.0 * pg - 1.0)
-            return h_new, f_new, g_new, step, pg, i + 1
+            state = lax.cond(accept, accepted, rejected, None)
+            return (*state, i + jnp.where(first, 0, (accept | failed).astype(i.dtype)),
+                    jnp.asarray(False))
 
-        step0 = 1.0 / jnp.maximum(pg0, 1e-12)
-        h, fh, _, _, pg, steps = lax.while_loop(cond, body,
-                                                (h0, f0, g0, step0, pg0, jnp.asarray(0)))
-        _, g = value_and_grad(h)
-        pg_final = jnp.max(jnp.abs(proj(h - g) - h))
-        return h, fh, pg_final, steps
+        h, fh, g, _, _, _, _, steps, _ = lax.while_loop(cond, body, init)
+        return h, fh, stationarity(h, g), steps
 
     return lax.map(one, starts)
 
