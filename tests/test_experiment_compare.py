@@ -96,6 +96,25 @@ def test_laws_left_out_for_cost_are_reported_as_such():
         assert len(rows) == 15 + 3 + 1
 
 
+def test_a_law_fitted_on_some_parts_only_shows_as_not_yet_fitted_on_the_rest():
+    """``--add-law --part`` merges one part at a time: the ranking table names a law of the
+    record that has no ranking rows, with the command that fits them, instead of a silent gap;
+    once its rows are in, the line is gone."""
+    record = json.loads((FIGURES / "compare_laws.json").read_text())
+    label = "capacity (crossover)"
+    kept = [r for r in record["results"]["regmix_rank"] if r["law"] == label]
+    assert kept  # the committed record ranks it
+    line = f"| {label} | — | not yet fitted (`--add-law '{label}' --part regmix_rank`) |"
+    assert line not in compare_laws.markdown(record)
+    record["results"]["regmix_rank"] = [r for r in record["results"]["regmix_rank"]
+                                        if r["law"] != label]
+    md = compare_laws.markdown(record)
+    assert line in md
+    # a law left out for its cost keeps its own row, not this one
+    assert "| spectral (full) | — | not fitted (cost) |" in md
+    assert "| spectral (full) | — | not yet fitted" not in md
+
+
 def test_the_standalone_nested_check_names_a_law_above_its_nested_variants_own_fit():
     """The full capacity law against the tied and capacity-only variants' own fits on the same
     rows (dataset and split seed): held when at most, named when above; rows of another split
