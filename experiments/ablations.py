@@ -18,10 +18,10 @@ For every variant: exact losses (``simulate.sweep``) of ``n_mixtures`` Dirichlet
 (the same for every variant) × sizes ``N`` (kept features) × budgets ``D`` (samples,
 ``D = steps × batch``); the law (variant ``full`` unless (a)) fitted on 70% of the mixtures
 (``_common.fit_law``), its mean relative error (MRE) on every run of the others — and, beside
-it on every variant's data, the laws of ``Config.laws``: the capacity law's ``crossover`` variant
-(``docs/theory.md`` §5) and the spectral law derived from the recursion (``docs/theory.md``: it
-models the step schedule only through its integrated step, and the keep rule not at all, so (c)
-and (d) test it); and at one
+it on every variant's data, the laws of ``Config.laws``: the capacity law's ``crossover`` and
+``pooled`` variants (``docs/theory.md`` §5, §7) and the spectral law derived from the
+recursion (``docs/theory.md``: it models the step schedule only through its integrated step,
+and the keep rule not at all, so (c) and (d) test it); and at one
 scale ``(N*, D*)`` = the grid's largest, the **regret** of the law's optimal mixture
 (``_sim.law_optimum``) for the mean loss over the domains,
 
@@ -134,7 +134,8 @@ class Config:
     seed: int = 0
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
     # Fitted next to the capacity law (variant full) on every variant's data.
-    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="crossover"), LawSpec("spectral"))
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="crossover"),
+                                 LawSpec("capacity", variant="pooled"), LawSpec("spectral"))
 
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)
