@@ -53,6 +53,7 @@ def _define_law():
     import jax
     import jax.numpy as jnp
 
+    from mixscale.laws import BiMixLaw
     from mixscale.laws._base import AbstractLaw
     from mixscale.laws._registry import register_law
     from mixscale.laws._terms import (
@@ -62,7 +63,6 @@ def _define_law():
         in_mixture_targets,
         log_range,
         log_uniform,
-        uniform,
     )
 
     @register_law
@@ -122,20 +122,14 @@ def _define_law():
 
         @classmethod
         def init(cls, key, summary, *, rank=1, weight_floor=1e-3):
-            targets = summary.target_index
-            k, m = len(summary.train_domains), len(targets)
-            keys = jax.random.split(key, 4)
-            loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
-            log_d_mid = float(np.log(np.sqrt(np.prod(summary.tokens))))
-            log_alpha = log_uniform(keys[0], 0.01, 0.5, (m,))
-            log_beta = log_uniform(keys[1], 0.05, 1.0, (m,))
-            frac = uniform(keys[2], 0.05, 0.6, (m,))
-            level = jnp.log(loss_mid) - jnp.exp(log_alpha) * np.log(k)
-            return cls(log_alpha=log_alpha, log_beta=log_beta,
-                       log_B=level + jnp.log(frac) + jnp.exp(log_beta) * log_d_mid,
-                       log_C=level + jnp.log(1.0 - frac),
-                       log_P=log_uniform(keys[3], 0.01, 1.0, (k, rank)),
-                       targets=targets, n_domains=k, rank=rank, weight_floor=weight_floor)
+            """BiMix's own initialisation (:meth:`BiMixLaw.init`) and loadings log-uniform in
+            ``[0.01, 1]``."""
+            own_key, pool_key = jax.random.split(key)
+            own = BiMixLaw.init(own_key, summary, weight_floor=weight_floor)
+            k = len(summary.train_domains)
+            return cls(log_alpha=own.log_alpha, log_beta=own.log_beta, log_B=own.log_B,
+                       log_C=own.log_C, log_P=log_uniform(pool_key, 0.01, 1.0, (k, rank)),
+                       targets=own.targets, n_domains=k, rank=rank, weight_floor=weight_floor)
 
     return PooledShareBiMix
 

@@ -300,9 +300,9 @@ def markdown(record: dict) -> str:
                 for label, protocol in not_fitted if protocol == "regmix_rank"]
         # fitted on the other parts of this record but not (yet) on this one: said, not a gap
         ranked = {r["law"] for r in results["regmix_rank"]}
-        skipped = {label for label, protocol in not_fitted if protocol == "regmix_rank"}
+        left_out = {label for label, protocol in not_fitted if protocol == "regmix_rank"}
         out += [f"| {label} | — | not yet fitted (`--add-law '{label}' --part regmix_rank`) "
-                "| | | | |" for label in labels if label not in ranked | skipped]
+                "| | | | |" for label in labels if label not in ranked | left_out]
         out.append("")
     if not_fitted:
         skipped = "; ".join(f"{label} on {protocol.replace('_', ' ').replace(':', ': ')}"
