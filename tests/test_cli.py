@@ -353,7 +353,7 @@ def test_parameter_columns_never_run_together(capsys):
 @pytest.mark.slow
 def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
     """K = 64 training domains and 40 runs (the README's limit): finite parameters, metrics,
-    predictions and mixture through `mixscale fit` (one restart of at most 100 steps and two
+    predictions and mixture through `mixscale fit` (one restart of at most 20 steps and two
     starts of the mixture search keep it cheap: the check is that every output is finite, not
     that the fit or the search converged)."""
 
@@ -375,7 +375,7 @@ def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
                         train_domains=names, loss_domains=names), csv)
     out_file = tmp_path / "k64.json"
     assert main(["fit", str(csv), "--restarts", "1", "--validation-fraction", "0.25",
-                 "--no-nested", "--max-steps", "100", "--mixture-starts", "2", "--json",
+                 "--no-nested", "--max-steps", "20", "--mixture-starts", "2", "--json",
                  "--out", str(out_file)]) == 0
     out = _strict_json(capsys.readouterr().out)
     assert all(np.all(np.isfinite(v)) for v in out["natural_parameters"].values())

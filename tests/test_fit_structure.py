@@ -247,7 +247,9 @@ def test_geodesic_acceleration_reaches_the_same_optimum_in_fewer_steps(rng):
                                         (10.0, 40.0), (1.0, 5.0))
     spec = LawSpec("joint")
     table = _table(spec.init(jax.random.key(3), summary), rng, n_mix=16)
-    plain, fast = (mixscale.fit(spec, table, n_restarts=4, seed=1, nested=False, geodesic=g)
+    # two restarts (fit seed 0): unaccelerated they take 1000 and 261 steps, accelerated 244
+    # and 70
+    plain, fast = (mixscale.fit(spec, table, n_restarts=2, seed=0, nested=False, geodesic=g)
                    for g in (False, True))
     for res in (plain, fast):
         assert res.law_converged and res.train_metrics["mre"] < 1e-6
