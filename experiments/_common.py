@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -290,8 +291,25 @@ def write_record(out: Path, name: str, config, results: dict, elapsed_s: float, 
     if added:
         record["added"] = _jsonable(added)
     path = Path(out) / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    path.write_text(dumps_record(record) + "\n", encoding="utf-8")
     return path
+
+
+#: A JSON array of numbers (or nulls) only, as ``json.dumps(indent=1)`` spreads it over lines.
+_NUMBER_ARRAY = re.compile(r"\[\n[ ]*(?:(?:-?[0-9][0-9.eE+-]*|null),\n[ ]*)*"
+                           r"(?:-?[0-9][0-9.eE+-]*|null)\n[ ]*\]")
+
+
+def dumps_record(record: dict) -> str:
+    """``json.dumps(record, indent=1)`` with every array of plain numbers on one line: nested
+    objects stay one key a line (readable diffs), while the results' long columns of losses and
+    predictions do not take a line per number (``real_extrapolation``'s record 2.2 -> about 1
+    MB). Only whitespace between tokens changes (a JSON string never holds a raw newline, so no
+    string's text is touched): ``json.loads`` returns the same object."""
+    def one_line(match: re.Match) -> str:
+        return "[" + ", ".join(t.rstrip(",") for t in match.group(0)[1:-1].split()) + "]"
+
+    return _NUMBER_ARRAY.sub(one_line, json.dumps(record, indent=1))
 
 
 def write_section(out: Path, name: str, text: str) -> Path:

@@ -169,3 +169,16 @@ def test_update_readme_from_results(tmp_path):
     assert "### In-scale" in text and "# Law comparison" not in text and "old" not in text
     assert "![Figure 1: fit under tail overlap](figures/fit_under_overlap_mre.png)" in text
     assert "took 15 min of wall time in all" in text
+
+
+def test_results_are_written_with_number_arrays_on_one_line(tmp_path):
+    """The record reads back as the same object; arrays of numbers take one line each, while
+    objects, arrays of arrays and strings that look like arrays keep their form."""
+    results = {"losses": [2.5, -1e-3, None, 7], "grid": [[1, 2], [3.5, None]], "empty": [],
+               "label": "not an array [1,\n 2]", "fits": [{"law": "bimix", "mre": 0.01}]}
+    path = _common.write_record(tmp_path, "demo", {"n": 1}, results, 1.0)
+    text = path.read_text()
+    assert json.loads(text)["results"] == results
+    assert '"losses": [2.5, -0.001, null, 7]' in text
+    assert "[1, 2]" in text and "[3.5, null]" in text and '"grid": [\n' in text
+    assert json.dumps("not an array [1,\n 2]") in text
