@@ -29,8 +29,8 @@ The flags are set before JAX starts its backend; any the user set follow them (t
 Lowered programs carry one frame of each operation's Python traceback (its user call site) as
 its source location, not the whole traceback
 (``jax_include_full_tracebacks_in_locations=False``): the locations only label XLA's own
-diagnostics. Lowering time in the same five alternating pairs
-of runs: 5.0 s -> 4.3 s (means), the process's CPU time 23.1 -> 22.2 s (within the noise).
+diagnostics. Lowering time in the same five alternating pairs of runs: 5.0 s -> 4.3 s (means),
+the process's CPU time 23.1 -> 22.2 s (within the noise).
 """
 
 import os
