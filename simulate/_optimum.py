@@ -198,6 +198,14 @@ def _along(points, directions, lengths):
     return cand, valid
 
 
+def _kernel_arguments(n, schedule, checkpoints, batch_size, target, dtype):
+    """``(n, steps, batch_size, target)`` exactly as the search passes them to :func:`_objective`
+    and :func:`_derivatives` (array or static as each needs), so a caller holding these arguments
+    reuses the search's compiled programs."""
+    return (jnp.asarray(n), steps_argument(schedule, checkpoints, dtype),
+            batch_argument(batch_size, dtype), jnp.asarray(target, dtype))
+
+
 def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
                     batch_size: int = 1, *, target=None, resolution: int | None = None,
                     n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500,
@@ -236,10 +244,8 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     r = _default_resolution(k) if resolution is None else int(resolution)
     if r < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
-    t_j = jnp.asarray(t, dtype)
-    n_j = jnp.asarray(n_arr)
-    steps_arg = steps_argument(schedule, checkpoints, dtype)
-    batch_j = batch_argument(batch_size, dtype)
+    n_j, steps_arg, batch_j, t_j = _kernel_arguments(n_arr, schedule, checkpoints, batch_size, t,
+                                                     dtype)
     n_evals = 0
 
     def evaluate(mixtures: np.ndarray):

@@ -139,7 +139,7 @@ def test_optimal_mixture_two_domains_against_a_dense_line(method):
 def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences():
     """The gradient search and the compass search land on the same optimum (K = 4, a step
     decay), and the exact gradient within a piece matches central differences."""
-    from simulate._optimum import _CHUNK, _derivatives, _objective
+    from simulate._optimum import _CHUNK, _derivatives, _kernel_arguments, _objective
 
     model = sim.DisjointTailModel(jnp.array([1.3, 1.8, 2.2, 2.9]), beta=0.1,
                                   sigma2=jnp.array([0.1, 0.2, 0.05, 0.15]), head=4, tail=30)
@@ -149,10 +149,11 @@ def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences(
     assert float(grad.loss) <= float(compass.loss) + 1e-12
     assert np.abs(np.asarray(grad.weights) - np.asarray(compass.weights)).max() < 2e-3
     h = np.asarray([0.4, 0.3, 0.2, 0.1])
-    target = jnp.asarray(np.full(4, 0.25))  # not weakly typed, as optimal_mixture's
     # The arguments exactly as optimal_mixture passes them, in batches of the sizes its search
     # used (8 starts; _CHUNK mixtures), so both kernels are the ones the search compiled.
-    args = (jnp.asarray(np.int64(n)), schedule, (steps,), 1, target)
+    n_j, steps_j, batch_j, target = _kernel_arguments(np.int64(n), schedule, [steps], 1,
+                                                      np.full(4, 0.25), jnp.float64)
+    args = (n_j, schedule, steps_j, batch_j, target)
     g, hess = (np.asarray(x)[0] for x in _derivatives(model, jnp.tile(h, (8, 1)), *args))
     eps = 1e-6
     moves = []
