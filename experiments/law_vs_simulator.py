@@ -78,7 +78,8 @@ class Config:
                                                LawSpec("capacity", variant="transfer"),
                                                LawSpec("capacity", variant="crossover"),
                                                LawSpec("capacity", variant="coupled"),
-                                               LawSpec("capacity", variant="pooled")))
+                                               LawSpec("capacity", variant="pooled"),
+                                               LawSpec("capacity", variant="pooled_coupled")))
     n_restarts: int = N_RESTARTS
     seed: int = 0
 
