@@ -304,7 +304,8 @@ def observations(results: dict, cfg: Config) -> list[str]:
     return lines
 
 
-def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
+def section(results: dict, cfg: Config, figure: str, elapsed_s: float,
+            quick: bool = False) -> str:
     settings = results["settings"]
     scale_labels = [s.label for s in cfg.laws]
     one_labels = [s.label for s in cfg.one_scale_laws]
@@ -338,6 +339,8 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float) -> str:
     rows = [[s["head"], f"{s['rho']:g}", s["n_features"]]
             + [100 * s["laws"][lab]["validation_mre"] for lab in scale_labels] for s in settings]
     text += [_common.markdown_table(["S", "ρ", "features P"] + scale_labels, rows), ""]
+    text += _common.unfitted_laws_lines(NAME, (*Config().laws, *Config().one_scale_laws),
+                                        scale_labels + one_labels, quick)
     text += ["How much the grid moves the losses (mean over mixtures and domains, %): the "
              f"capacity effect L(N={min(cfg.sizes)}) / L(N={max(cfg.sizes)}) − 1 at "
              f"D = {max(cfg.steps)}, and the data effect L(D={min(cfg.steps)}) / "
@@ -367,7 +370,8 @@ def render(out, record: dict) -> None:
     """The figure and the section from the record."""
     cfg, results = config_from_record(Config, record["config"]), record["results"]
     figure = draw(results, cfg, out)
-    _common.write_section(out, NAME, section(results, cfg, figure, record["elapsed_s"]))
+    _common.write_section(out, NAME, section(results, cfg, figure, record["elapsed_s"],
+                                             record["config"].get("quick", False)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
