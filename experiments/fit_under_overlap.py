@@ -339,7 +339,8 @@ def section(results: dict, cfg: Config, figure: str, elapsed_s: float,
     rows = [[s["head"], f"{s['rho']:g}", s["n_features"]]
             + [100 * s["laws"][lab]["validation_mre"] for lab in scale_labels] for s in settings]
     text += [_common.markdown_table(["S", "ρ", "features P"] + scale_labels, rows), ""]
-    text += _common.unfitted_laws_lines(NAME, (*Config().laws, *Config().one_scale_laws),
+    listed = Config()
+    text += _common.unfitted_laws_lines(NAME, (*listed.laws, *listed.one_scale_laws),
                                         scale_labels + one_labels, quick)
     text += ["How much the grid moves the losses (mean over mixtures and domains, %): the "
              f"capacity effect L(N={min(cfg.sizes)}) / L(N={max(cfg.sizes)}) − 1 at "
