@@ -135,7 +135,9 @@ class Config:
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
     # Fitted next to the capacity law (variant full) on every variant's data.
     laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="crossover"),
-                                 LawSpec("capacity", variant="pooled"), LawSpec("spectral"))
+                                 LawSpec("capacity", variant="pooled"), LawSpec("spectral"),
+                                 LawSpec("capacity", variant="coupled"),
+                                 LawSpec("capacity", variant="pooled_coupled"))
 
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)
@@ -436,7 +438,10 @@ def render(out, record: dict) -> None:
     """The figure and the section from the record."""
     cfg = config_from_record(Config, record["config"])
     figure = draw(record["results"], out)
-    _common.write_section(out, NAME, section(record["results"], cfg, figure, record["elapsed_s"]))
+    fitted = {f["law"] for v in record["results"]["variants"] for f in v["laws"]}
+    _common.write_section(out, NAME, "\n".join([
+        section(record["results"], cfg, figure, record["elapsed_s"]), "",
+        *_common.unfitted_laws_lines(NAME, Config().laws, fitted, cfg == QUICK)]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,7 +75,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _common, _sim
-from experiments._harness import run_experiment
+from experiments._harness import config_from_record, run_experiment
 from experiments._sim import InstanceSpec
 from mixscale import LawSpec, law_specs
 
@@ -604,7 +604,11 @@ def render(out: Path, record: dict) -> None:
     figures = {"regret": draw_regret(report, out),
                "curves": [draw_curves(report, out, i)
                           for i in range(len(instances[0]["targets"]))]}
-    _common.write_section(out, NAME, section(report, figures))
+    fitted = {r["law"] for inst in instances for r in inst["laws"]}
+    quick = config_from_record(Config, record["config"]) == QUICK
+    _common.write_section(out, NAME, "\n".join([
+        section(report, figures), "",
+        *_common.unfitted_laws_lines(NAME, Config().laws, fitted, quick)]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

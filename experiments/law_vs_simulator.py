@@ -44,10 +44,11 @@ from experiments._common import (
     markdown_table,
     pyplot,
     save_figure,
+    unfitted_laws_lines,
     with_spectral,
     write_section,
 )
-from experiments._harness import run_experiment
+from experiments._harness import config_from_record, run_experiment
 from experiments._protocols import relative_errors
 from mixscale import LawSpec
 
@@ -236,7 +237,10 @@ def run(cfg: Config, log: logging.Logger) -> list[dict]:
 def render(out, record: dict) -> None:
     """The figure and the section from the record."""
     plot(record["results"], out)
-    write_section(out, NAME, section(record))
+    fitted = {label for r in record["results"] for label in r["laws"]}
+    quick = config_from_record(Config, record["config"]) == QUICK
+    write_section(out, NAME, "\n".join([section(record), "",
+                                        *unfitted_laws_lines(NAME, Config().laws, fitted, quick)]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

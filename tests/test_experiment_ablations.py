@@ -37,6 +37,12 @@ def test_quick_run_writes_sane_results(quick_run):
     (quick_run / "ablations.md").unlink()
     assert ablations.main(["--redraw", "--out", str(quick_run)]) == 0
     assert (quick_run / "ablations.md").read_text() == md
+    assert "not yet fitted" not in md  # a quick run lists none
+    # a full configuration's record lacking its laws names each of them
+    record["config"]["n_mixtures"] += 1
+    ablations.render(quick_run, record)
+    listed = ", ".join(s.label for s in ablations.Config().laws)
+    assert f"not yet fitted in this record: {listed} (" in (quick_run / "ablations.md").read_text()
 
 
 def test_other_laws_are_drawn_tabled_and_summarised_beside_the_capacity_law(quick_run, tmp_path):

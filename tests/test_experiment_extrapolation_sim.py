@@ -55,6 +55,12 @@ def test_quick_run_scores_every_target_on_the_same_fits(tmp_path):
         assert (tmp_path / fig).stat().st_size > 10_000
     for f, n, steps in cfg.targets:
         assert f"### At {f}× (N = {n}, D = {steps * cfg.batch_size})" in md
+    assert "not yet fitted" not in md  # a quick run lists none
+    # a full configuration's record lacking laws of its list names each of them
+    record["config"]["n_mixtures"] += 1
+    xs.render(tmp_path, record)
+    missing = ", ".join(s.label for s in xs.Config().laws if s.label not in ok)
+    assert f"not yet fitted in this record: {missing} (" in (tmp_path / f"{xs.NAME}.md").read_text()
 
 
 def test_targets_are_factors_of_the_largest_small_scale():

@@ -25,3 +25,11 @@ def test_law_vs_simulator_quick_writes_results(tmp_path):
     assert md.startswith("## ") and "law_vs_simulator.png" in md
     for label, fitted in res["laws"].items():  # the table is generated from the results
         assert f"| {label} | {100 * fitted['validation_mre']:.4g} |" in md
+    assert "not yet fitted" not in md  # a quick run lists none
+    # a full configuration's record lacking laws of its list names each of them
+    record["config"]["n_mixtures"] += 1
+    law_vs_simulator.render(tmp_path, record)
+    missing = ", ".join(s.label for s in law_vs_simulator.Config().laws
+                        if s.label not in res["laws"])
+    assert f"not yet fitted in this record: {missing} (" in (
+        tmp_path / "law_vs_simulator.md").read_text()
