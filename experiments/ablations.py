@@ -135,9 +135,10 @@ class Config:
     groups: tuple[str, ...] = GROUPS  # the ablations run (a subset of GROUPS)
     # Fitted next to the capacity law (variant full) on every variant's data.
     laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="crossover"),
-                                 LawSpec("capacity", variant="pooled"), LawSpec("spectral"),
                                  LawSpec("capacity", variant="coupled"),
-                                 LawSpec("capacity", variant="pooled_coupled"))
+                                 LawSpec("capacity", variant="pooled"),
+                                 LawSpec("capacity", variant="pooled_coupled"),
+                                 LawSpec("spectral"))
 
     def check(self) -> None:
         unknown = set(self.groups) - set(GROUPS)

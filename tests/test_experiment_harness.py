@@ -176,15 +176,16 @@ def test_law_list_predicates():
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
     # every experiment fits the spectral law (still a candidate) and its transfer and
     # dispersed variants, and the capacity law's crossover variant, beside the registry's;
-    # ablations fits the spectral law, the crossover and the pooled variant beside the capacity
-    # variant each ablation is about
+    # ablations fits the spectral law and the crossover, coupled, pooled and pooled_coupled
+    # variants beside the capacity variant each ablation is about
     crossover = LawSpec("capacity", variant="crossover")
     for name in ("law_vs_simulator", "fit_under_overlap", "optimal_mixture_regret",
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert set(theory) <= set(MODULES[name].Config().laws), name
         assert crossover in MODULES[name].Config().laws, name
-    assert MODULES["ablations"].Config().laws == (crossover, LawSpec("capacity", variant="pooled"),
-                                                  theory[0])
+    assert MODULES["ablations"].Config().laws == (
+        crossover, *(LawSpec("capacity", variant=v) for v in ("coupled", "pooled",
+                                                              "pooled_coupled")), theory[0])
 
 
 def _imports(path: Path) -> set[str]:
