@@ -372,7 +372,7 @@ def render(out, record: dict) -> None:
     cfg, results = config_from_record(Config, record["config"]), record["results"]
     figure = draw(results, cfg, out)
     _common.write_section(out, NAME, section(results, cfg, figure, record["elapsed_s"],
-                                             record["config"].get("quick", False)))
+                                             cfg == QUICK))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

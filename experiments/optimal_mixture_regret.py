@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _common, _sim
-from experiments._harness import run_experiment
+from experiments._harness import config_from_record, run_experiment
 from experiments._sim import InstanceSpec
 from mixscale import LawSpec, law_specs
 
@@ -253,7 +253,7 @@ def section(results: dict, figure: str) -> str:
         "Reference mixtures chosen without a law: uniform, the instance's natural proportions, "
         "and the best of the training mixtures (what one gets by picking the best measured run).",
         "", f"![Regret of each law's optimal mixture]({figure})", ""]
-    lines += _common.unfitted_laws_lines(NAME, Config().laws, labels, cfg.get("quick", False))
+    lines += _common.unfitted_laws_lines(NAME, Config().laws, labels, results["quick"])
     # Summary: relative regret per law and instance.
     header = ["mixture"] + [i["instance"] for i in instances] + ["mean", "beats best measured"]
     rows = []
@@ -321,7 +321,8 @@ def run(cfg: Config, log: logging.Logger) -> dict:
 
 def render(out: Path, record: dict) -> None:
     """The figures and the section, drawn from the record alone."""
-    report = {**record["results"], "config": record["config"], "elapsed_s": record["elapsed_s"]}
+    report = {**record["results"], "config": record["config"], "elapsed_s": record["elapsed_s"],
+              "quick": config_from_record(Config, record["config"]) == QUICK}
     figure = draw(report, out)
     _common.write_section(out, NAME, section(report, figure))
 

@@ -36,6 +36,7 @@ def test_quick_run_writes_sane_results(quick_run):
             assert 0 <= law["validation_mre_top_scale"] < 1
     md = (quick_run / "fit_under_overlap.md").read_text()
     assert md.startswith("## ") and "](fit_under_overlap.png)" in md
+    assert "not yet fitted" not in md  # a quick run lists none
     assert (quick_run / "fit_under_overlap.png").stat().st_size > 10_000
     # the figure and section can be redrawn from the results file alone
     (quick_run / "fit_under_overlap.md").unlink()

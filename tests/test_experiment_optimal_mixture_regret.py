@@ -38,6 +38,7 @@ def test_quick_run_writes_results_figure_and_section(tmp_path):
             assert np.sum(r["weights"]) == pytest.approx(1.0)
     md = (tmp_path / f"{name}.md").read_text()
     assert md.startswith("## ") and f"]({name}.png)" in md
+    assert "not yet fitted" not in md  # a quick run lists none
     for label in results["law_labels"]:
         assert label in md
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
