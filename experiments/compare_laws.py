@@ -231,6 +231,13 @@ def markdown(record: dict) -> str:
            f"objective, {cfg['n_restarts']} restarts (seed {cfg['fit_seed']}) and the same "
            "rows and loss columns (in-mixture domains).", ""]
     out += unfitted_laws_lines(NAME, Config().laws, labels, cfg.get("quick", False))
+
+    def left_out(label: str, part: str) -> bool:
+        """Whether the configuration's ``not_fitted`` leaves ``label`` out of ``part`` (or
+        out of one of its datasets, whose cells then show ``—``)."""
+        return any(lab == label and (protocol == part or protocol.startswith(part + ":"))
+                   for lab, protocol in not_fitted)
+
     if results["in_scale"]:
         rows = results["in_scale"]
         datasets = [d for d in cfg["in_scale"]]
@@ -242,6 +249,10 @@ def markdown(record: dict) -> str:
             f"{IN_SCALE_TITLES.get(d, d)}: params | MRE | MRE h≥0.1 | fit s" for d in datasets)
         out += [header + " |", "|---" * (1 + 4 * len(datasets)) + "|"]
         for label in labels:
+            if label not in {r["law"] for r in rows} and not left_out(label, "in_scale"):
+                out.append(f"| {label} | not yet fitted (`--add-law '{label}' --part "
+                           "in_scale`) |" + " |" * (4 * len(datasets) - 1))
+                continue
             cells = [label]
             for d in datasets:
                 sel = [r for r in rows if r["law"] == label and r["dataset"] == d]
@@ -269,6 +280,9 @@ def markdown(record: dict) -> str:
         for label in labels:
             sel = [r for r in rows if r["law"] == label]
             if not sel:
+                if not left_out(label, "across_scale"):
+                    out.append(f"| {label} | not yet fitted (`--add-law '{label}' --part "
+                               "across_scale`) |" + " |" * len(cols))
                 continue
             if all(r["status"] != "ok" for r in sel):
                 out.append(f"| {label} | " + " | ".join(["one scale only"] * len(cols)) + " | — |")

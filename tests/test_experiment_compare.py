@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import compare_laws
 from experiments._common import N_RESTARTS, n_params
@@ -96,22 +97,26 @@ def test_laws_left_out_for_cost_are_reported_as_such():
         assert len(rows) == 15 + 3 + 1
 
 
-def test_a_law_fitted_on_some_parts_only_shows_as_not_yet_fitted_on_the_rest():
-    """``--add-law --part`` merges one part at a time: the ranking table names a law of the
-    record that has no ranking rows, with the command that fits them, instead of a silent gap;
-    once its rows are in, the line is gone."""
+@pytest.mark.parametrize("part", ["in_scale", "across_scale", "regmix_rank"])
+def test_a_law_fitted_on_some_parts_only_shows_as_not_yet_fitted_on_the_rest(part):
+    """``--add-law --part`` merges one part at a time: each table names a law of the record
+    that has no rows in its part, with the command that fits them, instead of a silent gap
+    (or a row of dashes); once its rows are in, the line is gone."""
     record = json.loads((FIGURES / "compare_laws.json").read_text())
     label = "capacity (crossover)"
-    kept = [r for r in record["results"]["regmix_rank"] if r["law"] == label]
-    assert kept  # the committed record ranks it
-    line = f"| {label} | — | not yet fitted (`--add-law '{label}' --part regmix_rank`) |"
+    kept = [r for r in record["results"][part] if r["law"] == label]
+    assert kept  # the committed record fits it on every part
+    dash = "— | " if part == "regmix_rank" else ""
+    line = f"| {label} | {dash}not yet fitted (`--add-law '{label}' --part {part}`) |"
     assert line not in compare_laws.markdown(record)
-    record["results"]["regmix_rank"] = [r for r in record["results"]["regmix_rank"]
-                                        if r["law"] != label]
+    record["results"][part] = [r for r in record["results"][part] if r["law"] != label]
     md = compare_laws.markdown(record)
     assert line in md
-    # a law left out for its cost keeps its own row, not this one
+    width = {"in_scale": 13, "across_scale": 6, "regmix_rank": 7}[part]
+    assert next(row for row in md.splitlines() if row.startswith(line)).count("|") == width + 1
+    # a law left out of a part for its cost keeps its own row or dashes, not this line
     assert "| spectral (full) | — | not fitted (cost) |" in md
+    assert "| spectral (full) | not yet fitted" not in md
     assert "| spectral (full) | — | not yet fitted" not in md
 
 
