@@ -238,6 +238,18 @@ def markdown(record: dict) -> str:
         return any(lab == label and (protocol == part or protocol.startswith(part + ":"))
                    for lab, protocol in not_fitted)
 
+    def not_yet_fitted(part: str, fitted: set, n_columns: int, lead: tuple = ()) -> list[str]:
+        """A row of ``n_columns`` cells for each law of the record with no rows in ``part``
+        (added with ``--add-law --part`` on other parts) and not left out of it for its cost:
+        shown as not yet fitted, with the command that fits it, never as a silent gap."""
+        rows = []
+        for label in labels:
+            if label in fitted or left_out(label, part):
+                continue
+            cells = [label, *lead, f"not yet fitted (`--add-law '{label}' --part {part}`)"]
+            rows.append("| " + " | ".join(cells + [""] * (n_columns - len(cells))) + " |")
+        return rows
+
     if results["in_scale"]:
         rows = results["in_scale"]
         datasets = [d for d in cfg["in_scale"]]
@@ -248,11 +260,10 @@ def markdown(record: dict) -> str:
         header = "| law | " + " | ".join(
             f"{IN_SCALE_TITLES.get(d, d)}: params | MRE | MRE h≥0.1 | fit s" for d in datasets)
         out += [header + " |", "|---" * (1 + 4 * len(datasets)) + "|"]
+        fitted = {r["law"] for r in rows}
         for label in labels:
-            if label not in {r["law"] for r in rows} and not left_out(label, "in_scale"):
-                out.append(f"| {label} | not yet fitted (`--add-law '{label}' --part "
-                           "in_scale`) |" + " |" * (4 * len(datasets) - 1))
-                continue
+            if label not in fitted and not left_out(label, "in_scale"):
+                continue  # listed below as not yet fitted
             cells = [label]
             for d in datasets:
                 sel = [r for r in rows if r["law"] == label and r["dataset"] == d]
@@ -263,6 +274,7 @@ def markdown(record: dict) -> str:
                           _pct([r["mre_high_weight"] for r in sel]),
                           f"{np.mean([r['fit_s'] for r in sel]):.1f}"]
             out.append("| " + " | ".join(cells) + " |")
+        out += not_yet_fitted("in_scale", fitted, 1 + 4 * len(datasets))
         out.append("")
     if results["across_scale"]:
         rows = results["across_scale"]
@@ -280,9 +292,6 @@ def markdown(record: dict) -> str:
         for label in labels:
             sel = [r for r in rows if r["law"] == label]
             if not sel:
-                if not left_out(label, "across_scale"):
-                    out.append(f"| {label} | not yet fitted (`--add-law '{label}' --part "
-                               "across_scale`) |" + " |" * len(cols))
                 continue
             if all(r["status"] != "ok" for r in sel):
                 out.append(f"| {label} | " + " | ".join(["one scale only"] * len(cols)) + " | — |")
@@ -294,6 +303,7 @@ def markdown(record: dict) -> str:
                 cells.append(f"{100 * e['mre']:.2f} / {100 * e['mre_high_weight']:.2f}")
             cells.append(" / ".join(f"{r['fit_s']:.0f}" for r in sel))
             out.append("| " + " | ".join(cells) + " |")
+        out += not_yet_fitted("across_scale", {r["law"] for r in rows}, 2 + len(cols))
         out.append("")
     if results["regmix_rank"]:
         first = results["regmix_rank"][0]["spearman"]
@@ -312,11 +322,8 @@ def markdown(record: dict) -> str:
                        f"{100 * s['60M']['mre']:.2f} | {r['fit_s']:.1f} |")
         out += [f"| {label} | — | not fitted (cost) | | | | |"
                 for label, protocol in not_fitted if protocol == "regmix_rank"]
-        # fitted on the other parts of this record but not (yet) on this one: said, not a gap
-        ranked = {r["law"] for r in results["regmix_rank"]}
-        left_out = {label for label, protocol in not_fitted if protocol == "regmix_rank"}
-        out += [f"| {label} | — | not yet fitted (`--add-law '{label}' --part regmix_rank`) "
-                "| | | | |" for label in labels if label not in ranked | left_out]
+        out += not_yet_fitted("regmix_rank", {r["law"] for r in results["regmix_rank"]}, 7,
+                              lead=("—",))
         out.append("")
     if not_fitted:
         skipped = "; ".join(f"{label} on {protocol.replace('_', ' ').replace(':', ': ')}"
