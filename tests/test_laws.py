@@ -34,6 +34,7 @@ from mixscale.laws import (
     DataMixingLaw,
     DataSummary,
     JointLaw,
+    OverlapLaw,
     RegressionLaw,
     law_options,
 )
@@ -401,6 +402,42 @@ def test_bimix_formula_by_hand_floor_and_redundant_A():
     assert np.isinf(np.asarray(pure.predict(h0, N_, D_))[1])
     np.testing.assert_array_equal(np.asarray(pure.predict(H, N_, D_)),
                                   np.asarray(law.predict(H, N_, D_)))
+
+
+def test_overlap_formula_by_hand_rank_and_nesting():
+    E, A, a = np.array([1.2, 0.8]), np.array([0.3, 0.5]), np.array([0.4, 0.2])
+    # targets: domains 2 and 0; S rows against the other domains in order ([0, 1] and [1, 2])
+    S = np.array([[0.25, 0.0], [0.5, 2.0]])
+    law = OverlapLaw.from_params(E=E, A=A, a=a, S=S, n_domains=K, targets=[2, 0])
+    share = np.array([H[2] + 0.25 * H[0], H[0] + 0.5 * H[1] + 2.0 * H[2]])
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), E + A * share ** -a,
+                               rtol=1e-13)
+    # rank r: S_ij = sum_t P_it P_jt, symmetric, own overlap 1 whatever P_i . P_i
+    P = np.array([[0.2, 1.0], [0.5, 0.0], [0.3, 0.7]])
+    ranked = OverlapLaw.from_params(E=E, A=A, a=a, P=P, n_domains=K, targets=[2, 0])
+    s = P @ P.T
+    share = np.array([H[2] + s[2, 0] * H[0] + s[2, 1] * H[1],
+                      H[0] + s[0, 1] * H[1] + s[0, 2] * H[2]])
+    np.testing.assert_allclose(np.asarray(ranked.predict(H, N_, D_)), E + A * share ** -a,
+                               rtol=1e-13)
+    assert ranked.variant == "rank" and ranked.n_parameters(K, 2, variant="rank", factors=2) \
+        == 3 * 2 + 2 * K
+    # own: the share alone, with the floor at a zero weight; it nests exactly (S = 0, P = 0)
+    own = OverlapLaw.from_params(E=E, A=A, a=a, n_domains=K, targets=[2, 0])
+    h0 = np.array([0.0, 0.6, 0.4])
+    np.testing.assert_allclose(np.asarray(own.predict(h0, N_, D_)),
+                               E + A * np.array([0.4, 1e-3]) ** -a, rtol=1e-13)
+    for variant in ("free", "rank"):
+        inner = own.embed(variant, factors=3)
+        assert inner.variant == variant
+        np.testing.assert_array_equal(np.asarray(inner.predict(h0, N_, D_)),
+                                      np.asarray(own.predict(h0, N_, D_)))
+    with pytest.raises(ValueError, match="non-negative"):
+        OverlapLaw.from_params(E=E, A=A, a=a, S=-S, n_domains=K, targets=[2, 0])
+    with pytest.raises(ValueError, match=r"S must have shape \(2, 2\)"):
+        OverlapLaw.from_params(E=E, A=A, a=a, S=np.ones((2, 3)), n_domains=K, targets=[2, 0])
+    with pytest.raises(ValueError, match="factors"):
+        OverlapLaw.n_parameters(K, 2, variant="rank", factors=0)
 
 
 @pytest.mark.parametrize("variant", ["linear", "loglinear"])

@@ -10,6 +10,8 @@
 * ``dml``: the data mixing law of Ye et al. (ICLR 2025), one scale.
 * ``regression``: RegMix's linear baseline and its log-linear counterpart (variants ``linear``,
   ``loglinear``), one scale.
+* ``overlap`` (a candidate): the noise-reduction term with the tokens that domains share, free
+  or of rank ``r`` (variants ``free``, ``rank``, ``own``), one scale.
 
 A law registers itself with the :func:`register_law` decorator; importing its module here makes
 it part of the library (the import order is the order of listings and tables). A
@@ -30,9 +32,10 @@ from ._joint import JointLaw
 from ._bimix import BiMixLaw
 from ._dml import DataMixingLaw
 from ._regression import RegressionLaw
+from ._overlap import OverlapLaw
 
 __all__ = [
     "AbstractLaw", "AdditiveLaw", "BiMixLaw", "CapacityLaw", "DataMixingLaw", "DataSummary",
-    "JointLaw", "LAWS", "LawSpec", "RegressionLaw", "SpectralLaw", "as_law_spec", "get_law",
-    "law_options", "law_specs", "parameter_count", "register_law",
+    "JointLaw", "LAWS", "LawSpec", "OverlapLaw", "RegressionLaw", "SpectralLaw", "as_law_spec",
+    "get_law", "law_options", "law_specs", "parameter_count", "register_law",
 ]

@@ -1,0 +1,61 @@
+"""Smoke test of experiments/regmix_overlap.py (``--quick``) and unit tests of its helpers."""
+
+import json
+
+import numpy as np
+
+from experiments import regmix_overlap as ro
+from mixscale import LawSpec
+
+
+def test_structures_from_fewest_parameters():
+    names = [name for name, _ in ro.structures(ro.Config(factors=(1, 3)))]
+    assert names == ["own", "rank 1", "rank 3", "free"]
+    specs = dict(ro.structures(ro.Config(factors=(3,))))
+    assert specs["rank 3"] == LawSpec("overlap", variant="rank", factors=3)
+    counts = [spec.n_parameters(17, 13) for _, spec in ro.structures(ro.Config())]
+    assert counts == [39, 56, 73, 90, 107, 247] and counts == sorted(counts)
+
+
+def test_references_read_compare_laws_ranking_rows(tmp_path):
+    assert ro.references(tmp_path) == {}
+    rows = [{"law": "additive", "n_params": 507,
+             "spearman": {"1M": {"mean": 0.99}, "60M": {"mean": 0.98}}},
+            {"law": "bimix", "n_params": 52,
+             "spearman": {"1M": {"mean": 0.8}, "60M": {"mean": 0.8}}},
+            {"law": "joint", "status": "not fitted"}]
+    (tmp_path / "compare_laws.json").write_text(
+        json.dumps({"results": {"regmix_rank": rows}}))
+    assert ro.references(tmp_path) == {"additive": {"n_params": 507, "1M": 0.99, "60M": 0.98}}
+
+
+def test_top_overlaps_name_the_pairs_above_the_threshold():
+    row = {"targets": ["b", "c"], "train_domains": ["a", "b", "c"],
+           "overlaps": [[0.3, 1.0, 0.01], [0.0, 0.07, 1.0]]}
+    assert ro._top_overlaps(row) == ["`b`: a 0.30", "`c`: b 0.07"]
+    assert ro._top_overlaps(row, threshold=0.5) == ["`b`: none", "`c`: none"]
+
+
+def test_quick_run(tmp_path):
+    assert ro.main(["--quick", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "regmix_overlap.json").read_text())
+    ranking, in_scale = record["results"]["ranking"], record["results"]["in_scale"]
+    assert [r["structure"] for r in ranking] == ["own", "rank 1", "free"]
+    assert {r["structure"] for r in in_scale} == {"own", "rank 1", "free"}
+    for r in ranking:
+        s = np.asarray(r["overlaps"])
+        assert s.shape == (13, 17) and np.all(s >= 0)
+        own = [r["train_domains"].index(t) for t in r["targets"]]
+        assert np.all(s[np.arange(13), own] == 1.0)
+        if r["structure"] == "own":
+            assert np.count_nonzero(s) == 13
+        assert -1 <= r["tests"]["1M"]["spearman"] <= 1 and r["tests"]["60M"]["mre"] > 0
+    md = (tmp_path / "regmix_overlap.md").read_text()
+    assert md.startswith("## ") and "](regmix_overlap.png)" in md
+    assert (tmp_path / "regmix_overlap.png").stat().st_size > 0
+    for name in ("own", "rank 1", "free"):
+        assert f"| {name} |" in md
+    # the section is drawn from the JSON alone
+    (tmp_path / "regmix_overlap.md").unlink()
+    assert ro.main(["--redraw", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "regmix_overlap.md").read_text() == md
