@@ -409,8 +409,14 @@ def test_overlap_formula_by_hand_rank_and_nesting():
     # targets: domains 2 and 0; S rows against the other domains in order ([0, 1] and [1, 2])
     S = np.array([[0.25, 0.0], [0.5, 2.0]])
     law = OverlapLaw.from_params(E=E, A=A, a=a, S=S, n_domains=K, targets=[2, 0])
+
+    def by_hand(share, floor=1e-3):  # the share floored smoothly: sqrt(s^2 + f^2)
+        return E + A * np.sqrt(share ** 2 + floor ** 2) ** -a
+
     share = np.array([H[2] + 0.25 * H[0], H[0] + 0.5 * H[1] + 2.0 * H[2]])
-    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), E + A * share ** -a,
+    np.testing.assert_allclose(np.asarray(law.predict(H, N_, D_)), by_hand(share), rtol=1e-13)
+    pure = dataclasses.replace(law, weight_floor=0.0)
+    np.testing.assert_allclose(np.asarray(pure.predict(H, N_, D_)), E + A * share ** -a,
                                rtol=1e-13)
     # rank r: S_ij = sum_t P_it P_jt, symmetric, own overlap 1 whatever P_i . P_i
     P = np.array([[0.2, 1.0], [0.5, 0.0], [0.3, 0.7]])
@@ -418,15 +424,17 @@ def test_overlap_formula_by_hand_rank_and_nesting():
     s = P @ P.T
     share = np.array([H[2] + s[2, 0] * H[0] + s[2, 1] * H[1],
                       H[0] + s[0, 1] * H[1] + s[0, 2] * H[2]])
-    np.testing.assert_allclose(np.asarray(ranked.predict(H, N_, D_)), E + A * share ** -a,
+    np.testing.assert_allclose(np.asarray(ranked.predict(H, N_, D_)), by_hand(share),
                                rtol=1e-13)
     assert ranked.variant == "rank" and ranked.n_parameters(K, 2, variant="rank", factors=2) \
         == 3 * 2 + 2 * K
-    # own: the share alone, with the floor at a zero weight; it nests exactly (S = 0, P = 0)
+    # own: the share alone, the floor at a zero weight; it nests exactly (S = 0, P = 0)
     own = OverlapLaw.from_params(E=E, A=A, a=a, n_domains=K, targets=[2, 0])
     h0 = np.array([0.0, 0.6, 0.4])
     np.testing.assert_allclose(np.asarray(own.predict(h0, N_, D_)),
-                               E + A * np.array([0.4, 1e-3]) ** -a, rtol=1e-13)
+                               by_hand(np.array([0.4, 0.0])), rtol=1e-13)
+    assert np.asarray(own.predict(h0, N_, D_))[1] == pytest.approx(E[1] + A[1] * 1e-3 ** -a[1])
+    assert np.isinf(np.asarray(dataclasses.replace(own, weight_floor=0.0).predict(h0, N_, D_))[1])
     for variant in ("free", "rank"):
         inner = own.embed(variant, factors=3)
         assert inner.variant == variant
