@@ -55,7 +55,7 @@ EXPERIMENTS = (
     ("compare_laws", "Every law on the real loss tables"),
     ("real_extrapolation", "Figures 3-4: extrapolation on real loss tables"),
     ("pilecc_target", "Figure 5: the Pile-CC target on RegMix-1B"),
-    ("regmix_overlap", "What the theory laws miss on RegMix: the tokens domains share"),
+    ("regmix_overlap", "What the theory laws miss on RegMix: the tokens that domains share"),
 )
 NAMES = tuple(name for name, _ in EXPERIMENTS)
 

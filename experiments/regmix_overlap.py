@@ -30,7 +30,7 @@ many parameters a theory law needs for it. The free ``S`` fitted at 1M is drawn 
 Fitting: :func:`experiments._common.fit_law` (the experiments' one policy), 64 restarts, each
 variant started also from its fitted ``own`` variant (nested, exactly at ``S = 0``).
 
-Cost: ``elapsed_s`` in the JSON; ``--quick`` (rank 1 only, 96 training runs, 2 restarts, one
+Cost: ``elapsed_s`` in the JSON; ``--quick`` (no rank variant, 64 training runs, 2 restarts, one
 split): well under a minute.
 
 Run: ``python -m experiments.regmix_overlap [--quick] [--redraw] [--out DIR]``.
@@ -78,7 +78,7 @@ class Config:
     validation_fraction: float = 0.3
 
 
-QUICK = Config(factors=(1,), n_restarts=2, regmix_train_runs=96, in_scale_seeds=(0,))
+QUICK = Config(factors=(), n_restarts=2, regmix_train_runs=64, in_scale_seeds=(0,))
 
 
 def structures(config: Config) -> list[tuple[str, LawSpec]]:
@@ -151,15 +151,29 @@ def run(config: Config, log) -> dict:
 
 # ----------------------------------------------------------------------------- report
 def references(out: Path) -> dict[str, dict]:
-    """``compare_laws``' RegMix ranking rows of :data:`REFERENCES` found in ``OUT``
-    (``{label: {"n_params", "1M", "60M"}}``; empty without that record)."""
+    """``compare_laws``' RegMix rows of :data:`REFERENCES` found in ``OUT``, in that order:
+    ``{label: {"n_params", "1M", "60M", "in_scale"}}`` (the ranking's parameters and Spearman
+    correlations; the RegMix-1B in-scale validation MREs, a list, empty if not fitted there);
+    empty without that record."""
     path = Path(out) / "compare_laws.json"
     if not path.exists():
         return {}
-    rows = json.loads(path.read_text()).get("results", {}).get("regmix_rank", [])
-    return {r["law"]: {"n_params": r.get("n_params"), "1M": r["spearman"]["1M"]["mean"],
-                       "60M": r["spearman"]["60M"]["mean"]}
-            for r in rows if r.get("law") in REFERENCES and "spearman" in r}
+    results = json.loads(path.read_text()).get("results", {})
+    ranked = {r["law"]: r for r in results.get("regmix_rank", []) if "spearman" in r}
+    return {label: {"n_params": ranked[label].get("n_params"),
+                    "1M": ranked[label]["spearman"]["1M"]["mean"],
+                    "60M": ranked[label]["spearman"]["60M"]["mean"],
+                    "in_scale": [r["mre"] for r in results.get("in_scale", [])
+                                 if r.get("law") == label and r.get("dataset") == "regmix-1b"]}
+            for label in REFERENCES if label in ranked}
+
+
+def _pct(values) -> str:
+    """``mean ± sd`` in percent of fractions (the mean alone for one value, ``""`` for none)."""
+    v = 100 * np.asarray(values, dtype=float)
+    if v.size == 0:
+        return ""
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():.2f}"
 
 
 def _in_scale_summary(rows: list[dict], name: str) -> tuple[float, float, int]:
@@ -191,14 +205,14 @@ def figure(out: Path, record: dict) -> list[str]:
     for r in rows:
         ax.annotate(r["structure"], (r["n_params"], r["tests"]["1M"]["spearman"]),
                     textcoords="offset points", xytext=(4, -12), fontsize=8)
-    for j, (label, ref) in enumerate(refs.items()):
-        ax.axhline(ref["1M"], color=f"C{j + 2}", lw=1, ls="--",
+    for j, (label, ref) in enumerate(refs.items()):  # equal values stay apart by line style
+        ax.axhline(ref["1M"], color=f"C{j + 2}", lw=1.2, ls=("--", ":", "-.")[j % 3],
                    label=f"{label} at 1M ({ref['n_params']} params; compare_laws)")
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("Spearman rank correlation (mean over domains)")
     ax.set_title("RegMix: ranking held-out mixtures from the 1M runs")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax.grid(alpha=0.3)
     free = next(r for r in rows if r["structure"] == "free")
     s = np.asarray(free["overlaps"])
@@ -236,8 +250,8 @@ def markdown(out: Path, record: dict) -> str:
                       f"{100 * r['tests']['1M']['mre']:.2f}",
                       f"{mean:.2f} ± {sd:.2f}" if n > 1 else f"{mean:.2f}",
                       f"{converged}/{n + 1}", f"{r['fit_s']:.0f}"])
-    ref_rows = [[label, ref["n_params"], f"{ref['1M']:.3f}", f"{ref['60M']:.3f}", "", "",
-                 "", ""] for label, ref in refs.items()]
+    ref_rows = [[label, ref["n_params"], f"{ref['1M']:.3f}", f"{ref['60M']:.3f}", "",
+                 _pct(ref["in_scale"]), "", ""] for label, ref in refs.items()]
     n_train = cfg["regmix_train_runs"] or 512
     lines = [
         "## What the theory laws miss on RegMix: the tokens that domains share", "",
@@ -257,8 +271,9 @@ def markdown(out: Path, record: dict) -> str:
         "",
     ]
     if refs:
-        lines += ["The last rows are `compare_laws`' RegMix ranking of the laws named (its "
-                  "record), for reference.", ""]
+        lines += ["The last rows are `compare_laws`' RegMix rows of the laws named (its "
+                  "record: the ranking, and the in-scale MRE on its same 5 splits), for "
+                  "reference.", ""]
     lines += [f"![RegMix overlaps]({NAME}.png)", "",
               "Overlaps of at least 0.05 in the free fit at 1M, per loss domain (tokens of the "
               "named domain counted at that fraction of the domain's own):", ""]

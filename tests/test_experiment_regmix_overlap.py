@@ -23,10 +23,20 @@ def test_references_read_compare_laws_ranking_rows(tmp_path):
              "spearman": {"1M": {"mean": 0.99}, "60M": {"mean": 0.98}}},
             {"law": "bimix", "n_params": 52,
              "spearman": {"1M": {"mean": 0.8}, "60M": {"mean": 0.8}}},
-            {"law": "joint", "status": "not fitted"}]
+            {"law": "joint", "status": "not fitted"},
+            {"law": "dml", "n_params": 234,
+             "spearman": {"1M": {"mean": 0.97}, "60M": {"mean": 0.96}}}]
+    in_scale = [{"law": "additive", "dataset": "regmix-1b", "mre": 0.02},
+                {"law": "additive", "dataset": "regmix-1b", "mre": 0.03},
+                {"law": "additive", "dataset": "pile4", "mre": 0.5}]
     (tmp_path / "compare_laws.json").write_text(
-        json.dumps({"results": {"regmix_rank": rows}}))
-    assert ro.references(tmp_path) == {"additive": {"n_params": 507, "1M": 0.99, "60M": 0.98}}
+        json.dumps({"results": {"regmix_rank": rows, "in_scale": in_scale}}))
+    refs = ro.references(tmp_path)
+    assert list(refs) == ["dml", "additive"]  # REFERENCES' order, fitted laws only
+    assert refs["additive"] == {"n_params": 507, "1M": 0.99, "60M": 0.98,
+                                "in_scale": [0.02, 0.03]}
+    assert refs["dml"]["in_scale"] == [] and ro._pct([]) == ""
+    assert ro._pct([0.02, 0.03]) == "2.50 ± 0.71"
 
 
 def test_top_overlaps_name_the_pairs_above_the_threshold():
@@ -40,8 +50,8 @@ def test_quick_run(tmp_path):
     assert ro.main(["--quick", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "regmix_overlap.json").read_text())
     ranking, in_scale = record["results"]["ranking"], record["results"]["in_scale"]
-    assert [r["structure"] for r in ranking] == ["own", "rank 1", "free"]
-    assert {r["structure"] for r in in_scale} == {"own", "rank 1", "free"}
+    assert [r["structure"] for r in ranking] == ["own", "free"]
+    assert {r["structure"] for r in in_scale} == {"own", "free"}
     for r in ranking:
         s = np.asarray(r["overlaps"])
         assert s.shape == (13, 17) and np.all(s >= 0)
@@ -53,7 +63,7 @@ def test_quick_run(tmp_path):
     md = (tmp_path / "regmix_overlap.md").read_text()
     assert md.startswith("## ") and "](regmix_overlap.png)" in md
     assert (tmp_path / "regmix_overlap.png").stat().st_size > 0
-    for name in ("own", "rank 1", "free"):
+    for name in ("own", "free"):
         assert f"| {name} |" in md
     # the section is drawn from the JSON alone
     (tmp_path / "regmix_overlap.md").unlink()
