@@ -38,19 +38,20 @@ token of a close domain may teach up to nine times what one of the domain's own 
 halves of one source). ``S`` and ``P`` are fitted as they are, not through a logarithm: most
 pairs of domains share nothing, and an overlap of exactly ``0`` is then a point on the range's
 end that the fit reaches in a few steps (a logarithm would send it towards ``−∞`` with a
-vanishing gradient, a fit that never ends). ``own`` is ``S = 0`` (``P = 0``) exactly, so its fit
-is every fit's first start.
+vanishing gradient, a fit that never ends). ``own`` is ``S = 0`` (``P = 0``) exactly, so a fit
+of ``free`` or ``rank`` also starts from the fitted ``own`` (the nested start).
 
 Zero weights: the share enters as :math:`\sqrt{s_i^2 + f^2}` with the floor ``f =
 weight_floor`` (default ``1e-3``, the resolution of RegMix's published weights), so losses and
 gradients stay finite at a zero share; it is ``s_i`` to ``f²/2s_i²`` relative (``5·10⁻⁵`` at
 ``s_i = 0.1``, ``0.5 %`` at ``0.01``) and ``f`` at ``0``; ``weight_floor = 0`` gives the pure law.
-Why not the capacity law's ``max(h_i, f)``: there the share is a measured weight, ``0`` or at
-least the resolution, and never crosses the floor; a pooled share moves with ``S`` and crosses
-it, and the kink of the maximum stopped RegMix-1M fits unconverged (free overlaps, 4 restarts:
-11 of 13 targets stopped with gradient cosines of 0.005–0.1, ``dm_mathematics`` at 4× the
-objective it reaches with this smooth floor, where all 13 pass the gradient test). Only
-in-mixture targets can be predicted.
+Why not ``max(s_i, f)``, as the capacity law floors its share: a measured weight is ``0`` or at
+least the resolution and never crosses the floor, but a pooled share moves with ``S`` and
+crosses it, and the maximum's kink stopped RegMix-1M fits unconverged (free overlaps, 4
+restarts: 11 of 13 targets stopped with gradient cosines of 0.005–0.1, ``dm_mathematics`` at 4×
+the objective it reaches with this smooth floor, where all 13 pass the gradient test). The
+capacity law's shared-rank variants pool their shares too, and keep that kink. Only in-mixture
+targets can be predicted.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from ._terms import (
     log_range,
     log_uniform,
     positive,
+    smooth_floored_log,
     uniform,
 )
 
@@ -86,12 +88,6 @@ OVERLAP_RANGE, LOADING_RANGE = (0.0, 9.0), (0.0, 3.0)
 def _others(targets: Sequence[int], k: int) -> np.ndarray:
     """``(M, K − 1)`` indices of the training domains other than each target's own, in order."""
     return np.array([[j for j in range(k) if j != t] for t in targets], dtype=np.int32)
-
-
-def smooth_floored_log(share: jax.Array, floor: float) -> jax.Array:
-    """``log √(s² + f²)``: ``log s`` for ``s ≫ f`` (``f²/2s²`` relative in ``s``), ``log f`` at
-    ``s = 0``, smooth in between (``f = 0``: ``log s``, ``−inf`` at ``s = 0``)."""
-    return 0.5 * jnp.log(share * share + floor * floor)
 
 
 def _non_negative(value, what: str) -> jax.Array:

@@ -139,6 +139,14 @@ def floored_log(h: jax.Array, floor: float) -> jax.Array:
     return jnp.where(above, jnp.log(h_safe), below)
 
 
+def smooth_floored_log(h: jax.Array, floor: float) -> jax.Array:
+    """``log √(h² + floor²)``: smooth in ``h`` everywhere, ``log h`` for ``h ≫ floor`` (``h``
+    changed by ``floor²/2h²`` relative), ``log floor`` at ``h = 0``; ``floor = 0`` gives the pure
+    ``log h`` (``-inf`` at ``h = 0``). For a share that moves with the parameters, where
+    :func:`floored_log`'s kink at the floor stops a fit (``mixscale.laws._overlap``)."""
+    return 0.5 * jnp.log(h * h + floor * floor)
+
+
 def positive(value, what: str) -> jax.Array:
     """``log(value)`` for a strictly positive parameter given in natural units (construction)."""
     if value is None:
