@@ -12,7 +12,7 @@ import numpy as np
 __all__ = ["EXPONENT_RANGE", "check_mixture", "check_smoothing", "check_variant_fields",
            "check_weight_floor",
            "every_target", "floored_log", "in_mixture_targets", "log_power_sum", "log_range",
-           "log_uniform", "positive", "uniform", "weight_power"]
+           "log_uniform", "positive", "smooth_floored_log", "uniform", "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
