@@ -132,6 +132,15 @@ Zero weights: a target with ``h_i = 0`` gets capacity ``x_i = H`` (finite), and 
 uses the effective share ``max(h_i, weight_floor)`` (default ``1e-3``, the resolution of RegMix's
 published weights), so losses and gradients stay finite. ``weight_floor = 0`` gives the pure
 law, whose data term is infinite at ``h_i = 0``. Above the floor the law is exactly the formula.
+A known cost of the maximum in the shared-rank variants (``transfer`` and the variants built on
+it): their pooled share ``h_i + p_i Σ_{j≠i} p_j h_j`` moves with ``p`` and, where ``h_i = 0``,
+crosses the floor, a kink at which fits stop unconverged. On RegMix-1B (sparse mixtures) these
+variants' ``compare_laws`` fits are unconverged on 4–5 of the 5 splits, the variants whose share
+is a measured weight (never crossing) on 0–2. Measured on splits 0 and 1 (16 restarts, the
+experiments' polish) with the floor made smooth, ``√(h̃² + f²)`` (as the candidate ``overlap``
+law has it): training objective −4.7 / −5.3 % for ``crossover``, −4.1 / −1.4 % for ``transfer``,
+three of the four fits converged (none was); changing it moves every fit of these variants and
+waits for their refit.
 """
 
 from __future__ import annotations
