@@ -270,7 +270,7 @@ def _cmd_laws(args) -> int:
     from .laws._registry import CANDIDATES
 
     rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
-             ("[candidate: not yet in the experiments] " if spec.name in CANDIDATES else "")
+             ("[candidate] " if spec.name in CANDIDATES else "")
              + (spec.law_class.__doc__ or "").strip().splitlines()[0])
             for spec in law_specs(candidates=True)]
     if args.json:
