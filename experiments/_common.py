@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_law",
-           "fit_record", "fit_stages", "markdown_table",
+           "fit_record", "fit_stages", "markdown_table", "pct_mean_sd",
            "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines",
            "versions", "with_spectral", "write_record", "write_section"]
 
@@ -317,6 +317,15 @@ def write_section(out: Path, name: str, text: str) -> Path:
     path = Path(out) / f"{name}.md"
     path.write_text(text.rstrip() + "\n", encoding="utf-8")
     return path
+
+
+def pct_mean_sd(values) -> str:
+    """Fractions as a percent cell: ``"mean ± sd"`` (sample sd), the mean alone for one value,
+    ``""`` for none."""
+    v = 100 * np.asarray(values, dtype=float)
+    if v.size == 0:
+        return ""
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():.2f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

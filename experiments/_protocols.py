@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["across_scale_tables", "evaluate", "in_mixture", "in_scale_table", "own_weights",
-           "pile4_across_scale", "relative_errors", "spearman"]
+           "pile4_across_scale", "ranking_scores", "regmix_rank_tables", "relative_errors",
+           "spearman"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -63,6 +64,19 @@ def across_scale_tables(name: str):
     raise ValueError(f"unknown across-scale protocol {name!r}")
 
 
+def regmix_rank_tables(n_train_runs: int | None = None):
+    """``(train, tests)`` of the RegMix ranking protocol, in-mixture losses: RegMix-1M's training
+    runs (the first ``n_train_runs``, ``None``: all 512) and ``{"1M": its 256 test mixtures,
+    "60M": the same mixtures at 60M}``."""
+    from mixscale.data import load
+
+    train = in_mixture(load("regmix-1m", split="train"))
+    if n_train_runs is not None:
+        train = train.take(np.arange(n_train_runs))
+    return train, {"1M": in_mixture(load("regmix-1m", split="test")),
+                   "60M": in_mixture(load("regmix-60m"))}
+
+
 # ----------------------------------------------------------------------------- metrics
 def own_weights(table, targets) -> np.ndarray:
     """``(n, M)``: each row's weight of each target's own training domain."""
@@ -77,6 +91,18 @@ def evaluate(res, table) -> dict:
     pred = res.predict(table)
     obs = table.select_losses(list(res.targets)).losses
     return error_metrics(pred, obs, res.targets, own_weight=own_weights(table, res.targets))
+
+
+def ranking_scores(res, table) -> dict:
+    """How a fit ranks the runs of ``table``: ``{"mean", "per_domain", "mre"}`` — Spearman's
+    correlation of predicted and measured loss per target (over its measured runs), their mean,
+    and the MRE (:func:`evaluate`)."""
+    pred = res.predict(table)
+    obs = table.select_losses(list(res.targets)).losses
+    per_domain = {t: spearman(pred[ok, j], obs[ok, j])
+                  for j, t in enumerate(res.targets) for ok in [np.isfinite(obs[:, j])]}
+    return {"mean": float(np.mean(list(per_domain.values()))), "per_domain": per_domain,
+            "mre": evaluate(res, table)["mre"]}
 
 
 def relative_errors(res, table) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,7 @@ from experiments._common import (
     fit_law,
     fit_nested_first,
     fit_record,
+    pct_mean_sd,
     spec_label,
     unfitted_laws_lines,
     with_spectral,
@@ -56,12 +57,12 @@ from experiments._harness import run_experiment
 from experiments._protocols import (
     across_scale_tables,
     evaluate,
-    in_mixture,
     in_scale_table,
-    spearman,
+    ranking_scores,
+    regmix_rank_tables,
 )
 from mixscale import LawSpec, law_specs
-from mixscale.data import load, split
+from mixscale.data import split
 
 NAME = "compare_laws"
 
@@ -181,23 +182,11 @@ def run_across_scale(config: Config, log) -> list[dict]:
 
 
 def run_regmix_rank(config: Config, log) -> list[dict]:
-    train = in_mixture(load("regmix-1m", split="train"))
-    if config.regmix_train_runs is not None:
-        train = train.take(np.arange(config.regmix_train_runs))
-    tests = {"1M": in_mixture(load("regmix-1m", split="test")),
-             "60M": in_mixture(load("regmix-60m"))}
+    train, tests = regmix_rank_tables(config.regmix_train_runs)
     rows = []
     for spec, (res, wall) in _fits(fitted_laws(config, "regmix_rank"), train, config).items():
-        row = {"law": spec.label, "method": res.method, **_fit_record(res, wall), "spearman": {}}
-        for name, table in tests.items():
-            pred = res.predict(table)
-            obs = table.select_losses(list(res.targets)).losses
-            per_domain = {t: spearman(pred[ok, j], obs[ok, j])
-                          for j, t in enumerate(res.targets)
-                          for ok in [np.isfinite(obs[:, j])]}
-            row["spearman"][name] = {"mean": float(np.mean(list(per_domain.values()))),
-                                     "per_domain": per_domain,
-                                     "mre": evaluate(res, table)["mre"]}
+        row = {"law": spec.label, "method": res.method, **_fit_record(res, wall),
+               "spearman": {name: ranking_scores(res, table) for name, table in tests.items()}}
         rows.append(row)
         log.info("regmix 1M  %-22s Spearman 1M %.3f  60M %.3f  %.1fs", spec.label,
                  row["spearman"]["1M"]["mean"], row["spearman"]["60M"]["mean"],
@@ -206,11 +195,6 @@ def run_regmix_rank(config: Config, log) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- report
-def _pct(values) -> str:
-    v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():.2f}"
-
-
 IN_SCALE_TITLES = {"pile4": "Pile-4 200M/8B", "slimpajama7": "SlimPajama-7 122M/10B",
                    "regmix-1b": "RegMix-1B"}
 ACROSS_TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
@@ -270,8 +254,8 @@ def markdown(record: dict) -> str:
                 if not sel:
                     cells += ["—"] * 4
                     continue
-                cells += [str(sel[0]["n_params"]), _pct([r["mre"] for r in sel]),
-                          _pct([r["mre_high_weight"] for r in sel]),
+                cells += [str(sel[0]["n_params"]), pct_mean_sd([r["mre"] for r in sel]),
+                          pct_mean_sd([r["mre_high_weight"] for r in sel]),
                           f"{np.mean([r['fit_s'] for r in sel]):.1f}"]
             out.append("| " + " | ".join(cells) + " |")
         out += not_yet_fitted("in_scale", fitted, 1 + 4 * len(datasets))

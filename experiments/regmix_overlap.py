@@ -50,14 +50,15 @@ from experiments._common import (
     fit_nested_first,
     fit_record,
     markdown_table,
+    pct_mean_sd,
     pyplot,
     save_figure,
     write_section,
 )
 from experiments._harness import run_experiment
-from experiments._protocols import evaluate, in_mixture, in_scale_table, spearman
+from experiments._protocols import in_scale_table, ranking_scores, regmix_rank_tables
 from mixscale import LawSpec
-from mixscale.data import load, split
+from mixscale.data import split
 
 NAME = "regmix_overlap"
 
@@ -98,11 +99,7 @@ def _fit_all(config: Config, train, validation=None) -> dict:
 
 def run_ranking(config: Config, log) -> list[dict]:
     """Fits on RegMix-1M's training runs; Spearman and MRE on the held-out mixtures."""
-    train = in_mixture(load("regmix-1m", split="train"))
-    if config.regmix_train_runs is not None:
-        train = train.take(np.arange(config.regmix_train_runs))
-    tests = {"1M": in_mixture(load("regmix-1m", split="test")),
-             "60M": in_mixture(load("regmix-60m"))}
+    train, tests = regmix_rank_tables(config.regmix_train_runs)
     fits = _fit_all(config, train)
     rows = []
     for name, spec in structures(config):
@@ -110,13 +107,10 @@ def run_ranking(config: Config, log) -> list[dict]:
         row = {"structure": name, "law": spec.label, "n_params": res.n_params, "fit_s": wall,
                **fit_record(res), "train_mre": res.train_metrics["mre"], "tests": {}}
         for test, table in tests.items():
-            pred = res.predict(table)
-            obs = table.select_losses(list(res.targets)).losses
-            rho = [spearman(pred[ok, j], obs[ok, j]) for j in range(obs.shape[1])
-                   for ok in [np.isfinite(obs[:, j])]]
-            row["tests"][test] = {"spearman": float(np.mean(rho)),
-                                  "spearman_per_domain": dict(zip(res.targets, rho, strict=True)),
-                                  "mre": evaluate(res, table)["mre"]}
+            scores = ranking_scores(res, table)
+            row["tests"][test] = {"spearman": scores["mean"],
+                                  "spearman_per_domain": scores["per_domain"],
+                                  "mre": scores["mre"]}
         law = res.law
         row["targets"], row["train_domains"] = list(res.targets), list(res.train_domains)
         row["overlaps"] = np.asarray(law.overlaps).tolist()
@@ -166,19 +160,6 @@ def references(out: Path) -> dict[str, dict]:
                     "in_scale": [r["mre"] for r in results.get("in_scale", [])
                                  if r.get("law") == label and r.get("dataset") == "regmix-1b"]}
             for label in REFERENCES if label in ranked}
-
-
-def _pct(values) -> str:
-    """``mean ± sd`` in percent of fractions (the mean alone for one value, ``""`` for none)."""
-    v = 100 * np.asarray(values, dtype=float)
-    if v.size == 0:
-        return ""
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():.2f}"
-
-
-def _in_scale_summary(rows: list[dict], name: str) -> tuple[float, float, int]:
-    v = 100 * np.array([r["mre"] for r in rows if r["structure"] == name])
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan"), v.size
 
 
 def _top_overlaps(row: dict, threshold: float = 0.05) -> list[str]:
@@ -242,16 +223,15 @@ def markdown(out: Path, record: dict) -> str:
     rows, refs = results["ranking"], references(out)
     table = []
     for r in rows:
-        mean, sd, n = _in_scale_summary(results["in_scale"], r["structure"])
-        converged = sum(x["law_converged"] for x in results["in_scale"]
-                        if x["structure"] == r["structure"]) + int(r["law_converged"])
+        splits = [x for x in results["in_scale"] if x["structure"] == r["structure"]]
+        converged = sum(x["law_converged"] for x in splits) + int(r["law_converged"])
         table.append([r["structure"], r["n_params"], f"{r['tests']['1M']['spearman']:.3f}",
                       f"{r['tests']['60M']['spearman']:.3f}",
                       f"{100 * r['tests']['1M']['mre']:.2f}",
-                      f"{mean:.2f} ± {sd:.2f}" if n > 1 else f"{mean:.2f}",
-                      f"{converged}/{n + 1}", f"{r['fit_s']:.0f}"])
+                      pct_mean_sd([x["mre"] for x in splits]),
+                      f"{converged}/{len(splits) + 1}", f"{r['fit_s']:.0f}"])
     ref_rows = [[label, ref["n_params"], f"{ref['1M']:.3f}", f"{ref['60M']:.3f}", "",
-                 _pct(ref["in_scale"]), "", ""] for label, ref in refs.items()]
+                 pct_mean_sd(ref["in_scale"]), "", ""] for label, ref in refs.items()]
     n_train = cfg["regmix_train_runs"] or 512
     lines = [
         "## What the theory laws miss on RegMix: the tokens that domains share", "",

@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from experiments import regmix_overlap as ro
+from experiments._common import pct_mean_sd
 from mixscale import LawSpec
 
 
@@ -35,8 +36,8 @@ def test_references_read_compare_laws_ranking_rows(tmp_path):
     assert list(refs) == ["dml", "additive"]  # REFERENCES' order, fitted laws only
     assert refs["additive"] == {"n_params": 507, "1M": 0.99, "60M": 0.98,
                                 "in_scale": [0.02, 0.03]}
-    assert refs["dml"]["in_scale"] == [] and ro._pct([]) == ""
-    assert ro._pct([0.02, 0.03]) == "2.50 ± 0.71"
+    assert refs["dml"]["in_scale"] == [] and pct_mean_sd([]) == ""
+    assert pct_mean_sd([0.02, 0.03]) == "2.50 ± 0.71" and pct_mean_sd([0.02]) == "2.00"
 
 
 def test_top_overlaps_name_the_pairs_above_the_threshold():

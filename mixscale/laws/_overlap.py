@@ -73,6 +73,7 @@ from ._terms import (
     in_mixture_targets,
     log_range,
     log_uniform,
+    non_negative,
     positive,
     smooth_floored_log,
     uniform,
@@ -88,13 +89,6 @@ OVERLAP_RANGE, LOADING_RANGE = (0.0, 9.0), (0.0, 3.0)
 def _others(targets: Sequence[int], k: int) -> np.ndarray:
     """``(M, K − 1)`` indices of the training domains other than each target's own, in order."""
     return np.array([[j for j in range(k) if j != t] for t in targets], dtype=np.int32)
-
-
-def _non_negative(value, what: str) -> jax.Array:
-    arr = jnp.asarray(value, dtype=float)
-    if not bool(jnp.all(arr >= 0)):
-        raise ValueError(f"parameter {what!r} must be non-negative, got {value!r}")
-    return arr
 
 
 def _check_factors(factors) -> int:
@@ -200,8 +194,8 @@ class OverlapLaw(AbstractLaw):
         variant = "free" if S is not None else "rank" if P is not None else "own"
         targets = tuple(range(n_domains)) if targets is None else tuple(int(t) for t in targets)
         return cls(log_E=positive(E, "E"), log_A=positive(A, "A"), log_a=positive(a, "a"),
-                   S=None if S is None else _non_negative(S, "S"),
-                   P=None if P is None else _non_negative(P, "P"), targets=targets,
+                   S=None if S is None else non_negative(S, "S"),
+                   P=None if P is None else non_negative(P, "P"), targets=targets,
                    n_domains=int(n_domains), variant=variant, weight_floor=weight_floor)
 
     @classmethod

@@ -12,7 +12,8 @@ import numpy as np
 __all__ = ["EXPONENT_RANGE", "check_mixture", "check_smoothing", "check_variant_fields",
            "check_weight_floor",
            "every_target", "floored_log", "in_mixture_targets", "log_power_sum", "log_range",
-           "log_uniform", "positive", "smooth_floored_log", "uniform", "weight_power"]
+           "log_uniform", "non_negative", "positive", "smooth_floored_log", "uniform",
+           "weight_power"]
 
 #: Range of every scaling exponent of the laws (natural units). Measured exponents of language
 #: models in data and size lie within 0.05-1 (Kaplan et al. 2020: 0.076 and 0.095; Hoffmann et
@@ -155,6 +156,15 @@ def positive(value, what: str) -> jax.Array:
     if not bool(jnp.all(arr > 0)):
         raise ValueError(f"parameter {what!r} must be positive, got {value!r}")
     return jnp.log(arr)
+
+
+def non_negative(value, what: str) -> jax.Array:
+    """``value`` as a float array, for a parameter stored as it is with a lower end of ``0``
+    (construction); refuses a negative entry."""
+    arr = jnp.asarray(value, dtype=float)
+    if not bool(jnp.all(arr >= 0)):
+        raise ValueError(f"parameter {what!r} must be non-negative, got {value!r}")
+    return arr
 
 
 def log_range(lo: float, hi: float) -> tuple[float, float]:
