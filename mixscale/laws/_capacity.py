@@ -140,7 +140,14 @@ is a measured weight (never crossing) on 0–2. Measured on splits 0 and 1 (16 r
 experiments' polish) with the floor made smooth, ``√(h̃² + f²)`` (as the candidate ``overlap``
 law has it): training objective −4.7 / −5.3 % for ``crossover``, −4.1 / −1.4 % for ``transfer``,
 three of the four fits converged (none was); changing it moves every fit of these variants and
-waits for their refit.
+waits for their refit. Smoothing the floor in the fitter only (the exact law kept: the kink
+continuation's laws smooth the pooled share's floor too, and the kink certificate is given
+``log h̃_i − log f`` as a kink) does not do it: on the same splits the objective falls by 0.7 %
+(``crossover``) and 0.06–0.16 % (``transfer``), and none of the four ends certified (sampled
+measure 3e-5 to 8e-3): a zero-weight target has one such kink per run, at a different ``p_i``
+each, so the objective along ``p_i`` is a staircase of kinks, not one surface to finish on. A
+smooth floor must be the law's, and to keep ``full`` nested (its share is ``max(h_i, f)``) the
+nested variants' floor must change with it: every capacity fit on RegMix moves.
 """
 
 from __future__ import annotations
