@@ -9,7 +9,8 @@ Each experiment module (see :mod:`experiments._common`) writes ``<name>.json``, 
 its report section ``<name>.md`` into ``--out``; this command runs them in order, records each
 one's wall time in ``reproduce.json`` (``wall_s``; under ``last_run``, which experiments this
 invocation ran and its total wall time, the figure the 30-minute goal is about) and concatenates
-the sections into ``REPORT.md`` (with a contents list and the time each experiment took). With
+the sections into ``REPORT.md`` (with a contents list and the wall time each experiment's results
+file records, :func:`assemble_report`). With
 the default ``--out figures`` it also regenerates the README's generated blocks
 (:mod:`experiments._readme`).
 
@@ -68,12 +69,21 @@ def _demote(markdown: str) -> str:
 
 def assemble_report(out: Path, timings: dict[str, float | None], quick: bool) -> Path:
     """Write ``out/REPORT.md`` from the sections present in ``out`` (in report order);
-    ``timings`` maps experiment names to their wall seconds (``None``: failed)."""
+    ``timings`` maps experiment names to their wall seconds (``None``: failed).
+
+    Each experiment's time is the one its results file records (``elapsed_s``: the run that
+    wrote it plus every law added to it since, so the time behind the numbers the section
+    shows, as its own text states it), or ``timings``' where the file records none: a time from
+    ``reproduce.json`` describes the run through this command, which a later ``--add-law`` or
+    rerun of the experiment alone leaves behind."""
     titles = dict(EXPERIMENTS)
     present = [n for n in NAMES if n in timings or (out / f"{n}.md").exists()]
     failed = {n for n in present if n in timings and timings[n] is None}
-    wall = {n: timings[n] if timings.get(n) is not None else recorded_wall_s(out, n)
-            for n in present if n not in failed}
+    wall = {}
+    for n in present:
+        if n not in failed:
+            recorded = recorded_wall_s(out, n)
+            wall[n] = recorded if recorded is not None else timings.get(n)
     total = sum(t for t in wall.values() if t is not None)
     v = versions()
     lines = ["# mixscale: reproduced experiments", "",
