@@ -2,6 +2,8 @@
 command (report assembly, failure handling) and the README's generated blocks."""
 
 import json
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,7 +110,7 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
         return 60.0
 
     monkeypatch.setattr(reproduce, "run_one", fake_run)
-    status = reproduce.main(["--out", str(tmp_path), "--only",
+    status = reproduce.main(["--out", str(tmp_path), "--jobs", "1", "--only",
                              "law_vs_simulator,compare_laws,ablations"])
     assert status == 1
     report = (tmp_path / "REPORT.md").read_text()
@@ -119,7 +121,7 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     assert timing == {"law_vs_simulator": 60.0, "compare_laws": 60.0, "ablations": None}
     # a later partial run keeps the other sections and their times
     monkeypatch.setattr(reproduce, "run_one", lambda name, out, quick: 30.0)
-    assert reproduce.main(["--out", str(tmp_path), "--only", "ablations"]) == 0
+    assert reproduce.main(["--out", str(tmp_path), "--jobs", "1", "--only", "ablations"]) == 0
     record = json.loads((tmp_path / "reproduce.json").read_text())
     timing = record["wall_s"]
     assert timing["ablations"] == 30.0 and timing["compare_laws"] == 60.0
@@ -144,6 +146,36 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     report = (tmp_path / "REPORT.md").read_text()
     assert "compare_laws` | 4.0 min |" in report and "law_vs_simulator` | 1.0 min |" in report
     assert "Total: 5.0 min" in report
+
+
+def test_reproduce_runs_experiments_side_by_side_in_processes_of_their_own(tmp_path, monkeypatch,
+                                                                            capfd):
+    """``--jobs 2``: each experiment in its own process (here a stand-in script that writes the
+    section, sleeps and, for one, fails), two at a time, longest recorded first; a failure is
+    reported and the others still run; times and the report as one at a time."""
+    script = ("import pathlib, sys, time; out = pathlib.Path(sys.argv[2]); name = sys.argv[1]; "
+              "time.sleep(0.8); (out / (name + '.md')).write_text('# ' + name + ' title\\n'); "
+              "sys.exit(3 if name == 'ablations' else 0)")
+    monkeypatch.setattr(reproduce, "isolated_command", lambda name, out, quick: [
+        sys.executable, "-c", script, name, str(out)])
+    monkeypatch.setattr(reproduce, "run_one", None)  # never in this process
+    (tmp_path / "compare_laws.json").write_text(json.dumps({"elapsed_s": 600.0}))
+    started = time.perf_counter()
+    status = reproduce.main(["--out", str(tmp_path), "--jobs", "2", "--only",
+                             "law_vs_simulator,ablations,compare_laws,pilecc_target"])
+    took = time.perf_counter() - started
+    assert status == 1
+    assert "experiments.ablations exited with status 3" in capfd.readouterr().err
+    timing = json.loads((tmp_path / "reproduce.json").read_text())["wall_s"]
+    assert list(timing) == ["law_vs_simulator", "ablations", "compare_laws", "pilecc_target"]
+    assert timing["ablations"] is None
+    assert all(0.8 <= timing[n] < took for n in ("law_vs_simulator", "compare_laws",
+                                                  "pilecc_target"))
+    assert took < sum(t for t in timing.values() if t is not None)  # side by side
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## pilecc_target title" in report and "*Missing: the experiment failed" in report
+    with pytest.raises(SystemExit, match="--jobs must be at least 1"):
+        reproduce.main(["--out", str(tmp_path), "--jobs", "0"])
 
 
 def test_reproduce_rejects_unknown_names(tmp_path):
