@@ -7,7 +7,7 @@
     python -m experiments.reproduce --report-only   # reassemble REPORT.md from the results
 
 Each experiment module (see :mod:`experiments._common`) writes ``<name>.json``, its figures and
-its report section ``<name>.md`` into ``--out``; this command runs them in order, records each
+its report section ``<name>.md`` into ``--out``; this command runs them (below), records each
 one's wall time in ``reproduce.json`` (``wall_s``; under ``last_run``, which experiments this
 invocation ran and its total wall time, the figure the 30-minute goal is about) and concatenates
 the sections into ``REPORT.md`` (with a contents list and the wall time each experiment's results
@@ -21,10 +21,10 @@ each experiment's fits run single-threaded (:data:`experiments._common.XLA_FLAGS
 keeps one core busy and the others idle. Their results do not depend on it (every experiment
 seeds its own draws; only the recorded wall times, measured under the other's load, do).
 Measured on the 2-core machine: a full experiment's process uses 1.03 cores (``compare_laws``
-adding a law: 1783 CPU-s in 1731 s of running), so two side by side take about half the time of
-one after the other; the smoke run (``--quick``), whose time is mostly compilation on XLA's
-threads, took 121-126 s one at a time and 105 s two at a time. ``--jobs 1`` runs them one after
-the other in this process.
+adding a law: 1783 CPU-s in 1731 s of running), so two side by side should take about half the
+time of one after the other (a full run has not been timed so); the smoke run (``--quick``),
+whose time is mostly compilation on XLA's threads, took 121-126 s one at a time and 105 s two at
+a time. ``--jobs 1`` runs them one after the other in this process.
 
 An experiment that fails is reported (traceback on stderr) and the others still run; the command
 then exits with status 1 and ``REPORT.md`` says which sections are missing.
@@ -174,8 +174,10 @@ def assemble_report(out: Path, timings: dict[str, float | None], quick: bool) ->
         t = wall.get(name)
         took = "failed" if name in failed else ("—" if t is None else f"{t / 60:.1f} min")
         lines.append(f"| [{titles[name]}](#{name}) | `python -m experiments.{name}` | {took} |")
-    lines += ["", f"Total: {total / 60:.1f} min of wall time on a 2-core CPU machine (shared with "
-              "other jobs while these ran, so an idle machine is faster).", ""]
+    lines += ["", f"Total: {total / 60:.1f} min of wall time summed over the experiments on a "
+              "2-core CPU machine (shared with other jobs while these ran, so an idle machine is "
+              "faster); run side by side (`--jobs`), an invocation takes less: its own time is "
+              "`reproduce.json`'s `last_run`.", ""]
     for name in present:
         section = out / f"{name}.md"
         lines.append(f'<a id="{name}"></a>')
