@@ -36,6 +36,7 @@ import concurrent.futures
 import importlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -43,8 +44,6 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from experiments import _readme
 from experiments._common import parse_args, versions
@@ -118,7 +117,7 @@ def run_all(names: list[str], out: Path, quick: bool, jobs: int) -> dict[str, fl
                 log.error("[%d/%d] %s FAILED", i, len(names), name)
         return timings
     recorded = {n: recorded_wall_s(out, n) for n in names}
-    order = sorted(names, key=lambda n: -(recorded[n] if recorded[n] is not None else np.inf))
+    order = sorted(names, key=lambda n: -(recorded[n] if recorded[n] is not None else math.inf))
     log.info("%d experiments%s, %d at a time, in this order: %s", len(names), tag, jobs,
              ", ".join(order))
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
