@@ -63,7 +63,7 @@ with a floor its neighbours set. Measured when a separable law's slots were refi
 (each target's problem handed the next restart's as soon as it stopped, the neighbours then
 other restarts'): on RegMix-1B the DML law's third target ended up to 1e-11 relative apart in
 11 of 32 restarts and the additive law's fit 1.1 % lower, so every committed fit of a separable
-law would move; the refill saved only 10–20 % of CPU time (additive 61.6 → 49.1 s, 32
+law would move; the refill saved only 5–20 % of CPU time (additive 61.6 → 49.1 s, 32
 restarts; joint on SlimPajama-7 22.5 → 21.4 s), since the batch still steps its finished
 problems while its slowest chain of problems runs (the 1000-step ones), and was not adopted.
 
