@@ -105,16 +105,21 @@ def run_all(names: list[str], out: Path, quick: bool, jobs: int) -> dict[str, fl
     the times their results files in ``out`` record (unknown ones first)."""
     timings: dict[str, float | None] = {}
     tag = " (quick)" if quick else ""
+
+    def settle(done: int, name: str, result) -> None:
+        """Record ``result()`` (wall seconds) as ``name``'s time, or a failure."""
+        try:
+            timings[name] = result()
+            log.info("[%d/%d] %s done in %.1f min", done, len(names), name, timings[name] / 60)
+        except Exception:  # noqa: BLE001 - report every failure, run the rest
+            traceback.print_exc()
+            timings[name] = None
+            log.error("[%d/%d] %s FAILED", done, len(names), name)
+
     if jobs == 1:
         for i, name in enumerate(names, 1):
             log.info("[%d/%d] %s%s", i, len(names), name, tag)
-            try:
-                timings[name] = run_one(name, out, quick)
-                log.info("[%d/%d] %s done in %.1f min", i, len(names), name, timings[name] / 60)
-            except Exception:  # noqa: BLE001 - report every failure, run the rest
-                traceback.print_exc()
-                timings[name] = None
-                log.error("[%d/%d] %s FAILED", i, len(names), name)
+            settle(i, name, lambda name=name: run_one(name, out, quick))
         return timings
     recorded = {n: recorded_wall_s(out, n) for n in names}
     order = sorted(names, key=lambda n: -(recorded[n] if recorded[n] is not None else math.inf))
@@ -123,15 +128,7 @@ def run_all(names: list[str], out: Path, quick: bool, jobs: int) -> dict[str, fl
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         running = {pool.submit(run_isolated, name, out, quick): name for name in order}
         for done, future in enumerate(concurrent.futures.as_completed(running), 1):
-            name = running[future]
-            try:
-                timings[name] = future.result()
-                log.info("[%d/%d] %s done in %.1f min", done, len(names), name,
-                         timings[name] / 60)
-            except Exception:  # noqa: BLE001 - report every failure, run the rest
-                traceback.print_exc()
-                timings[name] = None
-                log.error("[%d/%d] %s FAILED", done, len(names), name)
+            settle(done, running[future], future.result)
     return {name: timings[name] for name in names}  # report order
 
 
