@@ -206,8 +206,10 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
         replaced = law_fit_seconds(record["results"], done)
     else:  # only that part of the results is refitted; the others keep every row
         merged = dict(record["results"])
-        merged[part] = merge_law_rows(record["results"].get(part, []),
-                                      _jsonable(results)[part], done)
+        if part in record["results"]:
+            merged[part] = merge_law_rows(record["results"][part], _jsonable(results)[part], done)
+        else:  # a part the record does not hold yet (added to the configuration since)
+            merged[part] = _jsonable(results)[part]
         replaced = law_fit_seconds(record["results"].get(part, []), done)
     # every law of the record's run, then the added ones, in the configuration's order
     present = {s.label for s in recorded.laws} | set(done)
@@ -247,7 +249,11 @@ def run_experiment(name: str, description: str, config_class: type,
     ``parts`` (with ``can_add_laws``) names parts of the results, each a top-level key of
     ``run``'s results, with the function that limits a configuration to it; ``--part NAME``
     then runs ``--add-law``'s laws on that part alone and merges only its rows (a long law
-    refitted part by part, e.g. ``compare_laws``' protocols).
+    refitted part by part, e.g. ``compare_laws``' protocols). ``--part NAME`` without
+    ``--add-law`` runs that part with every law of the configuration: a part added to the
+    configuration after the record was written (its new fields' defaults are what the record
+    is read with, :func:`config_from_record`) is computed alone and stored whole, the record's
+    other parts untouched.
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",
@@ -260,8 +266,9 @@ def run_experiment(name: str, description: str, config_class: type,
                                      f"OUT/{name}.json; repeatable")
             if parts:
                 parser.add_argument("--part", choices=sorted(parts), default=None,
-                                    help="with --add-law: fit the laws on this part of the "
-                                         "experiment only and merge those rows")
+                                    help="run this part of the experiment only (with "
+                                         "--add-law: only those laws) and merge it into "
+                                         f"OUT/{name}.json")
 
     args = parse_args(name, description, argv, options)
     log = logging.getLogger(name)
@@ -280,10 +287,11 @@ def run_experiment(name: str, description: str, config_class: type,
 def _run_or_add(name: str, config_class: type, config, args, run, log, parts=None) -> None:
     """Run the configuration and write its record, or fit ``--add-law``'s laws and merge."""
     part = getattr(args, "part", None)
-    if part is not None and not getattr(args, "add_law", None):
-        raise SystemExit("--part limits an --add-law run: name the laws with --add-law")
-    if getattr(args, "add_law", None):
-        _add_laws(name, config_class, config, args.add_law, args.out, run, log, part, parts)
+    labels = getattr(args, "add_law", None)
+    if part is not None and not labels:  # the whole part, every law of the configuration
+        labels = [s.label for s in config.laws]
+    if labels:
+        _add_laws(name, config_class, config, labels, args.out, run, log, part, parts)
     else:
         timer = Timer()
         results = run(config, log)

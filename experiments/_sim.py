@@ -17,12 +17,13 @@ reference is, so regrets of a few 1e-5 below zero can occur and are reported as 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 __all__ = ["Instance", "InstanceSpec", "closed_form_table", "draw_instance", "law_optimum",
-           "mean_true_losses", "n_features_for_tail", "safe_learning_rate", "true_losses",
-           "true_optimum"]
+           "mean_true_losses", "n_features_for_tail", "run_step_decay", "safe_learning_rate",
+           "sweep_per_budget", "true_losses", "true_optimum"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +126,65 @@ def safe_learning_rate(model, sizes, batch_size: int = 1, fraction: float = 0.5,
     limit = min(simulate.stable_step_limit(model, h, int(n), batch_size)
                 for h in points for n in np.atleast_1d(sizes))
     return fraction * limit
+
+
+def run_step_decay(lr: float, steps: int, factor: float, pieces: int):
+    r"""The step decay of one run of ``steps`` SGD steps, scaled to that run's length:
+    :math:`\gamma_t = \gamma f^{\lfloor t / E\rfloor}` with :math:`E = \lceil \text{steps} /
+    \text{pieces}\rceil`, so the step drops by ``factor`` after each ``1/pieces`` of the run
+    (the last piece shorter when ``pieces`` does not divide ``steps``). Real language models'
+    schedules are set by their budgets in the same way (a run of 4× the tokens decays 4×
+    later), unlike one :class:`simulate.StepDecay` shared by every budget, under which a long
+    run spends most of its steps at a vanishing step size.
+
+    Returns:
+        ``simulate.StepDecay(lr, factor, every=E)``.
+    """
+    import simulate
+
+    if int(steps) < 1 or int(pieces) < 1:
+        raise ValueError(f"steps and pieces must be positive, got {steps!r} and {pieces!r}")
+    return simulate.StepDecay(float(lr), float(factor), every=math.ceil(int(steps) / int(pieces)))
+
+
+def sweep_per_budget(model, mixtures, sizes, budgets, schedule_for, batch_size: int = 1,
+                     name: str = "simulated"):
+    """:func:`simulate.sweep` where each budget is a run of its own, trained with
+    ``schedule_for(steps)`` (e.g. :func:`run_step_decay`), not a checkpoint of one long run.
+
+    Args:
+        budgets: SGD steps of the runs (positive ints); each is simulated with its schedule.
+        schedule_for: ``steps -> AbstractSchedule``.
+
+    Returns:
+        One :class:`mixscale.LossTable`, rows in :func:`simulate.sweep`'s order (mixture-major,
+        then size, then budget), ``row_tags`` ``mixture_id`` and ``steps`` as there; its
+        ``meta["schedule"]`` maps each budget to its schedule's description.
+    """
+    import simulate
+    from mixscale import LossTable
+
+    budgets = [int(s) for s in np.atleast_1d(budgets)]
+    if not budgets:
+        raise ValueError("sweep_per_budget needs at least one budget")
+    tables = [simulate.sweep(model, mixtures, sizes, [steps], schedule_for(steps), batch_size,
+                             name=name) for steps in budgets]
+    # each table is mixture-major then size; interleave them so that the budget varies fastest
+    order = np.arange(sum(len(t) for t in tables)).reshape(len(budgets), -1).T.reshape(-1)
+
+    def cat(get):
+        return np.concatenate([np.asarray(get(t)) for t in tables])[order]
+
+    first = tables[0]
+    meta = {**first.meta, "checkpoint_steps": budgets,
+            "schedule": {"per_budget": {str(steps): t.meta["schedule"]
+                                        for steps, t in zip(budgets, tables, strict=True)}}}
+    return LossTable(weights=cat(lambda t: t.weights), model_size=cat(lambda t: t.model_size),
+                     tokens=cat(lambda t: t.tokens), losses=cat(lambda t: t.losses),
+                     train_domains=first.train_domains, loss_domains=first.loss_domains,
+                     size_unit=first.size_unit, token_unit=first.token_unit, name=name,
+                     meta=meta, row_tags={key: cat(lambda t, key=key: t.row_tags[key])
+                                          for key in first.row_tags})
 
 
 def true_losses(model, h, n: int, steps: int, schedule, batch_size: int = 1) -> np.ndarray:

@@ -16,7 +16,10 @@ def test_quick_run_scores_every_target_on_the_same_fits(tmp_path, monkeypatch):
     record = json.loads((tmp_path / f"{xs.NAME}.json").read_text())
     results, cfg = record["results"], xs.QUICK
     assert len(results["instances"]) == len(cfg.instances)
-    for inst in results["instances"]:
+    assert [i["instance"] for i in results["decay_instances"]] == [
+        f"{spec.label}, {xs.DECAY}" for spec in cfg.decay_instances]
+    assert [i["schedule"]["kind"] for i in results["decay_instances"]] == [xs.DECAY]
+    for inst in [*results["instances"], *results["decay_instances"]]:
         assert [(t["factor"], t["N"], t["steps"]) for t in inst["targets"]] == list(cfg.targets)
         ok = [r["law"] for r in inst["laws"] if r["status"] == "ok"]
         assert ok == results["law_labels"]
@@ -63,7 +66,14 @@ def test_quick_run_scores_every_target_on_the_same_fits(tmp_path, monkeypatch):
     monkeypatch.setattr(xs, "draw_curves", lambda results, out, i: figures[1 + i])
     xs.render(tmp_path, record)
     missing = ", ".join(s.label for s in xs.Config().laws if s.label not in ok)
-    assert f"not yet fitted in this record: {missing} (" in (tmp_path / f"{xs.NAME}.md").read_text()
+    md = (tmp_path / f"{xs.NAME}.md").read_text()
+    assert f"not yet fitted in this record: {missing} (" in md
+    assert "Step-decay instances not yet run" not in md
+    del record["results"]["decay_instances"]  # a record of the constant-step instances alone
+    xs.render(tmp_path, record)
+    assert (f"Step-decay instances not yet run in this record: K=3, S=0, {xs.DECAY} "
+            "(`python -m experiments.extrapolation_sim --part decay_instances`)"
+            in (tmp_path / f"{xs.NAME}.md").read_text())
 
 
 def test_targets_are_factors_of_the_largest_small_scale():
@@ -154,3 +164,51 @@ def test_shift_cosine_known_values():
     assert cos([0.1, -0.1, 0.0], [-0.1, 0.1, 0.0]) == pytest.approx(-1.0)
     assert cos([0.1, -0.1, 0.0], [0.0, 0.1, -0.1]) == pytest.approx(-0.5)
     assert np.isnan(cos([0.0, 0.0], [0.1, -0.1]))
+
+
+def test_run_step_decay_scales_with_the_run():
+    """The step drops by the factor after each quarter of the run, whatever its length."""
+    from experiments import _sim
+
+    for steps in (8, 10, 400):
+        sched = _sim.run_step_decay(0.2, steps, 0.5, 4)
+        lrs = np.concatenate([np.repeat(np.asarray(lr), n) for _, lr, n in sched.blocks(steps)])
+        assert lrs.shape == (steps,)
+        every = -(-steps // 4)
+        np.testing.assert_allclose(lrs, 0.2 * 0.5 ** (np.arange(steps) // every))
+        assert lrs[0] == 0.2 and lrs[-1] == pytest.approx(0.2 / 8)
+    with pytest.raises(ValueError, match="positive"):
+        _sim.run_step_decay(0.2, 10, 0.5, 0)
+
+
+def test_sweep_per_budget_is_one_run_per_budget_in_sweep_order():
+    """Each budget's rows are the final losses of a run of that length under its own
+    schedule (checked against one sweep per budget and against a single long run's
+    checkpoint, which differs), in :func:`simulate.sweep`'s row order."""
+    import jax.numpy as jnp
+
+    import simulate
+    from experiments import _sim
+
+    model = simulate.DisjointTailModel(jnp.array([1.4, 2.0]), sigma2=jnp.array([0.1, 0.2]),
+                                       head=2, tail=6)
+    mixtures = np.array([[0.5, 0.5], [0.8, 0.2], [0.1, 0.9]])
+    sizes, budgets = [4, 8], [12, 40]
+
+    def schedule_for(steps):
+        return _sim.run_step_decay(0.2, steps, 0.5, 4)
+
+    table = _sim.sweep_per_budget(model, mixtures, sizes, budgets, schedule_for, name="t")
+    assert len(table) == 3 * 2 * 2
+    np.testing.assert_array_equal(table.row_tags["mixture_id"], np.repeat([0, 1, 2], 4))
+    np.testing.assert_array_equal(table.row_tags["steps"], np.tile(budgets, 6))
+    np.testing.assert_array_equal(table.model_size, np.tile(np.repeat(sizes, 2), 3))
+    np.testing.assert_array_equal(table.tokens, np.tile(budgets, 6))
+    for j, steps in enumerate(budgets):
+        alone = simulate.sweep(model, mixtures, sizes, [steps], schedule_for(steps))
+        np.testing.assert_array_equal(table.losses[j::2], alone.losses)
+        np.testing.assert_array_equal(table.weights[j::2], alone.weights)
+    long_run = simulate.sweep(model, mixtures, sizes, budgets, schedule_for(budgets[-1]))
+    assert not np.allclose(table.losses[0::2], long_run.losses[0::2])  # 12 steps: other steps
+    np.testing.assert_array_equal(table.losses[1::2], long_run.losses[1::2])
+    assert set(table.meta["schedule"]["per_budget"]) == {"12", "40"}

@@ -360,9 +360,43 @@ def test_add_law_on_one_part_merges_only_that_part(tmp_path):
     assert record["added"][-1]["part"] == "second" and record["added"][-1]["replaced_fit_s"] == 1
     with pytest.raises(SystemExit):  # argparse: not a part
         part_main(["--add-law", "bimix", "--part", "third", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="name the laws with --add-law"):
-        part_main(["--part", "first", "--out", str(tmp_path)])
     assert part_run.calls == 2
+    # --part alone: every law of the configuration on that part
+    assert part_main(["--part", "first", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "parts.json").read_text())["results"]
+    assert [(r["law"], r["run"]) for r in res["first"]] == [("capacity (tied)", 3), ("bimix", 3)]
+    assert [(r["law"], r["run"]) for r in res["second"]] == [("capacity (tied)", 1),
+                                                              ("bimix", 2)]
+
+
+@dataclasses.dataclass(frozen=True)
+class GrownConfig(PartConfig):
+    third: bool = True  # a part added after the record below was written
+
+
+def test_a_part_added_to_the_configuration_is_run_alone_and_stored_whole(tmp_path):
+    """A record written before a part existed is read with the new field's default, so
+    ``--part`` computes that part alone and adds it; the other parts and their time stay."""
+    def run(config, log):
+        return {name: [{"law": s.label, "part": name, "fit_s": 2.0, "law_converged": True}
+                       for s in config.laws] if getattr(config, name, False) else []
+                for name in ("first", "second", "third")}
+
+    old = {k: v for k, v in run(PartConfig(), None).items() if k != "third"}
+    _common.write_record(tmp_path, "grown", PartConfig(), old, 10.0)
+    parts = {**PARTS, "third": lambda c: dataclasses.replace(c, first=False, second=False)}
+    argv = ["--part", "third", "--out", str(tmp_path)]
+    assert _harness.run_experiment("grown", "Grown.", GrownConfig, run,
+                                   lambda out, record: None, argv,
+                                   quick_config=GrownConfig(), can_add_laws=True,
+                                   parts=parts) == 0
+    record = json.loads((tmp_path / "grown.json").read_text())
+    assert {k: record["results"][k] for k in old} == old
+    assert [(r["law"], r["part"]) for r in record["results"]["third"]] == [
+        ("capacity (tied)", "third"), ("bimix", "third")]
+    assert record["config"]["third"] is True
+    assert record["added"][-1]["part"] == "third" and record["added"][-1]["replaced_fit_s"] == 0
+    assert record["elapsed_s"] == pytest.approx(10.0 + record["added"][-1]["elapsed_s"])
 
 
 def test_law_fit_seconds_sums_rows_and_keyed_entries_of_the_named_laws():
