@@ -409,7 +409,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
     instances = results["instances"]
     b = results["config"]["batch_size"]
     n = len(instances)
-    fig, axes = plt.subplots(2, n, figsize=(min(5.0 * n, 15), 7), squeeze=False,
+    fig, axes = plt.subplots(2, n, figsize=(max(5.0, min(4.0 * n, 20)), 7.5), squeeze=False,
                              sharex=True)
     colors = _colors(results["law_labels"])
     for col, inst in enumerate(instances):
@@ -424,7 +424,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
             if label != TARGET:
                 bottom.plot(steps, curve - ref, **style)
         top.set_xscale("log")
-        top.set_title(f"{inst['instance']}: N = {target['N']} features")
+        top.set_title(f"{_tick(inst['instance'])}\nN = {target['N']} features", fontsize=10)
         # Before the target budget the target-scale optimum need not be best: differences take
         # both signs, hence a symmetric log axis (linear within ±1e-5).
         bottom.set_yscale("symlog", linthresh=_LINTHRESH)
@@ -434,7 +434,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
         bottom.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("true mean test loss")
     axes[1, 0].set_ylabel("loss − target-scale optimum's loss\n(symmetric log)")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     factor = instances[0]["targets"][index]["factor"]
     fig.suptitle(f"Training at {factor:g}× the small scale in N and D with the extrapolated "
                  "mixtures", fontsize=11)
@@ -442,6 +442,11 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
     name = f"{NAME}_curves_{factor:g}x.png"
     _common.save_figure(fig, out, name)
     return name
+
+
+def _tick(instance: str) -> str:
+    """An instance's label on two lines where it names its schedule."""
+    return instance.replace(f", {DECAY}", f",\n{DECAY}")
 
 
 def _bars(ax, instances: list, index: int, labels: Sequence[str], colors: dict, key: str,
@@ -462,7 +467,7 @@ def _bars(ax, instances: list, index: int, labels: Sequence[str], colors: dict, 
                hatch="//" if label == STATIC else None)
         lowest = min(lowest, *ys) if ys else lowest
     ax.set_xticks(range(len(instances)))
-    ax.set_xticklabels([inst["instance"] for inst in instances])
+    ax.set_xticklabels([_tick(inst["instance"]) for inst in instances], fontsize=9)
     ax.set_yscale("log")
     ax.grid(axis="y", alpha=0.3, which="both")
     return lowest
@@ -479,8 +484,9 @@ def draw_regret(results: dict, out: Path) -> str:
     labels = [*results["law_labels"], STATIC, UNIFORM]
     colors = _colors(results["law_labels"])
     b = results["config"]["batch_size"]
-    fig, axes = plt.subplots(2, n_targets, figsize=(1.5 + 4.5 * n_targets, 7), squeeze=False,
-                             sharey="row")
+    width = max(4.5, 1.1 * len(instances))  # per target
+    fig, axes = plt.subplots(2, n_targets, figsize=(1.5 + width * n_targets, 7.5),
+                             squeeze=False, sharey="row")
     floors = {"regret_pct": 1e-4, "excess_share": 1e-3}
     lowest = {key: np.inf for key in floors}
     for col in range(n_targets):
