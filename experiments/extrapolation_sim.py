@@ -64,9 +64,12 @@ true optimum at the small scale 31–41 s (of which 22–32 s compile the instan
 compiled), at 4× 9–17 s, at 16× 7–11 s, the curves 1–2 s per target. Every closed-form evaluation
 costs ``O(P)`` whatever ``N`` (inactive features are masked, not dropped), so 16× costs no more than
 4×, and ``P`` sets the price. The law fits (as many as with one target) come on top: the earlier
-4×-only run took 9.7 min, dominated by them. ``--quick``: one small K = 3 instance, the first
-extrapolated law and two small targets (2× and 4×): 42 s of CPU time (2.9 min wall at a load of
-about 14).
+4×-only run took 9.7 min, dominated by them. The two step-decay instances, added with ``--part
+decay_instances``, took 26.4 min (11 and 15 min; the small grid is three runs there, one per
+budget, and each new schedule compiles the true optimum's search again). ``--quick``: one small
+K = 3 instance at the constant step and the same under the step decay, the first extrapolated law
+and two small targets (2× and 4×): 34 s wall on the quiet 2-core machine (the decay instance
+about 15 s of it).
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR] [--add-law LABEL]
 [--part instances|decay_instances]`` (``--add-law``: every number in an instance but the law's

@@ -24,7 +24,8 @@ Measured on the 2-core machine: a full experiment's process uses 1.03 cores (``c
 adding a law: 1783 CPU-s in 1731 s of running), so two side by side should take about half the
 time of one after the other (a full run has not been timed so); the smoke run (``--quick``),
 whose time is mostly compilation on XLA's threads, took 121-126 s one at a time and 105 s two at
-a time. ``--jobs 1`` runs them one after the other in this process.
+a time (116 s since ``extrapolation_sim``'s smoke run has a step-decay instance too). ``--jobs 1``
+runs them one after the other in this process.
 
 An experiment that fails is reported (traceback on stderr) and the others still run; the command
 then exits with status 1 and ``REPORT.md`` says which sections are missing.
