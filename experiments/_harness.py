@@ -172,9 +172,11 @@ def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
 
 def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
               run: Callable, log: logging.Logger, part: str | None = None,
-              parts: Mapping[str, Callable] | None = None) -> None:
+              parts: Mapping[str, Callable] | None = None, whole_part: bool = False) -> None:
     """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record,
-    read again once the fits are done, so that runs adding different laws can overlap."""
+    read again once the fits are done, so that runs adding different laws can overlap.
+    ``whole_part`` (a ``--part`` run without ``--add-law``): the record's additions name the
+    laws that part has fits of (:func:`fit_rows`), none for a part without fits."""
     from mixscale import LawSpec
 
     record = read_record(out, name)
@@ -201,6 +203,9 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
         raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
                          "run; its fits are not merged")
     done = [s.label for s in specs]
+    if whole_part:
+        fitted = {law for law, _, _ in fit_rows(_jsonable(results)[part])}
+        done = [label for label in done if label in fitted]
     if part is None:
         merged = merge_law_rows(record["results"], _jsonable(results), done)
         replaced = law_fit_seconds(record["results"], done)
@@ -222,7 +227,7 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
                         added=[*record.get("added", []), {
                             "laws": done, "elapsed_s": elapsed, "replaced_fit_s": replaced,
                             **({} if part is None else {"part": part})}])
-    log.info("added %s%s to %s (%.1f min)", ", ".join(done),
+    log.info("added %s%s to %s (%.1f min)", ", ".join(done) or "no law fits",
              "" if part is None else f" ({part})", path, elapsed / 60)
 
 
@@ -288,10 +293,12 @@ def _run_or_add(name: str, config_class: type, config, args, run, log, parts=Non
     """Run the configuration and write its record, or fit ``--add-law``'s laws and merge."""
     part = getattr(args, "part", None)
     labels = getattr(args, "add_law", None)
-    if part is not None and not labels:  # the whole part, every law of the configuration
+    whole_part = part is not None and not labels
+    if whole_part:  # the whole part, every law of the configuration
         labels = [s.label for s in config.laws]
     if labels:
-        _add_laws(name, config_class, config, labels, args.out, run, log, part, parts)
+        _add_laws(name, config_class, config, labels, args.out, run, log, part, parts,
+                  whole_part)
     else:
         timer = Timer()
         results = run(config, log)

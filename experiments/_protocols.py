@@ -105,6 +105,32 @@ def ranking_scores(res, table) -> dict:
             "mre": evaluate(res, table)["mre"]}
 
 
+def scale_rank_ceiling(small, large) -> dict:
+    """How well the measured losses at one scale rank the same mixtures at another:
+    ``{"mean", "per_domain"}``, Spearman's correlation per loss domain of ``small``'s and
+    ``large``'s measured losses over the runs measured in both, and their mean.
+
+    A law fitted at the small scale alone, without a size term, can at best rank the large
+    runs as the small runs' own losses do: this is that ceiling (it can be exceeded only by a
+    law whose errors at the small scale happen to move it towards the large scale's order).
+
+    Raises:
+        ValueError: if the tables' runs are not the same mixtures in the same order, or they
+            share no loss domain.
+    """
+    if small.weights.shape != large.weights.shape or not np.allclose(small.weights,
+                                                                     large.weights):
+        raise ValueError(f"{small.name} and {large.name} must hold the same mixtures in the same "
+                         "order to compare their rankings")
+    common = [d for d in small.loss_domains if d in large.loss_domains]
+    if not common:
+        raise ValueError(f"{small.name} and {large.name} share no loss domain")
+    a, b = small.select_losses(common).losses, large.select_losses(common).losses
+    per_domain = {d: spearman(a[ok, j], b[ok, j]) for j, d in enumerate(common)
+                  for ok in [np.isfinite(a[:, j]) & np.isfinite(b[:, j])]}
+    return {"mean": float(np.mean(list(per_domain.values()))), "per_domain": per_domain}
+
+
 def relative_errors(res, table) -> tuple[np.ndarray, np.ndarray]:
     """``(rel, own)``, both ``(n, M)``: the fit's relative error ``|pred - obs| / obs`` on every
     entry of ``table`` (NaN where a loss is missing) and the entry's own weight."""

@@ -60,6 +60,7 @@ from experiments._protocols import (
     in_scale_table,
     ranking_scores,
     regmix_rank_tables,
+    scale_rank_ceiling,
 )
 from mixscale import LawSpec, law_specs
 from mixscale.data import split
@@ -82,6 +83,8 @@ class Config:
     in_scale: tuple[str, ...] = ("pile4", "slimpajama7", "regmix-1b")
     across_scale: tuple[str, ...] = ("slimpajama7-122", "slimpajama7-122+310", "pile4")
     regmix_rank: bool = True
+    #: the measured 1M losses' own ranking of the 60M runs (no fit): the ranking's ceiling at 60M
+    regmix_ceiling: bool = True
     #: RegMix 1M training runs used (``None``: all 512)
     regmix_train_runs: int | None = None
     #: ``(law label, protocol)`` pairs left out for their cost, reported as not fitted (a bare
@@ -179,6 +182,16 @@ def run_across_scale(config: Config, log) -> list[dict]:
                 f"{k}: MRE {100 * v['mre']:.2f}%" for k, v in row["evaluations"].items()),
                 wall)
     return rows
+
+
+def run_regmix_ceiling(log) -> dict:
+    """The RegMix test mixtures' measured 1M losses as a ranking of their 60M runs
+    (:func:`experiments._protocols.scale_rank_ceiling`): ``{"60M": {"mean", "per_domain"}}``."""
+    _, tests = regmix_rank_tables()
+    ceiling = {"60M": scale_rank_ceiling(tests["1M"], tests["60M"])}
+    log.info("regmix: the measured 1M losses rank the 60M runs at Spearman %.3f",
+             ceiling["60M"]["mean"])
+    return ceiling
 
 
 def run_regmix_rank(config: Config, log) -> list[dict]:
@@ -309,6 +322,17 @@ def markdown(record: dict) -> str:
         out += not_yet_fitted("regmix_rank", {r["law"] for r in results["regmix_rank"]}, 7,
                               lead=("—",))
         out.append("")
+        ceiling = results.get("regmix_ceiling", {}).get("60M")
+        if ceiling:
+            per = ceiling["per_domain"].values()
+            out += [f"The measured 1M losses themselves rank the 60M runs at Spearman "
+                    f"{ceiling['mean']:.3f} (mean over the {len(ceiling['per_domain'])} domains; "
+                    f"{min(per):.3f}–{max(per):.3f}): the ceiling at 60M of a law fitted at 1M "
+                    "alone, which has no size term to move the ranking with.", ""]
+        else:
+            out += ["The measured 1M losses' own ranking of the 60M runs (the ceiling at 60M) "
+                    "is not in this record (`python -m experiments.compare_laws --part "
+                    "regmix_ceiling`).", ""]
     if not_fitted:
         skipped = "; ".join(f"{label} on {protocol.replace('_', ' ').replace(':', ': ')}"
                             for label, protocol in not_fitted)
@@ -413,7 +437,8 @@ def run(config: Config, log) -> dict:
     """All protocols of ``config``: the results (JSON-serialisable)."""
     return {"in_scale": run_in_scale(config, log),
             "across_scale": run_across_scale(config, log),
-            "regmix_rank": run_regmix_rank(config, log) if config.regmix_rank else []}
+            "regmix_rank": run_regmix_rank(config, log) if config.regmix_rank else [],
+            "regmix_ceiling": run_regmix_ceiling(log) if config.regmix_ceiling else {}}
 
 
 def _harness_layout(record: dict) -> dict:
@@ -433,9 +458,14 @@ def render(out, record: dict) -> None:
 
 #: The protocols as parts of the results (``--add-law LABEL --part PROTOCOL``): a long law
 #: (``joint`` takes hours) can be refitted one protocol at a time.
-PARTS = {"in_scale": lambda c: dataclasses.replace(c, across_scale=(), regmix_rank=False),
-         "across_scale": lambda c: dataclasses.replace(c, in_scale=(), regmix_rank=False),
-         "regmix_rank": lambda c: dataclasses.replace(c, in_scale=(), across_scale=())}
+PARTS = {"in_scale": lambda c: dataclasses.replace(c, across_scale=(), regmix_rank=False,
+                                                 regmix_ceiling=False),
+         "across_scale": lambda c: dataclasses.replace(c, in_scale=(), regmix_rank=False,
+                                                     regmix_ceiling=False),
+         "regmix_rank": lambda c: dataclasses.replace(c, in_scale=(), across_scale=(),
+                                                    regmix_ceiling=False),
+         "regmix_ceiling": lambda c: dataclasses.replace(c, in_scale=(), across_scale=(),
+                                                       regmix_rank=False)}
 
 
 def main(argv=None) -> int:

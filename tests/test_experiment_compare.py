@@ -34,6 +34,9 @@ def test_quick_run_writes_results_and_tables(tmp_path):
         assert -1.0 <= r["spearman"]["60M"]["mean"] <= 1.0
     md = (tmp_path / "compare_laws.md").read_text()
     assert "one scale only" in md and "Spearman" in md and "h≥0.1" in md
+    ceiling = results["regmix_ceiling"]["60M"]
+    assert len(ceiling["per_domain"]) == 13 and 0.9 < ceiling["mean"] < 1.0
+    assert f"rank the 60M runs at Spearman {ceiling['mean']:.3f}" in md
     # every fit records its convergence, and the summary table counts them per law
     for r in results["in_scale"] + results["regmix_rank"]:
         assert isinstance(r["law_converged"], bool) and r["nested_ok"] is True
@@ -93,7 +96,8 @@ def test_laws_left_out_for_cost_are_reported_as_such():
         rows = [r for r in record["results"]["in_scale"] if r["law"] == label]
         assert sorted({r["dataset"] for r in rows}) == ["pile4", "slimpajama7"] and len(rows) == 10
     for label in merged:  # a law that is not left out for cost is merged on every protocol
-        rows = [r for part in record["results"].values() for r in part if r["law"] == label]
+        rows = [r for part in ("in_scale", "across_scale", "regmix_rank")
+                for r in record["results"][part] if r["law"] == label]
         assert len(rows) == 15 + 3 + 1
 
 
@@ -141,3 +145,30 @@ def test_the_standalone_nested_check_names_a_law_above_its_nested_variants_own_f
     text = "\n".join(convergence_summary(results))
     assert "| capacity (full) | 2 | 2 | — (nests no variant) | 2/3 |" in text
     assert "Fits above a nested variant's own fit" in text
+
+
+def test_scale_rank_ceiling_is_the_measured_losses_own_ranking():
+    """Identical tables rank each other perfectly; a reversed domain at the large scale gives
+    -1 there; other mixtures or no common domain are refused."""
+    from experiments._protocols import scale_rank_ceiling
+    from mixscale import LossTable
+
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(3), size=12)
+
+    def table(losses, domains=("a", "b"), weights=w):
+        return LossTable(weights=weights, model_size=np.ones(12), tokens=np.ones(12),
+                         losses=losses, train_domains=("a", "b", "c"), loss_domains=domains)
+
+    small = rng.uniform(2.0, 3.0, size=(12, 2))
+    assert scale_rank_ceiling(table(small), table(small)) == {
+        "mean": 1.0, "per_domain": {"a": 1.0, "b": 1.0}}
+    large = small.copy()
+    large[:, 1] = 5.0 - small[:, 1]
+    large[3, 0] = np.nan  # a run not measured at the large scale is left out of that domain
+    out = scale_rank_ceiling(table(small), table(large))
+    assert out["per_domain"] == pytest.approx({"a": 1.0, "b": -1.0}) and out["mean"] == 0.0
+    with pytest.raises(ValueError, match="same mixtures"):
+        scale_rank_ceiling(table(small), table(small, weights=w[::-1]))
+    with pytest.raises(ValueError, match="share no loss domain"):
+        scale_rank_ceiling(table(small), table(small, domains=("c", "d")))

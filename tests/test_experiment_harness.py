@@ -396,6 +396,7 @@ def test_a_part_added_to_the_configuration_is_run_alone_and_stored_whole(tmp_pat
         ("capacity (tied)", "third"), ("bimix", "third")]
     assert record["config"]["third"] is True
     assert record["added"][-1]["part"] == "third" and record["added"][-1]["replaced_fit_s"] == 0
+    assert record["added"][-1]["laws"] == ["capacity (tied)", "bimix"]
     assert record["elapsed_s"] == pytest.approx(10.0 + record["added"][-1]["elapsed_s"])
 
 
@@ -446,3 +447,27 @@ def test_fit_nested_first_fits_nested_variants_first_and_passes_their_fits():
     with _common.fit_stages(False):
         fits = _common.fit_nested_first([decoupled, full], fake_fit)
     assert calls == [("capacity (decoupled)", {}), ("capacity (full)", {})]
+
+
+def test_a_part_without_fits_adds_no_laws_to_the_record(tmp_path):
+    """A part that fits nothing (a measurement from the data alone) lists no laws among the
+    record's additions and leaves its list of laws as it was."""
+    tied = PartConfig().laws[0]
+
+    def run(config, log):
+        return {"first": [{"law": s.label, "fit_s": 1.0, "law_converged": True}
+                          for s in config.laws] if config.first else [],
+                "second": [], "third": {"measured": 0.5} if getattr(config, "third", 0) else {}}
+
+    _common.write_record(tmp_path, "nofit", PartConfig(laws=(tied,)),
+                         {"first": run(PartConfig(laws=(tied,)), None)["first"], "second": []},
+                         4.0)
+    parts = {"third": lambda c: dataclasses.replace(c, first=False, second=False)}
+    assert _harness.run_experiment("nofit", "No fit.", GrownConfig, run,
+                                   lambda out, record: None,
+                                   ["--part", "third", "--out", str(tmp_path)],
+                                   quick_config=GrownConfig(), can_add_laws=True,
+                                   parts=parts) == 0
+    record = json.loads((tmp_path / "nofit.json").read_text())
+    assert record["results"]["third"] == {"measured": 0.5}
+    assert record["added"][-1]["laws"] == [] and record["config"]["laws"] == [tied.label]
