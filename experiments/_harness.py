@@ -120,7 +120,10 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     other laws are kept in order; a law of ``labels`` that ``old`` holds as many rows of as
     ``new`` has its rows replaced where they stand (a refit keeps the table's order), and every
     other row of ``labels`` in ``new`` follows, in ``new``'s order. A dict keyed by law
-    labels takes ``new``'s entry for each of ``labels``. Other dicts and equally long lists are
+    labels takes ``new``'s entry for each of ``labels``. Lists whose items are all dicts named
+    by one of :data:`ITEM_KEYS` (e.g. ``"protocol"``) are merged item by item by that name:
+    ``old``'s items that ``new`` lacks stay, ``new``'s that ``old`` lacks follow (a run limited to
+    some protocols merges into a record of all of them). Other dicts and equally long lists are
     merged item by item; every other value is ``old``'s (the laws' common data, e.g. measured
     losses, which the two runs share).
     """
@@ -144,9 +147,33 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
                   for k, v in old.items()}
         merged.update({k: v for k, v in new.items() if k in labels and k not in old})
         return merged
+    key = _item_key(old, new)
+    if key is not None:
+        by_name = {item[key]: item for item in new}
+        names = {item[key] for item in old}
+        return ([merge_law_rows(o, by_name[o[key]], labels) if o[key] in by_name else o
+                 for o in old] + [n for n in new if n[key] not in names])
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [merge_law_rows(o, n, labels) for o, n in zip(old, new, strict=True)]
     return old
+
+
+#: Keys that name the items of a results list (one item per protocol of an experiment), by
+#: which :func:`merge_law_rows` pairs a run's items with the record's.
+ITEM_KEYS = ("protocol",)
+
+
+def _item_key(old: Any, new: Any) -> str | None:
+    """The key of :data:`ITEM_KEYS` that names every item of both lists (uniquely in each),
+    else ``None``."""
+    if not (isinstance(old, list) and isinstance(new, list) and old and new):
+        return None
+    for key in ITEM_KEYS:
+        if all(isinstance(x, dict) and key in x for x in (*old, *new)):
+            if (len({x[key] for x in old}) == len(old)
+                    and len({x[key] for x in new}) == len(new)):
+                return key
+    return None
 
 
 def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, float, bool]]:
@@ -202,20 +229,26 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     if dataclasses.replace(recorded, laws=config.laws) != config:
         raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
                          "run; its fits are not merged")
+    new = _jsonable(results)
+    # what this run adds: one top-level key of the results, or (no part, or a part named by its
+    # items, e.g. one protocol of a list of them) the whole tree, merged by name
+    top_level = part is not None and part in new
+    added_tree = new[part] if top_level else new
     done = [s.label for s in specs]
     if whole_part:
-        fitted = {law for law, _, _ in fit_rows(_jsonable(results)[part])}
+        fitted = {law for law, _, _ in fit_rows(added_tree)}
         done = [label for label in done if label in fitted]
-    if part is None:
-        merged = merge_law_rows(record["results"], _jsonable(results), done)
-        replaced = law_fit_seconds(record["results"], done)
+    if not top_level:
+        merged = merge_law_rows(record["results"], new, done)
     else:  # only that part of the results is refitted; the others keep every row
         merged = dict(record["results"])
         if part in record["results"]:
-            merged[part] = merge_law_rows(record["results"][part], _jsonable(results)[part], done)
+            merged[part] = merge_law_rows(record["results"][part], new[part], done)
         else:  # a part the record does not hold yet (added to the configuration since)
-            merged[part] = _jsonable(results)[part]
-        replaced = law_fit_seconds(record["results"].get(part, []), done)
+            merged[part] = new[part]
+    # the fit seconds of the rows the merge dropped: the record's + the added − the merged
+    replaced = max(0.0, law_fit_seconds(record["results"], done)
+                   + law_fit_seconds(added_tree, done) - law_fit_seconds(merged, done))
     # every law of the record's run, then the added ones, in the configuration's order
     present = {s.label for s in recorded.laws} | set(done)
     laws = tuple(s for s in config.laws if s.label in present)
@@ -251,10 +284,12 @@ def run_experiment(name: str, description: str, config_class: type,
     Fits run with the experiments' polish and kink continuation
     (:func:`experiments._common.fit_law`), except under ``--quick``.
 
-    ``parts`` (with ``can_add_laws``) names parts of the results, each a top-level key of
-    ``run``'s results, with the function that limits a configuration to it; ``--part NAME``
-    then runs ``--add-law``'s laws on that part alone and merges only its rows (a long law
-    refitted part by part, e.g. ``compare_laws``' protocols). ``--part NAME`` without
+    ``parts`` (with ``can_add_laws``) names parts of the results, each with the function that
+    limits a configuration to it: a top-level key of ``run``'s results, or an item of a list
+    named by one of :data:`ITEM_KEYS` (``real_extrapolation``'s protocols), which
+    :func:`merge_law_rows` pairs by name. ``--part NAME`` then runs ``--add-law``'s laws on that
+    part alone and merges only its rows (a long law refitted part by part, e.g.
+    ``compare_laws``' protocols). ``--part NAME`` without
     ``--add-law`` runs that part with every law of the configuration: a part added to the
     configuration after the record was written (its new fields' defaults are what the record
     is read with, :func:`config_from_record`) is computed alone and stored whole, the record's

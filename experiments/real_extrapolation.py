@@ -268,6 +268,11 @@ def run(config: Config, log) -> dict:
     return {"protocols": [run_protocol(p, config, log) for p in config.protocols]}
 
 
+#: Each protocol is a part (``--add-law LABEL --part pile4``): a law's fits on one protocol are
+#: merged into the record's item of that protocol, the others untouched.
+PARTS = {p: (lambda c, p=p: dataclasses.replace(c, protocols=(p,))) for p in PROTOCOLS}
+
+
 # ----------------------------------------------------------------------------- figures
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
            "tab:pink")
@@ -545,7 +550,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
-                          quick_config=QUICK, can_add_laws=True)
+                          quick_config=QUICK, can_add_laws=True, parts=PARTS)
 
 
 if __name__ == "__main__":

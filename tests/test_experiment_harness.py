@@ -471,3 +471,56 @@ def test_a_part_without_fits_adds_no_laws_to_the_record(tmp_path):
     record = json.loads((tmp_path / "nofit.json").read_text())
     assert record["results"]["third"] == {"measured": 0.5}
     assert record["added"][-1]["laws"] == [] and record["config"]["laws"] == [tied.label]
+
+
+def test_items_named_by_protocol_merge_by_name():
+    """A run limited to some protocols merges into the record's items of those protocols; the
+    record's other protocols stay, and a protocol the record lacks is added."""
+    old = [{"protocol": "a", "measured": 1, "laws": [{"law": "x", "fit_s": 3.0},
+                                                     {"law": "y", "fit_s": 5.0}]},
+           {"protocol": "b", "measured": 2, "laws": [{"law": "x", "fit_s": 4.0}]}]
+    new = [{"protocol": "b", "measured": 9, "laws": [{"law": "y", "fit_s": 7.0}]},
+           {"protocol": "c", "measured": 3, "laws": [{"law": "y", "fit_s": 1.0}]}]
+    merged = _harness.merge_law_rows(old, new, ["y"])
+    assert [m["protocol"] for m in merged] == ["a", "b", "c"]
+    assert merged[0] == old[0]
+    assert merged[1] == {"protocol": "b", "measured": 2,
+                         "laws": [{"law": "x", "fit_s": 4.0}, {"law": "y", "fit_s": 7.0}]}
+    assert merged[2] == new[1]
+    # duplicate names are not names: equally long lists merge by position, others keep old
+    dup = [{"protocol": "a"}, {"protocol": "a"}]
+    assert _harness.merge_law_rows(dup, [{"protocol": "a", "v": 1}], ["y"]) == dup
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolConfig:
+    protocols: tuple[str, ...] = ("p1", "p2")
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="tied"), LawSpec("bimix"))
+
+
+def test_add_law_on_one_protocol_of_a_list(tmp_path):
+    """``--add-law --part P`` where the parts are the items of a list named by protocol: the
+    law's rows of that protocol are replaced, the other protocol's stay, and the record's time
+    loses only the replaced rows' seconds."""
+    def run(config, log):
+        return {"protocols": [{"protocol": p, "laws": [
+            {"law": s.label, "p": p, "fit_s": 10.0 + len(config.protocols),
+             "law_converged": True} for s in config.laws]} for p in config.protocols]}
+
+    _common.write_record(tmp_path, "prot", ProtocolConfig(), run(ProtocolConfig(), None), 50.0)
+    parts = {p: (lambda c, p=p: dataclasses.replace(c, protocols=(p,))) for p in ("p1", "p2")}
+    assert _harness.run_experiment("prot", "Protocols.", ProtocolConfig, run,
+                                   lambda out, record: None,
+                                   ["--add-law", "bimix", "--part", "p2", "--out", str(tmp_path)],
+                                   quick_config=ProtocolConfig(), can_add_laws=True,
+                                   parts=parts) == 0
+    record = json.loads((tmp_path / "prot.json").read_text())
+    p1, p2 = record["results"]["protocols"]
+    assert [(r["law"], r["fit_s"]) for r in p1["laws"]] == [("capacity (tied)", 12.0),
+                                                            ("bimix", 12.0)]
+    assert [(r["law"], r["fit_s"]) for r in p2["laws"]] == [("capacity (tied)", 12.0),
+                                                            ("bimix", 11.0)]
+    added = record["added"][-1]
+    assert added["laws"] == ["bimix"] and added["part"] == "p2"
+    assert added["replaced_fit_s"] == 12.0
+    assert record["elapsed_s"] == pytest.approx(50.0 - 12.0 + added["elapsed_s"])
