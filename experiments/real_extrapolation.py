@@ -292,13 +292,15 @@ def figure_scatter(results: dict, protocols: Sequence[str], filename: str, out, 
     one colour per (protocol, evaluation set)."""
     plt = pyplot()
     sel = [p for p in results["protocols"] if p["protocol"] in protocols]
-    labels = [row["law"] for row in sel[0]["laws"]]
+    labels = list(dict.fromkeys(row["law"] for p in sel for row in p["laws"]))
     fig, axes = _grid(plt, len(labels))
     for ax, label in zip(axes, labels, strict=True):
         lo, hi = np.inf, -np.inf
         c = 0
         for p in sel:
-            row = next(r for r in p["laws"] if r["law"] == label)
+            row = _law_row(p, label)
+            if row is None:  # not fitted on this protocol (yet)
+                continue
             for name, obs in p["measured"].items():
                 obs = np.asarray(obs, float)
                 pred = np.asarray(row["predicted"][name], float)
@@ -317,7 +319,8 @@ def figure_scatter(results: dict, protocols: Sequence[str], filename: str, out, 
         ax.set_ylabel("predicted loss (nats/token)")
         ax.legend(fontsize=7, loc="upper left", markerscale=3)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    # leave the suptitle its own band (about 0.4 inch) above the first row's titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     return save_figure(fig, out, filename)
 
 
@@ -399,6 +402,12 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
              + ("Quick smoke configuration: numbers are not meaningful. " if cfg["quick"]
                 else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
     lines += unfitted_laws_lines(NAME, Config().laws, labels, cfg["quick"])
+    for label in labels:
+        missing = [p["protocol"] for p in protos if _law_row(p, label) is None]
+        if missing:
+            lines += [f"{label} is not yet fitted on {', '.join(missing)} (`python -m "
+                      f"experiments.{NAME} --add-law '{label}' --part PROTOCOL`, one protocol "
+                      "at a time).", ""]
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table
@@ -409,12 +418,13 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
     for label in labels:
         cells = [label]
         for p, e in cols:
-            r = next(r for r in _proto(protos, p)["laws"] if r["law"] == label)
-            v = r["evaluations"][e]
-            cells.append(f"{_pct(v['mre'])} / {_pct(v['mre_high_weight'])}")
-        rs = [next(r for r in p["laws"] if r["law"] == label) for p in protos]
-        cells += [" / ".join(str(r["n_params"]) for r in rs),
-                  " / ".join(f"{r['fit_s']:.0f}" for r in rs)]
+            r = _law_row(_proto(protos, p), label)
+            v = None if r is None else r["evaluations"][e]
+            cells.append("not yet fitted" if v is None
+                         else f"{_pct(v['mre'])} / {_pct(v['mre_high_weight'])}")
+        rs = [_law_row(p, label) for p in protos]
+        cells += [" / ".join("—" if r is None else str(r["n_params"]) for r in rs),
+                  " / ".join("—" if r is None else f"{r['fit_s']:.0f}" for r in rs)]
         rows.append(cells)
     lines += ["### Prediction error at the larger scale", "",
               "Params and fit seconds per protocol in the order of the columns' protocols ("
@@ -424,7 +434,10 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
     for label in labels:
         cells = [label]
         for p, e in cols:
-            r = next(r for r in _proto(protos, p)["laws"] if r["law"] == label)
+            r = _law_row(_proto(protos, p), label)
+            if r is None:
+                cells.append("not yet fitted")
+                continue
             bias, rare = signed_error(r, _proto(protos, p), e)
             cells.append(f"{bias:+.2f} / {_pct(rare)}")
         rows.append(cells)
@@ -540,6 +553,12 @@ def signed_error(law_row: dict, protocol: dict, evaluation: str) -> tuple[float,
 
 def _proto(protos, name):
     return next(p for p in protos if p["protocol"] == name)
+
+
+def _law_row(protocol: dict, label: str) -> dict | None:
+    """The protocol's row of the law ``label``; ``None`` where it has none (a law added with
+    ``--add-law --part`` on other protocols only)."""
+    return next((r for r in protocol["laws"] if r["law"] == label), None)
 
 
 def render(out, record: dict) -> None:

@@ -94,3 +94,26 @@ def test_quick_run(tmp_path):
                 assert np.isfinite(o["pred_mean_loss"])
             for s in row["ranking"].values():
                 assert s["regret"] >= 0 and 1 <= s["pick_rank"] <= s["n_mixtures"]
+
+
+def test_a_law_fitted_on_some_protocols_only(tmp_path):
+    """A law added with ``--add-law --part`` on one protocol: its cells elsewhere say "not yet
+    fitted", a line names the protocols left with the command, and the scatter of the
+    SlimPajama protocols still draws the other laws."""
+    from pathlib import Path
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "figures"
+                         / "real_extrapolation.json").read_text())
+    label = "capacity (coupled)"
+    protos = record["results"]["protocols"]
+    for p in protos[:1]:  # the first SlimPajama protocol loses the law's row
+        p["laws"] = [r for r in p["laws"] if r["law"] != label]
+    md = rx.section(record, [])
+    first = protos[0]["protocol"]
+    assert (f"{label} is not yet fitted on {first} (`python -m experiments.real_extrapolation "
+            f"--add-law '{label}' --part PROTOCOL`" in md)
+    row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+    assert row.count("not yet fitted") == 1 and "| — / 47 / 29 |" in row
+    name = rx.figure_scatter(record["results"], [p["protocol"] for p in protos[:2]],
+                             "scatter.png", tmp_path, "t").name
+    assert (tmp_path / name).stat().st_size > 10_000
