@@ -349,7 +349,7 @@ def figure_mixtures(protocol: dict, title: str, filename: str, out):
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Optimal mixture (mean loss over domains) vs scale — "
                  f"{title}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1 - 0.4 / fig.get_figheight()))
     return save_figure(fig, out, filename)
 
 
