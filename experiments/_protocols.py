@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["across_scale_tables", "evaluate", "in_mixture", "in_scale_table", "own_weights",
-           "pile4_across_scale", "ranking_scores", "regmix_rank_tables", "relative_errors",
-           "spearman"]
+           "pile4_across_scale", "ranking_scores", "regmix_rank_tables", "regmix_test_tables",
+           "relative_errors", "scale_rank_ceiling", "spearman"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -73,8 +73,16 @@ def regmix_rank_tables(n_train_runs: int | None = None):
     train = in_mixture(load("regmix-1m", split="train"))
     if n_train_runs is not None:
         train = train.take(np.arange(n_train_runs))
-    return train, {"1M": in_mixture(load("regmix-1m", split="test")),
-                   "60M": in_mixture(load("regmix-60m"))}
+    return train, regmix_test_tables()
+
+
+def regmix_test_tables() -> dict:
+    """RegMix's 256 test mixtures, in-mixture losses: ``{"1M": ..., "60M": ...}`` (the same
+    mixtures, in the same order, at both sizes)."""
+    from mixscale.data import load
+
+    return {"1M": in_mixture(load("regmix-1m", split="test")),
+            "60M": in_mixture(load("regmix-60m"))}
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -60,6 +60,7 @@ from experiments._protocols import (
     in_scale_table,
     ranking_scores,
     regmix_rank_tables,
+    regmix_test_tables,
     scale_rank_ceiling,
 )
 from mixscale import LawSpec, law_specs
@@ -187,7 +188,7 @@ def run_across_scale(config: Config, log) -> list[dict]:
 def run_regmix_ceiling(log) -> dict:
     """The RegMix test mixtures' measured 1M losses as a ranking of their 60M runs
     (:func:`experiments._protocols.scale_rank_ceiling`): ``{"60M": {"mean", "per_domain"}}``."""
-    _, tests = regmix_rank_tables()
+    tests = regmix_test_tables()
     ceiling = {"60M": scale_rank_ceiling(tests["1M"], tests["60M"])}
     log.info("regmix: the measured 1M losses rank the 60M runs at Spearman %.3f",
              ceiling["60M"]["mean"])
@@ -457,15 +458,12 @@ def render(out, record: dict) -> None:
 
 
 #: The protocols as parts of the results (``--add-law LABEL --part PROTOCOL``): a long law
-#: (``joint`` takes hours) can be refitted one protocol at a time.
-PARTS = {"in_scale": lambda c: dataclasses.replace(c, across_scale=(), regmix_rank=False,
-                                                 regmix_ceiling=False),
-         "across_scale": lambda c: dataclasses.replace(c, in_scale=(), regmix_rank=False,
-                                                     regmix_ceiling=False),
-         "regmix_rank": lambda c: dataclasses.replace(c, in_scale=(), across_scale=(),
-                                                    regmix_ceiling=False),
-         "regmix_ceiling": lambda c: dataclasses.replace(c, in_scale=(), across_scale=(),
-                                                       regmix_rank=False)}
+#: (``joint`` takes hours) can be refitted one protocol at a time. A part's configuration
+#: switches every other part off (each field's "off" value below).
+_PART_OFF = {"in_scale": (), "across_scale": (), "regmix_rank": False, "regmix_ceiling": False}
+PARTS = {part: (lambda c, part=part: dataclasses.replace(
+    c, **{other: off for other, off in _PART_OFF.items() if other != part}))
+    for part in _PART_OFF}
 
 
 def main(argv=None) -> int:
