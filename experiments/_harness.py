@@ -43,7 +43,7 @@ from typing import Any
 from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
 
 __all__ = ["EXPERIMENTS", "NAMES", "config_from_record", "merge_law_rows", "read_record",
-           "recorded_wall_s", "run_experiment"]
+           "recorded_wall_s", "run_experiment", "same_settings"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
 EXPERIMENTS = (
@@ -113,6 +113,17 @@ def config_from_record(config_class: type, config: dict) -> Any:
 
 
 # ----------------------------------------------------------------------------- adding a law
+def same_settings(recorded: Any, config: Any) -> bool:
+    """Whether a record's configuration makes the same numbers as ``config``: equal but for
+    their ``laws`` and the fields the configuration class names in ``COVERAGE_FIELDS`` (a
+    ``ClassVar``; e.g. ``compare_laws``' ``not_fitted``), which say which cells are filled, not
+    how a number is made. A law fitted where the record had left it out for cost is then
+    added with ``--add-law`` (the record takes the present configuration's coverage)."""
+    free = {"laws": config.laws}
+    free.update({f: getattr(config, f) for f in getattr(type(config), "COVERAGE_FIELDS", ())})
+    return dataclasses.replace(recorded, **free) == config
+
+
 def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     """``old`` results with the rows of the laws ``labels`` taken from ``new``.
 
@@ -213,9 +224,10 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
         raise SystemExit(f"--add-law: {unknown} not in this experiment's laws "
                          f"{[s.label for s in config.laws]}")
     recorded = config_from_record(config_class, record["config"])
-    if dataclasses.replace(recorded, laws=config.laws) != config:
+    if not same_settings(recorded, config):
         raise SystemExit(f"--add-law: {out / name}.json was made with another configuration "
-                         "than this one (beyond its laws): run the experiment in full")
+                         "than this one (beyond its laws and what they cover): run the "
+                         "experiment in full")
     if part is not None and part not in (parts or {}):
         raise SystemExit(f"--part: {part!r} is not a part of this experiment "
                          f"({sorted(parts or {}) or 'it has none'})")
@@ -226,7 +238,7 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     # Read again: another --add-law run (of other laws) may have merged its rows meanwhile.
     record = read_record(out, name)
     recorded = config_from_record(config_class, record["config"])
-    if dataclasses.replace(recorded, laws=config.laws) != config:
+    if not same_settings(recorded, config):
         raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
                          "run; its fits are not merged")
     new = _jsonable(results)

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import typing
 from pathlib import Path
 
 import pytest
@@ -419,6 +420,40 @@ def test_add_law_refuses_another_configuration_or_an_unknown_law(tmp_path):
     with pytest.raises(SystemExit, match="not in this experiment's laws"):
         row_main(["--add-law", "joint", "--out", str(tmp_path)])
     assert row_run.calls == 1
+
+
+
+@dataclasses.dataclass(frozen=True)
+class CoverConfig(RowConfig):
+    skip: tuple[str, ...] = ("bimix",)
+    COVERAGE_FIELDS: typing.ClassVar[tuple[str, ...]] = ("skip",)
+
+
+def test_add_law_accepts_a_record_that_differs_only_in_coverage(tmp_path):
+    """A record whose coverage field (which cells are filled) differs takes the added law and
+    the present coverage; any other difference is still refused."""
+    tied, bimix = RowConfig.laws
+    row_run.calls = 0
+    recorded = CoverConfig(laws=(tied,), skip=("bimix", "tied"))
+    _common.write_record(tmp_path, "cover", recorded, row_run(recorded, None), 1.0)
+    assert _harness.same_settings(recorded, CoverConfig())
+    assert not _harness.same_settings(dataclasses.replace(recorded, n=3), CoverConfig())
+
+    def cover_main(argv):
+        return _harness.run_experiment(
+            "cover", "Cover.", CoverConfig, row_run,
+            lambda out, record: _common.write_section(out, "cover", "x"), argv,
+            quick_config=CoverConfig(n=1), can_add_laws=True)
+
+    assert cover_main(["--add-law", "bimix", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "cover.json").read_text())
+    assert record["config"]["skip"] == ["bimix"] and record["config"]["laws"] == [
+        tied.label, "bimix"]
+    assert {r["law"] for r in record["results"]["table"]} == {tied.label, "bimix"}
+    _common.write_record(tmp_path, "cover", dataclasses.replace(recorded, n=3),
+                         row_run(recorded, None), 1.0)
+    with pytest.raises(SystemExit, match="another configuration"):
+        cover_main(["--add-law", "bimix", "--out", str(tmp_path)])
 
 
 # ----------------------------------------------------------------------------- nested-first fits
