@@ -10,7 +10,10 @@ The format has one row per run and these columns, in any order:
 * ``<domain>_loss``: the loss on a domain (> 0); an empty or ``nan`` cell means "not measured"
   and becomes ``NaN``. ``<domain>`` must be a training domain unless it is declared
   out-of-mixture, so a typo such as ``githb_loss`` is caught instead of becoming a new target.
-* anything else (``mixture_id``, ``split``...) is kept, per row, in :attr:`LossTable.row_tags`.
+* anything else (``mixture_id``, ``split``...) is kept, per row, in :attr:`LossTable.row_tags`;
+  a name containing ``loss`` or ``weight``, or starting with a domain's name, that is not of the
+  forms above is refused (a misspelt ``github_los`` would otherwise become a tag and its
+  domain silently lose its losses).
 
 Every malformed input raises :class:`~mixscale.data.TableError` with a one-line message naming
 the file, the data row (1-based, header not counted) and the column. Nothing is clipped,
@@ -232,6 +235,13 @@ def _classify(
         elif h.endswith(LOSS_SUFFIX):
             loss_cols.append((j, h[: -len(LOSS_SUFFIX)]))
         elif h not in (SIZE_COLUMN, TOKENS_COLUMN):
+            if "loss" in lower or "weight" in lower:
+                # a misspelt loss or weight column ('github_los', 'loss_github', 'github loss')
+                # would otherwise become a row tag, and its domain silently lose its losses
+                raise TableError(
+                    f"{_where(source, column=h)}not a loss or weight column of the format "
+                    f"('<domain>{LOSS_SUFFIX}', '{WEIGHT_PREFIX}<domain>'), and a row tag's name "
+                    "may not contain 'loss' or 'weight': rename it")
             tag_cols.append(j)
     for j, domain in weight_cols + loss_cols:
         if not domain:
@@ -247,6 +257,14 @@ def _classify(
         raise TableError(f"{source}: no loss columns (expected '<domain>_loss' columns)")
     train = [d for _, d in weight_cols]
     losses = [d for _, d in loss_cols]
+    for j in tag_cols:
+        near = [d for d in (*train, *out_of_mixture) if header[j].startswith(d)]
+        if near:
+            # 'github_los', 'github-loss': a misspelt loss column would become a row tag
+            raise TableError(
+                f"{_where(source, column=header[j])}not a column of the format, and a row tag's "
+                f"name may not start with a domain's name ({near[0]!r}): if it holds losses, "
+                f"name it '{near[0]}{LOSS_SUFFIX}'; else rename it")
     for domain in out_of_mixture:
         if domain in train:
             raise TableError(f"{source}: out_of_mixture names {domain!r}, which is a training "
