@@ -61,7 +61,8 @@ def test_csv_column_with_wrong_case_is_not_a_silent_tag(tmp_path):
 
 
 @pytest.mark.parametrize("column, message", [
-    ("b_los", "may not start with a domain's name \\('b'\\).*name it 'b_loss'"),
+    ("b_los", "misspelt loss column of domain 'b'.*name it 'b_loss'"),
+    ("b", "misspelt loss column of domain 'b'"),
     ("b-loss", "may not contain 'loss'"),
     ("loss_b", "may not contain 'loss'"),
     ("mixture weight", "may not contain 'loss' or 'weight'"),
@@ -74,9 +75,9 @@ def test_csv_misspelt_loss_column_is_not_a_silent_tag(tmp_path, column, message)
                     "0.5,0.5,1e6,1e9,3.0,3.1\n")
     with pytest.raises(TableError, match=f"column '{column}'.*{message}"):
         read_csv(path)
-    path.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,mixture_id,split\n"
-                    "0.5,0.5,1e6,1e9,3.0,7,train\n")
-    assert set(read_csv(path).row_tags) == {"mixture_id", "split"}
+    path.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,mixture_id,split,b_tokens\n"
+                    "0.5,0.5,1e6,1e9,3.0,7,train,5\n")
+    assert set(read_csv(path).row_tags) == {"mixture_id", "split", "b_tokens"}
 
 def test_out_of_mixture_as_a_string_is_refused(tmp_path):
     path = tmp_path / "runs.csv"

@@ -11,9 +11,9 @@ The format has one row per run and these columns, in any order:
   and becomes ``NaN``. ``<domain>`` must be a training domain unless it is declared
   out-of-mixture, so a typo such as ``githb_loss`` is caught instead of becoming a new target.
 * anything else (``mixture_id``, ``split``...) is kept, per row, in :attr:`LossTable.row_tags`;
-  a name containing ``loss`` or ``weight``, or starting with a domain's name, that is not of the
-  forms above is refused (a misspelt ``github_los`` would otherwise become a tag and its
-  domain silently lose its losses).
+  a name containing ``loss`` or ``weight``, or reading as a misspelt loss column of a domain
+  (``github_los``, ``githubloss``), is refused: it would otherwise become a tag and its domain
+  silently lose its losses.
 
 Every malformed input raises :class:`~mixscale.data.TableError` with a one-line message naming
 the file, the data row (1-based, header not counted) and the column. Nothing is clipped,
@@ -202,6 +202,16 @@ def parse_wide(
         meta={"source": source}, row_tags=tags)
 
 
+def _like_loss_column(name: str, domain: str) -> bool:
+    """Whether column ``name`` reads as a misspelt loss column of ``domain``: the domain's name
+    itself, or it followed (after any ``_``, ``-``, ``.`` or space) by a word in ``l``
+    (``github_los``, ``github-lss``, ``githubloss``); ``github_tokens`` or ``a_count`` are not."""
+    if not name.startswith(domain):
+        return False
+    rest = name[len(domain):]
+    return rest == "" or rest.lstrip("_-. ")[:1].lower() == "l"
+
+
 def _classify(
     header: Sequence[str], source: str, out_of_mixture: Sequence[str]
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[int]]:
@@ -258,13 +268,13 @@ def _classify(
     train = [d for _, d in weight_cols]
     losses = [d for _, d in loss_cols]
     for j in tag_cols:
-        near = [d for d in (*train, *out_of_mixture) if header[j].startswith(d)]
+        near = [d for d in (*train, *out_of_mixture) if _like_loss_column(header[j], d)]
         if near:
             # 'github_los', 'github-loss': a misspelt loss column would become a row tag
             raise TableError(
-                f"{_where(source, column=header[j])}not a column of the format, and a row tag's "
-                f"name may not start with a domain's name ({near[0]!r}): if it holds losses, "
-                f"name it '{near[0]}{LOSS_SUFFIX}'; else rename it")
+                f"{_where(source, column=header[j])}not a column of the format, and it reads as "
+                f"a misspelt loss column of domain {near[0]!r}: if it holds losses, name it "
+                f"'{near[0]}{LOSS_SUFFIX}'; else rename it")
     for domain in out_of_mixture:
         if domain in train:
             raise TableError(f"{source}: out_of_mixture names {domain!r}, which is a training "
