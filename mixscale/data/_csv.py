@@ -245,13 +245,6 @@ def _classify(
         elif h.endswith(LOSS_SUFFIX):
             loss_cols.append((j, h[: -len(LOSS_SUFFIX)]))
         elif h not in (SIZE_COLUMN, TOKENS_COLUMN):
-            if "loss" in lower or "weight" in lower:
-                # a misspelt loss or weight column ('github_los', 'loss_github', 'github loss')
-                # would otherwise become a row tag, and its domain silently lose its losses
-                raise TableError(
-                    f"{_where(source, column=h)}not a loss or weight column of the format "
-                    f"('<domain>{LOSS_SUFFIX}', '{WEIGHT_PREFIX}<domain>'), and a row tag's name "
-                    "may not contain 'loss' or 'weight': rename it")
             tag_cols.append(j)
     for j, domain in weight_cols + loss_cols:
         if not domain:
@@ -267,12 +260,19 @@ def _classify(
         raise TableError(f"{source}: no loss columns (expected '<domain>_loss' columns)")
     train = [d for _, d in weight_cols]
     losses = [d for _, d in loss_cols]
+    # A misspelt loss or weight column ('github_los', 'loss_github', 'github loss') would become
+    # a row tag and its domain silently lose its losses: such names are not tags.
     for j in tag_cols:
-        near = [d for d in (*train, *out_of_mixture) if _like_loss_column(header[j], d)]
-        if near:
-            # 'github_los', 'github-loss': a misspelt loss column would become a row tag
+        tag = header[j]
+        if "loss" in tag.lower() or "weight" in tag.lower():
             raise TableError(
-                f"{_where(source, column=header[j])}not a column of the format, and it reads as "
+                f"{_where(source, column=tag)}not a loss or weight column of the format "
+                f"('<domain>{LOSS_SUFFIX}', '{WEIGHT_PREFIX}<domain>'), and a row tag's name "
+                "may not contain 'loss' or 'weight': rename it")
+        near = [d for d in (*train, *out_of_mixture) if _like_loss_column(tag, d)]
+        if near:
+            raise TableError(
+                f"{_where(source, column=tag)}not a column of the format, and it reads as "
                 f"a misspelt loss column of domain {near[0]!r}: if it holds losses, name it "
                 f"'{near[0]}{LOSS_SUFFIX}'; else rename it")
     for domain in out_of_mixture:
