@@ -42,7 +42,7 @@ from typing import Any
 
 from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
 
-__all__ = ["EXPERIMENTS", "NAMES", "config_from_record", "merge_law_rows", "read_record",
+__all__ = ["EXPERIMENTS", "NAMES", "Part", "config_from_record", "merge_law_rows", "read_record",
            "recorded_wall_s", "run_experiment", "same_settings"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
@@ -124,13 +124,16 @@ def same_settings(recorded: Any, config: Any) -> bool:
     return dataclasses.replace(recorded, **free) == config
 
 
-def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
+def merge_law_rows(old: Any, new: Any, labels: Sequence[str],
+                   where: Callable[[dict], bool] | None = None) -> Any:
     """``old`` results with the rows of the laws ``labels`` taken from ``new``.
 
     A list whose items are all dicts with a ``"law"`` key is a list of law rows: ``old``'s rows of
     other laws are kept in order; a law of ``labels`` that ``old`` holds as many rows of as
     ``new`` has its rows replaced where they stand (a refit keeps the table's order), and every
-    other row of ``labels`` in ``new`` follows, in ``new``'s order. A dict keyed by law
+    other row of ``labels`` in ``new`` follows, in ``new``'s order. ``where`` (for such a list
+    only) limits the replacement to ``old``'s rows it accepts (those of a :class:`Part`'s
+    rows, e.g. one dataset): ``old``'s other rows of ``labels`` stay. A dict keyed by law
     labels takes ``new``'s entry for each of ``labels``. Lists whose items are all dicts named
     by one of :data:`ITEM_KEYS` (e.g. ``"protocol"``) are merged item by item by that name:
     ``old``'s items that ``new`` lacks stay, ``new``'s that ``old`` lacks follow (a run limited to
@@ -143,14 +146,17 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
                                                        for r in x)
 
     if rows(old) or (isinstance(old, list) and not old and rows(new)):
+        def replaced(r):
+            return r["law"] in labels and (where is None or where(r))
+
         fresh = [r for r in (new if rows(new) else []) if r["law"] in labels]
-        old_rows = [r for r in old if r["law"] in labels]
+        old_rows = [r for r in old if replaced(r)]
         in_place = {law for law in labels
                     if 0 < sum(r["law"] == law for r in old_rows)
                     == sum(r["law"] == law for r in fresh)}
         queues = {law: iter([r for r in fresh if r["law"] == law]) for law in in_place}
-        return ([next(queues[r["law"]]) if r["law"] in in_place else r for r in old
-                 if r["law"] not in labels or r["law"] in in_place]
+        return ([next(queues[r["law"]]) if replaced(r) else r for r in old
+                 if not replaced(r) or r["law"] in in_place]
                 + [r for r in fresh if r["law"] not in in_place])
     if isinstance(old, dict):
         new = new if isinstance(new, dict) else {}
@@ -167,6 +173,30 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str]) -> Any:
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [merge_law_rows(o, n, labels) for o, n in zip(old, new, strict=True)]
     return old
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A part of an experiment's results that ``--part`` can run alone, when it is not simply a
+    top-level key of the results (a plain function in ``parts`` is ``Part(limit)``).
+
+    Attributes:
+        limit: ``config -> config`` limited to the part.
+        key: the top-level key of the results the part's rows are under (``None``: the part's
+            own name, or the items of a list named by :data:`ITEM_KEYS`).
+        rows: which of the record's law rows under ``key`` the part refits (``None``: all of
+            them), e.g. one dataset's rows of a protocol (``compare_laws``'
+            ``in_scale:regmix-1b``): the law's other rows under ``key`` stay.
+    """
+
+    limit: Callable[[Any], Any]
+    key: str | None = None
+    rows: Callable[[dict], bool] | None = None
+
+
+def as_part(part: Part | Callable[[Any], Any]) -> Part:
+    """``part`` as a :class:`Part` (a plain function is the limit of a whole part)."""
+    return part if isinstance(part, Part) else Part(part)
 
 
 #: Keys that name the items of a results list (one item per protocol of an experiment), by
@@ -231,9 +261,10 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     if part is not None and part not in (parts or {}):
         raise SystemExit(f"--part: {part!r} is not a part of this experiment "
                          f"({sorted(parts or {}) or 'it has none'})")
+    part_spec = None if part is None else as_part(parts[part])
     limited = dataclasses.replace(config, laws=tuple(specs))
     timer = Timer()
-    results = run(limited if part is None else parts[part](limited), log)
+    results = run(limited if part_spec is None else part_spec.limit(limited), log)
     elapsed = timer()
     # Read again: another --add-law run (of other laws) may have merged its rows meanwhile.
     record = read_record(out, name)
@@ -244,8 +275,9 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     new = _jsonable(results)
     # what this run adds: one top-level key of the results, or (no part, or a part named by its
     # items, e.g. one protocol of a list of them) the whole tree, merged by name
-    top_level = part is not None and part in new
-    added_tree = new[part] if top_level else new
+    key = None if part_spec is None else (part_spec.key or part)
+    top_level = key is not None and key in new
+    added_tree = new[key] if top_level else new
     done = [s.label for s in specs]
     if whole_part:
         fitted = {law for law, _, _ in fit_rows(added_tree)}
@@ -254,10 +286,10 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
         merged = merge_law_rows(record["results"], new, done)
     else:  # only that part of the results is refitted; the others keep every row
         merged = dict(record["results"])
-        if part in record["results"]:
-            merged[part] = merge_law_rows(record["results"][part], new[part], done)
+        if key in record["results"]:
+            merged[key] = merge_law_rows(record["results"][key], new[key], done, part_spec.rows)
         else:  # a part the record does not hold yet (added to the configuration since)
-            merged[part] = new[part]
+            merged[key] = new[key]
     # the fit seconds of the rows the merge dropped: the record's + the added − the merged
     replaced = max(0.0, law_fit_seconds(record["results"], done)
                    + law_fit_seconds(added_tree, done) - law_fit_seconds(merged, done))
@@ -282,7 +314,7 @@ def run_experiment(name: str, description: str, config_class: type,
                    render: Callable[[Path, dict], None],
                    argv: Sequence[str] | None = None, *, quick_config: Any,
                    can_add_laws: bool = False,
-                   parts: Mapping[str, Callable[[Any], Any]] | None = None) -> int:
+                   parts: Mapping[str, Part | Callable[[Any], Any]] | None = None) -> int:
     """Run one experiment from its command line; returns the exit status (0).
 
     Without ``--redraw``: ``quick_config`` with ``--quick``, else ``config_class()``;
@@ -299,9 +331,10 @@ def run_experiment(name: str, description: str, config_class: type,
     ``parts`` (with ``can_add_laws``) names parts of the results, each with the function that
     limits a configuration to it: a top-level key of ``run``'s results, or an item of a list
     named by one of :data:`ITEM_KEYS` (``real_extrapolation``'s protocols), which
-    :func:`merge_law_rows` pairs by name. ``--part NAME`` then runs ``--add-law``'s laws on that
-    part alone and merges only its rows (a long law refitted part by part, e.g.
-    ``compare_laws``' protocols). ``--part NAME`` without ``--add-law`` runs that part with
+    :func:`merge_law_rows` pairs by name, or a :class:`Part` naming the key and the rows under
+    it that it refits (``compare_laws``' ``in_scale:regmix-1b``: one dataset of a protocol).
+    ``--part NAME`` then runs ``--add-law``'s laws on that part alone and merges only its rows
+    (a long law refitted part by part, e.g. ``compare_laws``' protocols). ``--part NAME`` without ``--add-law`` runs that part with
     every law of the configuration: a part added to the configuration after the record was
     written (its new fields' defaults are what the record is read with,
     :func:`config_from_record`) is computed alone and stored whole, the record's other parts

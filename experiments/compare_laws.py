@@ -30,6 +30,7 @@ Outputs: ``compare_laws.json`` (every fit's numbers, the configuration and the v
     python -m experiments.compare_laws --quick    # smoke test (seconds)
     python -m experiments.compare_laws --redraw   # the tables again from compare_laws.json
     python -m experiments.compare_laws --add-law joint --part in_scale  # one law, one protocol
+    python -m experiments.compare_laws --add-law spectral --part in_scale:regmix-1b  # one table
 
 Files written before the common experiment entry (``law_comparison.json``, renamed
 ``compare_laws.json`` in ``figures/``) hold the results at the top level rather than under
@@ -54,7 +55,7 @@ from experiments._common import (
     with_spectral,
     write_section,
 )
-from experiments._harness import run_experiment
+from experiments._harness import Part, run_experiment
 from experiments._protocols import (
     across_scale_tables,
     evaluate,
@@ -466,11 +467,23 @@ def render(out, record: dict) -> None:
 
 #: The protocols as parts of the results (``--add-law LABEL --part PROTOCOL``): a long law
 #: (``joint`` takes hours) can be refitted one protocol at a time. A part's configuration
-#: switches every other part off (each field's "off" value below).
+#: switches every other part off (each field's "off" value below). The in-scale datasets are
+#: parts too (``--part in_scale:regmix-1b``): a law refitted or first fitted on one table
+#: (the spectral law's RegMix-1B splits, 20–40 minutes each) costs that table's fits alone, its
+#: rows on the other tables untouched.
 _PART_OFF = {"in_scale": (), "across_scale": (), "regmix_rank": False, "regmix_ceiling": False}
-PARTS = {part: (lambda c, part=part: dataclasses.replace(
-    c, **{other: off for other, off in _PART_OFF.items() if other != part}))
-    for part in _PART_OFF}
+
+
+def _only(part: str, **fields):
+    """``config -> config`` with every part but ``part`` off and ``fields`` set."""
+    return lambda c: dataclasses.replace(
+        c, **{other: off for other, off in _PART_OFF.items() if other != part}, **fields)
+
+
+PARTS = {part: _only(part) for part in _PART_OFF}
+PARTS.update({f"in_scale:{dataset}": Part(_only("in_scale", in_scale=(dataset,)), key="in_scale",
+                                          rows=lambda row, d=dataset: row["dataset"] == d)
+              for dataset in Config().in_scale})
 
 
 def main(argv=None) -> int:

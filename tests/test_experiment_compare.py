@@ -178,3 +178,18 @@ def test_scale_rank_ceiling_is_the_measured_losses_own_ranking():
         scale_rank_ceiling(table(small), table(small, weights=w[::-1]))
     with pytest.raises(ValueError, match="share no loss domain"):
         scale_rank_ceiling(table(small), table(small, domains=("c", "d")))
+
+
+def test_each_in_scale_dataset_is_a_part_of_its_own():
+    """``--part in_scale:DATASET`` fits that table's splits alone (every other protocol off)
+    and refits only the record's rows of that dataset."""
+    config = compare_laws.Config()
+    for dataset in config.in_scale:
+        part = compare_laws.PARTS[f"in_scale:{dataset}"]
+        limited = part.limit(config)
+        assert limited.in_scale == (dataset,) and limited.across_scale == ()
+        assert not limited.regmix_rank and not limited.regmix_ceiling
+        assert limited.laws == config.laws and part.key == "in_scale"
+        assert part.rows({"law": "bimix", "dataset": dataset})
+        assert not any(part.rows({"law": "bimix", "dataset": other})
+                       for other in config.in_scale if other != dataset)

@@ -559,3 +559,53 @@ def test_add_law_on_one_protocol_of_a_list(tmp_path):
     assert added["laws"] == ["bimix"] and added["part"] == "p2"
     assert added["replaced_fit_s"] == 12.0
     assert record["elapsed_s"] == pytest.approx(50.0 - 12.0 + added["elapsed_s"])
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    datasets: tuple[str, ...] = ("a", "b")
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="tied"), LawSpec("bimix"))
+
+
+def test_add_law_on_one_dataset_of_a_protocol_replaces_only_its_rows(tmp_path):
+    """A :class:`experiments._harness.Part` with a row filter (``compare_laws``'
+    ``in_scale:regmix-1b``): the law's rows of that dataset are refitted in place, its rows of
+    the other dataset and every other law's rows stay, and the record's time loses only the
+    replaced rows' seconds; a law without rows of that dataset gets them appended."""
+    def run(config, log):
+        return {"in_scale": [{"law": s.label, "dataset": d, "seed": seed,
+                              "fit_s": 10.0 * len(config.datasets), "law_converged": True}
+                             for d in config.datasets for seed in (0, 1) for s in config.laws]}
+
+    first = run(DatasetConfig(), None)
+    first["in_scale"] = [r for r in first["in_scale"]   # bimix not yet fitted on "b"
+                         if not (r["law"] == "bimix" and r["dataset"] == "b")]
+    _common.write_record(tmp_path, "ds", DatasetConfig(), first, 100.0)
+    parts = {f"in_scale:{d}": _harness.Part(
+        lambda c, d=d: dataclasses.replace(c, datasets=(d,)), key="in_scale",
+        rows=lambda row, d=d: row["dataset"] == d) for d in ("a", "b")}
+
+    def main(argv):
+        return _harness.run_experiment("ds", "Datasets.", DatasetConfig, run,
+                                       lambda out, record: None, [*argv, "--out", str(tmp_path)],
+                                       quick_config=DatasetConfig(), can_add_laws=True,
+                                       parts=parts)
+
+    assert main(["--add-law", "capacity (tied)", "--part", "in_scale:a"]) == 0
+    record = json.loads((tmp_path / "ds.json").read_text())
+    rows = [(r["law"], r["dataset"], r["seed"], r["fit_s"]) for r in record["results"]["in_scale"]]
+    assert rows == [("capacity (tied)", "a", 0, 10.0), ("bimix", "a", 0, 20.0),
+                    ("capacity (tied)", "a", 1, 10.0), ("bimix", "a", 1, 20.0),
+                    ("capacity (tied)", "b", 0, 20.0), ("capacity (tied)", "b", 1, 20.0)]
+    added = record["added"][-1]
+    assert added["part"] == "in_scale:a" and added["replaced_fit_s"] == 40.0
+    assert record["elapsed_s"] == pytest.approx(100.0 - 40.0 + added["elapsed_s"])
+    # a law first fitted on a dataset: its rows there are appended, its other rows stay
+    assert main(["--add-law", "bimix", "--part", "in_scale:b"]) == 0
+    rows = [(r["law"], r["dataset"], r["fit_s"])
+            for r in json.loads((tmp_path / "ds.json").read_text())["results"]["in_scale"]]
+    assert rows[:6] == [(law, d, s) for law, d, _, s in [
+        ("capacity (tied)", "a", 0, 10.0), ("bimix", "a", 0, 20.0),
+        ("capacity (tied)", "a", 1, 10.0), ("bimix", "a", 1, 20.0),
+        ("capacity (tied)", "b", 0, 20.0), ("capacity (tied)", "b", 1, 20.0)]]
+    assert rows[6:] == [("bimix", "b", 10.0), ("bimix", "b", 10.0)]
