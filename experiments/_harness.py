@@ -334,11 +334,11 @@ def run_experiment(name: str, description: str, config_class: type,
     :func:`merge_law_rows` pairs by name, or a :class:`Part` naming the key and the rows under
     it that it refits (``compare_laws``' ``in_scale:regmix-1b``: one dataset of a protocol).
     ``--part NAME`` then runs ``--add-law``'s laws on that part alone and merges only its rows
-    (a long law refitted part by part, e.g. ``compare_laws``' protocols). ``--part NAME`` without ``--add-law`` runs that part with
-    every law of the configuration: a part added to the configuration after the record was
-    written (its new fields' defaults are what the record is read with,
-    :func:`config_from_record`) is computed alone and stored whole, the record's other parts
-    untouched.
+    (a long law refitted part by part, e.g. ``compare_laws``' protocols). ``--part NAME``
+    without ``--add-law`` runs that part with every law of the configuration: a part added to
+    the configuration after the record was written (its new fields' defaults are what the
+    record is read with, :func:`config_from_record`) is computed alone and stored whole, the
+    record's other parts untouched.
     """
     def options(parser):
         parser.add_argument("--redraw", action="store_true",

@@ -121,8 +121,25 @@ def run_ranking(config: Config, log) -> list[dict]:
     return rows
 
 
+#: The validation metrics kept per in-scale fit beside the MRE: its entries by the weight of
+#: their own domain in the run's mixture (:func:`mixscale.error_metrics`).
+WEIGHT_CLASS_KEYS = ("n", "mre_absent", "n_absent", "mre_high_weight", "n_high_weight")
+
+
+def weight_classes(row: dict) -> tuple[float, float, float]:
+    """``(absent, low, high)``: a validation row's MRE over the entries whose own domain weight
+    is ``0``, in ``(0, 0.1)`` and at least ``0.1`` (the middle one from the other two and the
+    whole: ``n·MRE`` sums the entries' errors)."""
+    n, n0, n1 = row["n"], row["n_absent"], row["n_high_weight"]
+    absent = row["mre_absent"] if n0 else 0.0
+    high = row["mre_high_weight"] if n1 else 0.0
+    low = (n * row["mre"] - n0 * absent - n1 * high) / (n - n0 - n1) if n > n0 + n1 else np.nan
+    return (absent if n0 else np.nan), low, (high if n1 else np.nan)
+
+
 def run_in_scale(config: Config, log) -> list[dict]:
-    """Fits on RegMix-1B's 70/30 splits by mixture; validation MRE."""
+    """Fits on RegMix-1B's 70/30 splits by mixture; validation MRE, also by the weight of each
+    entry's own domain (absent from the mixture, below 0.1, at least 0.1) and per domain."""
     table = in_scale_table("regmix-1b")
     rows = []
     for seed in config.in_scale_seeds:
@@ -130,8 +147,11 @@ def run_in_scale(config: Config, log) -> list[dict]:
         fits = _fit_all(config, train, validation=valid)
         for name, spec in structures(config):
             res, wall = fits[spec]
+            v = res.validation_metrics
             rows.append({"structure": name, "law": spec.label, "seed": seed,
-                         "n_params": res.n_params, "mre": res.validation_metrics["mre"],
+                         "n_params": res.n_params, "mre": v["mre"],
+                         **{k: v[k] for k in WEIGHT_CLASS_KEYS},
+                         "per_domain_mre": v["per_domain_mre"],
                          "train_mre": res.train_metrics["mre"], "fit_s": wall,
                          **fit_record(res)})
             log.info("regmix-1b seed %d %-8s %4d params  MRE %.2f%%  %.1fs", seed, name,
@@ -146,9 +166,10 @@ def run(config: Config, log) -> dict:
 # ----------------------------------------------------------------------------- report
 def references(out: Path) -> dict[str, dict]:
     """``compare_laws``' RegMix rows of :data:`REFERENCES` found in ``OUT``, in that order:
-    ``{label: {"n_params", "1M", "60M", "in_scale"}}`` (the ranking's parameters and Spearman
-    correlations; the RegMix-1B in-scale validation MREs, a list, empty if not fitted there);
-    empty without that record."""
+    ``{label: {"n_params", "1M", "60M", "in_scale", "in_scale_high"}}`` (the ranking's
+    parameters and Spearman correlations; the RegMix-1B in-scale validation MREs, over every
+    entry and over those with ``h_i >= 0.1``, lists, empty if not fitted there); empty without
+    that record."""
     path = Path(out) / "compare_laws.json"
     if not path.exists():
         return {}
@@ -158,8 +179,33 @@ def references(out: Path) -> dict[str, dict]:
                     "1M": ranked[label]["spearman"]["1M"]["mean"],
                     "60M": ranked[label]["spearman"]["60M"]["mean"],
                     "in_scale": [r["mre"] for r in results.get("in_scale", [])
-                                 if r.get("law") == label and r.get("dataset") == "regmix-1b"]}
+                                 if r.get("law") == label and r.get("dataset") == "regmix-1b"],
+                    "in_scale_high": [r["mre_high_weight"] for r in results.get("in_scale", [])
+                                      if r.get("law") == label
+                                      and r.get("dataset") == "regmix-1b"]}
             for label in REFERENCES if label in ranked}
+
+
+def _worst_domains(rows: list[dict], n: int = 5) -> list[str]:
+    """Report lines: for the ``own`` and ``free`` structures, the ``n`` loss domains with the
+    largest RegMix-1B in-scale validation MRE (mean over the splits) and the share of the
+    entries whose own domain was absent; none for a record without per-domain errors."""
+    lines = []
+    for name in ("own", "free"):
+        splits = [x for x in rows if x["structure"] == name and "per_domain_mre" in x]
+        if not splits:
+            continue
+        domains = list(splits[0]["per_domain_mre"])
+        mean = {d: float(np.mean([x["per_domain_mre"][d] for x in splits])) for d in domains}
+        worst = sorted(domains, key=lambda d: -mean[d])[:n]
+        lines.append(f"* `{name}`: " + ", ".join(f"{d} {100 * mean[d]:.2f} %" for d in worst))
+    if not lines:
+        return []
+    share = (sum(x["n_absent"] for x in rows if "n_absent" in x)
+             / sum(x["n"] for x in rows if "n_absent" in x))
+    return [f"RegMix-1B in-scale: the {n} loss domains with the largest held-out MRE (mean over "
+            f"the splits); {100 * share:.0f} % of the held-out entries are of a domain absent "
+            "from the run's mixture:", "", *lines, ""]
 
 
 def _top_overlaps(row: dict, threshold: float = 0.05) -> list[str]:
@@ -225,13 +271,18 @@ def markdown(out: Path, record: dict) -> str:
     for r in rows:
         splits = [x for x in results["in_scale"] if x["structure"] == r["structure"]]
         converged = sum(x["law_converged"] for x in splits) + int(r["law_converged"])
+        classes = [weight_classes(x) for x in splits if "n_absent" in x]
+        by_class = (" / ".join(pct_mean_sd([c[k] for c in classes]) for k in range(3))
+                    if classes else "")
         table.append([r["structure"], r["n_params"], f"{r['tests']['1M']['spearman']:.3f}",
                       f"{r['tests']['60M']['spearman']:.3f}",
                       f"{100 * r['tests']['1M']['mre']:.2f}",
-                      pct_mean_sd([x["mre"] for x in splits]),
+                      pct_mean_sd([x["mre"] for x in splits]), by_class,
                       f"{converged}/{len(splits) + 1}", f"{r['fit_s']:.0f}"])
     ref_rows = [[label, ref["n_params"], f"{ref['1M']:.3f}", f"{ref['60M']:.3f}", "",
-                 pct_mean_sd(ref["in_scale"]), "", ""] for label, ref in refs.items()]
+                 pct_mean_sd(ref["in_scale"]),
+                 f"— / — / {pct_mean_sd(ref['in_scale_high'])}" if ref["in_scale_high"] else "",
+                 "", ""] for label, ref in refs.items()]
     n_train = cfg["regmix_train_runs"] or 512
     lines = [
         "## What the theory laws miss on RegMix: the tokens that domains share", "",
@@ -243,13 +294,17 @@ def markdown(out: Path, record: dict) -> str:
         f"restarts, each structure of the overlaps `S` started also from the fitted `own`; the "
         f"ranking (Spearman, mean over the in-mixture loss domains) of the held-out mixtures at "
         f"1M and 60M and the 1M MRE (%); RegMix-1B in-scale: validation MRE (%) over "
-        f"{len(cfg['in_scale_seeds'])} random 70/30 splits by mixture, mean ± sd. Converged: "
-        f"fits whose returned law passed the gradient test (the 1M fit and each split's).",
+        f"{len(cfg['in_scale_seeds'])} random 70/30 splits by mixture, mean ± sd, over every "
+        f"entry and by the weight of the entry's own domain in the run's mixture: absent "
+        f"(`h_i = 0`), below 0.1, at least 0.1. Converged: fits whose returned law passed the "
+        f"gradient test (the 1M fit and each split's).",
         "",
         markdown_table(["overlaps S", "params (1M)", "Spearman 1M", "Spearman 60M", "MRE 1M",
-                        "RegMix-1B in-scale MRE", "converged", "fit s (1M)"], table + ref_rows),
+                        "RegMix-1B in-scale MRE", "by own weight: 0 / <0.1 / ≥0.1",
+                        "converged", "fit s (1M)"], table + ref_rows),
         "",
     ]
+    lines += _worst_domains(results["in_scale"])
     if refs:
         lines += ["The last rows are `compare_laws`' RegMix rows of the laws named (its "
                   "record: the ranking, and the in-scale MRE on its same 5 splits), for "

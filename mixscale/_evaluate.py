@@ -122,7 +122,8 @@ def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
 
     Returns:
         The dict of :func:`mixscale.error_metrics` (``mre``, ``mae``, ``rmse``, ``n``,
-        ``per_domain_mre``, ``mre_high_weight``, ``n_high_weight``).
+        ``per_domain_mre``, ``mre_high_weight``, ``n_high_weight``, ``mre_absent``,
+        ``n_absent``).
 
     Raises:
         TableError: if the table lacks a target's loss column, has no measured loss of any

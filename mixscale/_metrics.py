@@ -6,7 +6,9 @@ All metrics are over the observed entries only (``NaN`` in the measurements is s
 * MAE  = mean ``|pred - obs|`` (nats),
 * RMSE = ``sqrt(mean (pred - obs)^2)`` (nats),
 * per-domain MRE, and MRE over entries whose own domain weight is at least ``0.1`` (the paper's
-  convention for reporting; only for in-mixture targets).
+  convention for reporting; only for in-mixture targets), and over entries whose own domain was
+  absent from the mixture (``h_i = 0``: a loss the run's data reached only through the other
+  domains; RegMix's sparse mixtures have a third of their entries so).
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
         obs: ``(n, M)`` measured losses, ``NaN`` where not measured.
         targets: the ``M`` target names.
         own_weight: optional ``(n, M)`` weight of each target's own training domain in each row
-            (``NaN`` for out-of-mixture targets); enables ``mre_high_weight``.
+            (``NaN`` for out-of-mixture targets); enables ``mre_high_weight`` and
+            ``mre_absent``.
 
     Returns:
         dict with ``mre, mae, rmse, n`` (observed entries), ``per_domain_mre`` (name -> value, NaN
         for a domain with no observation) and, with ``own_weight``, ``mre_high_weight`` (NaN
-        when no entry has ``h_i >= 0.1``) and ``n_high_weight``. Means are computed scaled by
-        their largest term, so finite errors never overflow to ``inf``.
+        when no entry has ``h_i >= 0.1``) and ``n_high_weight``, and ``mre_absent`` (NaN when
+        no entry has ``h_i = 0``) and ``n_absent``. Means are computed scaled by their largest
+        term, so finite errors never overflow to ``inf``.
     """
     pred = np.asarray(pred, dtype=np.float64)
     obs = np.asarray(obs, dtype=np.float64)
@@ -59,6 +63,9 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
         high = mask & (np.nan_to_num(np.asarray(own_weight), nan=-1.0) >= HIGH_WEIGHT)
         out["mre_high_weight"] = _mean(rel, high)
         out["n_high_weight"] = int(high.sum())
+        absent = mask & (np.nan_to_num(np.asarray(own_weight), nan=-1.0) == 0.0)
+        out["mre_absent"] = _mean(rel, absent)
+        out["n_absent"] = int(absent.sum())
     return out
 
 

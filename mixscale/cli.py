@@ -235,6 +235,9 @@ def _print_metrics(title, m):
         return
     hw = m.get("mre_high_weight")
     hw_txt = "" if hw is None or not np.isfinite(hw) else f"   MRE(h>=0.1) {100 * hw:.3f} %"
+    ab = m.get("mre_absent")
+    if ab is not None and np.isfinite(ab):
+        hw_txt += f"   MRE(h=0) {100 * ab:.3f} %"
     print(f"{title:<11} MRE {_num(100 * m['mre'], '.3f')} %   MAE {_num(m['mae'], '.4g')}   "
           f"RMSE {_num(m['rmse'], '.4g')}   ({m['n']} losses){hw_txt}")
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments import regmix_overlap as ro
 from experiments._common import pct_mean_sd
@@ -27,17 +28,28 @@ def test_references_read_compare_laws_ranking_rows(tmp_path):
             {"law": "joint", "status": "not fitted"},
             {"law": "dml", "n_params": 234,
              "spearman": {"1M": {"mean": 0.97}, "60M": {"mean": 0.96}}}]
-    in_scale = [{"law": "additive", "dataset": "regmix-1b", "mre": 0.02},
-                {"law": "additive", "dataset": "regmix-1b", "mre": 0.03},
-                {"law": "additive", "dataset": "pile4", "mre": 0.5}]
+    in_scale = [{"law": "additive", "dataset": "regmix-1b", "mre": 0.02, "mre_high_weight": 0.01},
+                {"law": "additive", "dataset": "regmix-1b", "mre": 0.03, "mre_high_weight": 0.02},
+                {"law": "additive", "dataset": "pile4", "mre": 0.5, "mre_high_weight": 0.4}]
     (tmp_path / "compare_laws.json").write_text(
         json.dumps({"results": {"regmix_rank": rows, "in_scale": in_scale}}))
     refs = ro.references(tmp_path)
     assert list(refs) == ["dml", "additive"]  # REFERENCES' order, fitted laws only
     assert refs["additive"] == {"n_params": 507, "1M": 0.99, "60M": 0.98,
-                                "in_scale": [0.02, 0.03]}
+                                "in_scale": [0.02, 0.03], "in_scale_high": [0.01, 0.02]}
     assert refs["dml"]["in_scale"] == [] and pct_mean_sd([]) == ""
     assert pct_mean_sd([0.02, 0.03]) == "2.50 ± 0.71" and pct_mean_sd([0.02]) == "2.00"
+
+
+def test_weight_classes_split_the_mre_by_the_entries_own_weight():
+    """The middle class's MRE is what the whole's error sum leaves to its entries: 10 entries at
+    MRE 0.03 = 4 absent at 0.05 + 2 high at 0.01 + 4 low at (0.3 - 0.2 - 0.02) / 4."""
+    row = {"n": 10, "mre": 0.03, "n_absent": 4, "mre_absent": 0.05, "n_high_weight": 2,
+           "mre_high_weight": 0.01}
+    absent, low, high = ro.weight_classes(row)
+    assert (absent, high) == (0.05, 0.01) and low == pytest.approx(0.02)
+    empty = ro.weight_classes({**row, "n_absent": 0, "mre_absent": float("nan")})
+    assert np.isnan(empty[0]) and empty[1] == pytest.approx((0.3 - 0.02) / 8)
 
 
 def test_top_overlaps_name_the_pairs_above_the_threshold():

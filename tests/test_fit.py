@@ -211,7 +211,10 @@ def test_evaluate_reproduces_the_fit_metrics_and_checks_its_targets(rng):
                  nested=False)
     again = ms.evaluate(res.law, valid, res.targets, res.train_domains, res.size_unit,
                         res.token_unit)
-    assert again == res.evaluate(valid)
+    same = res.evaluate(valid)
+    assert again.keys() == same.keys() and np.isnan(again["mre_absent"])  # no h_i = 0 here
+    assert all(again[k] == same[k] or (np.isnan(again[k]) and np.isnan(same[k]))
+               for k in again)
     assert again["mre"] == res.validation_metrics["mre"]
     np.testing.assert_array_equal(res.predict(valid), ms.predict_table(
         res.law, valid, res.train_domains, res.size_unit, res.token_unit))
@@ -221,6 +224,26 @@ def test_evaluate_reproduces_the_fit_metrics_and_checks_its_targets(rng):
         ms.evaluate(res.law, valid, res.targets, res.train_domains, 2.0, 1.0)
     with pytest.raises(TypeError, match="law instance"):
         ms.evaluate(res, valid, res.targets, res.train_domains, 1.0, 1.0)
+
+
+def test_error_metrics_by_own_weight_class(rng):
+    """``mre_high_weight`` and ``mre_absent`` are the plain means of the relative errors over the
+    observed entries whose own weight is at least 0.1, and exactly 0 (missing measurements and
+    out-of-mixture targets, ``NaN`` weights, in neither); NaN when a class is empty."""
+    obs = rng.uniform(1.0, 3.0, size=(12, 3))
+    pred = obs * (1 + rng.normal(0, 0.05, size=obs.shape))
+    weight = rng.choice([0.0, 0.02, 0.1, 0.5], size=obs.shape)
+    weight[:, 2] = np.nan                        # an out-of-mixture target
+    obs[0, 0] = np.nan                           # a missing measurement
+    m = ms.error_metrics(pred, obs, ("a", "b", "c"), own_weight=weight)
+    rel = np.abs(pred / obs - 1)
+    seen = np.isfinite(obs)
+    for key, cls in (("mre_high_weight", weight >= 0.1), ("mre_absent", weight == 0.0)):
+        pick = seen & cls
+        assert m[key] == pytest.approx(rel[pick].mean(), rel=1e-12)
+        assert m["n_" + key.removeprefix("mre_")] == pick.sum() > 0
+    none = ms.error_metrics(pred, obs, ("a", "b", "c"), own_weight=np.full(obs.shape, 0.3))
+    assert np.isnan(none["mre_absent"]) and none["n_absent"] == 0
 
 
 def test_progress_reports_the_objective_of_the_result(rng):
