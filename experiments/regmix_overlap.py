@@ -304,11 +304,12 @@ def markdown(out: Path, record: dict) -> str:
                         "converged", "fit s (1M)"], table + ref_rows),
         "",
     ]
-    lines += _worst_domains(results["in_scale"])
     if refs:
         lines += ["The last rows are `compare_laws`' RegMix rows of the laws named (its "
-                  "record: the ranking, and the in-scale MRE on its same 5 splits), for "
+                  "record: the ranking, and the in-scale MRE on its same 5 splits; it keeps "
+                  "the MRE of the entries with `h_i ≥ 0.1`, not of the other classes), for "
                   "reference.", ""]
+    lines += _worst_domains(results["in_scale"])
     lines += [f"![RegMix overlaps]({NAME}.png)", "",
               "Overlaps of at least 0.05 in the free fit at 1M, per loss domain (tokens of the "
               "named domain counted at that fraction of the domain's own):", ""]
