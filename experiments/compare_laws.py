@@ -469,7 +469,7 @@ def render(out, record: dict) -> None:
 #: (``joint`` takes hours) can be refitted one protocol at a time. A part's configuration
 #: switches every other part off (each field's "off" value below). The in-scale datasets are
 #: parts too (``--part in_scale:regmix-1b``): a law refitted or first fitted on one table
-#: (the spectral law's RegMix-1B splits, 20–40 minutes each) costs that table's fits alone, its
+#: (the spectral law's RegMix-1B splits, 18–40 minutes each) costs that table's fits alone, its
 #: rows on the other tables untouched.
 _PART_OFF = {"in_scale": (), "across_scale": (), "regmix_rank": False, "regmix_ceiling": False}
 

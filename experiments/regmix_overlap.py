@@ -20,7 +20,8 @@ pair). Each is fitted
   60M (Spearman, mean over the 13 in-mixture loss domains; ``compare_laws``' protocol) and its
   1M MRE;
 * on RegMix-1B within its one scale (``compare_laws``' in-scale protocol: 5 random 70/30 splits
-  by mixture of the 64 runs, validation MRE over every measured entry).
+  by mixture of the 64 runs, validation MRE over every measured entry, and by the weight of
+  each entry's own domain in its run: absent, below 0.1, at least 0.1; per domain).
 
 Reading: if the ranking rises from ``own`` to ``free`` to the empirical laws' level, the theory
 laws' deficit on RegMix is the structure of the overlaps, and the rank that reaches it says how
