@@ -130,7 +130,8 @@ WEIGHT_CLASS_KEYS = ("n", "mre_absent", "n_absent", "mre_high_weight", "n_high_w
 def weight_classes(row: dict) -> tuple[float, float, float]:
     """``(absent, low, high)``: a validation row's MRE over the entries whose own domain weight
     is ``0``, in ``(0, 0.1)`` and at least ``0.1`` (the middle one from the other two and the
-    whole: ``n·MRE`` sums the entries' errors)."""
+    whole: ``n·MRE`` sums the entries' errors; every target here is a training domain, so no
+    entry lacks an own weight)."""
     n, n0, n1 = row["n"], row["n_absent"], row["n_high_weight"]
     absent = row["mre_absent"] if n0 else 0.0
     high = row["mre_high_weight"] if n1 else 0.0
