@@ -60,10 +60,11 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
         "per_domain_mre": {t: _mean(rel[:, j], mask[:, j]) for j, t in enumerate(targets)},
     }
     if own_weight is not None:
-        high = mask & (np.nan_to_num(np.asarray(own_weight), nan=-1.0) >= HIGH_WEIGHT)
+        weight = np.nan_to_num(np.asarray(own_weight, dtype=np.float64), nan=-1.0)  # NaN: none
+        high = mask & (weight >= HIGH_WEIGHT)
         out["mre_high_weight"] = _mean(rel, high)
         out["n_high_weight"] = int(high.sum())
-        absent = mask & (np.nan_to_num(np.asarray(own_weight), nan=-1.0) == 0.0)
+        absent = mask & (weight == 0.0)
         out["mre_absent"] = _mean(rel, absent)
         out["n_absent"] = int(absent.sum())
     return out
