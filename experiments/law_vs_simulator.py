@@ -214,7 +214,7 @@ def plot(results: dict, out: Path) -> Path:
                for rho in rhos]
     widths = [len(p[0]) * max(len(p[0][0]["laws"]), 1) for p in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(9.6 + 4.4 * (len(panels) - 1), 4),
-                             squeeze=False, gridspec_kw={"width_ratios": widths})
+                             squeeze=False, sharey=True, gridspec_kw={"width_ratios": widths})
     order = list(dict.fromkeys(label for rows, _ in panels for r in rows for label in r["laws"]))
     handles = {}
     for ax, (rows, title) in zip(axes[0], panels, strict=True):
@@ -304,6 +304,9 @@ def overlap_section(record: dict) -> list[str]:
             f0 = base.get((r["K"], r["head"]), {}).get(label)
             rows.append((r["K"], r["head"], r["rho"], label, 100 * f["validation_mre"],
                          None if f0 is None else 100 * f0["validation_mre"],
+                         *(None if f[f"validation_mre_own_weight_{side}_0.1"] is None
+                           else 100 * f[f"validation_mre_own_weight_{side}_0.1"]
+                           for side in ("below", "above")),
                          *(100 * v for v in f["validation_mre_by_size"].values()),
                          f["fitted_H"], f.get("fitted_rho"), f["n_params"],
                          "yes" if f["law_converged"] else "no"))
@@ -315,8 +318,8 @@ def overlap_section(record: dict) -> list[str]:
              "`fit_under_overlap` sweeps ρ on a grid down to N = 16, where a domain keeps a few "
              "whole features; this grid (N ≥ 64) measures the overlap term itself.", "",
              markdown_table(["K", "head S", "ρ", "law", "held-out MRE %", "same law at ρ = 0",
-                             *(f"N={n}" for n in sizes), "fitted H", "fitted ρ", "params",
-                             "converged"], rows), ""]
+                             "h_i < 0.1", "h_i ≥ 0.1", *(f"N={n}" for n in sizes),
+                             "fitted H", "fitted ρ", "params", "converged"], rows), ""]
     for label in labels:
         mres = [100 * r["laws"][label]["validation_mre"] for r in overlap if label in r["laws"]]
         lines += [f"**{label}** under overlap: held-out MRE {min(mres):.3g}–{max(mres):.3g} % "
