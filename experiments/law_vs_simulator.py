@@ -9,7 +9,7 @@ its ``"decoupled"`` variant with the data term's token and share exponents apart
 and data limits combined as a power mean, ``docs/theory.md`` §5), its ``"coupled"`` variant (the
 crossover with a data term at ``N^θ D`` tokens, §6: the simulator is the linear theory, ``θ = 0``),
 its ``"pooled"`` variant (the crossover with the capacity kept for a domain's overlapping
-neighbours counted as its own, §7; the simulator here has no overlap), and the spectral law
+neighbours counted as its own, §7; the base settings have no overlap), and the spectral law
 derived from the recursion, ``docs/theory.md``, with its shared-tail variant ``"transfer"``,
 which has nothing to share here but must not lose to ``"full"``) on the runs of
 most mixtures, all sizes and budgets at once, and report the mean relative error (MRE) on the
@@ -22,8 +22,26 @@ The simulator is not tuned toward the law: spectra, noise and mixtures are drawn
 ranges with a fixed seed, the step is half the smallest stable step of the grid, and every
 fitted run is reported. Results, the configuration and package versions go to a JSON file.
 
-Run: ``python -m experiments.law_vs_simulator`` (``--quick`` for the smoke configuration); the
-wall time of the full run is ``elapsed_s`` in its results file.
+**Tail overlap** (results key ``"overlap"``): every (``K``, ``S``) instance is simulated again with
+a fraction ``ρ`` of every domain's tail ranks shared by all domains (``Config.overlap_rhos``,
+``simulate.DisjointTailModel(rho=...)``; same spectra, noise, mixtures and split, the step half
+the smallest stable step of that model), and the laws of ``Config.overlap_laws`` are fitted and
+scored as above. ``fit_under_overlap`` sweeps ``ρ`` on a grid down to ``N = 16``, where each
+domain keeps a few whole features and a continuous allocation can only average the integer
+kept counts (``docs/theory.md``, "Integer kept counts"); this grid (``N ≥ 64``) measures the
+overlap term itself. The simulator places the shared ranks evenly, ``⌊ρt⌋`` of a domain's
+first ``t`` tail ranks, so its first tail rank is always its own, while the law spreads ``ρ``
+over every rank. ``Config.overlap_phases`` runs the overlap settings again with the shared
+ranks shifted in their spacing (``⌊ρt + φ⌋``, ``simulate.DisjointTailModel(overlap_phase=φ)``;
+at ``φ = 1 − ρ`` the first tail rank is shared; results key ``"overlap_phase"``): what the law's
+error owes to where the top shared ranks sit. Its laws: the paper's law, the capacity law's
+``pooled`` variant (shared ranks on both sides of the law), and the spectral law with
+(``transfer``) and without (``full``) shared tail ranks; the ``dispersed`` variant, which equals
+``transfer`` on these losses at ``ρ = 0``, is left out for its cost (about 5 minutes a fit).
+
+Run: ``python -m experiments.law_vs_simulator`` (``--quick`` for the smoke configuration;
+``--part overlap`` or ``--part overlap_phase`` computes those settings alone and adds them to
+the record); the wall time of the full run is ``elapsed_s`` in its results file.
 """
 
 from __future__ import annotations
@@ -86,18 +104,20 @@ class Config:
     # The same instances with tail overlap (results key "overlap"): these overlaps, these laws
     # (those of ``laws`` that are also here). ``base_settings=False`` runs only them.
     overlap_rhos: tuple[float, ...] = (0.5,)
+    overlap_phases: tuple[float, ...] = (0.5,)  # the overlap settings again at these phases
     overlap_laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="full"),
                                          LawSpec("capacity", variant="pooled"),
                                          LawSpec("spectral"),
                                          LawSpec("spectral", variant="transfer"))
     base_settings: bool = True
+    overlap_settings: bool = True  # False: of the overlap settings, only the shifted phases
 
 
 #: The smoke run (seconds): one small setting, and it again with tail overlap for one law.
 QUICK = Config(domain_counts=(3,), heads=(8,), n_mixtures=12, n_validation=3, sizes=(16, 32, 64),
                steps=(50, 150, 400), n_features=256, n_restarts=4,
                laws=(LawSpec("capacity", variant="full"), LawSpec("spectral")),
-               overlap_laws=(LawSpec("spectral"),))
+               overlap_laws=(LawSpec("spectral"),), overlap_phases=(0.5,))
 
 
 def score_fit(res, val, cfg: Config) -> dict:
@@ -144,9 +164,9 @@ def draw_instance(cfg: Config, k: int, head: int, rng: np.random.Generator) -> I
 
 
 def run_setting(cfg: Config, inst: Instance, rho: float, laws: Sequence[LawSpec],
-                log: logging.Logger) -> dict:
-    """Simulate one setting at tail overlap ``rho``, fit ``laws`` on the training mixtures,
-    score the held-out ones."""
+                log: logging.Logger, phase: float = 0.0) -> dict:
+    """Simulate one setting at tail overlap ``rho`` (its shared ranks at ``phase``), fit
+    ``laws`` on the training mixtures, score the held-out ones."""
     import jax.numpy as jnp
 
     import simulate as sim
@@ -154,17 +174,19 @@ def run_setting(cfg: Config, inst: Instance, rho: float, laws: Sequence[LawSpec]
     k, head = inst.k, inst.head
     model = sim.DisjointTailModel(jnp.asarray(inst.alpha), beta=cfg.beta,
                                   sigma2=jnp.asarray(inst.sigma2), head=head,
-                                  n_features=cfg.n_features, rho=rho, keep=cfg.keep)
+                                  n_features=cfg.n_features, rho=rho, overlap_phase=phase,
+                                  keep=cfg.keep)
     limit = min(sim.stable_step_limit(model, h, max(cfg.sizes)) for h in inst.mixtures)
     lr = cfg.lr_fraction * limit
     t0 = time.perf_counter()
     table = sim.sweep(model, inst.mixtures, list(cfg.sizes), list(cfg.steps), sim.Constant(lr),
-                      name=f"sim-K{k}-S{head}" + (f"-rho{rho:g}" if rho else ""))
+                      name=f"sim-K{k}-S{head}" + (f"-rho{rho:g}" if rho else "")
+                      + (f"-phase{phase:g}" if phase else ""))
     t_sim = time.perf_counter() - t0
     held_out = np.isin(table.row_tags["mixture_id"],
                        np.arange(cfg.n_mixtures - cfg.n_validation, cfg.n_mixtures))
     train, val = table.take(~held_out, name="train"), table.take(held_out, name="validation")
-    out = {"K": k, "head": head, "rho": rho, "alpha": inst.alpha.tolist(),
+    out = {"K": k, "head": head, "rho": rho, "phase": phase, "alpha": inst.alpha.tolist(),
            "sigma2": inst.sigma2.tolist(), "lr": lr, "stable_limit": limit,
            "n_features": model.n_features, "n_train_runs": train.n_runs,
            "n_validation_runs": val.n_runs, "simulate_s": t_sim, "laws": {}}
@@ -173,9 +195,9 @@ def run_setting(cfg: Config, inst: Instance, rho: float, laws: Sequence[LawSpec]
         res = fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts, seed=cfg.seed)
         scored = {**score_fit(res, val, cfg), "fit_s": time.perf_counter() - t0}
         out["laws"][spec.label] = scored
-        log.info("K=%d S=%d rho=%g %s: train MRE %.4f, held-out MRE %.4f (fit %.1fs)", k, head,
-                 rho, spec.label, scored["train_mre"], scored["validation_mre"],
-                 scored["fit_s"])
+        log.info("K=%d S=%d rho=%g phase=%g %s: train MRE %.4f, held-out MRE %.4f (fit %.1fs)",
+                 k, head, rho, phase, spec.label, scored["train_mre"],
+                 scored["validation_mre"], scored["fit_s"])
     return out
 
 
@@ -212,6 +234,10 @@ def plot(results: dict, out: Path) -> Path:
     rhos = sorted({r["rho"] for r in overlap})
     panels += [([r for r in overlap if r["rho"] == rho], f"tail overlap ρ = {rho:g}")
                for rho in rhos]
+    shifted = results["overlap_phase"]
+    panels += [([r for r in shifted if (r["rho"], r["phase"]) == key],
+                f"ρ = {key[0]:g}, shared ranks at phase {key[1]:g}")
+               for key in sorted({(r["rho"], r["phase"]) for r in shifted})]
     widths = [len(p[0]) * max(len(p[0][0]["laws"]), 1) for p in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(9.6 + 4.4 * (len(panels) - 1), 4),
                              squeeze=False, sharey=True, gridspec_kw={"width_ratios": widths})
@@ -228,11 +254,11 @@ def plot(results: dict, out: Path) -> Path:
 
 
 def with_layout(results) -> dict:
-    """``results`` as ``{"settings", "overlap"}``: records written before the overlap
-    settings hold the base settings' list alone."""
+    """``results`` as ``{"settings", "overlap", "overlap_phase"}``: records written before the
+    overlap settings hold the base settings' list alone."""
     if isinstance(results, list):
-        return {"settings": results, "overlap": []}
-    return {"settings": results.get("settings", []), "overlap": results.get("overlap", [])}
+        return {"settings": results, "overlap": [], "overlap_phase": []}
+    return {key: results.get(key, []) for key in ("settings", "overlap", "overlap_phase")}
 
 
 def section(record: dict) -> str:
@@ -289,12 +315,13 @@ def section(record: dict) -> str:
 def overlap_section(record: dict) -> list[str]:
     """The report lines on the overlap settings (none if the record has none)."""
     results = with_layout(record["results"])
-    overlap = results["overlap"]
+    overlap = results["overlap"] + results["overlap_phase"]
     if not overlap:
         return []
     base = {(r["K"], r["head"]): r["laws"] for r in results["settings"]}
+    phase0 = {(r["K"], r["head"], r["rho"]): r["laws"] for r in results["overlap"]}
     labels = list(dict.fromkeys(label for r in overlap for label in r["laws"]))
-    sizes = list(overlap[0]["laws"][labels[0]]["validation_mre_by_size"])
+    sizes = list(next(iter(overlap[0]["laws"].values()))["validation_mre_by_size"])
     rows = []
     for r in overlap:
         for label in labels:
@@ -302,8 +329,11 @@ def overlap_section(record: dict) -> list[str]:
             if f is None:
                 continue
             f0 = base.get((r["K"], r["head"]), {}).get(label)
-            rows.append((r["K"], r["head"], r["rho"], label, 100 * f["validation_mre"],
+            phase = r.get("phase", 0.0)
+            fp = phase0.get((r["K"], r["head"], r["rho"]), {}).get(label) if phase else None
+            rows.append((r["K"], r["head"], r["rho"], phase, label, 100 * f["validation_mre"],
                          None if f0 is None else 100 * f0["validation_mre"],
+                         None if fp is None else 100 * fp["validation_mre"],
                          *(None if f[f"validation_mre_own_weight_{side}_0.1"] is None
                            else 100 * f[f"validation_mre_own_weight_{side}_0.1"]
                            for side in ("below", "above")),
@@ -316,21 +346,29 @@ def overlap_section(record: dict) -> list[str]:
              "(`simulate.DisjointTailModel(rho=...)`); spectra, noise, mixtures, split and "
              "grid as above, the step half the smallest stable step of the overlapping model. "
              "`fit_under_overlap` sweeps ρ on a grid down to N = 16, where a domain keeps a few "
-             "whole features; this grid (N ≥ 64) measures the overlap term itself.", "",
-             markdown_table(["K", "head S", "ρ", "law", "held-out MRE %", "same law at ρ = 0",
+             "whole features; this grid (N ≥ 64) measures the overlap term itself. At phase "
+             "φ = 0 the shared ranks are ⌊ρt⌋ of a domain's first t tail ranks, so its first "
+             "tail rank is its own; at φ > 0, ⌊ρt + φ⌋ (at φ = 1 − ρ the first tail rank is "
+             "shared). The law spreads ρ evenly over every rank, the mean over φ.", "",
+             markdown_table(["K", "head S", "ρ", "φ", "law", "held-out MRE %",
+                             "same law at ρ = 0", "same law at φ = 0",
                              "h_i < 0.1", "h_i ≥ 0.1", *(f"N={n}" for n in sizes),
                              "fitted H", "fitted ρ", "params", "converged"], rows), ""]
     for label in labels:
-        mres = [100 * r["laws"][label]["validation_mre"] for r in overlap if label in r["laws"]]
-        lines += [f"**{label}** under overlap: held-out MRE {min(mres):.3g}–{max(mres):.3g} % "
-                  f"over {len(mres)} settings.", ""]
+        for phase in sorted({r.get("phase", 0.0) for r in overlap}):
+            mres = [100 * r["laws"][label]["validation_mre"] for r in overlap
+                    if label in r["laws"] and r.get("phase", 0.0) == phase]
+            if mres:
+                lines += [f"**{label}** under overlap, phase {phase:g}: held-out MRE "
+                          f"{min(mres):.3g}–{max(mres):.3g} % over {len(mres)} settings.", ""]
     return lines
 
 
 def run(cfg: Config, log: logging.Logger) -> dict:
     """Every (K, S) setting, in order, from one seeded generator: ``"settings"`` at ``cfg.rho``
     with every law (unless ``base_settings`` is off), ``"overlap"`` the same instances at each of
-    ``cfg.overlap_rhos`` with the laws of both lists."""
+    ``cfg.overlap_rhos`` with the laws of both lists (unless ``overlap_settings`` is off), and
+    ``"overlap_phase"`` those again at each of ``cfg.overlap_phases``."""
     rng = np.random.default_rng(cfg.seed)
     instances = [draw_instance(cfg, k, head, rng) for k in cfg.domain_counts
                  for head in cfg.heads]
@@ -338,7 +376,11 @@ def run(cfg: Config, log: logging.Logger) -> dict:
     return {"settings": [run_setting(cfg, inst, cfg.rho, cfg.laws, log) for inst in instances]
             if cfg.base_settings else [],
             "overlap": [run_setting(cfg, inst, rho, overlap_laws, log) for rho in
-                        cfg.overlap_rhos for inst in instances] if overlap_laws else []}
+                        cfg.overlap_rhos for inst in instances]
+            if overlap_laws and cfg.overlap_settings else [],
+            "overlap_phase": [run_setting(cfg, inst, rho, overlap_laws, log, phase)
+                              for phase in cfg.overlap_phases for rho in cfg.overlap_rhos
+                              for inst in instances] if overlap_laws else []}
 
 
 def render(out, record: dict) -> None:
@@ -351,9 +393,12 @@ def render(out, record: dict) -> None:
                                         *unfitted_laws_lines(NAME, Config().laws, fitted, quick)]))
 
 
-#: ``--part overlap`` computes the overlap settings alone (``--part settings``: the base ones).
+#: ``--part overlap`` computes the overlap settings alone (``--part settings``: the base ones,
+#: ``--part overlap_phase``: the overlap settings at the shifted phases).
 PARTS = {"settings": lambda c: dataclasses.replace(c, overlap_rhos=()),
-         "overlap": lambda c: dataclasses.replace(c, base_settings=False)}
+         "overlap": lambda c: dataclasses.replace(c, base_settings=False, overlap_phases=()),
+         "overlap_phase": lambda c: dataclasses.replace(c, base_settings=False,
+                                                        overlap_settings=False)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

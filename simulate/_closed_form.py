@@ -145,14 +145,14 @@ def quadrature_error(t: float, log_mu: np.ndarray) -> float:
 
 
 @functools.lru_cache(maxsize=32)
-def feature_blocks(head: int, tails: tuple[int, ...], rho: float):
+def feature_blocks(head: int, tails: tuple[int, ...], rho: float, phase: float = 0.0):
     """A static regrouping of the features: ``(perm, blocks)``. ``perm`` ``(P,)`` puts the
     features used by several domains first, then every domain's own features together;
     ``blocks`` is ``((start, stop, owner), ...)`` over the permuted order, ``owner = -1`` for
     the shared block. A domain's own feature couples to that domain alone, so its block adds
     to one diagonal entry of each ``R_n`` (2 numbers per feature instead of
     ``K(K+1)/2 + K``)."""
-    _, member = feature_layout(head, tails, rho)
+    _, member = feature_layout(head, tails, rho, phase)
     count = member.sum(axis=0)
     owner = np.where(count == 1, np.argmax(member, axis=0), -1)
     perm = np.argsort(owner, kind="stable").astype(np.int32)  # a valid index without x64
@@ -166,7 +166,7 @@ def feature_blocks(head: int, tails: tuple[int, ...], rho: float):
 def grouped(model: DisjointTailModel, h: Array, n):
     """The model's eigenvalues ``(K, P)``, signal and kept mask in the order of
     :func:`feature_blocks`, and its blocks (losses are sums over features: any order)."""
-    perm, blocks = feature_blocks(model.head, model.tails, model.rho)
+    perm, blocks = feature_blocks(model.head, model.tails, model.rho, model.overlap_phase)
     return (model.eigenvalues()[:, perm], model.signal()[perm], model.kept(h, n)[perm],
             blocks)
 

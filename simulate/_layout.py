@@ -9,7 +9,14 @@ the shared head (one feature each, used by every domain). Domain ``i`` has tail 
 
     n_\text{shared}(\rho, t) = \lfloor \rho\, t \rfloor
 
-of the first ``t`` tail ranks are shared, evenly spaced at every scale. A shared rank is one
+of the first ``t`` tail ranks are shared, evenly spaced at every scale. The *phase*
+``φ ∈ [0, 1)`` shifts where in that spacing the shared ranks sit:
+:math:`n_\text{shared} = \lfloor \rho t + \varphi \rfloor`. At ``φ = 0`` (the default) the first
+tail rank is always an own rank (``⌊ρ⌋ = 0`` for ``ρ < 1``); at ``φ = 1 − ρ`` it is shared. Over
+``φ`` uniform in ``[0, 1)`` the expected count is ``ρ t`` exactly, the even spread a continuum
+of ranks assumes (a law's shared fraction ``ρ`` at every rank); a single ``φ`` departs from it by
+less than one rank, which matters only at the top ranks, where each rank carries the most loss.
+A shared rank is one
 feature used by every domain whose tail reaches it; an unshared rank is a separate feature per
 domain that reaches it. Hence the feature count
 
@@ -27,33 +34,46 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["equal_tail_for_budget", "feature_count", "feature_layout", "shared_count"]
+__all__ = ["check_phase", "equal_tail_for_budget", "feature_count", "feature_layout",
+           "shared_count"]
 
 
-def shared_count(rho: float, t) -> np.ndarray:
-    """``floor(ρ t)``: how many of the first ``t`` tail ranks are shared (int64, shape of ``t``).
+def check_phase(phase: float) -> float:
+    """``phase`` as a float in ``[0, 1)``, else ``ValueError``."""
+    phase = float(phase)
+    if not 0.0 <= phase < 1.0:
+        raise ValueError(f"the overlap phase must lie in [0, 1), got {phase!r}")
+    return phase
 
-    The ``1e-9 ρ`` nudge keeps ``ρ t`` from landing just below an integer it equals exactly
+
+def shared_count(rho: float, t, phase: float = 0.0) -> np.ndarray:
+    """``floor(ρ t + φ)``: how many of the first ``t`` tail ranks are shared (int64, shape of
+    ``t``); ``φ = phase ∈ [0, 1)``, so that none of the first 0 ranks is.
+
+    The ``1e-9 ρ`` nudge keeps ``ρ t + φ`` from landing just below an integer it equals exactly
     (``ρ = 1/3``, ``t = 3``); it is far below the ``1/t`` spacing of any realistic ``ρ t``.
     """
-    return np.floor(rho * np.asarray(t) + 1e-9 * rho).astype(np.int64)
+    return np.floor(rho * np.asarray(t) + check_phase(phase) + 1e-9 * rho).astype(np.int64)
 
 
-def feature_count(head: int, tails: Sequence[int], rho: float) -> int:
+def feature_count(head: int, tails: Sequence[int], rho: float, phase: float = 0.0) -> int:
     """``P``, the number of features of the layout (see the module docstring)."""
     tails = np.asarray(tails, dtype=np.int64)
     if tails.size == 0:
         return int(head)
-    return int(head + shared_count(rho, tails.max()) + np.sum(tails - shared_count(rho, tails)))
+    return int(head + shared_count(rho, tails.max(), phase)
+               + np.sum(tails - shared_count(rho, tails, phase)))
 
 
-def feature_layout(head: int, tails: Sequence[int], rho: float) -> tuple[np.ndarray, np.ndarray]:
+def feature_layout(head: int, tails: Sequence[int], rho: float,
+                   phase: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The static feature layout: ``(rank, member)``.
 
     Args:
         head: ``S``, the number of shared head features.
         tails: ``(T_1, ..., T_K)``, the tail length of every domain.
         rho: the overlap ``ρ ∈ [0, 1]``.
+        phase: ``φ ∈ [0, 1)``, where the shared ranks sit in their spacing (module docstring).
 
     Returns:
         ``rank``: ``(P,)`` int64, the rank ``l >= 1`` of every feature.
@@ -62,7 +82,7 @@ def feature_layout(head: int, tails: Sequence[int], rho: float) -> tuple[np.ndar
     k = len(tails)
     tails_arr = np.asarray(tails, dtype=np.int64)
     t = np.arange(1, (int(tails_arr.max()) if k else 0) + 1)
-    is_shared = shared_count(rho, t) > shared_count(rho, t - 1)
+    is_shared = shared_count(rho, t, phase) > shared_count(rho, t - 1, phase)
     ranks: list[int] = list(range(1, head + 1))
     members: list[np.ndarray] = [np.ones(k, dtype=bool)] * head
     for tt, shared in zip(t.tolist(), is_shared.tolist(), strict=True):
@@ -73,11 +93,13 @@ def feature_layout(head: int, tails: Sequence[int], rho: float) -> tuple[np.ndar
             members.append(owners)
     rank = np.asarray(ranks, dtype=np.int64)
     member = np.stack(members, axis=1) if members else np.zeros((k, 0), dtype=bool)
-    assert rank.shape[0] == feature_count(head, tails, rho)  # the count and the layout agree
+    # the count and the layout agree
+    assert rank.shape[0] == feature_count(head, tails, rho, phase)
     return rank, member
 
 
-def equal_tail_for_budget(n_features: int, head: int, k: int, rho: float) -> int:
+def equal_tail_for_budget(n_features: int, head: int, k: int, rho: float,
+                          phase: float = 0.0) -> int:
     """The largest common tail length ``T`` of ``K`` domains with ``P <= n_features``.
 
     Raises:
@@ -89,7 +111,7 @@ def equal_tail_for_budget(n_features: int, head: int, k: int, rho: float) -> int
     lo, hi = 0, max(n_features, 1)  # P grows with T, so bisect on it
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if feature_count(head, (mid,) * k, rho) <= n_features:
+        if feature_count(head, (mid,) * k, rho, phase) <= n_features:
             lo = mid
         else:
             hi = mid - 1

@@ -53,7 +53,7 @@ from jax import Array
 
 from ._checks import is_concrete
 from ._keep import AbstractKeepRule, as_keep_rule, feature_order, feature_positions
-from ._layout import equal_tail_for_budget, feature_layout
+from ._layout import check_phase, equal_tail_for_budget, feature_layout
 
 __all__ = ["DisjointTailModel"]
 
@@ -75,6 +75,9 @@ class DisjointTailModel(eqx.Module):
         n_features: a total feature budget ``P``: every domain gets the same tail length
             ``T``, the largest for which the feature count is ``<= n_features``.
         rho: the overlap ``ρ ∈ [0, 1]``.
+        overlap_phase: ``φ ∈ [0, 1)``, where the shared tail ranks sit in their even spacing:
+            ``⌊ρ t + φ⌋`` of the first ``t`` tail ranks are shared (:mod:`simulate._layout`;
+            ``0``: a domain's first tail rank is its own).
         keep: the keep rule: an :class:`~simulate.AbstractKeepRule`, or ``"signal"`` (top ``N`` of
             ``λ_k(h) (w*_k)²``) or ``"eigen"`` (top ``N`` of ``λ_k(h)``), short for
             ``TopN("signal")`` / ``TopN("eigen")``.
@@ -102,12 +105,13 @@ class DisjointTailModel(eqx.Module):
     head: int = eqx.field(static=True)
     tails: tuple[int, ...] = eqx.field(static=True)
     rho: float = eqx.field(static=True)
+    overlap_phase: float = eqx.field(static=True)
     keep: AbstractKeepRule
     names: tuple[str, ...] = eqx.field(static=True)
     rate_factor: Array | None
 
     def __init__(self, alpha, beta=0.0, sigma2=0.0, *, head: int, tail=None,
-                 n_features: int | None = None, rho: float = 0.0,
+                 n_features: int | None = None, rho: float = 0.0, overlap_phase: float = 0.0,
                  keep: AbstractKeepRule | str = "signal",
                  names: Sequence[str] | None = None, rate_factor=None):
         dtype = jnp.result_type(float)
@@ -128,6 +132,7 @@ class DisjointTailModel(eqx.Module):
             raise ValueError(f"head must be a non-negative int, got {head!r}")
         if not (0.0 <= float(rho) <= 1.0):
             raise ValueError(f"rho must lie in [0, 1], got {rho!r}")
+        overlap_phase = check_phase(overlap_phase)
         keep = as_keep_rule(keep)
         if (tail is None) == (n_features is None):
             raise ValueError("give exactly one of tail (per-domain lengths) and n_features "
@@ -137,7 +142,8 @@ class DisjointTailModel(eqx.Module):
             if len(tails) != k:
                 raise ValueError(f"tail has {len(tails)} lengths but alpha has K={k} domains")
         else:
-            tails = (equal_tail_for_budget(int(n_features), head, k, float(rho)),) * k
+            tails = (equal_tail_for_budget(int(n_features), head, k, float(rho),
+                                           overlap_phase),) * k
         if any(t < 0 for t in tails):
             raise ValueError(f"tail lengths must be non-negative, got {tails}")
         if head + max(tails) < 1:
@@ -163,7 +169,7 @@ class DisjointTailModel(eqx.Module):
         else:
             alpha = eqx.error_if(alpha, alpha <= 1.0, "every spectral exponent alpha must be > 1")
             sigma2 = eqx.error_if(sigma2, sigma2 < 0, "label-noise variances must be >= 0")
-        rank, member = feature_layout(head, tails, float(rho))
+        rank, member = feature_layout(head, tails, float(rho), overlap_phase)
         if rate_factor is not None:
             rate_factor = jnp.asarray(rate_factor, dtype=dtype)
             if rate_factor.shape != rank.shape:
@@ -187,6 +193,7 @@ class DisjointTailModel(eqx.Module):
         self.head = int(head)
         self.tails = tails
         self.rho = float(rho)
+        self.overlap_phase = overlap_phase
         self.keep = keep
         self.names = names
 
@@ -222,10 +229,11 @@ class DisjointTailModel(eqx.Module):
     def settings(self) -> dict:
         """The generating settings as plain JSON-friendly values (``alpha``, ``beta``,
         ``sigma2``, ``head``, ``tails``, ``rho``, ``keep``, ``names``, ``n_features``, and
-        ``rate_factor`` when set)."""
+        ``rate_factor`` and ``overlap_phase`` when set)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("rank", "member")
-               and not (f.name == "rate_factor" and self.rate_factor is None)}
+               and not (f.name == "rate_factor" and self.rate_factor is None)
+               and not (f.name == "overlap_phase" and self.overlap_phase == 0.0)}
         out = {k: (np.asarray(v).tolist() if isinstance(v, jax.Array) else v)
                for k, v in out.items()}
         out["keep"] = self.keep.describe()

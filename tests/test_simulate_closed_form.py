@@ -60,6 +60,22 @@ def test_zero_weight_domain_and_a_single_domain():
         rtol=tol())
 
 
+def test_closed_form_follows_the_overlap_phase():
+    """The closed form's blocks come from the model's own layout, phase included: it equals
+    the recursion when the first tail rank is shared, and differs from the phase-0 model."""
+    kw = dict(beta=0.0, sigma2=0.02, head=0, tail=30, rho=0.5)
+    shifted = sim.DisjointTailModel(jnp.array([1.5, 2.0, 3.0]), overlap_phase=0.5, **kw)
+    plain = sim.DisjointTailModel(jnp.array([1.5, 2.0, 3.0]), **kw)
+    h, ck = [0.1, 0.3, 0.6], [0, 20, 2000]
+    lr = 0.5 * sim.stable_step_limit(shifted, h, 40)
+    exact = np.asarray(sim.closed_form_losses(shifted, h, 40, lr, ck))
+    np.testing.assert_allclose(
+        exact, np.asarray(sim.expected_losses(shifted, h, 40, sim.Constant(lr), ck)),
+        rtol=tol())
+    assert not np.allclose(exact, np.asarray(sim.closed_form_losses(plain, h, 40, lr, ck)),
+                           rtol=1e-3)
+
+
 @pytest.mark.parametrize("rho", [0.0, 0.3, 1.0])
 def test_feature_blocks_group_each_domains_own_features(rho):
     from simulate._closed_form import feature_blocks

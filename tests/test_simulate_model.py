@@ -220,3 +220,38 @@ def test_bad_schedules_and_checkpoints_are_refused():
         sim.expected_losses(m, h, 5, sim.Constant(0.1), [10], batch_size=0)
     with pytest.raises(TypeError, match="schedule"):
         sim.expected_losses(m, h, 5, 0.1, [10])
+
+
+@pytest.mark.parametrize("rho,phase", [(0.5, 0.5), (0.3, 0.2), (0.25, 0.75), (1.0, 0.4)])
+def test_overlap_phase_shifts_the_shared_ranks_in_their_spacing(rho, phase):
+    """floor(rho t + phase) of the first t tail ranks are shared; at phase 1 - rho the first
+    tail rank is shared, at phase 0 it is always an own rank (rho < 1)."""
+    head, tails = 2, (30, 30, 18)
+    rank, member = feature_layout(head, tails, rho, phase)
+    shared = (rank > head) & (member.sum(axis=0) > 1)
+    for t in range(1, 31):
+        mine = (rank > head) & member[0] & (rank <= head + t)
+        assert mine.sum() == t and (mine & shared).sum() == np.floor(rho * t + phase + 1e-12)
+    first = (rank == head + 1) & member[0]
+    assert shared[first].all() == (phase >= 1 - rho)
+    rank0, member0 = feature_layout(head, tails, rho)  # phase 0
+    assert (member0[:, rank0 == head + 1].sum(axis=0) > 1).all() == (rho == 1)
+    m = _model(rho=rho, overlap_phase=phase, head=head, tail=tails)
+    assert m.n_features == rank.shape[0] and np.array_equal(np.asarray(m.member), member)
+    settings = m.settings()
+    assert settings["overlap_phase"] == phase and "overlap_phase" not in _model().settings()
+    again = sim.DisjointTailModel(jnp.asarray(settings["alpha"]), settings["beta"],
+                                  jnp.asarray(settings["sigma2"]), head=settings["head"],
+                                  tail=settings["tails"], rho=settings["rho"],
+                                  overlap_phase=settings["overlap_phase"])
+    assert np.array_equal(np.asarray(again.member), member)
+    # a feature budget is met with the phase's own count
+    budget = _model(tail=None, n_features=90, rho=rho, overlap_phase=phase)
+    assert budget.n_features <= 90 < _model(tail=budget.tails[0] + 1, rho=rho,
+                                            overlap_phase=phase).n_features
+
+
+@pytest.mark.parametrize("phase", [-0.1, 1.0, float("nan")])
+def test_overlap_phase_outside_zero_one_is_refused(phase):
+    with pytest.raises(ValueError, match="overlap phase must lie in"):
+        _model(rho=0.5, overlap_phase=phase)
