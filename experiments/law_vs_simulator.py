@@ -236,7 +236,7 @@ def plot(results: dict, out: Path) -> Path:
                for rho in rhos]
     shifted = results["overlap_phase"]
     panels += [([r for r in shifted if (r["rho"], r["phase"]) == key],
-                f"ρ = {key[0]:g}, shared ranks at phase {key[1]:g}")
+                f"ρ = {key[0]:g}, shared ranks at phase φ = {key[1]:g}")
                for key in sorted({(r["rho"], r["phase"]) for r in shifted})]
     widths = [len(p[0]) * max(len(p[0][0]["laws"]), 1) for p in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(9.6 + 4.4 * (len(panels) - 1), 4),
@@ -244,12 +244,12 @@ def plot(results: dict, out: Path) -> Path:
     order = list(dict.fromkeys(label for rows, _ in panels for r in rows for label in r["laws"]))
     handles = {}
     for ax, (rows, title) in zip(axes[0], panels, strict=True):
-        handles.update(_bars(ax, rows, f"{title}: held-out error", order))
+        handles.update(_bars(ax, rows, title, order))
     axes[0][0].set_ylabel("held-out MRE (%), bars: all entries")
     # below the axes, so that no bar is hidden behind it
     fig.legend(list(handles.values()), list(handles), frameon=False, loc="upper center",
                bbox_to_anchor=(0.5, -0.03), fontsize=8, ncol=4)
-    fig.suptitle("Laws on exact simulator losses")
+    fig.suptitle("Laws on exact simulator losses: held-out error")
     return save_figure(fig, out, "law_vs_simulator.png")
 
 
