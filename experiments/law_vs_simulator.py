@@ -229,15 +229,12 @@ def plot(results: dict, out: Path) -> Path:
     """Held-out MRE (%) per setting and law (log scale: the laws differ by orders of
     magnitude): the base settings, and beside them the same instances with tail overlap."""
     plt = pyplot()
-    overlap = results["overlap"]
+    overlap = results["overlap"] + results["overlap_phase"]
     panels = [(results["settings"], "without tail overlap")] if results["settings"] else []
-    rhos = sorted({r["rho"] for r in overlap})
-    panels += [([r for r in overlap if r["rho"] == rho], f"tail overlap ρ = {rho:g}")
-               for rho in rhos]
-    shifted = results["overlap_phase"]
-    panels += [([r for r in shifted if (r["rho"], r["phase"]) == key],
-                f"ρ = {key[0]:g}, shared ranks at phase φ = {key[1]:g}")
-               for key in sorted({(r["rho"], r["phase"]) for r in shifted})]
+    panels += [([r for r in overlap if (r["rho"], _phase(r)) == (rho, phase)],
+                f"ρ = {rho:g}, shared ranks at phase φ = {phase:g}" if phase
+                else f"tail overlap ρ = {rho:g}")
+               for rho, phase in sorted({(r["rho"], _phase(r)) for r in overlap})]
     widths = [len(p[0]) * max(len(p[0][0]["laws"]), 1) for p in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(9.6 + 4.4 * (len(panels) - 1), 4),
                              squeeze=False, sharey=True, gridspec_kw={"width_ratios": widths})
@@ -251,6 +248,16 @@ def plot(results: dict, out: Path) -> Path:
                bbox_to_anchor=(0.5, -0.03), fontsize=8, ncol=4)
     fig.suptitle("Laws on exact simulator losses: held-out error")
     return save_figure(fig, out, "law_vs_simulator.png")
+
+
+def _phase(setting: dict) -> float:
+    """The overlap phase of a setting (records made before the phase settings lack it: 0)."""
+    return setting.get("phase", 0.0)
+
+
+def _percent(value: float | None) -> float | None:
+    """``100 · value``, ``None`` kept (a class of entries a split left empty)."""
+    return None if value is None else 100 * value
 
 
 def with_layout(results) -> dict:
@@ -271,10 +278,8 @@ def section(record: dict) -> str:
             f = r["laws"][label]
             rows.append((r["K"], r["head"], label, 100 * f["validation_mre"],
                          100 * f["train_mre"],
-                         None if f["validation_mre_own_weight_below_0.1"] is None
-                         else 100 * f["validation_mre_own_weight_below_0.1"],
-                         None if f["validation_mre_own_weight_above_0.1"] is None
-                         else 100 * f["validation_mre_own_weight_above_0.1"],
+                         _percent(f["validation_mre_own_weight_below_0.1"]),
+                         _percent(f["validation_mre_own_weight_above_0.1"]),
                          f["fitted_H"], f["n_params"], "yes" if f["law_converged"] else "no"))
     sizes = list(results[0]["laws"][labels[0]]["validation_mre_by_size"]) if labels else []
     by_size = [(r["K"], r["head"], label,
@@ -329,14 +334,13 @@ def overlap_section(record: dict) -> list[str]:
             if f is None:
                 continue
             f0 = base.get((r["K"], r["head"]), {}).get(label)
-            phase = r.get("phase", 0.0)
+            phase = _phase(r)
             fp = phase0.get((r["K"], r["head"], r["rho"]), {}).get(label) if phase else None
             rows.append((r["K"], r["head"], r["rho"], phase, label, 100 * f["validation_mre"],
                          None if f0 is None else 100 * f0["validation_mre"],
                          None if fp is None else 100 * fp["validation_mre"],
-                         *(None if f[f"validation_mre_own_weight_{side}_0.1"] is None
-                           else 100 * f[f"validation_mre_own_weight_{side}_0.1"]
-                           for side in ("below", "above")),
+                         _percent(f["validation_mre_own_weight_below_0.1"]),
+                         _percent(f["validation_mre_own_weight_above_0.1"]),
                          *(100 * v for v in f["validation_mre_by_size"].values()),
                          f["fitted_H"], f.get("fitted_rho"), f["n_params"],
                          "yes" if f["law_converged"] else "no"))
@@ -355,9 +359,9 @@ def overlap_section(record: dict) -> list[str]:
                              "h_i < 0.1", "h_i ≥ 0.1", *(f"N={n}" for n in sizes),
                              "fitted H", "fitted ρ", "params", "converged"], rows), ""]
     for label in labels:
-        for phase in sorted({r.get("phase", 0.0) for r in overlap}):
+        for phase in sorted({_phase(r) for r in overlap}):
             mres = [100 * r["laws"][label]["validation_mre"] for r in overlap
-                    if label in r["laws"] and r.get("phase", 0.0) == phase]
+                    if label in r["laws"] and _phase(r) == phase]
             if mres:
                 lines += [f"**{label}** under overlap, phase {phase:g}: held-out MRE "
                           f"{min(mres):.3g}–{max(mres):.3g} % over {len(mres)} settings.", ""]
