@@ -9,6 +9,13 @@ Protocols (issue 4):
 2. **Across scales**, laws with N or D terms only (the others are reported as "one scale only"):
    SlimPajama-7 fitted on 122M (all token checkpoints), then on 122M + 310M, predicting every
    680M row; Pile-4 fitted on 90M and on 200M at <= 7B tokens, predicting 200M/8B and 440M.
+   These are ``real_extrapolation``'s protocols, fitted there with the same rows and settings
+   (the two experiments' committed fits agreed to 1e-8 relative in every objective, the same
+   numbers twice): by default this experiment fits none of them (``Config.across_scale = ()``)
+   and its across-scale table is read from ``real_extrapolation``'s record in the same output
+   folder (:func:`render`; :func:`experiments.reproduce.main` renders this section again after
+   that experiment). That saves the full reproduction about 136 minutes of fits on the 2-core
+   machine. ``Config(across_scale=...)`` fits them here again.
 3. **RegMix ranking.** Every law fitted on the 512 RegMix 1M training runs; Spearman rank
    correlation of predicted against measured loss, per loss domain, over the 256 test mixtures
    at 1M and at 60M (mean over the 13 domains).
@@ -40,6 +47,8 @@ Files written before the common experiment entry (``law_comparison.json``, renam
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -84,7 +93,9 @@ class Config:
     fit_seed: int = 0
     max_steps: int | None = None  # the fitter's default
     in_scale: tuple[str, ...] = ("pile4", "slimpajama7", "regmix-1b")
-    across_scale: tuple[str, ...] = ("slimpajama7-122", "slimpajama7-122+310", "pile4")
+    #: across-scale protocols fitted here: none by default, the table is ``real_extrapolation``'s
+    #: fits (same rows and settings; see the module docstring)
+    across_scale: tuple[str, ...] = ()
     regmix_rank: bool = True
     #: the measured 1M losses' own ranking of the 60M runs (no fit): the ranking's ceiling at 60M
     regmix_ceiling: bool = True
@@ -97,13 +108,11 @@ class Config:
     #: 0.17 s (45 RegMix-1B runs) and 3.5 s (the 512 RegMix-1M runs) per Levenberg–Marquardt
     #: step of 16 restarts on the 2-core machine: 64 restarts of ``full`` cost about 18 minutes
     #: per RegMix-1B split (the first split is ``pilecc_target``'s held-out fit), ``transfer``
-    #: and ``dispersed`` about 40, and ``full`` about four hours on RegMix-1M. Its across-scale
-    #: fits (2–90 minutes each) are the ones ``real_extrapolation`` makes: same rows, same fit
-    #: settings, so the same numbers. A coverage field (:data:`COVERAGE_FIELDS`): a record whose
+    #: and ``dispersed`` about 40, and ``full`` about four hours on RegMix-1M. A coverage field
+    #: (:data:`COVERAGE_FIELDS`): a record whose
     #: ``not_fitted`` differs takes a law's rows with ``--add-law`` where it was left out.
     not_fitted: tuple[tuple[str, str], ...] = (("spectral (transfer)", "in_scale:regmix-1b"),
                                                ("spectral (dispersed)", "in_scale:regmix-1b"),
-                                               ("spectral", "across_scale"),
                                                ("spectral", "regmix_rank"))
     quick: bool = False
 
@@ -224,8 +233,10 @@ ACROSS_TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
                  "pile4": "Pile-4: 90M + 200M≤7B →"}
 
 
-def markdown(record: dict) -> str:
-    """The tables of ``compare_laws.md``, generated from the record alone."""
+def markdown(record: dict, across: dict | None = None) -> str:
+    """The tables of ``compare_laws.md``, generated from the record and, where the record fits
+    no across-scale protocol, from ``across``: ``real_extrapolation``'s record (whose fits are
+    those protocols'), if there is one."""
     cfg, results = record["config"], record["results"]
     labels = [spec_label(spec) for spec in cfg["laws"]]
     specs = [LawSpec.parse(label) for label in cfg["laws"]]
@@ -311,6 +322,21 @@ def markdown(record: dict) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out += not_yet_fitted("across_scale", {r["law"] for r in rows}, 2 + len(cols))
         out.append("")
+    else:
+        text = ("Fitted on the smaller scales, evaluated on every row of the larger one, by "
+                "`python -m experiments.real_extrapolation` (the same protocols, rows and fit "
+                "settings; not fitted twice). Laws without model-size or token terms cannot be "
+                "fitted across scales.")
+        out += ["## Across scales: MRE on the larger scale (all entries / h_i ≥ 0.1)", ""]
+        if across is None:
+            out += [text, "", "No `real_extrapolation.json` is next to this record: run "
+                    "`python -m experiments.real_extrapolation`, then `python -m "
+                    "experiments.compare_laws --redraw`.", ""]
+        else:
+            from experiments.real_extrapolation import error_table
+
+            out += [f"{text} From its record (run time {across['elapsed_s'] / 60:.1f} min).", "",
+                    *error_table(across), ""]
     if results["regmix_rank"]:
         first = results["regmix_rank"][0]["spearman"]
         n_domains = len(first["1M"]["per_domain"])
@@ -460,9 +486,17 @@ def _harness_layout(record: dict) -> dict:
             "results": {k: record[k] for k in ("in_scale", "across_scale", "regmix_rank")}}
 
 
+#: The experiment whose record gives this one's across-scale table (see the module docstring).
+ACROSS_SOURCE = "real_extrapolation"
+
+
 def render(out, record: dict) -> None:
-    """Write ``compare_laws.md`` from the record."""
-    write_section(out, NAME, markdown(_harness_layout(record)))
+    """Write ``compare_laws.md`` from the record (and, for the across-scale table,
+    ``real_extrapolation``'s record in ``out``, if it is there and this record fits no
+    across-scale protocol)."""
+    path = Path(out) / f"{ACROSS_SOURCE}.json"
+    across = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    write_section(out, NAME, markdown(_harness_layout(record), across))
 
 
 #: The protocols as parts of the results (``--add-law LABEL --part PROTOCOL``): a long law
@@ -480,7 +514,8 @@ def _only(part: str, **fields):
         c, **{other: off for other, off in _PART_OFF.items() if other != part}, **fields)
 
 
-PARTS = {part: _only(part) for part in _PART_OFF}
+# (no across-scale part: those fits are real_extrapolation's, see the module docstring)
+PARTS = {part: _only(part) for part in _PART_OFF if part != "across_scale"}
 PARTS.update({f"in_scale:{dataset}": Part(_only("in_scale", in_scale=(dataset,)), key="in_scale",
                                           rows=lambda row, d=dataset: row["dataset"] == d)
               for dataset in Config().in_scale})

@@ -379,6 +379,38 @@ def _pct(v) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}"
 
 
+def _columns(protos) -> list[tuple[str, str]]:
+    """``(protocol, evaluation)`` of every column of the tables, in the record's order."""
+    return [(p["protocol"], e) for p in protos for e in p["laws"][0]["evaluations"]]
+
+
+def error_table(record: dict) -> list[str]:
+    """Markdown lines: every law's MRE at the larger scale, all entries and entries with
+    ``h_i ≥ 0.1``, per protocol and evaluation, with its parameters and fit seconds per
+    protocol (the table of this experiment's section; ``compare_laws`` shows it as its
+    across-scale table, whose fits these are)."""
+    cfg, protos = record["config"], record["results"]["protocols"]
+    labels = [spec_label(d) for d in cfg["laws"]]
+    cols = _columns(protos)
+    header = ["law"] + [f"{SHORT[p]} → {e}: MRE / h≥0.1 (%)" for p, e in cols]
+    header += ["params", "fit s"]
+    rows = []
+    for label in labels:
+        cells = [label]
+        for p, e in cols:
+            r = _law_row(_proto(protos, p), label)
+            v = None if r is None else r["evaluations"][e]
+            cells.append("not yet fitted" if v is None
+                         else f"{_pct(v['mre'])} / {_pct(v['mre_high_weight'])}")
+        rs = [_law_row(p, label) for p in protos]
+        cells += [" / ".join("—" if r is None else str(r["n_params"]) for r in rs),
+                  " / ".join("—" if r is None else f"{r['fit_s']:.0f}" for r in rs)]
+        rows.append(cells)
+    return ["Params and fit seconds per protocol in the order of the columns' protocols ("
+            + ", ".join(p["protocol"] for p in protos) + ").", "",
+            markdown_table(header, rows)]
+
+
 def section(record: dict, figure_names: Sequence[str]) -> str:
     """The markdown section, generated from the JSON record alone."""
     cfg, protos = record["config"], record["results"]["protocols"]
@@ -411,25 +443,8 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table
-    cols = [(p["protocol"], e) for p in protos for e in p["laws"][0]["evaluations"]]
-    header = ["law"] + [f"{SHORT[p]} → {e}: MRE / h≥0.1 (%)" for p, e in cols]
-    header += ["params", "fit s"]
-    rows = []
-    for label in labels:
-        cells = [label]
-        for p, e in cols:
-            r = _law_row(_proto(protos, p), label)
-            v = None if r is None else r["evaluations"][e]
-            cells.append("not yet fitted" if v is None
-                         else f"{_pct(v['mre'])} / {_pct(v['mre_high_weight'])}")
-        rs = [_law_row(p, label) for p in protos]
-        cells += [" / ".join("—" if r is None else str(r["n_params"]) for r in rs),
-                  " / ".join("—" if r is None else f"{r['fit_s']:.0f}" for r in rs)]
-        rows.append(cells)
-    lines += ["### Prediction error at the larger scale", "",
-              "Params and fit seconds per protocol in the order of the columns' protocols ("
-              + ", ".join(p["protocol"] for p in protos) + ").", "",
-              markdown_table(header, rows), ""]
+    cols = _columns(protos)
+    lines += ["### Prediction error at the larger scale", "", *error_table(record), ""]
     rows = []
     for label in labels:
         cells = [label]

@@ -7,7 +7,8 @@
     python -m experiments.reproduce --report-only   # reassemble REPORT.md from the results
 
 Each experiment module (see :mod:`experiments._common`) writes ``<name>.json``, its figures and
-its report section ``<name>.md`` into ``--out``; this command runs them (below), records each
+its report section ``<name>.md`` into ``--out``; this command runs them (below), draws again the
+sections that read another experiment's record (:data:`READS_OTHER_RECORD`), records each
 one's wall time in ``reproduce.json`` (``wall_s``; under ``last_run``, which experiments this
 invocation ran and its total wall time, the figure the 30-minute goal is about) and concatenates
 the sections into ``REPORT.md`` (with a contents list and the wall time each experiment's results
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from experiments import _readme
 from experiments._common import parse_args, versions
-from experiments._harness import EXPERIMENTS, NAMES, recorded_wall_s
+from experiments._harness import EXPERIMENTS, NAMES, read_record, recorded_wall_s
 
 log = logging.getLogger("reproduce")
 
@@ -131,6 +132,27 @@ def run_all(names: list[str], out: Path, quick: bool, jobs: int) -> dict[str, fl
         for done, future in enumerate(concurrent.futures.as_completed(running), 1):
             settle(done, running[future], future.result)
     return {name: timings[name] for name in names}  # report order
+
+
+#: Sections drawn also from another experiment's record: ``{section: source}``. Each is drawn
+#: again from the records once the experiments have run (``compare_laws``' across-scale table is
+#: ``real_extrapolation``'s fits, and that experiment may finish after it).
+READS_OTHER_RECORD = {"compare_laws": "real_extrapolation"}
+
+
+def redraw_readers(out: Path, timings: dict[str, float | None], ran: Sequence[str]) -> list[str]:
+    """Draw again every section of :data:`READS_OTHER_RECORD` whose source experiment this
+    invocation ran (``ran``) and finished, whose record is in ``out`` and that did not fail
+    here (``timings[name] is None``), from the records as they are now; returns the names
+    drawn. Cheap: those sections are tables read from the records."""
+    drawn = []
+    for name, source in READS_OTHER_RECORD.items():
+        if (source in ran and timings.get(source) is not None
+                and (out / f"{name}.json").exists()
+                and not (name in timings and timings[name] is None)):
+            importlib.import_module(f"experiments.{name}").render(out, read_record(out, name))
+            drawn.append(name)
+    return drawn
 
 
 def _demote(markdown: str) -> str:
@@ -218,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record_path.write_text(json.dumps({"quick": args.quick, "wall_s": timings,
                                        "last_run": this_run, "versions": versions()},
                                       indent=1) + "\n", encoding="utf-8")
+    for name in redraw_readers(args.out, timings, names):
+        log.info("drew %s again from the records", name)
     report = assemble_report(args.out, timings, args.quick)
     log.info("wrote %s", report)
     if args.out.resolve() == _readme.FIGURES:

@@ -52,8 +52,10 @@ def test_quick_run_writes_results_and_tables(tmp_path):
 
 def test_committed_results_redraw(tmp_path):
     """figures/compare_laws.json keeps the results at the top level (written before the common
-    entry); its tables come back unchanged but for the file name they cite."""
-    (tmp_path / "compare_laws.json").write_bytes((FIGURES / "compare_laws.json").read_bytes())
+    entry); its tables come back unchanged but for the file name they cite (the across-scale
+    table from real_extrapolation's record beside it)."""
+    for name in ("compare_laws", "real_extrapolation"):
+        (tmp_path / f"{name}.json").write_bytes((FIGURES / f"{name}.json").read_bytes())
     assert compare_laws.main(["--redraw", "--out", str(tmp_path)]) == 0
     new = (tmp_path / "compare_laws.md").read_text()
     old = (FIGURES / "compare_laws.md").read_text()
@@ -70,7 +72,9 @@ def test_every_law_by_default_with_the_fitters_policy():
     # covers every variant)
     assert cfg.not_fitted == (("spectral (transfer)", "in_scale:regmix-1b"),
                               ("spectral (dispersed)", "in_scale:regmix-1b"),
-                              ("spectral", "across_scale"), ("spectral", "regmix_rank"))
+                              ("spectral", "regmix_rank"))
+    # the across-scale fits are real_extrapolation's (same rows and settings): not made twice
+    assert cfg.across_scale == () and "across_scale" not in compare_laws.PARTS
     assert compare_laws.fitted_laws(cfg, "in_scale", "regmix-1b") == [*law_specs(),
                                                                        LawSpec("spectral")]
     assert compare_laws.fitted_laws(cfg, "regmix_rank") == list(law_specs())
@@ -90,7 +94,6 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     for label in spectral:   # a bare name covers every variant
         assert f"| {label} | — | not fitted (cost) |" in md
     assert "Not fitted, for their cost" in md and "on regmix rank" in md
-    assert "`real_extrapolation`, whose report has those laws" in md
     merged = ("capacity (decoupled)", "capacity (transfer)")
     # every merged law is in the record's list of additions (refits of other laws may follow)
     assert set(spectral) | set(merged) <= {label for a in record["added"] for label in a["laws"]}
@@ -102,12 +105,47 @@ def test_laws_left_out_for_cost_are_reported_as_such():
     assert "spectral (full) on in scale: regmix-1b" not in md
     assert "spectral (transfer) on in scale: regmix-1b" in md
     for label in merged:  # a law that is not left out for cost is merged on every protocol
-        rows = [r for part in ("in_scale", "across_scale", "regmix_rank")
+        rows = [r for part in ("in_scale", "regmix_rank")
                 for r in record["results"][part] if r["law"] == label]
-        assert len(rows) == 15 + 3 + 1
+        assert len(rows) == 15 + 1
 
 
-@pytest.mark.parametrize("part", ["in_scale", "across_scale", "regmix_rank"])
+def test_across_scale_table_is_real_extrapolations_fits(tmp_path):
+    """With no across-scale fits of its own, the section shows ``real_extrapolation``'s table
+    from that record in the same folder (every law's MRE there, the spectral variants
+    included), or says how to make it; ``reproduce`` draws the section again once the other
+    record is there."""
+    from experiments import real_extrapolation, reproduce
+
+    record = json.loads((FIGURES / "compare_laws.json").read_text())
+    assert record["results"]["across_scale"] == []
+    (tmp_path / "compare_laws.json").write_text(json.dumps(record))
+    compare_laws.render(tmp_path, record)
+    md = (tmp_path / "compare_laws.md").read_text()
+    assert "No `real_extrapolation.json` is next to this record" in md
+    assert "MRE / h≥0.1" not in md
+    across = json.loads((FIGURES / "real_extrapolation.json").read_text())
+    (tmp_path / "real_extrapolation.json").write_text(json.dumps(across))
+    ran = ["real_extrapolation"]
+    assert reproduce.redraw_readers(tmp_path, {"compare_laws": 1.0}, []) == []  # not run here
+    assert reproduce.redraw_readers(tmp_path, {"real_extrapolation": 1.0}, ran) == ["compare_laws"]
+    md = (tmp_path / "compare_laws.md").read_text()
+    assert "No `real_extrapolation.json`" not in md
+    table = "\n".join(real_extrapolation.error_table(across))
+    assert table in md and table in real_extrapolation.section(across, [])
+    for protocol in across["results"]["protocols"]:
+        for law in protocol["laws"]:   # every fitted law's numbers, as that record has them
+            e = next(iter(law["evaluations"].values()))
+            assert f"{100 * e['mre']:.2f} / {100 * e['mre_high_weight']:.2f}" in md
+    assert "| spectral (transfer) | " in table
+    # a section that failed in this run is not drawn again from its old record, nor one whose
+    # source failed
+    assert reproduce.redraw_readers(tmp_path, {"compare_laws": None, "real_extrapolation": 1.0},
+                                    ran) == []
+    assert reproduce.redraw_readers(tmp_path, {"real_extrapolation": None}, ran) == []
+
+
+@pytest.mark.parametrize("part", ["in_scale", "regmix_rank"])
 def test_a_law_fitted_on_some_parts_only_shows_as_not_yet_fitted_on_the_rest(part):
     """``--add-law --part`` merges one part at a time: each table names a law of the record
     that has no rows in its part, with the command that fits them, instead of a silent gap
