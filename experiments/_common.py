@@ -128,6 +128,17 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     them can end above the plain fit. ``--quick`` runs skip both, and the nested starts, and
     cap LM at :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`).
 
+    Every restart gets the whole step cap: a race (every restart for a quarter of the cap, then
+    the polish for the best capped ones) was measured and not adopted. Racing 250 steps, then a
+    polish of up to 4750 for the 16 best capped restarts, against this policy
+    (``benchmarks/bench_race.py``: 64 restarts, the in-scale tables of
+    ``benchmarks/bench_fit.py``, the 2-core machine): the best objective
+    ended 5.4e-4 higher for the capacity law on Pile-4, 0.30 higher for its ``pooled`` variant
+    there (another basin) and 3.4e-6 higher for the spectral law on SlimPajama-7 (another
+    restart's minimum), within 7e-7 on the other two (capacity ``full`` and ``pooled`` on
+    SlimPajama-7); the spectral fit's CPU time fell from 446 to 354 s. A restart's objective
+    after a quarter of the cap does not tell which one ends lowest.
+
     ``nested``: fits of the variants nested in ``spec`` on the same rows (``{label:
     FitResult}``, :func:`fit_nested_first`), the nested starts instead of the fitter's own
     smaller fits of them; ``None``: the fitter fits them."""
