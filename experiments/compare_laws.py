@@ -53,6 +53,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from experiments._across_scale import error_table
 from experiments._common import (
     N_RESTARTS,
     fit_law,
@@ -333,8 +334,6 @@ def markdown(record: dict, across: dict | None = None) -> str:
                     "`python -m experiments.real_extrapolation`, then `python -m "
                     "experiments.compare_laws --redraw`.", ""]
         else:
-            from experiments.real_extrapolation import error_table
-
             out += [f"{text} From its record (run time {across['elapsed_s'] / 60:.1f} min).", "",
                     *error_table(across), ""]
     if results["regmix_rank"]:

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments import _across_scale as across
 from experiments._common import (
     N_RESTARTS,
     Timer,
@@ -85,10 +86,6 @@ def protocol_title(protocol: str, pile4_max_200m_tokens: float) -> str:
 
 #: An optimum "moves" with scale when its L1 shift exceeds this.
 SHIFT_THRESHOLD = 0.01
-
-SHORT = {"slimpajama7-122": "SP7 122M", "slimpajama7-122+310": "SP7 122M+310M",
-         "pile4": "Pile-4"}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -298,7 +295,7 @@ def figure_scatter(results: dict, protocols: Sequence[str], filename: str, out, 
         lo, hi = np.inf, -np.inf
         c = 0
         for p in sel:
-            row = _law_row(p, label)
+            row = across.law_row(p, label)
             if row is None:  # not fitted on this protocol (yet)
                 continue
             for name, obs in p["measured"].items():
@@ -375,42 +372,6 @@ def figures(record: dict, out) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- report
-def _pct(v) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{100 * v:.2f}"
-
-
-def _columns(protos) -> list[tuple[str, str]]:
-    """``(protocol, evaluation)`` of every column of the tables, in the record's order."""
-    return [(p["protocol"], e) for p in protos for e in p["laws"][0]["evaluations"]]
-
-
-def error_table(record: dict) -> list[str]:
-    """Markdown lines: every law's MRE at the larger scale, all entries and entries with
-    ``h_i ≥ 0.1``, per protocol and evaluation, with its parameters and fit seconds per
-    protocol (the table of this experiment's section; ``compare_laws`` shows it as its
-    across-scale table, whose fits these are)."""
-    cfg, protos = record["config"], record["results"]["protocols"]
-    labels = [spec_label(d) for d in cfg["laws"]]
-    cols = _columns(protos)
-    header = ["law"] + [f"{SHORT[p]} → {e}: MRE / h≥0.1 (%)" for p, e in cols]
-    header += ["params", "fit s"]
-    rows = []
-    for label in labels:
-        cells = [label]
-        for p, e in cols:
-            r = _law_row(_proto(protos, p), label)
-            v = None if r is None else r["evaluations"][e]
-            cells.append("not yet fitted" if v is None
-                         else f"{_pct(v['mre'])} / {_pct(v['mre_high_weight'])}")
-        rs = [_law_row(p, label) for p in protos]
-        cells += [" / ".join("—" if r is None else str(r["n_params"]) for r in rs),
-                  " / ".join("—" if r is None else f"{r['fit_s']:.0f}" for r in rs)]
-        rows.append(cells)
-    return ["Params and fit seconds per protocol in the order of the columns' protocols ("
-            + ", ".join(p["protocol"] for p in protos) + ").", "",
-            markdown_table(header, rows)]
-
-
 def section(record: dict, figure_names: Sequence[str]) -> str:
     """The markdown section, generated from the JSON record alone."""
     cfg, protos = record["config"], record["results"]["protocols"]
@@ -435,7 +396,7 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
                 else "") + f"Run time {record['elapsed_s'] / 60:.1f} min.", ""]
     lines += unfitted_laws_lines(NAME, Config().laws, labels, cfg["quick"])
     for label in labels:
-        missing = [p["protocol"] for p in protos if _law_row(p, label) is None]
+        missing = [p["protocol"] for p in protos if across.law_row(p, label) is None]
         if missing:
             lines += [f"{label} is not yet fitted on {', '.join(missing)} (`python -m "
                       f"experiments.{NAME} --add-law '{label}' --part PROTOCOL`, one protocol "
@@ -443,23 +404,23 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
     for name in figure_names:
         lines += [f"![{name[:-4].replace('_', ' ')}]({name})", ""]
     # -- MRE table
-    cols = _columns(protos)
-    lines += ["### Prediction error at the larger scale", "", *error_table(record), ""]
+    cols = across.table_columns(protos)
+    lines += ["### Prediction error at the larger scale", "", *across.error_table(record), ""]
     rows = []
     for label in labels:
         cells = [label]
         for p, e in cols:
-            r = _law_row(_proto(protos, p), label)
+            r = across.law_row(across.protocol(protos, p), label)
             if r is None:
                 cells.append("not yet fitted")
                 continue
-            bias, rare = signed_error(r, _proto(protos, p), e)
-            cells.append(f"{bias:+.2f} / {_pct(rare)}")
+            bias, rare = signed_error(r, across.protocol(protos, p), e)
+            cells.append(f"{bias:+.2f} / {across.pct(rare)}")
         rows.append(cells)
     lines += ["Signed error (mean of predicted / measured − 1 over every entry, %: positive = "
               "the law predicts a higher loss than measured) and MRE on the entries whose own "
               "weight is h_i < 0.1 (%), at the larger scale:", "",
-              markdown_table(["law"] + [f"{SHORT[p]} → {e}: bias / h<0.1" for p, e in cols],
+              markdown_table(["law"] + [f"{across.SHORT[p]} → {e}: bias / h<0.1" for p, e in cols],
                              rows), ""]
     short = [f"{r['law']} ({p['protocol']})" for p in protos for r in p["laws"]
              if not r.get("law_converged", r["converged"] > 0)]
@@ -470,7 +431,7 @@ def section(record: dict, figure_names: Sequence[str]) -> str:
         best = min(p["laws"], key=lambda r: min(v["mre"] for v in r["evaluations"].values()))
         title = protocol_title(p["protocol"], cfg["pile4_max_200m_tokens"])
         lines.append(f"* {title}: lowest MRE: {best['law']} ("
-                     + ", ".join(f"{e} {_pct(v['mre'])} %" for e, v in
+                     + ", ".join(f"{e} {across.pct(v['mre'])} %" for e, v in
                                  best["evaluations"].items()) + ").")
     lines.append("")
     # -- ranking table
@@ -564,16 +525,6 @@ def signed_error(law_row: dict, protocol: dict, evaluation: str) -> tuple[float,
     rare = ((v["mre"] * v["n"] - v["mre_high_weight"] * v["n_high_weight"]) / n_rare
             if n_rare > 0 else float("nan"))
     return bias, rare
-
-
-def _proto(protos, name):
-    return next(p for p in protos if p["protocol"] == name)
-
-
-def _law_row(protocol: dict, label: str) -> dict | None:
-    """The protocol's row of the law ``label``; ``None`` where it has none (a law added with
-    ``--add-law --part`` on other protocols only)."""
-    return next((r for r in protocol["laws"] if r["law"] == label), None)
 
 
 def render(out, record: dict) -> None:

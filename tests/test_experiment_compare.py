@@ -116,6 +116,7 @@ def test_across_scale_table_is_real_extrapolations_fits(tmp_path):
     included), or says how to make it; ``reproduce`` draws the section again once the other
     record is there."""
     from experiments import real_extrapolation, reproduce
+    from experiments._across_scale import error_table
 
     record = json.loads((FIGURES / "compare_laws.json").read_text())
     assert record["results"]["across_scale"] == []
@@ -131,7 +132,7 @@ def test_across_scale_table_is_real_extrapolations_fits(tmp_path):
     assert reproduce.redraw_readers(tmp_path, {"real_extrapolation": 1.0}, ran) == ["compare_laws"]
     md = (tmp_path / "compare_laws.md").read_text()
     assert "No `real_extrapolation.json`" not in md
-    table = "\n".join(real_extrapolation.error_table(across))
+    table = "\n".join(error_table(across))
     assert table in md and table in real_extrapolation.section(across, [])
     for protocol in across["results"]["protocols"]:
         for law in protocol["laws"]:   # every fitted law's numbers, as that record has them
