@@ -380,7 +380,7 @@ def _polish(sol: Solution, static, data, delta, rtol: float, max_steps: int, pol
     best restart converged after 84 more steps, while 6 of the 16 it continued ran all 4000,
     none of them within 9 % of the best. Continuing only the leaders would not do: on Pile-4
     the capacity law's ``pooled`` variant ended at a restart that stood sixth at the cap, 42 %
-    above the best there, and ended 10 % below it.
+    above the best there, and ended 9 % below the best one's end.
 
     Returns the updated solution (continued restarts: their new end state, ``steps`` counting
     both stages) and the indices of the continued restarts."""
