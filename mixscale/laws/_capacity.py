@@ -54,7 +54,7 @@ Variants (one class, the ``variant`` option):
   the ``6K + 4`` the project allows a law). ``full`` nests in it at ``γ = 1``, ``η → 0``,
   ``p → 0`` (to ``10⁻⁷`` of the loss, at the ranges' lower ends). Fitted with 64 restarts
   (``figures/real_extrapolation.md``, ``figures/compare_laws.md``) it predicts SlimPajama-7's
-  680M runs from 122M + 310M at 1.78 % (``decoupled`` 2.08, the joint law 1.47) and is the most
+  680M runs from 122M + 310M at 1.78 % (``decoupled`` 2.08, the joint law 1.38) and is the most
   accurate form of this law within one scale; the size–token coupling of real runs is still
   missing (it under-predicts 680M's first checkpoint by 2.2 %).
 * ``"crossover"``: ``transfer`` with its capacity and data terms combined by a power mean
@@ -118,7 +118,7 @@ Variants (one class, the ``variant`` option):
   domain (GitHub, ``p`` small) gains only from its own allocation; the crossover gives both
   the same gain. No new parameter: ``3K + 3M + 4`` (``6K + 4``). Fitted with 64 restarts
   (``figures/real_extrapolation.md``): SlimPajama-7 122M + 310M → 680M 1.29 % (crossover 1.58,
-  joint 1.47), Pile-4 → 200M/8B 1.92 % (joint 2.06) and → 440M 2.60 % (joint 2.14); from 122M
+  joint 1.38), Pile-4 → 200M/8B 1.92 % (joint 2.06) and → 440M 2.60 % (joint 2.14); from 122M
   alone 3.61 % (crossover 3.00). ``full`` nests in it (``p``,
   ``η``, ``q − 1`` at their lower ends, ``p`` at :data:`POOLED_P_MIN`); ``transfer`` and
   ``crossover`` do not (their fitted ``p`` would pool the capacity).

@@ -67,7 +67,7 @@ Variants (the ``variant`` option):
   Across scales on real tables (one fit of 16 restarts; ``real_extrapolation`` has not fitted
   it yet): SlimPajama-7 122M + 310M → 680M MRE
   2.67 % with ``q = 0.91`` fitted, against 3.31 % for ``transfer`` at the same settings (joint
-  1.47 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 % against ``transfer``'s
+  1.38 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 % against ``transfer``'s
   2.25 % (that fit not converged).
 
 Kinks: the allocation's head floors, the exact top ranks' piecewise-linear weights and the
