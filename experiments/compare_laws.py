@@ -11,11 +11,12 @@ Protocols (issue 4):
    680M row; Pile-4 fitted on 90M and on 200M at <= 7B tokens, predicting 200M/8B and 440M.
    These are ``real_extrapolation``'s protocols, fitted there with the same rows and settings
    (when both experiments fitted them, 33 of the 36 fits agreed to 1e-8 relative in their
-   objective and the other three, made under different fitter versions, to 8e-4): by default this experiment fits none of them (``Config.across_scale = ()``)
-   and its across-scale table is read from ``real_extrapolation``'s record in the same output
-   folder (:func:`render`; :func:`experiments.reproduce.main` renders this section again after
-   that experiment). That saves the full reproduction about 136 minutes of fits on the 2-core
-   machine. ``Config(across_scale=...)`` fits them here again.
+   objective and the other three, made under different fitter versions, to 8e-4): by default
+   this experiment fits none of them (``Config.across_scale = ()``) and its across-scale table
+   is read from ``real_extrapolation``'s record in the same output folder (:func:`render`;
+   :func:`experiments.reproduce.main` draws this section again after that experiment). That
+   saves the full reproduction about 136 minutes of fits on the 2-core machine.
+   ``Config(across_scale=...)`` fits them here again.
 3. **RegMix ranking.** Every law fitted on the 512 RegMix 1M training runs; Spearman rank
    correlation of predicted against measured loss, per loss domain, over the 256 test mixtures
    at 1M and at 60M (mean over the 13 domains).
