@@ -1,11 +1,14 @@
-"""Benchmark: the experiments' fit policy against a race of the restarts, side by side.
+"""Benchmark: the experiments' fit policy against a race of the restarts (and against itself on a
+shrinking batch), side by side.
 
 * ``policy``: every restart for up to the step cap (1000), then the polish (up to 4000 more steps
   for the best restarts that reached the cap unconverged) and the kink continuation, with the
   fitter's nested starts — :func:`experiments._common.fit_law`'s settings;
 * ``race``: every restart for ``--race-steps`` (250), then the polish for up to
   ``5000 − race-steps`` more: the same stages, the search cut short so that the steps go to
-  the restarts that lead after it.
+  the restarts that lead after it;
+* ``shrink`` (with ``--shrink``): the policy with ``fit(shrink_batch=True)``: the restarts still
+  running move to a narrower batch as the others stop (``mixscale._lm.solve_lm``).
 
 Tables: the in-scale tables of ``benchmarks/bench_fit.py`` (every row, in-mixture losses). Each
 case is compiled first by a fit of a few steps with the same restarts (the step cap is a run-time
@@ -16,7 +19,7 @@ came from. The race is worth adopting only if its best objective matches the pol
 (it did not: ``fit_law``'s docstring)::
 
     python benchmarks/bench_race.py [--cases "pile4:capacity" "slimpajama7:spectral"]
-                                    [--race-steps 250] [--restarts 64]
+                                    [--race-steps 250] [--restarts 64] [--shrink]
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main(argv=None) -> int:
                         help="TABLE:LAW pairs (tables of bench_fit.py, law labels)")
     parser.add_argument("--race-steps", type=int, default=250)
     parser.add_argument("--restarts", type=int, default=64)
+    parser.add_argument("--shrink", action="store_true",
+                        help="also the policy on a shrinking batch (fit(shrink_batch=True))")
     args = parser.parse_args(argv)
     os.environ.setdefault("JAX_ENABLE_X64", "1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,8 +57,10 @@ def main(argv=None) -> int:
 
     import mixscale as ms
 
-    policies = {"policy": (1000, TOTAL_STEPS - 1000),
-                "race": (args.race_steps, TOTAL_STEPS - args.race_steps)}
+    policies = {"policy": (1000, TOTAL_STEPS - 1000, False),
+                "race": (args.race_steps, TOTAL_STEPS - args.race_steps, False),
+                "shrink": (1000, TOTAL_STEPS - 1000, True)}
+    order = ("policy", "race", *(("shrink",) if args.shrink else ()), "policy")
     print(f"{args.restarts} restarts; race: {args.race_steps} steps, then a polish of up to "
           f"{TOTAL_STEPS - args.race_steps}", flush=True)
     print(f"{'table':12s} {'law':24s} {'policy':7s} {'wall s':>7s} {'CPU s':>7s} "
@@ -68,11 +75,11 @@ def main(argv=None) -> int:
         results = {}
         # the policy twice, first and last: a stage the warm-up did not reach (the kink
         # continuation's programs) compiles in whichever call first needs it
-        for name in ("policy", "race", "policy"):
-            steps, polish = policies[name]
+        for name in order:
+            steps, polish, shrink = policies[name]
             cpu, wall = _cpu(), time.perf_counter()
             res = ms.fit(spec, table, n_restarts=args.restarts, seed=0, max_steps=steps,
-                         polish_steps=polish, smooth_kinks=True)
+                         polish_steps=polish, smooth_kinks=True, shrink_batch=shrink)
             wall, cpu = time.perf_counter() - wall, _cpu() - cpu
             results[name] = res
             ratio = res.objective / results["policy"].objective - 1.0

@@ -137,7 +137,11 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     there (another basin) and 3.4e-6 higher for the spectral law on SlimPajama-7 (another
     restart's minimum), within 7e-7 on the other two (capacity ``full`` and ``pooled`` on
     SlimPajama-7); the spectral fit's CPU time fell from 446 to 354 s. A restart's objective
-    after a quarter of the cap does not tell which one ends lowest.
+    after a quarter of the cap does not tell which one ends lowest. Nor does it shrink the
+    batch as restarts stop (``mixscale.fit(shrink_batch=True)``, 1.4–2× faster on the
+    experiments' policy in ``benchmarks/bench_race.py --shrink``): the committed fits were made
+    without it, and it can move a fit (rounding can flip a step's acceptance), so adopting it
+    means refitting every record.
 
     ``nested``: fits of the variants nested in ``spec`` on the same rows (``{label:
     FitResult}``, :func:`fit_nested_first`), the nested starts instead of the fitter's own

@@ -497,7 +497,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
         nested: bool | Mapping[str, FitResult] = True, gtol: float | None = GTOL,
         geodesic: bool = False, n_bootstrap: int = 0, polish_steps: int = 0,
-        smooth_kinks: bool = False) -> FitResult:
+        smooth_kinks: bool = False, shrink_batch: bool = False) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
     Args:
@@ -571,6 +571,12 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             the spectral law's floors, rank ends and ``min(H, N)``), finish it on the kinks
             it stopped on and certify the end (:mod:`mixscale._kinks`;
             :attr:`FitResult.kink_certificate`). Off by default.
+        shrink_batch: LM: once every restart has had a slot, run those still going on a
+            narrower batch as the others stop (:func:`mixscale._lm.solve_lm`), in the restarts,
+            the polish and the kink continuation alike: the stopped slots then stop costing a
+            step each, at the price of a compilation per width, and the iterates can move at
+            the level of rounding (off by default: the experiments' committed fits were made
+            without it).
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the
@@ -633,6 +639,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if smooth_kinks and method != "lm":
         raise ValueError("smooth_kinks continues a Levenberg-Marquardt restart: use "
                          "method='lm' with smooth_kinks=True")
+    if not isinstance(shrink_batch, (bool, np.bool_)):
+        raise TypeError(f"shrink_batch must be True or False, got {shrink_batch!r}")
+    if shrink_batch and method != "lm":
+        raise ValueError("shrink_batch is a Levenberg-Marquardt option: use method='lm'")
     if geodesic and method != "lm":
         raise ValueError("geodesic acceleration is a Levenberg-Marquardt option: use "
                          "method='lm' with geodesic=True")
@@ -688,7 +698,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                         seed=seed, method=method, max_steps=max_steps, rtol=rtol,
                         huber_delta=huber_delta, chunk=chunk, use_structure=use_structure,
                         use_bounds=use_bounds, nested=True, gtol=gtol, geodesic=geodesic,
-                        polish_steps=polish_steps, smooth_kinks=smooth_kinks)
+                        polish_steps=polish_steps, smooth_kinks=smooth_kinks,
+                        shrink_batch=shrink_batch)
         nested_objectives[label] = inner.objective
         embedded.append(embed(inner.law))
     if embedded:
@@ -709,7 +720,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})
     extra = ({"per_target_fields": law_class.per_target_fields if use_structure else (),
-              "gtol": gtol, "geodesic": geodesic} if method == "lm" else {})
+              "gtol": gtol, "geodesic": geodesic, "shrink_batch": shrink_batch}
+             if method == "lm" else {})
     sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report,
                            bounds=bounds, **extra)
     polished: tuple[int, ...] = ()

@@ -175,7 +175,7 @@ from ._blocks import (
 from ._objective import FitData, Layout, Replicate, Solution, residuals, with_replicate
 
 __all__ = ["EXACT_RMS", "GTOL", "HEARTBEAT_S", "LMState", "SEGMENT", "lm_advance", "lm_start",
-           "solve_lm"]
+           "narrower_width", "solve_lm"]
 
 #: Steps a slot advances between two visits of the host (refills of stopped slots).
 SEGMENT = 25
@@ -484,10 +484,20 @@ def _set_rows(leaf, rows: np.ndarray, fresh):
     return jnp.asarray(out)
 
 
+def narrower_width(n_live: int, width: int) -> int:
+    """The batch width for ``n_live`` running restarts on ``width`` slots once the queue is
+    empty: the smallest power of two that holds them if it is at most half of ``width``, else
+    ``width`` (shrinking by halves at least, so that a fit compiles at most ``log2 width`` more
+    programs)."""
+    narrow = 1 << max(0, int(n_live) - 1).bit_length()
+    return narrow if narrow <= width // 2 else width
+
+
 def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps: int,
              width: int, progress=None, per_target_fields: tuple[str, ...] = (),
              bounds=None, gtol: float | None = GTOL,
-             replicates: Replicate | None = None, geodesic: bool = False) -> Solution:
+             replicates: Replicate | None = None, geodesic: bool = False,
+             shrink_batch: bool = False) -> Solution:
     """Levenberg–Marquardt for every restart in ``params`` (leaves batched ``(R, ...)``).
 
     ``replicates`` (leaves batched ``(R, ...)``), if given, are each restart's own row weights
@@ -498,6 +508,12 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     restart stopped (``best_objective``: the lowest ``J`` among the finished restarts), and
     after a segment that ends :data:`HEARTBEAT_S` seconds or more after the last call, so that a
     slow fit is seen to be alive.
+
+    ``shrink_batch``: once the queue is empty, move the running restarts to a narrower batch
+    (:func:`narrower_width`: 16 slots → 8 when 8 or fewer still run, and so on), so that the
+    stopped slots stop costing a step each. Each width is a program of its own (compiled once
+    per law and table shapes), and a batched solve of another width may round differently, so
+    a restart's iterates can move at the level of rounding.
     """
     n = jax.tree_util.tree_leaves(params)[0].shape[0]
     first = jax.tree_util.tree_map(lambda x: x[0], params)
@@ -566,6 +582,15 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
                 state = jax.tree_util.tree_map(
                     lambda s, x, idx=refill: _set_rows(s, idx, x), state, fresh)
                 slot_of[refill] = take
+        if shrink_batch and not queue and finished < n:
+            live = [i for i in range(width) if slot_of[i] >= 0]
+            narrow = narrower_width(len(live), width)
+            if narrow < width:
+                # padded by repeating a running slot; the copies hold no restart (-1)
+                rows = np.asarray(live + live[:1] * (narrow - len(live)))
+                state = jax.tree_util.tree_map(lambda x, r=rows: x[r], state)
+                slot_of = np.asarray([slot_of[i] for i in live] + [-1] * (narrow - len(live)))
+                width = narrow
         # Report when a restart stopped, or when none has for HEARTBEAT_S (slow steps, e.g. a
         # law solving a linear system per parameter tangent): the fit is seen to be alive.
         if progress is not None and (free or time.perf_counter() - last_report >= HEARTBEAT_S):

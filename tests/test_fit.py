@@ -110,6 +110,47 @@ def test_polish_continues_the_capped_restarts_in_the_same_program(rng, keep_comp
     assert capped.polished == ()
 
 
+def test_narrower_width_halves_at_least_and_holds_every_running_restart():
+    from mixscale._lm import narrower_width
+
+    got = {n: narrower_width(n, 16) for n in range(1, 17)}
+    assert got == {1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 6: 8, 7: 8, 8: 8,
+                   **{n: 16 for n in range(9, 17)}}
+    assert narrower_width(1, 1) == 1 and narrower_width(2, 3) == 3 and narrower_width(1, 3) == 1
+
+
+def test_a_shrinking_batch_ends_every_restart_where_the_full_one_does(rng):
+    """Restarts that stop at different steps, on a batch that narrows as they stop
+    (``shrink_batch``): every restart ends at the same objective (to rounding), with the same
+    steps and convergence flags, the same best law; the polish on a narrowing batch too."""
+    import mixscale._lm
+
+    table = _table(_planted(), rng)
+    kw = dict(n_restarts=6, seed=3, chunk=4, nested=False, max_steps=15, polish_steps=3000)
+    shrunk = []
+
+    def narrower(n_live, width, plain=mixscale._lm.narrower_width):
+        out = plain(n_live, width)
+        shrunk.extend([(width, out)] if out < width else [])
+        return out
+
+    full = ms.fit(CapacityLaw, table, **kw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mixscale._lm, "narrower_width", narrower)
+        narrow = ms.fit(CapacityLaw, table, shrink_batch=True, **kw)
+    # the restarts' batch narrowed (4 -> 2 slots), and so did the polish's (4 -> 1)
+    assert shrunk == [(4, 2), (4, 1)] and len(full.polished) == 4
+    assert len(set(full.steps.tolist())) > 2  # the restarts stop at different steps
+    np.testing.assert_allclose(narrow.objectives, full.objectives, rtol=1e-9)
+    np.testing.assert_array_equal(narrow.steps, full.steps)
+    np.testing.assert_array_equal(narrow.converged, full.converged)
+    assert narrow.best == full.best and narrow.polished == full.polished
+    with pytest.raises(TypeError, match="shrink_batch"):
+        ms.fit(CapacityLaw, table, n_restarts=1, shrink_batch="yes")
+    with pytest.raises(ValueError, match="shrink_batch"):
+        ms.fit(CapacityLaw, table, n_restarts=1, method="lbfgs", shrink_batch=True)
+
+
 def test_polish_of_a_law_fitted_per_target_reaches_every_targets_choice(rng):
     """One problem per target: each target's chosen restart that stopped at the cap is among
     those continued, so the combined law converges."""
