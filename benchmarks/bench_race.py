@@ -7,8 +7,9 @@ shrinking batch), side by side.
 * ``race``: every restart for ``--race-steps`` (250), then the polish for up to
   ``5000 − race-steps`` more: the same stages, the search cut short so that the steps go to
   the restarts that lead after it;
-* ``shrink`` (with ``--shrink``): the policy with ``fit(shrink_batch=True)``: the restarts still
-  running move to a narrower batch as the others stop (``mixscale._lm.solve_lm``).
+* ``shrink`` (with ``--shrink``, timed twice: the first call compiles a program per narrower
+  width): the policy with ``fit(shrink_batch=True)``: the restarts still running move to a
+  narrower batch as the others stop (``mixscale._lm.solve_lm``).
 
 Tables: the in-scale tables of ``benchmarks/bench_fit.py`` (every row, in-mixture losses). Each
 case is compiled first by a fit of a few steps with the same restarts (the step cap is a run-time
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
     policies = {"policy": (1000, TOTAL_STEPS - 1000, False),
                 "race": (args.race_steps, TOTAL_STEPS - args.race_steps, False),
                 "shrink": (1000, TOTAL_STEPS - 1000, True)}
-    order = ("policy", "race", *(("shrink",) if args.shrink else ()), "policy")
+    # the shrinking batch twice: its first call compiles a program per narrower width
+    order = ("policy", "race", *(("shrink", "shrink") if args.shrink else ()), "policy")
     print(f"{args.restarts} restarts; race: {args.race_steps} steps, then a polish of up to "
           f"{TOTAL_STEPS - args.race_steps}", flush=True)
     print(f"{'table':12s} {'law':24s} {'policy':7s} {'wall s':>7s} {'CPU s':>7s} "
