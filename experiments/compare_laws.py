@@ -48,7 +48,6 @@ Files written before the common experiment entry (``law_comparison.json``, renam
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -66,7 +65,7 @@ from experiments._common import (
     with_spectral,
     write_section,
 )
-from experiments._harness import Part, run_experiment
+from experiments._harness import Part, read_record, run_experiment
 from experiments._protocols import (
     across_scale_tables,
     evaluate,
@@ -494,8 +493,8 @@ def render(out, record: dict) -> None:
     """Write ``compare_laws.md`` from the record (and, for the across-scale table,
     ``real_extrapolation``'s record in ``out``, if it is there and this record fits no
     across-scale protocol)."""
-    path = Path(out) / f"{ACROSS_SOURCE}.json"
-    across = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    has_source = (Path(out) / f"{ACROSS_SOURCE}.json").exists()
+    across = read_record(out, ACROSS_SOURCE) if has_source else None
     write_section(out, NAME, markdown(_harness_layout(record), across))
 
 

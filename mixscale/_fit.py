@@ -574,9 +574,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         shrink_batch: LM: once every restart has had a slot, run those still going on a
             narrower batch as the others stop (:func:`mixscale._lm.solve_lm`), in the restarts,
             the polish and the kink continuation alike: the stopped slots then stop costing a
-            step each, at the price of a compilation per width, and the iterates can move at
-            the level of rounding (off by default: the experiments' committed fits were made
-            without it).
+            step each, at the price of a compilation per width; a batch of another width may
+            round differently, and a rounding can flip a step's acceptance, so a fit can end
+            elsewhere (off by default: the experiments' committed fits were made without it).
         n_bootstrap: ``0`` (default) or the number ``B`` of bootstrap replicates, in
             ``[2, 4096]``: after the point fit, ``B`` refits on the table with its mixtures
             resampled with replacement (the runs of one mixture together), warm-started from the
