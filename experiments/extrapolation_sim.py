@@ -66,10 +66,12 @@ costs ``O(P)`` whatever ``N`` (inactive features are masked, not dropped), so 16
 4×, and ``P`` sets the price. The law fits (as many as with one target) come on top: the earlier
 4×-only run took 9.7 min, dominated by them. The two step-decay instances, added with ``--part
 decay_instances``, took 26.4 min (11 and 15 min; the small grid is three runs there, one per
-budget, and each new schedule compiles the true optimum's search again). ``--quick``: one small
-K = 3 instance at the constant step and the same under the step decay, the first extrapolated law
-and two small targets (2× and 4×): 34 s wall on the quiet 2-core machine (the decay instance
-about 15 s of it).
+budget, and each new schedule compiled the true optimum's search again; the search now takes a
+schedule's phase lengths as arrays, :class:`simulate._closed_form.PhasePlan`, so the run-scaled
+decays of one instance share one program: in the quick run below the 4× decay optimum went from
+about 10 s to under 1 s). ``--quick``: one small K = 3 instance at the constant step and the same
+under the step decay, the first extrapolated law and two small targets (2× and 4×): 34 s wall on
+the quiet 2-core machine before that change (the decay instance about 15 s of it).
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR] [--add-law LABEL]
 [--part instances|decay_instances]`` (``--add-law``: every number in an instance but the law's

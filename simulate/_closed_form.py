@@ -80,7 +80,11 @@ comes from the same state in one call, with ``O(n_q P)`` work space.
 **Schedules.** A piecewise-constant schedule is a product of constant phases: each phase maps the
 full state ``c`` (``P`` numbers) to its end by the same contour (the full vector at one node is
 :math:`(b + A^\top(g \odot Y_n))/\Delta_n`), or, for a phase shorter than ``T_SMALL``, by its
-exact steps. Checkpoints are phase ends (the schedule's pieces are split at them).
+exact steps. Checkpoints are phase ends (the schedule's pieces are split at them). A compiled
+call takes the schedule as its :class:`PhasePlan`: the step sizes and the lengths of the
+integrated phases are arrays (the contour takes any real ``t``), only the structure is static,
+so schedules that differ in their phase lengths (a decay scaled to each run's budget) share one
+program.
 
 Public entry points: :func:`closed_form_losses` (one mixture and size) and
 ``simulate.sweep(..., method="closed_form")`` (mixtures × sizes, through
@@ -103,8 +107,8 @@ from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant, _split_blocks
 from ._validate import check_call, check_schedule
 
-__all__ = ["T_SMALL", "as_schedule", "closed_form_batch", "closed_form_losses", "steps_argument",
-           "closed_form_one", "quadrature_error"]
+__all__ = ["T_SMALL", "PhasePlan", "as_schedule", "closed_form_batch", "closed_form_losses",
+           "closed_form_one", "jit_schedule", "phase_plan", "quadrature_error", "steps_argument"]
 
 #: Checkpoints and phases shorter than this many steps are stepped exactly, not integrated.
 T_SMALL = 16
@@ -338,33 +342,60 @@ def constant_losses(a_all, w2, sigma2, h, kept, lr, steps, batch_size, blocks=No
     return y + sigma2_e[None, :]
 
 
-def schedule_losses(a_all, w2, sigma2, h, kept, schedule: AbstractSchedule,
-                    checkpoints: tuple[int, ...], batch_size: int, blocks=None) -> Array:
-    """Losses ``(C, K)`` at the static ``checkpoints`` for any piecewise-constant schedule, as a
-    product of constant phases. Traceable; no input checks."""
+class PhasePlan(eqx.Module):
+    """A piecewise-constant schedule up to its last checkpoint, as the closed form runs it: a
+    sequence of blocks, each ``lrs.shape[0]`` pieces of one length, split at the checkpoints.
+
+    Only the *structure* is static (the number of blocks, the pieces per block, the length of
+    a block stepped exactly, below ``T_SMALL``, and which block ends the checkpoints read): the
+    step sizes and the length of every integrated block are arrays, so one compiled program
+    serves every schedule of that structure. A step decay scaled to its run
+    (``every = ⌈steps / pieces⌉``) at 2×, 4× or 16× the steps thus compiles once, where a
+    :class:`StepDecay` passed to a jitted function (``every`` static) compiles per run.
+
+    Build it with :func:`phase_plan`.
+    """
+
+    lrs: tuple  # per block, (n_pieces,) step sizes
+    lengths: tuple  # per block: a scalar array (>= T_SMALL, integrated) or an int (stepped)
+    reads: tuple[int, ...] = eqx.field(static=True)  # per checkpoint: blocks before it (0: t = 0)
+
+
+def phase_plan(schedule: AbstractSchedule, checkpoints) -> PhasePlan:
+    """The :class:`PhasePlan` of ``schedule`` read at the static ``checkpoints`` (ints >= 0)."""
+    checkpoints = tuple(int(t) for t in checkpoints)
+    stops = sorted(set(checkpoints))
+    lrs, lengths, ends = [], [], [0]
+    for start, block_lrs, length in _split_blocks(schedule.blocks(max(stops, default=0)), stops):
+        lrs.append(block_lrs)
+        lengths.append(int(length) if length < T_SMALL else jnp.asarray(float(length)))
+        ends.append(start + block_lrs.shape[0] * length)
+    return PhasePlan(lrs=tuple(lrs), lengths=tuple(lengths),
+                     reads=tuple(ends.index(t) for t in checkpoints))
+
+
+def schedule_losses(a_all, w2, sigma2, h, kept, plan: PhasePlan, batch_size: int,
+                    blocks=None) -> Array:
+    """Losses ``(C, K)`` at the checkpoints of ``plan`` (:func:`phase_plan`) for any
+    piecewise-constant schedule, as a product of constant phases. Traceable; no input checks."""
     active, sigma2_e = _setup(a_all, w2, sigma2, h, kept)
-    stops = sorted(set(int(s) for s in checkpoints))
 
     def advance(c, lr, length):
         ph = _phase(a_all, h, active, lr, batch_size, sigma2_e, blocks)
-        if length < T_SMALL:
+        if isinstance(length, int):  # a short phase: its exact steps
             return _steps(ph, c, length)[0]
         c_inf = _fixed_point(ph)
         return c_inf + _transient_c(ph, c - c_inf, length)
 
     c = jnp.where(active, w2, 0.0)
-    out = {}
-    if 0 in stops:
-        out[0] = a_all @ c
-    for start, lrs, length in _split_blocks(schedule.blocks(max(stops, default=0)), stops):
+    states = [a_all @ c]  # y after each block (the first: t = 0)
+    for lrs, length in zip(plan.lrs, plan.lengths, strict=True):
         if lrs.shape[0] == 1:
             c = advance(c, lrs[0], length)
         else:
             c, _ = lax.scan(lambda c, lr, length=length: (advance(c, lr, length), None), c, lrs)
-        end = start + lrs.shape[0] * length
-        if end in stops:
-            out[end] = a_all @ c
-    return jnp.stack([out[t] for t in checkpoints]) + sigma2_e[None, :]
+        states.append(a_all @ c)
+    return jnp.stack([states[i] for i in plan.reads]) + sigma2_e[None, :]
 
 
 def closed_form_one(model: DisjointTailModel, h: Array, n, schedule, steps,
@@ -372,22 +403,31 @@ def closed_form_one(model: DisjointTailModel, h: Array, n, schedule, steps,
     """Closed-form losses ``(C, K)`` for one mixture and ``n`` kept features (may be traced).
 
     ``schedule`` a :class:`Constant` (``steps`` an array of step counts, traced) or any
-    :class:`AbstractSchedule` (``steps`` a static tuple of ints). Traceable and ``vmap``-able
-    over ``h``; no input checks.
+    :class:`AbstractSchedule` (``steps`` a static tuple of ints); or ``steps`` a
+    :class:`PhasePlan`, which carries the schedule (``schedule`` is then unused: pass
+    :func:`jit_schedule`'s ``None``). Traceable and ``vmap``-able over ``h``; no input checks.
     """
     a_all, w2, kept, blocks = grouped(model, h, n)
     if isinstance(schedule, Constant):
         return constant_losses(a_all, w2, model.sigma2, h, kept, schedule.lr, steps,
                                batch_size, blocks)
-    return schedule_losses(a_all, w2, model.sigma2, h, kept, schedule, tuple(steps),
-                           batch_size, blocks)
+    plan = steps if isinstance(steps, PhasePlan) else phase_plan(schedule, steps)
+    return schedule_losses(a_all, w2, model.sigma2, h, kept, plan, batch_size, blocks)
 
 
 def steps_argument(schedule, checkpoints, dtype):
-    """Checkpoints as a traced array for a constant step, a static tuple otherwise."""
+    """Checkpoints as a compiled closed form takes them: a traced array for a constant step, a
+    :class:`PhasePlan` (the schedule itself, its lengths traced) otherwise."""
     if isinstance(schedule, Constant):
         return jnp.asarray(checkpoints, dtype)
-    return tuple(int(t) for t in checkpoints)
+    return phase_plan(schedule, checkpoints)
+
+
+def jit_schedule(schedule):
+    """The schedule as a compiled closed form takes it next to :func:`steps_argument`: a
+    :class:`Constant` as is, any other ``None`` (its :class:`PhasePlan` carries it, and its
+    static fields, e.g. :class:`StepDecay`'s ``every``, would compile a program per value)."""
+    return schedule if isinstance(schedule, Constant) else None
 
 
 @eqx.filter_jit
@@ -423,5 +463,6 @@ def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
                       checkpoints=checkpoints, batch_size=batch_size)
     dtype = model.alpha.dtype
     return _closed_form_jit(model, jnp.asarray(call.mixtures, dtype), jnp.asarray(call.sizes),
-                            schedule, steps_argument(schedule, call.checkpoints, dtype),
+                            jit_schedule(schedule),
+                            steps_argument(schedule, call.checkpoints, dtype),
                             batch_argument(call.batch_size, dtype))

@@ -50,6 +50,7 @@ from ._closed_form import (
     closed_form_one,
     constant_losses,
     grouped,
+    jit_schedule,
     schedule_losses,
     steps_argument,
 )
@@ -130,7 +131,7 @@ def _derivatives(model, mixtures, n, schedule, steps, batch_size, target):
             losses = constant_losses(a_all, w2, model.sigma2, h, kept, schedule.lr, steps,
                                      batch_size, blocks)
         else:
-            losses = schedule_losses(a_all, w2, model.sigma2, h, kept, schedule, tuple(steps),
+            losses = schedule_losses(a_all, w2, model.sigma2, h, kept, steps,
                                      batch_size, blocks)
         return losses[0] @ target
 
@@ -199,10 +200,12 @@ def _along(points, directions, lengths):
 
 
 def _kernel_arguments(n, schedule, checkpoints, batch_size, target, dtype):
-    """``(n, steps, batch_size, target)`` exactly as the search passes them to :func:`_objective`
-    and :func:`_derivatives` (array or static as each needs), so a caller holding these arguments
-    reuses the search's compiled programs."""
-    return (jnp.asarray(n), steps_argument(schedule, checkpoints, dtype),
+    """``(n, schedule, steps, batch_size, target)`` exactly as the search passes them to
+    :func:`_objective` and :func:`_derivatives` (array or static as each needs: a schedule
+    other than :class:`Constant` travels as its :class:`~simulate._closed_form.PhasePlan`, so
+    runs of one structure share a program), so a caller holding these arguments reuses the
+    search's compiled programs."""
+    return (jnp.asarray(n), jit_schedule(schedule), steps_argument(schedule, checkpoints, dtype),
             batch_argument(batch_size, dtype), jnp.asarray(target, dtype))
 
 
@@ -244,8 +247,8 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     r = _default_resolution(k) if resolution is None else int(resolution)
     if r < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
-    n_j, steps_arg, batch_j, t_j = _kernel_arguments(n_arr, schedule, checkpoints, batch_size, t,
-                                                     dtype)
+    n_j, schedule_arg, steps_arg, batch_j, t_j = _kernel_arguments(n_arr, schedule, checkpoints,
+                                                                   batch_size, t, dtype)
     n_evals = 0
 
     def evaluate(mixtures: np.ndarray):
@@ -257,7 +260,7 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         values, losses = [], []
         for chunk in np.split(padded, padded.shape[0] // _CHUNK):
             require_stable(model, schedule, chunk, n_arr[None], checkpoints[0], batch_size)
-            v, ls = _objective(model, jnp.asarray(chunk, dtype), n_j, schedule, steps_arg,
+            v, ls = _objective(model, jnp.asarray(chunk, dtype), n_j, schedule_arg, steps_arg,
                                batch_j, t_j)
             values.append(np.asarray(v))
             losses.append(np.asarray(ls))
@@ -276,7 +279,7 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         reach = np.full(n_starts, 1.0 / r)  # the longest move tried next
         for _ in range(max_iterations):
             grads, hessians = (np.asarray(x) for x in _derivatives(
-                model, jnp.asarray(points, dtype), n_j, schedule, steps_arg, batch_j, t_j))
+                model, jnp.asarray(points, dtype), n_j, schedule_arg, steps_arg, batch_j, t_j))
             newton, gradient = _face_directions(points, grads, hessians)
             ladder = 0.5 ** np.arange(_N_LENGTHS)
             c1, ok1 = _along(points, newton, np.ones((n_starts, 1)) * ladder)

@@ -43,6 +43,30 @@ def test_one_compilation_serves_every_size_mixture_and_step():
     assert _closed_form_jit._cached._cache_size() == before
 
 
+def test_step_decays_of_one_structure_share_a_compilation_and_match_the_recursion():
+    """A step decay scaled to its run (every = steps / 4) at two run lengths: the closed form
+    equals the recursion at every checkpoint (mid-run ones included), and the second run reuses
+    the first one's program (the phase lengths are traced, only the structure is static); a
+    decay with phases shorter than T_SMALL (stepped exactly) still matches the recursion."""
+    model = sim.DisjointTailModel(jnp.array([1.5, 2.2]), beta=0.1, sigma2=0.1, head=3, tail=20)
+    h, n = [0.3, 0.7], 15
+    lr = 0.5 * sim.stable_step_limit(model, h, n)
+    for i, steps in enumerate((100, 200)):
+        schedule = sim.StepDecay(lr, 0.5, steps // 4)
+        ck = [steps // 2, steps]
+        closed = np.asarray(sim.closed_form_losses(model, h, n, schedule, ck))
+        np.testing.assert_allclose(
+            closed, np.asarray(sim.expected_losses(model, h, n, schedule, ck)), rtol=tol())
+        if i == 0:
+            before = _closed_form_jit._cached._cache_size()
+    assert _closed_form_jit._cached._cache_size() == before
+    short = sim.StepDecay(lr, 0.7, T_SMALL // 2)
+    ck = [T_SMALL // 4, 3 * T_SMALL + 1, 10 * T_SMALL]
+    np.testing.assert_allclose(np.asarray(sim.closed_form_losses(model, h, n, short, ck)),
+                               np.asarray(sim.expected_losses(model, h, n, short, ck)),
+                               rtol=tol())
+
+
 def test_zero_weight_domain_and_a_single_domain():
     """h_j = 0 drops domain j from the coupling (no division by h); K = 1 works."""
     model = sim.DisjointTailModel(jnp.array([1.5, 2.0, 3.0]), beta=0.0, sigma2=0.02, head=4,

@@ -151,9 +151,7 @@ def test_optimal_mixture_methods_agree_and_derivatives_match_finite_differences(
     h = np.asarray([0.4, 0.3, 0.2, 0.1])
     # The arguments exactly as optimal_mixture passes them, in batches of the sizes its search
     # used (8 starts; _CHUNK mixtures), so both kernels are the ones the search compiled.
-    n_j, steps_j, batch_j, target = _kernel_arguments(np.int64(n), schedule, [steps], 1,
-                                                      np.full(4, 0.25), jnp.float64)
-    args = (n_j, schedule, steps_j, batch_j, target)
+    args = _kernel_arguments(np.int64(n), schedule, [steps], 1, np.full(4, 0.25), jnp.float64)
     g, hess = (np.asarray(x)[0] for x in _derivatives(model, jnp.tile(h, (8, 1)), *args))
     eps = 1e-6
     moves = []
