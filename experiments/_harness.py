@@ -42,8 +42,9 @@ from typing import Any
 
 from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
 
-__all__ = ["EXPERIMENTS", "NAMES", "Part", "config_from_record", "merge_law_rows", "read_record",
-           "recorded_wall_s", "run_experiment", "same_settings"]
+__all__ = ["EXPERIMENTS", "NAMES", "ROW_KEYS", "Part", "config_from_record", "fit_groups",
+           "merge_law_rows", "nested_checks", "nested_labels", "read_record", "recorded_wall_s",
+           "run_experiment", "same_settings"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
 EXPERIMENTS = (
@@ -231,6 +232,64 @@ def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, floa
     elif isinstance(results, list):
         for value in results:
             yield from fit_rows(value, label)
+
+
+#: Entries of a fit row that tell apart, within one list of rows, fits made on different rows
+#: of data (``compare_laws``' dataset and split, ``real_extrapolation``'s protocol).
+ROW_KEYS = ("dataset", "seed", "protocol")
+
+
+def fit_groups(results: Any, where: str = "results") -> Iterator[tuple[str, dict[str, dict]]]:
+    """Every set of fits made on the same rows under ``results``, as ``(where, {law label: fit
+    record})``: a mapping whose values are all fit records (keyed by law label, as
+    ``law_vs_simulator``'s settings hold them), or the rows of one list that have a ``law``
+    and agree on :data:`ROW_KEYS`. A law twice in one group (a grouping that misses a key)
+    raises ``ValueError``."""
+    if isinstance(results, dict):
+        if results and all(isinstance(v, dict) and "objective" in v for v in results.values()):
+            yield where, dict(results)
+        for key, value in results.items():
+            yield from fit_groups(value, f"{where}/{key}")
+    elif isinstance(results, list):
+        groups: dict = {}
+        for row in results:
+            if isinstance(row, dict) and "law" in row and "objective" in row:
+                key = tuple((k, row[k]) for k in ROW_KEYS if row.get(k) is not None)
+                group = groups.setdefault(key, {})
+                if row["law"] in group:
+                    raise ValueError(f"{where}: two fits of {row['law']} on rows {dict(key)}")
+                group[row["law"]] = row
+        for key, group in groups.items():
+            yield where + "".join(f" {k}={v}" for k, v in key), group
+        for i, value in enumerate(results):
+            yield from fit_groups(value, f"{where}[{i}]")
+
+
+def nested_labels(label: str) -> list[str]:
+    """Labels of the variants nested in the law ``label``
+    (:meth:`mixscale.laws.AbstractLaw.nested`; e.g. ``capacity (tied)`` and
+    ``capacity (capacity)`` in ``capacity (full)``)."""
+    from mixscale import LawSpec
+
+    spec = LawSpec.parse(label)
+    return [LawSpec(spec.law_class, **inner).label
+            for inner, _ in spec.law_class.nested(**spec.law_options)]
+
+
+def nested_checks(results: Any, rtol: float = 1e-9, where: str = "results"
+                  ) -> Iterator[tuple[str, str, str, float, float, bool]]:
+    """The tables' nested check: for every fit under ``results`` whose law nests a variant
+    fitted on the same rows (:func:`fit_groups`; ``where`` names the root), ``(where, law,
+    variant, its objective, the variant's, held)``, held when the law's training objective is
+    at most the variant's to ``rtol`` relative (the law can represent the variant, so a fit
+    above it has missed a basin its variant found)."""
+    for place, group in fit_groups(results, where):
+        for label, row in group.items():
+            for inner in nested_labels(label):
+                if inner in group and row.get("objective") is not None \
+                        and group[inner].get("objective") is not None:
+                    mine, theirs = float(row["objective"]), float(group[inner]["objective"])
+                    yield place, label, inner, mine, theirs, mine <= theirs * (1 + rtol)
 
 
 def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:

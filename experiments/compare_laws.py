@@ -65,7 +65,7 @@ from experiments._common import (
     with_spectral,
     write_section,
 )
-from experiments._harness import Part, read_record, run_experiment
+from experiments._harness import Part, nested_checks, read_record, run_experiment
 from experiments._protocols import (
     across_scale_tables,
     evaluate,
@@ -386,41 +386,19 @@ def markdown(record: dict, across: dict | None = None) -> str:
     return "\n".join(out)
 
 
-#: The keys that name a fit's rows within one part of the results (with the part itself).
-_ROW_KEYS = ("dataset", "seed", "protocol")
-
-
-def _nested_labels(label: str) -> list[str]:
-    """Labels of the variants nested in the law ``label`` (e.g. ``capacity (tied)`` and
-    ``capacity (capacity)`` in ``capacity (full)``)."""
-    spec = LawSpec.parse(label)
-    return [LawSpec(spec.law_class, **inner).label
-            for inner, _ in spec.law_class.nested(**spec.law_options)]
-
-
 def standalone_nested_check(results: dict) -> dict[str, tuple[int, int, list[str]]]:
     """Per law that nests others: ``(held, compared, failures)`` of the check that its training
     objective is at most (to 1e-9 relative) that of each nested variant's *own* fit in these
     results on the same rows (the experiment fits the nested variants as laws too, with all
-    the restarts, and starts the law from those fits: :func:`_fits`)."""
+    the restarts, and starts the law from those fits: :func:`_fits`), by
+    :func:`experiments._harness.nested_checks` over each part's successful fits."""
     out: dict = {}
     for part in ("in_scale", "across_scale", "regmix_rank"):
         rows = [r for r in results.get(part, []) if r.get("status", "ok") == "ok"]
-        by_rows: dict = {}
-        for r in rows:
-            by_rows.setdefault(tuple(r.get(k) for k in _ROW_KEYS), {})[r["law"]] = r
-        for fits in by_rows.values():
-            for label, r in fits.items():
-                for inner in _nested_labels(label):
-                    if inner not in fits:
-                        continue
-                    held, n, bad = out.get(label, (0, 0, []))
-                    ok = r["objective"] <= fits[inner]["objective"] * (1 + 1e-9)
-                    where = ", ".join(f"{k} {r[k]}" for k in _ROW_KEYS if r.get(k) is not None)
-                    out[label] = (held + ok, n + 1, bad + ([] if ok else [
-                        f"{part} ({where}): {r['objective']:.6g} against {inner}'s "
-                        f"{fits[inner]['objective']:.6g} "
-                        f"(+{r['objective'] / fits[inner]['objective'] - 1:.1e})"]))
+        for where, label, inner, mine, theirs, ok in nested_checks(rows, where=part):
+            held, n, bad = out.get(label, (0, 0, []))
+            out[label] = (held + ok, n + 1, bad + ([] if ok else [
+                f"{where}: {mine:.6g} against {inner}'s {theirs:.6g} (+{mine / theirs - 1:.1e})"]))
     return out
 
 

@@ -186,7 +186,7 @@ def test_the_standalone_nested_check_names_a_law_above_its_nested_variants_own_f
                             row("capacity (capacity)", 9.0, seed=2)]}
     held, n, failures = standalone_nested_check(results)["capacity (full)"]
     assert (held, n) == (2, 3)  # seed 0: tied held, capacity-only not; seed 1: tied held
-    assert len(failures) == 1 and "capacity (capacity)" in failures[0] and "seed 0" in failures[0]
+    assert len(failures) == 1 and "capacity (capacity)" in failures[0] and "seed=0" in failures[0]
     text = "\n".join(convergence_summary(results))
     assert "| capacity (full) | 2 | 2 | — (nests no variant) | 2/3 |" in text
     assert "Fits above a nested variant's own fit" in text

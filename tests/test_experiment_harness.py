@@ -609,3 +609,32 @@ def test_add_law_on_one_dataset_of_a_protocol_replaces_only_its_rows(tmp_path):
         ("capacity (tied)", "a", 1, 10.0), ("bimix", "a", 1, 20.0),
         ("capacity (tied)", "b", 0, 20.0), ("capacity (tied)", "b", 1, 20.0)]]
     assert rows[6:] == [("bimix", "b", 10.0), ("bimix", "b", 10.0)]
+
+
+# ----------------------------------------------------------------------------- nested checks
+def _fit(law, objective, **row):
+    return {"law": law, "objective": objective, "law_converged": True, **row}
+
+
+def test_nested_checks_compare_a_law_with_its_variants_fitted_on_the_same_rows():
+    """Fits on the same rows: a mapping of law labels to fit records, or the rows of a list
+    that agree on dataset, seed and protocol; a law above a nested variant is named, rows of
+    another split are not compared, a law twice in one group is refused."""
+    results = {
+        "settings": [{"laws": {"capacity (full)": _fit("capacity (full)", 1.0),
+                               "capacity (tied)": _fit("capacity (tied)", 0.9),
+                               "capacity (pooled)": _fit("capacity (pooled)", 1.0)}}],
+        "in_scale": [_fit("capacity (pooled)", 2.0, dataset="a", seed=0),
+                     _fit("capacity (pooled_coupled)", 2.0, dataset="a", seed=0),
+                     _fit("capacity (pooled_coupled)", 1.0, dataset="a", seed=1),
+                     _fit("capacity (pooled)", 0.5, dataset="b", seed=1)],
+    }
+    checks = list(_harness.nested_checks(results))
+    failed = [(where, law, inner) for where, law, inner, *_, ok in checks if not ok]
+    # full vs tied (above: fails), pooled vs full (equal: holds), pooled_coupled vs pooled on
+    # split a/0 (equal: holds); a/1 and b/1 hold no nested pair
+    assert len(checks) == 3
+    assert failed == [("results/settings[0]/laws", "capacity (full)", "capacity (tied)")]
+    assert _harness.nested_labels("capacity (full)") == ["capacity (tied)", "capacity (capacity)"]
+    with pytest.raises(ValueError, match="two fits of capacity"):
+        list(_harness.nested_checks([_fit("capacity (full)", 1.0), _fit("capacity (full)", 2.0)]))
