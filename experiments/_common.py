@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_law",
-           "fit_record", "fit_stages", "markdown_table", "pct_mean_sd",
-           "n_params", "parse_args", "save_figure", "spec_label", "unfitted_laws_lines",
-           "versions", "with_spectral", "write_record", "write_section"]
+           "fit_laws", "fit_nested_first", "fit_record", "fit_stages", "markdown_table",
+           "pct_mean_sd", "n_params", "parse_args", "save_figure", "spec_label",
+           "unfitted_laws_lines", "versions", "with_spectral", "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
@@ -159,6 +159,28 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
                         nested=(True if nested is None else nested) if stages else False)
 
 
+def fit_laws(specs, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
+             catch: bool = False) -> dict:
+    """:func:`fit_law` of every law of ``specs`` on one set of rows, each started from these
+    fits of the variants nested in it (:func:`fit_nested_first`), so that a table of them
+    holds the nested check by construction.
+
+    Returns:
+        ``{spec: (FitResult, wall seconds)}``; with ``catch``, a fit that raises is returned as
+        its exception (the experiment records it and goes on) and starts no other law.
+    """
+    def fit_one(spec, nested):
+        try:
+            return fit_law(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
+                           nested=nested)
+        except Exception as err:
+            if not catch:
+                raise
+            return err
+
+    return fit_nested_first(specs, fit_one)
+
+
 def fit_nested_first(specs, fit_one) -> dict:
     """Fit every law of ``specs`` (:class:`mixscale.LawSpec`) on one set of rows, each after
     the variants nested in it: ``fit_one(spec, nested)`` makes one fit, given ``nested``, the
@@ -171,6 +193,9 @@ def fit_nested_first(specs, fit_one) -> dict:
     variant's best basin. A nested variant that ``specs`` lacks (an ``--add-law`` run of one
     law) is fitted too, for its start, and not returned. With the stages off (``--quick``,
     :func:`fit_stages`) no law starts from nested variants and ``specs`` are fitted in order.
+
+    ``fit_one`` may return an exception instead (a failed fit that the experiment records and
+    goes on): it is then no variant's start.
 
     Returns:
         ``{spec: (FitResult, wall seconds of its own fit)}`` for every spec of ``specs``.
@@ -193,7 +218,8 @@ def fit_nested_first(specs, fit_one) -> dict:
         for variant in inner:
             visit(variant, (*path, spec))
         t0 = time.perf_counter()
-        res = fit_one(spec, {v.label: fits[v][0] for v in inner})
+        res = fit_one(spec, {v.label: fits[v][0] for v in inner
+                             if not isinstance(fits[v][0], Exception)})
         fits[spec] = (res, time.perf_counter() - t0)
 
     for spec in wanted:

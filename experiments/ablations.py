@@ -203,13 +203,19 @@ def simulate_variant(cfg: Config, base: _sim.Instance, mixtures: np.ndarray, v: 
             "optimum_s": timer()}
 
 
-def fit_and_score(cfg: Config, spec: LawSpec, v: Variant, data: dict) -> dict:
-    """Fit ``spec`` on the training mixtures; its held-out MRE, its optimal mixture at the largest
-    scale and that mixture's regret."""
+def fit_variant_laws(cfg: Config, specs, data: dict) -> dict:
+    """Fit every law of ``specs`` on the training mixtures, each from these fits of its nested
+    variants (:func:`experiments._common.fit_laws`): ``{spec: (FitResult, wall s)}``."""
     from mixscale.data import split
 
     train, val = split(data["table"], cfg.validation_fraction, cfg.seed)
-    res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts, seed=cfg.seed)
+    return _common.fit_laws(specs, train, validation=val, n_restarts=cfg.n_restarts,
+                            seed=cfg.seed)
+
+
+def fit_and_score(cfg: Config, spec: LawSpec, v: Variant, data: dict, res) -> dict:
+    """``spec``'s fit ``res`` on the training mixtures (:func:`fit_variant_laws`): its held-out
+    MRE, its optimal mixture at the largest scale and that mixture's regret."""
     n_top, steps_top = data["top"]
     timer = _common.Timer()
     h_law, predicted = _sim.law_optimum(res, n_top, steps_top * v.batch_size, seed=cfg.seed)
@@ -229,18 +235,20 @@ def evaluate_variant(cfg: Config, v: Variant, data: dict) -> dict:
     n_top, steps_top = data["top"]
     w_opt, loss_opt = data["optimum"]
     k = len(w_opt)
+    subject = LawSpec("capacity", variant=v.law_variant)
+    laws = list(cfg.laws) if v.law_variant == "full" else []
+    fits = fit_variant_laws(cfg, [subject, *laws], data)
     out = {
         "group": v.group, "label": v.label, "changes": dict(v.changes),
         "schedule": v.schedule, "batch_size": v.batch_size, "lr": data["lr"],
         "steps": data["steps"], "scale": {"N": n_top, "D": steps_top * v.batch_size,
                                           "steps": steps_top},
-        "subject": fit_and_score(cfg, LawSpec("capacity", variant=v.law_variant), v, data),
+        "subject": fit_and_score(cfg, subject, v, data, fits[subject][0]),
         "true_optimum": w_opt, "true_optimum_loss": loss_opt,
         "regret_uniform": regret(data["model"], np.full(k, 1.0 / k), n_top, steps_top,
                                  data["schedule"], v.batch_size, loss_opt),
         "simulate_s": data["simulate_s"], "optimum_s": data["optimum_s"],
-        "laws": [fit_and_score(cfg, spec, v, data) for spec in cfg.laws]
-        if v.law_variant == "full" else [],
+        "laws": [fit_and_score(cfg, spec, v, data, fits[spec][0]) for spec in laws],
     }
     for fit in (out["subject"], *out["laws"]):
         log.info("%-22s %-26s %-22s held-out MRE %.2f%%, regret law %.3g, uniform %.3g",

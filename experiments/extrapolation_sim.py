@@ -236,10 +236,14 @@ def fit_laws(cfg: Config, table, small: tuple[int, int], label: str):
     n_s, steps_s = small
     b = cfg.batch_size
     rows, picks = [], {}
+    fits = _common.fit_laws(cfg.laws, table, n_restarts=cfg.n_restarts, seed=cfg.fit_seed,
+                            catch=True)
     for law in cfg.laws:
         row = {"law": law.label}
         try:
-            res = _common.fit_law(law, table, n_restarts=cfg.n_restarts, seed=cfg.fit_seed)
+            res = fits[law][0]
+            if isinstance(res, Exception):
+                raise res
             w_s, _ = _sim.law_optimum(res, n_s, steps_s * b, seed=cfg.optimum_seed)
             at = [_sim.law_optimum(res, n_t, steps_t * b, seed=cfg.optimum_seed)
                   for _, n_t, steps_t in cfg.targets]

@@ -171,9 +171,10 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
            "n_train_runs": train.n_runs, "n_validation_runs": val.n_runs, "simulate_s": sim_s,
            "loss_range": [float(table.losses.min()), float(table.losses.max())], **effects,
            "laws": {}}
+    fits = _common.fit_laws(cfg.laws, train, validation=val, n_restarts=cfg.n_restarts,
+                            seed=cfg.seed)
     for spec in cfg.laws:
-        res = _common.fit_law(spec, train, validation=val, n_restarts=cfg.n_restarts,
-                              seed=cfg.seed)
+        res = fits[spec][0]
         out["laws"][spec.label] = _law_record(res, val, top)
         capacity = res.law.natural_parameters().get("H")
         if capacity is not None:
@@ -183,9 +184,10 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
                  res.n_params, res.method, res.timings["total_s"])
     at_top = lambda t: t.take((t.model_size == top[0]) & (t.tokens == top[1]))  # noqa: E731
     train_top, val_top = at_top(train), at_top(val)
+    one_scale = _common.fit_laws(cfg.one_scale_laws, train_top, validation=val_top,
+                                 n_restarts=cfg.n_restarts, seed=cfg.seed)
     for spec in cfg.one_scale_laws:
-        res = _common.fit_law(spec, train_top, validation=val_top, n_restarts=cfg.n_restarts,
-                              seed=cfg.seed)
+        res = one_scale[spec][0]
         rec = _law_record(res, val_top, top)
         rec["validation_mre"] = None  # fitted at one scale: only the top-scale error exists
         out["laws"][spec.label] = rec

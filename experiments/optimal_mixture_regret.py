@@ -139,10 +139,14 @@ def run_instance(cfg: Config, spec: InstanceSpec) -> dict:
                   "proportional": np.asarray(inst.natural),
                   "best measured": mixtures[best]}
     laws = []
+    fits = _common.fit_laws(cfg.laws, table, n_restarts=cfg.n_restarts, seed=cfg.fit_seed,
+                            catch=True)
     for law in cfg.laws:
         row = {"law": law.label}
         try:
-            res = _common.fit_law(law, table, n_restarts=cfg.n_restarts, seed=cfg.fit_seed)
+            res = fits[law][0]
+            if isinstance(res, Exception):
+                raise res
             w, predicted = _sim.law_optimum(res, cfg.size, tokens, seed=cfg.optimum_seed)
         except Exception as err:  # a law that cannot be fitted here is recorded, not fatal
             row.update(status=f"failed: {type(err).__name__}: {err}")

@@ -484,6 +484,32 @@ def test_fit_nested_first_fits_nested_variants_first_and_passes_their_fits():
     assert calls == [("capacity (decoupled)", {}), ("capacity (full)", {})]
 
 
+def test_fit_laws_passes_each_law_its_variants_fits_and_catches_failures(monkeypatch):
+    """``fit_laws`` gives ``fit_law`` each law's rows and the fits of its nested variants; with
+    ``catch`` a failed fit is returned as its exception and starts no other law, without it
+    the error propagates."""
+    calls = []
+
+    def fake_fit_law(spec, train, *, validation=None, n_restarts, seed, nested):
+        calls.append((spec.label, train, validation, n_restarts, seed, dict(nested)))
+        if spec.label == "capacity (tied)":
+            raise RuntimeError("tied failed")
+        return f"fit of {spec.label}"
+
+    monkeypatch.setattr(_common, "fit_law", fake_fit_law)
+    full = LawSpec("capacity")
+    fits = _common.fit_laws([full], "rows", validation="held out", n_restarts=3, seed=7,
+                            catch=True)
+    assert fits[full][0] == "fit of capacity (full)"
+    assert calls[-1] == ("capacity (full)", "rows", "held out", 3, 7,
+                         {"capacity (capacity)": "fit of capacity (capacity)"})
+    tied = LawSpec("capacity", variant="tied")
+    fits = _common.fit_laws([tied, full], "rows", catch=True)
+    assert isinstance(fits[tied][0], RuntimeError)
+    with pytest.raises(RuntimeError, match="tied failed"):
+        _common.fit_laws([full], "rows")
+
+
 def test_a_part_without_fits_adds_no_laws_to_the_record(tmp_path):
     """A part that fits nothing (a measurement from the data alone) lists no laws among the
     record's additions and leaves its list of laws as it was."""
@@ -638,3 +664,4 @@ def test_nested_checks_compare_a_law_with_its_variants_fitted_on_the_same_rows()
     assert _harness.nested_labels("capacity (full)") == ["capacity (tied)", "capacity (capacity)"]
     with pytest.raises(ValueError, match="two fits of capacity"):
         list(_harness.nested_checks([_fit("capacity (full)", 1.0), _fit("capacity (full)", 2.0)]))
+
