@@ -224,7 +224,7 @@ def score_curves(names: Sequence[str], weights: np.ndarray, curves: np.ndarray) 
             for i, n in enumerate(names)}
 
 
-def fit_laws(cfg: Config, table, small: tuple[int, int], label: str):
+def fit_and_optimise(cfg: Config, table, small: tuple[int, int], label: str):
     """Fit every law of ``cfg`` on ``table`` once and predict its optimum at the small scale
     and at every target.
 
@@ -324,7 +324,7 @@ def run_instance(cfg: Config, spec: InstanceSpec, decay: bool = False) -> dict:
                  inst_label, np.round(optima[-1], 3), factor, n_t, steps_t,
                  optimum_s[f"{factor}x"], np.round(small_w, 3))
 
-    laws, picks = fit_laws(cfg, table, small, inst_label)
+    laws, picks = fit_and_optimise(cfg, table, small, inst_label)
     targets = []
     for i, target in enumerate(cfg.targets):
         candidates = {label: w[i] for label, (w, _) in picks.items()}
