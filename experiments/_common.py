@@ -200,21 +200,16 @@ def fit_nested_first(specs, fit_one) -> dict:
     Returns:
         ``{spec: (FitResult, wall seconds of its own fit)}`` for every spec of ``specs``.
     """
-    from mixscale import LawSpec
 
     fits: dict = {}
     wanted = list(dict.fromkeys(specs))
-
-    def variants(spec):
-        return [LawSpec(spec.law_class, **options)
-                for options, _ in spec.law_class.nested(**spec.law_options)]
 
     def visit(spec, path=()):
         if spec in fits:
             return
         if spec in path:
             raise ValueError(f"nested variants form a cycle: {[s.label for s in path]}")
-        inner = variants(spec) if _STAGES["on"] else []
+        inner = spec.nested_specs() if _STAGES["on"] else ()
         for variant in inner:
             visit(variant, (*path, spec))
         t0 = time.perf_counter()

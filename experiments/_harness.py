@@ -43,7 +43,7 @@ from typing import Any
 from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
 
 __all__ = ["EXPERIMENTS", "NAMES", "ROW_KEYS", "Part", "config_from_record", "fit_groups",
-           "merge_law_rows", "nested_checks", "nested_labels", "read_record", "recorded_wall_s",
+           "merge_law_rows", "nested_checks", "read_record", "recorded_wall_s",
            "run_experiment", "same_settings"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
@@ -265,17 +265,6 @@ def fit_groups(results: Any, where: str = "results") -> Iterator[tuple[str, dict
             yield from fit_groups(value, f"{where}[{i}]")
 
 
-def nested_labels(label: str) -> list[str]:
-    """Labels of the variants nested in the law ``label``
-    (:meth:`mixscale.laws.AbstractLaw.nested`; e.g. ``capacity (tied)`` and
-    ``capacity (capacity)`` in ``capacity (full)``)."""
-    from mixscale import LawSpec
-
-    spec = LawSpec.parse(label)
-    return [LawSpec(spec.law_class, **inner).label
-            for inner, _ in spec.law_class.nested(**spec.law_options)]
-
-
 def nested_checks(results: Any, rtol: float = 1e-9, where: str = "results"
                   ) -> Iterator[tuple[str, str, str, float, float, bool]]:
     """The tables' nested check: for every fit under ``results`` whose law nests a variant
@@ -283,9 +272,11 @@ def nested_checks(results: Any, rtol: float = 1e-9, where: str = "results"
     variant, its objective, the variant's, held)``, held when the law's training objective is
     at most the variant's to ``rtol`` relative (the law can represent the variant, so a fit
     above it has missed a basin its variant found)."""
+    from mixscale import LawSpec
+
     for place, group in fit_groups(results, where):
         for label, row in group.items():
-            for inner in nested_labels(label):
+            for inner in (v.label for v in LawSpec.parse(label).nested_specs()):
                 if inner in group and row.get("objective") is not None \
                         and group[inner].get("objective") is not None:
                     mine, theirs = float(row["objective"]), float(group[inner]["objective"])

@@ -108,7 +108,7 @@ from ._schedule import AbstractSchedule, Constant, _split_blocks
 from ._validate import check_call, check_schedule
 
 __all__ = ["T_SMALL", "PhasePlan", "as_schedule", "closed_form_batch", "closed_form_losses",
-           "closed_form_one", "jit_schedule", "phase_plan", "quadrature_error", "steps_argument"]
+           "closed_form_one", "phase_plan", "quadrature_error", "schedule_arguments"]
 
 #: Checkpoints and phases shorter than this many steps are stepped exactly, not integrated.
 T_SMALL = 16
@@ -404,8 +404,9 @@ def closed_form_one(model: DisjointTailModel, h: Array, n, schedule, steps,
 
     ``schedule`` a :class:`Constant` (``steps`` an array of step counts, traced) or any
     :class:`AbstractSchedule` (``steps`` a static tuple of ints); or ``steps`` a
-    :class:`PhasePlan`, which carries the schedule (``schedule`` is then unused: pass
-    :func:`jit_schedule`'s ``None``). Traceable and ``vmap``-able over ``h``; no input checks.
+    :class:`PhasePlan`, which carries the schedule (``schedule`` is then unused:
+    :func:`schedule_arguments` passes ``None``). Traceable and ``vmap``-able over ``h``; no
+    input checks.
     """
     a_all, w2, kept, blocks = grouped(model, h, n)
     if isinstance(schedule, Constant):
@@ -415,19 +416,14 @@ def closed_form_one(model: DisjointTailModel, h: Array, n, schedule, steps,
     return schedule_losses(a_all, w2, model.sigma2, h, kept, plan, batch_size, blocks)
 
 
-def steps_argument(schedule, checkpoints, dtype):
-    """Checkpoints as a compiled closed form takes them: a traced array for a constant step, a
-    :class:`PhasePlan` (the schedule itself, its lengths traced) otherwise."""
+def schedule_arguments(schedule, checkpoints, dtype) -> tuple:
+    """``(schedule, steps)`` as a compiled closed form takes them: a :class:`Constant` with the
+    checkpoints as a traced array; any other schedule as ``None`` with its :class:`PhasePlan`
+    (which carries it: the schedule's static fields, e.g. :class:`StepDecay`'s ``every``, would
+    compile a program per value)."""
     if isinstance(schedule, Constant):
-        return jnp.asarray(checkpoints, dtype)
-    return phase_plan(schedule, checkpoints)
-
-
-def jit_schedule(schedule):
-    """The schedule as a compiled closed form takes it next to :func:`steps_argument`: a
-    :class:`Constant` as is, any other ``None`` (its :class:`PhasePlan` carries it, and its
-    static fields, e.g. :class:`StepDecay`'s ``every``, would compile a program per value)."""
-    return schedule if isinstance(schedule, Constant) else None
+        return schedule, jnp.asarray(checkpoints, dtype)
+    return None, phase_plan(schedule, checkpoints)
 
 
 @eqx.filter_jit
@@ -463,6 +459,5 @@ def closed_form_losses(model: DisjointTailModel, h, n, lr, checkpoints,
                       checkpoints=checkpoints, batch_size=batch_size)
     dtype = model.alpha.dtype
     return _closed_form_jit(model, jnp.asarray(call.mixtures, dtype), jnp.asarray(call.sizes),
-                            jit_schedule(schedule),
-                            steps_argument(schedule, call.checkpoints, dtype),
+                            *schedule_arguments(schedule, call.checkpoints, dtype),
                             batch_argument(call.batch_size, dtype))

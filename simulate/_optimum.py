@@ -50,9 +50,8 @@ from ._closed_form import (
     closed_form_one,
     constant_losses,
     grouped,
-    jit_schedule,
+    schedule_arguments,
     schedule_losses,
-    steps_argument,
 )
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant
@@ -205,7 +204,7 @@ def _kernel_arguments(n, schedule, checkpoints, batch_size, target, dtype):
     other than :class:`Constant` travels as its :class:`~simulate._closed_form.PhasePlan`, so
     runs of one structure share a program), so a caller holding these arguments reuses the
     search's compiled programs."""
-    return (jnp.asarray(n), jit_schedule(schedule), steps_argument(schedule, checkpoints, dtype),
+    return (jnp.asarray(n), *schedule_arguments(schedule, checkpoints, dtype),
             batch_argument(batch_size, dtype), jnp.asarray(target, dtype))
 
 

@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from mixscale.data import LossTable
 
 from ._checks import batch_argument
-from ._closed_form import closed_form_batch, jit_schedule, steps_argument
+from ._closed_form import closed_form_batch, schedule_arguments
 from ._keep import feature_positions
 from ._model import DisjointTailModel
 from ._recursion import recursion_losses
@@ -114,8 +114,8 @@ def _closed_form_sweep(model, h, call, schedule, mesh):
         pad = -m % mesh.shape["mixtures"]
         h = jnp.concatenate([h, jnp.repeat(h[-1:], pad, axis=0)])
         h = jax.device_put(h, NamedSharding(mesh, P("mixtures", None)))
-    steps = steps_argument(schedule, call.checkpoints, model.alpha.dtype)
-    out = _closed_form_losses(model, h, n, jit_schedule(schedule), steps,
+    schedule_arg, steps = schedule_arguments(schedule, call.checkpoints, model.alpha.dtype)
+    out = _closed_form_losses(model, h, n, schedule_arg, steps,
                               batch_argument(call.batch_size, model.alpha.dtype), mesh)
     return np.asarray(out)[:m]
 

@@ -114,6 +114,12 @@ class LawSpec:
         """Number of fitted parameters for ``K`` training domains and ``M`` targets."""
         return int(self.law_class.n_parameters(n_train_domains, n_targets, **self.law_options))
 
+    def nested_specs(self) -> tuple[LawSpec, ...]:
+        """The variants nested in this law (:meth:`AbstractLaw.nested`), as specs: e.g.
+        ``capacity (tied)`` and ``capacity (capacity)`` in ``capacity (full)``."""
+        return tuple(LawSpec(self.law_class, **options)
+                     for options, _ in self.law_class.nested(**self.law_options))
+
     # ------------------------------------------------------------- text and JSON
     @property
     def label(self) -> str:
