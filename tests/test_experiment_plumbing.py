@@ -2,6 +2,7 @@
 command (report assembly, failure handling) and the README's generated blocks."""
 
 import json
+import os
 import sys
 import time
 
@@ -152,10 +153,14 @@ def test_reproduce_runs_experiments_side_by_side_in_processes_of_their_own(tmp_p
                                                                             capfd):
     """``--jobs 2``: each experiment in its own process (here a stand-in script that writes the
     section, sleeps and, for one, fails), two at a time, longest recorded first; a failure is
-    reported and the others still run; times and the report as one at a time."""
-    script = ("import pathlib, sys, time; out = pathlib.Path(sys.argv[2]); name = sys.argv[1]; "
+    reported and the others still run; times and the report as one at a time. With
+    ``--compilation-cache DIR`` (only) the processes keep their programs in ``DIR``."""
+    script = ("import os, pathlib, sys, time; out = pathlib.Path(sys.argv[2]); name = sys.argv[1]; "
               "time.sleep(0.8); (out / (name + '.md')).write_text('# ' + name + ' title\\n'); "
+              "cache = os.environ.get('JAX_COMPILATION_CACHE_DIR', ''); "
+              "(out / (name + '.cache')).write_text(cache); "
               "sys.exit(3 if name == 'ablations' else 0)")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setattr(reproduce, "isolated_command", lambda name, out, quick: [
         sys.executable, "-c", script, name, str(out)])
     monkeypatch.setattr(reproduce, "run_one", None)  # never in this process
@@ -174,6 +179,12 @@ def test_reproduce_runs_experiments_side_by_side_in_processes_of_their_own(tmp_p
     assert took < sum(t for t in timing.values() if t is not None)  # side by side
     report = (tmp_path / "REPORT.md").read_text()
     assert "## pilecc_target title" in report and "*Missing: the experiment failed" in report
+    assert all((tmp_path / f"{n}.cache").read_text() == "" for n in timing)  # none by default
+    kept = tmp_path / "xla"
+    assert reproduce.main(["--out", str(tmp_path), "--jobs", "2", "--only",
+                           "compare_laws,pilecc_target", "--compilation-cache", str(kept)]) == 0
+    assert (tmp_path / "compare_laws.cache").read_text() == str(kept.resolve()) and kept.is_dir()
+    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
     with pytest.raises(SystemExit, match="--jobs must be at least 1"):
         reproduce.main(["--out", str(tmp_path), "--jobs", "0"])
 
