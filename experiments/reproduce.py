@@ -31,7 +31,7 @@ runs them one after the other in this process.
 ``--compilation-cache DIR`` keeps the experiments' compiled programs in JAX's on-disk cache in
 ``DIR`` (:func:`compilation_cache`), so that a later invocation with the same directory reads
 them back instead of compiling them (the cache is keyed by the program and its compile options,
-so it changes no result). Measured on the 2-core machine, ``--quick``: 118–129 s without it,
+so it changes no result). Measured on the 2-core machine, ``--quick``: 117–135 s without it,
 71 s with the cache a previous quick run left. A fresh cache shared by one invocation's
 processes gains nothing measurable (124 and 126 s against 118 and 129 s, alternating runs:
 few of their programs are alike), so none is made by default.
