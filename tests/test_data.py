@@ -275,6 +275,8 @@ BAD_FILES = {
     "unnamed column": (",weight_a,model_size,n_tokens,a_loss\n0,1.0,1e8,1e9,2.0\n", None, None,
                        "no name"),
     "empty file": ("", None, None, "empty"),
+    "semicolon-separated": (GOOD.replace(",", ";"), None, None, "separated by semicolons"),
+    "tab-separated": (GOOD.replace(",", "\t"), None, None, "separated by tabs"),
     "header only": (HEADER + "\n", None, None, "no data rows"),
 }
 

@@ -99,7 +99,8 @@ def read_wide(
 def read_records(stream: Iterable[str], source: str) -> tuple[tuple[str, ...], list[list[str]]]:
     """The header and data rows of a CSV stream, checked for shape.
 
-    Refuses an empty file, unnamed or duplicate columns, rows whose cell count differs from the
+    Refuses an empty file, a header separated by another delimiter than commas (semicolons,
+    tabs, bars), unnamed or duplicate columns, rows whose cell count differs from the
     header's, blank lines between data rows and a header without data. Trailing blank lines are
     ignored. Header names are stripped of surrounding spaces; cells are returned as they are.
     """
@@ -114,6 +115,11 @@ def read_records(stream: Iterable[str], source: str) -> tuple[tuple[str, ...], l
         for j, h in enumerate(names):
             if not h:
                 raise TableError(f"{source}: header column {j + 1} has no name")
+        if len(names) == 1:
+            for delimiter, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+                if delimiter in names[0]:
+                    raise TableError(f"{source}: the header is one column, {names[0][:60]!r}, "
+                                     f"separated by {what}: the format is comma-separated")
         for h, count in Counter(names).items():
             if count > 1:
                 raise TableError(f"{_where(source, column=h)}duplicate column "
