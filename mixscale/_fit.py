@@ -30,6 +30,7 @@ kept in :attr:`FitResult.bootstrap`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -133,6 +134,10 @@ class FitResult:
             (:class:`mixscale._kinks.KinkCertificate`); a certified end replaces the returned
             law (and its restart's objective), which then counts as converged: a first-order
             (Clarke) stationary point on the kinks. ``None`` otherwise.
+        fitted_scales: ``{"model_size": (lo, hi), "tokens": (lo, hi)}``, the smallest and
+            largest model size (parameters) and token budget among the rows fitted, in the
+            table's raw units (not law units); ``None`` for a fit file written before they
+            were recorded. :meth:`extrapolation_notes` reads them.
     """
 
     law: AbstractLaw
@@ -161,6 +166,7 @@ class FitResult:
     polished: tuple[int, ...] = ()
     kink_smoothed: bool = False
     kink_certificate: KinkCertificate | None = None
+    fitted_scales: Mapping[str, tuple[float, float]] | None = None
 
     @property
     def spec(self) -> LawSpec:
@@ -172,6 +178,32 @@ class FitResult:
         :func:`mixscale.evaluate`."""
         return evaluate(self.law, table, self.targets, self.train_domains, self.size_unit,
                         self.token_unit)
+
+    def extrapolation_notes(self, model_size: float, tokens: float) -> list[str]:
+        """Remarks on using this fit at ``model_size`` parameters and ``tokens`` tokens (raw
+        counts): for each axis, a note when the fitted rows had one value there and this one
+        differs (the law's dependence on that axis was not identified by the data: the
+        prediction rests on the law's form and parameter ranges alone), or when it lies beyond
+        the fitted range (how many times the largest, or below the smallest). Empty when both
+        lie within the fitted ranges, or when the ranges are unknown (:attr:`fitted_scales`)."""
+        if self.fitted_scales is None:
+            return []
+        notes = []
+        for axis, value, what in (("model_size", model_size, "model size"),
+                                  ("tokens", tokens, "token budget")):
+            lo, hi = self.fitted_scales[axis]
+            unit = "parameters" if axis == "model_size" else "tokens"
+            if lo == hi and not math.isclose(value, lo, rel_tol=1e-9):
+                notes.append(f"the fit saw one {what} ({lo:.4g} {unit}): the data did not "
+                             f"identify how the law changes with it, so its predictions at "
+                             f"{value:.4g} {unit} rest on its form and parameter ranges alone")
+            elif value > hi * (1 + 1e-9):
+                notes.append(f"{value:.4g} {unit} is {value / hi:.3g} times the largest "
+                             f"{what} fitted ({hi:.4g}): an extrapolation")
+            elif value < lo * (1 - 1e-9):
+                notes.append(f"{value:.4g} {unit} is below the smallest {what} fitted "
+                             f"({lo:.4g}, {lo / value:.3g} times it): an extrapolation")
+        return notes
 
     def predict(self, table: LossTable) -> np.ndarray:
         """Predicted losses ``(n, M)`` of this law's targets for every run of ``table``."""
@@ -826,4 +858,14 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         polished=polished, kink_smoothed=kink_smoothed, kink_certificate=kink_certificate,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
-        at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds))
+        at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds),
+        fitted_scales=fitted_scales(table))
+
+
+def fitted_scales(table: LossTable) -> dict[str, tuple[float, float]]:
+    """``{"model_size": (lo, hi), "tokens": (lo, hi)}`` of ``table``'s rows in raw units
+    (:attr:`FitResult.fitted_scales`)."""
+    size = np.asarray(table.model_size, dtype=np.float64) * table.size_unit
+    tokens = np.asarray(table.tokens, dtype=np.float64) * table.token_unit
+    return {"model_size": (float(size.min()), float(size.max())),
+            "tokens": (float(tokens.min()), float(tokens.max()))}

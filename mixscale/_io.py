@@ -156,6 +156,8 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "per_target_restarts": (None if result.per_target_restarts is None
                                 else list(result.per_target_restarts)),
         "bootstrap": _bootstrap_to_dict(result.law, result.bootstrap),
+        "fitted_scales": (None if result.fitted_scales is None else
+                          {k: list(v) for k, v in result.fitted_scales.items()}),
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -257,7 +259,26 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         timings=doc["timings"] or {}, at_bounds=_at_bounds(doc.get("at_bounds", 0), where),
         per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
                                         n_restarts, where),
-        bootstrap=_bootstrap_from_dict(doc.get("bootstrap"), law, f"{where}: bootstrap"))
+        bootstrap=_bootstrap_from_dict(doc.get("bootstrap"), law, f"{where}: bootstrap"),
+        fitted_scales=_fitted_scales(doc.get("fitted_scales"), f"{where}: fitted_scales"))
+
+
+def _fitted_scales(v: Any, where: str) -> dict[str, tuple[float, float]] | None:
+    """``{"model_size": (lo, hi), "tokens": (lo, hi)}`` with ``0 < lo <= hi`` finite, or
+    ``None`` (absent: a file written before the ranges were recorded)."""
+    if v is None:
+        return None
+    if not isinstance(v, dict) or set(v) != {"model_size", "tokens"}:
+        raise ValueError(f"{where}: must be an object with 'model_size' and 'tokens', or null")
+    out = {}
+    for key, pair in v.items():
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ValueError(f"{where}.{key}: must be [smallest, largest]")
+        lo, hi = (_positive(x, f"{where}.{key}") for x in pair)
+        if lo > hi:
+            raise ValueError(f"{where}.{key}: smallest {lo:g} is above largest {hi:g}")
+        out[key] = (lo, hi)
+    return out
 
 
 def _parameter_fields(law) -> list[str]:

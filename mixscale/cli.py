@@ -615,8 +615,9 @@ def _cmd_optimize(args) -> int:
                      title=f"{res.spec.label}: optimal mixture at "
                            f"{_fmt_quantity(args.model_size)} parameters, "
                            f"{_fmt_quantity(args.tokens)} tokens")
+    notes = res.extrapolation_notes(args.model_size, args.tokens)
     if args.json:
-        out = {"model_size": args.model_size, "tokens": args.tokens,
+        out = {"model_size": args.model_size, "tokens": args.tokens, "notes": notes,
                "weights": dict(zip(res.train_domains, mix.weights.tolist(), strict=True)),
                "predicted_losses": dict(zip(res.targets, mix.losses.tolist(), strict=True)),
                "objective": mix.objective, "converged": mix.converged}
@@ -624,6 +625,8 @@ def _cmd_optimize(args) -> int:
             out["bootstrap"] = _optimum_spread(spread, res.train_domains)
         print(_dumps(out))
         return 0
+    for note in notes:
+        print(f"note: {note}")
     print(f"optimal mixture at {_fmt_quantity(args.model_size)} parameters, "
           f"{_fmt_quantity(args.tokens)} tokens: weighted mean predicted loss "
           f"{mix.objective:.4g}{'' if mix.converged else ' (not converged)'}")

@@ -53,6 +53,21 @@ def test_optimize_and_evaluate(fitted, capsys):
     assert ev["runs"] > 0 and 0 < ev["mre"] < 0.2
 
 
+def test_optimize_notes_a_scale_the_fit_could_not_identify(fitted, capsys):
+    """The fit saw one model size (200M) and one budget (8B): at 1B parameters and 8B tokens the
+    model-size dependence is named as unidentified, the budget not at all."""
+    res = load_fit(fitted)
+    assert res.fitted_scales == {"model_size": (2e8, 2e8), "tokens": (8e9, 8e9)}
+    capsys.readouterr()
+    assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "8B"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("note:") == 1
+    assert "note: the fit saw one model size (2e+08 parameters)" in out
+    assert main(["optimize", str(fitted), "--model-size", "200M", "--tokens", "8B",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []
+
+
 def test_datasets_and_laws_listing(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out

@@ -25,7 +25,8 @@ def saved(tmp_path):
                     train_metrics={"mre": 0.01, "mre_high_weight": float("nan")},
                     validation_metrics=None, objectives=np.array([0.1, np.inf]),
                     converged=np.array([True, False]), steps=np.array([10, 400]), best=0,
-                    n_params=21, notes=(), method="lm", timings={"total_s": 1.0})
+                    n_params=21, notes=(), method="lm", timings={"total_s": 1.0},
+                    fitted_scales={"model_size": (3e7, 3e8), "tokens": (4e9, 4e9)})
     path = tmp_path / "fit.json"
     save_fit(res, path)
     return path, res
@@ -41,6 +42,29 @@ def test_round_trip_is_exact_and_strict_json(saved):
                                   np.asarray(res.law.predict(h, 30.0, 4.0)))
     assert json.loads(text)["natural_parameters"].keys() == {"b", "c", "H", "A", "a", "E"}
     assert back.objectives[1] == np.inf and back.train_metrics["mre_high_weight"] is None
+    assert back.fitted_scales == res.fitted_scales
+
+
+def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
+    """Within the fitted ranges: no note; beyond them: how many times the largest (or below the
+    smallest); an axis the fit saw one value of: unidentified at any other value. A file written
+    before the ranges were recorded loads with none and notes nothing."""
+    path, res = saved
+    assert res.extrapolation_notes(1e8, 4e9) == []
+    assert res.extrapolation_notes(3e8, 4e9 * (1 + 1e-12)) == []  # the ends, to rounding
+    (note,) = res.extrapolation_notes(3e9, 4e9)
+    assert "3e+09 parameters is 10 times the largest model size fitted (3e+08)" in note
+    (note,) = res.extrapolation_notes(1e7, 4e9)
+    assert "below the smallest model size fitted (3e+07, 3 times it)" in note
+    (note,) = res.extrapolation_notes(1e8, 8e9)
+    assert "the fit saw one token budget (4e+09 tokens)" in note and "8e+09 tokens" in note
+    assert len(res.extrapolation_notes(1e10, 1e9)) == 2
+    doc = json.loads(path.read_text())
+    del doc["fitted_scales"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    back = load_fit(old)
+    assert back.fitted_scales is None and back.extrapolation_notes(1e12, 1e12) == []
 
 
 def _set(doc, dotted, value):
@@ -87,6 +111,11 @@ CORRUPTIONS = [
     ("fields.weight_floor", "x", "weight_floor"),
     ("fields.targets", [0, 1, 2, True], "targets"),
     ("train_domains", ["a", "a", "c", "d"], "duplicate"),
+    ("fitted_scales", [1.0, 2.0], "fitted_scales"),
+    ("fitted_scales.tokens", [4e9], "fitted_scales.tokens"),
+    ("fitted_scales.tokens", [4e9, -1.0], "fitted_scales.tokens"),
+    ("fitted_scales.model_size", [3e8, 3e7], r"smallest 3e\+08 is above largest"),
+    ("fitted_scales.model_size", _DELETE, "fitted_scales"),
 ]
 
 
