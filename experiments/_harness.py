@@ -114,13 +114,33 @@ def config_from_record(config_class: type, config: dict) -> Any:
 
 
 # ----------------------------------------------------------------------------- adding a law
+def law_fields(config: Any) -> tuple[str, ...]:
+    """The fields of ``config`` that list laws: those its class names in ``LAW_FIELDS`` (a
+    ``ClassVar``; e.g. ``fit_under_overlap``'s ``laws`` and ``one_scale_laws``, fitted on other
+    rows), else ``("laws",)``."""
+    return tuple(getattr(type(config), "LAW_FIELDS", ("laws",)))
+
+
+def limit_laws(config: Any, keep: Callable[[Any], bool]) -> Any:
+    """``config`` with each of its law lists (:func:`law_fields`) limited to the laws ``keep``
+    accepts, in their order."""
+    return dataclasses.replace(config, **{f: tuple(s for s in getattr(config, f) if keep(s))
+                                          for f in law_fields(config)})
+
+
+def all_laws(config: Any) -> tuple:
+    """Every law of ``config``'s law lists (:func:`law_fields`), in their order."""
+    return tuple(s for f in law_fields(config) for s in getattr(config, f))
+
+
 def same_settings(recorded: Any, config: Any) -> bool:
     """Whether a record's configuration makes the same numbers as ``config``: equal but for
-    their ``laws`` and the fields the configuration class names in ``COVERAGE_FIELDS`` (a
-    ``ClassVar``; e.g. ``compare_laws``' ``not_fitted``), which say which cells are filled, not
-    how a number is made. A law fitted where the record had left it out for cost is then
-    added with ``--add-law`` (the record takes the present configuration's coverage)."""
-    free = {"laws": config.laws}
+    their law lists (:func:`law_fields`) and the fields the configuration class names in
+    ``COVERAGE_FIELDS`` (a ``ClassVar``; e.g. ``compare_laws``' ``not_fitted``), which say which
+    cells are filled, not how a number is made. A law fitted where the record had left it out
+    for cost is then added with ``--add-law`` (the record takes the present configuration's
+    coverage)."""
+    free = {f: getattr(config, f) for f in law_fields(config)}
     free.update({f: getattr(config, f) for f in getattr(type(config), "COVERAGE_FIELDS", ())})
     return dataclasses.replace(recorded, **free) == config
 
@@ -291,18 +311,19 @@ def law_fit_seconds(results: Any, labels: Sequence[str]) -> float:
 def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str], out: Path,
               run: Callable, log: logging.Logger, part: str | None = None,
               parts: Mapping[str, Callable] | None = None, whole_part: bool = False) -> None:
-    """Fit only the laws ``labels`` of ``config.laws`` and merge their rows into the record,
-    read again once the fits are done, so that runs adding different laws can overlap.
+    """Fit only the laws ``labels`` of ``config``'s law lists (:func:`law_fields`; the others'
+    laws are not fitted) and merge their rows into the record, read again once the fits are
+    done, so that runs adding different laws can overlap.
     ``whole_part`` (a ``--part`` run without ``--add-law``): the record's additions name the
     laws that part has fits of (:func:`fit_rows`), none for a part without fits."""
     from mixscale import LawSpec
 
     record = read_record(out, name)
     specs = [LawSpec.parse(label) for label in labels]
-    unknown = [s.label for s in specs if s not in config.laws]
+    unknown = [s.label for s in specs if s not in all_laws(config)]
     if unknown:
         raise SystemExit(f"--add-law: {unknown} not in this experiment's laws "
-                         f"{[s.label for s in config.laws]}")
+                         f"{[s.label for s in all_laws(config)]}")
     recorded = config_from_record(config_class, record["config"])
     if not same_settings(recorded, config):
         raise SystemExit(f"--add-law: {out / name}.json was made with another configuration "
@@ -312,7 +333,7 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
         raise SystemExit(f"--part: {part!r} is not a part of this experiment "
                          f"({sorted(parts or {}) or 'it has none'})")
     part_spec = None if part is None else as_part(parts[part])
-    limited = dataclasses.replace(config, laws=tuple(specs))
+    limited = limit_laws(config, lambda s: s in specs)
     timer = Timer()
     results = run(limited if part_spec is None else part_spec.limit(limited), log)
     elapsed = timer()
@@ -344,12 +365,12 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     replaced = max(0.0, law_fit_seconds(record["results"], done)
                    + law_fit_seconds(added_tree, done) - law_fit_seconds(merged, done))
     # every law of the record's run, then the added ones, in the configuration's order
-    present = {s.label for s in recorded.laws} | set(done)
-    laws = tuple(s for s in config.laws if s.label in present)
+    present = {s.label for s in all_laws(recorded)} | set(done)
+    written = limit_laws(config, lambda s: s.label in present)
     if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
-        merged["law_labels"] = [s.label for s in laws]
+        merged["law_labels"] = [s.label for s in written.laws]
     # The record's time is what its rows cost: a refitted law's earlier fits leave it.
-    path = write_record(out, name, dataclasses.replace(config, laws=laws), merged,
+    path = write_record(out, name, written, merged,
                         max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
                         added=[*record.get("added", []), {
                             "laws": done, "elapsed_s": elapsed, "replaced_fit_s": replaced,
@@ -425,7 +446,7 @@ def _run_or_add(name: str, config_class: type, config, args, run, log, parts=Non
     labels = getattr(args, "add_law", None)
     whole_part = part is not None and not labels
     if whole_part:  # the whole part, every law of the configuration
-        labels = [s.label for s in config.laws]
+        labels = [s.label for s in all_laws(config)]
     if labels:
         _add_laws(name, config_class, config, labels, args.out, run, log, part, parts,
                   whole_part)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -104,6 +105,10 @@ class Config:
     one_scale_laws: tuple[LawSpec, ...] = tuple(filter(fitted_at_one_scale, law_specs()))
     n_restarts: int = _common.N_RESTARTS
     seed: int = 0
+
+    #: the law lists (``--add-law`` fits a law of either, and only it:
+    #: :func:`experiments._harness.law_fields`)
+    LAW_FIELDS: ClassVar[tuple[str, ...]] = ("laws", "one_scale_laws")
 
     def check(self) -> None:
         if self.k < 2:

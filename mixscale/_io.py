@@ -456,7 +456,12 @@ def _bool_list(v: Any, n: int, where: str) -> np.ndarray:
 
 
 def _int_list(v: Any, n: int, where: str) -> np.ndarray:
+    """``n`` non-negative integers that fit an ``int64`` (a larger one would overflow the
+    array), as an ``(n,)`` array."""
+    top = np.iinfo(np.int64).max
     if not (isinstance(v, list) and len(v) == n
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)):
-        raise ValueError(f"{where} must be a list of {n} non-negative integers")
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= top
+                    for x in v)):
+        raise ValueError(f"{where} must be a list of {n} non-negative integers "
+                         f"(at most {top})")
     return np.asarray(v, dtype=np.int64)

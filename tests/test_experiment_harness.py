@@ -456,6 +456,47 @@ def test_add_law_accepts_a_record_that_differs_only_in_coverage(tmp_path):
         cover_main(["--add-law", "bimix", "--out", str(tmp_path)])
 
 
+@dataclasses.dataclass(frozen=True)
+class TwoListConfig:
+    laws: tuple[LawSpec, ...] = (LawSpec("capacity", variant="tied"),)
+    top_laws: tuple[LawSpec, ...] = (LawSpec("bimix"), LawSpec("dml"))
+    LAW_FIELDS: typing.ClassVar[tuple[str, ...]] = ("laws", "top_laws")
+
+
+def two_list_run(config, log):
+    two_list_run.fitted.append([s.label for s in (*config.laws, *config.top_laws)])
+    return {"table": [{"law": s.label, "run": len(two_list_run.fitted)}
+                      for s in (*config.laws, *config.top_laws)]}
+
+
+def test_add_law_fits_only_that_law_of_either_law_list(tmp_path):
+    """With two law lists (``LAW_FIELDS``), ``--add-law`` fits the named law alone, from
+    whichever list holds it (the other list's laws are not fitted again), and the record's
+    configuration keeps each list's laws in order."""
+    tied, bimix, dml = (*TwoListConfig.laws, *TwoListConfig.top_laws)
+    two_list_run.fitted = []
+    recorded = TwoListConfig(top_laws=(bimix,))
+    _common.write_record(tmp_path, "two", recorded, two_list_run(recorded, None), 1.0)
+    assert _harness.same_settings(recorded, TwoListConfig())
+
+    def two_main(argv):
+        return _harness.run_experiment(
+            "two", "Two.", TwoListConfig, two_list_run,
+            lambda out, record: _common.write_section(out, "two", "x"), argv,
+            quick_config=TwoListConfig(), can_add_laws=True)
+
+    assert two_main(["--add-law", "dml", "--out", str(tmp_path)]) == 0
+    assert two_main(["--add-law", tied.label, "--out", str(tmp_path)]) == 0
+    assert two_list_run.fitted == [[tied.label, "bimix"], ["dml"], [tied.label]]
+    record = json.loads((tmp_path / "two.json").read_text())
+    assert record["config"]["laws"] == [tied.label]
+    assert record["config"]["top_laws"] == ["bimix", "dml"]
+    assert [(r["law"], r["run"]) for r in record["results"]["table"]] == [
+        (tied.label, 3), ("bimix", 1), ("dml", 2)]
+    with pytest.raises(SystemExit, match="not in this experiment's laws"):
+        two_main(["--add-law", "additive", "--out", str(tmp_path)])
+
+
 # ----------------------------------------------------------------------------- nested-first fits
 def test_fit_nested_first_fits_nested_variants_first_and_passes_their_fits():
     """Each law is fitted after the variants nested in it and given their fits; a nested

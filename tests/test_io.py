@@ -99,6 +99,7 @@ CORRUPTIONS = [
     ("objectives", "many", "objectives"),
     ("converged", [True], "converged"),
     ("steps", [1, -2], "steps"),
+    ("steps", [10**30, 400], "steps"),
     ("best", 5, "best"),
     ("notes", [1], "notes"),
     ("targets", _DELETE, "missing fields"),
