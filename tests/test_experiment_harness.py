@@ -473,7 +473,7 @@ def test_add_law_fits_only_that_law_of_either_law_list(tmp_path):
     """With two law lists (``LAW_FIELDS``), ``--add-law`` fits the named law alone, from
     whichever list holds it (the other list's laws are not fitted again), and the record's
     configuration keeps each list's laws in order."""
-    tied, bimix, dml = (*TwoListConfig.laws, *TwoListConfig.top_laws)
+    (tied,), (bimix, _) = TwoListConfig.laws, TwoListConfig.top_laws
     two_list_run.fitted = []
     recorded = TwoListConfig(top_laws=(bimix,))
     _common.write_record(tmp_path, "two", recorded, two_list_run(recorded, None), 1.0)
