@@ -249,6 +249,22 @@ def _underdetermined_notes(law_class, params, targets, observed: np.ndarray) -> 
     return []
 
 
+def _unexplored_domain_notes(table: LossTable) -> list[str]:
+    """A note naming the training domains whose weight is ``0`` in every fitted run: the data
+    cannot show how their weight changes any loss, so predictions and optimal mixtures that put
+    weight on them rest on the law's form alone. Measured: the capacity law fitted to a table of
+    three domains whose third was never trained recommended 15 % of it, predicting its loss at
+    2.29 where every run measured 4.0–4.15."""
+    never = [d for d, w in zip(table.train_domains, np.asarray(table.weights).T, strict=True)
+             if not np.any(w > 0)]
+    if not never:
+        return []
+    return [f"training domain(s) {never} have weight 0 in every run: the data cannot show how "
+            "their weight changes the losses, so predictions and optimal mixtures with weight "
+            "on them rest on the law's form alone (`optimize --upper DOMAIN=0` leaves them "
+            "out)"]
+
+
 def _one_scale_notes(law_class, table: LossTable) -> list[str]:
     """A note for a law with model-size or token terms fitted on a table with one model size
     (or one token budget): the data cannot identify how the law's losses change along that
@@ -748,6 +764,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
     notes += _underdetermined_notes(law_class, first, targets, observed)
     notes += _one_scale_notes(law_class, sub)
+    notes += _unexplored_domain_notes(sub)
     report(0, float("inf"))  # every check has passed: the optimiser starts
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})

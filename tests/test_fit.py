@@ -430,3 +430,25 @@ def test_a_fit_on_one_model_size_or_token_budget_says_its_scale_terms_are_not_id
     assert _one_scale_notes(DataMixingLaw, one_each) == []
     res = ms.fit(CapacityLaw, one_size, n_restarts=1, seed=0, max_steps=2, nested=False)
     assert note in res.notes
+
+
+def test_a_training_domain_never_trained_is_named_in_a_note(rng):
+    """A training domain whose weight is 0 in every run gets a note (its weight's effect is not
+    in the data); one with weight in a single run gets none. The note reaches the fit."""
+    from mixscale._fit import _unexplored_domain_notes
+
+    law = _planted()
+    weights = np.column_stack([rng.dirichlet(np.ones(2), 12), np.zeros(12)])
+    size, tokens = np.full(12, 60.0), np.full(12, 4.0)
+    table = LossTable(weights=weights, model_size=size, tokens=tokens,
+                      losses=predict_in_blocks(law, weights, size, tokens),
+                      train_domains=DOMAINS, loss_domains=DOMAINS)
+    (note,) = _unexplored_domain_notes(table)
+    assert f"[{DOMAINS[2]!r}] have weight 0 in every run" in note
+    once = weights.copy()
+    once[0] = [0.5, 0.25, 0.25]
+    assert _unexplored_domain_notes(LossTable(
+        weights=once, model_size=size, tokens=tokens, losses=table.losses,
+        train_domains=DOMAINS, loss_domains=DOMAINS)) == []
+    res = ms.fit("regression", table, n_restarts=1, seed=0, max_steps=2, nested=False)
+    assert note in res.notes
