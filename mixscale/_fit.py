@@ -30,7 +30,6 @@ kept in :attr:`FitResult.bootstrap`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -179,30 +178,38 @@ class FitResult:
         return evaluate(self.law, table, self.targets, self.train_domains, self.size_unit,
                         self.token_unit)
 
-    def extrapolation_notes(self, model_size: float, tokens: float) -> list[str]:
+    def extrapolation_notes(self, model_size, tokens) -> list[str]:
         """Remarks on using this fit at ``model_size`` parameters and ``tokens`` tokens (raw
-        counts): for each axis, a note when the fitted rows had one value there and this one
-        differs (the law's dependence on that axis was not identified by the data: the
-        prediction rests on the law's form and parameter ranges alone), or when it lies beyond
-        the fitted range (how many times the largest, or below the smallest). Empty when both
-        lie within the fitted ranges, or when the ranges are unknown (:attr:`fitted_scales`)."""
+        counts; numbers, or arrays for a table's rows): for each axis, a note when the fitted
+        rows had one value there and these differ (the law's dependence on that axis was not
+        identified by the data: the prediction rests on the law's form and parameter ranges
+        alone), or when they reach beyond the fitted range (how many times the largest, or
+        below the smallest). Empty when every value lies within the fitted ranges, or when the
+        ranges are unknown (:attr:`fitted_scales`)."""
         if self.fitted_scales is None:
             return []
         notes = []
-        for axis, value, what in (("model_size", model_size, "model size"),
-                                  ("tokens", tokens, "token budget")):
+        for axis, values, what in (("model_size", model_size, "model size"),
+                                   ("tokens", tokens, "token budget")):
+            values = np.atleast_1d(np.asarray(values, dtype=np.float64))
             lo, hi = self.fitted_scales[axis]
             unit = "parameters" if axis == "model_size" else "tokens"
-            if lo == hi and not math.isclose(value, lo, rel_tol=1e-9):
-                notes.append(f"the fit saw one {what} ({lo:.4g} {unit}): the data did not "
-                             f"identify how the law changes with it, so its predictions at "
-                             f"{value:.4g} {unit} rest on its form and parameter ranges alone")
-            elif value > hi * (1 + 1e-9):
-                notes.append(f"{value:.4g} {unit} is {value / hi:.3g} times the largest "
-                             f"{what} fitted ({hi:.4g}): an extrapolation")
-            elif value < lo * (1 - 1e-9):
-                notes.append(f"{value:.4g} {unit} is below the smallest {what} fitted "
-                             f"({lo:.4g}, {lo / value:.3g} times it): an extrapolation")
+            top, bottom = float(values.max()), float(values.min())
+            if lo == hi:
+                other = np.unique(values[~np.isclose(values, lo, rtol=1e-9, atol=0.0)])
+                if other.size:
+                    at = (f"{other[0]:.4g} {unit}" if other.size == 1 else
+                          f"{other.size} other {what}s ({other[0]:.4g}–{other[-1]:.4g} {unit})")
+                    notes.append(f"the fit saw one {what} ({lo:.4g} {unit}): the data did not "
+                                 f"identify how the law changes with it, so its predictions "
+                                 f"at {at} rest on its form and parameter ranges alone")
+                continue
+            if top > hi * (1 + 1e-9):
+                notes.append(f"{top:.4g} {unit} is {top / hi:.3g} times the largest {what} "
+                             f"fitted ({hi:.4g}): an extrapolation")
+            if bottom < lo * (1 - 1e-9):
+                notes.append(f"{bottom:.4g} {unit} is below the smallest {what} fitted "
+                             f"({lo:.4g}, {lo / bottom:.3g} times it): an extrapolation")
         return notes
 
     def predict(self, table: LossTable) -> np.ndarray:

@@ -686,9 +686,13 @@ def _cmd_evaluate(args) -> int:
         m = res.evaluate(table)
     except ValueError as err:  # TableError included
         raise CliError(f"{args.fitted} on {args.dataset}: {err}") from None
+    notes = res.extrapolation_notes(np.asarray(table.model_size) * table.size_unit,
+                                    np.asarray(table.tokens) * table.token_unit)
     if args.json:
-        print(_dumps({"dataset": table.name, "runs": table.n_runs, **m}))
+        print(_dumps({"dataset": table.name, "runs": table.n_runs, "notes": notes, **m}))
         return 0
+    for note in notes:
+        print(f"note: {note}")
     print(f"{table.name}: {table.n_runs} runs, {m['n']} measured losses")
     _print_metrics("overall", m)
     print(f"  {'domain':<22} {'MRE %':>8}")

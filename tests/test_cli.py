@@ -51,6 +51,9 @@ def test_optimize_and_evaluate(fitted, capsys):
     assert main(["evaluate", str(fitted), "pile4", "--model-size", "440M", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["runs"] > 0 and 0 < ev["mre"] < 0.2
+    # the fit saw one size (200M) and budget (8B): the 440M rows are named as unidentified
+    assert any("one model size (2e+08 parameters)" in n and "4.4e+08 parameters" in n
+               for n in ev["notes"])
 
 
 def test_optimize_notes_a_scale_the_fit_could_not_identify(fitted, capsys):

@@ -59,6 +59,11 @@ def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
     (note,) = res.extrapolation_notes(1e8, 8e9)
     assert "the fit saw one token budget (4e+09 tokens)" in note and "8e+09 tokens" in note
     assert len(res.extrapolation_notes(1e10, 1e9)) == 2
+    # a table's rows: both ends of a range beyond the fitted one, each other value of a one-value
+    # axis
+    notes = res.extrapolation_notes([1e7, 1e8, 6e8], [4e9, 8e9, 1.6e10])
+    assert [n.split(" is ")[0] for n in notes[:2]] == ["6e+08 parameters", "1e+07 parameters"]
+    assert "at 2 other token budgets (8e+09–1.6e+10 tokens)" in notes[2] and len(notes) == 3
     doc = json.loads(path.read_text())
     del doc["fitted_scales"]
     old = tmp_path / "old.json"
