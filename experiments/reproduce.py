@@ -24,9 +24,10 @@ seeds its own draws; only the recorded wall times, measured under the other's lo
 Measured on the 2-core machine: a full experiment's process uses 1.03 cores (``compare_laws``
 adding a law: 1783 CPU-s in 1731 s of running), so two side by side should take about half the
 time of one after the other (a full run has not been timed so); the smoke run (``--quick``),
-whose time is mostly compilation on XLA's threads, took 121-126 s one at a time and 105 s two at
-a time (116 s since ``extrapolation_sim``'s smoke run has a step-decay instance too). ``--jobs 1``
-runs them one after the other in this process.
+whose time is mostly compilation, on several of XLA's threads (an experiment's smoke run alone
+uses about 1.5 cores), gains less from two at a time: 121-126 s one at a time, 105-135 s two at
+a time over the versions measured (117-135 s today, by the machine's load). ``--jobs 1`` runs
+them one after the other in this process.
 
 ``--compilation-cache DIR`` keeps the experiments' compiled programs in JAX's on-disk cache in
 ``DIR`` (:func:`compilation_cache`), so that a later invocation with the same directory reads

@@ -257,13 +257,15 @@ def _underdetermined_notes(law_class, params, targets, observed: np.ndarray) -> 
 
 
 def _unexplored_domain_notes(table: LossTable) -> list[str]:
-    """A note naming the training domains whose weight is ``0`` in every fitted run: the data
+    """A note naming the training domains whose weight is ``0`` in every fitted run (with a
+    measured loss): the data
     cannot show how their weight changes any loss, so predictions and optimal mixtures that put
     weight on them rest on the law's form alone. Measured: the capacity law fitted to a table of
     three domains whose third was never trained recommended 15 % of it, predicting its loss at
     2.29 where every run measured 4.0–4.15."""
-    never = [d for d, w in zip(table.train_domains, np.asarray(table.weights).T, strict=True)
-             if not np.any(w > 0)]
+    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
+    never = [d for d, w in zip(table.train_domains, np.asarray(table.weights)[measured].T,
+                               strict=True) if not np.any(w > 0)]
     if not never:
         return []
     return [f"training domain(s) {never} have weight 0 in every run: the data cannot show how "
@@ -883,13 +885,14 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds),
-        fitted_scales=fitted_scales(table))
+        fitted_scales=fitted_scales(sub))
 
 
 def fitted_scales(table: LossTable) -> dict[str, tuple[float, float]]:
-    """``{"model_size": (lo, hi), "tokens": (lo, hi)}`` of ``table``'s rows in raw units
-    (:attr:`FitResult.fitted_scales`)."""
-    size = np.asarray(table.model_size, dtype=np.float64) * table.size_unit
-    tokens = np.asarray(table.tokens, dtype=np.float64) * table.token_unit
+    """``{"model_size": (lo, hi), "tokens": (lo, hi)}`` of ``table``'s rows with a measured
+    loss, in raw units (:attr:`FitResult.fitted_scales`)."""
+    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
+    size = np.asarray(table.model_size, dtype=np.float64)[measured] * table.size_unit
+    tokens = np.asarray(table.tokens, dtype=np.float64)[measured] * table.token_unit
     return {"model_size": (float(size.min()), float(size.max())),
             "tokens": (float(tokens.min()), float(tokens.max()))}
