@@ -731,7 +731,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     observed = np.isfinite(y)
     empty = [t for j, t in enumerate(targets) if not observed[:, j].any()]
     if empty:
-        raise TableError(f"{table.name}: targets {empty} have no observed loss in these rows")
+        raise TableError(f"{table.name}: targets {empty} have no observed loss in these rows, so "
+                         "the law's parameters for them cannot be fitted; leave their loss "
+                         "columns out of the table to fit the others")
     summary = data_summary(sub)
 
     keys = jax.random.split(jax.random.key(seed), n_restarts)

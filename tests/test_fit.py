@@ -432,6 +432,19 @@ def test_a_fit_on_one_model_size_or_token_budget_says_its_scale_terms_are_not_id
     assert note in res.notes
 
 
+def test_a_target_never_measured_is_refused_with_the_remedy(rng):
+    """A loss column without one measured value cannot fit the law's parameters of that target:
+    refused before any work, naming the target and how to fit the others."""
+    weights = rng.dirichlet(np.ones(3), 8)
+    losses = predict_in_blocks(_planted(), weights, np.full(8, 60.0), np.full(8, 4.0))
+    losses[:, 1] = np.nan
+    table = LossTable(weights=weights, model_size=np.full(8, 60.0), tokens=np.full(8, 4.0),
+                      losses=losses, train_domains=DOMAINS, loss_domains=DOMAINS)
+    with pytest.raises(TableError, match=r"targets \['b'\] have no observed loss.*leave their "
+                                         r"loss columns out"):
+        ms.fit(CapacityLaw, table, n_restarts=1)
+
+
 def test_a_training_domain_never_trained_is_named_in_a_note(rng):
     """A training domain whose weight is 0 in every run gets a note (its weight's effect is not
     in the data); one with weight in a single run gets none. The note reaches the fit."""
