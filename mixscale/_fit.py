@@ -186,12 +186,17 @@ class FitResult:
         alone), or when they reach beyond the fitted range (how many times the largest, or
         below the smallest). Empty when every value lies within the fitted ranges, or when the
         ranges are unknown (:attr:`fitted_scales`)."""
+        given = {}
+        for axis, values in (("model_size", model_size), ("tokens", tokens)):
+            values = np.atleast_1d(np.asarray(values, dtype=np.float64))
+            if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
+                raise ValueError(f"{axis} must be finite positive numbers, got {values}")
+            given[axis] = values
         if self.fitted_scales is None:
             return []
         notes = []
-        for axis, values, what in (("model_size", model_size, "model size"),
-                                   ("tokens", tokens, "token budget")):
-            values = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        for axis, what in (("model_size", "model size"), ("tokens", "token budget")):
+            values = given[axis]
             lo, hi = self.fitted_scales[axis]
             unit = "parameters" if axis == "model_size" else "tokens"
             top, bottom = float(values.max()), float(values.min())

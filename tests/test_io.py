@@ -64,6 +64,9 @@ def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
     notes = res.extrapolation_notes([1e7, 1e8, 6e8], [4e9, 8e9, 1.6e10])
     assert [n.split(" is ")[0] for n in notes[:2]] == ["6e+08 parameters", "1e+07 parameters"]
     assert "at 2 other token budgets (8e+09–1.6e+10 tokens)" in notes[2] and len(notes) == 3
+    for bad in (0.0, -1.0, np.nan, np.inf, []):
+        with pytest.raises(ValueError, match="model_size must be finite positive"):
+            res.extrapolation_notes(bad, 4e9)
     doc = json.loads(path.read_text())
     del doc["fitted_scales"]
     old = tmp_path / "old.json"
