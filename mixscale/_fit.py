@@ -184,8 +184,10 @@ class FitResult:
         rows had one value there and these differ (the law's dependence on that axis was not
         identified by the data: the prediction rests on the law's form and parameter ranges
         alone), or when they reach beyond the fitted range (how many times the largest, or
-        below the smallest). Empty when every value lies within the fitted ranges, or when the
-        ranges are unknown (:attr:`fitted_scales`)."""
+        below the smallest); for a law without model-size or token terms, one note when any
+        value differs from the scale it was fitted at (it predicts that scale's losses
+        everywhere). Empty when every value lies within the fitted ranges, or when the ranges
+        are unknown (:attr:`fitted_scales`)."""
         given = {}
         for axis, values in (("model_size", model_size), ("tokens", tokens)):
             values = np.atleast_1d(np.asarray(values, dtype=np.float64))
@@ -195,6 +197,15 @@ class FitResult:
         if self.fitted_scales is None:
             return []
         notes = []
+        if not type(self.law).uses_scale:  # one fitted scale (fit refuses more)
+            scale = {axis: self.fitted_scales[axis][0] for axis in given}
+            if not all(np.allclose(given[axis], scale[axis], rtol=1e-9, atol=0.0)
+                       for axis in given):
+                notes.append(f"law {type(self.law).name!r} has no model-size or token terms: "
+                             f"it predicts the losses of the scale it was fitted at "
+                             f"({scale['model_size']:.4g} parameters, {scale['tokens']:.4g} "
+                             "tokens) at every scale")
+            return notes
         for axis, what in (("model_size", "model size"), ("tokens", "token budget")):
             values = given[axis]
             lo, hi = self.fitted_scales[axis]

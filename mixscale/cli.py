@@ -675,8 +675,16 @@ def _cmd_plot(args) -> int:
     res = _load_fit_file(args.fitted)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     plot_fit(res, table, args.out)
+    for note in _scale_notes(res, table):
+        print(f"note: {note}")
     print(f"wrote the figure {args.out}")
     return 0
+
+
+def _scale_notes(res, table) -> list[str]:
+    """:meth:`FitResult.extrapolation_notes` for the rows of ``table``."""
+    return res.extrapolation_notes(np.asarray(table.model_size) * table.size_unit,
+                                   np.asarray(table.tokens) * table.token_unit)
 
 
 def _cmd_evaluate(args) -> int:
@@ -686,8 +694,7 @@ def _cmd_evaluate(args) -> int:
         m = res.evaluate(table)
     except ValueError as err:  # TableError included
         raise CliError(f"{args.fitted} on {args.dataset}: {err}") from None
-    notes = res.extrapolation_notes(np.asarray(table.model_size) * table.size_unit,
-                                    np.asarray(table.tokens) * table.token_unit)
+    notes = _scale_notes(res, table)
     if args.json:
         print(_dumps({"dataset": table.name, "runs": table.n_runs, "notes": notes, **m}))
         return 0

@@ -210,9 +210,28 @@ def test_optimize_reports_the_spread_of_the_optimum(bootstrapped, capsys):
 def test_plot_command_draws_a_saved_fit(bootstrapped, tmp_path, capsys):
     folder, _ = bootstrapped
     png = tmp_path / "again.png"
+    capsys.readouterr()
     assert main(["plot", str(folder / "fit.json"), "pile4", "--model-size", "200M",
                  "--out", str(png)]) == 0
     assert _is_png(png)
+    # fitted at one budget: the rows of the other budgets are named
+    out = capsys.readouterr().out
+    assert "note: the fit saw one token budget (8e+09 tokens)" in out
+    assert "at 5 other token budgets (3e+09–7e+09 tokens)" in out
+
+
+def test_a_law_without_scale_terms_says_it_predicts_its_fitted_scale(tmp_path, capsys):
+    path = tmp_path / "dml.json"
+    assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "dml",
+                 "--restarts", "2", "--out", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(path), "pile4", "--model-size", "200M", "--tokens", "8B",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []
+    assert main(["evaluate", str(path), "pile4", "--model-size", "200M", "--json"]) == 0
+    (note,) = json.loads(capsys.readouterr().out)["notes"]
+    assert note.startswith("law 'dml' has no model-size or token terms")
+    assert "(2e+08 parameters, 8e+09 tokens) at every scale" in note
 
 
 @pytest.mark.parametrize("argv, message", [
