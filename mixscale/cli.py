@@ -322,7 +322,8 @@ def _cmd_fit(args) -> int:
         try:
             train, valid = split(table, args.validation_fraction, args.seed)
         except ValueError as err:
-            raise CliError(f"--validation-fraction: {err}") from None
+            raise CliError(f"--validation-fraction: {err} (--validation-fraction 0 fits every "
+                           "run and holds none out)") from None
     else:
         train, valid = table, None
 

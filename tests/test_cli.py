@@ -220,6 +220,16 @@ def test_plot_command_draws_a_saved_fit(bootstrapped, tmp_path, capsys):
     assert "at 5 other token budgets (3e+09–7e+09 tokens)" in out
 
 
+def test_a_table_too_small_to_split_says_how_to_fit_it_whole(tmp_path, capsys):
+    csv = tmp_path / "one.csv"
+    csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n"
+                   "0.5,0.5,1e8,1e9,3.0,3.1\n0.5,0.5,1e8,1e9,3.0,3.1\n")
+    assert main(["fit", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert "1 mixture groups puts 0 in validation" in err
+    assert "--validation-fraction 0 fits every run" in err
+
+
 def test_a_law_without_scale_terms_says_it_predicts_its_fitted_scale(tmp_path, capsys):
     path = tmp_path / "dml.json"
     assert main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "dml",
