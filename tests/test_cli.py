@@ -98,13 +98,21 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert len(err) == 1 and err[0].startswith("mixscale: error:") and message in err[0]
 
 
-def test_user_csv_with_a_typo_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("rows, needles", [
+    # a typo in a loss column: named, with the file
+    ("weight_a,weight_b,model_size,n_tokens,a_loss,bb_loss\n0.5,0.5,1e6,1e9,3.0,3.1\n",
+     ("bb_loss", "runs.csv")),
+    # one mixture cannot be split: says how to fit it whole
+    ("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n"
+     "0.5,0.5,1e8,1e9,3.0,3.1\n0.5,0.5,1e8,1e9,3.0,3.1\n",
+     ("1 mixture groups puts 0 in validation", "--validation-fraction 0 fits every run")),
+], ids=["typo", "too-small-to-split"])
+def test_user_csv_is_refused_saying_why(rows, needles, tmp_path, capsys):
     bad = tmp_path / "runs.csv"
-    bad.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,bb_loss\n"
-                   "0.5,0.5,1e6,1e9,3.0,3.1\n")
+    bad.write_text(rows)
     assert main(["fit", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "bb_loss" in err and "runs.csv" in err
+    assert all(needle in err for needle in needles)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -218,16 +226,6 @@ def test_plot_command_draws_a_saved_fit(bootstrapped, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: the fit saw one token budget (8e+09 tokens)" in out
     assert "at 5 other token budgets (3e+09–7e+09 tokens)" in out
-
-
-def test_a_table_too_small_to_split_says_how_to_fit_it_whole(tmp_path, capsys):
-    csv = tmp_path / "one.csv"
-    csv.write_text("weight_a,weight_b,model_size,n_tokens,a_loss,b_loss\n"
-                   "0.5,0.5,1e8,1e9,3.0,3.1\n0.5,0.5,1e8,1e9,3.0,3.1\n")
-    assert main(["fit", str(csv)]) == 2
-    err = capsys.readouterr().err
-    assert "1 mixture groups puts 0 in validation" in err
-    assert "--validation-fraction 0 fits every run" in err
 
 
 def test_a_law_without_scale_terms_says_it_predicts_its_fitted_scale(tmp_path, capsys):
