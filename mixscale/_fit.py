@@ -72,7 +72,8 @@ class FitProgress:
         n_restarts: restarts in all.
         best_objective: lowest final objective among the finished restarts.
         elapsed_s: wall seconds since the optimiser started.
-        stage: ``"restarts"`` (the point fit), ``"polish"`` (``polish_steps``: ``done`` of
+        stage: ``"restarts"`` (the point fit; ``"geodesic restarts"`` its second pass with
+            ``geodesic="both"``), ``"polish"`` (``polish_steps``: ``done`` of
             ``n_restarts`` continued restarts), ``"kinks"`` (``smooth_kinks``: ``done`` of
             ``n_restarts`` stages) or ``"bootstrap"`` (the replicates' refits; then
             ``done`` and ``n_restarts`` count replicates).
@@ -403,6 +404,24 @@ def data_summary(table: LossTable) -> DataSummary:
         tokens=(float(table.tokens.min()), float(table.tokens.max())))
 
 
+def _concatenate_solutions(solutions: Sequence[Solution]) -> Solution:
+    """One :class:`Solution` of the restarts of ``solutions``, in order."""
+    if len(solutions) == 1:
+        return solutions[0]
+
+    def cat(*parts):
+        return None if parts[0] is None else np.concatenate([np.asarray(x) for x in parts])
+
+    return Solution(
+        params=jax.tree_util.tree_map(lambda *x: jnp.concatenate(x),
+                                      *[s.params for s in solutions]),
+        objectives=cat(*[s.objectives for s in solutions]),
+        converged=cat(*[s.converged for s in solutions]),
+        steps=cat(*[s.steps for s in solutions]),
+        group_objectives=cat(*[s.group_objectives for s in solutions]),
+        gradient_cosines=cat(*[s.gradient_cosines for s in solutions]))
+
+
 def _replace_restarts(sol: Solution, rows, new: Solution, steps) -> Solution:
     """``sol`` with its restarts ``rows`` replaced by the first ``len(rows)`` restarts of
     ``new`` (their ``steps`` given: a continuation counts every stage)."""
@@ -569,7 +588,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         progress: Callable[[FitProgress], None] | None = None, use_structure: bool = True,
         use_bounds: bool = True, starts: Sequence[AbstractLaw] = (),
         nested: bool | Mapping[str, FitResult] = True, gtol: float | None = GTOL,
-        geodesic: bool = False, n_bootstrap: int = 0, polish_steps: int = 0,
+        geodesic: bool | str = False, n_bootstrap: int = 0, polish_steps: int = 0,
         smooth_kinks: bool = False, shrink_batch: bool = False) -> FitResult:
     """Fit ``law_class`` to every run of ``table`` (all scales in it jointly).
 
@@ -628,7 +647,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         geodesic: LM with geodesic acceleration (:mod:`mixscale._lm`): a second-order
             correction of each step along the curvature of the residuals, which cuts the
             steps of the narrow curved valleys of these power-law fits (measured in
-            ``benchmarks/bench_fit.py``). Needs ``method="lm"``.
+            ``benchmarks/bench_fit.py``). Needs ``method="lm"``. ``"both"``: every start
+            twice, plain and accelerated (``2R`` local fits, the plain ones first in
+            :attr:`FitResult.objectives`), each polished in its own mode; the best is taken
+            over both (per target for a separable law), so the fit cannot end above either.
         polish_steps: LM only: after the restarts, the best restarts that reached
             ``max_steps`` without passing the gradient test continue for up to this many more
             steps (:func:`_polish`; ``0``, the default: none do). The restarts are a search for
@@ -705,8 +727,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if n_bootstrap and method != "lm":
         raise ValueError("the bootstrap refits with Levenberg-Marquardt: use method='lm' with "
                          "n_bootstrap")
-    if not isinstance(geodesic, (bool, np.bool_)):
-        raise TypeError(f"geodesic must be True or False, got {geodesic!r}")
+    if not (isinstance(geodesic, (bool, np.bool_)) or geodesic == "both"):
+        raise TypeError(f"geodesic must be True, False or 'both', got {geodesic!r}")
     if not isinstance(smooth_kinks, (bool, np.bool_)):
         raise TypeError(f"smooth_kinks must be True or False, got {smooth_kinks!r}")
     if smooth_kinks and method != "lm":
@@ -795,19 +817,28 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     report(0, float("inf"))  # every check has passed: the optimiser starts
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})
-    extra = ({"per_target_fields": law_class.per_target_fields if use_structure else (),
-              "gtol": gtol, "geodesic": geodesic, "shrink_batch": shrink_batch}
-             if method == "lm" else {})
-    sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk, report,
-                           bounds=bounds, **extra)
-    polished: tuple[int, ...] = ()
-    if polish_steps:
-        t_polish = time.perf_counter()
-        best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)))
-        sol, polished = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
+    modes = (False, True) if geodesic == "both" else (bool(geodesic),)
+    extras = [({"per_target_fields": law_class.per_target_fields if use_structure else (),
+                "gtol": gtol, "geodesic": mode, "shrink_batch": shrink_batch}
+               if method == "lm" else {}) for mode in modes]
+    solutions, polished, polish_s = [], (), 0.0
+    for i, extra in enumerate(extras):  # each start in each mode, its restarts polished alike
+        stage = "restarts" if i == 0 else "geodesic restarts"
+        sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk,
+                               lambda done, best, stage=stage: report(done, best, stage=stage),
+                               bounds=bounds, **extra)
+        if polish_steps:
+            t_polish = time.perf_counter()
+            best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives,
+                                             np.inf)))
+            sol, mine = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
                                 chunk, bounds, extra,
-                                lambda done, total: report(done, best_now, total, "polish"))
-        polish_s = time.perf_counter() - t_polish
+                                lambda done, total, best=best_now: report(done, best, total,
+                                                                          "polish"))
+            polished += tuple(i * n_restarts + r for r in mine)
+            polish_s += time.perf_counter() - t_polish
+        solutions.append(sol)
+    sol = _concatenate_solutions(solutions)
     kink_smoothed, kinks_s = False, None
     if smooth_kinks and method == "lm" and sol.group_objectives is None:
         f_sol = np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)
@@ -816,7 +847,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         if np.isfinite(f_sol[top]) and not sol.converged[top] and stopped_early:
             t_kinks = time.perf_counter()
             sol, kink_smoothed = _smooth_kinks(
-                sol, top, static, data, delta, rtol, max_steps, chunk, bounds, extra,
+                sol, top, static, data, delta, rtol, max_steps, chunk, bounds,
+                extras[top // n_restarts],
                 lambda done, total: report(done, float(f_sol[top]), total, "kinks"))
             kinks_s = time.perf_counter() - t_kinks
     f, conv = np.asarray(sol.objectives), np.asarray(sol.converged)
@@ -884,7 +916,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         boot = run_bootstrap(
             start, static, data, mixture_ids(sub), n_bootstrap, seed, delta=delta, rtol=rtol,
             max_steps=max_steps, chunk=chunk, bounds=bounds, gtol=gtol,
-            per_target_fields=extra["per_target_fields"], geodesic=geodesic,
+            per_target_fields=extras[0]["per_target_fields"], geodesic=geodesic is True,
             progress=lambda done, best: report(done, best, n_bootstrap, "bootstrap"))[0]
         timings["bootstrap_s"] = boot.seconds
 

@@ -166,6 +166,7 @@ from ._blocks import (
     NormalFactors,
     column_mask,
     compressed_jacobian,
+    compressed_jacobian_by_rows,
     factor_normal,
     gradient,
     parameter_owners,
@@ -270,8 +271,17 @@ def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Bl
     def res(p):
         return residuals(layout.unravel(p), static, data, delta)
 
-    def linearise(p):
-        return compressed_jacobian(res, p, blocks)
+    if type(static).row_jacobian == "reverse-own" and blocks.width:
+        rows = jax.tree_util.tree_map(lambda x: x[:, None], data)  # run n: leaves (1, ...)
+
+        def one_run(p, row):
+            return residuals(layout.unravel(p), static, row, delta)
+
+        def linearise(p):
+            return compressed_jacobian_by_rows(one_run, rows, p, res, blocks)
+    else:
+        def linearise(p):
+            return compressed_jacobian(res, p, blocks)
 
     def group_objectives(r):
         if blocks.n_groups == 1:

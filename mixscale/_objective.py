@@ -168,12 +168,17 @@ def predict_rows(params, static, h: Array, N: Array, D: Array) -> Array:
     Cost, spectral law on SlimPajama-7 122M (654 runs, 33 parameters, quiet 2-core machine):
     the residuals' Jacobian takes 99 ms by forward mode through ``jax.vmap`` and 44 ms by
     reverse rows (median of five).
+
+    ``"reverse-own"``: plain ``jax.vmap`` here too; the Levenberg–Marquardt solver then takes
+    each run's own blocks of the Jacobian by one reverse pass of the run's summed residuals
+    (:func:`mixscale._blocks.compressed_jacobian_by_rows`).
     """
     mode = type(eqx.combine(params, static)).row_jacobian
-    if mode == "forward":
+    if mode in ("forward", "reverse-own"):  # reverse-own: the LM solver's business (mixscale._lm)
         return jax.vmap(eqx.combine(params, static).predict)(h, N, D)
     if mode != "reverse":
-        raise ValueError(f"row_jacobian must be 'forward' or 'reverse', not {mode!r}")
+        raise ValueError("row_jacobian must be 'forward', 'reverse' or 'reverse-own', not "
+                         f"{mode!r}")
 
     def one(p, hh, nn, dd):
         return eqx.combine(p, static).predict(hh, nn, dd)

@@ -307,3 +307,62 @@ def test_geodesic_step_factors_the_damped_matrix_once(rng, law):
         counts[geodesic] = _lu_count(jaxpr.jaxpr)
     assert counts[False] >= 1
     assert counts[True] == counts[False]
+
+
+@pytest.mark.parametrize("law, mode", [("additive", None), ("joint", None),
+                                       ("capacity", "reverse-own")])
+def test_reverse_own_jacobian_of_a_law_equals_forward_mode(rng, monkeypatch, law, mode):
+    """The solver's Jacobian by one reverse pass per run (the additive and joint laws' mode;
+    the capacity law made to use it, for its shared columns) equals the forward-mode compressed
+    Jacobian, on a table with a missing loss and bootstrap row weights."""
+    from mixscale._blocks import Blocks, compressed_jacobian, parameter_owners
+    from mixscale._lm import _residual_functions
+    from mixscale._objective import Layout, Replicate, with_replicate
+
+    spec = LawSpec(law)
+    summary = mixscale.laws.DataSummary(DOMAINS, DOMAINS, np.full(3, 2.0), np.full(3, 3.0),
+                                        (10.0, 40.0), (1.0, 5.0))
+    table = _table(spec.init(jax.random.key(3), summary), rng, n_mix=4)
+    losses = table.losses * (1 + 0.03 * rng.standard_normal(table.losses.shape))
+    losses[2, 1] = np.nan
+    _, data = prepare_data(dataclasses.replace(table, losses=losses), DOMAINS)
+    data = with_replicate(data, Replicate(row_weights=jnp.asarray(
+        rng.integers(0, 3, size=losses.shape[0]).astype(float))))
+    params, static = eqx.partition(spec.init(jax.random.key(4), summary), eqx.is_inexact_array)
+    layout = Layout.of(params)
+    blocks = Blocks.from_owners(parameter_owners(params, spec.law_class.per_target_fields, 3), 3)
+    if mode is not None:
+        monkeypatch.setattr(spec.law_class, "row_jacobian", mode)
+    assert spec.law_class.row_jacobian == "reverse-own"
+    res, linearise, _ = _residual_functions(static, data, jnp.asarray(0.02), layout, blocks)
+    p = layout.ravel(params)
+    r, jc = jax.jit(linearise)(p)
+    r_f, jc_f = jax.jit(lambda q: compressed_jacobian(res, q, blocks))(p)
+    assert np.count_nonzero(np.asarray(r) == 0.0) >= 3      # the missing loss, weight-0 rows
+    assert np.abs(np.asarray(jc_f)).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(r), np.asarray(r_f), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(np.asarray(jc), np.asarray(jc_f), rtol=1e-11,
+                               atol=1e-13 * np.abs(np.asarray(jc_f)).max())
+
+
+@pytest.mark.parametrize("law", ["additive", "capacity"])
+def test_both_modes_take_the_better_of_plain_and_geodesic_restarts(rng, law):
+    """``geodesic="both"`` runs every start plain and accelerated: its restarts are the two
+    fits' restarts, in order, and it ends at or below each (per target for a separable law)."""
+    spec = LawSpec(law)
+    summary = mixscale.laws.DataSummary(DOMAINS, DOMAINS, np.full(3, 2.0), np.full(3, 3.0),
+                                        (10.0, 40.0), (1.0, 5.0))
+    table = _table(spec.init(jax.random.key(7), summary), rng, n_mix=6)
+    table = dataclasses.replace(table, losses=table.losses * (1 + 0.01 * rng.standard_normal(
+        table.losses.shape)))
+    kw = dict(n_restarts=3, seed=2, max_steps=60, nested=False)
+    plain, accelerated = (mixscale.fit(spec, table, geodesic=g, **kw) for g in (False, True))
+    both = mixscale.fit(spec, table, geodesic="both", **kw)
+    np.testing.assert_array_equal(both.objectives,
+                                  np.concatenate([plain.objectives, accelerated.objectives]))
+    np.testing.assert_array_equal(both.steps, np.concatenate([plain.steps, accelerated.steps]))
+    assert both.objective <= min(plain.objective, accelerated.objective) * (1 + 1e-12)
+    if law == "additive":  # separable: each target from its best of the six restarts
+        assert both.per_target_restarts is not None and len(both.per_target_restarts) == 3
+    with pytest.raises(TypeError, match="geodesic must be True, False or 'both'"):
+        mixscale.fit(spec, table, geodesic="always", **kw)

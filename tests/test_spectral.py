@@ -148,7 +148,8 @@ def test_unknown_row_jacobian_mode_is_refused(monkeypatch):
 
     _, p, (h, n, d, unravel, static) = _row_problem()
     monkeypatch.setattr(SpectralLaw, "row_jacobian", "sideways")
-    with pytest.raises(ValueError, match="row_jacobian must be 'forward' or 'reverse'"):
+    with pytest.raises(ValueError,
+                       match="row_jacobian must be 'forward', 'reverse' or 'reverse-own'"):
         predict_rows(unravel(p), static, h, n, d)
 
 
