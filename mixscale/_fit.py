@@ -650,7 +650,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             ``benchmarks/bench_fit.py``). Needs ``method="lm"``. ``"both"``: every start
             twice, plain and accelerated (``2R`` local fits, the plain ones first in
             :attr:`FitResult.objectives`), each polished in its own mode; the best is taken
-            over both (per target for a separable law), so the fit cannot end above either.
+            over both (per target for a separable law), so the fit cannot end above either;
+            the bootstrap's refits, warm-started at the fit, run plain.
         polish_steps: LM only: after the restarts, the best restarts that reached
             ``max_steps`` without passing the gradient test continue for up to this many more
             steps (:func:`_polish`; ``0``, the default: none do). The restarts are a search for

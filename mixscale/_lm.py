@@ -22,7 +22,13 @@ law), declared by each law's ``per_target_fields``. The Jacobian is then block-a
 computed compressed (``W + S`` Jacobian-vector products instead of ``P``: 73 instead of 1241 for
 the joint law at ``K = 17``) and the step solved by the Schur complement of the shared block
 (``M`` solves of size ``W`` and one of size ``S`` instead of one of size ``P``). The step is the
-same as the dense one, in exact arithmetic. Why this and not a first-order method for the large
+same as the dense one, in exact arithmetic. A law with ``row_jacobian = "reverse-own"`` (the
+additive and joint laws) has its own blocks from one reverse pass per run instead of ``W``
+tangents (:func:`mixscale._blocks.compressed_jacobian_by_rows`): measured on RegMix-1B (64
+runs, 17 targets, 16 slots) the additive law's compressed Jacobian takes 2.0 ms against 33 ms,
+the joint law's 5.1 against 163 ms, the same numbers to 4e-16 relative; at ``K = 4`` and
+``7`` it gains 2.5–3× on the Jacobian but nothing on the fit, whose steps are then mostly the
+solve. Why this and not a first-order method for the large
 laws: these power-law fits are badly conditioned, and L-BFGS needed thousands of iterations
 without meeting its stopping rule on the per-target laws at ``K = 17``; with the structure the
 second-order step is cheaper than the L-BFGS line search it replaces (``benchmarks/bench_fit.py``).
@@ -97,8 +103,8 @@ unconverged after ``max_steps`` steps. ``gtol=None`` restores the earlier rule (
 converged).
 
 Cost of linear algebra inside a law. The Jacobian is formed in forward mode, one tangent per
-column (``W + S``), so whatever ``predict`` computes is computed once per tangent, row and
-restart. A law whose prediction solves a ``K × K`` system (``jnp.linalg.solve``) with its ``K²``
+column (``W + S``; ``S`` for a ``"reverse-own"`` law), so whatever ``predict`` computes is
+computed once per tangent, row and restart. A law whose prediction solves a ``K × K`` system (``jnp.linalg.solve``) with its ``K²``
 entries as shared parameters is correct and compiles in seconds, but each step then runs
 hundreds of thousands of small batched triangular solves: measured at ``K = 17`` (323
 parameters, 307 of them shared, 60 runs, 16 restarts) about 1 s per LM step, so 200 steps took
