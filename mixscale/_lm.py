@@ -28,10 +28,10 @@ tangents (:func:`mixscale._blocks.compressed_jacobian_by_rows`): measured on Reg
 runs, 17 targets, 16 slots) the additive law's compressed Jacobian takes 2.0 ms against 33 ms,
 the joint law's 5.1 against 163 ms, the same numbers to 4e-16 relative; at ``K = 4`` and
 ``7`` it gains 2.5–3× on the Jacobian but nothing on the fit, whose steps are then mostly the
-solve. Why this and not a first-order method for the large
-laws: these power-law fits are badly conditioned, and L-BFGS needed thousands of iterations
-without meeting its stopping rule on the per-target laws at ``K = 17``; with the structure the
-second-order step is cheaper than the L-BFGS line search it replaces (``benchmarks/bench_fit.py``).
+solve. Why this and not a first-order method for the large laws: these power-law fits are
+badly conditioned, and L-BFGS needed thousands of iterations without meeting its stopping rule
+on the per-target laws at ``K = 17``; with the structure the second-order step is cheaper than
+the L-BFGS line search it replaces (``benchmarks/bench_fit.py``).
 
 Geodesic acceleration (``geodesic=True``; Transtrum & Sethna, "Improvements to the
 Levenberg–Marquardt algorithm for nonlinear least-squares minimization", arXiv:1201.5885, 2012).
@@ -102,29 +102,28 @@ converged when every problem has; it has failed when :math:`f` is not finite, an
 unconverged after ``max_steps`` steps. ``gtol=None`` restores the earlier rule (stopped =
 converged).
 
-Cost of linear algebra inside a law. The Jacobian is formed in forward mode, one tangent per
-column (``W + S``; ``S`` for a ``"reverse-own"`` law), so whatever ``predict`` computes is
-computed once per tangent, row and restart. A law whose prediction solves a ``K × K`` system (``jnp.linalg.solve``) with its ``K²``
-entries as shared parameters is correct and compiles in seconds, but each step then runs
-hundreds of thousands of small batched triangular solves: measured at ``K = 17`` (323
-parameters, 307 of them shared, 60 runs, 16 restarts) about 1 s per LM step, so 200 steps took
-minutes before any restart stopped. That is the "hang" once seen with such a law: no deadlock,
-slow steps and, then, no progress report. :func:`solve_lm` now reports progress at least every
-:data:`HEARTBEAT_S` seconds; a law that needs a solve should keep its shared block small (few
-parameters inside the matrix) or give the solve in closed form. A true hang is possible as well,
-and was seen: jaxlib's batched LAPACK kernels (``LuDecomposition`` → ``ParallelBatchMap``) run
-on XLA's CPU thread pool and wait there for sub-tasks of their own, so when as many mutually
-independent factorisations as the pool has threads (two on a 2-core machine) start at once,
-each waits for a thread the others hold, at 0 % CPU (stacks taken with ``gdb`` on the hung
-geodesic fit below, when its acceleration had a second ``jnp.linalg.solve`` of the velocity's
-matrix). The solver therefore factors each damped matrix once (:func:`mixscale._blocks.
-factor_normal`) and solves every right-hand side from those factors, so that no two
-factorisations in a step are independent. A law's own factorisations cannot be ordered that way
-(the acceleration evaluates the law at the current point independently of the step's
-factorisation; the spectral law's ``jnp.linalg.solve`` hung a geodesic fit exactly so), so
-:func:`mixscale.fit` refuses a law whose prediction reaches a LAPACK-backed primitive, and laws
-solve their small systems with :func:`mixscale.solve_small` (plain XLA arithmetic;
-:mod:`mixscale._linalg`).
+Cost of linear algebra inside a law. The Jacobian is formed in forward mode, one tangent per column
+(``W + S``; ``S`` for a ``"reverse-own"`` law), so whatever ``predict`` computes is computed once
+per tangent, row and restart. A law whose prediction solves a ``K × K`` system
+(``jnp.linalg.solve``) with its ``K²`` entries as shared parameters is correct and compiles in
+seconds, but each step then runs hundreds of thousands of small batched triangular solves: measured
+at ``K = 17`` (323 parameters, 307 of them shared, 60 runs, 16 restarts) about 1 s per LM step, so
+200 steps took minutes before any restart stopped. That is the "hang" once seen with such a law: no
+deadlock, slow steps and, then, no progress report. :func:`solve_lm` now reports progress at least
+every :data:`HEARTBEAT_S` seconds; a law that needs a solve should keep its shared block small (few
+parameters inside the matrix) or give the solve in closed form. A true hang is possible as well, and
+was seen: jaxlib's batched LAPACK kernels (``LuDecomposition`` → ``ParallelBatchMap``) run on XLA's
+CPU thread pool and wait there for sub-tasks of their own, so when as many mutually independent
+factorisations as the pool has threads (two on a 2-core machine) start at once, each waits for a
+thread the others hold, at 0 % CPU (stacks taken with ``gdb`` on the hung geodesic fit below, when
+its acceleration had a second ``jnp.linalg.solve`` of the velocity's matrix). The solver therefore
+factors each damped matrix once (:func:`mixscale._blocks. factor_normal`) and solves every
+right-hand side from those factors, so that no two factorisations in a step are independent. A law's
+own factorisations cannot be ordered that way (the acceleration evaluates the law at the current
+point independently of the step's factorisation; the spectral law's ``jnp.linalg.solve`` hung a
+geodesic fit exactly so), so :func:`mixscale.fit` refuses a law whose prediction reaches a
+LAPACK-backed primitive, and laws solve their small systems with :func:`mixscale.solve_small` (plain
+XLA arithmetic; :mod:`mixscale._linalg`).
 
 One linearisation per step. Each pass of the loop evaluates the pending trial point's residuals
 and Jacobian together (forward mode gives both), decides the step that proposed it, and proposes
