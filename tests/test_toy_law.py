@@ -167,6 +167,16 @@ def test_an_incomplete_law_is_refused_at_registration():
     assert "incomplete" not in LAWS
 
 
+def test_an_unknown_row_jacobian_mode_is_refused_at_registration():
+    class Sideways(ToyLaw):
+        name: ClassVar[str] = "sideways"
+        row_jacobian: ClassVar[str] = "sideways"
+
+    with pytest.raises(TypeError, match=r"Sideways.row_jacobian must be one of .*'reverse-own'"):
+        register_law(Sideways)
+    assert "sideways" not in LAWS
+
+
 def test_a_taken_name_is_refused():
     class Impostor(ToyLaw):
         name: ClassVar[str] = "capacity"

@@ -60,7 +60,10 @@ import jax
 import numpy as np
 from equinox import AbstractClassVar, AbstractVar
 
-__all__ = ["AbstractLaw", "DataSummary", "law_options", "parameter_count"]
+__all__ = ["ROW_JACOBIAN_MODES", "AbstractLaw", "DataSummary", "law_options", "parameter_count"]
+
+#: The values of :attr:`AbstractLaw.row_jacobian` (checked when a law registers).
+ROW_JACOBIAN_MODES = ("forward", "reverse", "reverse-own")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from ._base import AbstractLaw, law_options
+from ._base import ROW_JACOBIAN_MODES, AbstractLaw, law_options
 
 __all__ = ["CANDIDATES", "LAWS", "get_law", "register_law"]
 
@@ -38,7 +38,8 @@ def register_law(law_class: type[AbstractLaw] | None = None, *, candidate: bool 
     ``@register_law`` or ``@register_law(candidate=True)`` (see the module docstring).
 
     Raises ``TypeError`` naming what is missing (an abstract member left unimplemented, a class
-    variable of the wrong type, variants without a ``variant`` option of ``init``) and
+    variable of the wrong type or an unknown ``row_jacobian`` mode, variants without a
+    ``variant`` option of ``init``) and
     ``ValueError`` if another class already holds the name. Registering the same class again
     (a module reloaded) replaces the entry.
     """
@@ -55,6 +56,9 @@ def register_law(law_class: type[AbstractLaw] | None = None, *, candidate: bool 
         if not isinstance(value, kind):
             raise TypeError(f"{law_class.__name__}.{attr} must be a {kind.__name__} class "
                             f"variable, got {value!r}")
+    if law_class.row_jacobian not in ROW_JACOBIAN_MODES:
+        raise TypeError(f"{law_class.__name__}.row_jacobian must be one of "
+                        f"{ROW_JACOBIAN_MODES}, got {law_class.row_jacobian!r}")
     fields = {f.name for f in dataclasses.fields(law_class)}
     unknown = [f for f in law_class.per_target_fields if f not in fields]
     if unknown:
