@@ -917,7 +917,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         boot = run_bootstrap(
             start, static, data, mixture_ids(sub), n_bootstrap, seed, delta=delta, rtol=rtol,
             max_steps=max_steps, chunk=chunk, bounds=bounds, gtol=gtol,
-            per_target_fields=extras[0]["per_target_fields"], geodesic=geodesic is True,
+            per_target_fields=extras[0]["per_target_fields"], geodesic=extras[0]["geodesic"],
             progress=lambda done, best: report(done, best, n_bootstrap, "bootstrap"))[0]
         timings["bootstrap_s"] = boot.seconds
 

@@ -273,17 +273,17 @@ def _group_max(x: Array, group: Array, n_groups: int) -> Array:
 
 
 def _residual_functions(static, data: FitData, delta, layout: Layout, blocks: Blocks):
+    def residuals_of(p, rows):
+        return residuals(layout.unravel(p), static, rows, delta)
+
     def res(p):
-        return residuals(layout.unravel(p), static, data, delta)
+        return residuals_of(p, data)
 
     if type(static).row_jacobian == "reverse-own" and blocks.width:
         rows = jax.tree_util.tree_map(lambda x: x[:, None], data)  # run n: leaves (1, ...)
 
-        def one_run(p, row):
-            return residuals(layout.unravel(p), static, row, delta)
-
         def linearise(p):
-            return compressed_jacobian_by_rows(one_run, rows, p, res, blocks)
+            return compressed_jacobian_by_rows(residuals_of, rows, p, res, blocks)
     else:
         def linearise(p):
             return compressed_jacobian(res, p, blocks)

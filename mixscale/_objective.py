@@ -58,6 +58,7 @@ import numpy as np
 from jax import Array
 
 from .data import LossTable, TableError
+from .laws._base import ROW_JACOBIAN_MODES
 
 __all__ = ["DEFAULT_HUBER_DELTA", "FitData", "Layout", "Replicate", "Solution", "huber_residual",
            "objective", "observed_weight", "prepare_data", "residuals", "with_replicate"]
@@ -174,11 +175,10 @@ def predict_rows(params, static, h: Array, N: Array, D: Array) -> Array:
     (:func:`mixscale._blocks.compressed_jacobian_by_rows`).
     """
     mode = type(eqx.combine(params, static)).row_jacobian
-    if mode in ("forward", "reverse-own"):  # reverse-own: the LM solver's business (mixscale._lm)
+    if mode not in ROW_JACOBIAN_MODES:
+        raise ValueError(f"row_jacobian must be one of {ROW_JACOBIAN_MODES}, not {mode!r}")
+    if mode != "reverse":  # reverse-own: the LM solver's business (mixscale._lm)
         return jax.vmap(eqx.combine(params, static).predict)(h, N, D)
-    if mode != "reverse":
-        raise ValueError("row_jacobian must be 'forward', 'reverse' or 'reverse-own', not "
-                         f"{mode!r}")
 
     def one(p, hh, nn, dd):
         return eqx.combine(p, static).predict(hh, nn, dd)
