@@ -238,20 +238,26 @@ def _item_key(old: Any, new: Any) -> str | None:
     return None
 
 
-def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, float, bool]]:
-    """``(law label, fit seconds, converged)`` of every fit record under ``results``: a mapping
-    with ``law_converged`` (:func:`experiments._common.fit_record`); its law is its ``law``
-    entry or else the key it is stored under; its seconds are ``fit_s`` (else ``optimise_s``)."""
+def fit_records(results: Any, label: str | None = None) -> Iterator[tuple[str, dict]]:
+    """``(law label, fit record)`` of every fit record under ``results``: a mapping with
+    ``law_converged`` (:func:`experiments._common.fit_record`); its law is its ``law`` entry or
+    else the key it is stored under."""
     if isinstance(results, dict):
         if "law_converged" in results:
-            seconds = results.get("fit_s", results.get("optimise_s"))
-            yield (str(results.get("law", label)), float(seconds or 0.0),
-                   bool(results["law_converged"]))
+            yield str(results.get("law", label)), results
         for key, value in results.items():
-            yield from fit_rows(value, key if isinstance(value, dict) else label)
+            yield from fit_records(value, key if isinstance(value, dict) else label)
     elif isinstance(results, list):
         for value in results:
-            yield from fit_rows(value, label)
+            yield from fit_records(value, label)
+
+
+def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, float, bool]]:
+    """``(law label, fit seconds, converged)`` of every fit record under ``results``
+    (:func:`fit_records`); its seconds are ``fit_s`` (else ``optimise_s``)."""
+    for law, record in fit_records(results, label):
+        seconds = record.get("fit_s", record.get("optimise_s"))
+        yield law, float(seconds or 0.0), bool(record["law_converged"])
 
 
 #: Entries of a fit row that tell apart, within one list of rows, fits made on different rows

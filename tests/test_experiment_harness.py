@@ -728,19 +728,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
 }
 
 
-def _fit_records(tree, label=None):
-    """``(law label, fit record)`` of every fit record under ``tree`` (those
-    ``_harness.fit_rows`` counts)."""
-    if isinstance(tree, dict):
-        if "law_converged" in tree:
-            yield str(tree.get("law", label)), tree
-        for key, value in tree.items():
-            yield from _fit_records(value, key if isinstance(value, dict) else label)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _fit_records(value, label)
-
-
 def test_committed_fits_come_from_the_present_policy_or_are_listed():
     """A committed fit whose record lacks a field of the present policy predates that stage;
     if it converged the stage would not have acted (its numbers are the present code's), and if
@@ -750,7 +737,7 @@ def test_committed_fits_come_from_the_present_policy_or_are_listed():
     old, seen = {}, 0
     for name in _harness.NAMES:
         record = json.loads((figures / f"{name}.json").read_text())
-        for law, fit in _fit_records(record["results"]):
+        for law, fit in _harness.fit_records(record["results"]):
             seen += 1
             if not POLICY_FIELDS <= fit.keys() and not fit["law_converged"]:
                 old[(name, law)] = old.get((name, law), 0) + 1
