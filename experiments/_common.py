@@ -327,8 +327,31 @@ def write_record(out: Path, name: str, config, results: dict, elapsed_s: float, 
     if added:
         record["added"] = _jsonable(added)
     path = Path(out) / f"{name}.json"
-    path.write_text(dumps_record(record) + "\n", encoding="utf-8")
+    # written whole, then renamed over the record: a reader (another run merging its laws)
+    # never sees a half-written file
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(dumps_record(record) + "\n", encoding="utf-8")
+    os.replace(partial, path)
     return path
+
+
+@contextlib.contextmanager
+def record_lock(out: Path, name: str):
+    """Hold an exclusive lock on ``out/<name>.json`` (a lock file beside it, ``fcntl.flock``)
+    while a run reads, merges and writes the record, so that runs adding laws to one record
+    at once do not overwrite each other's rows. Where ``fcntl`` is missing (Windows) nothing
+    is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(Path(out) / f".{name}.lock", "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: A JSON array of numbers (or nulls) only, as ``json.dumps(indent=1)`` spreads it over lines.

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments._common import Timer, _jsonable, fit_stages, parse_args, write_record
+from experiments._common import Timer, _jsonable, fit_stages, parse_args, record_lock, write_record
 
 __all__ = ["EXPERIMENTS", "NAMES", "ROW_KEYS", "Part", "config_from_record", "fit_groups",
            "merge_law_rows", "nested_checks", "read_record", "recorded_wall_s",
@@ -187,10 +187,11 @@ def merge_law_rows(old: Any, new: Any, labels: Sequence[str],
         return merged
     key = _item_key(old, new)
     if key is not None:
-        by_name = {item[key]: item for item in new}
-        names = {item[key] for item in old}
-        return ([merge_law_rows(o, by_name[o[key]], labels) if o[key] in by_name else o
-                 for o in old] + [n for n in new if n[key] not in names])
+        by_name = {_item_name(item, key): item for item in new}
+        names = {_item_name(item, key) for item in old}
+        return ([merge_law_rows(o, by_name[_item_name(o, key)], labels)
+                 if _item_name(o, key) in by_name else o for o in old]
+                + [n for n in new if _item_name(n, key) not in names])
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [merge_law_rows(o, n, labels) for o, n in zip(old, new, strict=True)]
     return old
@@ -220,20 +221,26 @@ def as_part(part: Part | Callable[[Any], Any]) -> Part:
     return part if isinstance(part, Part) else Part(part)
 
 
-#: Keys that name the items of a results list (one item per protocol of an experiment), by
-#: which :func:`merge_law_rows` pairs a run's items with the record's.
-ITEM_KEYS = ("protocol",)
+#: Keys that name the items of a results list, by which :func:`merge_law_rows` pairs a run's
+#: items with the record's: one item per protocol of an experiment (``"protocol"``), or per
+#: simulated setting, named by its head size and tail overlap together (``fit_under_overlap``).
+ITEM_KEYS: tuple[tuple[str, ...], ...] = (("protocol",), ("head", "rho"))
 
 
-def _item_key(old: Any, new: Any) -> str | None:
+def _item_name(item: dict, key: tuple[str, ...]) -> tuple:
+    """The name of a results list's item under the item key ``key`` (its values there)."""
+    return tuple(item[k] for k in key)
+
+
+def _item_key(old: Any, new: Any) -> tuple[str, ...] | None:
     """The key of :data:`ITEM_KEYS` that names every item of both lists (uniquely in each),
     else ``None``."""
     if not (isinstance(old, list) and isinstance(new, list) and old and new):
         return None
     for key in ITEM_KEYS:
-        if all(isinstance(x, dict) and key in x for x in (*old, *new)):
-            if (len({x[key] for x in old}) == len(old)
-                    and len({x[key] for x in new}) == len(new)):
+        if all(isinstance(x, dict) and all(k in x for k in key) for x in (*old, *new)):
+            if (len({_item_name(x, key) for x in old}) == len(old)
+                    and len({_item_name(x, key) for x in new}) == len(new)):
                 return key
     return None
 
@@ -343,44 +350,46 @@ def _add_laws(name: str, config_class: type, config: Any, labels: Sequence[str],
     timer = Timer()
     results = run(limited if part_spec is None else part_spec.limit(limited), log)
     elapsed = timer()
-    # Read again: another --add-law run (of other laws) may have merged its rows meanwhile.
-    record = read_record(out, name)
-    recorded = config_from_record(config_class, record["config"])
-    if not same_settings(recorded, config):
-        raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
-                         "run; its fits are not merged")
-    new = _jsonable(results)
-    # what this run adds: one top-level key of the results, or (no part, or a part named by its
-    # items, e.g. one protocol of a list of them) the whole tree, merged by name
-    key = None if part_spec is None else (part_spec.key or part)
-    top_level = key is not None and key in new
-    added_tree = new[key] if top_level else new
-    done = [s.label for s in specs]
-    if whole_part:
-        fitted = {law for law, _, _ in fit_rows(added_tree)}
-        done = [label for label in done if label in fitted]
-    if not top_level:
-        merged = merge_law_rows(record["results"], new, done)
-    else:  # only that part of the results is refitted; the others keep every row
-        merged = dict(record["results"])
-        if key in record["results"]:
-            merged[key] = merge_law_rows(record["results"][key], new[key], done, part_spec.rows)
-        else:  # a part the record does not hold yet (added to the configuration since)
-            merged[key] = new[key]
-    # the fit seconds of the rows the merge dropped: the record's + the added − the merged
-    replaced = max(0.0, law_fit_seconds(record["results"], done)
-                   + law_fit_seconds(added_tree, done) - law_fit_seconds(merged, done))
-    # every law of the record's run, then the added ones, in the configuration's order
-    present = {s.label for s in all_laws(recorded)} | set(done)
-    written = limit_laws(config, lambda s: s.label in present)
-    if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
-        merged["law_labels"] = [s.label for s in written.laws]
-    # The record's time is what its rows cost: a refitted law's earlier fits leave it.
-    path = write_record(out, name, written, merged,
-                        max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
-                        added=[*record.get("added", []), {
-                            "laws": done, "elapsed_s": elapsed, "replaced_fit_s": replaced,
-                            **({} if part is None else {"part": part})}])
+    # Read again: another --add-law run (of other laws) may have merged its rows meanwhile;
+    # the lock keeps such runs from merging at the same moment (one would lose the other's).
+    with record_lock(out, name):
+        record = read_record(out, name)
+        recorded = config_from_record(config_class, record["config"])
+        if not same_settings(recorded, config):
+            raise SystemExit(f"--add-law: {out / name}.json changed its configuration during this "
+                             "run; its fits are not merged")
+        new = _jsonable(results)
+        # what this run adds: one top-level key of the results, or (no part, or a part named by its
+        # items, e.g. one protocol of a list of them) the whole tree, merged by name
+        key = None if part_spec is None else (part_spec.key or part)
+        top_level = key is not None and key in new
+        added_tree = new[key] if top_level else new
+        done = [s.label for s in specs]
+        if whole_part:
+            fitted = {law for law, _, _ in fit_rows(added_tree)}
+            done = [label for label in done if label in fitted]
+        if not top_level:
+            merged = merge_law_rows(record["results"], new, done)
+        else:  # only that part of the results is refitted; the others keep every row
+            merged = dict(record["results"])
+            if key in record["results"]:
+                merged[key] = merge_law_rows(record["results"][key], new[key], done, part_spec.rows)
+            else:  # a part the record does not hold yet (added to the configuration since)
+                merged[key] = new[key]
+        # the fit seconds of the rows the merge dropped: the record's + the added − the merged
+        replaced = max(0.0, law_fit_seconds(record["results"], done)
+                       + law_fit_seconds(added_tree, done) - law_fit_seconds(merged, done))
+        # every law of the record's run, then the added ones, in the configuration's order
+        present = {s.label for s in all_laws(recorded)} | set(done)
+        written = limit_laws(config, lambda s: s.label in present)
+        if isinstance(merged, dict) and "law_labels" in merged:   # a results' list of its laws
+            merged["law_labels"] = [s.label for s in written.laws]
+        # The record's time is what its rows cost: a refitted law's earlier fits leave it.
+        path = write_record(out, name, written, merged,
+                            max(0.0, float(record.get("elapsed_s") or 0.0) - replaced) + elapsed,
+                            added=[*record.get("added", []), {
+                                "laws": done, "elapsed_s": elapsed, "replaced_fit_s": replaced,
+                                **({} if part is None else {"part": part})}])
     log.info("added %s%s to %s (%.1f min)", ", ".join(done) or "no law fits",
              "" if part is None else f" ({part})", path, elapsed / 60)
 

@@ -44,9 +44,13 @@ Outputs (``--out``, default ``figures/``): ``fit_under_overlap.json``, ``fit_und
 Cost: ``elapsed_s`` in the JSON (wall time of the full run); ``--quick`` about a minute. Run::
 
     python -m experiments.fit_under_overlap [--quick] [--redraw] [--out DIR] [--add-law LABEL]
+        [--part S8-rho0.75]
 
 (``--add-law`` fits one law alone and merges its rows: nothing in a setting's record depends on
-more than one law.)
+more than one law, but a law's nested variants given with it start it. ``--part S<head>-rho<ρ>``
+fits the ``--add-law`` laws on that one setting and merges its rows, the others untouched: the
+setting's instance, mixtures and step size are drawn as in the full run, from every head and
+overlap of the configuration.)
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ class Config:
     one_scale_laws: tuple[LawSpec, ...] = tuple(filter(fitted_at_one_scale, law_specs()))
     n_restarts: int = _common.N_RESTARTS
     seed: int = 0
+    #: the ``(head, ρ)`` settings computed, empty for all of ``heads`` × ``rhos`` (a part's
+    #: limit, :data:`PARTS`: each setting is drawn as in the full run, from every head and ρ)
+    only: tuple[tuple[int, float], ...] = ()
 
     #: the law lists (``--add-law`` fits a law of either, and only it:
     #: :func:`experiments._harness.law_fields`)
@@ -117,6 +124,10 @@ class Config:
             raise ValueError(f"every overlap rho must lie in [0, 1], got {self.rhos}")
         if not self.heads or any(s < 0 for s in self.heads):
             raise ValueError(f"head sizes must be >= 0, got {self.heads}")
+        unknown = [(s, r) for s, r in self.only if s not in self.heads or r not in self.rhos]
+        if unknown:
+            raise ValueError(f"settings {unknown} are not among the heads {self.heads} x "
+                             f"overlaps {self.rhos}")
         smallest = min(_sim.n_features_for_tail(self.k, s, self.tail, r)
                        for s in self.heads for r in self.rhos)
         if max(self.sizes) > smallest:
@@ -218,8 +229,21 @@ def run(cfg: Config, log: logging.Logger) -> dict:
         instances[str(head)] = {"alpha": base.alpha, "sigma2": base.sigma2, "lr": lr}
         log.info("S=%d: alpha %s, lr %.4g", head, np.round(base.alpha, 3), lr)
         for v in variants:
-            settings.append(run_setting(cfg, v, mixtures, lr))
+            if not cfg.only or (head, v.rho) in cfg.only:
+                settings.append(run_setting(cfg, v, mixtures, lr))
     return {"instances": instances, "settings": settings}
+
+
+def part_name(head: int, rho: float) -> str:
+    """The ``--part`` name of the setting of head size ``head`` and tail overlap ``rho``."""
+    return f"S{head}-rho{rho:g}"
+
+
+#: One part per ``(head, ρ)`` setting of the full run (``--add-law LABEL --part S8-rho0.75``):
+#: the law's rows of that setting are refitted and merged by the setting's head and ρ
+#: (:data:`experiments._harness.ITEM_KEYS`), the other settings untouched.
+PARTS = {part_name(s, r): (lambda c, s=s, r=r: dataclasses.replace(c, only=((s, float(r)),)))
+         for s in Config().heads for r in Config().rhos}
 
 
 # ----------------------------------------------------------------------------- report
@@ -384,7 +408,7 @@ def render(out, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
-                          quick_config=QUICK, can_add_laws=True)
+                          quick_config=QUICK, can_add_laws=True, parts=PARTS)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,40 @@ def test_bad_configurations_are_refused():
         cfg(tail=32, sizes=(16, 64)).check()
     with pytest.raises(ValueError, match="two sizes"):
         cfg(sizes=(32,)).check()
+    with pytest.raises(ValueError, match="not among"):
+        cfg(only=((8, 0.3),)).check()
+
+
+def test_a_part_computes_its_setting_as_the_full_run_does(monkeypatch):
+    """``--part S<head>-rho<ρ>`` limits the run to that setting, drawn exactly as the full run
+    draws it (instance, mixtures and step size come from every head and overlap)."""
+    import dataclasses
+    import logging
+
+    calls = []
+
+    def record(cfg, inst, mixtures, lr):
+        calls.append((inst, mixtures.copy(), lr))
+        return {"head": inst.head, "rho": inst.rho, "laws": {}}
+
+    monkeypatch.setattr(fit_under_overlap, "run_setting", record)
+    cfg = dataclasses.replace(fit_under_overlap.QUICK, heads=(0, 4), rhos=(0.0, 0.5, 1.0))
+    full = fit_under_overlap.run(cfg, logging.getLogger("test"))
+    full_calls, calls[:] = list(calls), []
+    part = fit_under_overlap.run(dataclasses.replace(cfg, only=((4, 0.5),)),
+                                 logging.getLogger("test"))
+    assert [(s["head"], s["rho"]) for s in part["settings"]] == [(4, 0.5)]
+    ((inst, mixtures, lr),) = calls
+    (theirs,) = [c for c in full_calls if (c[0].head, c[0].rho) == (4, 0.5)]
+    assert inst == theirs[0] and lr == theirs[2]
+    np.testing.assert_array_equal(mixtures, theirs[1])
+    assert len(full["settings"]) == 6
+    # every setting of the full run is a part, named by its head and overlap
+    parts = fit_under_overlap.PARTS
+    default = fit_under_overlap.Config()
+    assert sorted(parts) == sorted(fit_under_overlap.part_name(s, r)
+                                   for s in default.heads for r in default.rhos)
+    assert parts["S8-rho0.75"](default).only == ((8, 0.75),)
 
 
 def test_closed_form_table_equals_the_sweep(rng):

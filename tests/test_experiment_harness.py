@@ -594,6 +594,21 @@ def test_items_named_by_protocol_merge_by_name():
     assert _harness.merge_law_rows(dup, [{"protocol": "a", "v": 1}], ["y"]) == dup
 
 
+def test_items_named_by_head_and_rho_merge_by_both():
+    """Simulated settings are named by head size and overlap together: a run of one setting
+    merges into the record's setting of that head and overlap, not into the first of its head
+    or the first of its overlap; items missing a key of the name are not paired by it."""
+    old = [{"head": h, "rho": r, "laws": {"x": {"v": 10 * h + r}, "y": {"v": -1}}}
+           for h in (0, 8) for r in (0.0, 0.5)]
+    new = [{"head": 8, "rho": 0.0, "laws": {"x": {"v": 99}}}]
+    merged = _harness.merge_law_rows(old, new, ["x"])
+    assert [m["laws"]["x"]["v"] for m in merged] == [0.0, 0.5, 99, 80.5]
+    assert all(m["laws"]["y"] == {"v": -1} for m in merged)
+    unnamed = [{"head": 0, "laws": {"x": {"v": 1}}}, {"head": 8, "laws": {"x": {"v": 2}}}]
+    assert _harness.merge_law_rows(unnamed, [{"rho": 0.0, "laws": {"x": {"v": 3}}}],
+                                   ["x"]) == unnamed
+
+
 @dataclasses.dataclass(frozen=True)
 class ProtocolConfig:
     protocols: tuple[str, ...] = ("p1", "p2")
@@ -759,3 +774,30 @@ def test_every_committed_record_holds_the_nested_check():
                   for where, law, inner, mine, theirs, ok in checks if not ok]
         assert not failed, failed
     assert compared > 100  # every record's nested pairs, not an empty walk
+
+
+def test_a_record_is_written_whole_and_merged_under_a_lock(tmp_path):
+    """The record is renamed into place whole (no partial file stays), and while one run holds
+    the record's lock another cannot take it: runs adding laws at once merge one at a time."""
+    import fcntl
+    import threading
+
+    path = _common.write_record(tmp_path, "locked", RowConfig(), {"a": [1.0, 2.0]}, 1.0)
+    assert json.loads(path.read_text())["results"] == {"a": [1.0, 2.0]}
+    assert [p.name for p in tmp_path.iterdir()] == ["locked.json"]
+    taken = []
+
+    def try_lock():
+        with open(tmp_path / ".locked.lock", "a", encoding="utf-8") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                taken.append(True)
+            except BlockingIOError:
+                taken.append(False)
+
+    with _common.record_lock(tmp_path, "locked"):
+        worker = threading.Thread(target=try_lock)
+        worker.start()
+        worker.join()
+    try_lock()
+    assert taken == [False, True]
