@@ -737,7 +737,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ("fit_under_overlap", "spectral (full)"): 6,
     ("fit_under_overlap", "spectral (transfer)"): 3,
     ("fit_under_overlap", "spectral (dispersed)"): 3,
-    ("law_vs_simulator", "spectral (dispersed)"): 1,
     ("pilecc_target", "spectral (dispersed)"): 1,
     ("real_extrapolation", "spectral (transfer)"): 1,
 }
