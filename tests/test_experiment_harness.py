@@ -734,9 +734,6 @@ POLICY_FIELDS = frozenset({"polished", "kink_smoothed", "kink_certified"})
 #: label): number of fits``. Each comes off the list when ``--add-law`` refits its law with the
 #: present code (the spectral law's are hours each); the list may only shrink.
 UNCONVERGED_BEFORE_THE_POLICY = {
-    ("fit_under_overlap", "spectral (full)"): 6,
-    ("fit_under_overlap", "spectral (transfer)"): 3,
-    ("fit_under_overlap", "spectral (dispersed)"): 3,
     ("pilecc_target", "spectral (dispersed)"): 1,
     ("real_extrapolation", "spectral (transfer)"): 1,
 }
