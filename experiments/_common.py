@@ -330,8 +330,11 @@ def write_record(out: Path, name: str, config, results: dict, elapsed_s: float, 
     # written whole, then renamed over the record: a reader (another run merging its laws)
     # never sees a half-written file
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(dumps_record(record) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(dumps_record(record) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

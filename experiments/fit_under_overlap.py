@@ -217,6 +217,8 @@ def run(cfg: Config, log: logging.Logger) -> dict:
     cfg.check()
     settings, instances = [], {}
     for i, head in enumerate(cfg.heads):
+        if cfg.only and head not in {s for s, _ in cfg.only}:
+            continue  # each head draws from its own stream, seeded by its index: none to advance
         rng = np.random.default_rng([cfg.seed, i])
         base = _sim.draw_instance(rng, cfg.k, head=head, n_features=_sim.n_features_for_tail(
             cfg.k, head, cfg.tail, 0.0), beta=cfg.beta, keep=cfg.keep,
@@ -243,7 +245,7 @@ def part_name(head: int, rho: float) -> str:
 #: the law's rows of that setting are refitted and merged by the setting's head and ρ
 #: (:data:`experiments._harness.ITEM_KEYS`), the other settings untouched.
 PARTS = {part_name(s, r): (lambda c, s=s, r=r: dataclasses.replace(c, only=((s, float(r)),)))
-         for s in Config().heads for r in Config().rhos}
+         for default in (Config(),) for s in default.heads for r in default.rhos}
 
 
 # ----------------------------------------------------------------------------- report
