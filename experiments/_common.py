@@ -20,9 +20,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import os
+import pickle
 import platform
 import re
 import sys
@@ -32,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_law",
-           "fit_laws", "fit_nested_first", "fit_record", "fit_stages", "markdown_table",
+__all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_cache",
+           "fit_law", "fit_laws", "fit_nested_first", "fit_record", "fit_stages", "markdown_table",
            "pct_mean_sd", "n_params", "parse_args", "save_figure", "spec_label",
            "unfitted_laws_lines", "versions", "with_spectral", "write_record", "write_section"]
 
@@ -109,6 +112,92 @@ def fit_stages(enabled: bool):
         _STAGES["on"] = previous
 
 
+#: The directory where :func:`fit_law` keeps its fits and finds them again (:func:`fit_cache`);
+#: ``None``: no cache.
+_FIT_CACHE = {"dir": None}
+
+
+@contextlib.contextmanager
+def fit_cache(directory: str | os.PathLike | None):
+    """Within the block, :func:`fit_law` keeps every fit it makes in ``directory`` and, asked
+    for a fit it has kept, returns that instead of fitting again (``None``: no cache).
+
+    This lets a run too long for one sitting be finished in several: an ``--add-law`` run of a
+    law whose nested variants were fitted by an earlier run (``--fit-cache DIR``) starts from
+    those fits, so that ``spectral (full)``, ``(transfer)`` and ``(dispersed)`` can be
+    refitted one run each, and a run stopped midway keeps the fits it finished.
+
+    A fit is found only under the same inputs, by a SHA-256 key of everything that sets it
+    (:func:`_fit_key`): the source of the ``mixscale`` package and of this module, the package
+    versions, the law and its options, the training and validation rows (every array, the
+    domain names and units), the restarts, seed, step cap, stages, and the laws and objectives
+    of the nested fits it starts from. A change to any of them is a different key, so a cache
+    cannot return a fit of other code or other rows. Each fit is one pickle
+    ``<key>.pkl`` (the :class:`mixscale.FitResult` and the wall seconds it took), written to
+    a partial file and renamed into place; the pickles are the user's own (unpickling runs
+    code, so never point the cache at files from elsewhere). A fit returned from the cache
+    carries ``timings["cached_wall_s"]``, the seconds it took when it was made, which
+    :func:`fit_nested_first` records as its fit time."""
+    previous = _FIT_CACHE["dir"]
+    _FIT_CACHE["dir"] = None if directory is None else Path(directory)
+    if directory is not None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        _FIT_CACHE["dir"] = previous
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    """SHA-256 of the source that sets a fit: every ``.py`` file of the ``mixscale`` package
+    and this module, with the package versions (:func:`versions`)."""
+    import mixscale
+
+    h = hashlib.sha256()
+    root = Path(mixscale.__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    h.update(b"experiments/_common.py\0" + Path(__file__).read_bytes())
+    h.update(json.dumps(versions(), sort_keys=True).encode())
+    return h.digest()
+
+
+def _update_with_table(h, table) -> None:
+    """Feed ``table``'s rows (arrays with shapes, domain names, units) to the hash ``h``."""
+    if table is None:
+        h.update(b"no table")
+        return
+    for x in (table.weights, table.model_size, table.tokens, table.losses):
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+        h.update(repr(x.shape).encode() + x.tobytes())
+    h.update(json.dumps([list(table.train_domains), list(table.loss_domains),
+                         float(table.size_unit), float(table.token_unit)]).encode())
+
+
+def _fit_key(spec, train, validation, options: dict, nested) -> str:
+    """The cache key of a fit (:func:`fit_cache`): hex SHA-256 of its code, law, rows, options
+    and nested starts."""
+    import equinox as eqx
+    import jax
+
+    h = hashlib.sha256(_code_digest())
+    h.update(json.dumps([spec.label, sorted((k, repr(v)) for k, v in
+                                            dict(spec.law_options).items())]).encode())
+    _update_with_table(h, train)
+    _update_with_table(h, validation)
+    h.update(json.dumps(options, sort_keys=True).encode())
+    if isinstance(nested, dict):
+        for label in sorted(nested):
+            res = nested[label]
+            h.update(label.encode() + repr(float(res.objective)).encode())
+            for leaf in jax.tree_util.tree_leaves(eqx.filter(res.law, eqx.is_array)):
+                h.update(np.ascontiguousarray(np.asarray(leaf, dtype=np.float64)).tobytes())
+    else:
+        h.update(repr(nested).encode())
+    return h.hexdigest()
+
+
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
             max_steps: int | None = None, nested=None):
     """:func:`mixscale.fit` of a :class:`mixscale.LawSpec` with the library's one policy for
@@ -153,10 +242,35 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     stages = _STAGES["on"]
     if not stages:
         max_steps = min(cap, QUICK_MAX_STEPS)
-    return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts, seed=seed,
-                        max_steps=max_steps, polish_steps=POLISH_FACTOR * cap if stages else 0,
-                        smooth_kinks=stages,
-                        nested=(True if nested is None else nested) if stages else False)
+    nested = (True if nested is None else nested) if stages else False
+
+    def fit():
+        return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts,
+                            seed=seed, max_steps=max_steps,
+                            polish_steps=POLISH_FACTOR * cap if stages else 0,
+                            smooth_kinks=stages, nested=nested)
+
+    directory = _FIT_CACHE["dir"]
+    if directory is None:
+        return fit()
+    options = {"n_restarts": n_restarts, "seed": seed, "max_steps": max_steps, "cap": cap,
+               "stages": stages}
+    path = directory / f"{_fit_key(spec, train, validation, options, nested)}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            res, wall = pickle.load(fh)
+        return dataclasses.replace(res, timings={**res.timings, "cached_wall_s": wall})
+    t0 = time.perf_counter()
+    res = fit()
+    wall = time.perf_counter() - t0
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as fh:
+            pickle.dump((res, wall), fh)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return res
 
 
 def fit_laws(specs, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
@@ -215,7 +329,10 @@ def fit_nested_first(specs, fit_one) -> dict:
         t0 = time.perf_counter()
         res = fit_one(spec, {v.label: fits[v][0] for v in inner
                              if not isinstance(fits[v][0], Exception)})
-        fits[spec] = (res, time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        if not isinstance(res, Exception):  # a fit from the cache: the seconds it took then
+            elapsed = res.timings.get("cached_wall_s", elapsed)
+        fits[spec] = (res, elapsed)
 
     for spec in wanted:
         visit(spec)

@@ -40,7 +40,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments._common import Timer, _jsonable, fit_stages, parse_args, record_lock, write_record
+from experiments._common import (
+    Timer,
+    _jsonable,
+    fit_cache,
+    fit_stages,
+    parse_args,
+    record_lock,
+    write_record,
+)
 
 __all__ = ["EXPERIMENTS", "NAMES", "ROW_KEYS", "Part", "config_from_record", "fit_groups",
            "merge_law_rows", "nested_checks", "read_record", "recorded_wall_s",
@@ -430,6 +438,11 @@ def run_experiment(name: str, description: str, config_class: type,
         parser.add_argument("--redraw", action="store_true",
                             help=f"rebuild the figures and the report section from "
                                  f"OUT/{name}.json without recomputing")
+        parser.add_argument("--fit-cache", type=Path, default=None, metavar="DIR",
+                            help="keep every fit in DIR and reuse a fit kept there under the "
+                                 "same code, rows and options (e.g. the nested variants an "
+                                 "earlier --add-law run fitted); see "
+                                 "experiments._common.fit_cache")
         if can_add_laws:
             parser.add_argument("--add-law", action="append", default=[], metavar="LABEL",
                                 help="fit only this law of the experiment's list (e.g. "
@@ -448,7 +461,7 @@ def run_experiment(name: str, description: str, config_class: type,
             raise TypeError(f"quick_config must be a {config_class.__name__}, got "
                             f"{type(quick_config).__name__}")
         config = quick_config if args.quick else config_class()
-        with fit_stages(not args.quick):
+        with fit_stages(not args.quick), fit_cache(args.fit_cache):
             _run_or_add(name, config_class, config, args, run, log, parts)
     render(args.out, read_record(args.out, name))
     log.info("wrote the figures and %s", Path(args.out) / f"{name}.md")

@@ -10,6 +10,7 @@ import logging
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import _common, _harness
@@ -549,6 +550,55 @@ def test_fit_laws_passes_each_law_its_variants_fits_and_catches_failures(monkeyp
     assert isinstance(fits[tied][0], RuntimeError)
     with pytest.raises(RuntimeError, match="tied failed"):
         _common.fit_laws([full], "rows")
+
+
+def test_a_fit_cache_returns_a_kept_fit_only_under_the_same_inputs(tmp_path, monkeypatch):
+    """Under ``fit_cache``, a fit made once is returned again without fitting (with the seconds
+    it took, which ``fit_nested_first`` records), so a later run of a law starts from the
+    nested fits an earlier run made; other rows or options are other fits; without the cache
+    nothing is kept."""
+    import mixscale
+    from mixscale.datasets import load
+
+    table = load("pile4")
+    table = table.take(np.arange(0, table.losses.shape[0], 3))
+    fitted = []
+    real_fit = mixscale.fit
+
+    def counting_fit(spec, *args, **kwargs):
+        fitted.append(spec.label)
+        return real_fit(spec, *args, **kwargs)
+
+    monkeypatch.setattr(mixscale, "fit", counting_fit)
+    capacity, full = LawSpec("capacity", variant="capacity"), LawSpec("capacity")
+    tied = LawSpec("capacity", variant="tied")       # full nests tied and capacity
+    cache = tmp_path / "fits"
+    with _common.fit_cache(cache):
+        first = _common.fit_laws([capacity, tied], table, n_restarts=2)
+        assert sorted(fitted) == sorted([capacity.label, tied.label])
+        assert len(list(cache.glob("*.pkl"))) == 2
+        fitted.clear()
+        again = _common.fit_laws([capacity, tied], table, n_restarts=2)
+        assert fitted == []                                    # nothing fitted: all kept
+        res, seconds = again[capacity]
+        assert res.objective == first[capacity][0].objective
+        assert seconds == res.timings["cached_wall_s"] > 0
+        # a later run of the law nesting it starts from the kept fit, fitting only itself
+        outer = _common.fit_laws([full], table, n_restarts=2)
+        assert fitted == [full.label]
+        assert outer[full][0].nested_objectives[capacity.label] == res.objective
+        fitted.clear()
+        # other rows, other options: fitted anew
+        moved = dataclasses.replace(table, losses=table.losses * (1 + 1e-12))
+        _common.fit_law(capacity, moved, n_restarts=2, nested=False)
+        _common.fit_law(capacity, table, n_restarts=2, nested=False, seed=1)
+        _common.fit_law(capacity, table, n_restarts=3, nested=False)
+        assert fitted == [capacity.label] * 3
+    fitted.clear()
+    kept = sorted(cache.glob("*.pkl"))
+    _common.fit_law(capacity, table, n_restarts=3, nested=False)   # no cache: fitted, not kept
+    assert fitted == [capacity.label] and sorted(cache.glob("*.pkl")) == kept
+    assert not list(cache.glob(".*.partial"))
 
 
 def test_a_part_without_fits_adds_no_laws_to_the_record(tmp_path):
