@@ -330,8 +330,9 @@ def fit_nested_first(specs, fit_one) -> dict:
         res = fit_one(spec, {v.label: fits[v][0] for v in inner
                              if not isinstance(fits[v][0], Exception)})
         elapsed = time.perf_counter() - t0
-        if not isinstance(res, Exception):  # a fit from the cache: the seconds it took then
-            elapsed = res.timings.get("cached_wall_s", elapsed)
+        cached = getattr(res, "timings", {}).get("cached_wall_s")
+        if cached is not None:  # a fit from the cache (fit_cache): the seconds it took then
+            elapsed = cached
         fits[spec] = (res, elapsed)
 
     for spec in wanted:
