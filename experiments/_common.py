@@ -37,8 +37,9 @@ import numpy as np
 
 __all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_cache",
            "fit_law", "fit_laws", "fit_nested_first", "fit_record", "fit_stages", "markdown_table",
-           "pct_mean_sd", "n_params", "parse_args", "save_figure", "spec_label",
-           "unfitted_laws_lines", "versions", "with_spectral", "write_record", "write_section"]
+           "pct_mean_sd", "n_params", "parse_args", "reused_fit_seconds", "save_figure",
+           "spec_label", "unfitted_laws_lines", "versions", "with_spectral", "write_record",
+           "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
@@ -114,7 +115,7 @@ def fit_stages(enabled: bool):
 
 #: The directory where :func:`fit_law` keeps its fits and finds them again (:func:`fit_cache`);
 #: ``None``: no cache.
-_FIT_CACHE = {"dir": None}
+_FIT_CACHE = {"dir": None, "reused_s": 0.0}
 
 
 @contextlib.contextmanager
@@ -137,7 +138,8 @@ def fit_cache(directory: str | os.PathLike | None):
     a partial file and renamed into place; the pickles are the user's own (unpickling runs
     code, so never point the cache at files from elsewhere). A fit returned from the cache
     carries ``timings["cached_wall_s"]``, the seconds it took when it was made, which
-    :func:`fit_nested_first` records as its fit time."""
+    :func:`fit_nested_first` records as its fit time; :func:`reused_fit_seconds` sums them,
+    so that a record's run time counts the fits it took from the cache at what they cost."""
     previous = _FIT_CACHE["dir"]
     _FIT_CACHE["dir"] = None if directory is None else Path(directory)
     if directory is not None:
@@ -196,6 +198,12 @@ def _fit_key(spec, train, validation, options: dict, nested) -> str:
     else:
         h.update(repr(nested).encode())
     return h.hexdigest()
+
+
+def reused_fit_seconds() -> float:
+    """The seconds that the fits :func:`fit_law` has returned from the cache (:func:`fit_cache`)
+    took when they were made, summed over this process."""
+    return _FIT_CACHE["reused_s"]
 
 
 def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
@@ -259,6 +267,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     if path.exists():
         with open(path, "rb") as fh:
             res, wall = pickle.load(fh)
+        _FIT_CACHE["reused_s"] += wall
         return dataclasses.replace(res, timings={**res.timings, "cached_wall_s": wall})
     t0 = time.perf_counter()
     res = fit()

@@ -578,11 +578,15 @@ def test_a_fit_cache_returns_a_kept_fit_only_under_the_same_inputs(tmp_path, mon
         assert sorted(fitted) == sorted([capacity.label, tied.label])
         assert len(list(cache.glob("*.pkl"))) == 2
         fitted.clear()
+        reused = _common.reused_fit_seconds()
         again = _common.fit_laws([capacity, tied], table, n_restarts=2)
         assert fitted == []                                    # nothing fitted: all kept
         res, seconds = again[capacity]
         assert res.objective == first[capacity][0].objective
         assert seconds == res.timings["cached_wall_s"] > 0
+        # what they cost when made is counted (a record's run time includes it)
+        assert _common.reused_fit_seconds() - reused == pytest.approx(
+            sum(again[s][0].timings["cached_wall_s"] for s in (capacity, tied)))
         # a later run of the law nesting it starts from the kept fit, fitting only itself
         outer = _common.fit_laws([full], table, n_restarts=2)
         assert fitted == [full.label]
