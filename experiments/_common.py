@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS", "Timer", "fit_cache",
-           "fit_law", "fit_laws", "fit_nested_first", "fit_record", "fit_stages", "markdown_table",
-           "pct_mean_sd", "n_params", "parse_args", "reused_fit_seconds", "save_figure",
-           "spec_label", "unfitted_laws_lines", "versions", "with_spectral", "write_record",
-           "write_section"]
+__all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS",
+           "Timer", "fit_cache", "fit_law", "fit_laws", "fit_nested_first", "fit_record",
+           "fit_stages", "markdown_table", "pct_mean_sd", "n_params", "parse_args",
+           "reused_fit_seconds", "save_figure", "spec_label", "unfitted_laws_lines", "versions",
+           "with_spectral", "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
@@ -112,6 +112,11 @@ def fit_stages(enabled: bool):
     finally:
         _STAGES["on"] = previous
 
+
+#: The environment variable naming a fit cache (:func:`fit_cache`) for an experiment run without
+#: ``--fit-cache``: how ``python -m experiments.reproduce --fit-cache DIR`` hands it to every
+#: experiment, in its own process or not.
+FIT_CACHE_VARIABLE = "MIXSCALE_FIT_CACHE"
 
 #: The directory where :func:`fit_law` keeps its fits and finds them again (:func:`fit_cache`);
 #: ``None``: no cache.

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments._common import (
+    FIT_CACHE_VARIABLE,
     Timer,
     _jsonable,
     fit_cache,
@@ -439,11 +441,14 @@ def run_experiment(name: str, description: str, config_class: type,
         parser.add_argument("--redraw", action="store_true",
                             help=f"rebuild the figures and the report section from "
                                  f"OUT/{name}.json without recomputing")
-        parser.add_argument("--fit-cache", type=Path, default=None, metavar="DIR",
+        cache = os.environ.get(FIT_CACHE_VARIABLE) or None
+        parser.add_argument("--fit-cache", type=Path, default=cache and Path(cache),
+                            metavar="DIR",
                             help="keep every fit in DIR and reuse a fit kept there under the "
                                  "same code, rows and options (e.g. the nested variants an "
-                                 "earlier --add-law run fitted); see "
-                                 "experiments._common.fit_cache")
+                                 "earlier --add-law run fitted; see "
+                                 "experiments._common.fit_cache); default: the directory "
+                                 f"${FIT_CACHE_VARIABLE} names, else none")
         if can_add_laws:
             parser.add_argument("--add-law", action="append", default=[], metavar="LABEL",
                                 help="fit only this law of the experiment's list (e.g. "

@@ -37,6 +37,14 @@ so it changes no result). Measured on the 2-core machine, ``--quick``: 117–135
 processes gains nothing measurable (124 and 126 s against 118 and 129 s, alternating runs:
 few of their programs are alike), so none is made by default.
 
+``--fit-cache DIR`` has every experiment keep its fits in ``DIR`` and take a fit kept there
+instead of fitting it again (:func:`fit_cache_for_experiments`): a reproduction too long for one
+sitting is resumed by the same command, each experiment refitting only what the stopped run had
+not finished, as long as the code is unchanged (the cache is keyed by the source of the package,
+the rows, the law and the fit's options: :func:`experiments._common.fit_cache`). The wall times
+it records are then this invocation's; each results file counts the fits it took from the cache
+at what they cost when made.
+
 An experiment that fails is reported (traceback on stderr) and the others still run; the command
 then exits with status 1 and ``REPORT.md`` says which sections are missing.
 """
@@ -58,7 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments import _readme
-from experiments._common import parse_args, versions
+from experiments._common import FIT_CACHE_VARIABLE, parse_args, versions
 from experiments._harness import EXPERIMENTS, NAMES, read_record, recorded_wall_s
 
 log = logging.getLogger("reproduce")
@@ -89,6 +97,29 @@ def compilation_cache(directory: Path | None):
             os.environ.pop(CACHE_VARIABLE, None)
         else:
             os.environ[CACHE_VARIABLE] = previous
+
+
+@contextlib.contextmanager
+def fit_cache_for_experiments(directory: Path | None):
+    """Within the block, every experiment this invocation runs, in this process or its own,
+    keeps its fits in ``directory`` and takes a fit kept there instead of fitting it again
+    (:func:`experiments._common.fit_cache`; passed as
+    :data:`experiments._common.FIT_CACHE_VARIABLE`), so that a reproduction stopped midway is
+    taken up again by the same command without losing the fits it finished, as long as the
+    code is unchanged. ``None``: nothing changes."""
+    if directory is None:
+        yield None
+        return
+    previous = os.environ.get(FIT_CACHE_VARIABLE)
+    directory = Path(directory).resolve()
+    os.environ[FIT_CACHE_VARIABLE] = str(directory)
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop(FIT_CACHE_VARIABLE, None)
+        else:
+            os.environ[FIT_CACHE_VARIABLE] = previous
 
 
 def _select(only: str | None, skip: str | None) -> list[str]:
@@ -259,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             help="experiments run at a time, each in its own process "
                                  "(default: the CPU count; 1: one after the other in this "
                                  "process)")
+        parser.add_argument("--fit-cache", type=Path, default=None, metavar="DIR",
+                            help="every experiment keeps its fits in DIR and takes a fit kept "
+                                 "there (same code, rows and options) instead of fitting it "
+                                 "again: a reproduction stopped midway is resumed by the same "
+                                 "command")
         parser.add_argument("--compilation-cache", type=Path, default=None, metavar="DIR",
                             help="keep the experiments' compiled programs in DIR, for later "
                                  "invocations with the same DIR to read back (a quick run: "
@@ -270,9 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [] if args.report_only else _select(args.only, args.skip)
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(names)))
     started = time.perf_counter()
-    with compilation_cache(args.compilation_cache) as cache:
+    with compilation_cache(args.compilation_cache) as cache, \
+            fit_cache_for_experiments(args.fit_cache) as fits:
         if names and cache is not None:
             log.info("compilation cache: %s", cache)
+        if names and fits is not None:
+            log.info("fit cache: %s", fits)
         timings = run_all(names, args.out, args.quick, jobs)
     record_path = args.out / "reproduce.json"
     previous = json.loads(record_path.read_text()) if record_path.exists() else {}

@@ -605,6 +605,33 @@ def test_a_fit_cache_returns_a_kept_fit_only_under_the_same_inputs(tmp_path, mon
     assert not list(cache.glob(".*.partial"))
 
 
+def test_an_experiment_takes_its_fit_cache_from_the_option_or_the_environment(tmp_path,
+                                                                             monkeypatch):
+    """``--fit-cache DIR`` turns the cache on for the run (and off after it); without the
+    option the directory that ``MIXSCALE_FIT_CACHE`` names is used, and the option wins; a
+    record's run time counts the seconds of the fits taken from the cache."""
+    seen = []
+
+    def run(config, log):
+        seen.append(_common._FIT_CACHE["dir"])
+        _common._FIT_CACHE["reused_s"] += 100.0     # as a fit taken from the cache counts
+        return {"values": [], "laws": []}
+
+    def main(argv):
+        return _harness.run_experiment("toy", "A toy experiment.", ToyConfig, run, toy_render,
+                                       argv, quick_config=TOY_QUICK)
+
+    monkeypatch.delenv(_common.FIT_CACHE_VARIABLE, raising=False)
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--out", str(tmp_path), "--fit-cache", str(tmp_path / "a")]) == 0
+    monkeypatch.setenv(_common.FIT_CACHE_VARIABLE, str(tmp_path / "b"))
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--out", str(tmp_path), "--fit-cache", str(tmp_path / "a")]) == 0
+    assert seen == [None, tmp_path / "a", tmp_path / "b", tmp_path / "a"]
+    assert _common._FIT_CACHE["dir"] is None and (tmp_path / "b").is_dir()
+    assert json.loads((tmp_path / "toy.json").read_text())["elapsed_s"] >= 100.0
+
+
 def test_a_part_without_fits_adds_no_laws_to_the_record(tmp_path):
     """A part that fits nothing (a measurement from the data alone) lists no laws among the
     record's additions and leaves its list of laws as it was."""

@@ -149,6 +149,29 @@ def test_reproduce_assembles_report_and_reports_failures(tmp_path, monkeypatch):
     assert "Total: 5.0 min" in report
 
 
+def test_reproduce_hands_its_fit_cache_to_every_experiment(tmp_path, monkeypatch):
+    """``--fit-cache DIR``: each experiment run by this invocation sees ``DIR`` in
+    ``MIXSCALE_FIT_CACHE`` (the default of its own ``--fit-cache``); the variable is restored
+    afterwards; without the option it is left as it was."""
+    from experiments._common import FIT_CACHE_VARIABLE
+
+    seen = {}
+
+    def fake_run(name, out, quick):
+        seen[name] = os.environ.get(FIT_CACHE_VARIABLE)
+        (out / f"{name}.md").write_text(f"# {name}\n")
+        return 1.0
+
+    monkeypatch.setattr(reproduce, "run_one", fake_run)
+    monkeypatch.setenv(FIT_CACHE_VARIABLE, "earlier")
+    assert reproduce.main(["--out", str(tmp_path), "--jobs", "1", "--only", "ablations",
+                           "--fit-cache", str(tmp_path / "fits")]) == 0
+    assert seen == {"ablations": str((tmp_path / "fits").resolve())}
+    assert os.environ[FIT_CACHE_VARIABLE] == "earlier"
+    assert reproduce.main(["--out", str(tmp_path), "--jobs", "1", "--only", "ablations"]) == 0
+    assert seen == {"ablations": "earlier"}
+
+
 def test_reproduce_runs_experiments_side_by_side_in_processes_of_their_own(tmp_path, monkeypatch,
                                                                             capfd):
     """``--jobs 2``: each experiment in its own process (here a stand-in script that writes the
