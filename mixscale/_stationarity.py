@@ -48,7 +48,11 @@ one-sided gradients have 0 in their hull (a Clarke-stationary point), it is near
 samples fall on both sides. ``ε = 1e-9`` in parameter units (mostly logarithms): LM stops at a
 kink when its accepted steps no longer lower the objective measurably, which leaves it within
 about that of the kink, and the curvature term then stays below 1e-6 on these fits. Parameters
-held on a range bound (descent direction leaving the box, as in the LM) are left out.
+on a bound of their range enter with the bound's multiplier: a gradient component that would
+take one out of the box is balanced by it (the normal cone of the box), so such a component
+counts only where it points into the box, for the hull's point, not for each sample (an earlier
+rule left out the parameters whose gradient at ``p`` pointed out, which misjudges a bound on a
+kink, where the samples' gradients differ in sign).
 
 The minimum-norm point is found by projected gradient descent on the simplex (accelerated,
 step ``1/‖Ĝ‖²``), a few thousand iterations on an ``m × m`` Gram matrix.
@@ -64,7 +68,7 @@ import numpy as np
 
 from ._mixture import project_to_simplex
 
-__all__ = ["min_norm_in_hull", "sampled_stationarity"]
+__all__ = ["clarke_descent", "min_norm_in_hull", "sampled_stationarity"]
 
 #: Sampling radius in parameter units (see the module docstring).
 EPSILON = 1e-9
@@ -72,24 +76,41 @@ EPSILON = 1e-9
 N_SAMPLES = 32
 
 
-def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000) -> np.ndarray:
-    """The point of the convex hull of the rows of ``vectors`` ``(m, P)`` nearest the origin
-    (Euclidean), by accelerated projected gradient on the weights ``λ ∈ Δ_m``: ``(P,)``."""
+def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
+                     bound_signs: np.ndarray | None = None) -> np.ndarray:
+    r"""The point of the convex hull of the rows of ``vectors`` ``(m, P)`` nearest the origin
+    (Euclidean), by accelerated projected gradient on the weights ``λ ∈ Δ_m``: ``(P,)``.
+
+    ``bound_signs`` ``(P,)`` (default: none) marks the components of parameters on a bound of
+    their range: ``+1`` on an upper bound, ``-1`` on a lower one, ``0`` free. Such a component
+    may be offset by the bound's normal cone (a multiplier: on an upper bound any non-positive
+    gradient component is balanced by it, on a lower bound any non-negative one), so its
+    distance counts only on the other side: the point minimises
+    :math:`\|\Pi(\sum_k \lambda_k g_k)\|_2` with :math:`\Pi` the componentwise
+    :math:`\max(c, 0)` (upper), :math:`\min(c, 0)` (lower) or :math:`c` (free), which is
+    still a smooth convex problem in ``λ``; the returned point is :math:`\Pi` of the hull's
+    point."""
     g = np.asarray(vectors, float)
     m = g.shape[0]
-    gram = jnp.asarray(g @ g.T)
+    signs = (np.zeros(g.shape[1]) if bound_signs is None
+             else np.asarray(bound_signs, float))
+    gj = jnp.asarray(g)
     step = 1.0 / max(float(np.linalg.eigvalsh(g @ g.T)[-1]), 1e-300)
     lower, upper = jnp.zeros(m), jnp.ones(m)
+    up, down = jnp.asarray(signs > 0), jnp.asarray(signs < 0)
+
+    def project_cone(c):
+        return jnp.where(up, jnp.maximum(c, 0.0), jnp.where(down, jnp.minimum(c, 0.0), c))
 
     def body(_, state):
         lam, y, t = state
-        nxt = project_to_simplex(y - step * (gram @ y), lower, upper)
+        nxt = project_to_simplex(y - step * (gj @ project_cone(y @ gj)), lower, upper)
         t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
         return nxt, nxt + ((t - 1.0) / t_next) * (nxt - lam), t_next
 
     lam0 = jnp.full(m, 1.0 / m)
     lam, _, _ = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, jnp.asarray(1.0)))
-    return np.asarray(lam) @ g
+    return np.asarray(project_cone(lam @ gj))
 
 
 def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: np.ndarray,
@@ -100,6 +121,24 @@ def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: 
     ``residual_fn(p)`` ``(n,)`` of flat parameters ``params`` ``(P,)``, inside the box
     ``[lower, upper]`` (default: none). A value at most the gradient test's ``gtol`` certifies a
     first-order (Clarke) stationary point up to ``epsilon``."""
+    return clarke_descent(residual_fn, params, lower, upper, epsilon=epsilon,
+                          n_samples=n_samples, seed=seed)[0]
+
+
+def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.ndarray,
+                   lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
+                   epsilon: float = EPSILON, n_samples: int = N_SAMPLES,
+                   seed: int = 0) -> tuple[float, np.ndarray, float]:
+    """The sampled measure with the descent direction it implies (gradient sampling's step,
+    Burke, Lewis & Overton 2005): ``(σ, d, slope)``.
+
+    ``v`` is the scaled hull's nearest point (module docstring); ``d = −v_i / c_i`` ``(P,)``
+    in parameter units (steepest descent in the gradient test's scaling, ``0`` for a parameter
+    without a Jacobian column), which points into the box at every bound, and ``slope =
+    −‖r‖ ‖v‖²`` the objective's derivative along ``d`` predicted by ``v``: every sampled
+    gradient has at least that descent along it (the hull's nearest point has
+    :math:`\\hat g \\cdot v \\ge \\|v\\|^2` for every ``ĝ`` in the hull), so near a
+    point that is not stationary a short enough step along ``d`` lowers the objective."""
     p = np.asarray(params, float)
     lower = np.full(p.shape, -np.inf) if lower is None else np.asarray(lower, float)
     upper = np.full(p.shape, np.inf) if upper is None else np.asarray(upper, float)
@@ -114,11 +153,16 @@ def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: 
     # one compiled program (op by op, its many small operations each compiled apart)
     grads, norms, rnorm = (np.asarray(x) for x in
                            jax.jit(jax.vmap(grad_and_norms))(jnp.asarray(points)))
-    held = ((p <= lower) & (grads[0] > 0)) | ((p >= upper) & (grads[0] < 0))
+    # a parameter on a bound: its component may be balanced by the bound's multiplier
+    signs = np.where(p >= upper, 1.0, np.where(p <= lower, -1.0, 0.0))
     scale = np.max(norms, axis=0)
     scale = np.maximum(scale, 1e-6 * scale.max())
-    keep = ~held & (scale > 0)
+    keep = scale > 0
+    direction = np.zeros(p.shape)
     if not keep.any():
-        return 0.0
-    scaled = grads[:, keep] / (scale[keep] * max(float(rnorm[0]), 1e-300))
-    return float(np.max(np.abs(min_norm_in_hull(scaled))))
+        return 0.0, direction, 0.0
+    r_norm = max(float(rnorm[0]), 1e-300)
+    scaled = grads[:, keep] / (scale[keep] * r_norm)
+    v = min_norm_in_hull(scaled, bound_signs=signs[keep])
+    direction[keep] = -v / scale[keep]
+    return float(np.max(np.abs(v))), direction, -r_norm * float(v @ v)

@@ -380,6 +380,7 @@ def _cmd_fit(args) -> int:
                 "certified": res.kink_certificate.certified,
                 "steps": res.kink_certificate.steps,
                 "active_kinks": res.kink_certificate.active_kinks,
+                "steps_off_kinks": res.kink_certificate.escapes,
                 "sampled_stationarity": res.kink_certificate.sigma},
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
@@ -482,18 +483,23 @@ def _check_writable(path: str) -> None:
         os.remove(path)
 
 
+def _off_kinks(cert) -> str:
+    """`` and N off them`` for a certificate that stepped off the kinks (``""`` if none)."""
+    return f" and {cert.escapes} off them" if cert.escapes else ""
+
+
 def _unconverged_note(res, args) -> str:
     """Why the returned law failed the gradient test, as far as the fit can tell: it reached the
     step limit (more steps continue it), or it stopped before (no damped step lowered it)."""
     cert = res.kink_certificate
     if res.law_converged:
         return ("" if cert is None or not cert.certified else
-                f" (certified on a kink: {cert.steps} steps along {cert.active_kinks} kink(s), "
-                f"sampled stationarity {cert.sigma:.1e})")
+                f" (certified on a kink: {cert.steps} steps along {cert.active_kinks} kink(s)"
+                f"{_off_kinks(cert)}, sampled stationarity {cert.sigma:.1e})")
     if cert is not None:
         return (f" (not converged: stopped on a kink of the law; {cert.steps} steps along "
-                f"{cert.active_kinks} kink(s) did not reach a certified point, sampled "
-                f"stationarity {cert.sigma:.1e} against 1e-5)")
+                f"{cert.active_kinks} kink(s){_off_kinks(cert)} did not reach a certified "
+                f"point, sampled stationarity {cert.sigma:.1e} against 1e-5)")
     from ._fit import DEFAULT_MAX_STEPS
 
     cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]

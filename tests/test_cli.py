@@ -1,5 +1,6 @@
 """The command line end to end, on a bundled dataset and on a user CSV."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -490,3 +491,6 @@ def test_fit_says_what_the_kink_certificate_did():
     assert "not converged" in note and "2.4e-05 against 1e-5" in note
     plain = SimpleNamespace(law_converged=True, kink_certificate=None)
     assert _unconverged_note(plain, args) == ""
+    left = dataclasses.replace(cert(True, 8e-6), escapes=3)
+    note = _unconverged_note(SimpleNamespace(law_converged=True, kink_certificate=left), args)
+    assert "12 steps along 2 kink(s) and 3 off them, sampled stationarity 8.0e-06" in note

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from mixscale._stationarity import min_norm_in_hull, sampled_stationarity
+from mixscale._stationarity import clarke_descent, min_norm_in_hull, sampled_stationarity
 
 
 def test_min_norm_point_equals_the_nonnegative_least_squares_solution(rng):
@@ -48,9 +48,40 @@ def test_a_smooth_point_measures_its_gradient_cosine():
     assert at_min < 1e-6
 
 
-def test_a_parameter_held_on_its_bound_is_left_out():
+def test_a_parameter_held_on_its_bound_is_balanced_by_its_multiplier():
     # p1 = 1.2 sits on its lower bound with g > 0 (descent would leave the box): held, so the
     # kink in p0 alone decides
     sigma = sampled_stationarity(_kinked, np.array([0.0, 1.2]), lower=np.array([-1.0, 1.2]),
                                  upper=np.array([1.0, 2.0]))
     assert sigma < 1e-6
+
+
+def test_a_bound_balances_the_hull_point_not_each_sample():
+    # on a lower bound in component 0, a positive component (descent would leave the box) is
+    # balanced by the bound's multiplier. The samples disagree in its sign: g1 = (−1, −1)
+    # points into the box, g2 = (2, 1) out of it; their mean (0.5, 0) is balanced entirely, so
+    # the point is stationary, although a rule holding the component by one sample's sign
+    # (here g1's: kept) finds the hull's nearest point (2/13, −3/13) instead
+    vectors = np.array([[-1.0, -1.0], [2.0, 1.0]])
+    np.testing.assert_allclose(min_norm_in_hull(vectors), [2 / 13, -3 / 13], atol=1e-9)
+    np.testing.assert_allclose(min_norm_in_hull(vectors, bound_signs=np.array([-1.0, 0.0])),
+                               [0.0, 0.0], atol=1e-9)
+    # on an upper bound the same component counts where positive (into the box)
+    np.testing.assert_allclose(min_norm_in_hull(vectors, bound_signs=np.array([1.0, 0.0])),
+                               [2 / 13, -3 / 13], atol=1e-9)
+
+
+def test_the_descent_direction_lowers_the_objective_and_points_into_the_box():
+    # not stationary at (0, 1) (r0's slope is 1): the direction d lowers the objective at the
+    # predicted rate, and on a bound it never points out of the box
+    def f(q):
+        return 0.5 * float(jnp.sum(_smooth(jnp.asarray(q)) ** 2))
+
+    sigma, d, slope = clarke_descent(_smooth, np.array([0.0, 1.0]))
+    t = 1e-6
+    assert sigma == pytest.approx(1.0, rel=1e-6) and slope < 0
+    assert (f(np.array([0.0, 1.0]) + t * d) - f(np.array([0.0, 1.0]))) / t == pytest.approx(
+        slope, rel=1e-4)
+    _, d_box, _ = clarke_descent(_smooth, np.array([0.0, 1.0]), lower=np.array([0.0, 0.0]),
+                                 upper=np.array([1.0, 2.0]))
+    assert d_box[0] >= 0.0
