@@ -18,6 +18,7 @@ Run one with ``python -m experiments.<name> [--quick]`` from the repository root
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import functools
@@ -128,23 +129,24 @@ def fit_cache(directory: str | os.PathLike | None):
     """Within the block, :func:`fit_law` keeps every fit it makes in ``directory`` and, asked
     for a fit it has kept, returns that instead of fitting again (``None``: no cache).
 
-    This lets a run too long for one sitting be finished in several: an ``--add-law`` run of a
-    law whose nested variants were fitted by an earlier run (``--fit-cache DIR``) starts from
-    those fits, so that ``spectral (full)``, ``(transfer)`` and ``(dispersed)`` can be
-    refitted one run each, and a run stopped midway keeps the fits it finished.
+    This lets a run too long for one sitting be finished in several: a run stopped midway
+    keeps the fits it finished, and the same command takes them up again; an ``--add-law`` run
+    of a law whose nested variants an earlier run fitted (``capacity (decoupled)`` after
+    ``capacity (full)``, with the same ``--fit-cache DIR``) starts from those fits instead of
+    fitting them again.
 
     A fit is found only under the same inputs, by a SHA-256 key of everything that sets it
-    (:func:`_fit_key`): the source of the ``mixscale`` package and of this module, the package
-    versions, the law and its options, the training and validation rows (every array, the
-    domain names and units), the restarts, seed, step cap, stages, and the laws and objectives
-    of the nested fits it starts from. A change to any of them is a different key, so a cache
-    cannot return a fit of other code or other rows. Each fit is one pickle
-    ``<key>.pkl`` (the :class:`mixscale.FitResult` and the wall seconds it took), written to
-    a partial file and renamed into place; the pickles are the user's own (unpickling runs
-    code, so never point the cache at files from elsewhere). A fit returned from the cache
-    carries ``timings["cached_wall_s"]``, the seconds it took when it was made, which
-    :func:`fit_nested_first` records as its fit time; :func:`reused_fit_seconds` sums them,
-    so that a record's run time counts the fits it took from the cache at what they cost."""
+    (:func:`_fit_key`): the code of the ``mixscale`` package and of this module (not their
+    comments and docstrings), the package versions, the law and its options, the training and
+    validation rows (every array, the domain names and units), the restarts, seed, step cap,
+    stages, and the laws and objectives of the nested fits it starts from. A change to any of
+    them is a different key, so a cache cannot return a fit of other code or other rows. Each
+    fit is one pickle ``<key>.pkl`` (the :class:`mixscale.FitResult` and the wall seconds it
+    took), written to a partial file and renamed into place; the pickles are the user's own
+    (unpickling runs code, so never point the cache at files from elsewhere). A fit returned
+    from the cache carries ``timings["cached_wall_s"]``, the seconds it took when it was made,
+    which :func:`fit_nested_first` records as its fit time; :func:`reused_fit_seconds` sums
+    them, so that a record's run time counts the fits it took from the cache at what they cost."""
     previous = _FIT_CACHE["dir"]
     _FIT_CACHE["dir"] = None if directory is None else Path(directory)
     if directory is not None:
@@ -155,17 +157,33 @@ def fit_cache(directory: str | os.PathLike | None):
         _FIT_CACHE["dir"] = previous
 
 
+def _code_text(source: str) -> str:
+    """``source``'s syntax tree without its docstrings (comments and layout are not in it):
+    what a change to the code changes and a change to its prose does not."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 @functools.cache
 def _code_digest() -> bytes:
-    """SHA-256 of the source that sets a fit: every ``.py`` file of the ``mixscale`` package
-    and this module, with the package versions (:func:`versions`)."""
+    """SHA-256 of the code that sets a fit: every ``.py`` file of the ``mixscale`` package and
+    this module, as syntax trees without docstrings (:func:`_code_text`: a change to a comment
+    or a docstring keeps the cache), with the package versions (:func:`versions`)."""
     import mixscale
 
     h = hashlib.sha256()
     root = Path(mixscale.__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    h.update(b"experiments/_common.py\0" + Path(__file__).read_bytes())
+        text = _code_text(path.read_text(encoding="utf-8"))
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + text.encode())
+    h.update(b"experiments/_common.py\0" + _code_text(Path(__file__).read_text("utf-8")).encode())
     h.update(json.dumps(versions(), sort_keys=True).encode())
     return h.digest()
 

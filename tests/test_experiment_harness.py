@@ -605,6 +605,16 @@ def test_a_fit_cache_returns_a_kept_fit_only_under_the_same_inputs(tmp_path, mon
     assert not list(cache.glob(".*.partial"))
 
 
+def test_the_fit_cache_key_reads_the_code_not_its_prose():
+    """A change to a docstring or a comment keeps a cached fit; a change to the code does not."""
+    code = 'def f(x):\n    """Double."""\n    return 2 * x  # twice\n'
+    prose = 'def f(x):\n    """Twice x, reworded."""\n    # a new comment\n    return 2 * x\n'
+    changed = 'def f(x):\n    """Double."""\n    return 3 * x\n'
+    assert _common._code_text(code) == _common._code_text(prose)
+    assert _common._code_text(code) != _common._code_text(changed)
+    assert _common._code_text('"""Module."""\n') == _common._code_text('"""Other."""\n')
+
+
 def test_an_experiment_takes_its_fit_cache_from_the_option_or_the_environment(tmp_path,
                                                                              monkeypatch):
     """``--fit-cache DIR`` turns the cache on for the run (and off after it); without the
