@@ -376,7 +376,10 @@ def fit_record(res) -> dict:
     """What every experiment records of a fit's convergence: whether the returned law passed
     the gradient test, the share of restarts that did, the parameters on a range bound, the
     training objective, how many restarts the polish continued, whether the kink
-    continuation lowered the fit and whether the kink certificate certified it (:func:`fit_law`),
+    continuation lowered the fit, whether the kink certificate certified it and how many steps
+    it took off the kinks (:func:`fit_law`; a record without ``kink_escapes`` was certified,
+    if at all, by the certificate before it could step off a kink or hold a bound against its
+    tangent steps),
     and each nested variant's objective (the law's must not exceed them)."""
     return {"law_converged": bool(res.law_converged),
             "converged": float(np.mean(res.converged)),
@@ -384,6 +387,8 @@ def fit_record(res) -> dict:
             "polished": len(res.polished), "kink_smoothed": bool(res.kink_smoothed),
             "kink_certified": bool(res.kink_certificate is not None
                                    and res.kink_certificate.certified),
+            "kink_escapes": (0 if res.kink_certificate is None
+                             else int(res.kink_certificate.escapes)),
             "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
             "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
                                   for v in res.nested_objectives.values()))}
