@@ -665,7 +665,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             still unconverged and the law lists its kinks
             (:meth:`~mixscale.laws.AbstractLaw.kink_gaps`: the capacity law's head floor;
             the spectral law's floors, rank ends and ``min(H, N)``), finish it on the kinks
-            it stopped on and certify the end (:mod:`mixscale._kinks`;
+            it stopped on, stepping off them where the sampled gradients still agree on a
+            descent, and certify the end (:mod:`mixscale._kinks`;
             :attr:`FitResult.kink_certificate`). Off by default.
         shrink_batch: LM: once every restart has had a slot, run those still going on a
             narrower batch as the others stop (:func:`mixscale._lm.solve_lm`), in the restarts,
