@@ -854,9 +854,7 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('pilecc_target', 'capacity (coupled)'): 1,
     ('pilecc_target', 'capacity (crossover)'): 1,
     ('pilecc_target', 'capacity (decoupled)'): 1,
-    ('pilecc_target', 'spectral (dispersed)'): 1,
     ('real_extrapolation', 'capacity (full)'): 1,
-    ('real_extrapolation', 'spectral (transfer)'): 1,
 }
 
 

@@ -63,7 +63,7 @@ Variants (the ``variant`` option):
   ``simulate.DisjointTailModel(rate_factor=...)``) this variant at the simulator's parameters
   predicts the mean exact loss over the draws to 2.2 % at the median entry, the sharp law 23 %
   (``tests/test_theory_derivation.py``, test 8). On RegMix-1B's held-out split
-  (``pilecc_target``, 64 restarts) 2.46 %, the lowest of every law there (not converged).
+  (``pilecc_target``, 64 restarts) 2.45 %, the lowest of every law there.
   Across scales on real tables (one fit of 16 restarts; ``real_extrapolation`` has not fitted
   it yet): SlimPajama-7 122M + 310M → 680M MRE
   2.67 % with ``q = 0.91`` fitted, against 3.31 % for ``transfer`` at the same settings (joint
