@@ -77,29 +77,35 @@ CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
 
 
 @contextlib.contextmanager
+def _directory_in_environment(variable: str, directory: Path | None):
+    """Within the block, the environment variable ``variable`` names ``directory`` (resolved,
+    created if missing), for the experiments this process runs or starts; restored after.
+    ``None``: nothing changes. Yields the directory (or ``None``)."""
+    if directory is None:
+        yield None
+        return
+    previous = os.environ.get(variable)
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ[variable] = str(directory)
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+
+
 def compilation_cache(directory: Path | None):
     """Within the block, the experiment processes this one starts (:func:`run_isolated`) keep
     JAX's on-disk compilation cache in ``directory`` (created if missing; passed to them as
     :data:`CACHE_VARIABLE`), so that a later invocation with the same directory reads their
     programs back instead of compiling them. ``None``: nothing changes (a cache the
     environment names is used as it is). This process's own JAX is left as it is."""
-    if directory is None:
-        yield None
-        return
-    previous = os.environ.get(CACHE_VARIABLE)
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ[CACHE_VARIABLE] = str(directory)
-    try:
-        yield directory
-    finally:
-        if previous is None:
-            os.environ.pop(CACHE_VARIABLE, None)
-        else:
-            os.environ[CACHE_VARIABLE] = previous
+    return _directory_in_environment(CACHE_VARIABLE, directory)
 
 
-@contextlib.contextmanager
 def fit_cache_for_experiments(directory: Path | None):
     """Within the block, every experiment this invocation runs, in this process or its own,
     keeps its fits in ``directory`` and takes a fit kept there instead of fitting it again
@@ -107,19 +113,7 @@ def fit_cache_for_experiments(directory: Path | None):
     :data:`experiments._common.FIT_CACHE_VARIABLE`), so that a reproduction stopped midway is
     taken up again by the same command without losing the fits it finished, as long as the
     code is unchanged. ``None``: nothing changes."""
-    if directory is None:
-        yield None
-        return
-    previous = os.environ.get(FIT_CACHE_VARIABLE)
-    directory = Path(directory).resolve()
-    os.environ[FIT_CACHE_VARIABLE] = str(directory)
-    try:
-        yield directory
-    finally:
-        if previous is None:
-            os.environ.pop(FIT_CACHE_VARIABLE, None)
-        else:
-            os.environ[FIT_CACHE_VARIABLE] = previous
+    return _directory_in_environment(FIT_CACHE_VARIABLE, directory)
 
 
 def _select(only: str | None, skip: str | None) -> list[str]:
