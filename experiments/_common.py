@@ -31,7 +31,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +212,7 @@ def _fit_key(spec, train, validation, options: dict, nested) -> str:
     _update_with_table(h, train)
     _update_with_table(h, validation)
     h.update(json.dumps(options, sort_keys=True).encode())
-    if isinstance(nested, dict):
+    if isinstance(nested, Mapping):
         for label in sorted(nested):
             res = nested[label]
             h.update(label.encode() + repr(float(res.objective)).encode())

@@ -60,6 +60,7 @@ step ``1/‖Ĝ‖²``), a few thousand iterations on an ``m × m`` Gram matrix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -125,6 +126,20 @@ def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: 
                           n_samples=n_samples, seed=seed)[0]
 
 
+@functools.lru_cache(maxsize=8)
+def _sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array]) -> Callable:
+    """One compiled program ``(m, P) -> (∇f (m, P), column norms of J (m, P), ‖r‖ (m,))`` per
+    residual function, kept for the certificate's later calls on the same fit (op by op, its
+    many small operations would each be compiled apart; a fresh closure per call would be
+    compiled again at every step off a kink)."""
+
+    def grad_and_norms(q):
+        r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
+        return jac.T @ r, jnp.sqrt(jnp.sum(jac**2, axis=0)), jnp.sqrt(jnp.dot(r, r))
+
+    return jax.jit(jax.vmap(grad_and_norms))
+
+
 def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.ndarray,
                    lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
                    epsilon: float = EPSILON, n_samples: int = N_SAMPLES,
@@ -146,13 +161,8 @@ def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.nda
     points = np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))])
     points = np.clip(points, lower, upper)
 
-    def grad_and_norms(q):
-        r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
-        return jac.T @ r, jnp.sqrt(jnp.sum(jac**2, axis=0)), jnp.sqrt(jnp.dot(r, r))
-
-    # one compiled program (op by op, its many small operations each compiled apart)
     grads, norms, rnorm = (np.asarray(x) for x in
-                           jax.jit(jax.vmap(grad_and_norms))(jnp.asarray(points)))
+                           _sampled_gradients(residual_fn)(jnp.asarray(points)))
     # a parameter on a bound: its component may be balanced by the bound's multiplier
     signs = np.where(p >= upper, 1.0, np.where(p <= lower, -1.0, 0.0))
     scale = np.max(norms, axis=0)
