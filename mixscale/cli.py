@@ -302,6 +302,8 @@ def _cmd_fit(args) -> int:
         raise CliError("--geodesic is a Levenberg-Marquardt option: use --method lm")
     if args.polish_steps and args.method != "lm":
         raise CliError("--polish-steps continues Levenberg-Marquardt restarts: use --method lm")
+    if args.finish_steps and args.method != "lm":
+        raise CliError("--finish-steps continues Levenberg-Marquardt restarts: use --method lm")
     if args.smooth_kinks and args.method != "lm":
         raise CliError("--smooth-kinks continues a Levenberg-Marquardt restart: use --method lm")
     options = {} if args.variant is None else {"variant": args.variant}
@@ -346,7 +348,8 @@ def _cmd_fit(args) -> int:
         res = fit(spec, train, validation=valid, n_restarts=args.restarts, seed=args.seed,
                   method=args.method, progress=report, n_bootstrap=args.bootstrap or 0,
                   max_steps=args.max_steps, nested=args.nested, geodesic=args.geodesic,
-                  polish_steps=args.polish_steps, smooth_kinks=args.smooth_kinks)
+                  polish_steps=args.polish_steps, finish_steps=args.finish_steps,
+                  smooth_kinks=args.smooth_kinks)
     except RuntimeError as err:  # every restart failed: the data, not a bug
         raise CliError(str(err)) from None
     n_at = float(train.model_size.max())
@@ -375,7 +378,8 @@ def _cmd_fit(args) -> int:
             "train_metrics": res.train_metrics, "validation_metrics": res.validation_metrics,
             "converged_restarts": int(res.converged.sum()), "notes": list(res.notes),
             "at_bounds": res.at_bounds, "law_converged": res.law_converged,
-            "polished_restarts": list(res.polished), "kink_smoothed": res.kink_smoothed,
+            "polished_restarts": list(res.polished),
+            "finished_restarts": list(res.finished), "kink_smoothed": res.kink_smoothed,
             "kink_certificate": None if res.kink_certificate is None else {
                 "certified": res.kink_certificate.certified,
                 "steps": res.kink_certificate.steps,
@@ -506,10 +510,10 @@ def _unconverged_note(res, args) -> str:
     restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
                 else {res.best})
     capped = any(res.steps[r] >= cap + (args.polish_steps if r in res.polished else 0)
-                 for r in restarts)
+                 + (args.finish_steps if r in res.finished else 0) for r in restarts)
     if capped:
         return (" (not converged: the gradient test failed at the step limit; --polish-steps "
-                "continues the best restarts)")
+                "continues the best restarts, --finish-steps the returned ones)")
     return (" (not converged: it stopped before the step limit with no damped step lowering it; "
             "the objective may have no gradient there, as where a domain's capacity allocation "
             "meets the head floor x_i = H (--smooth-kinks continues it), or a parameter may be "
@@ -773,6 +777,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--polish-steps", type=_integer(0, 10**7), default=0, metavar="S",
                    help="continue the best restarts that reached --max-steps unconverged for up "
                         "to S more steps (default 0: none; lm only)")
+    f.add_argument("--finish-steps", type=_integer(0, 10**7), default=0, metavar="S",
+                   help="then continue the restarts the fit returns, alone, where still "
+                        "unconverged at their step limit, for up to S more steps (default 0: "
+                        "none; lm only)")
     f.add_argument("--smooth-kinks", action="store_true",
                    help="when the best restart stops early on a kink of the law (the capacity "
                         "allocation's head floor), continue it through smoothed versions of the "

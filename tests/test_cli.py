@@ -483,7 +483,7 @@ def test_fit_says_what_the_kink_certificate_did():
                                active_kinks=2, tangential_cosine=sigma, sigma=sigma,
                                certified=certified)
 
-    args = SimpleNamespace(max_steps=None, method="lm", polish_steps=0)
+    args = SimpleNamespace(max_steps=None, method="lm", polish_steps=0, finish_steps=0)
     yes = SimpleNamespace(law_converged=True, kink_certificate=cert(True, 8e-6))
     assert "certified on a kink: 12 steps along 2 kink(s)" in _unconverged_note(yes, args)
     no = SimpleNamespace(law_converged=False, kink_certificate=cert(False, 2.4e-5))

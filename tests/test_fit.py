@@ -110,6 +110,44 @@ def test_polish_continues_the_capped_restarts_in_the_same_program(rng, keep_comp
     assert capped.polished == ()
 
 
+def test_finish_continues_only_the_returned_restart_past_the_polish(rng):
+    """A polish too short to converge the best restart: the finish continues that restart alone
+    (not the other capped ones) to convergence, leaves every other restart bitwise as the
+    polish left it, and never raises an objective; without it nothing is finished."""
+    table = _table(_planted(), rng)
+    kw = dict(n_restarts=4, seed=3, chunk=2, nested=False, max_steps=15, polish_steps=5)
+    polished = ms.fit(CapacityLaw, table, **kw)
+    assert not polished.law_converged and polished.finished == ()
+    assert polished.steps[polished.best] >= 20  # still at the polish's limit
+    finished = ms.fit(CapacityLaw, table, finish_steps=3000, **kw)
+    assert finished.finished == (polished.best,)
+    assert finished.law_converged and finished.train_metrics["mre"] < 1e-4
+    assert finished.steps[polished.best] > 20 and "finish_s" in finished.timings
+    rest = [r for r in range(4) if r != polished.best]
+    np.testing.assert_array_equal(finished.objectives[rest], polished.objectives[rest])
+    np.testing.assert_array_equal(finished.steps[rest], polished.steps[rest])
+    assert finished.objective < polished.objective
+    with pytest.raises(ValueError, match="finish_steps"):
+        ms.fit(CapacityLaw, table, finish_steps=-1)
+    with pytest.raises(ValueError, match="finish_steps"):
+        ms.fit(CapacityLaw, table, method="lbfgs", finish_steps=10)
+
+
+def test_finish_of_a_law_fitted_per_target_continues_each_targets_choice(rng):
+    """One problem per target: the finish continues each target's chosen restart that is
+    still capped after the polish (no other), and the combined law converges."""
+    table = _table(_planted(), rng)
+    kw = dict(n_restarts=6, seed=0, chunk=3, nested=False, max_steps=6, polish_steps=4)
+    polished = ms.fit("additive", table, **kw)
+    assert not polished.law_converged
+    finished = ms.fit("additive", table, finish_steps=5000, **kw)
+    assert finished.law_converged and finished.objective <= polished.objective
+    chosen = set(polished.per_target_restarts)
+    assert finished.finished and set(finished.finished) <= chosen
+    assert set(finished.per_target_restarts) <= set(finished.finished) | set(
+        np.flatnonzero(polished.converged).tolist())
+
+
 def test_narrower_width_halves_at_least_and_holds_every_running_restart():
     from mixscale._lm import narrower_width
 
