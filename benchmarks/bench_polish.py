@@ -1,11 +1,13 @@
-"""Benchmark: what the polish stage (``fit(polish_steps=...)``) and the kink continuation
-(``fit(smooth_kinks=True)``) change, and why the fits they do not finish end unconverged.
+"""Benchmark: what the polish stage (``fit(polish_steps=...)``), the finish
+(``fit(finish_steps=...)``) and the kink continuation (``fit(smooth_kinks=True)``) change, and why
+the fits they do not finish end unconverged.
 
 Tables: the in-scale tables of the law comparison (Pile-4 200M/8B, SlimPajama-7 122M/~10B,
 RegMix-1B), in-mixture losses, the 70/30 splits by mixture of ``experiments.compare_laws``
 (``--seeds``, default the first), 64 restarts, the experiments' one policy otherwise. Per table and
 law, side by side: the plain fit (``mixscale.fit``'s defaults) and the same fit with
-``--polish-steps`` more steps for the capped restarts (and, with ``--smooth-kinks``, the kink
+``--polish-steps`` more steps for the capped restarts (with ``--finish-steps``, that many more
+for a returned restart still capped after them; and, with ``--smooth-kinks``, the kink
 continuation for a best restart stopped early; the experiments run both,
 ``experiments._common.fit_law``; the ``smoothed`` column says whether it lowered it): whether the
 returned law passed the gradient test, its training objective (relative change), the validation
@@ -25,7 +27,8 @@ problem stopped:
 
     python benchmarks/bench_polish.py [--tables pile4 slimpajama7 regmix-1b]
                                       [--laws "capacity (full)" additive joint]
-                                      [--polish-steps 4000] [--smooth-kinks]
+                                      [--polish-steps 4000] [--finish-steps 32000]
+                                      [--smooth-kinks]
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _sigma(res, table) -> float:
                                 np.asarray(layout.ravel(params)), lower, upper)
 
 
-def _why(res, table, max_steps: int, polish_steps: int) -> str:
+def _why(res, table, max_steps: int, polish_steps: int, finish_steps: int = 0) -> str:
     """Why the returned law is unconverged (see the module docstring)."""
     import equinox as eqx
     import jax
@@ -87,8 +90,9 @@ def _why(res, table, max_steps: int, polish_steps: int) -> str:
         return ""
     restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
                 else {res.best})
-    capped = any(res.steps[r] >= max_steps and r not in res.polished for r in restarts) or any(
-        res.steps[r] >= max_steps + polish_steps for r in restarts if r in res.polished)
+    limit = {r: max_steps + (polish_steps if r in res.polished else 0)
+             + (finish_steps if r in res.finished else 0) for r in restarts}
+    capped = any(res.steps[r] >= limit[r] for r in restarts)
     if capped and not res.kink_smoothed:  # after the continuation, steps count every stage
         return "capped"
     if _kink_distance(res.law, table) < KINK:
@@ -104,6 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--tables", nargs="+", default=["pile4", "slimpajama7", "regmix-1b"])
     p.add_argument("--laws", nargs="+", default=["capacity (full)", "additive", "joint"])
     p.add_argument("--polish-steps", type=int, default=4000)
+    p.add_argument("--finish-steps", type=int, default=0)
     p.add_argument("--restarts", type=int, default=64)
     p.add_argument("--smooth-kinks", action="store_true")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
@@ -123,7 +128,7 @@ def main(argv=None) -> int:
 
     print(f"{'table':15s} {'law':18s} {'conv':>5s} {'polished':>8s} {'objective':>12s} "
           f"{'Δobj %':>8s} {'MRE %':>7s} {'→ MRE %':>8s} {'fit s':>6s} {'polish s':>8s} "
-          f"{'smoothed':>8s} {'kinks s':>7s}  why")
+          f"{'finish s':>8s} {'smoothed':>8s} {'kinks s':>7s}  why")
     for (table, seed), (train, valid) in _tables(args.tables, args.seeds).items():
         name = f"{table} s{seed}"
         for label in args.laws:
@@ -133,15 +138,18 @@ def main(argv=None) -> int:
             plain = mixscale.fit(spec, train, **kw)
             fit_s = time.perf_counter() - t0
             polished = mixscale.fit(spec, train, polish_steps=args.polish_steps,
+                                    finish_steps=args.finish_steps,
                                     smooth_kinks=args.smooth_kinks, **kw)
             change = 100 * (polished.objective - plain.objective) / plain.objective
             why = " → ".join(w or "converged" for w in (
-                _why(plain, train, 1000, 0), _why(polished, train, 1000, args.polish_steps)))
+                _why(plain, train, 1000, 0),
+                _why(polished, train, 1000, args.polish_steps, args.finish_steps)))
             print(f"{name:15s} {label:18s} {plain.law_converged!s:>5s} "
                   f"{polished.law_converged!s:>8s} {plain.objective:12.6g} {change:+8.3f} "
                   f"{100 * plain.validation_metrics['mre']:7.3f} "
                   f"{100 * polished.validation_metrics['mre']:8.3f} {fit_s:6.1f} "
                   f"{polished.timings.get('polish_s', 0.0):8.1f} "
+                  f"{polished.timings.get('finish_s', 0.0):8.1f} "
                   f"{polished.kink_smoothed!s:>8s} "
                   f"{polished.timings.get('kink_smoothing_s', 0.0):7.1f}  {why}", flush=True)
     return 0
