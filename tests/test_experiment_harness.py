@@ -829,11 +829,11 @@ POLICY_FIELDS = frozenset({"polished", "finished", "kink_smoothed", "kink_certif
 #: records lack its field), and the certified fits that the finish could have changed
 #: (:func:`_predates_the_policy`), so the present code could end them elsewhere:
 #: ``(experiment, law label): number of fits``. Each comes off the list when ``--add-law``
-#: refits its law with the present code; the list may only shrink. Every unconverged fit made before the finish
-#: (``finished``: the returned restarts continued alone past the polish) is here, as the
-#: finish could carry it to convergence; most were also made before the kink certificate
-#: learned to hold a bound against its tangent steps and to step off a kink where the sampled
-#: measure finds descent (``kink_escapes``).
+#: refits its law with the present code; the list may only shrink. Every unconverged fit
+#: made before the finish (``finished``: the returned restarts continued alone past the
+#: polish) is here, as the finish could carry it to convergence; most were also made before
+#: the kink certificate learned to hold a bound against its tangent steps and to step off a
+#: kink where the sampled measure finds descent (``kink_escapes``).
 UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'capacity (coupled)'): 6,
     ('compare_laws', 'capacity (crossover)'): 6,
