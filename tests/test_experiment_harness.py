@@ -842,7 +842,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'capacity (pooled)'): 8,
     ('compare_laws', 'capacity (pooled_coupled)'): 7,
     ('compare_laws', 'capacity (transfer)'): 9,
-    ('compare_laws', 'joint'): 9,
     ('compare_laws', 'spectral (dispersed)'): 1,
     ('compare_laws', 'spectral (full)'): 4,
     ('compare_laws', 'spectral (transfer)'): 2,
