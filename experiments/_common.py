@@ -208,13 +208,24 @@ def _update_with_table(h, table) -> None:
                          float(table.size_unit), float(table.token_unit)]).encode())
 
 
+def _numerics() -> dict:
+    """What sets a fit's rounding besides its code: the XLA flags (multi-threaded CPU kernels
+    sum in another order, and a rounding can flip a step's acceptance), 64-bit floats, and
+    the backend that runs it."""
+    import jax
+
+    return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+            "x64": bool(jax.config.read("jax_enable_x64")), "backend": jax.default_backend()}
+
+
 def _fit_key(spec, train, validation, options: dict, nested) -> str:
-    """The cache key of a fit (:func:`fit_cache`): hex SHA-256 of its code, law, rows, options
-    and nested starts."""
+    """The cache key of a fit (:func:`fit_cache`): hex SHA-256 of its code, the settings of the
+    numerics it runs under (:func:`_numerics`), law, rows, options and nested starts."""
     import equinox as eqx
     import jax
 
     h = hashlib.sha256(_code_digest())
+    h.update(json.dumps(_numerics(), sort_keys=True).encode())
     h.update(json.dumps([spec.label, sorted((k, repr(v)) for k, v in
                                             dict(spec.law_options).items())]).encode())
     _update_with_table(h, train)
