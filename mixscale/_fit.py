@@ -74,7 +74,8 @@ class FitProgress:
         elapsed_s: wall seconds since the optimiser started.
         stage: ``"restarts"`` (the point fit; ``"geodesic restarts"`` its second pass with
             ``geodesic="both"``), ``"polish"`` (``polish_steps``: ``done`` of
-            ``n_restarts`` continued restarts), ``"kinks"`` (``smooth_kinks``: ``done`` of
+            ``n_restarts`` continued restarts), ``"finish"`` (``finish_steps``: the same, for
+            the returned restarts), ``"kinks"`` (``smooth_kinks``: ``done`` of
             ``n_restarts`` stages) or ``"bootstrap"`` (the replicates' refits; then
             ``done`` and ``n_restarts`` count replicates).
     """

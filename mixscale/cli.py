@@ -340,6 +340,7 @@ def _cmd_fit(args) -> int:
             return
         what = {"restarts": "restarts", "geodesic restarts": "geodesic restarts",
                 "polish": "polish: continued restarts",
+                "finish": "finish: returned restarts",
                 "kinks": "kink continuation: stages"}.get(p.stage, "bootstrap replicates")
         _err(f"  {what} {p.done}/{p.n_restarts} done, best objective "
              f"{_num(p.best_objective, '.4g')}, {p.elapsed_s:.1f} s")

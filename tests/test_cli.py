@@ -378,6 +378,25 @@ def test_fit_at_one_model_size_is_finite(capsys):
     assert all(v is not None for v in out["validation_metrics"]["per_domain_mre"].values())
 
 
+def test_fit_finishes_the_returned_restarts_and_says_so(capsys):
+    """``--finish-steps`` after a polish too short: the joint law on Pile-4 (it interpolates its
+    rows, so its best restarts creep) is carried to a converged law; the progress names the
+    stage and the JSON lists the finished restarts."""
+    args = ["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "joint",
+            "--restarts", "2", "--seed", "0", "--max-steps", "20", "--polish-steps", "20",
+            "--json"]
+    assert main(args) == 0
+    plain = _strict_json(capsys.readouterr().out)
+    assert not plain["law_converged"] and plain["finished_restarts"] == []
+    assert main([*args, "--finish-steps", "20000"]) == 0
+    captured = capsys.readouterr()
+    out = _strict_json(captured.out)
+    assert out["law_converged"] and out["finished_restarts"]
+    assert out["objective"] < plain["objective"]
+    assert "finish: returned restarts" in captured.err
+    assert main(["fit", "pile4", "--finish-steps", "10", "--method", "lbfgs"]) == 2
+
+
 def test_parameter_columns_never_run_together(capsys):
     from mixscale import CapacityLaw, FitResult
     from mixscale.cli import _print_parameters
