@@ -851,8 +851,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'spectral (dispersed)'): 1,
     ('compare_laws', 'spectral (full)'): 4,
     ('compare_laws', 'spectral (transfer)'): 2,
-    ('extrapolation_sim', 'capacity (full)'): 2,
-    ('extrapolation_sim', 'capacity (transfer)'): 1,
     ('fit_under_overlap', 'capacity (coupled)'): 2,
     ('fit_under_overlap', 'capacity (tied)'): 1,
     ('fit_under_overlap', 'capacity (transfer)'): 1,
