@@ -841,16 +841,14 @@ POLICY_FIELDS = frozenset({"polished", "finished", "kink_smoothed", "kink_certif
 #: the kink certificate learned to hold a bound against its tangent steps and to step off a
 #: kink where the sampled measure finds descent (``kink_escapes``).
 UNCONVERGED_BEFORE_THE_POLICY = {
-    ('compare_laws', 'capacity (coupled)'): 6,
-    ('compare_laws', 'capacity (crossover)'): 6,
-    ('compare_laws', 'capacity (decoupled)'): 3,
-    ('compare_laws', 'capacity (full)'): 2,
-    ('compare_laws', 'capacity (pooled)'): 8,
-    ('compare_laws', 'capacity (pooled_coupled)'): 7,
-    ('compare_laws', 'capacity (transfer)'): 9,
+    ('compare_laws', 'capacity (coupled)'): 1,
+    ('compare_laws', 'capacity (crossover)'): 1,
+    ('compare_laws', 'capacity (pooled)'): 2,
+    ('compare_laws', 'capacity (pooled_coupled)'): 2,
+    ('compare_laws', 'capacity (transfer)'): 3,
     ('compare_laws', 'spectral (dispersed)'): 1,
-    ('compare_laws', 'spectral (full)'): 4,
-    ('compare_laws', 'spectral (transfer)'): 2,
+    ('compare_laws', 'spectral (full)'): 1,
+    ('compare_laws', 'spectral (transfer)'): 1,
     ('fit_under_overlap', 'capacity (coupled)'): 2,
     ('fit_under_overlap', 'capacity (tied)'): 1,
     ('fit_under_overlap', 'capacity (transfer)'): 1,
