@@ -852,7 +852,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('law_vs_simulator', 'capacity (coupled)'): 1,
     ('law_vs_simulator', 'capacity (crossover)'): 1,
     ('law_vs_simulator', 'capacity (decoupled)'): 1,
-    ('law_vs_simulator', 'capacity (pooled)'): 2,
     ('law_vs_simulator', 'capacity (transfer)'): 2,
     ('law_vs_simulator', 'spectral (transfer)'): 1,
     ('real_extrapolation', 'capacity (full)'): 1,
