@@ -88,11 +88,7 @@ def _why(res, table, max_steps: int, polish_steps: int, finish_steps: int = 0) -
 
     if res.law_converged:
         return ""
-    restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
-                else {res.best})
-    limit = {r: max_steps + (polish_steps if r in res.polished else 0)
-             + (finish_steps if r in res.finished else 0) for r in restarts}
-    capped = any(res.steps[r] >= limit[r] for r in restarts)
+    capped = res.at_step_limit(max_steps, polish_steps, finish_steps)
     if capped and not res.kink_smoothed:  # after the continuation, steps count every stage
         return "capped"
     if _kink_distance(res.law, table) < KINK:

@@ -257,7 +257,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     fitter's default, 1000).
 
     Three stages follow the restarts so that the law a fit returns is an optimum wherever they
-    can make it one (``benchmarks/bench_polish.py`` measures the first and the last): the
+    can make it one (``benchmarks/bench_polish.py`` measures the three): the
     *polish* continues the restarts that the fit would return and that stopped at the step cap
     unconverged, for up to :data:`POLISH_FACTOR` times the cap; the *finish* continues the
     returned restarts alone, where still unconverged at the end of the polish, for up to

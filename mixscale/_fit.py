@@ -233,6 +233,17 @@ class FitResult:
                              f"({lo:.4g}, {lo / bottom:.3g} times it): an extrapolation")
         return notes
 
+    def at_step_limit(self, max_steps: int, polish_steps: int = 0,
+                      finish_steps: int = 0) -> bool:
+        """Whether a restart this fit returns (the best; for a law fitted per target, each
+        target's) stopped at its step limit (:func:`_step_limits`) under the step budgets it
+        was fitted with: more steps would continue it."""
+        restarts = (set(self.per_target_restarts) if self.per_target_restarts is not None
+                    else {self.best})
+        limits = _step_limits(len(self.steps), max_steps, polish_steps, self.polished,
+                              finish_steps, self.finished)
+        return any(self.steps[r] >= limits[r] for r in restarts)
+
     def predict(self, table: LossTable) -> np.ndarray:
         """Predicted losses ``(n, M)`` of this law's targets for every run of ``table``."""
         return predict_table(self.law, table, self.train_domains, self.size_unit,
@@ -424,6 +435,17 @@ def _concatenate_solutions(solutions: Sequence[Solution]) -> Solution:
         steps=cat(*[s.steps for s in solutions]),
         group_objectives=cat(*[s.group_objectives for s in solutions]),
         gradient_cosines=cat(*[s.gradient_cosines for s in solutions]))
+
+
+def _step_limits(n_restarts: int, max_steps: int, polish_steps: int = 0, polished=(),
+                 finish_steps: int = 0, finished=()) -> np.ndarray:
+    """``(R,)`` each restart's step limit: the cap, plus the polish's steps for a restart it
+    continued and the finish's for one the finish continued (their :attr:`FitResult.steps`
+    count every stage). A restart at its limit stopped for want of steps, not on its own."""
+    limits = np.full(n_restarts, max_steps)
+    limits[np.asarray(polished, dtype=int)] += polish_steps
+    limits[np.asarray(finished, dtype=int)] += finish_steps
+    return limits
 
 
 def _replace_restarts(sol: Solution, rows, new: Solution, steps) -> Solution:
@@ -852,43 +874,40 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     extras = [({"per_target_fields": law_class.per_target_fields if use_structure else (),
                 "gtol": gtol, "geodesic": mode, "shrink_batch": shrink_batch}
                if method == "lm" else {}) for mode in modes]
-    solutions, polished, finished, polish_s, finish_s = [], (), (), 0.0, 0.0
+    solutions, polished, finished, stage_s = [], (), (), {"polish": 0.0, "finish": 0.0}
     for i, extra in enumerate(extras):  # each start in each mode, its restarts polished alike
         stage = "restarts" if i == 0 else "geodesic restarts"
         sol = _SOLVERS[method](params0, static, data, delta, rtol, max_steps, chunk,
                                lambda done, best, stage=stage: report(done, best, stage=stage),
                                bounds=bounds, **extra)
-        if polish_steps:
-            t_polish = time.perf_counter()
+        # the polish, then the finish on the returned restarts still at their step limit
+        mine_polished = ()
+        for stage, n_steps in (("polish", polish_steps), ("finish", finish_steps)):
+            if not n_steps:
+                continue
+            t_stage = time.perf_counter()
             best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives,
                                              np.inf)))
-            sol, mine = _polish(sol, static, data, delta, rtol, max_steps, polish_steps,
-                                chunk, bounds, extra,
-                                lambda done, total, best=best_now: report(done, best, total,
-                                                                          "polish"))
-            polished += tuple(i * n_restarts + r for r in mine)
-            polish_s += time.perf_counter() - t_polish
-        if finish_steps:
-            t_finish = time.perf_counter()
-            best_now = float(np.min(np.where(np.isfinite(sol.objectives), sol.objectives,
-                                             np.inf)))
-            limits = np.full(n_restarts, max_steps)
-            limits[[r - i * n_restarts for r in polished if r // n_restarts == i]] += polish_steps
-            sol, mine = _polish(sol, static, data, delta, rtol, max_steps, finish_steps,
-                                chunk, bounds, extra,
-                                lambda done, total, best=best_now: report(done, best, total,
-                                                                          "finish"),
-                                limits=limits, returned_only=True)
-            finished += tuple(i * n_restarts + r for r in mine)
-            finish_s += time.perf_counter() - t_finish
+            finish = stage == "finish"
+            sol, mine = _polish(
+                sol, static, data, delta, rtol, max_steps, n_steps, chunk, bounds, extra,
+                lambda done, total, best=best_now, stage=stage: report(done, best, total, stage),
+                limits=(_step_limits(n_restarts, max_steps, polish_steps, mine_polished)
+                        if finish else None), returned_only=finish)
+            if finish:
+                finished += tuple(i * n_restarts + r for r in mine)
+            else:
+                mine_polished = mine
+                polished += tuple(i * n_restarts + r for r in mine)
+            stage_s[stage] += time.perf_counter() - t_stage
         solutions.append(sol)
     sol = _concatenate_solutions(solutions)
     kink_smoothed, kinks_s = False, None
     if smooth_kinks and method == "lm" and sol.group_objectives is None:
         f_sol = np.where(np.isfinite(sol.objectives), sol.objectives, np.inf)
         top = int(np.argmin(f_sol))
-        stopped_early = sol.steps[top] < (max_steps + (polish_steps if top in polished else 0)
-                                          + (finish_steps if top in finished else 0))
+        stopped_early = sol.steps[top] < _step_limits(
+            len(f_sol), max_steps, polish_steps, polished, finish_steps, finished)[top]
         if np.isfinite(f_sol[top]) and not sol.converged[top] and stopped_early:
             t_kinks = time.perf_counter()
             sol, kink_smoothed = _smooth_kinks(
@@ -901,9 +920,9 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     if kinks_s is not None:
         timings["kink_smoothing_s"] = kinks_s
     if polish_steps:
-        timings["polish_s"] = polish_s
+        timings["polish_s"] = stage_s["polish"]
     if finish_steps:
-        timings["finish_s"] = finish_s
+        timings["finish_s"] = stage_s["finish"]
     # A restart counts only with a finite objective and finite parameters.
     finite_params = np.all(np.stack([np.all(np.isfinite(np.asarray(x)).reshape(len(f), -1), 1)
                                      for x in jax.tree_util.tree_leaves(sol.params)]), 0)

@@ -508,11 +508,7 @@ def _unconverged_note(res, args) -> str:
     from ._fit import DEFAULT_MAX_STEPS
 
     cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]
-    restarts = (set(res.per_target_restarts) if res.per_target_restarts is not None
-                else {res.best})
-    capped = any(res.steps[r] >= cap + (args.polish_steps if r in res.polished else 0)
-                 + (args.finish_steps if r in res.finished else 0) for r in restarts)
-    if capped:
+    if res.at_step_limit(cap, args.polish_steps, args.finish_steps):
         return (" (not converged: the gradient test failed at the step limit; --polish-steps "
                 "continues the best restarts, --finish-steps the returned ones)")
     return (" (not converged: it stopped before the step limit with no damped step lowering it; "
