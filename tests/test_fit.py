@@ -119,10 +119,12 @@ def test_finish_continues_only_the_returned_restart_past_the_polish(rng):
     polished = ms.fit(CapacityLaw, table, **kw)
     assert not polished.law_converged and polished.finished == ()
     assert polished.steps[polished.best] >= 20  # still at the polish's limit
+    assert polished.at_step_limit(15, 5) and not polished.at_step_limit(15, 10**6)
     finished = ms.fit(CapacityLaw, table, finish_steps=3000, **kw)
     assert finished.finished == (polished.best,)
     assert finished.law_converged and finished.train_metrics["mre"] < 1e-4
     assert finished.steps[polished.best] > 20 and "finish_s" in finished.timings
+    assert not finished.at_step_limit(15, 5, 3000)  # it converged within the finish
     rest = [r for r in range(4) if r != polished.best]
     np.testing.assert_array_equal(finished.objectives[rest], polished.objectives[rest])
     np.testing.assert_array_equal(finished.steps[rest], polished.steps[rest])
