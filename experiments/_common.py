@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "POLISH_FACTOR", "QUICK_MAX_STEPS", "XLA_FLAGS",
+__all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "XLA_FLAGS",
            "Timer", "fit_cache", "fit_law", "fit_laws", "fit_nested_first", "fit_record",
            "fit_stages", "markdown_table", "pct_mean_sd", "n_params", "parse_args",
            "reused_fit_seconds", "save_figure", "spec_label", "unfitted_laws_lines", "versions",
@@ -82,18 +82,6 @@ def unfitted_laws_lines(name: str, laws, fitted_labels, quick: bool) -> list[str
             "alone and merges it).", ""]
 
 
-#: The polish's budget as a multiple of the step cap: a restart that the fit returns and that
-#: reached the cap unconverged continues for up to this many times the cap
-#: (:func:`mixscale.fit`'s ``polish_steps``; 4000 steps at the default cap of 1000).
-POLISH_FACTOR = 4
-
-#: The finish's budget as a multiple of the step cap: a restart that the fit returns and that
-#: is still unconverged at the end of the polish continues alone for up to this many times the
-#: cap (:func:`mixscale.fit`'s ``finish_steps``; 32,000 steps at the default cap of 1000).
-#: Measured on the joint law's in-scale Pile-4 split 1 (84 parameters, 68 training entries):
-#: its best restart was still creeping after the polish (objective 4.09e-8) and passed the
-#: gradient test within the finish (3.95e-8).
-FINISH_FACTOR = 32
 
 #: Whether :func:`fit_law` starts from the nested variants and runs the polish and the kink
 #: continuation (:func:`fit_stages`).
@@ -259,15 +247,16 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     Three stages follow the restarts so that the law a fit returns is an optimum wherever they
     can make it one (``benchmarks/bench_polish.py`` measures the three): the
     *polish* continues the restarts that the fit would return and that stopped at the step cap
-    unconverged, for up to :data:`POLISH_FACTOR` times the cap; the *finish* continues the
-    returned restarts alone, where still unconverged at the end of the polish, for up to
-    :data:`FINISH_FACTOR` times the cap; the *kink continuation* (``smooth_kinks``) takes a
-    best restart that stopped early on a kink of the law (the capacity allocation's head floor)
-    through smoothed versions of the law back to the exact one, and keeps it if lower; a best
-    restart still unconverged then is finished on its kinks and certified if it is a (Clarke)
-    stationary point there (``FitResult.kink_certificate``, :mod:`mixscale._kinks`). None of
-    them can end above the plain fit. ``--quick`` runs skip them, and the nested starts, and
-    cap LM at :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`).
+    unconverged, for up to :data:`mixscale._fit.POLISH_FACTOR` (4) times the cap; the *finish*
+    continues the returned restarts alone, where still unconverged at the end of the polish, for
+    up to :data:`mixscale._fit.FINISH_FACTOR` (32) times the cap; the *kink continuation*
+    (``smooth_kinks``) takes a best restart that stopped early on a kink of the law (the
+    capacity allocation's head floor) through smoothed versions of the law back to the exact
+    one, and keeps it if lower; a best restart still unconverged then is finished on its kinks
+    and certified if it is a (Clarke) stationary point there (``FitResult.kink_certificate``,
+    :mod:`mixscale._kinks`). None of them can end above the plain fit. ``--quick`` runs skip
+    them, and the nested starts, and cap LM at :data:`QUICK_MAX_STEPS` steps
+    (:func:`fit_stages`).
 
     Every restart gets the whole step cap: a race (every restart for a quarter of the cap, then
     the polish for the best capped ones) was measured and not adopted. Racing 250 steps, then a
@@ -288,7 +277,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     FitResult}``, :func:`fit_nested_first`), the nested starts instead of the fitter's own
     smaller fits of them; ``None``: the fitter fits them."""
     import mixscale
-    from mixscale._fit import DEFAULT_MAX_STEPS
+    from mixscale._fit import DEFAULT_MAX_STEPS, converging_stages
 
     cap = DEFAULT_MAX_STEPS["lm"] if max_steps is None else max_steps
     stages = _STAGES["on"]
@@ -296,12 +285,12 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
         max_steps = min(cap, QUICK_MAX_STEPS)
     nested = (True if nested is None else nested) if stages else False
 
+    plan = (converging_stages("lm", cap) if stages else
+            {"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False})
+
     def fit():
         return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts,
-                            seed=seed, max_steps=max_steps,
-                            polish_steps=POLISH_FACTOR * cap if stages else 0,
-                            finish_steps=FINISH_FACTOR * cap if stages else 0,
-                            smooth_kinks=stages, nested=nested)
+                            seed=seed, max_steps=max_steps, nested=nested, **plan)
 
     directory = _FIT_CACHE["dir"]
     if directory is None:

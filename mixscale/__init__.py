@@ -11,7 +11,7 @@ from . import plots
 from ._allocation import allocate, log_allocation, log_shared_allocation
 from ._bootstrap import Bootstrap, Intervals, parameter_intervals, prediction_intervals
 from ._evaluate import evaluate, predict_table
-from ._fit import FitProgress, FitResult, fit
+from ._fit import FitProgress, FitResult, converging_stages, fit
 from ._io import load_fit, save_fit
 from ._linalg import solve_small
 from ._metrics import error_metrics
@@ -34,8 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractLaw", "Bootstrap", "CapacityLaw", "FitProgress", "FitResult", "Intervals", "LAWS",
     "LawSpec", "LossTable", "MixtureIntervals", "MixtureResult", "TableError", "allocate",
-    "error_metrics", "evaluate", "fit", "get_law", "law_specs", "load_fit", "log_allocation",
-    "log_shared_allocation",
+    "converging_stages", "error_metrics", "evaluate", "fit", "get_law", "law_specs", "load_fit",
+    "log_allocation", "log_shared_allocation",
     "optimal_mixture", "optimal_mixture_intervals", "parameter_count", "parameter_intervals",
     "plots", "predict_table", "prediction_intervals", "project_to_simplex", "register_law",
     "save_fit", "solve_small",

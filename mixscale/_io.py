@@ -2,7 +2,9 @@
 
 The file records the law's registry name, every field of the law (raw parameters as nested
 lists, static options as JSON values), its natural parameters for reading, the domains, the units
-of ``N`` and ``D``, the metrics and the restart statistics of the fit, and, for a fit with
+of ``N`` and ``D``, the metrics and the restart statistics of the fit (each restart's objective,
+convergence flag and steps; whether the returned law converged; the restarts the polish and the
+finish continued; the kink certificate, where one was made), and, for a fit with
 bootstrap replicates, a ``bootstrap`` object: the seed, the number of mixtures and rows, the Huber
 threshold, each replicate's objective (``null``: failed) and convergence flag, the ``(B, G)``
 multiplicities of the resampled mixtures, and the raw parameter fields of the successful
@@ -26,6 +28,7 @@ import numpy as np
 from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap
 from ._evaluate import predict_one
 from ._fit import FitResult
+from ._kinks import KinkCertificate
 from .laws import LAWS, LawSpec, get_law, parameter_count
 
 __all__ = ["save_fit", "load_fit", "law_to_dict", "law_from_dict"]
@@ -158,6 +161,10 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "bootstrap": _bootstrap_to_dict(result.law, result.bootstrap),
         "fitted_scales": (None if result.fitted_scales is None else
                           {k: list(v) for k, v in result.fitted_scales.items()}),
+        "law_converged": bool(result.law_converged),
+        "polished": [int(r) for r in result.polished],
+        "finished": [int(r) for r in result.finished],
+        "kink_certificate": _certificate_to_dict(result.kink_certificate),
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -260,7 +267,65 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         per_target_restarts=_per_target(doc.get("per_target_restarts"), len(targets),
                                         n_restarts, where),
         bootstrap=_bootstrap_from_dict(doc.get("bootstrap"), law, f"{where}: bootstrap"),
-        fitted_scales=_fitted_scales(doc.get("fitted_scales"), f"{where}: fitted_scales"))
+        fitted_scales=_fitted_scales(doc.get("fitted_scales"), f"{where}: fitted_scales"),
+        law_converged=_law_converged(doc.get("law_converged"), converged, best,
+                                     doc.get("per_target_restarts"), where),
+        polished=_restart_indices(doc.get("polished", []), n_restarts, f"{where}: polished"),
+        finished=_restart_indices(doc.get("finished", []), n_restarts, f"{where}: finished"),
+        kink_certificate=_certificate_from_dict(doc.get("kink_certificate"),
+                                                f"{where}: kink_certificate"))
+
+
+def _certificate_to_dict(cert: KinkCertificate | None) -> dict | None:
+    """A :class:`KinkCertificate` as JSON (``None``: no kink continuation certified or tried)."""
+    if cert is None:
+        return None
+    return {"params": [float(v) for v in np.asarray(cert.params, dtype=np.float64)],
+            "objective": float(cert.objective), "start_objective": float(cert.start_objective),
+            "steps": int(cert.steps), "active_kinks": int(cert.active_kinks),
+            "tangential_cosine": float(cert.tangential_cosine), "sigma": float(cert.sigma),
+            "certified": bool(cert.certified), "escapes": int(cert.escapes)}
+
+
+def _certificate_from_dict(d: Any, where: str) -> KinkCertificate | None:
+    if d is None:
+        return None
+    keys = ("params", "objective", "start_objective", "steps", "active_kinks",
+            "tangential_cosine", "sigma", "certified", "escapes")
+    if not (isinstance(d, dict) and set(d) == set(keys)):
+        raise ValueError(f"{where} must be null or an object with exactly the keys "
+                         f"{', '.join(keys)}")
+    params = d["params"]
+    if not (isinstance(params, list) and params and _only_numbers(params)):
+        raise ValueError(f"{where}.params must be a non-empty list of numbers")
+    counts = {k: d[k] for k in ("steps", "active_kinks", "escapes")}
+    for k, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{where}.{k} must be a non-negative integer, got {v!r}")
+    if not isinstance(d["certified"], bool):
+        raise ValueError(f"{where}.certified must be true or false, got {d['certified']!r}")
+    numbers = {k: math.nan if d[k] is None else _number(d[k], f"{where}.{k}")
+               for k in ("objective", "start_objective", "tangential_cosine", "sigma")}
+    return KinkCertificate(params=np.asarray(params, dtype=np.float64), **numbers, **counts,
+                           certified=d["certified"])
+
+
+def _restart_indices(v: Any, n: int, where: str) -> tuple[int, ...]:
+    if not (isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                        and 0 <= x < n for x in v)):
+        raise ValueError(f"{where} must be a list of restart indices in [0, {n})")
+    return tuple(v)
+
+
+def _law_converged(v: Any, converged: np.ndarray, best: int, per_target: Any,
+                   where: str) -> bool:
+    """The saved flag; a file written before it was saved: the best restart's flag for a law
+    fitted as one problem, ``False`` (unknown) for one fitted per target."""
+    if v is None:
+        return bool(converged[best]) if per_target is None else False
+    if not isinstance(v, bool):
+        raise ValueError(f"{where}: law_converged must be true or false, got {v!r}")
+    return v
 
 
 def _fitted_scales(v: Any, where: str) -> dict[str, tuple[float, float]] | None:

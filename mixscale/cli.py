@@ -289,6 +289,26 @@ def _cmd_laws(args) -> int:
     return 0
 
 
+def _resolve_stages(args) -> None:
+    """Set ``args.polish_steps``, ``args.finish_steps`` and ``args.smooth_kinks`` to what the fit
+    runs: the converging policy (:func:`mixscale._fit.converging_stages`) where not given,
+    nothing under ``--plain``; refuse a stage asked of L-BFGS or together with ``--plain``."""
+    from ._fit import converging_stages
+
+    given = {"polish_steps": ("--polish-steps", args.polish_steps),
+             "finish_steps": ("--finish-steps", args.finish_steps),
+             "smooth_kinks": ("--smooth-kinks", args.smooth_kinks)}
+    for flag, value in given.values():
+        if value and args.plain:
+            raise CliError(f"{flag} asks for a stage that --plain skips: give one of them")
+        if value and args.method != "lm":
+            raise CliError(f"{flag} continues Levenberg-Marquardt restarts: use --method lm")
+    policy = ({"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False} if args.plain
+              else converging_stages(args.method, args.max_steps))
+    for key, (_, value) in given.items():
+        setattr(args, key, policy[key] if value is None else value)
+
+
 def _cmd_fit(args) -> int:
     from . import fit
     from ._io import save_fit
@@ -300,12 +320,7 @@ def _cmd_fit(args) -> int:
         raise CliError("--bootstrap refits with Levenberg-Marquardt: use --method lm")
     if args.geodesic and args.method != "lm":
         raise CliError("--geodesic is a Levenberg-Marquardt option: use --method lm")
-    if args.polish_steps and args.method != "lm":
-        raise CliError("--polish-steps continues Levenberg-Marquardt restarts: use --method lm")
-    if args.finish_steps and args.method != "lm":
-        raise CliError("--finish-steps continues Levenberg-Marquardt restarts: use --method lm")
-    if args.smooth_kinks and args.method != "lm":
-        raise CliError("--smooth-kinks continues a Levenberg-Marquardt restart: use --method lm")
+    _resolve_stages(args)
     options = {} if args.variant is None else {"variant": args.variant}
     try:
         spec = LawSpec(args.law, **options)
@@ -771,18 +786,21 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--geodesic", action="store_true",
                    help="Levenberg-Marquardt with geodesic acceleration (fewer steps on the "
                         "curved valleys of large per-target laws; lm only)")
-    f.add_argument("--polish-steps", type=_integer(0, 10**7), default=0, metavar="S",
+    f.add_argument("--polish-steps", type=_integer(0, 10**7), metavar="S",
                    help="continue the best restarts that reached --max-steps unconverged for up "
-                        "to S more steps (default 0: none; lm only)")
-    f.add_argument("--finish-steps", type=_integer(0, 10**7), default=0, metavar="S",
+                        "to S more steps (default: 4 x --max-steps for lm, 0 to skip; lm only)")
+    f.add_argument("--finish-steps", type=_integer(0, 10**7), metavar="S",
                    help="then continue the restarts the fit returns, alone, where still "
-                        "unconverged at their step limit, for up to S more steps (default 0: "
-                        "none; lm only)")
-    f.add_argument("--smooth-kinks", action="store_true",
+                        "unconverged at their step limit, for up to S more steps (default: "
+                        "32 x --max-steps for lm, 0 to skip; lm only)")
+    f.add_argument("--smooth-kinks", action=argparse.BooleanOptionalAction,
                    help="when the best restart stops early on a kink of the law (the capacity "
                         "allocation's head floor), continue it through smoothed versions of the "
                         "law back to the exact one; if still unconverged, finish it along the "
-                        "kink and certify it there (lm only)")
+                        "kink and certify it there (default: on for lm; lm only)")
+    f.add_argument("--plain", action="store_true",
+                   help="the restarts alone: no polish, finish or kink continuation (faster; "
+                        "the returned law may then be unconverged)")
     f.add_argument("--mixture-starts", type=_integer(1, MAX_STARTS), default=16, metavar="S",
                    help="starts of the search for the fitted law's optimal mixture (default 16; "
                         "fewer is faster with many domains)")

@@ -25,12 +25,16 @@ def test_fit_prints_law_errors_and_mixture(fitted, capsys):
     assert res.targets == ("github", "gutenberg", "stackexchange", "wikipedia")
     assert res.size_unit == 1e6 and res.n_params == 21
     assert res.validation_metrics["mre"] < 0.05  # a sane fit of real losses
+    # the converging policy is the default: this fit's best restart stops on a kink of the
+    # capacity allocation (``--plain`` returns it unconverged) and is certified there
+    assert res.law_converged and res.kink_certificate.certified
 
 
 def test_fit_json_output(capsys):
     rc = main(["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--restarts", "2",
                "--variant", "capacity", "--json", "--validation-fraction", "0",
-               "--max-steps", "5", "--polish-steps", "2000"])
+               "--max-steps", "5", "--polish-steps", "2000", "--finish-steps", "0",
+               "--no-smooth-kinks"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_params"] == 3 * 4 + 1
@@ -267,6 +271,32 @@ def test_lm_options_need_lm(option, capsys):
     assert len(err) == 1 and "--method lm" in err[0] and option[0] in err[0]
 
 
+@pytest.mark.parametrize("extra, expected", [
+    ([], (4000, 32000, True)),
+    (["--max-steps", "20"], (80, 640, True)),
+    (["--max-steps", "20", "--polish-steps", "5", "--no-smooth-kinks"], (5, 640, False)),
+    (["--plain"], (0, 0, False)),
+    (["--plain", "--finish-steps", "0"], (0, 0, False)),
+    (["--method", "lbfgs"], (0, 0, False)),
+])
+def test_fit_stages_default_to_the_converging_policy(extra, expected):
+    """``mixscale fit`` runs the polish (4 x the cap), the finish (32 x) and the kink
+    continuation unless told otherwise; ``--plain`` runs none; L-BFGS has none."""
+    from mixscale.cli import _parser, _resolve_stages
+
+    args = _parser().parse_args(["fit", "pile4", *extra])
+    _resolve_stages(args)
+    assert (args.polish_steps, args.finish_steps, args.smooth_kinks) == expected
+
+
+@pytest.mark.parametrize("option", [["--polish-steps", "10"], ["--finish-steps", "10"],
+                                    ["--smooth-kinks"]])
+def test_plain_refuses_a_stage(option, capsys):
+    assert main(["fit", "pile4", "--plain", *option]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plain" in err[0] and option[0] in err[0]
+
+
 def test_optimize_plot_without_bootstrap_draws_the_weights(fitted, tmp_path, capsys):
     png = tmp_path / "plain.png"
     assert main(["optimize", str(fitted), "--model-size", "1B", "--tokens", "20B",
@@ -385,7 +415,7 @@ def test_fit_finishes_the_returned_restarts_and_says_so(capsys):
     args = ["fit", "pile4", "--model-size", "200M", "--tokens", "8B", "--law", "joint",
             "--restarts", "2", "--seed", "0", "--max-steps", "20", "--polish-steps", "20",
             "--json"]
-    assert main(args) == 0
+    assert main([*args, "--finish-steps", "0"]) == 0
     plain = _strict_json(capsys.readouterr().out)
     assert not plain["law_converged"] and plain["finished_restarts"] == []
     assert main([*args, "--finish-steps", "20000"]) == 0
@@ -440,7 +470,7 @@ def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
                         train_domains=names, loss_domains=names), csv)
     out_file = tmp_path / "k64.json"
     assert main(["fit", str(csv), "--restarts", "1", "--validation-fraction", "0.25",
-                 "--no-nested", "--max-steps", "20", "--mixture-starts", "2", "--json",
+                 "--no-nested", "--max-steps", "20", "--plain", "--mixture-starts", "2", "--json",
                  "--out", str(out_file)]) == 0
     out = _strict_json(capsys.readouterr().out)
     assert all(np.all(np.isfinite(v)) for v in out["natural_parameters"].values())

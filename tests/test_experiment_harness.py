@@ -16,6 +16,7 @@ import pytest
 
 from experiments import _common, _harness
 from mixscale import LawSpec, law_specs
+from mixscale._fit import FINISH_FACTOR, POLISH_FACTOR
 
 EXPERIMENTS_DIR = Path(_harness.__file__).resolve().parent
 
@@ -89,14 +90,14 @@ def test_full_runs_fit_with_the_polish_and_kink_continuation_quick_runs_without(
     assert main(["--out", str(tmp_path)]) == 0
     assert main(["--quick", "--out", str(tmp_path)]) == 0
     full, quick = calls
-    assert full["polish_steps"] == _common.POLISH_FACTOR * 1000 and full["smooth_kinks"] is True
-    assert full["finish_steps"] == _common.FINISH_FACTOR * 1000
+    assert full["polish_steps"] == POLISH_FACTOR * 1000 and full["smooth_kinks"] is True
+    assert full["finish_steps"] == FINISH_FACTOR * 1000
     assert quick["polish_steps"] == 0 and quick["smooth_kinks"] is False
     assert quick["finish_steps"] == 0
     assert quick["max_steps"] == 7
     # the switch is restored after the run, also outside the harness
     _common.fit_law(TOY_QUICK.laws[0], None, max_steps=3)
-    assert calls[-1]["polish_steps"] == _common.POLISH_FACTOR * 3 and calls[-1]["smooth_kinks"]
+    assert calls[-1]["polish_steps"] == POLISH_FACTOR * 3 and calls[-1]["smooth_kinks"]
 
 
 def toy_render_nothing(out, record):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mixscale import CapacityLaw, FitResult, load_fit, save_fit
+from mixscale._kinks import KinkCertificate
 from mixscale.cli import main
 
 DOMAINS = ("a", "b", "c", "d")
@@ -26,7 +27,12 @@ def saved(tmp_path):
                     validation_metrics=None, objectives=np.array([0.1, np.inf]),
                     converged=np.array([True, False]), steps=np.array([10, 400]), best=0,
                     n_params=21, notes=(), method="lm", timings={"total_s": 1.0},
-                    fitted_scales={"model_size": (3e7, 3e8), "tokens": (4e9, 4e9)})
+                    fitted_scales={"model_size": (3e7, 3e8), "tokens": (4e9, 4e9)},
+                    law_converged=True, polished=(0,), finished=(0,),
+                    kink_certificate=KinkCertificate(
+                        params=np.array([0.5, -1.0]), objective=0.1, start_objective=0.2,
+                        steps=12, active_kinks=1, tangential_cosine=float("nan"), sigma=5e-6,
+                        certified=True, escapes=0))
     path = tmp_path / "fit.json"
     save_fit(res, path)
     return path, res
@@ -43,6 +49,28 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert json.loads(text)["natural_parameters"].keys() == {"b", "c", "H", "A", "a", "E"}
     assert back.objectives[1] == np.inf and back.train_metrics["mre_high_weight"] is None
     assert back.fitted_scales == res.fitted_scales
+    # how the fit ended: the converged flag, the stages' restarts and the kink certificate
+    assert back.law_converged and back.polished == (0,) and back.finished == (0,)
+    cert = back.kink_certificate
+    assert cert.certified and cert.sigma == 5e-6 and cert.steps == 12
+    assert np.isnan(cert.tangential_cosine)  # written as null
+    np.testing.assert_array_equal(cert.params, res.kink_certificate.params)
+
+
+def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
+    """Without ``law_converged``, the polish's and finish's restarts and the certificate: a law
+    fitted as one problem takes its best restart's flag; no stages, no certificate."""
+    path, _ = saved
+    doc = json.loads(path.read_text())
+    for key in ("law_converged", "polished", "finished", "kink_certificate"):
+        del doc[key]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    back = load_fit(old)
+    assert back.law_converged and back.polished == () and back.kink_certificate is None
+    doc["converged"] = [False, False]
+    old.write_text(json.dumps(doc))
+    assert not load_fit(old).law_converged
 
 
 def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
@@ -125,6 +153,14 @@ CORRUPTIONS = [
     ("fitted_scales.tokens", [4e9, -1.0], "fitted_scales.tokens"),
     ("fitted_scales.model_size", [3e8, 3e7], r"smallest 3e\+08 is above largest"),
     ("fitted_scales.model_size", _DELETE, "fitted_scales"),
+    ("law_converged", "yes", "law_converged"),
+    ("polished", [0, 2], "polished"),
+    ("finished", [True], "finished"),
+    ("kink_certificate", {"sigma": 1e-6}, "kink_certificate"),
+    ("kink_certificate.params", [], r"kink_certificate.params"),
+    ("kink_certificate.steps", -1, r"kink_certificate.steps"),
+    ("kink_certificate.certified", 1, r"kink_certificate.certified"),
+    ("kink_certificate.sigma", "small", r"kink_certificate.sigma"),
 ]
 
 
