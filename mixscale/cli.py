@@ -524,12 +524,14 @@ def _unconverged_note(res, args) -> str:
 
     cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]
     if res.at_step_limit(cap, args.polish_steps, args.finish_steps):
-        return (" (not converged: the gradient test failed at the step limit; --polish-steps "
-                "continues the best restarts, --finish-steps the returned ones)")
+        return (" (not converged: the gradient test failed at the step limit; more "
+                "--polish-steps continue the best restarts, more --finish-steps the returned "
+                "ones)")
+    kinks = "" if args.smooth_kinks else " (--smooth-kinks continues it)"
     return (" (not converged: it stopped before the step limit with no damped step lowering it; "
             "the objective may have no gradient there, as where a domain's capacity allocation "
-            "meets the head floor x_i = H (--smooth-kinks continues it), or a parameter may be "
-            "drifting towards an unbounded limit, see the table above)")
+            f"meets the head floor x_i = H{kinks}, or a parameter may be drifting towards an "
+            "unbounded limit, see the table above)")
 
 
 def _print_parameters(res) -> None:

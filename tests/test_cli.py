@@ -543,3 +543,11 @@ def test_fit_says_what_the_kink_certificate_did():
     left = dataclasses.replace(cert(True, 8e-6), escapes=3)
     note = _unconverged_note(SimpleNamespace(law_converged=True, kink_certificate=left), args)
     assert "12 steps along 2 kink(s) and 3 off them, sampled stationarity 8.0e-06" in note
+    # stopped early with no certificate: the kink continuation is named only where it was off
+    early = SimpleNamespace(law_converged=False, kink_certificate=None,
+                            at_step_limit=lambda *limits: False)
+    off = SimpleNamespace(**vars(args), smooth_kinks=False)
+    assert "--smooth-kinks continues it" in _unconverged_note(early, off)
+    on = SimpleNamespace(**vars(args), smooth_kinks=True)
+    note = _unconverged_note(early, on)
+    assert "stopped before the step limit" in note and "--smooth-kinks" not in note
