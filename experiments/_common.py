@@ -253,10 +253,10 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     (``smooth_kinks``) takes a best restart that stopped early on a kink of the law (the
     capacity allocation's head floor) through smoothed versions of the law back to the exact
     one, and keeps it if lower; a best restart still unconverged then is finished on its kinks
-    and certified if it is a (Clarke) stationary point there (``FitResult.kink_certificate``,
-    :mod:`mixscale._kinks`). None of them can end above the plain fit. ``--quick`` runs skip
-    them, and the nested starts, and cap LM at :data:`QUICK_MAX_STEPS` steps
-    (:func:`fit_stages`).
+    (its end kept if lower) and certified if it is a (Clarke) stationary point there
+    (``FitResult.kink_certificate``, ``kink_kept``, :mod:`mixscale._kinks`). None of them can
+    end above the plain fit. ``--quick`` runs skip them, and the nested starts, and cap LM at
+    :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`).
 
     Every restart gets the whole step cap: a race (every restart for a quarter of the cap, then
     the polish for the best capped ones) was measured and not adopted. Racing 250 steps, then a
@@ -301,8 +301,9 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     if path.exists():
         with open(path, "rb") as fh:
             res, wall = pickle.load(fh)
-        _FIT_CACHE["reused_s"] += wall
-        return dataclasses.replace(res, timings={**res.timings, "cached_wall_s": wall})
+        if not _ends_elsewhere_now(res):
+            _FIT_CACHE["reused_s"] += wall
+            return dataclasses.replace(res, timings={**res.timings, "cached_wall_s": wall})
     t0 = time.perf_counter()
     res = fit()
     wall = time.perf_counter() - t0
@@ -314,6 +315,16 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     finally:
         partial.unlink(missing_ok=True)
     return res
+
+
+def _ends_elsewhere_now(res) -> bool:
+    """Whether the present fitter would return another law than the kept fit ``res``: one made
+    before an uncertified kink certificate's lower end was kept (``FitResult.kink_kept``; an
+    older kept fit reads ``False``). Every stage before the certificate is as it was, so any
+    other kept fit is what the present code returns."""
+    cert = res.kink_certificate
+    return (cert is not None and not cert.certified and cert.objective < cert.start_objective
+            and not res.kink_kept)
 
 
 def fit_laws(specs, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
@@ -391,7 +402,8 @@ def fit_record(res) -> dict:
     continuation lowered the fit, whether the kink certificate certified it and how many steps
     it took off the kinks (:func:`fit_law`; a record without ``kink_escapes`` was certified,
     if at all, by the certificate before it could step off a kink or hold a bound against its
-    tangent steps),
+    tangent steps), whether the certificate's end, lower, replaced the law (``kink_kept``,
+    certified or not; a record without it was made when only a certified end was kept),
     and each nested variant's objective (the law's must not exceed them)."""
     return {"law_converged": bool(res.law_converged),
             "converged": float(np.mean(res.converged)),
@@ -402,6 +414,7 @@ def fit_record(res) -> dict:
                                    and res.kink_certificate.certified),
             "kink_escapes": (0 if res.kink_certificate is None
                              else int(res.kink_certificate.escapes)),
+            "kink_kept": bool(res.kink_kept),
             "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
             "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
                                   for v in res.nested_objectives.values()))}

@@ -167,9 +167,13 @@ class FitResult:
             restart (its :attr:`steps` then count every stage).
         kink_certificate: when the best restart was still unconverged after the continuation
             and the law lists its kinks, the certificate's outcome
-            (:class:`mixscale._kinks.KinkCertificate`); a certified end replaces the returned
-            law (and its restart's objective), which then counts as converged: a first-order
-            (Clarke) stationary point on the kinks. ``None`` otherwise.
+            (:class:`mixscale._kinks.KinkCertificate`); its end replaces the returned law
+            (and its restart's objective) wherever it is lower (:attr:`kink_kept`; its steps
+            only descend), and counts as converged if certified: a first-order (Clarke)
+            stationary point on the kinks. ``None`` otherwise.
+        kink_kept: whether the certificate's end, lower than the law it started from,
+            replaced it (certified or not; a fit made before uncertified ends were kept has
+            ``False`` here).
         fitted_scales: ``{"model_size": (lo, hi), "tokens": (lo, hi)}``, the smallest and
             largest model size (parameters) and token budget among the rows fitted, in the
             table's raw units (not law units); ``None`` for a fit file written before they
@@ -203,6 +207,7 @@ class FitResult:
     finished: tuple[int, ...] = ()
     kink_smoothed: bool = False
     kink_certificate: KinkCertificate | None = None
+    kink_kept: bool = False
     fitted_scales: Mapping[str, tuple[float, float]] | None = None
 
     @property
@@ -990,23 +995,26 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             law_converged = (bool(np.all(sol.gradient_cosines[choice, columns] <= gtol))
                              if gtol is not None else bool(np.all(conv[choice])))
 
-    kink_certificate = None
+    kink_certificate, kink_kept = None, False
     if (smooth_kinks and method == "lm" and per_target is None and gtol is not None
             and not law_converged):
         # Still unconverged after the continuation: finish on the kinks it stopped on and
-        # certify the end (mixscale._kinks); kept only if certified (its steps only descend).
+        # certify the end (mixscale._kinks). Its steps only descend, so its end is kept
+        # wherever lower, and counts as converged only if certified.
         t_cert = time.perf_counter()
         cert = certify_law(law, data, delta, *bounds, gtol=gtol, max_steps=max_steps)
         if cert is not None:
             timings["kink_certificate_s"] = time.perf_counter() - t_cert
             kink_certificate = cert
-            if cert.certified:
+            if cert.objective < cert.start_objective:
                 params, static_law = eqx.partition(law, eqx.is_inexact_array)
                 law = eqx.combine(Layout.of(params).unravel(jnp.asarray(cert.params)),
                                   static_law)
                 law_objective *= cert.objective / cert.start_objective
                 objectives = objectives.copy()
                 objectives[best] = law_objective
+                kink_kept = True
+            if cert.certified:
                 conv = np.asarray(conv).copy()
                 conv[best] = True
                 law_converged = True
@@ -1033,7 +1041,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         best=best, n_params=parameter_count(law), notes=tuple(notes), method=method,
         timings=timings, per_target_restarts=per_target, law_converged=law_converged,
         objective=law_objective, nested_objectives=nested_objectives, bootstrap=boot,
-        polished=polished, finished=finished, kink_smoothed=kink_smoothed,
+        polished=polished, finished=finished, kink_smoothed=kink_smoothed, kink_kept=kink_kept,
         kink_certificate=kink_certificate,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),

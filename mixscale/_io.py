@@ -4,7 +4,8 @@ The file records the law's registry name, every field of the law (raw parameters
 lists, static options as JSON values), its natural parameters for reading, the domains, the units
 of ``N`` and ``D``, the metrics and the restart statistics of the fit (each restart's objective,
 convergence flag and steps; whether the returned law converged; the restarts the polish and the
-finish continued; the kink certificate, where one was made), and, for a fit with
+finish continued; the kink certificate, where one was made, and whether its end replaced the
+law), and, for a fit with
 bootstrap replicates, a ``bootstrap`` object: the seed, the number of mixtures and rows, the Huber
 threshold, each replicate's objective (``null``: failed) and convergence flag, the ``(B, G)``
 multiplicities of the resampled mixtures, and the raw parameter fields of the successful
@@ -165,6 +166,7 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "polished": [int(r) for r in result.polished],
         "finished": [int(r) for r in result.finished],
         "kink_certificate": _certificate_to_dict(result.kink_certificate),
+        "kink_kept": bool(result.kink_kept),
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -273,7 +275,14 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         polished=_restart_indices(doc.get("polished", []), n_restarts, f"{where}: polished"),
         finished=_restart_indices(doc.get("finished", []), n_restarts, f"{where}: finished"),
         kink_certificate=_certificate_from_dict(doc.get("kink_certificate"),
-                                                f"{where}: kink_certificate"))
+                                                f"{where}: kink_certificate"),
+        kink_kept=_flag(doc.get("kink_kept", False), f"{where}: kink_kept"))
+
+
+def _flag(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"{where} must be true or false, got {v!r}")
+    return v
 
 
 def _certificate_to_dict(cert: KinkCertificate | None) -> dict | None:

@@ -401,7 +401,8 @@ def _cmd_fit(args) -> int:
                 "steps": res.kink_certificate.steps,
                 "active_kinks": res.kink_certificate.active_kinks,
                 "steps_off_kinks": res.kink_certificate.escapes,
-                "sampled_stationarity": res.kink_certificate.sigma},
+                "sampled_stationarity": res.kink_certificate.sigma,
+                "end_kept": res.kink_kept},
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
             "optimal_mixture": {"model_size": n_at * table.size_unit,
                                 "tokens": d_at * table.token_unit,
@@ -517,9 +518,11 @@ def _unconverged_note(res, args) -> str:
                 f" (certified on a kink: {cert.steps} steps along {cert.active_kinks} kink(s)"
                 f"{_off_kinks(cert)}, sampled stationarity {cert.sigma:.1e})")
     if cert is not None:
+        lower = (f" (their end, {100 * (1 - cert.objective / cert.start_objective):.2g} % "
+                 "lower, is the law returned)" if cert.objective < cert.start_objective else "")
         return (f" (not converged: stopped on a kink of the law; {cert.steps} steps along "
-                f"{cert.active_kinks} kink(s){_off_kinks(cert)} did not reach a certified "
-                f"point, sampled stationarity {cert.sigma:.1e} against 1e-5)")
+                f"{cert.active_kinks} kink(s){_off_kinks(cert)}{lower} did not reach a "
+                f"certified point, sampled stationarity {cert.sigma:.1e} against 1e-5)")
     from ._fit import DEFAULT_MAX_STEPS
 
     cap = args.max_steps or DEFAULT_MAX_STEPS[args.method]

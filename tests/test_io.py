@@ -32,7 +32,7 @@ def saved(tmp_path):
                     kink_certificate=KinkCertificate(
                         params=np.array([0.5, -1.0]), objective=0.1, start_objective=0.2,
                         steps=12, active_kinks=1, tangential_cosine=float("nan"), sigma=5e-6,
-                        certified=True, escapes=0))
+                        certified=True, escapes=0), kink_kept=True)
     path = tmp_path / "fit.json"
     save_fit(res, path)
     return path, res
@@ -51,6 +51,7 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert back.fitted_scales == res.fitted_scales
     # how the fit ended: the converged flag, the stages' restarts and the kink certificate
     assert back.law_converged and back.polished == (0,) and back.finished == (0,)
+    assert back.kink_kept
     cert = back.kink_certificate
     assert cert.certified and cert.sigma == 5e-6 and cert.steps == 12
     assert np.isnan(cert.tangential_cosine)  # written as null
@@ -62,12 +63,13 @@ def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
     fitted as one problem takes its best restart's flag; no stages, no certificate."""
     path, _ = saved
     doc = json.loads(path.read_text())
-    for key in ("law_converged", "polished", "finished", "kink_certificate"):
+    for key in ("law_converged", "polished", "finished", "kink_certificate", "kink_kept"):
         del doc[key]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
     back = load_fit(old)
     assert back.law_converged and back.polished == () and back.kink_certificate is None
+    assert not back.kink_kept
     doc["converged"] = [False, False]
     old.write_text(json.dumps(doc))
     assert not load_fit(old).law_converged
@@ -161,6 +163,7 @@ CORRUPTIONS = [
     ("kink_certificate.steps", -1, r"kink_certificate.steps"),
     ("kink_certificate.certified", 1, r"kink_certificate.certified"),
     ("kink_certificate.sigma", "small", r"kink_certificate.sigma"),
+    ("kink_kept", 1, "kink_kept"),
 ]
 
 

@@ -141,6 +141,38 @@ def test_fit_finishes_and_certifies_a_capacity_law_stuck_on_its_head_floor(monke
     assert again.certified and again.steps == 0 and again.active_kinks >= 1
 
 
+def test_an_uncertified_lower_end_of_the_certificate_is_kept(monkeypatch):
+    """The certificate's steps only descend, so its end replaces the law wherever lower, also
+    when it is not certified (here its budget is cut to three steps): the law returned is that
+    end, its objective the one reported, and it is not counted as converged."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    import mixscale._fit as fit_module
+    from mixscale._objective import DEFAULT_HUBER_DELTA, objective, prepare_data
+    from mixscale.data import load, select
+
+    table = select(load("pile4"), model_size=200.0, tokens=8.0)
+    table = table.select_losses(list(table.in_mixture))
+    spec = ms.LawSpec("capacity", variant="capacity")
+    stuck = ms.fit(spec, table, n_restarts=2, seed=0)
+    monkeypatch.setattr(fit_module, "_smooth_kinks", lambda sol, *a, **k: (sol, False))
+    certify = fit_module.certify_law
+    monkeypatch.setattr(fit_module, "certify_law",
+                        lambda *a, **k: certify(*a, **{**k, "max_steps": 3}))
+    res = ms.fit(spec, table, n_restarts=2, seed=0, smooth_kinks=True)
+    cert = res.kink_certificate
+    assert not cert.certified and 0 < cert.steps <= 3 and cert.objective < cert.start_objective
+    assert res.kink_kept and not res.law_converged and not res.converged[res.best]
+    assert res.objective == pytest.approx(stuck.objective * cert.objective
+                                          / cert.start_objective, rel=1e-12)
+    assert res.objective < stuck.objective and res.objectives[res.best] == res.objective
+    _, data = prepare_data(table, res.targets)
+    params, static = eqx.partition(res.law, eqx.is_inexact_array)
+    assert float(objective(params, static, data, jnp.asarray(DEFAULT_HUBER_DELTA))) == \
+        pytest.approx(res.objective, rel=1e-9)
+
+
 def _gap_with_a_broken_normal(p):
     """The kink of :func:`_gap`, whose normal is not a number (``0 · ∞``) for ``x ≥ 0.6`` while
     the gap itself stays finite: a gradient of the gap that cannot be followed there."""
