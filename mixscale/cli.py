@@ -518,8 +518,8 @@ def _unconverged_note(res, args) -> str:
                 f" (certified on a kink: {cert.steps} steps along {cert.active_kinks} kink(s)"
                 f"{_off_kinks(cert)}, sampled stationarity {cert.sigma:.1e})")
     if cert is not None:
-        lower = (f" (their end, {100 * (1 - cert.objective / cert.start_objective):.2g} % "
-                 "lower, is the law returned)" if cert.objective < cert.start_objective else "")
+        lower = (f" lowered it by {100 * (1 - cert.objective / cert.start_objective):.2g} % "
+                 "(the law returned) but" if cert.objective < cert.start_objective else "")
         return (f" (not converged: stopped on a kink of the law; {cert.steps} steps along "
                 f"{cert.active_kinks} kink(s){_off_kinks(cert)}{lower} did not reach a "
                 f"certified point, sampled stationarity {cert.sigma:.1e} against 1e-5)")

@@ -538,7 +538,7 @@ def test_fit_says_what_the_kink_certificate_did():
     no = SimpleNamespace(law_converged=False, kink_certificate=cert(False, 2.4e-5))
     note = _unconverged_note(no, args)
     assert "not converged" in note and "2.4e-05 against 1e-5" in note
-    assert "their end, 9.1 % lower, is the law returned" in note  # objective 1.1 -> 1.0
+    assert "kink(s) lowered it by 9.1 % (the law returned) but did not reach" in note
     plain = SimpleNamespace(law_converged=True, kink_certificate=None)
     assert _unconverged_note(plain, args) == ""
     left = dataclasses.replace(cert(True, 8e-6), escapes=3)
