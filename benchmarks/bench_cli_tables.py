@@ -12,9 +12,9 @@ seed 0), one process per fit so that each time includes start-up and compilation
 Printed per fit: the rows it trained on, the parameters, whether the returned law passed the
 convergence test (``conv``: the gradient test, or ``cert`` for a certificate on a kink of the
 capacity allocation), the training objective, training and held-out MRE (%), the wall and CPU
-seconds of the process. The issue this answers: the additive law on the whole SlimPajama-7 table
-once ended at an objective of about 5 after 25 minutes through the default path (the capacity law:
-0.03); every law's default fit should end at a converged optimum.
+seconds of the process. Why: the additive law on the whole SlimPajama-7 table once ended at an
+objective of about 5 after 25 minutes through the default path (the capacity law: 0.03); every
+law's default fit should end at a converged optimum.
 
     python benchmarks/bench_cli_tables.py [--tables pile4 slimpajama7] [--laws capacity additive]
                                           [--restarts 64] [--out results.json]
