@@ -277,7 +277,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     FitResult}``, :func:`fit_nested_first`), the nested starts instead of the fitter's own
     smaller fits of them; ``None``: the fitter fits them."""
     import mixscale
-    from mixscale._fit import DEFAULT_MAX_STEPS, converging_stages
+    from mixscale._fit import DEFAULT_MAX_STEPS, NO_STAGES, converging_stages
 
     cap = DEFAULT_MAX_STEPS["lm"] if max_steps is None else max_steps
     stages = _STAGES["on"]
@@ -285,8 +285,7 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
         max_steps = min(cap, QUICK_MAX_STEPS)
     nested = (True if nested is None else nested) if stages else False
 
-    plan = (converging_stages("lm", cap) if stages else
-            {"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False})
+    plan = converging_stages("lm", cap) if stages else NO_STAGES
 
     def fit():
         return mixscale.fit(spec, train, validation=validation, n_restarts=n_restarts,

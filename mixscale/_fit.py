@@ -76,6 +76,10 @@ POLISH_FACTOR = 4
 FINISH_FACTOR = 32
 
 
+#: ``fit``'s keyword arguments with none of the stages after the restarts (a plain fit).
+NO_STAGES = {"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False}
+
+
 def converging_stages(method: str = "lm", max_steps: int | None = None) -> dict[str, Any]:
     """:func:`fit`'s keyword arguments for the stages after the restarts in the library's
     converging policy, the one the experiments and ``mixscale fit`` use: the polish
@@ -89,7 +93,7 @@ def converging_stages(method: str = "lm", max_steps: int | None = None) -> dict[
     if method not in DEFAULT_MAX_STEPS:
         raise ValueError(f"method must be one of {sorted(DEFAULT_MAX_STEPS)}, got {method!r}")
     if method != "lm":
-        return {"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False}
+        return dict(NO_STAGES)
     cap = DEFAULT_MAX_STEPS[method] if max_steps is None else int(max_steps)
     return {"polish_steps": POLISH_FACTOR * cap, "finish_steps": FINISH_FACTOR * cap,
             "smooth_kinks": True}

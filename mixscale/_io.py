@@ -289,18 +289,13 @@ def _certificate_to_dict(cert: KinkCertificate | None) -> dict | None:
     """A :class:`KinkCertificate` as JSON (``None``: no kink continuation certified or tried)."""
     if cert is None:
         return None
-    return {"params": [float(v) for v in np.asarray(cert.params, dtype=np.float64)],
-            "objective": float(cert.objective), "start_objective": float(cert.start_objective),
-            "steps": int(cert.steps), "active_kinks": int(cert.active_kinks),
-            "tangential_cosine": float(cert.tangential_cosine), "sigma": float(cert.sigma),
-            "certified": bool(cert.certified), "escapes": int(cert.escapes)}
+    return _jsonable({f.name: getattr(cert, f.name) for f in dataclasses.fields(cert)})
 
 
 def _certificate_from_dict(d: Any, where: str) -> KinkCertificate | None:
     if d is None:
         return None
-    keys = ("params", "objective", "start_objective", "steps", "active_kinks",
-            "tangential_cosine", "sigma", "certified", "escapes")
+    keys = tuple(f.name for f in dataclasses.fields(KinkCertificate))
     if not (isinstance(d, dict) and set(d) == set(keys)):
         raise ValueError(f"{where} must be null or an object with exactly the keys "
                          f"{', '.join(keys)}")
@@ -311,8 +306,7 @@ def _certificate_from_dict(d: Any, where: str) -> KinkCertificate | None:
     for k, v in counts.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{where}.{k} must be a non-negative integer, got {v!r}")
-    if not isinstance(d["certified"], bool):
-        raise ValueError(f"{where}.certified must be true or false, got {d['certified']!r}")
+    _flag(d["certified"], f"{where}.certified")
     numbers = {k: math.nan if d[k] is None else _number(d[k], f"{where}.{k}")
                for k in ("objective", "start_objective", "tangential_cosine", "sigma")}
     return KinkCertificate(params=np.asarray(params, dtype=np.float64), **numbers, **counts,
@@ -332,9 +326,7 @@ def _law_converged(v: Any, converged: np.ndarray, best: int, per_target: Any,
     fitted as one problem, ``False`` (unknown) for one fitted per target."""
     if v is None:
         return bool(converged[best]) if per_target is None else False
-    if not isinstance(v, bool):
-        raise ValueError(f"{where}: law_converged must be true or false, got {v!r}")
-    return v
+    return _flag(v, f"{where}: law_converged")
 
 
 def _fitted_scales(v: Any, where: str) -> dict[str, tuple[float, float]] | None:

@@ -293,7 +293,7 @@ def _resolve_stages(args) -> None:
     """Set ``args.polish_steps``, ``args.finish_steps`` and ``args.smooth_kinks`` to what the fit
     runs: the converging policy (:func:`mixscale._fit.converging_stages`) where not given,
     nothing under ``--plain``; refuse a stage asked of L-BFGS or together with ``--plain``."""
-    from ._fit import converging_stages
+    from ._fit import NO_STAGES, converging_stages
 
     given = {"polish_steps": ("--polish-steps", args.polish_steps),
              "finish_steps": ("--finish-steps", args.finish_steps),
@@ -303,8 +303,7 @@ def _resolve_stages(args) -> None:
             raise CliError(f"{flag} asks for a stage that --plain skips: give one of them")
         if value and args.method != "lm":
             raise CliError(f"{flag} continues Levenberg-Marquardt restarts: use --method lm")
-    policy = ({"polish_steps": 0, "finish_steps": 0, "smooth_kinks": False} if args.plain
-              else converging_stages(args.method, args.max_steps))
+    policy = NO_STAGES if args.plain else converging_stages(args.method, args.max_steps)
     for key, (_, value) in given.items():
         setattr(args, key, policy[key] if value is None else value)
 
