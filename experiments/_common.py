@@ -319,11 +319,15 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
 def _ends_elsewhere_now(res) -> bool:
     """Whether the present fitter would return another law than the kept fit ``res``: one made
     before an uncertified kink certificate's lower end was kept (``FitResult.kink_kept``; an
-    older kept fit reads ``False``). Every stage before the certificate is as it was, so any
-    other kept fit is what the present code returns."""
+    older kept fit reads ``False``), or before the certificate's second-order pass, which runs
+    where the first pass ends uncertified (``KinkCertificate.second_order_steps`` is ``None``
+    there). Every stage before the certificate is as it was, so any other kept fit is what
+    the present code returns."""
     cert = res.kink_certificate
-    return (cert is not None and not cert.certified and cert.objective < cert.start_objective
-            and not res.kink_kept)
+    if cert is None or cert.certified:
+        return False
+    return ((cert.objective < cert.start_objective and not res.kink_kept)
+            or cert.second_order_steps is None)
 
 
 def fit_laws(specs, train, *, validation=None, n_restarts: int = N_RESTARTS, seed: int = 0,
@@ -402,8 +406,10 @@ def fit_record(res) -> dict:
     it took off the kinks (:func:`fit_law`; a record without ``kink_escapes`` was certified,
     if at all, by the certificate before it could step off a kink or hold a bound against its
     tangent steps), whether the certificate's end, lower, replaced the law (``kink_kept``,
-    certified or not; a record without it was made when only a certified end was kept),
-    and each nested variant's objective (the law's must not exceed them)."""
+    certified or not; a record without it was made when only a certified end was kept), the
+    accepted steps of its second-order pass (``kink_second_order_steps``: ``None`` where the
+    pass did not run; a record without it was made before the pass existed), and each nested
+    variant's objective (the law's must not exceed them)."""
     return {"law_converged": bool(res.law_converged),
             "converged": float(np.mean(res.converged)),
             "at_bounds": int(res.at_bounds), "objective": float(res.objective),
@@ -414,6 +420,8 @@ def fit_record(res) -> dict:
             "kink_escapes": (0 if res.kink_certificate is None
                              else int(res.kink_certificate.escapes)),
             "kink_kept": bool(res.kink_kept),
+            "kink_second_order_steps": (None if res.kink_certificate is None
+                                        else res.kink_certificate.second_order_steps),
             "nested_objectives": {k: float(v) for k, v in res.nested_objectives.items()},
             "nested_ok": bool(all(res.objective <= v * (1 + 1e-9)
                                   for v in res.nested_objectives.values()))}

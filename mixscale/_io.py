@@ -296,7 +296,8 @@ def _certificate_from_dict(d: Any, where: str) -> KinkCertificate | None:
     if d is None:
         return None
     keys = tuple(f.name for f in dataclasses.fields(KinkCertificate))
-    if not (isinstance(d, dict) and set(d) == set(keys)):
+    # a file written before the second-order pass existed lacks its field (the pass did not run)
+    if not (isinstance(d, dict) and set(d) | {"second_order_steps"} == set(keys)):
         raise ValueError(f"{where} must be null or an object with exactly the keys "
                          f"{', '.join(keys)}")
     params = d["params"]
@@ -306,11 +307,16 @@ def _certificate_from_dict(d: Any, where: str) -> KinkCertificate | None:
     for k, v in counts.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{where}.{k} must be a non-negative integer, got {v!r}")
+    second = d.get("second_order_steps")
+    if second is not None and (isinstance(second, bool) or not isinstance(second, int)
+                               or second < 0):
+        raise ValueError(f"{where}.second_order_steps must be null or a non-negative integer, "
+                         f"got {second!r}")
     _flag(d["certified"], f"{where}.certified")
     numbers = {k: math.nan if d[k] is None else _number(d[k], f"{where}.{k}")
                for k in ("objective", "start_objective", "tangential_cosine", "sigma")}
     return KinkCertificate(params=np.asarray(params, dtype=np.float64), **numbers, **counts,
-                           certified=d["certified"])
+                           certified=d["certified"], second_order_steps=second)
 
 
 def _restart_indices(v: Any, n: int, where: str) -> tuple[int, ...]:

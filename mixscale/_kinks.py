@@ -56,6 +56,27 @@ uncertified 0.32 % and 0.31 % lower after the 1000-step budget (0.56 % and 0.50 
 they crawl along curved kinks, sampled measure 4.6e-3 and 5.3e-3), ends that were dropped
 while only a certified end was kept.
 
+The second-order pass. Those crawls are not the kinks' curvature: the Gauss–Newton model
+``JᵀJ`` misses the residuals' own curvature ``Σ r ∇²r``, which is not small where the fit
+leaves large residuals and its parameters run into the corners of their ranges (RegMix-1B's
+``pooled`` fit on split 4: five exponents on a bound, amplitudes underflowed to ``e^-40``–
+``e^-360``), and the damping that keeps the model honest keeps the steps short (232 of 300
+steps accepted, 2e-7 of the objective each, predicted and measured reductions apart by the
+neglected term; clipping at a bound played no part). Where the Gauss–Newton pass ends
+uncertified, :func:`certify_in_two_passes` runs a second pass from its end with the
+Lagrangian's exact Hessian on the kinks' tangent space,
+:math:`Q^\top(\nabla^2 f - \sum_k \lambda_k \nabla^2 z_k)Q` (multipliers
+:math:`\lambda` from :math:`\nabla f = \sum_k \lambda_k \nabla z_k` by least squares;
+second derivatives that underflow to a non-number take Gauss–Newton's entries), in a trust
+region scaled like Marquardt's (:func:`_trust_region_step`: exact on the reduced problem, so
+an indefinite Hessian's descent along negative curvature is taken rather than damped away),
+cut where it first meets a range bound (that parameter put on it), retracted onto the kinks;
+the radius grows by 2 after a step whose reduction matches the model (ratio above 3/4) at
+its boundary and shrinks to a quarter of the step below 1/4. Gauss–Newton stays the first
+pass: it needs no Hessian and certifies most fits; the second pass changes no fit the first
+certified. Measured on the same ``pooled`` fit (1000-step budgets): the second pass lowers
+the objective by 0.61 % in 596 trials (28 s) where Gauss–Newton's 4000 gave 0.555 % (319 s).
+
 Measured (the capacity law's ``full`` variant; the experiments' fit: 64 restarts, nested starts,
 polish, kink continuation, then this; 2-core machine shared with an experiment):
 
@@ -98,8 +119,8 @@ import numpy as np
 from ._lm import EXACT_RMS, GTOL
 from ._stationarity import EPSILON, clarke_descent
 
-__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_kink", "certify_law",
-           "fitted_problem"]
+__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_in_two_passes", "certify_kink",
+           "certify_law", "fitted_problem"]
 
 #: A kink is active when its gap is within this of zero (log units for the allocation floor):
 #: Levenberg–Marquardt stalls within about 1e-11 of the kinks it stops on.
@@ -109,6 +130,49 @@ _RETRACTION_STEPS = 8
 _RETRACTION_TOL = 1e-13
 #: Steps off the kinks along the sampled descent direction at most (:func:`certify_kink`).
 MAX_ESCAPES = 50
+#: The second-order pass stops when its trust radius falls below this fraction of the residuals'
+#: norm: no step it allows changes the residuals beyond rounding.
+_MIN_RADIUS = 1e-12
+
+
+def _trust_region_step(hess: np.ndarray, grad: np.ndarray, radius: float) -> np.ndarray:
+    r"""The minimiser of the model :math:`g^\top y + \tfrac12 y^\top H y` over
+    :math:`\|y\| \le` ``radius`` (Moré–Sorensen by the eigen-decomposition of ``H``, which may
+    be indefinite): the Newton step where ``H`` is positive definite and the step fits, else
+    :math:`y(s) = -(H + sI)^{-1} g` with the shift :math:`s \ge \max(0, -\lambda_{min})` that
+    puts it on the boundary (bisection: ``‖y(s)‖`` falls as ``s`` grows), plus a move along the
+    lowest eigenvector in the "hard case" where ``g`` has no component along it."""
+    lam, vec = np.linalg.eigh(0.5 * (hess + hess.T))
+    a = vec.T @ grad
+    if lam[0] > 0.0:
+        y = -vec @ (a / lam)
+        if np.linalg.norm(y) <= radius:
+            return y
+    lo = max(0.0, -float(lam[0]))
+    hi = lo + float(np.linalg.norm(grad)) / radius
+
+    def step(shift):
+        denom = lam + shift
+        keep = denom > 0.0
+        return -vec[:, keep] @ (a[keep] / denom[keep])
+
+    if np.linalg.norm(step(lo * (1.0 + 1e-12) + 1e-300)) < radius:
+        # the hard case: the step off the lowest eigenvalue's directions, filled up to the
+        # radius along the lowest eigenvector
+        off = lam > lam[0] + 1e-12 * max(float(np.max(np.abs(lam))), 1e-300)
+        y = -vec[:, off] @ (a[off] / (lam[off] + lo))
+        extra = np.sqrt(max(radius**2 - float(y @ y), 0.0))
+        v0 = vec[:, 0]
+        return y - extra * v0 * (1.0 if float(v0 @ grad) >= 0.0 else -1.0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if np.linalg.norm(step(mid)) > radius:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return step(hi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +192,9 @@ class KinkCertificate:
         escapes: steps taken off the kinks along the sampled gradients' descent direction
             (:func:`mixscale._stationarity.clarke_descent`), each followed by steps along the
             kinks active where it landed.
+        second_order_steps: accepted steps of the second-order pass (:func:`certify_law`), run
+            where the Gauss–Newton pass ends uncertified; ``None`` where it did not run (a
+            certified first pass, or a certificate made before the pass existed).
     """
 
     params: np.ndarray
@@ -139,6 +206,7 @@ class KinkCertificate:
     sigma: float
     certified: bool
     escapes: int = 0
+    second_order_steps: int | None = None
 
 
 def _scaled_cosine(g: np.ndarray, column_sq: np.ndarray, f: float, free: np.ndarray) -> float:
@@ -152,7 +220,7 @@ def _scaled_cosine(g: np.ndarray, column_sq: np.ndarray, f: float, free: np.ndar
 def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
                  gap_fn: Callable[[jax.Array], jax.Array], params, lower=None, upper=None, *,
                  gtol: float = GTOL, max_steps: int = 1000,
-                 kink_tol: float = KINK_TOL) -> KinkCertificate:
+                 kink_tol: float = KINK_TOL, second_order: bool = False) -> KinkCertificate:
     """Finish a fit on the kinks it stopped on and certify the end (module docstring).
 
     Args:
@@ -164,6 +232,8 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
         gtol: the gradient test's tolerance (tangential stop and certificate).
         max_steps: iterations along the kinks (accepted or not).
         kink_tol: the gap under which a kink is active.
+        second_order: steps along the kinks from the Lagrangian's exact Hessian in a trust
+            region (module docstring, "The second-order pass") instead of damped Gauss–Newton.
 
     Returns:
         A :class:`KinkCertificate`. With no active kink the steps are plain damped Gauss–Newton
@@ -188,6 +258,20 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
         return float(f), np.asarray(z)
 
     normals_at = jax.jit(jax.jacfwd(gap_fn))
+
+    @jax.jit
+    def curvature(q, weights):
+        """The objective's Hessian and that of ``weights · gaps`` (the kinks' part of the
+        Lagrangian's), ``(P, P)`` each."""
+        def f_of(u):
+            r = residual_fn(u)
+            return 0.5 * jnp.dot(r, r)
+
+        def weighted_gaps(u):
+            z = gap_fn(u)
+            return jnp.dot(weights, jnp.where(weights != 0.0, z, 0.0))
+
+        return jax.hessian(f_of)(q), jax.hessian(weighted_gaps)(q)
 
     def tangent(free, normals):
         """``(P, T)``: an orthonormal basis of the directions of the ``free`` parameters along
@@ -231,9 +315,9 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
     steps = accepted_steps = escapes = 0
     cos_t, n_active = np.inf, 0
     while True:
-        mu, nu = 1e-3, 2.0
-        # Damped Gauss-Newton steps along the active kinks, until the tangential gradient test
-        # passes or no step lowers the objective.
+        mu, nu, radius = 1e-3, 2.0, None
+        # Damped Gauss-Newton (or second-order trust-region) steps along the active kinks,
+        # until the tangential gradient test passes or no step lowers the objective.
         while steps < max_steps:
             r, jac, z, dz = (np.asarray(x) for x in linearise(jnp.asarray(p)))
             g = jac.T @ r
@@ -256,6 +340,68 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
             cos_t = _scaled_cosine(q_mat @ (q_mat.T @ g), column_sq, f, free)
             if cos_t <= gtol or q_mat.shape[1] == 0:
                 break
+            if second_order:
+                if radius is None:
+                    radius = float(np.sqrt(2.0 * f))
+                weights = np.zeros(z.size)
+                if active.size:  # the kinks' multipliers: g = Σ_k λ_k ∇z_k on the free ones
+                    weights[active] = np.linalg.lstsq(normals[:, free].T, g[free],
+                                                      rcond=None)[0]
+                hess_f, hess_z = (np.asarray(x) for x in curvature(jnp.asarray(p),
+                                                                   jnp.asarray(weights)))
+                jtj = jac.T @ jac
+                # second derivatives through an underflowed parameter (a vanishing amplitude)
+                # can be 0·inf: Gauss–Newton's entries stand in for them
+                hess = (np.where(np.isfinite(hess_f), hess_f, jtj)
+                        - np.where(np.isfinite(hess_z), hess_z, 0.0))
+                moved = False
+                while steps < max_steps and radius > _MIN_RADIUS * np.sqrt(2.0 * f):
+                    steps += 1
+                    step_free, q_step = free, q_mat
+                    while True:  # the step, the parameters it pushes out of the box held
+                        h_red, g_red = q_step.T @ hess @ q_step, q_step.T @ g
+                        dd = np.diag(q_step.T @ jtj @ q_step)
+                        d = np.sqrt(np.maximum(dd, 1e-12 * max(float(dd.max()), 1e-300)))
+                        ys = _trust_region_step(h_red / d[:, None] / d[None, :], g_red / d,
+                                                radius)
+                        y = ys / d
+                        push = outward(step_free, q_step @ y)
+                        if not push.any():
+                            break
+                        step_free = step_free & ~push
+                        q_step = tangent(step_free, normals)
+                        if q_step.shape[1] == 0:
+                            break
+                    if q_step.shape[1] == 0:
+                        break
+                    # cut where the step first meets a bound, that parameter put on it
+                    delta_p = q_step @ y
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        room = np.where(delta_p > 0, (upper - p) / delta_p,
+                                        np.where(delta_p < 0, (lower - p) / delta_p, np.inf))
+                    alpha = float(min(1.0, np.min(room)))
+                    target = p + alpha * delta_p
+                    if alpha < 1.0:
+                        hit = int(np.argmin(room))
+                        target[hit] = upper[hit] if delta_p[hit] > 0 else lower[hit]
+                    trial, f_trial, _ = retract(np.clip(target, lower, upper), active,
+                                                step_free)
+                    predicted = -(alpha * float(g_red @ y)
+                                  + 0.5 * alpha**2 * float(y @ h_red @ y))
+                    rho = ((f - f_trial) / max(predicted, 1e-300) if np.isfinite(f_trial)
+                           else -np.inf)
+                    if rho < 0.25:
+                        radius = 0.25 * alpha * float(np.linalg.norm(ys))
+                    elif rho > 0.75 and alpha == 1.0 and np.linalg.norm(ys) >= 0.99 * radius:
+                        radius *= 2.0
+                    if np.isfinite(f_trial) and f_trial < f:
+                        p, f = trial, f_trial
+                        accepted_steps += 1
+                        moved = True
+                        break
+                if not moved:
+                    break
+                continue
             moved = False
             while steps < max_steps and mu < 1e16:
                 steps += 1
@@ -318,13 +464,33 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
                            sigma=float(sigma), certified=bool(sigma <= gtol), escapes=escapes)
 
 
+def certify_in_two_passes(residual_fn, gap_fn, params, lower=None, upper=None, *,
+                          gtol: float = GTOL, max_steps: int = 1000) -> KinkCertificate:
+    """:func:`certify_kink` in two passes of up to ``max_steps`` iterations each: Gauss–Newton,
+    and where it ends uncertified the second-order pass from its end (module docstring). The
+    certificate is the second's end, with the first's start, the first's steps in ``steps``,
+    the second's in ``second_order_steps`` (``None`` where the first pass certified) and both
+    passes' steps off the kinks in ``escapes``."""
+    first = certify_kink(residual_fn, gap_fn, params, lower, upper, gtol=gtol,
+                         max_steps=max_steps)
+    if first.certified:
+        return first
+    second = certify_kink(residual_fn, gap_fn, first.params, lower, upper, gtol=gtol,
+                          max_steps=max_steps, second_order=True)
+    return dataclasses.replace(second, start_objective=first.start_objective,
+                               steps=first.steps, escapes=first.escapes + second.escapes,
+                               second_order_steps=second.steps)
+
+
 def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
                 max_steps: int = 1000) -> KinkCertificate | None:
     """:func:`certify_kink` for ``law`` on the fitter's arrays ``data``
     (:class:`mixscale._objective.FitData`) with Huber threshold ``delta`` and the ranges
     ``lower``, ``upper`` (pytrees shaped like the law's parameters, :func:`mixscale._bounds.
     bound_trees`), over its kinks in every run; ``None`` for a law without listed kinks
-    (:meth:`mixscale.laws.AbstractLaw.kink_gaps`)."""
+    (:meth:`mixscale.laws.AbstractLaw.kink_gaps`).
+
+    In two passes (:func:`certify_in_two_passes`)."""
     import equinox as eqx
 
     from ._objective import Layout, residuals
@@ -343,9 +509,9 @@ def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
         one = eqx.combine(layout.unravel(q), static)
         return jax.vmap(one.kink_gaps)(data.weights, data.model_size, data.tokens).ravel()
 
-    return certify_kink(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
-                        np.asarray(layout.ravel(lower)), np.asarray(layout.ravel(upper)),
-                        gtol=gtol, max_steps=max_steps)
+    return certify_in_two_passes(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
+                                 np.asarray(layout.ravel(lower)), np.asarray(layout.ravel(upper)),
+                                 gtol=gtol, max_steps=max_steps)
 
 
 def fitted_problem(result, table):

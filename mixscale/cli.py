@@ -400,6 +400,7 @@ def _cmd_fit(args) -> int:
                 "steps": res.kink_certificate.steps,
                 "active_kinks": res.kink_certificate.active_kinks,
                 "steps_off_kinks": res.kink_certificate.escapes,
+                "second_order_steps": res.kink_certificate.second_order_steps,
                 "sampled_stationarity": res.kink_certificate.sigma,
                 "end_kept": res.kink_kept},
             "objective": res.objective, "nested_objectives": dict(res.nested_objectives),
@@ -504,8 +505,12 @@ def _check_writable(path: str) -> None:
 
 
 def _off_kinks(cert) -> str:
-    """`` and N off them`` for a certificate that stepped off the kinks (``""`` if none)."""
-    return f" and {cert.escapes} off them" if cert.escapes else ""
+    """`` and N off them`` for a certificate that stepped off the kinks, ``, then N second-order
+    steps`` for one whose second pass ran (``""`` if neither)."""
+    off = f" and {cert.escapes} off them" if cert.escapes else ""
+    second = ("" if cert.second_order_steps is None
+              else f", then {cert.second_order_steps} second-order steps")
+    return off + second
 
 
 def _unconverged_note(res, args) -> str:

@@ -544,6 +544,9 @@ def test_fit_says_what_the_kink_certificate_did():
     left = dataclasses.replace(cert(True, 8e-6), escapes=3)
     note = _unconverged_note(SimpleNamespace(law_converged=True, kink_certificate=left), args)
     assert "12 steps along 2 kink(s) and 3 off them, sampled stationarity 8.0e-06" in note
+    second = dataclasses.replace(cert(True, 8e-6), second_order_steps=40)
+    note = _unconverged_note(SimpleNamespace(law_converged=True, kink_certificate=second), args)
+    assert "12 steps along 2 kink(s), then 40 second-order steps, sampled" in note
     # stopped early with no certificate: the kink continuation is named only where it was off
     early = SimpleNamespace(law_converged=False, kink_certificate=None,
                             at_step_limit=lambda *limits: False)

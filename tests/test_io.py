@@ -32,7 +32,7 @@ def saved(tmp_path):
                     kink_certificate=KinkCertificate(
                         params=np.array([0.5, -1.0]), objective=0.1, start_objective=0.2,
                         steps=12, active_kinks=1, tangential_cosine=float("nan"), sigma=5e-6,
-                        certified=True, escapes=0), kink_kept=True)
+                        certified=False, escapes=0, second_order_steps=7), kink_kept=True)
     path = tmp_path / "fit.json"
     save_fit(res, path)
     return path, res
@@ -53,7 +53,8 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert back.law_converged and back.polished == (0,) and back.finished == (0,)
     assert back.kink_kept
     cert = back.kink_certificate
-    assert cert.certified and cert.sigma == 5e-6 and cert.steps == 12
+    assert not cert.certified and cert.sigma == 5e-6 and cert.steps == 12
+    assert cert.second_order_steps == 7
     assert np.isnan(cert.tangential_cosine)  # written as null
     np.testing.assert_array_equal(cert.params, res.kink_certificate.params)
 
@@ -73,6 +74,16 @@ def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
     doc["converged"] = [False, False]
     old.write_text(json.dumps(doc))
     assert not load_fit(old).law_converged
+
+
+def test_a_certificate_written_before_the_second_order_pass_loads_without_it(saved, tmp_path):
+    path, _ = saved
+    doc = json.loads(path.read_text())
+    del doc["kink_certificate"]["second_order_steps"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    cert = load_fit(old).kink_certificate
+    assert cert.second_order_steps is None and cert.steps == 12
 
 
 def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
@@ -163,6 +174,8 @@ CORRUPTIONS = [
     ("kink_certificate.steps", -1, r"kink_certificate.steps"),
     ("kink_certificate.certified", 1, r"kink_certificate.certified"),
     ("kink_certificate.sigma", "small", r"kink_certificate.sigma"),
+    ("kink_certificate.second_order_steps", -2, r"kink_certificate.second_order_steps"),
+    ("kink_certificate.second_order_steps", True, r"kink_certificate.second_order_steps"),
     ("kink_kept", 1, "kink_kept"),
 ]
 

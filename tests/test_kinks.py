@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mixscale as ms
-from mixscale._kinks import certify_fit, certify_kink
+from mixscale._kinks import certify_fit, certify_in_two_passes, certify_kink
 from mixscale._stationarity import sampled_stationarity
 
 
@@ -93,6 +93,68 @@ def test_a_bound_that_the_step_along_the_kink_pushes_against_holds_its_parameter
     np.testing.assert_allclose(cert.params, [1.0, 1.0 + w, w], atol=1e-6)
     assert cert.objective == pytest.approx(1.1282, abs=1e-10)
     assert cert.certified and cert.escapes == 0 and cert.tangential_cosine <= 1e-5
+
+
+def _large_residual(p):
+    """The V across the curved kink with the pull along it and a residual ``−4.5 + 0.1 (x−1)²``
+    that stays large at the minimum ``(1, 1)``: its curvature, ``2 · 0.1 · (−4.5)`` per unit of
+    ``(x − 1)²``, cancels 90 % of Gauss–Newton's, so Gauss–Newton's steps along the kink
+    overshoot by a factor of ten and converge only linearly (the large-residual case)."""
+    z = _gap(p)[0]
+    return jnp.stack([jnp.maximum(2.0 * z, -z), p[0] - 1.0, -4.5 + 0.1 * (p[0] - 1.0) ** 2])
+
+
+def test_the_second_order_pass_converges_where_gauss_newton_crawls():
+    start = np.array([0.3, 0.09])
+    gauss_newton = certify_kink(_large_residual, _gap, start, max_steps=40)
+    assert not gauss_newton.certified
+    second = certify_kink(_large_residual, _gap, start, max_steps=40, second_order=True)
+    assert second.certified and second.steps <= 20 and second.active_kinks == 1
+    # certified by the scaled gradient test (|g| against ‖J‖‖r‖, ‖r‖ ≈ 4.5), so near (1, 1)
+    np.testing.assert_allclose(second.params, [1.0, 1.0], atol=2e-3)
+    assert second.objective == pytest.approx(0.5 * 4.5**2, rel=1e-7)
+    assert second.objective < gauss_newton.objective
+
+
+def test_the_second_pass_runs_only_where_the_first_ends_uncertified():
+    start = np.array([0.3, 0.09])
+    certified_first = certify_in_two_passes(_v_shaped, _gap, start, max_steps=40)
+    assert certified_first.certified and certified_first.second_order_steps is None
+    both = certify_in_two_passes(_large_residual, _gap, start, max_steps=40)
+    first = certify_kink(_large_residual, _gap, start, max_steps=40)
+    assert both.certified and both.steps == first.steps and both.second_order_steps >= 1
+    assert both.start_objective == first.start_objective and both.objective < first.objective
+    np.testing.assert_allclose(both.params, [1.0, 1.0], atol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["convex inside", "convex on the boundary", "indefinite",
+                                  "hard"])
+def test_the_trust_region_step_meets_the_optimality_conditions(case):
+    from mixscale._kinks import _trust_region_step
+
+    rng = np.random.default_rng(3)
+    vec, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    lam = {"convex inside": [1.0, 2, 3, 4, 5], "convex on the boundary": [0.01, 2, 3, 4, 5],
+           "indefinite": [-2.0, -0.5, 1, 3, 4], "hard": [-2.0, -0.5, 1, 3, 4]}[case]
+    hess = vec @ np.diag(lam) @ vec.T
+    grad = vec @ np.array([0.0 if case == "hard" else 0.3, 1.0, -0.5, 0.2, 0.7])
+    radius = 10.0 if case == "convex inside" else 1.0
+    y = _trust_region_step(hess, grad, radius)
+    assert np.linalg.norm(y) <= radius * (1 + 1e-9)
+    # (H + sI) y = −g with s ≥ 0, H + sI positive semi-definite, s (‖y‖ − Δ) = 0
+    shifts = -(hess @ y + grad) / np.where(np.abs(y) > 1e-12, y, np.nan)
+    s = float(np.nanmedian(shifts))
+    np.testing.assert_allclose((hess + s * np.eye(5)) @ y, -grad, atol=1e-8)
+    assert s >= -1e-9 and np.linalg.eigvalsh(hess + s * np.eye(5))[0] >= -1e-8
+    if case == "convex inside":
+        np.testing.assert_allclose(y, -np.linalg.solve(hess, grad), atol=1e-12)
+    else:
+        assert np.linalg.norm(y) == pytest.approx(radius, rel=1e-9)
+    # no point of the ball is lower (brute force over random points of the ball)
+    pts = rng.normal(size=(20000, 5))
+    pts *= (radius * rng.uniform(size=(20000, 1)) ** 0.2) / np.linalg.norm(pts, axis=1)[:, None]
+    model = pts @ grad + 0.5 * np.einsum("ni,ij,nj->n", pts, hess, pts)
+    assert grad @ y + 0.5 * y @ hess @ y <= model.min() + 1e-12
 
 
 def test_a_smooth_law_has_no_certificate():
