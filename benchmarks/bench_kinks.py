@@ -5,8 +5,8 @@ mixture with ``--splits``), fits the law as every experiment does
 (:func:`experiments._common.fit_law`: 64 restarts, nested starts, polish, kink continuation and
 then the certificate, :mod:`mixscale._kinks`) and prints the fit's wall time, the time of each
 stage, whether the returned law converged and what the certificate did: certified or not, its
-steps, active kinks, tangential cosine, sampled (Clarke) measure and how much it lowered the
-objective.
+Gauss–Newton steps and its second-order pass's (``—`` where the first pass certified), active
+kinks, tangential cosine, sampled (Clarke) measure and how much it lowered the objective.
 
 Run: ``python benchmarks/bench_kinks.py [--tables slimpajama7 regmix-1b] [--splits 0 1]
 [--law "capacity (full)"]`` (``--splits -1``: the whole table).
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     spec = mixscale.LawSpec.parse(args.law)
     print(f"{spec.label}: the experiments' fit, then the kink certificate")
     print(f"{'table':12s} {'split':>5s} {'wall s':>7s} {'kinks s':>7s} {'cert s':>6s} "
-          f"{'converged':>9s} {'certified':>9s} {'steps':>5s} {'active':>6s} "
+          f"{'converged':>9s} {'certified':>9s} {'steps':>5s} {'2nd':>5s} {'active':>6s} "
           f"{'tangential':>10s} {'measure':>8s} {'lowered':>9s}")
     for name in args.tables:
         for seed in args.splits:
@@ -56,15 +56,18 @@ def main(argv=None) -> int:
             res = fit_law(spec, table)
             wall = time.perf_counter() - t0
             c = res.kink_certificate
-            cells = ("—",) * 6 if c is None else (
-                "yes" if c.certified else "no", f"{c.steps}", f"{c.active_kinks}",
+            cells = ("—",) * 7 if c is None else (
+                "yes" if c.certified else "no", f"{c.steps}",
+                "—" if c.second_order_steps is None else f"{c.second_order_steps}",
+                f"{c.active_kinks}",
                 f"{c.tangential_cosine:.1e}", f"{c.sigma:.1e}",
                 f"{100 * (1 - c.objective / c.start_objective):.4f} %")
             print(f"{name:12s} {'all' if seed < 0 else seed:>5} {wall:7.1f} "
                   f"{res.timings.get('kink_smoothing_s', 0.0):7.1f} "
                   f"{res.timings.get('kink_certificate_s', 0.0):6.1f} "
                   f"{'yes' if res.law_converged else 'no':>9s} {cells[0]:>9s} {cells[1]:>5s} "
-                  f"{cells[2]:>6s} {cells[3]:>10s} {cells[4]:>8s} {cells[5]:>9s}", flush=True)
+                  f"{cells[2]:>5s} {cells[3]:>6s} {cells[4]:>10s} {cells[5]:>8s} {cells[6]:>9s}",
+                  flush=True)
     return 0
 
 
