@@ -864,8 +864,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('fit_under_overlap', 'capacity (transfer)'): 1,
     ('law_vs_simulator', 'capacity (crossover)'): 1,
     ('law_vs_simulator', 'spectral (transfer)'): 1,
-    ('pilecc_target', 'capacity (coupled)'): 1,
-    ('pilecc_target', 'capacity (crossover)'): 1,
     ('real_extrapolation', 'capacity (full)'): 1,
     ('regmix_overlap', 'overlap (rank)'): 1,
 }
