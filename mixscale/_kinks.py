@@ -110,6 +110,7 @@ took about 400 steps to a measure of 2.4e-6 (−0.011 %).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -173,6 +174,29 @@ def _trust_region_step(hess: np.ndarray, grad: np.ndarray, radius: float) -> np.
         if hi - lo <= 1e-12 * hi:
             break
     return step(hi)
+
+
+def _damped_step(q: np.ndarray, *, jac: np.ndarray, r: np.ndarray, mu: float):
+    r"""Marquardt's damped Gauss–Newton step on the tangent basis ``q`` ``(P, T)``:
+    ``(y, Qᵀ Jᵀ r, d)`` with :math:`(Q^\top J^\top J Q + \mu\,\mathrm{diag}(d))\,y =
+    -Q^\top J^\top r`, ``d`` the diagonal floored at ``1e-12`` of its largest entry."""
+    jq = jac @ q
+    a = jq.T @ jq
+    gq = jq.T @ r
+    d = np.maximum(np.diag(a), 1e-12 * max(float(np.diag(a).max()), 1e-300))
+    return np.linalg.solve(a + mu * np.diag(d), -gq), gq, d
+
+
+def _scaled_trust_region_step(q: np.ndarray, *, hess: np.ndarray, jtj: np.ndarray,
+                              g: np.ndarray, radius: float):
+    """The trust-region step (:func:`_trust_region_step`) of the model ``(Qᵀ H Q, Qᵀ g)`` on
+    the tangent basis ``q``, the radius measured in Marquardt's scaling (``d``: the square
+    roots of ``diag(Qᵀ JᵀJ Q)``, floored): ``(y, d·y, Qᵀ H Q, Qᵀ g)``."""
+    h_red, g_red = q.T @ hess @ q, q.T @ g
+    dd = np.diag(q.T @ jtj @ q)
+    d = np.sqrt(np.maximum(dd, 1e-12 * max(float(dd.max()), 1e-300)))
+    ys = _trust_region_step(h_red / d[:, None] / d[None, :], g_red / d, radius)
+    return ys / d, ys, h_red, g_red
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +313,22 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
         """The free parameters on a bound of their range that ``step`` would take out of it."""
         return free & (((p <= lower) & (step < 0)) | ((p >= upper) & (step > 0)))
 
+    def held_step(free, q_mat, normals, solve):
+        """``solve(q)`` (a tuple whose first entry is the step's coordinates on the tangent
+        basis ``q``), solved again without the free parameters that its step would push out of
+        the box (they are held on their bound) until it pushes none: ``(step_free, q_step,
+        solution)``; ``q_step`` has no column where every direction ends up held."""
+        step_free, q_step = free, q_mat
+        while True:
+            solution = solve(q_step)
+            push = outward(step_free, q_step @ solution[0])
+            if not push.any():
+                return step_free, q_step, solution
+            step_free = step_free & ~push
+            q_step = tangent(step_free, normals)
+            if q_step.shape[1] == 0:
+                return step_free, q_step, solution
+
     def retract(trial, active, free):
         """``trial`` taken back onto the ``active`` kinks along their normals, moving the
         ``free`` parameters inside the box; ``(point, f, gaps)``, ``f = inf`` if a normal is not
@@ -357,21 +397,9 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
                 moved = False
                 while steps < max_steps and radius > _MIN_RADIUS * np.sqrt(2.0 * f):
                     steps += 1
-                    step_free, q_step = free, q_mat
-                    while True:  # the step, the parameters it pushes out of the box held
-                        h_red, g_red = q_step.T @ hess @ q_step, q_step.T @ g
-                        dd = np.diag(q_step.T @ jtj @ q_step)
-                        d = np.sqrt(np.maximum(dd, 1e-12 * max(float(dd.max()), 1e-300)))
-                        ys = _trust_region_step(h_red / d[:, None] / d[None, :], g_red / d,
-                                                radius)
-                        y = ys / d
-                        push = outward(step_free, q_step @ y)
-                        if not push.any():
-                            break
-                        step_free = step_free & ~push
-                        q_step = tangent(step_free, normals)
-                        if q_step.shape[1] == 0:
-                            break
+                    step_free, q_step, (y, ys, h_red, g_red) = held_step(
+                        free, q_mat, normals, functools.partial(
+                            _scaled_trust_region_step, hess=hess, jtj=jtj, g=g, radius=radius))
                     if q_step.shape[1] == 0:
                         break
                     # cut where the step first meets a bound, that parameter put on it
@@ -405,20 +433,8 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
             moved = False
             while steps < max_steps and mu < 1e16:
                 steps += 1
-                step_free, q_step = free, q_mat
-                while True:  # the damped step, the parameters it pushes out of the box held
-                    jq = jac @ q_step
-                    a = jq.T @ jq
-                    gq = jq.T @ r
-                    d = np.maximum(np.diag(a), 1e-12 * max(float(np.diag(a).max()), 1e-300))
-                    y = np.linalg.solve(a + mu * np.diag(d), -gq)
-                    push = outward(step_free, q_step @ y)
-                    if not push.any():
-                        break
-                    step_free = step_free & ~push
-                    q_step = tangent(step_free, normals)
-                    if q_step.shape[1] == 0:
-                        break
+                step_free, q_step, (y, gq, d) = held_step(
+                    free, q_mat, normals, functools.partial(_damped_step, jac=jac, r=r, mu=mu))
                 if q_step.shape[1]:
                     trial, f_trial, _ = retract(np.clip(p + q_step @ y, lower, upper), active,
                                                 step_free)
