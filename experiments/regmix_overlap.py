@@ -14,7 +14,10 @@ much of domain ``j``'s data counts as domain ``i``'s. It fits the candidate law 
 with the overlaps ``S`` of increasing freedom: none (``own``, the paper's own-share term), of
 rank ``r`` (``S_ij = Σ_t P_it P_jt``: ``r`` pools of shared features; ``r = 1`` is the rank-one
 pooling of the capacity law's ``transfer`` variant and its successors), and free (every directed
-pair). Each is fitted
+pair); and, for some of them, with *source exponents* (``+ g``): each training domain's share
+enters as ``h_j^{g_j}``, one exponent per source (``docs/theory.md`` §7: a shared rank is taught
+at the source's spectral rate, so ``j``'s tokens reach ranks ``∝ (D h_j)^{1/α_j}``; the
+additive law has an exponent per (target, source) pair instead). Each is fitted
 
 * on RegMix-1M's training runs, and scored by its ranking of the held-out mixtures at 1M and at
   60M (Spearman, mean over the 13 in-mixture loss domains; ``compare_laws``' protocol) and its
@@ -25,11 +28,13 @@ pair). Each is fitted
 
 Reading: if the ranking rises from ``own`` to ``free`` to the empirical laws' level, the theory
 laws' deficit on RegMix is the structure of the overlaps, and the rank that reaches it says how
-many parameters a theory law needs for it. The free ``S`` fitted at 1M is drawn as a heat map
+many parameters a theory law needs for it; what ``+ g`` adds at each structure is what the
+sources' own rates of return are worth there. The free ``S`` fitted at 1M is drawn as a heat map
 (which pairs of domains share tokens).
 
 Fitting: :func:`experiments._common.fit_law` (the experiments' one policy), 64 restarts, each
-variant started also from its fitted ``own`` variant (nested, exactly at ``S = 0``).
+variant started also from its fitted ``own`` variant (nested, exactly at ``S = 0``), and each
+``+ g`` structure from its fit without source exponents (nested, exactly at ``g = 1``).
 
 Cost: ``elapsed_s`` in the JSON; ``--quick`` (no rank variant, 64 training runs, 2 restarts, one
 split): well under a minute.
@@ -70,9 +75,13 @@ REFERENCES = ("capacity (transfer)", "capacity (crossover)", "dml", "additive", 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """``factors``: the ranks ``r`` of the ``rank`` variant fitted (beside ``own`` and ``free``);
-    ``regmix_train_runs``: the first this many RegMix-1M training runs (``None``: all 512)."""
+    ``sourced_factors``: those of them fitted also with source exponents, and ``sourced_free``
+    whether ``free`` is too; ``regmix_train_runs``: the first this many RegMix-1M training runs
+    (``None``: all 512)."""
 
     factors: tuple[int, ...] = (1, 2, 3, 4)
+    sourced_factors: tuple[int, ...] = (1, 2)
+    sourced_free: bool = True
     n_restarts: int = N_RESTARTS
     fit_seed: int = 0
     regmix_train_runs: int | None = None
@@ -80,15 +89,29 @@ class Config:
     validation_fraction: float = 0.3
 
 
-QUICK = Config(factors=(), n_restarts=2, regmix_train_runs=64, in_scale_seeds=(0,))
+QUICK = Config(factors=(), sourced_factors=(), n_restarts=2, regmix_train_runs=64,
+               in_scale_seeds=(0,))
+
+#: The suffix of a structure's name with source exponents.
+SOURCED = " + g"
 
 
 def structures(config: Config) -> list[tuple[str, LawSpec]]:
-    """``(name, spec)`` of each overlap structure fitted, fewest parameters first."""
-    return [("own", LawSpec("overlap", variant="own")),
-            *((f"rank {r}", LawSpec("overlap", variant="rank", factors=r))
-              for r in config.factors),
-            ("free", LawSpec("overlap", variant="free"))]
+    """``(name, spec)`` of each overlap structure fitted: those without source exponents,
+    fewest parameters first, then those with them (``SOURCED``), in the same order."""
+    if not set(config.sourced_factors) <= set(config.factors):
+        raise ValueError(f"sourced_factors {config.sourced_factors} must be among the factors "
+                         f"{config.factors}")
+    plain = [("own", LawSpec("overlap", variant="own")),
+             *((f"rank {r}", LawSpec("overlap", variant="rank", factors=r))
+               for r in config.factors),
+             ("free", LawSpec("overlap", variant="free"))]
+    sourced = [*((f"rank {r}{SOURCED}", LawSpec("overlap", variant="rank", factors=r,
+                                                 source_exponents=True))
+                 for r in config.sourced_factors),
+               *([(f"free{SOURCED}", LawSpec("overlap", variant="free", source_exponents=True))]
+                 if config.sourced_free else [])]
+    return plain + sourced
 
 
 def _fit_all(config: Config, train, validation=None) -> dict:
@@ -115,6 +138,8 @@ def run_ranking(config: Config, log) -> list[dict]:
         law = res.law
         row["targets"], row["train_domains"] = list(res.targets), list(res.train_domains)
         row["overlaps"] = np.asarray(law.overlaps).tolist()
+        if law.g is not None:
+            row["g"] = np.asarray(law.g).tolist()
         rows.append(row)
         log.info("regmix 1M  %-8s %4d params  Spearman 1M %.3f  60M %.3f  MRE 1M %.2f%%  %.1fs",
                  name, res.n_params, row["tests"]["1M"]["spearman"],
@@ -189,11 +214,12 @@ def references(out: Path) -> dict[str, dict]:
 
 
 def _worst_domains(rows: list[dict], n: int = 5) -> list[str]:
-    """Report lines: for the ``own`` and ``free`` structures, the ``n`` loss domains with the
-    largest RegMix-1B in-scale validation MRE (mean over the splits) and the share of the
-    entries whose own domain was absent; none for a record without per-domain errors."""
+    """Report lines: for the ``own``, ``free`` and ``free + g`` structures, the ``n`` loss
+    domains with the largest RegMix-1B in-scale validation MRE (mean over the splits) and the
+    share of the entries whose own domain was absent; none for a record without per-domain
+    errors."""
     lines = []
-    for name in ("own", "free"):
+    for name in ("own", "free", f"free{SOURCED}"):
         splits = [x for x in rows if x["structure"] == name and "per_domain_mre" in x]
         if not splits:
             continue
@@ -225,12 +251,17 @@ def _top_overlaps(row: dict, threshold: float = 0.05) -> list[str]:
 def figure(out: Path, record: dict) -> list[str]:
     plt = pyplot()
     rows, refs = record["results"]["ranking"], references(out)
-    fig, (ax, hm) = plt.subplots(1, 2, figsize=(14, 5.2),
-                                 gridspec_kw={"width_ratios": [1, 1.25], "wspace": 0.4})
-    params = [r["n_params"] for r in rows]
-    for test, marker in (("1M", "o"), ("60M", "s")):
-        ax.plot(params, [r["tests"][test]["spearman"] for r in rows], marker=marker,
-                label=f"overlap law, ranking at {test}")
+    fig, (ax, hm, gx) = plt.subplots(1, 3, figsize=(20, 5.6),
+                                     gridspec_kw={"width_ratios": [1, 1.25, 0.6],
+                                                  "wspace": 0.45})
+    for sourced, style in ((False, "-"), (True, "--")):
+        group = [r for r in rows if r["structure"].endswith(SOURCED) == sourced]
+        for test, marker, color in (("1M", "o", "C0"), ("60M", "s", "C1")):
+            if group:
+                ax.plot([r["n_params"] for r in group],
+                        [r["tests"][test]["spearman"] for r in group], marker=marker, ls=style,
+                        color=color, label=f"overlap law{SOURCED if sourced else ''}, ranking "
+                                           f"at {test}")
     for r in rows:
         ax.annotate(r["structure"], (r["n_params"], r["tests"]["1M"]["spearman"]),
                     textcoords="offset points", xytext=(4, -12), fontsize=8)
@@ -262,6 +293,19 @@ def figure(out: Path, record: dict) -> list[str]:
     hm.set_ylabel("loss domain i")
     hm.set_title("free overlaps S_ij fitted at 1M (own domain grey: 1)")
     fig.colorbar(image, ax=hm, fraction=0.04)
+    sourced = [r for r in rows if "g" in r]
+    if sourced:  # the freest structure's source exponents
+        last = sourced[-1]
+        domains = last["train_domains"]
+        gx.barh(range(len(domains)), last["g"], color="C2")
+        gx.set_yticks(range(len(domains)), domains, fontsize=7)
+        gx.invert_yaxis()
+        gx.axvline(1.0, color="grey", lw=0.8, ls=":")
+        gx.set_xlabel("source exponent g_j (1: the tokens' own rate)")
+        gx.set_title(f"source exponents fitted at 1M ({last['structure']})")
+        gx.grid(alpha=0.3, axis="x")
+    else:
+        gx.axis("off")
     save_figure(fig, out, f"{NAME}.png")
     return [f"{NAME}.png"]
 
@@ -293,7 +337,9 @@ def markdown(out: Path, record: dict) -> str:
         "",
         f"The overlap law `L_i = E_i + A_i (h_i + Σ_j S_ij h_j)^(−a_i)` (candidate `overlap`) "
         f"fitted on RegMix-1M's first {n_train} training runs with {cfg['n_restarts']} "
-        f"restarts, each structure of the overlaps `S` started also from the fitted `own`; the "
+        f"restarts, each structure of the overlaps `S` started also from the fitted `own`, and "
+        f"with source exponents (`{SOURCED.strip()}`: `h_j^(g_j)` in place of `h_j`, the own "
+        f"share's too) started also from the same structure without them; the "
         f"ranking (Spearman, mean over the in-mixture loss domains) of the held-out mixtures at "
         f"1M and 60M and the 1M MRE (%); RegMix-1B in-scale: validation MRE (%) over "
         f"{len(cfg['in_scale_seeds'])} random 70/30 splits by mixture, mean ± sd, over every "
@@ -317,6 +363,10 @@ def markdown(out: Path, record: dict) -> str:
               "named domain counted at that fraction of the domain's own):", ""]
     lines += [f"* {line}" for line in _top_overlaps(next(r for r in rows
                                                          if r["structure"] == "free"))]
+    for r in (r for r in rows if "g" in r):
+        order = np.argsort(r["g"])
+        lines += ["", f"Source exponents `g` of `{r['structure']}` at 1M, smallest first: "
+                  + ", ".join(f"{r['train_domains'][j]} {r['g'][j]:.2f}" for j in order)]
     return "\n".join(lines) + "\n"
 
 

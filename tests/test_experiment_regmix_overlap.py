@@ -11,12 +11,21 @@ from mixscale import LawSpec
 
 
 def test_structures_from_fewest_parameters():
-    names = [name for name, _ in ro.structures(ro.Config(factors=(1, 3)))]
-    assert names == ["own", "rank 1", "rank 3", "free"]
-    specs = dict(ro.structures(ro.Config(factors=(3,))))
+    names = [name for name, _ in ro.structures(ro.Config(factors=(1, 3), sourced_factors=(3,)))]
+    assert names == ["own", "rank 1", "rank 3", "free", "rank 3 + g", "free + g"]
+    specs = dict(ro.structures(ro.Config(factors=(3,), sourced_factors=(), sourced_free=False)))
+    assert list(specs) == ["own", "rank 3", "free"]
     assert specs["rank 3"] == LawSpec("overlap", variant="rank", factors=3)
     counts = [spec.n_parameters(17, 13) for _, spec in ro.structures(ro.Config())]
-    assert counts == [39, 56, 73, 90, 107, 247] and counts == sorted(counts)
+    assert counts == [39, 56, 73, 90, 107, 247, 56 + 17, 73 + 17, 247 + 17]
+    assert counts[:6] == sorted(counts[:6])
+    # each sourced structure nests its plain one (the nested start at g = 1)
+    for name, spec in ro.structures(ro.Config()):
+        if name.endswith(ro.SOURCED):
+            plain = dict(ro.structures(ro.Config()))[name.removesuffix(ro.SOURCED)]
+            assert spec.nested_specs() == (plain,)
+    with pytest.raises(ValueError, match="sourced_factors"):
+        ro.structures(ro.Config(factors=(1,), sourced_factors=(2,)))
 
 
 def test_references_read_compare_laws_ranking_rows(tmp_path):
@@ -63,8 +72,10 @@ def test_quick_run(tmp_path):
     assert ro.main(["--quick", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "regmix_overlap.json").read_text())
     ranking, in_scale = record["results"]["ranking"], record["results"]["in_scale"]
-    assert [r["structure"] for r in ranking] == ["own", "free"]
-    assert {r["structure"] for r in in_scale} == {"own", "free"}
+    assert [r["structure"] for r in ranking] == ["own", "free", "free + g"]
+    assert {r["structure"] for r in in_scale} == {"own", "free", "free + g"}
+    g = np.asarray(ranking[-1]["g"])
+    assert g.shape == (17,) and np.all((g >= 0.05) & (g <= 5)) and "g" not in ranking[1]
     for r in ranking:
         s = np.asarray(r["overlaps"])
         assert s.shape == (13, 17) and np.all(s >= 0)
@@ -76,8 +87,9 @@ def test_quick_run(tmp_path):
     md = (tmp_path / "regmix_overlap.md").read_text()
     assert md.startswith("## ") and "](regmix_overlap.png)" in md
     assert (tmp_path / "regmix_overlap.png").stat().st_size > 0
-    for name in ("own", "free"):
+    for name in ("own", "free", "free + g"):
         assert f"| {name} |" in md
+    assert "Source exponents `g` of `free + g`" in md
     # the section is drawn from the JSON alone
     (tmp_path / "regmix_overlap.md").unlink()
     assert ro.main(["--redraw", "--out", str(tmp_path)]) == 0

@@ -43,7 +43,9 @@ K = 3
 DOMAINS = ("a", "b", "c")
 SIZES, TOKENS = (10.0, 40.0), (1.0, 5.0)
 
-SPECS = list(law_specs(candidates=True))
+SPECS = [*law_specs(candidates=True),  # and the options that change a law's parameters
+         LawSpec("overlap", variant="free", source_exponents=True),
+         LawSpec("overlap", variant="rank", factors=1, source_exponents=True)]
 ids = [s.label for s in SPECS]
 
 
@@ -446,6 +448,56 @@ def test_overlap_formula_by_hand_rank_and_nesting():
         OverlapLaw.from_params(E=E, A=A, a=a, S=np.ones((2, 3)), n_domains=K, targets=[2, 0])
     with pytest.raises(ValueError, match="factors"):
         OverlapLaw.n_parameters(K, 2, variant="rank", factors=0)
+
+
+def test_overlap_source_exponents_by_hand_nesting_and_errors():
+    """With source exponents each training domain's share enters as ``h_j^{g_j}``, the own
+    one too; ``g = 1`` is the law without them exactly (the nested start), a zero weight
+    contributes exactly 0 with finite gradients in ``g``, and ``own`` takes none."""
+    E, A, a = np.array([1.2, 0.8]), np.array([0.3, 0.5]), np.array([0.4, 0.2])
+    S, g = np.array([[0.25, 0.0], [0.5, 2.0]]), np.array([0.5, 0.8, 1.3])
+    law = OverlapLaw.from_params(E=E, A=A, a=a, S=S, g=g, n_domains=K, targets=[2, 0])
+    share = np.array([H[2] ** 1.3 + 0.25 * H[0] ** 0.5,
+                      H[0] ** 0.5 + 0.5 * H[1] ** 0.8 + 2.0 * H[2] ** 1.3])
+    pure = dataclasses.replace(law, weight_floor=0.0)
+    np.testing.assert_allclose(np.asarray(pure.predict(H, N_, D_)), E + A * share ** -a,
+                               rtol=1e-13)
+    P = np.array([[0.2, 1.0], [0.5, 0.0], [0.3, 0.7]])
+    ranked = OverlapLaw.from_params(E=E, A=A, a=a, P=P, g=g, n_domains=K, targets=[2, 0],
+                                    weight_floor=0.0)
+    s = P @ P.T
+    share = np.array([H[2] ** 1.3 + s[2, 0] * H[0] ** 0.5 + s[2, 1] * H[1] ** 0.8,
+                      H[0] ** 0.5 + s[0, 1] * H[1] ** 0.8 + s[0, 2] * H[2] ** 1.3])
+    np.testing.assert_allclose(np.asarray(ranked.predict(H, N_, D_)), E + A * share ** -a,
+                               rtol=1e-13)
+    h0 = jnp.asarray([0.0, 0.6, 0.4])
+    at_zero = np.array([E[0] + A[0] * np.sqrt((0.4 ** 1.3) ** 2 + 1e-6) ** -a[0],
+                        E[1] + A[1] * np.sqrt((0.5 * 0.6 ** 0.8 + 2.0 * 0.4 ** 1.3) ** 2
+                                              + 1e-6) ** -a[1]])
+    np.testing.assert_allclose(np.asarray(law.predict(h0, N_, D_)), at_zero, rtol=1e-13)
+    grad = jax.grad(lambda m: m.predict(h0, N_, D_).sum())(law)
+    assert np.all(np.isfinite(np.asarray(grad.log_g))) and float(grad.log_g[0]) == 0.0
+    for plain in (dataclasses.replace(law, log_g=None), dataclasses.replace(ranked, log_g=None),
+                  OverlapLaw.from_params(E=E, A=A, a=a, n_domains=K, targets=[2, 0])):
+        variant = "free" if plain.variant == "own" else plain.variant
+        nested = plain.embed(variant, factors=2, source_exponents=True)
+        np.testing.assert_array_equal(np.asarray(nested.g), np.ones(K))
+        np.testing.assert_array_equal(np.asarray(nested.predict(H, N_, D_)),
+                                      np.asarray(plain.predict(H, N_, D_)))
+    assert OverlapLaw.n_parameters(K, 2, variant="free", source_exponents=True) == 2 * 5 + K
+    (options, _), = OverlapLaw.nested(variant="rank", factors=3, source_exponents=True)
+    assert options["variant"] == "rank" and options["factors"] == 3
+    assert "source_exponents" not in options
+    with pytest.raises(ValueError, match="'own' variant takes no source exponents"):
+        OverlapLaw.from_params(E=E, A=A, a=a, g=g, n_domains=K, targets=[2, 0])
+    with pytest.raises(ValueError, match="'own' variant takes no source exponents"):
+        LawSpec("overlap", variant="own", source_exponents=True).n_parameters(K, 2)
+    with pytest.raises(ValueError, match=r"g must have shape \(3,\)"):
+        OverlapLaw.from_params(E=E, A=A, a=a, S=S, g=g[:2], n_domains=K, targets=[2, 0])
+    with pytest.raises(ValueError, match="positive"):
+        OverlapLaw.from_params(E=E, A=A, a=a, S=S, g=-g, n_domains=K, targets=[2, 0])
+    with pytest.raises(ValueError, match="embeds"):
+        law.embed("free", source_exponents=True)
 
 
 @pytest.mark.parametrize("variant", ["linear", "loglinear"])

@@ -28,11 +28,33 @@ this law asks what the mixture dependence of real losses needs beyond that. Vari
   shared by all targets.
 * ``"own"``: no overlap, ``S = 0``: the paper's data term alone at one scale, ``3M``.
 
+Source exponents (the option ``source_exponents=True``, for ``free`` and ``rank``): each
+training domain ``j`` teaches at its own rate of return, a per-source exponent ``g_j``,
+
+.. math::
+
+    s_i(h) = h_i^{g_i} + \sum_{j \ne i} S_{ij}\, h_j^{g_j} ,
+
+``K`` parameters more (``g = 1`` is the law without them, exactly). Why (``docs/theory.md``
+§7, *per-source exponents*): a rank that domains share is learned at the rate the mixture's
+tokens give it, ``D Σ_j h_j u^{−α_j}``, each source at its own spectral exponent ``α_j``, so the
+ranks that ``j``'s tokens teach by themselves reach ``u ∝ (D h_j)^{1/α_j}`` and domain ``i``'s
+loss on them, a density ``u^{−b_i−1}``, falls as ``(D h_j)^{−b_i/α_j}``: the target's exponent
+over the *source's*, where the share term without ``g`` gives every source the target's own
+``b_i/α_i``. Here the share counts ranks reached, ``h_j^{g_j}`` with ``g_j ∝ 1/α_j``, and ``a_i``
+is the target's ``b_i`` in those units; the own term's exponent is ``a_i g_i`` (so ``own``
+takes none: ``a_i`` and ``g_i`` would be one number). Summing the ranks each source reaches is
+exact for one source and an approximation where several teach the same ranks (the frontier
+then solves ``Σ_j D h_j u^{−α_j} ∝ 1``). The empirical additive law gives every (target,
+source) pair an exponent of its own (``M K``); the theory gives one per source.
+
 Not a law of every scale (``uses_scale = False``): it isolates the mixture dependence that a
 data term can give at one model size and budget, against which the theory laws' rank-one pooling
 and the empirical laws' free interactions are measured (``experiments/regmix_overlap.py``).
 
-Ranges: ``a`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE` (``[0.01, 3]``); overlaps
+Ranges: ``a`` in :data:`~mixscale.laws._terms.EXPONENT_RANGE` (``[0.01, 3]``); source exponents
+``g`` in :data:`SOURCE_EXPONENT_RANGE` (``[0.05, 5]``, wide on both sides of the theory's
+``g = 1/α``, below 1 for the spectra ``α > 1`` of its power laws); overlaps
 ``S ∈ [0, 9]`` and loadings ``P ∈ [0, 3]`` (the ``transfer`` variant's upper end for ``p``: a
 token of a close domain may teach up to nine times what one of the domain's own does, as for two
 halves of one source). ``S`` and ``P`` are fitted as they are, not through a logarithm: most
@@ -56,6 +78,7 @@ targets can be predicted.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -82,6 +105,8 @@ from ._terms import (
 __all__ = ["OverlapLaw"]
 
 VARIANTS = ("free", "rank", "own")
+#: Range of the source exponents ``g`` (option ``source_exponents``).
+SOURCE_EXPONENT_RANGE = (0.05, 5.0)
 #: Ranges of the overlaps ``S`` (``free``) and of the loadings ``P`` (``rank``).
 OVERLAP_RANGE, LOADING_RANGE = (0.0, 9.0), (0.0, 3.0)
 
@@ -107,6 +132,8 @@ class OverlapLaw(AbstractLaw):
         S: ``(M, K − 1)`` overlaps of each target with the other training domains, in domain
             order, ``≥ 0`` (``free``; ``None`` otherwise).
         P: ``(K, r)`` loadings, ``≥ 0`` (``rank``; ``None`` otherwise).
+        log_g: ``(K,)`` logs of the source exponents ``g`` (``source_exponents``; ``None``
+            otherwise).
         targets: training-domain index of each of the ``M`` targets (static).
         n_domains: ``K`` (static).
         variant: ``"free"``, ``"rank"`` or ``"own"`` (static).
@@ -125,6 +152,7 @@ class OverlapLaw(AbstractLaw):
     n_domains: int = eqx.field(static=True)
     S: jax.Array | None = None
     P: jax.Array | None = None
+    log_g: jax.Array | None = None
     variant: str = eqx.field(static=True, default="free")
     weight_floor: float = eqx.field(static=True, default=1e-3)
 
@@ -150,11 +178,23 @@ class OverlapLaw(AbstractLaw):
         if self.P is not None and (jnp.ndim(self.P) != 2 or jnp.shape(self.P)[0] != k
                                    or jnp.shape(self.P)[1] < 1):
             raise ValueError(f"P must have shape ({k}, r) with r >= 1, got {jnp.shape(self.P)}")
+        if self.log_g is not None:
+            if self.variant == "own":
+                raise ValueError("the 'own' variant takes no source exponents (a_i and g_i "
+                                 "would be one number)")
+            if jnp.shape(self.log_g) != (k,):
+                raise ValueError(f"g must have shape ({k},) (one per training domain), got "
+                                 f"{jnp.shape(self.log_g)}")
         check_weight_floor(self.weight_floor)
 
     E = property(lambda self: jnp.exp(self.log_E), doc="Irreducible losses ``(M,)``.")
     A = property(lambda self: jnp.exp(self.log_A), doc="Data-term amplitudes ``(M,)``.")
     a = property(lambda self: jnp.exp(self.log_a), doc="Share exponents ``(M,)``.")
+
+    @property
+    def g(self) -> jax.Array | None:
+        """Source exponents ``(K,)`` (``source_exponents``; ``None`` otherwise)."""
+        return None if self.log_g is None else jnp.exp(self.log_g)
 
     @property
     def n_train_domains(self) -> int:
@@ -179,15 +219,19 @@ class OverlapLaw(AbstractLaw):
         """Losses ``(M,)`` for mixture ``h`` ``(K,)``; ``N`` and ``D`` are ignored."""
         del N, D
         h = check_mixture(h, self.n_domains)
+        if self.log_g is not None:  # h_j^{g_j}: exactly 0 at h_j = 0, finite gradients in g
+            some = h > 0
+            h = jnp.where(some, jnp.exp(self.g * jnp.log(jnp.where(some, h, 1.0))), 0.0)
         share = self.overlaps @ h
         return self.E + self.A * jnp.exp(-self.a * smooth_floored_log(share, self.weight_floor))
 
     @classmethod
-    def from_params(cls, *, E, A, a, n_domains: int, S=None, P=None,
+    def from_params(cls, *, E, A, a, n_domains: int, S=None, P=None, g=None,
                     targets: Sequence[int] | None = None, weight_floor: float = 1e-3
                     ) -> OverlapLaw:
         """A law from natural parameters: ``E, A, a > 0`` ``(M,)``; ``S ≥ 0`` ``(M, K − 1)`` for
-        ``free`` or ``P ≥ 0`` ``(K, r)`` for ``rank`` (neither: ``own``). ``targets`` defaults to
+        ``free`` or ``P ≥ 0`` ``(K, r)`` for ``rank`` (neither: ``own``); source exponents
+        ``g > 0`` ``(K,)`` (``source_exponents``; ``None``: without). ``targets`` defaults to
         every training domain in order."""
         if S is not None and P is not None:
             raise ValueError("give the overlaps S (free) or the loadings P (rank), not both")
@@ -195,7 +239,8 @@ class OverlapLaw(AbstractLaw):
         targets = tuple(range(n_domains)) if targets is None else tuple(int(t) for t in targets)
         return cls(log_E=positive(E, "E"), log_A=positive(A, "A"), log_a=positive(a, "a"),
                    S=None if S is None else non_negative(S, "S"),
-                   P=None if P is None else non_negative(P, "P"), targets=targets,
+                   P=None if P is None else non_negative(P, "P"),
+                   log_g=None if g is None else positive(g, "g"), targets=targets,
                    n_domains=int(n_domains), variant=variant, weight_floor=weight_floor)
 
     @classmethod
@@ -204,89 +249,119 @@ class OverlapLaw(AbstractLaw):
         return in_mixture_targets(train_domains, loss_domains)
 
     def natural_parameters(self) -> dict[str, jax.Array]:
-        """``E, A, a`` ``(M,)``, and ``S`` ``(M, K − 1)`` (free) or ``P`` ``(K, r)`` (rank)."""
+        """``E, A, a`` ``(M,)``, and ``S`` ``(M, K − 1)`` (free) or ``P`` ``(K, r)`` (rank), and
+        ``g`` ``(K,)`` (source exponents)."""
         out = {"E": self.E, "A": self.A, "a": self.a}
         if self.S is not None:
             out["S"] = self.S
         if self.P is not None:
             out["P"] = self.P
+        if self.log_g is not None:
+            out["g"] = self.g
         return out
 
     @classmethod
     def n_parameters(cls, n_train_domains: int, n_targets: int, *, variant: str = "free",
-                     factors: int = 2, weight_floor: float = 1e-3) -> int:
-        """``M (K + 2)`` (free), ``3M + rK`` (rank), ``3M`` (own)."""
+                     factors: int = 2, source_exponents: bool = False,
+                     weight_floor: float = 1e-3) -> int:
+        """``M (K + 2)`` (free), ``3M + rK`` (rank), ``3M`` (own); ``K`` more with source
+        exponents."""
         del weight_floor
         k, m = n_train_domains, n_targets
+        _check_source_exponents(variant, source_exponents)
         return {"free": m * (k + 2), "rank": 3 * m + _check_factors(factors) * k,
-                "own": 3 * m}[variant]
+                "own": 3 * m}[variant] + (k if source_exponents else 0)
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *, variant: str = "free", factors: int = 2,
-                         weight_floor: float = 1e-3) -> dict[str, tuple[float, float]]:
-        """``a`` in ``[0.01, 3]``; ``S`` in ``[0, 9]``, ``P`` in ``[0, 3]`` (module
-        docstring)."""
+                         source_exponents: bool = False, weight_floor: float = 1e-3
+                         ) -> dict[str, tuple[float, float]]:
+        """``a`` in ``[0.01, 3]``; ``S`` in ``[0, 9]``, ``P`` in ``[0, 3]``; ``g`` in
+        ``[0.05, 5]`` (module docstring)."""
         del summary, factors, weight_floor
         bounds = {"log_a": log_range(*EXPONENT_RANGE)}
         if variant == "free":
             bounds["S"] = OVERLAP_RANGE
         if variant == "rank":
             bounds["P"] = LOADING_RANGE
+        if source_exponents:
+            bounds["log_g"] = log_range(*SOURCE_EXPONENT_RANGE)
         return bounds
 
-    def embed(self, variant: str, factors: int = 2) -> OverlapLaw:
-        """This ``own`` law as ``variant`` (``free`` or ``rank``) with no overlap (``S = 0`` or
-        ``P = 0``): the same losses exactly."""
-        if self.variant != "own" or variant not in ("free", "rank"):
-            raise ValueError(f"only 'own' embeds, in 'free' or 'rank'; got {self.variant!r} "
-                             f"into {variant!r}")
+    def embed(self, variant: str, factors: int = 2, source_exponents: bool = False
+              ) -> OverlapLaw:
+        """This law as ``variant`` with more freedom at the point where it is this law exactly:
+        ``own`` as ``free`` or ``rank`` with no overlap (``S = 0`` or ``P = 0``); and with
+        ``source_exponents``, every ``g = 1`` (``free`` and ``rank`` into themselves too)."""
         m, k = len(self.targets), self.n_domains
-        if variant == "free":
-            extra = {"S": jnp.zeros((m, k - 1))}
-        else:
-            extra = {"P": jnp.zeros((k, _check_factors(factors)))}
+        same = variant == self.variant and (variant != "rank" or self.P.shape[1] == factors)
+        if (variant not in ("free", "rank") or self.log_g is not None
+                or not (self.variant == "own" or (same and source_exponents))):
+            raise ValueError(f"{self.variant!r} embeds in 'free' or 'rank' (or, without source "
+                             f"exponents, in itself with them); got {self.variant!r} into "
+                             f"{variant!r} (source exponents {source_exponents})")
+        extra = {"S": self.S, "P": self.P}
+        if self.variant == "own":
+            extra = ({"S": jnp.zeros((m, k - 1)), "P": None} if variant == "free" else
+                     {"S": None, "P": jnp.zeros((k, _check_factors(factors)))})
         return OverlapLaw(log_E=self.log_E, log_A=self.log_A, log_a=self.log_a,
                           targets=self.targets, n_domains=k, variant=variant,
-                          weight_floor=self.weight_floor, **extra)
+                          weight_floor=self.weight_floor,
+                          log_g=jnp.zeros((k,)) if source_exponents else None, **extra)
 
     @classmethod
-    def nested(cls, *, variant: str = "free", factors: int = 2,
+    def nested(cls, *, variant: str = "free", factors: int = 2, source_exponents: bool = False,
                weight_floor: float = 1e-3) -> tuple:
-        """``free`` and ``rank`` nest ``own`` (at ``S = 0``, ``P = 0``: :meth:`embed`)."""
+        """``free`` and ``rank`` nest ``own`` (at ``S = 0``, ``P = 0``: :meth:`embed`); with
+        source exponents they nest themselves without them (at ``g = 1``)."""
         if variant == "own":
             return ()
+        if source_exponents:
+            return (({"variant": variant, "factors": factors, "weight_floor": weight_floor},
+                     lambda law: law.embed(variant, factors, source_exponents=True)),)
         return (({"variant": "own", "weight_floor": weight_floor},
                  lambda law: law.embed(variant, factors)),)
 
     @classmethod
     def init(cls, key, summary: DataSummary, *, variant: str = "free", factors: int = 2,
-             weight_floor: float = 1e-3) -> OverlapLaw:
+             source_exponents: bool = False, weight_floor: float = 1e-3) -> OverlapLaw:
         """A random initial law for one restart, scaled to the data.
 
         Per target, with ``L`` its mean observed loss (midpoint of min and max): ``a``
         log-uniform in ``[0.02, 0.5]``; ``E`` uniform in ``[0.2, 0.9]·min loss``; overlaps ``S``
-        log-uniform in ``[10⁻³, 0.3]`` (free) or loadings ``P`` in ``[0.01, 0.5]`` (rank); ``A``
-        such that the law equals ``L`` at the even split ``h = 1/K``.
+        log-uniform in ``[10⁻³, 0.3]`` (free) or loadings ``P`` in ``[0.01, 0.5]`` (rank);
+        source exponents ``g`` log-uniform in ``[0.3, 1.2]`` (``1/α`` for spectra of exponent
+        up to about 3, as the theory's power laws); ``A`` such that the law equals ``L`` at the
+        even split ``h = 1/K`` (with ``g``: at the even split's ``(1/K)^g``).
         """
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         factors = _check_factors(factors)
+        _check_source_exponents(variant, source_exponents)
         targets = summary.target_index
         k, m = len(summary.train_domains), len(targets)
         keys = jax.random.split(key, 4)
         loss_mid = jnp.asarray(0.5 * summary.loss_min + 0.5 * summary.loss_max)
         log_a = log_uniform(keys[0], 0.02, 0.5, (m,))
         E = uniform(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
-        extra, pooled = {}, jnp.zeros((m,))
+        log_g = (log_uniform(jax.random.fold_in(key, 4), 0.3, 1.2, (k,)) if source_exponents
+                 else None)
+        even = jnp.full((k,), 1.0 / k) if log_g is None else jnp.exp(-jnp.exp(log_g) * np.log(k))
+        extra = {}
         if variant == "free":
             extra["S"] = jnp.exp(log_uniform(keys[2], 1e-3, 0.3, (m, k - 1)))
-            pooled = extra["S"].sum(axis=1) / k
         elif variant == "rank":
-            p = jnp.exp(log_uniform(keys[3], 0.01, 0.5, (k, factors)))
-            extra["P"] = p
-            s = p @ p.T
-            pooled = (s.sum(axis=1) - jnp.diag(s))[jnp.asarray(targets)] / k
-        share = 1.0 / k + pooled
+            extra["P"] = jnp.exp(log_uniform(keys[3], 0.01, 0.5, (k, factors)))
+        law = cls(log_E=jnp.log(E), log_A=jnp.zeros((m,)), log_a=log_a, targets=targets,
+                  n_domains=k, variant=variant, weight_floor=weight_floor, log_g=log_g, **extra)
+        share = law.overlaps @ even
         log_A = jnp.log(loss_mid - E) + jnp.exp(log_a) * jnp.log(share)
-        return cls(log_E=jnp.log(E), log_A=log_A, log_a=log_a, targets=targets, n_domains=k,
-                   variant=variant, weight_floor=weight_floor, **extra)
+        return dataclasses.replace(law, log_A=log_A)
+
+
+def _check_source_exponents(variant: str, source_exponents) -> None:
+    if not isinstance(source_exponents, (bool, np.bool_)):
+        raise ValueError(f"source_exponents must be True or False, got {source_exponents!r}")
+    if source_exponents and variant == "own":
+        raise ValueError("the 'own' variant takes no source exponents (a_i and g_i would be one "
+                         "number); use 'free' or 'rank'")
