@@ -857,7 +857,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'spectral (dispersed)'): 1,
     ('compare_laws', 'spectral (full)'): 1,
     ('compare_laws', 'spectral (transfer)'): 1,
-    ('real_extrapolation', 'capacity (full)'): 1,
     ('regmix_overlap', 'overlap (rank)'): 1,
 }
 
