@@ -133,7 +133,8 @@ def fit_cache(directory: str | os.PathLike | None):
 
     A fit is found only under the same inputs, by a SHA-256 key of everything that sets it
     (:func:`_fit_key`): the code of the ``mixscale`` package and of this module (not their
-    comments and docstrings), the package versions, the law and its options, the training and
+    comments and docstrings; of the law modules only the fitted law's own and those it
+    imports, :func:`_code_digest`), the package versions, the law and its options, the training and
     validation rows (every array, the domain names and units), the restarts, seed, step cap,
     stages, and the laws and objectives of the nested fits it starts from. A change to any of
     them is a different key, so a cache cannot return a fit of other code or other rows. Each
@@ -167,16 +168,55 @@ def _code_text(source: str) -> str:
     return ast.dump(tree)
 
 
+def _law_module_files() -> dict[Path, str]:
+    """``{file: module name}`` of the modules of ``mixscale.laws`` that define a registered law
+    (each law is one such file)."""
+    import sys
+
+    from mixscale import LAWS
+
+    return {Path(sys.modules[cls.__module__].__file__).resolve(): cls.__module__
+            for cls in LAWS.values()}
+
+
+def _imported_law_files(path: Path, law_files) -> set[Path]:
+    """The law modules that ``path`` imports relatively (``from ._additive import …``), and
+    theirs, transitively, with ``path`` itself."""
+    seen, todo = set(), [path]
+    while todo:
+        here = todo.pop()
+        if here in seen:
+            continue
+        seen.add(here)
+        for node in ast.walk(ast.parse(here.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                target = (here.parent / f"{node.module}.py").resolve()
+                if target in law_files:
+                    todo.append(target)
+    return seen
+
+
 @functools.cache
-def _code_digest() -> bytes:
-    """SHA-256 of the code that sets a fit: every ``.py`` file of the ``mixscale`` package and
-    this module, as syntax trees without docstrings (:func:`_code_text`: a change to a comment
-    or a docstring keeps the cache), with the package versions (:func:`versions`)."""
+def _code_digest(law_module: str | None = None) -> bytes:
+    """SHA-256 of the code that sets a fit of a law defined in the module ``law_module``: every
+    ``.py`` file of the ``mixscale`` package but the modules of *other* laws (the law's own and
+    the law modules it imports stay in; ``None``: every file), and this module, as syntax trees
+    without docstrings (:func:`_code_text`: a change to a comment or a docstring keeps the
+    cache), with the package versions (:func:`versions`). So a new or changed law keeps every
+    other law's cached fits; a change to the fitter, the allocation or the laws' shared
+    contract and terms changes them all."""
+    import sys
+
     import mixscale
 
     h = hashlib.sha256()
     root = Path(mixscale.__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
+    law_files = _law_module_files()
+    own = (set() if law_module is None else
+           _imported_law_files(Path(sys.modules[law_module].__file__).resolve(), law_files))
+    for path in sorted(p.resolve() for p in root.rglob("*.py")):
+        if law_module is not None and path in law_files and path not in own:
+            continue
         text = _code_text(path.read_text(encoding="utf-8"))
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + text.encode())
     h.update(b"experiments/_common.py\0" + _code_text(Path(__file__).read_text("utf-8")).encode())
@@ -212,7 +252,7 @@ def _fit_key(spec, train, validation, options: dict, nested) -> str:
     import equinox as eqx
     import jax
 
-    h = hashlib.sha256(_code_digest())
+    h = hashlib.sha256(_code_digest(spec.law_class.__module__))
     h.update(json.dumps(_numerics(), sort_keys=True).encode())
     h.update(json.dumps([spec.label, sorted((k, repr(v)) for k, v in
                                             dict(spec.law_options).items())]).encode())

@@ -624,6 +624,34 @@ def test_the_fit_cache_key_reads_the_code_not_its_prose():
     assert _common._code_text('"""Module."""\n') == _common._code_text('"""Other."""\n')
 
 
+@pytest.mark.parametrize("edited, moves", [
+    ("_additive.py", {"_capacity": False, "_joint": True, "_additive": True}),  # joint imports it
+    ("_overlap.py", {"_capacity": False, "_joint": False, "_overlap": True}),
+    ("_terms.py", {"_capacity": True, "_joint": True, "_overlap": True}),       # shared terms
+    ("_lm.py", {"_capacity": True, "_joint": True, "_overlap": True}),          # the fitter
+])
+def test_the_fit_cache_key_of_a_law_reads_its_own_module_not_the_other_laws(monkeypatch, edited,
+                                                                          moves):
+    """A code change to one law's module moves the cache keys of that law and of the laws that
+    import it, and keeps every other law's; a change outside the law modules moves them all."""
+    modules = {name: f"mixscale.laws.{name}" for name in moves}
+    _common._code_digest.cache_clear()
+    before = {name: _common._code_digest(m) for name, m in modules.items()}
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        text = real(self, *args, **kwargs)
+        return text + "\nEDITED = 1\n" if self.name == edited else text
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    _common._code_digest.cache_clear()
+    try:
+        after = {name: _common._code_digest(m) for name, m in modules.items()}
+    finally:
+        _common._code_digest.cache_clear()
+    assert {name: after[name] != before[name] for name in moves} == moves
+
+
 def test_an_experiment_takes_its_fit_cache_from_the_option_or_the_environment(tmp_path,
                                                                              monkeypatch):
     """``--fit-cache DIR`` turns the cache on for the run (and off after it); without the
