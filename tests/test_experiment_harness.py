@@ -879,9 +879,9 @@ KINK_FIELDS = frozenset({"kink_escapes", "kink_kept", "kink_second_order_steps"}
 UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'capacity (coupled)'): 1,
     ('compare_laws', 'capacity (crossover)'): 1,
-    ('compare_laws', 'capacity (pooled)'): 2,
-    ('compare_laws', 'capacity (pooled_coupled)'): 2,
-    ('compare_laws', 'capacity (transfer)'): 3,
+    ('compare_laws', 'capacity (pooled)'): 1,
+    ('compare_laws', 'capacity (pooled_coupled)'): 1,
+    ('compare_laws', 'capacity (transfer)'): 1,
     ('compare_laws', 'spectral (dispersed)'): 1,
     ('compare_laws', 'spectral (full)'): 1,
     ('compare_laws', 'spectral (transfer)'): 1,
