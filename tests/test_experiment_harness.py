@@ -885,7 +885,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'spectral (dispersed)'): 1,
     ('compare_laws', 'spectral (full)'): 1,
     ('compare_laws', 'spectral (transfer)'): 1,
-    ('regmix_overlap', 'overlap (rank)'): 1,
 }
 
 
