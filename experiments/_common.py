@@ -197,10 +197,10 @@ def _imported_law_files(path: Path, law_files) -> set[Path]:
 
 
 @functools.cache
-def _code_digest(law_module: str | None = None) -> bytes:
+def _code_digest(law_module: str) -> bytes:
     """SHA-256 of the code that sets a fit of a law defined in the module ``law_module``: every
     ``.py`` file of the ``mixscale`` package but the modules of *other* laws (the law's own and
-    the law modules it imports stay in; ``None``: every file), and this module, as syntax trees
+    the law modules it imports stay in), and this module, as syntax trees
     without docstrings (:func:`_code_text`: a change to a comment or a docstring keeps the
     cache), with the package versions (:func:`versions`). So a new or changed law keeps every
     other law's cached fits; a change to the fitter, the allocation or the laws' shared
@@ -212,10 +212,9 @@ def _code_digest(law_module: str | None = None) -> bytes:
     h = hashlib.sha256()
     root = Path(mixscale.__file__).resolve().parent
     law_files = _law_module_files()
-    own = (set() if law_module is None else
-           _imported_law_files(Path(sys.modules[law_module].__file__).resolve(), law_files))
+    own = _imported_law_files(Path(sys.modules[law_module].__file__).resolve(), law_files)
     for path in sorted(p.resolve() for p in root.rglob("*.py")):
-        if law_module is not None and path in law_files and path not in own:
+        if path in law_files and path not in own:
             continue
         text = _code_text(path.read_text(encoding="utf-8"))
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + text.encode())

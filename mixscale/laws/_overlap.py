@@ -100,6 +100,7 @@ from ._terms import (
     positive,
     smooth_floored_log,
     uniform,
+    weight_power,
 )
 
 __all__ = ["OverlapLaw"]
@@ -196,6 +197,12 @@ class OverlapLaw(AbstractLaw):
         """Source exponents ``(K,)`` (``source_exponents``; ``None`` otherwise)."""
         return None if self.log_g is None else jnp.exp(self.log_g)
 
+    def taught(self, h: jax.Array) -> jax.Array:
+        """What each training domain's share teaches ``(K,)``: ``h``, or ``h^g`` with source
+        exponents (exactly ``0`` at a zero weight, finite gradients:
+        :func:`~mixscale.laws._terms.weight_power`)."""
+        return h if self.log_g is None else weight_power(h, self.g)
+
     @property
     def n_train_domains(self) -> int:
         """``K``, the number of training domains."""
@@ -219,10 +226,7 @@ class OverlapLaw(AbstractLaw):
         """Losses ``(M,)`` for mixture ``h`` ``(K,)``; ``N`` and ``D`` are ignored."""
         del N, D
         h = check_mixture(h, self.n_domains)
-        if self.log_g is not None:  # h_j^{g_j}: exactly 0 at h_j = 0, finite gradients in g
-            some = h > 0
-            h = jnp.where(some, jnp.exp(self.g * jnp.log(jnp.where(some, h, 1.0))), 0.0)
-        share = self.overlaps @ h
+        share = self.overlaps @ self.taught(h)
         return self.E + self.A * jnp.exp(-self.a * smooth_floored_log(share, self.weight_floor))
 
     @classmethod
@@ -294,20 +298,19 @@ class OverlapLaw(AbstractLaw):
         ``own`` as ``free`` or ``rank`` with no overlap (``S = 0`` or ``P = 0``); and with
         ``source_exponents``, every ``g = 1`` (``free`` and ``rank`` into themselves too)."""
         m, k = len(self.targets), self.n_domains
-        same = variant == self.variant and (variant != "rank" or self.P.shape[1] == factors)
-        if (variant not in ("free", "rank") or self.log_g is not None
-                or not (self.variant == "own" or (same and source_exponents))):
+        itself = (source_exponents and variant == self.variant != "own"
+                  and (variant != "rank" or self.P.shape[1] == factors))
+        if self.log_g is not None or not (itself or (self.variant == "own"
+                                                    and variant in ("free", "rank"))):
             raise ValueError(f"{self.variant!r} embeds in 'free' or 'rank' (or, without source "
                              f"exponents, in itself with them); got {self.variant!r} into "
                              f"{variant!r} (source exponents {source_exponents})")
-        extra = {"S": self.S, "P": self.P}
+        law = self
         if self.variant == "own":
-            extra = ({"S": jnp.zeros((m, k - 1)), "P": None} if variant == "free" else
-                     {"S": None, "P": jnp.zeros((k, _check_factors(factors)))})
-        return OverlapLaw(log_E=self.log_E, log_A=self.log_A, log_a=self.log_a,
-                          targets=self.targets, n_domains=k, variant=variant,
-                          weight_floor=self.weight_floor,
-                          log_g=jnp.zeros((k,)) if source_exponents else None, **extra)
+            extra = ({"S": jnp.zeros((m, k - 1))} if variant == "free" else
+                     {"P": jnp.zeros((k, _check_factors(factors)))})
+            law = dataclasses.replace(self, variant=variant, **extra)
+        return dataclasses.replace(law, log_g=jnp.zeros((k,))) if source_exponents else law
 
     @classmethod
     def nested(cls, *, variant: str = "free", factors: int = 2, source_exponents: bool = False,
@@ -346,7 +349,6 @@ class OverlapLaw(AbstractLaw):
         E = uniform(keys[1], 0.2, 0.9, (m,)) * jnp.asarray(summary.loss_min)
         log_g = (log_uniform(jax.random.fold_in(key, 4), 0.3, 1.2, (k,)) if source_exponents
                  else None)
-        even = jnp.full((k,), 1.0 / k) if log_g is None else jnp.exp(-jnp.exp(log_g) * np.log(k))
         extra = {}
         if variant == "free":
             extra["S"] = jnp.exp(log_uniform(keys[2], 1e-3, 0.3, (m, k - 1)))
@@ -354,7 +356,7 @@ class OverlapLaw(AbstractLaw):
             extra["P"] = jnp.exp(log_uniform(keys[3], 0.01, 0.5, (k, factors)))
         law = cls(log_E=jnp.log(E), log_A=jnp.zeros((m,)), log_a=log_a, targets=targets,
                   n_domains=k, variant=variant, weight_floor=weight_floor, log_g=log_g, **extra)
-        share = law.overlaps @ even
+        share = law.overlaps @ law.taught(jnp.full((k,), 1.0 / k))
         log_A = jnp.log(loss_mid - E) + jnp.exp(log_a) * jnp.log(share)
         return dataclasses.replace(law, log_A=log_A)
 
