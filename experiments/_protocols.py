@@ -11,7 +11,8 @@ import numpy as np
 
 __all__ = ["across_scale_tables", "evaluate", "in_mixture", "in_scale_table", "own_weights",
            "pile4_across_scale", "ranking_scores", "regmix_rank_tables", "regmix_test_tables",
-           "relative_errors", "scale_rank_ceiling", "spearman"]
+           "relative_errors", "scale_rank_ceiling", "spearman", "absent_domain_reference",
+           "ridge_loo"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -137,6 +138,76 @@ def scale_rank_ceiling(small, large) -> dict:
     per_domain = {d: spearman(a[ok, j], b[ok, j]) for j, d in enumerate(common)
                   for ok in [np.isfinite(a[:, j]) & np.isfinite(b[:, j])]}
     return {"mean": float(np.mean(list(per_domain.values()))), "per_domain": per_domain}
+
+
+#: The ridge penalties :func:`ridge_loo` chooses among by default.
+RIDGE_PENALTIES = tuple(10.0 ** np.arange(-4, 5))
+
+
+def ridge_loo(x: np.ndarray, y: np.ndarray,
+              penalties=RIDGE_PENALTIES) -> tuple[np.ndarray, float]:
+    """Ridge regression of ``y (n,)`` on ``x (n, p)`` with an unpenalised intercept, its penalty
+    chosen among ``penalties`` (default :data:`RIDGE_PENALTIES`) by exact leave-one-out error:
+    ``(w (p + 1,), penalty)``, the prediction at ``z (p,)`` being ``w[0] + z @ w[1:]``.
+
+    With the design ``X = [1, x]`` and ``P = diag(0, λ, …, λ)`` the fit is ``ŷ = S y``,
+    ``S = X (XᵀX + P)⁻¹ Xᵀ``, and the left-out residual of row ``r`` is exactly
+    ``(y_r − ŷ_r) / (1 − S_rr)`` (a linear smoother at a fixed ``λ``)."""
+    design = np.column_stack([np.ones(len(y)), x])
+    best = None
+    for lam in penalties:
+        penalty = lam * np.eye(design.shape[1])
+        penalty[0, 0] = 0.0
+        gram_inv = np.linalg.pinv(design.T @ design + penalty)
+        w = gram_inv @ design.T @ y
+        leverage = np.einsum("ij,jk,ik->i", design, gram_inv, design)
+        loo = (y - design @ w) / (1.0 - np.minimum(leverage, 1.0 - 1e-12))
+        score = float(np.mean(loo ** 2))
+        if best is None or score < best[0]:
+            best = (score, w, float(lam))
+    return best[1], best[2]
+
+
+def absent_domain_reference(train, valid, min_runs: int = 2) -> dict:
+    """How well the losses of a domain *absent* from a run's mixture (``h_i = 0``) can be told
+    without a law: each validation entry of a loss domain ``i`` that is a training domain, with
+    ``h_i = 0`` and a measured loss, predicted (a) by ``i``'s mean loss over the training runs
+    without it, and (b) by a ridge regression (:func:`ridge_loo`) of its log loss on the shares
+    ``h`` over those runs — a linear model of the mixture, as RegMix's own.
+
+    Returns ``{"n", "n_absent", "n_unscored", "mre_mean", "mre_ridge", "per_domain"}``: the
+    validation entries measured, those of an absent domain, those left unscored (their domain
+    absent from fewer than ``min_runs`` training runs), the mean relative error of (a) and (b)
+    over the scored ones, and per domain ``{"n", "mean", "ridge"}``. Compare the ``h_i = 0``
+    class of a fit's validation MRE (:func:`mixscale.error_metrics`' ``mre_absent``): a law
+    that does not beat (a) there explains nothing of those entries' spread."""
+    n = int(np.isfinite(valid.losses).sum())
+    per_domain, n_absent, unscored = {}, 0, 0
+    errors_mean, errors_ridge = [], []
+    for k, domain in enumerate(valid.loss_domains):
+        if domain not in valid.train_domains:
+            continue
+        own = valid.train_domains.index(domain)
+        seen = (train.weights[:, own] == 0) & np.isfinite(train.losses[:, k])
+        asked = (valid.weights[:, own] == 0) & np.isfinite(valid.losses[:, k])
+        n_absent += int(asked.sum())
+        if not asked.any():
+            continue
+        if seen.sum() < min_runs:
+            unscored += int(asked.sum())
+            continue
+        obs = valid.losses[asked, k]
+        mean = np.abs(train.losses[seen, k].mean() / obs - 1.0)
+        w, _ = ridge_loo(train.weights[seen], np.log(train.losses[seen, k]))
+        ridge = np.abs(np.exp(w[0] + valid.weights[asked] @ w[1:]) / obs - 1.0)
+        errors_mean += list(mean)
+        errors_ridge += list(ridge)
+        per_domain[domain] = {"n": int(asked.sum()), "mean": float(mean.mean()),
+                              "ridge": float(ridge.mean())}
+    return {"n": n, "n_absent": n_absent, "n_unscored": unscored,
+            "mre_mean": float(np.mean(errors_mean)) if errors_mean else float("nan"),
+            "mre_ridge": float(np.mean(errors_ridge)) if errors_ridge else float("nan"),
+            "per_domain": per_domain}
 
 
 def relative_errors(res, table) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,13 @@ Protocols (issue 4):
    correlation of predicted against measured loss, per loss domain, over the 256 test mixtures
    at 1M and at 60M (mean over the 13 domains).
 
+Two references without a fit: the measured 1M losses' own ranking of the 60M runs (the
+ranking's ceiling at 60M, ``regmix_ceiling``), and RegMix-1B's held-out entries of a domain
+absent from the run's mixture predicted by that domain's mean loss, and by a ridge regression on
+the mixture, over the training runs without it (``regmix_absent``, on the in-scale splits: what
+the mixture tells of those entries at all; a law no better than the mean there explains none of
+their spread).
+
 Fairness: every law goes through the same :func:`mixscale.fit` (same objective, restarts, seed,
 masks and stopping rules) on the same rows and the same loss columns — the in-mixture domains, so
 that laws which can also predict out-of-mixture targets are scored on the same entries as those
@@ -67,6 +74,7 @@ from experiments._common import (
 )
 from experiments._harness import Part, nested_checks, read_record, run_experiment
 from experiments._protocols import (
+    absent_domain_reference,
     across_scale_tables,
     evaluate,
     in_scale_table,
@@ -100,6 +108,9 @@ class Config:
     regmix_rank: bool = True
     #: the measured 1M losses' own ranking of the 60M runs (no fit): the ranking's ceiling at 60M
     regmix_ceiling: bool = True
+    #: RegMix-1B's entries of a domain absent from the run, predicted without a law on the
+    #: in-scale splits (no fit): what the mixture tells of them at all
+    regmix_absent: bool = True
     #: RegMix 1M training runs used (``None``: all 512)
     regmix_train_runs: int | None = None
     #: ``(law label, protocol)`` pairs left out for their cost, reported as not fitted (a bare
@@ -213,6 +224,21 @@ def run_regmix_ceiling(log) -> dict:
     return ceiling
 
 
+def run_regmix_absent(config: Config, log) -> list[dict]:
+    """On each of RegMix-1B's in-scale splits (the in-scale protocol's), the validation entries
+    of a domain absent from the run's mixture predicted without a law
+    (:func:`experiments._protocols.absent_domain_reference`): one row per split."""
+    table = in_scale_table("regmix-1b")
+    rows = []
+    for seed in config.seeds:
+        train, valid = split(table, config.validation_fraction, seed)
+        rows.append({"seed": seed, **absent_domain_reference(train, valid)})
+        log.info("regmix-1b seed %d: %d absent-domain entries, their mean %.2f%%, ridge %.2f%%",
+                 seed, rows[-1]["n_absent"], 100 * rows[-1]["mre_mean"],
+                 100 * rows[-1]["mre_ridge"])
+    return rows
+
+
 def run_regmix_rank(config: Config, log) -> list[dict]:
     train, tests = regmix_rank_tables(config.regmix_train_runs)
     rows = []
@@ -232,6 +258,34 @@ IN_SCALE_TITLES = {"pile4": "Pile-4 200M/8B", "slimpajama7": "SlimPajama-7 122M/
 ACROSS_TITLES = {"slimpajama7-122": "SlimPajama-7: 122M → 680M",
                  "slimpajama7-122+310": "SlimPajama-7: 122M+310M → 680M",
                  "pile4": "Pile-4: 90M + 200M≤7B →"}
+
+
+def _absent_lines(rows: list[dict]) -> list[str]:
+    """Report lines on RegMix-1B's absent-domain entries predicted without a law (none for a
+    record without them)."""
+    if not rows:
+        return []
+    share = sum(r["n_absent"] for r in rows) / sum(r["n"] for r in rows)
+    domains = rows[0]["per_domain"]
+    per = {d: float(np.mean([r["per_domain"][d]["mean"] for r in rows
+                             if d in r["per_domain"]])) for d in domains}
+    worst = sorted(per, key=lambda d: -per[d])[:3]
+    unscored = sum(r["n_unscored"] for r in rows)
+    return [
+        f"RegMix-1B's held-out entries of a domain absent from the run's mixture (`h_i = 0`; "
+        f"{100 * share:.0f} % of the entries), predicted without a law on the same "
+        f"{len(rows)} splits: by the domain's mean loss over the training runs without it, MRE "
+        f"{pct_mean_sd([r['mre_mean'] for r in rows])} % (largest: "
+        + ", ".join(f"{d} {100 * per[d]:.1f} %" for d in worst)
+        + f"); by a ridge regression of its log loss on the mixture over those runs "
+        f"(`experiments._protocols.absent_domain_reference`), "
+        f"{pct_mean_sd([r['mre_ridge'] for r in rows])} %"
+        + (f" ({unscored} entries of a domain absent from fewer than two training runs left "
+           "out)" if unscored else "")
+        + ". A law whose error on these entries is not below the mean's explains nothing of "
+        "their spread (`regmix_overlap` reports it by own weight); at the mean's error they "
+        f"add {pct_mean_sd([r['n_absent'] * r['mre_mean'] / r['n'] for r in rows])} points "
+        "to the MRE over every entry.", ""]
 
 
 def markdown(record: dict, across: dict | None = None) -> str:
@@ -294,6 +348,7 @@ def markdown(record: dict, across: dict | None = None) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out += not_yet_fitted("in_scale", fitted, 1 + 4 * len(datasets))
         out.append("")
+    out += _absent_lines(results.get("regmix_absent", []))
     if results["across_scale"]:
         rows = results["across_scale"]
         cols = []
@@ -450,7 +505,8 @@ def run(config: Config, log) -> dict:
     return {"in_scale": run_in_scale(config, log),
             "across_scale": run_across_scale(config, log),
             "regmix_rank": run_regmix_rank(config, log) if config.regmix_rank else [],
-            "regmix_ceiling": run_regmix_ceiling(log) if config.regmix_ceiling else {}}
+            "regmix_ceiling": run_regmix_ceiling(log) if config.regmix_ceiling else {},
+            "regmix_absent": run_regmix_absent(config, log) if config.regmix_absent else []}
 
 
 def _harness_layout(record: dict) -> dict:
@@ -482,7 +538,8 @@ def render(out, record: dict) -> None:
 #: parts too (``--part in_scale:regmix-1b``): a law refitted or first fitted on one table
 #: (the spectral law's RegMix-1B splits, 18–40 minutes each) costs that table's fits alone, its
 #: rows on the other tables untouched.
-_PART_OFF = {"in_scale": (), "across_scale": (), "regmix_rank": False, "regmix_ceiling": False}
+_PART_OFF = {"in_scale": (), "across_scale": (), "regmix_rank": False, "regmix_ceiling": False,
+             "regmix_absent": False}
 
 
 def _only(part: str, **fields):

@@ -213,6 +213,20 @@ def references(out: Path) -> dict[str, dict]:
             for label in REFERENCES if label in ranked}
 
 
+def absent_references(out: Path) -> dict[str, list[float]]:
+    """``compare_laws``' no-law predictions of RegMix-1B's absent-domain entries on the same
+    splits (:func:`experiments._protocols.absent_domain_reference`), found in ``OUT``:
+    ``{row label: [MRE per split]}``; empty without that record or part."""
+    path = Path(out) / "compare_laws.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text()).get("results", {}).get("regmix_absent", [])
+    if not rows:
+        return {}
+    return {"no law: the domain's mean without it": [r["mre_mean"] for r in rows],
+            "no law: ridge on the mixture": [r["mre_ridge"] for r in rows]}
+
+
 def _worst_domains(rows: list[dict], n: int = 5) -> list[str]:
     """Report lines: for the ``own``, ``free`` and ``free + g`` structures, the ``n`` loss
     domains with the largest RegMix-1B in-scale validation MRE (mean over the splits) and the
@@ -329,6 +343,9 @@ def markdown(out: Path, record: dict) -> str:
                  pct_mean_sd(ref["in_scale"]),
                  f"— / — / {pct_mean_sd(ref['in_scale_high'])}" if ref["in_scale_high"] else "",
                  "", ""] for label, ref in refs.items()]
+    absent = absent_references(out)
+    ref_rows += [[label, "", "", "", "", "", f"{pct_mean_sd(v)} / — / —", "", ""]
+                 for label, v in absent.items()]
     n_train = cfg["regmix_train_runs"] or 512
     lines = [
         "## What the theory laws miss on RegMix: the tokens that domains share", "",
@@ -356,7 +373,13 @@ def markdown(out: Path, record: dict) -> str:
         lines += ["The last rows are `compare_laws`' RegMix rows of the laws named (its "
                   "record: the ranking, and the in-scale MRE on its same 5 splits; it keeps "
                   "the MRE of the entries with `h_i ≥ 0.1`, not of the other classes), for "
-                  "reference.", ""]
+                  "reference."]
+        if absent:
+            lines[-1] += (" The two `no law` rows predict only the entries of an absent "
+                          "domain, without fitting a law (`compare_laws`' `regmix_absent`): "
+                          "a law's error there at or above theirs explains nothing of those "
+                          "entries' spread.")
+        lines.append("")
     lines += _worst_domains(results["in_scale"])
     lines += [f"![RegMix overlaps]({NAME}.png)", "",
               "Overlaps of at least 0.05 in the free fit at 1M, per loss domain (tokens of the "

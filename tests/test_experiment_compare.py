@@ -232,3 +232,66 @@ def test_each_in_scale_dataset_is_a_part_of_its_own():
         assert part.rows({"law": "bimix", "dataset": dataset})
         assert not any(part.rows({"law": "bimix", "dataset": other})
                        for other in config.in_scale if other != dataset)
+
+
+def test_ridge_loo_residuals_are_the_refits_without_each_row():
+    """The closed-form leave-one-out choice of the penalty equals refitting without each row
+    (brute force); a noiseless linear relation is recovered at a small penalty."""
+    from experiments._protocols import ridge_loo
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(15, 3))
+    y = 0.5 + x @ np.array([1.0, -2.0, 0.3]) + 0.3 * rng.normal(size=15)
+    penalties = np.array([1e-3, 1e-1, 1.0, 10.0, 100.0])
+
+    def brute(lam):
+        errs = []
+        for r in range(15):
+            keep = np.arange(15) != r
+            design = np.column_stack([np.ones(14), x[keep]])
+            p = lam * np.eye(4)
+            p[0, 0] = 0.0
+            w = np.linalg.solve(design.T @ design + p, design.T @ y[keep])
+            errs.append(y[r] - w[0] - x[r] @ w[1:])
+        return np.mean(np.square(errs))
+
+    w, lam = ridge_loo(x, y, penalties)
+    assert lam == penalties[np.argmin([brute(p) for p in penalties])]
+    design = np.column_stack([np.ones(15), x])
+    p = lam * np.eye(4)
+    p[0, 0] = 0.0
+    np.testing.assert_allclose(w, np.linalg.solve(design.T @ design + p, design.T @ y),
+                               rtol=1e-10)
+    exact = 0.5 + x @ np.array([1.0, -2.0, 0.3])
+    w, _ = ridge_loo(x, exact, penalties)
+    np.testing.assert_allclose(w, [0.5, 1.0, -2.0, 0.3], atol=1e-2)
+
+
+def test_absent_domain_reference_scores_only_the_absent_entries():
+    """Planted: a domain's loss where it is absent is constant (the mean predicts it exactly)
+    or log-linear in the other shares (the ridge does, the mean does not); entries where the
+    domain is present, and a domain absent from too few training runs, are not scored."""
+    from experiments._protocols import absent_domain_reference
+    from mixscale import LossTable
+
+    rng = np.random.default_rng(2)
+    n = 40
+    w = rng.dirichlet(np.ones(3), size=n)
+    w[: n // 2, 0] = 0.0  # a absent from half the runs, b from six, c from one (validation)
+    w[20:26, 1] = 0.0
+    w[21, 2] = 0.0
+    w /= w.sum(1, keepdims=True)
+    losses = np.column_stack([
+        np.where(w[:, 0] == 0, np.exp(1.0 - 0.5 * w[:, 1]), 2.0),   # a: log-linear if absent
+        np.where(w[:, 1] == 0, 3.0, 1.5 + w[:, 0]),                  # b: constant if absent
+        2.5 - w[:, 2]])
+    table = LossTable(weights=w, model_size=np.ones(n), tokens=np.ones(n), losses=losses,
+                      train_domains=("a", "b", "c"), loss_domains=("a", "b", "c"))
+    train, valid = table.take(np.arange(n) % 2 == 0), table.take(np.arange(n) % 2 == 1)
+    out = absent_domain_reference(train, valid)
+    assert out["n"] == 3 * n // 2 and out["n_absent"] == n // 4 + 3 + 1
+    assert set(out["per_domain"]) == {"a", "b"} and out["n_unscored"] == 1  # c: no training run
+    a, b = out["per_domain"]["a"], out["per_domain"]["b"]
+    assert a["n"] == n // 4 and a["ridge"] < 1e-3 < a["mean"]
+    assert b["n"] == 3 and b["mean"] < 1e-12 and b["ridge"] < 1e-6
+    assert out["mre_mean"] == pytest.approx((a["n"] * a["mean"] + 3 * b["mean"]) / (a["n"] + 3))
