@@ -1,7 +1,9 @@
 """The README's generated blocks, from the results in ``figures/``.
 
-Two blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers:
+Three blocks, each between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers:
 
+* ``goals`` — the project's goals for a theory-derived law and where the laws stand
+  (:mod:`experiments._goals`);
 * ``law-comparison`` — the tables of ``figures/compare_laws.md`` (written by
   ``python -m experiments.compare_laws``);
 * ``figures`` — the key figure of every experiment in ``figures/`` with its section title,
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from experiments._goals import goals_block
 from experiments._harness import EXPERIMENTS, recorded_wall_s
 
 __all__ = ["FIGURES", "KEY_FIGURES", "README", "figures_block", "law_comparison_block",
@@ -76,6 +79,7 @@ def figures_block(figures: Path, prefix: str = "figures") -> str:
 def update(readme: Path, figures: Path) -> Path:
     """Rewrite the generated blocks of ``readme`` from ``figures``; returns ``readme``."""
     text = readme.read_text(encoding="utf-8")
+    text = replace_block(text, "goals", goals_block(figures))
     if (figures / "compare_laws.md").exists():
         text = replace_block(text, "law-comparison", law_comparison_block(figures))
     text = replace_block(text, "figures", figures_block(figures))

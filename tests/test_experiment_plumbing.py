@@ -236,13 +236,15 @@ def test_update_readme_from_results(tmp_path):
     (figures / "compare_laws.json").write_text(json.dumps({"elapsed_s": 600.0}))
     (figures / "fit_under_overlap.json").write_text(json.dumps({"elapsed_s": 300.0}))
     readme = tmp_path / "README.md"
-    readme.write_text("x\n<!-- law-comparison:start -->\n<!-- law-comparison:end -->\n"
+    readme.write_text("x\n<!-- goals:start -->\n<!-- goals:end -->\n"
+                      "<!-- law-comparison:start -->\n<!-- law-comparison:end -->\n"
                       "<!-- figures:start -->\nold\n<!-- figures:end -->\n")
     assert update_readme.main(["--readme", str(readme), "--figures", str(figures)]) == 0
     text = readme.read_text()
     assert "### In-scale" in text and "# Law comparison" not in text and "old" not in text
     assert "![Figure 1: fit under tail overlap](figures/fit_under_overlap_mre.png)" in text
     assert "took 15 min of wall time in all" in text
+    assert "No results files yet" in text   # records without the goals' measures
 
 
 def test_results_are_written_with_number_arrays_on_one_line(tmp_path):
