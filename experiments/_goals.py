@@ -200,7 +200,8 @@ GOALS = (
     Goal("simulator optimum extrapolated to 4× and 16×: excess loss, % of the uniform "
          "mixture's, worst instance", extrapolated_optimum, 10.0, digits=1),
     Goal("SlimPajama-7 122M + 310M → 680M: MRE", slimpajama_680m, 1.3),
-    Goal("Pile-4 → 200M/8B and → 440M: MRE as % of the joint law's, worse of the two",
+    Goal("Pile-4 → 200M/8B (24 mixtures) and → 440M (2 mixtures): MRE as % of the joint "
+         "law's, worse of the two",
          pile4_over_joint, 100.0, digits=0),
     Goal("RegMix-1B within one scale: held-out MRE, mean of 5 splits", regmix_in_scale, 1.5),
     Goal("RegMix 1M runs → ranking of held-out mixtures at 1M and 60M: Spearman, lower "

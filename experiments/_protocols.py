@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["across_scale_tables", "evaluate", "in_mixture", "in_scale_table", "own_weights",
-           "pile4_across_scale", "ranking_scores", "regmix_rank_tables", "regmix_test_tables",
-           "relative_errors", "scale_rank_ceiling", "spearman", "absent_domain_reference",
-           "ridge_loo"]
+__all__ = ["absent_domain_reference", "across_scale_tables", "evaluate", "in_mixture",
+           "in_scale_table", "own_weights", "pile4_across_scale", "ranking_scores",
+           "regmix_rank_tables", "regmix_test_tables", "relative_errors", "ridge_loo",
+           "scale_rank_ceiling", "spearman"]
 
 
 # ----------------------------------------------------------------------------- tables
