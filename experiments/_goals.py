@@ -212,15 +212,13 @@ GOALS = (
 def _absent_class(figures: Path) -> list[float]:
     """``regmix_overlap``'s structures: each one's held-out MRE on RegMix-1B's entries of an
     absent domain, mean over its splits (empty without that record)."""
-    from experiments.regmix_overlap import weight_classes
-
     r = _read(figures, "regmix_overlap")
     if r is None:
         return []
     by: dict[str, list[float]] = {}
     for row in r["in_scale"]:
         if row.get("n_absent"):
-            by.setdefault(row["structure"], []).append(weight_classes(row)[0])
+            by.setdefault(row["structure"], []).append(row["mre_absent"])
     return [sum(v) / len(v) for v in by.values()]
 
 

@@ -882,9 +882,6 @@ UNCONVERGED_BEFORE_THE_POLICY = {
     ('compare_laws', 'capacity (pooled)'): 1,
     ('compare_laws', 'capacity (pooled_coupled)'): 1,
     ('compare_laws', 'capacity (transfer)'): 1,
-    ('compare_laws', 'spectral (dispersed)'): 1,
-    ('compare_laws', 'spectral (full)'): 1,
-    ('compare_laws', 'spectral (transfer)'): 1,
 }
 
 

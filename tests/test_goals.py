@@ -113,6 +113,12 @@ def test_regmix_goals_and_the_absent_domain_line(tmp_path):
     block = _goals.goals_block(tmp_path)
     assert "0.900 `capacity (transfer)`" in block and "0.988 `additive`" in block
     assert "(35 % of them)" in block and "to 2.50 %" in block and "add 0.85 points" in block
+    assert "overlap law's structures" not in block      # without regmix_overlap's record
+    _write(tmp_path, "regmix_overlap", {"in_scale": [
+        {"structure": "own", "n_absent": 30, "mre_absent": 0.03},
+        {"structure": "own", "n_absent": 40, "mre_absent": 0.05},
+        {"structure": "free", "n_absent": 30, "mre_absent": 0.035}]})
+    assert "structures reach 3.50–4.00 % on them" in _goals.goals_block(tmp_path)
 
 
 def test_the_goals_block_without_records_and_in_the_readme(tmp_path):
