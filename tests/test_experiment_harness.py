@@ -877,11 +877,7 @@ KINK_FIELDS = frozenset({"kink_escapes", "kink_kept", "kink_second_order_steps"}
 #: is here too: the list grew by those 30 when that stage changed, and every unconverged fit of
 #: such a law made before the certificate's second-order pass (``kink_second_order_steps``).
 UNCONVERGED_BEFORE_THE_POLICY = {
-    ('compare_laws', 'capacity (coupled)'): 1,
-    ('compare_laws', 'capacity (crossover)'): 1,
-    ('compare_laws', 'capacity (pooled)'): 1,
-    ('compare_laws', 'capacity (pooled_coupled)'): 1,
-    ('compare_laws', 'capacity (transfer)'): 1,
+
 }
 
 
