@@ -19,6 +19,10 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from experiments._protocols import absent_domain_summary
+
 __all__ = ["GOALS", "Goal", "goals_block", "standing"]
 
 PAPER_LAW = "capacity (full)"
@@ -40,13 +44,13 @@ def _pct(value) -> float:
     return math.inf if value is None else 100 * value
 
 
-def _worst(per_setting: list[dict[str, float]], higher_is_better: bool = False) -> dict:
-    """``{law: worst value}`` over the settings, for the laws present in every one of them."""
+def _worst(per_setting: list[dict[str, float]]) -> dict:
+    """``{law: largest value}`` over the settings (every measure read this way is an error), for
+    the laws present in every one of them."""
     if not per_setting:
         return {}
     laws = set.intersection(*(set(s) for s in per_setting))
-    pick = min if higher_is_better else max
-    return {law: pick(s[law] for s in per_setting) for law in laws}
+    return {law: max(s[law] for s in per_setting) for law in laws}
 
 
 # ----------------------------------------------------------------------------- the measures
@@ -232,17 +236,17 @@ def _best(values: dict[str, float], goal: Goal) -> tuple[str, float] | None:
 
 
 def standing(figures: Path, goals=GOALS) -> list[dict]:
-    """One row per goal with figures: ``{"goal", "target", "paper", "theory", "other", "met"}``
-    (``paper``: the paper's law's figure or ``None``; ``theory`` / ``other``: ``(law, figure)``
-    of the best theory-derived law and of the best other law, or ``None``; ``met``: whether
-    the best theory-derived law meets the goal)."""
+    """One row per goal with figures: ``{"goal", "paper", "theory", "other", "met", "values"}``
+    (``values``: every law's figure; ``paper``: the paper's law's figure or ``None``;
+    ``theory`` / ``other``: ``(law, figure)`` of the best theory-derived law and of the best
+    other law, or ``None``; ``met``: whether the best theory-derived law meets the goal)."""
     rows = []
     for goal in goals:
         values = goal.measure(Path(figures))
         if not values:
             continue
         theory = _best({k: v for k, v in values.items() if _theory(k)}, goal)
-        rows.append({"goal": goal, "target": goal.target(), "paper": values.get(PAPER_LAW),
+        rows.append({"goal": goal, "paper": values.get(PAPER_LAW),
                      "theory": theory,
                      "other": _best({k: v for k, v in values.items() if not _theory(k)}, goal),
                      "met": theory is not None and goal.met(theory[1]), "values": values})
@@ -277,7 +281,7 @@ def goals_block(figures: Path) -> str:
     for r in rows:
         g = r["goal"]
         paper = "—" if r["paper"] is None else g.show(r["paper"])
-        out.append(f"| {g.name} | {r['target']} | {paper} | {cell(g, r['theory'])} | "
+        out.append(f"| {g.name} | {g.target()} | {paper} | {cell(g, r['theory'])} | "
                    f"{cell(g, r['other'])} | {'yes' if r['met'] else '**no**'} |")
     met = sum(r["met"] for r in rows)
     per_law = met_per_law(rows)
@@ -285,18 +289,16 @@ def goals_block(figures: Path) -> str:
     out += ["", f"Met by some theory-derived law: {met} of {len(rows)} goals. By one law "
             "(goals met of those its records measure): "
             + ", ".join(f"`{law}` {m} of {n}" for law, (m, n) in top) + "."]
-    absent = _read(figures, "compare_laws")
-    absent = (absent or {}).get("regmix_absent") or []
+    absent = (_read(figures, "compare_laws") or {}).get("regmix_absent") or []
     if absent:
-        share = sum(r["n_absent"] for r in absent) / sum(r["n"] for r in absent)
-        mean = sum(r["mre_mean"] for r in absent) / len(absent)
-        added = sum(r["n_absent"] * r["mre_mean"] / r["n"] for r in absent) / len(absent)
+        summary = absent_domain_summary(absent)
         overlap = _absent_class(figures)
         laws = (f"; the overlap law's structures reach {100 * min(overlap):.2f}–"
                 f"{100 * max(overlap):.2f} % on them (`regmix_overlap`)" if overlap else "")
         out += ["", f"RegMix-1B within one scale: the held-out entries of a domain absent from "
-                f"the run's mixture ({100 * share:.0f} % of them) are predicted by that "
-                f"domain's mean loss over the training runs without it to {100 * mean:.2f} % "
-                f"(`compare_laws`' `regmix_absent`){laws}; at that error they alone add "
-                f"{100 * added:.2f} points to the mean over every entry."]
+                f"the run's mixture ({100 * summary['share']:.0f} % of them) are predicted by "
+                f"that domain's mean loss over the training runs without it to "
+                f"{100 * np.mean(summary['mre_mean']):.2f} % (`compare_laws`' `regmix_absent`)"
+                f"{laws}; at that error they alone add {100 * np.mean(summary['points']):.2f} "
+                f"points to the mean over every entry."]
     return "\n".join(out)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["absent_domain_reference", "across_scale_tables", "evaluate", "in_mixture",
-           "in_scale_table", "own_weights", "pile4_across_scale", "ranking_scores",
-           "regmix_rank_tables", "regmix_test_tables", "relative_errors", "ridge_loo",
-           "scale_rank_ceiling", "spearman"]
+__all__ = ["absent_domain_reference", "absent_domain_summary", "across_scale_tables",
+           "evaluate", "in_mixture", "in_scale_table", "own_weights", "pile4_across_scale",
+           "ranking_scores", "regmix_rank_tables", "regmix_test_tables", "relative_errors",
+           "ridge_loo", "scale_rank_ceiling", "spearman"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -208,6 +208,24 @@ def absent_domain_reference(train, valid, min_runs: int = 2) -> dict:
             "mre_mean": float(np.mean(errors_mean)) if errors_mean else float("nan"),
             "mre_ridge": float(np.mean(errors_ridge)) if errors_ridge else float("nan"),
             "per_domain": per_domain}
+
+
+def absent_domain_summary(rows: list[dict]) -> dict:
+    """What :func:`absent_domain_reference`'s rows, one per split, say together:
+    ``{"share", "mre_mean", "mre_ridge", "points", "per_domain", "n_unscored"}`` — the absent
+    entries' share of every held-out entry (pooled over the splits); per split, the two
+    predictors' MRE and the points those entries add to the MRE over every entry at the mean's
+    error (``n_absent · mre_mean / n``); per domain, the mean's MRE averaged over the splits
+    that hold it, largest first; the unscored entries in all."""
+    domains = {d for r in rows for d in r["per_domain"]}
+    per = {d: float(np.mean([r["per_domain"][d]["mean"] for r in rows if d in r["per_domain"]]))
+           for d in domains}
+    return {"share": sum(r["n_absent"] for r in rows) / sum(r["n"] for r in rows),
+            "mre_mean": [r["mre_mean"] for r in rows],
+            "mre_ridge": [r["mre_ridge"] for r in rows],
+            "points": [r["n_absent"] * r["mre_mean"] / r["n"] for r in rows],
+            "per_domain": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+            "n_unscored": sum(r["n_unscored"] for r in rows)}
 
 
 def relative_errors(res, table) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,7 @@ from experiments._common import (
 from experiments._harness import Part, nested_checks, read_record, run_experiment
 from experiments._protocols import (
     absent_domain_reference,
+    absent_domain_summary,
     across_scale_tables,
     evaluate,
     in_scale_table,
@@ -265,27 +266,23 @@ def _absent_lines(rows: list[dict]) -> list[str]:
     record without them)."""
     if not rows:
         return []
-    share = sum(r["n_absent"] for r in rows) / sum(r["n"] for r in rows)
-    domains = rows[0]["per_domain"]
-    per = {d: float(np.mean([r["per_domain"][d]["mean"] for r in rows
-                             if d in r["per_domain"]])) for d in domains}
-    worst = sorted(per, key=lambda d: -per[d])[:3]
-    unscored = sum(r["n_unscored"] for r in rows)
+    summary = absent_domain_summary(rows)
+    worst = list(summary["per_domain"].items())[:3]
+    unscored = summary["n_unscored"]
     return [
         f"RegMix-1B's held-out entries of a domain absent from the run's mixture (`h_i = 0`; "
-        f"{100 * share:.0f} % of the entries), predicted without a law on the same "
+        f"{100 * summary['share']:.0f} % of the entries), predicted without a law on the same "
         f"{len(rows)} splits: by the domain's mean loss over the training runs without it, MRE "
-        f"{pct_mean_sd([r['mre_mean'] for r in rows])} % (largest: "
-        + ", ".join(f"{d} {100 * per[d]:.1f} %" for d in worst)
+        f"{pct_mean_sd(summary['mre_mean'])} % (largest: "
+        + ", ".join(f"{d} {100 * v:.1f} %" for d, v in worst)
         + f"); by a ridge regression of its log loss on the mixture over those runs "
         f"(`experiments._protocols.absent_domain_reference`), "
-        f"{pct_mean_sd([r['mre_ridge'] for r in rows])} %"
+        f"{pct_mean_sd(summary['mre_ridge'])} %"
         + (f" ({unscored} entries of a domain absent from fewer than two training runs left "
            "out)" if unscored else "")
         + ". A law whose error on these entries is not below the mean's explains nothing of "
         "their spread (`regmix_overlap` reports it by own weight); at the mean's error they "
-        f"add {pct_mean_sd([r['n_absent'] * r['mre_mean'] / r['n'] for r in rows])} points "
-        "to the MRE over every entry.", ""]
+        f"add {pct_mean_sd(summary['points'])} points to the MRE over every entry.", ""]
 
 
 def markdown(record: dict, across: dict | None = None) -> str:

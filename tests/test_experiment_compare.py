@@ -295,3 +295,23 @@ def test_absent_domain_reference_scores_only_the_absent_entries():
     assert a["n"] == n // 4 and a["ridge"] < 1e-3 < a["mean"]
     assert b["n"] == 3 and b["mean"] < 1e-12 and b["ridge"] < 1e-6
     assert out["mre_mean"] == pytest.approx((a["n"] * a["mean"] + 3 * b["mean"]) / (a["n"] + 3))
+
+
+def test_absent_domain_summary_pools_the_splits_and_keeps_every_domain():
+    """The share pools entries over the splits, the points are per split, and a domain absent
+    from the first split's validation entries is still listed (averaged over the splits that
+    hold it), largest first."""
+    from experiments._protocols import absent_domain_summary
+
+    rows = [{"n": 100, "n_absent": 30, "mre_mean": 0.03, "mre_ridge": 0.025, "n_unscored": 1,
+             "per_domain": {"a": {"n": 30, "mean": 0.03, "ridge": 0.025}}},
+            {"n": 300, "n_absent": 50, "mre_mean": 0.02, "mre_ridge": 0.02, "n_unscored": 2,
+             "per_domain": {"a": {"n": 20, "mean": 0.01, "ridge": 0.01},
+                            "b": {"n": 30, "mean": 0.05, "ridge": 0.04}}}]
+    out = absent_domain_summary(rows)
+    assert out["share"] == pytest.approx(80 / 400) and out["n_unscored"] == 3
+    assert out["points"] == pytest.approx([0.3 * 0.03, 50 / 300 * 0.02])
+    assert out["mre_mean"] == [0.03, 0.02] and out["mre_ridge"] == [0.025, 0.02]
+    assert list(out["per_domain"]) == ["b", "a"]
+    assert out["per_domain"]["a"] == pytest.approx(0.02)
+

@@ -104,8 +104,10 @@ def test_regmix_goals_and_the_absent_domain_line(tmp_path):
                  for m in (0.02, 0.024)]
                 + [{"dataset": "regmix-1b", "law": "additive", "mre": 0.01}]   # one split only
                 + [{"dataset": "pile4", "law": "additive", "mre": 0.002}] * 2)
-    absent = [{"n": 100, "n_absent": 30, "mre_mean": 0.03},
-              {"n": 100, "n_absent": 40, "mre_mean": 0.02}]
+    absent = [{"n": 100, "n_absent": 30, "mre_mean": 0.03, "mre_ridge": 0.03, "n_unscored": 0,
+               "per_domain": {"a": {"n": 30, "mean": 0.03, "ridge": 0.03}}},
+              {"n": 100, "n_absent": 40, "mre_mean": 0.02, "mre_ridge": 0.02, "n_unscored": 0,
+               "per_domain": {"b": {"n": 40, "mean": 0.02, "ridge": 0.02}}}]
     _write(tmp_path, "compare_laws", {"regmix_rank": ranked, "in_scale": in_scale,
                                       "regmix_absent": absent})
     assert _goals.regmix_ranking(tmp_path) == {"capacity (transfer)": 0.90, "additive": 0.988}
