@@ -69,6 +69,20 @@ Variants (the ``variant`` option):
   2.67 % with ``q = 0.91`` fitted, against 3.31 % for ``transfer`` at the same settings (joint
   1.38 %, additive 1.82 % at 64 restarts); Pile-4 → 200M/8B 2.58 % against ``transfer``'s
   2.25 % (that fit not converged).
+* ``"offset"``: ``transfer`` with the shared ranks placed in rank order, ``4K + 7``
+  parameters: of a domain's first ``t`` tail ranks, ``n(t) = clip(ρt + ψ, 0, t)`` are shared
+  (``ψ``, the field ``psi``, in features; ``ψ = 0`` is ``transfer``, whose ``ρt`` spreads the
+  shared fraction over every rank). Where the top tail ranks carry most of the loss, which of
+  them are shared matters: a shared rank is learned at the summed rate, an own one at the
+  domain's own share only, so a rare domain's loss turns on it. ``ψ < 0``: the first
+  ``t_c = −ψ/ρ`` tail ranks are all own, then a fraction ``ρ`` is shared; ``ψ > 0``: the first
+  ``t_c = ψ/(1 − ρ)`` are all shared. Domain ``i``'s tail terms are ``transfer``'s plus
+  ``κ`` times (own minus shared) terms on the tail's first ``t_c`` ranks, ``κ = ρ`` (``ψ < 0``)
+  or ``−(1 − ρ)`` (``ψ > 0``), so ``κ t_c = −ψ``: value and first derivative continuous at
+  ``ψ = 0``. Range ``ψ ∈ [−1, 1]``: shared ranks spaced evenly in any placement are within one
+  rank of ``ρt`` (the simulator's ``⌊ρt + φ⌋`` averages ``ρt + φ − 1/2``: ``ψ = φ − 1/2``, so
+  ``ψ = −1/2`` at its default placement, where a domain's first tail rank is its own). The
+  allocation is ``transfer``'s (its shared count at ``ρ``).
 
 Kinks: the allocation's head floors, the exact top ranks' piecewise-linear weights and the
 switch to the continuum make the prediction non-differentiable on a few surfaces of parameter
@@ -118,7 +132,7 @@ from ._terms import (
 
 __all__ = ["SpectralLaw", "rank_nodes"]
 
-VARIANTS = ("full", "linear", "tied", "transfer", "dispersed")
+VARIANTS = ("full", "linear", "tied", "transfer", "dispersed", "offset")
 
 #: Ranks summed exactly before the midpoint rule takes over (the top ranks carry the largest
 #: eigenvalues, where a continuum is worst).
@@ -151,6 +165,9 @@ PARAMETERS = {
                  "theta": "theta", "rho": "rho"},
 }
 PARAMETERS["dispersed"] = {**PARAMETERS["transfer"], "dispersion": "dispersion"}
+PARAMETERS["offset"] = {**PARAMETERS["transfer"], "psi": "psi"}
+#: The range of the shared ranks' offset ``ψ`` (features; ``"offset"`` variant, module docstring).
+OFFSET_RANGE = (-1.0, 1.0)
 
 
 def remaining(s, q):
@@ -293,8 +310,8 @@ class SpectralLaw(AbstractLaw):
 
     Attributes:
         targets: training-domain index of each of the ``M`` targets (static).
-        variant: ``"full"``, ``"linear"``, ``"tied"``, ``"transfer"`` or ``"dispersed"``
-            (static).
+        variant: ``"full"``, ``"linear"``, ``"tied"``, ``"transfer"``, ``"dispersed"`` or
+            ``"offset"`` (static).
         kink_smoothing: ``0`` for the law; ``τ > 0`` in its smoothed versions (:meth:`smoothed`;
             static), unless ``kink_smoothing_value`` holds ``τ`` as a 0-d array.
     """
@@ -321,6 +338,7 @@ class SpectralLaw(AbstractLaw):
     rho: jax.Array | None = None
     log_beta: jax.Array | None = None
     dispersion: jax.Array | None = None
+    psi: jax.Array | None = None
     targets: tuple[int, ...] = eqx.field(static=True, default=())
     variant: str = eqx.field(static=True, default="full")
     kink_smoothing: float = eqx.field(static=True, default=0.0)
@@ -332,7 +350,8 @@ class SpectralLaw(AbstractLaw):
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         k = jnp.shape(self.log_alpha_minus_1)
         check_variant_fields(self, PARAMETERS[self.variant].values(),
-                             ("log_b", "log_c", "theta", "rho", "log_beta", "dispersion"),
+                             ("log_b", "log_c", "theta", "rho", "log_beta", "dispersion",
+                              "psi"),
                              {"log_b": k, "log_c": k, "log_alpha_minus_1": k, "E": k})
         if len(k) != 1 or not all(0 <= t < k[0] for t in self.targets):
             raise ValueError(f"targets {self.targets} must index the {k} training domains")
@@ -428,7 +447,8 @@ class SpectralLaw(AbstractLaw):
                 else self.kink_smoothing_value)
 
     def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
-        """Signed gaps ``(2K + 2,)`` (``(2K + 4,)`` with shared tail ranks) of run ``(h, N, D)``
+        """Signed gaps ``(2K + 2,)`` (``(2K + 4,)`` with shared tail ranks, ``(2K + 5,)`` with
+        their offset) of run ``(h, N, D)``
         from the prediction's kinks (:meth:`smoothed` lists them), for the fitter's kink
         certificate (:mod:`mixscale._kinks`):
 
@@ -439,9 +459,10 @@ class SpectralLaw(AbstractLaw):
         * ``min(H, N)``: ``log H − log N``;
         * the exact top ranks: each interval end that the rank sums read — the head's end
           ``u_H = min(H, N)/ν``, each own tail's end ``u_i = (x_i − H + min(H, N))/ν`` (and
-          ``u_s`` with ``ρ``) — minus the nearest rank ``1 … N_DISCRETE`` (``inf`` beyond
-          ``N_DISCRETE + 1/2``): the weights of :func:`rank_nodes` are piecewise linear in
-          them, with kinks at those integers (the switch to the continuum included).
+          ``u_s`` with ``ρ``, and the offset's end ``u_H + t_c`` with ``ψ``) — minus the
+          nearest rank ``1 … N_DISCRETE`` (``inf`` beyond ``N_DISCRETE + 1/2``): the weights
+          of :func:`rank_nodes` are piecewise linear in them, with kinks at those integers
+          (the switch to the continuum included).
 
         A domain on its floor has ``u_i = u_H``: its end repeats the head's gap. ``D`` enters no
         kink."""
@@ -457,11 +478,22 @@ class SpectralLaw(AbstractLaw):
         ends = [head[None] / self.nu, (x - self.H + head) / self.nu]
         if self.rho is not None:
             ends.append(((x_s - self.H + head) / self.nu)[None])
+        if self.psi is not None:
+            ends.append((head / self.nu + self._offset()[1])[None])
         ends = jnp.concatenate(ends)
         rank = jax.lax.stop_gradient(jnp.round(ends))
         on_grid = (rank >= 1) & (rank <= N_DISCRETE)
         return jnp.concatenate([floors, (self.log_H - jnp.log(N))[None],
                                 jnp.where(on_grid, ends - rank, jnp.inf)])
+
+    def _offset(self) -> tuple[jax.Array, jax.Array]:
+        """``(κ, t_c)`` of the ``"offset"`` variant (module docstring): the extra own-rank
+        density ``κ`` on the tail's first ``t_c`` ranks (features), ``κ t_c = −ψ``."""
+        rho, psi = self.rho, self.psi
+        tiny = 1e-12  # ρ = 0 (or 1) has κ = 0: any finite t_c then gives the same loss
+        t_c = jnp.where(psi < 0, -psi / jnp.maximum(rho, tiny), psi / jnp.maximum(1 - rho, tiny))
+        kappa = jnp.where(psi < 0, rho, rho - 1.0)
+        return kappa, t_c
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
@@ -517,9 +549,30 @@ class SpectralLaw(AbstractLaw):
                                                     q, tau)
             unkept_shared = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
                                      in_axes=(None, 0, 0))(u_s, b, omega)
+            beyond = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
+                              in_axes=(0, 0, 0))
+            if self.psi is not None:
+                # The tail's first t_c ranks: own density 1 − ρ + κ, shared ρ − κ (offset).
+                kappa, t_c = self._offset()
+                end = u_head + t_c
+                u_own = _smooth_max(u_x, u_head, tau)
+                columns = (u_head, _smooth_min(end, u_own, tau), b, alpha, omega, h, rate)
+                inputs = jnp.stack(jnp.broadcast_arrays(*columns), axis=-1)
+                b_own_c, m_own_c, _ = jax.vmap(lambda z, e: _own_tail(z, e, tau),
+                                               in_axes=(0, None))(inputs, eta)
+                b_sh_c, m_sh_c = _summed_rate_terms(u_head, _smooth_min(end, u_s, tau), h, b,
+                                                    alpha, omega, rate, eta, q, tau)
+                k_ones = jnp.ones_like(b)
+                unkept_own_c = unkept - beyond(_smooth_max(u_own, end, tau) * k_ones, b, omega)
+                unkept_sh_c = unkept_shared - beyond(_smooth_max(u_s, end, tau) * k_ones, b,
+                                                     omega)
             unkept = (1.0 - rho) * unkept + rho * unkept_shared
             b_tail = (1.0 - rho) * b_tail + rho * b_shared
             m_tail = (1.0 - rho) * m_tail + rho * m_shared
+            if self.psi is not None:
+                unkept = unkept + kappa * (unkept_own_c - unkept_sh_c)
+                b_tail = b_tail + kappa * (b_own_c - b_sh_c)
+                m_tail = m_tail + kappa * (jnp.diag(m_own_c) - m_sh_c)
             out["x_shared"] = x_s
         own = self.E + unkept + b_head + b_tail
         m = m_head + m_tail
@@ -536,7 +589,7 @@ class SpectralLaw(AbstractLaw):
     def natural_parameters(self) -> dict[str, jax.Array]:
         """The variant's fitted parameters in natural units (names of :data:`PARAMETERS`)."""
         out = {}
-        special = {"theta": self.sample_efficiency, "rho": self.tail_overlap}
+        special = {"theta": self.sample_efficiency, "rho": self.tail_overlap}  # psi: its field
         for name in PARAMETERS[self.variant]:
             out[name] = special[name] if name in special else getattr(self, name)
         return out
@@ -546,8 +599,8 @@ class SpectralLaw(AbstractLaw):
     def from_params(cls, *, targets: Sequence[int] | None = None, variant: str = "full",
                     **params) -> SpectralLaw:
         """A law from natural parameters, by the names of :data:`PARAMETERS` (``alpha > 1``,
-        ``0 < eta < 1/2``, ``0 <= rho <= 1``, ``E`` and ``theta`` any real, the rest
-        positive)."""
+        ``0 < eta < 1/2``, ``0 <= rho <= 1``, ``psi`` in :data:`OFFSET_RANGE`, ``E`` and
+        ``theta`` any real, the rest positive)."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         wanted = PARAMETERS[variant]
@@ -563,6 +616,10 @@ class SpectralLaw(AbstractLaw):
             raise ValueError(f"parameter 'eta' must lie in (0, 1/2), got {params['eta']!r}")
         if "rho" in p and not bool(jnp.all((p["rho"] >= 0) & (p["rho"] <= 1))):
             raise ValueError(f"parameter 'rho' must lie in [0, 1], got {params['rho']!r}")
+        lo, hi = OFFSET_RANGE
+        if "psi" in p and not bool(jnp.all((p["psi"] >= lo) & (p["psi"] <= hi))):
+            raise ValueError(f"parameter 'psi' must lie in [{lo:g}, {hi:g}], "
+                             f"got {params['psi']!r}")
         for name in ("b", "c", "H", "nu", "delta", "beta"):
             if name in p and not bool(jnp.all(p[name] > 0)):
                 raise ValueError(f"parameter {name!r} must be positive, got {params[name]!r}")
@@ -574,7 +631,7 @@ class SpectralLaw(AbstractLaw):
             fields["log_beta"] = jnp.log(p["beta"])
         else:
             fields.update(log_b=jnp.log(p["b"]), log_c=jnp.log(p["c"]))
-        fields.update({name: p[name] for name in ("theta", "rho", "dispersion")
+        fields.update({name: p[name] for name in ("theta", "rho", "dispersion", "psi")
                        if name in PARAMETERS[variant]})
         k = fields["E"].shape[0]
         targets = tuple(range(k)) if targets is None else tuple(int(t) for t in targets)
@@ -589,11 +646,11 @@ class SpectralLaw(AbstractLaw):
     def n_parameters(cls, n_train_domains: int, n_targets: int, *,
                      variant: str = "full") -> int:
         """``4K + 5`` (full), ``4K + 4`` (linear), ``2K + 5`` (tied), ``4K + 6`` (transfer),
-        ``4K + 7`` (dispersed), whatever ``M``."""
+        ``4K + 7`` (dispersed, offset), whatever ``M``."""
         del n_targets
         k = n_train_domains
         return {"full": 4 * k + 5, "linear": 4 * k + 4, "tied": 2 * k + 5,
-                "transfer": 4 * k + 6, "dispersed": 4 * k + 7}[variant]
+                "transfer": 4 * k + 6, "dispersed": 4 * k + 7, "offset": 4 * k + 7}[variant]
 
     @classmethod
     def parameter_bounds(cls, summary: DataSummary, *,
@@ -604,7 +661,8 @@ class SpectralLaw(AbstractLaw):
         than the smallest model, not one larger than the largest); a feature
         ``ν ∈ [10⁻⁴, 1]·N_min`` (the smallest model holds at least one); ``θ ∈ [0, 1]`` (a
         larger model learns no slower per token, and at most in proportion to its size);
-        ``ρ ∈ [0, 1]`` (a fraction); the rank dispersion ``q ∈ [0, 4]`` (a Gamma shape of at
+        ``ρ ∈ [0, 1]`` (a fraction); the shared ranks' offset ``ψ ∈`` :data:`OFFSET_RANGE`
+        (module docstring); the rank dispersion ``q ∈ [0, 4]`` (a Gamma shape of at
         least 1/4: a rank's rates spread over no more than a few orders of magnitude); ``E``
         within ``±`` the largest loss (the label noise less the rank integral beyond the last
         feature, which can exceed it); the noise strength ``η ≥`` :data:`ETA_MIN` (``10⁻⁹``):
@@ -623,14 +681,19 @@ class SpectralLaw(AbstractLaw):
             bounds["log_beta"] = log_range(0.01, 1.0)
         else:
             bounds["log_b"] = log_range(*EXPONENT_RANGE)
-        ranges = {"theta": (0.0, 1.0), "rho": (0.0, 1.0), "dispersion": (0.0, 4.0)}
+        ranges = {"theta": (0.0, 1.0), "rho": (0.0, 1.0), "dispersion": (0.0, 4.0),
+                  "psi": OFFSET_RANGE}
         bounds.update({name: r for name, r in ranges.items() if name in PARAMETERS[variant]})
         return bounds
 
     @classmethod
     def nested(cls, *, variant: str = "full") -> tuple:
-        """``()``: no embedding is declared yet (``linear`` is ``full`` at ``θ = 0``)."""
-        del variant
+        """``offset`` nests ``transfer`` exactly (at ``ψ = 0``); no other embedding is declared
+        (``linear`` is ``full`` at ``θ = 0``)."""
+        if variant == "offset":
+            return (({"variant": "transfer"},
+                     lambda law: dataclasses.replace(law, variant="offset",
+                                                     psi=jnp.zeros_like(law.rho))),)
         return ()
 
     @classmethod
@@ -642,7 +705,7 @@ class SpectralLaw(AbstractLaw):
         beyond the allocation at the middle size is a ``[0.05, 0.5]`` fraction of the mean loss;
         ``δ`` so that the rank at the middle allocation ``N_mid/K`` has ``s ∈ [0.3, 30]`` at the
         middle budget; ``η ∈ [0.01, 0.1]``; ``θ ∈ [0, 0.3]``; ``ρ ∈ [0, 0.5]``;
-        ``q ∈ [0, 1]``; ``E`` a
+        ``q ∈ [0, 1]``; ``ψ ∈ [−1/2, 1/2]``; ``E`` a
         ``[0.2, 0.8]`` fraction of the smallest loss.
         """
         if variant not in VARIANTS:
@@ -682,4 +745,6 @@ class SpectralLaw(AbstractLaw):
                  "dispersion": (jax.random.fold_in(key, 11), 1.0)}
         fields.update({name: uniform(draw_key, 0.0, hi, ())
                        for name, (draw_key, hi) in draws.items() if name in PARAMETERS[variant]})
+        if "psi" in PARAMETERS[variant]:  # its own key too
+            fields["psi"] = uniform(jax.random.fold_in(key, 12), -0.5, 0.5, ())
         return cls(targets=targets, variant=variant, **fields)
