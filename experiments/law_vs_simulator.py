@@ -54,6 +54,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -79,6 +80,9 @@ NAME = "law_vs_simulator"
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Experiment configuration (defaults: issue 3's grid)."""
+
+    #: both lists name laws: ``--add-law`` fits a law in each that lists it
+    LAW_FIELDS: ClassVar[tuple[str, ...]] = ("laws", "overlap_laws")
 
     domain_counts: tuple[int, ...] = (3, 4, 5)
     heads: tuple[int, ...] = (0, 32)  # shared head S of the settings (0: no shared head)
