@@ -189,6 +189,52 @@ def test_dispersed_variant_at_zero_dispersion_is_transfer():
     assert np.all(_losses([some])[0] > base)
 
 
+def test_offset_variant_nests_transfer_and_moves_the_loss_through_its_first_tail_ranks():
+    """The declared embedding of ``transfer`` in ``offset`` (``ψ = 0``) gives its losses
+    (to rounding: the offset's terms add zeros); ``ψ < 0`` (the top tail ranks own) raises
+    every domain's tail error (own ranks are learned from its share alone, shared ones from the
+    whole mixture), ``ψ > 0`` lowers it; the loss is continuous in ``ψ`` across 0 with equal
+    one-sided derivatives (``κ t_c = −ψ``); an offset outside ``[−1, 1]`` is refused."""
+    b = ALPHA - 1.0
+    common = dict(b=b, c=1.0 / b, alpha=ALPHA, E=np.full(4, 0.1), H=2.0, nu=1.0, delta=0.5,
+                  eta=0.12, theta=0.1, rho=0.3)
+    transfer = SpectralLaw.from_params(variant="transfer", **common)
+    (options, embed), = SpectralLaw.nested(variant="offset")
+    assert options == {"variant": "transfer"}
+    nested = embed(transfer)
+    assert nested.variant == "offset" and float(nested.psi) == 0.0
+    np.testing.assert_allclose(_losses([nested])[0], _losses([transfer])[0], rtol=1e-14)
+    below, above = (SpectralLaw.from_params(variant="offset", psi=p, **common)
+                    for p in (-0.5, 0.5))
+    assert np.max(np.abs(_losses([below])[0] / _losses([transfer])[0] - 1)) > 1e-3
+
+    @jax.jit
+    def tail_error(law):
+        h = jnp.asarray(np.repeat(MIXES, len(SCALES), axis=0))
+        n, d = (jnp.asarray(np.tile(col, len(MIXES))) for col in np.asarray(SCALES).T)
+        parts = jax.vmap(law.components)(h, n, d)
+        return parts["B_tail"] + parts["U"]
+
+    # an own rank is learned at h_i a_i(u) < T(u) (unkept at a zero weight), a shared one at
+    # T(u): more own ranks on top leave more error on every domain (equal where every rank is
+    # learned either way)
+    base, low, high = (np.asarray(tail_error(law)) for law in (transfer, below, above))
+    assert np.all(low >= base * (1 - 1e-12)) and np.all(high <= base * (1 + 1e-12))
+    assert np.mean(low > 1.001 * base) > 0.25 and np.mean(high < base / 1.001) > 0.25
+
+    h, N, D = jnp.asarray(MIXES[1]), 48.0, 3000.0
+
+    @jax.jit
+    def loss(psi):
+        return eqx.tree_at(lambda m: m.psi, nested, psi).predict(h, N, D)
+
+    step = 1e-6
+    at, up, down = (np.asarray(loss(jnp.asarray(p))) for p in (0.0, step, -step))
+    np.testing.assert_allclose((up - at) / step, (at - down) / step, rtol=1e-4)
+    with pytest.raises(ValueError, match="psi"):
+        SpectralLaw.from_params(variant="offset", psi=1.5, **common)
+
+
 def test_smoothed_law_is_exact_at_zero_close_at_small_tau_and_smooth_across_a_rank_kink():
     """``smoothed(τ)``, the kink continuation's laws: ``τ = 0`` is the exact law; the
     loss moves by ``O(τ)``; and at a kink of the exact law (the head ending exactly on a rank
@@ -220,14 +266,14 @@ def test_smoothed_law_is_exact_at_zero_close_at_small_tau_and_smooth_across_a_ra
             base.smoothed(bad)
 
 
-@pytest.mark.parametrize("variant", ["full", "transfer"])
+@pytest.mark.parametrize("variant", ["full", "transfer", "offset"])
 def test_kink_gaps_vanish_where_the_loss_has_a_kink_and_not_elsewhere(variant):
     """``kink_gaps`` for the certificate: on the head's rank kink (``H/ν = 1``) one gap is 0
     and the loss's one-sided derivatives in ``log H`` differ; at a point whose gaps all exceed
     1e-3 the one-sided derivatives agree. The shapes are ``2K + 2`` (``2K + 4`` with shared
-    ranks); a zero-weight domain's floor gap is ``inf``."""
+    ranks, ``2K + 5`` with their offset); a zero-weight domain's floor gap is ``inf``."""
     base = _simulator_like(head=1.0)
-    extra = {"rho": 0.3} if variant == "transfer" else {}
+    extra = {"full": {}, "transfer": {"rho": 0.3}, "offset": {"rho": 0.3, "psi": -0.2}}[variant]
     law = SpectralLaw.from_params(variant=variant, **extra, **base.natural_parameters())
     h, N, D, k = jnp.asarray(MIXES[0]), 16.0, 300.0, 4
 
@@ -242,7 +288,7 @@ def test_kink_gaps_vanish_where_the_loss_has_a_kink_and_not_elsewhere(variant):
         up, down = (np.asarray(loss_and_gaps(jnp.asarray(log_h + s))[0]) for s in (step, -step))
         right, left = (up - at) / step, (at - down) / step
         jump = np.max(np.abs(right - left)) / np.max(np.abs(right))
-        assert gaps.shape == (2 * k + 2 + (2 if variant == "transfer" else 0),)
+        assert gaps.shape == (2 * k + 2 + {"full": 0, "transfer": 2, "offset": 3}[variant],)
         if on_kink:
             assert np.min(np.abs(gaps)) < 1e-12 and jump > 1e-3
         else:

@@ -20,7 +20,9 @@ exact expected losses (``simulate.expected_losses``), never against fits.
    larger model gains nothing at fixed ``D``.
 7. Shared tail ranks (overlap ``ρ``): the kept set is the allocation with shared ranks
    (``log_shared_allocation``), and the ``"transfer"`` law at the simulator's own parameters
-   reproduces its losses where the law without shared ranks is far off.
+   reproduces its losses where the law without shared ranks is far off. 7e: without a head,
+   the ``"offset"`` law, which places the shared ranks in rank order, reproduces them where
+   ``"transfer"``'s even spread is far off.
 8. Dispersed ranks: with each feature's rate scattered by a Gamma factor (``rate_factor``), the
    ``"dispersed"`` law at the simulator's own parameters and the Gamma's ``q`` reproduces the
    mean exact losses over the draws, where the sharp law is far off.
@@ -502,6 +504,42 @@ def test_transfer_law_at_simulator_parameters_reproduces_exact_losses_with_share
                         worst[key] = max(worst[key], np.abs(pred / exact[j] - 1).max())
     assert worst["transfer"] < 0.03
     assert worst["own"] > 0.2
+
+
+def test_offset_law_places_the_top_shared_ranks_without_a_head():
+    """§7, test 7e. Without a head the top tail ranks carry most of the loss, and which of them
+    are shared is what the ``"transfer"`` law's even spread misses: at the simulator's default
+    placement (``⌊ρt⌋``: the first tail rank own) the ``"offset"`` law with ``ψ = −1/2`` (the first
+    ``1/(2ρ)`` tail ranks own, then ``ρ`` of each) cuts the mean error over mixtures (zero
+    weights included), sizes and budgets at least 2.5-fold and the worst by over a third; at
+    ``⌊0.75t + 1/2⌋`` (the first two tail ranks shared, the third own) ``ψ = 1/4`` (the first
+    rank shared, then ``ρ``) cuts it tenfold. ``ψ = 0`` is ``transfer``."""
+    rows = []
+    for rho, phase, psi in ((0.25, 0.0, -0.5), (0.75, 0.0, -0.5), (0.75, 0.5, 0.25)):
+        model = sim.DisjointTailModel(jnp.asarray(ALPHA), 0.0, jnp.asarray(SIGMA2), head=0,
+                                      n_features=P, rho=rho, overlap_phase=phase)
+        lr = _lr(model)
+        b = ALPHA - 1.0
+        e = SIGMA2 - (model.tails[0] + 0.5) ** (-b) / b
+        common = dict(b=b, c=1 / b, alpha=ALPHA, E=e, H=1e-9, nu=1.0, delta=2 * lr, eta=lr / 2,
+                      theta=0.0, rho=rho)
+        laws = {"transfer": SpectralLaw.from_params(variant="transfer", **common),
+                "offset": SpectralLaw.from_params(variant="offset", psi=psi, **common),
+                "offset at 0": SpectralLaw.from_params(variant="offset", psi=0.0, **common)}
+        err = {key: [] for key in laws}
+        for h in MIXES:
+            for n in (32, 128):
+                exact = _exact(model, h, n, sim.Constant(lr), (300, 3000))
+                for j, d in enumerate((300, 3000)):
+                    for key, law in laws.items():
+                        err[key].append(np.abs(predict(law, h, n, d) / exact[j] - 1))
+        err = {key: np.concatenate(v) for key, v in err.items()}
+        np.testing.assert_allclose(err["offset at 0"], err["transfer"], rtol=1e-9, atol=1e-13)
+        rows.append((phase, err["transfer"], err["offset"]))
+    for phase, transfer, offset in rows:
+        gain = 10.0 if phase else 2.5
+        assert offset.mean() * gain < transfer.mean(), (phase, offset.mean(), transfer.mean())
+        assert offset.max() < 2 / 3 * transfer.max(), (phase, offset.max(), transfer.max())
 
 
 # ------------------------------------------------------------------- 8. dispersed ranks
