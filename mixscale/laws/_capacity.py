@@ -147,7 +147,13 @@ continuation's laws smooth the pooled share's floor too, and the kink certificat
 measure 3e-5 to 8e-3): a zero-weight target has one such kink per run, at a different ``p_i``
 each, so the objective along ``p_i`` is a staircase of kinks, not one surface to finish on. A
 smooth floor must be the law's, and to keep ``full`` nested (its share is ``max(h_i, f)``) the
-nested variants' floor must change with it: every capacity fit on RegMix moves.
+nested variants' floor must change with it: every capacity fit on RegMix moves. Flooring the
+own share alone, ``max(h_i, f) + p_i Σ_{j≠i} p_j h_j`` (no kink moves with ``p``; ``full``
+nested exactly), was measured on the same splits (64 restarts, the experiments' policy) and not
+adopted: ``transfer`` split 0 still ends uncertified, on an allocation floor with 10 parameters
+at a range end (objective 1.8816e-4 against 1.8792e-4, held-out 2.51 → 3.01 %); ``crossover``
+split 1 converges away from the degenerate corner (held-out 13.4 → 1.77 %) but at a higher
+objective (2.30e-4 against 2.04e-4): the corner is missed, not removed.
 """
 
 from __future__ import annotations
