@@ -640,18 +640,22 @@ def save_figure(fig, out: Path, filename: str) -> Path:
     return path
 
 
-#: tab20's entries for the laws of a figure: its dark shades, then its light ones, without its
-#: two greys (kept for reference lines: uniform, proportional, static mixtures). Eighteen
-#: colours, so that no two of the registry's laws share one (tab10 repeats after ten, and its
-#: grey drew a law like a reference).
-_LAW_SHADES = (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
+#: The laws' colours, ``(colormap, entry)``: tab20's dark shades, then its light ones, without
+#: its two greys (kept for reference lines: uniform, proportional, static mixtures), then the
+#: darkest shade of each of tab20b's five hues. Twenty-three colours, so that no two laws of a
+#: figure share one (tab10 repeats after ten, and its grey drew a law like a reference; a figure
+#: with the registry's laws and the spectral variants has nineteen).
+_LAW_SHADES = (*(("tab20", i) for i in (0, 2, 4, 6, 8, 10, 12, 16, 18,
+                                         1, 3, 5, 7, 9, 11, 13, 17, 19)),
+               *(("tab20b", i) for i in (0, 4, 8, 12, 16)))
 
 
 def law_color(j: int):
-    """The colour of the ``j``-th law of a figure (RGBA; repeats after 18 laws)."""
+    """The colour of the ``j``-th law of a figure (RGBA; repeats after 23 laws)."""
     import matplotlib
 
-    return matplotlib.colormaps["tab20"](_LAW_SHADES[j % len(_LAW_SHADES)])
+    name, entry = _LAW_SHADES[j % len(_LAW_SHADES)]
+    return matplotlib.colormaps[name](entry)
 
 
 def pyplot():

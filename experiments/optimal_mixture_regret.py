@@ -76,8 +76,10 @@ class Config:
     alpha_range: tuple[float, float] = (1.3, 2.5)
     sigma2_range: tuple[float, float] = (0.05, 0.3)
     lr_fraction: float = 0.5  # of the smallest stable step (vertices, uniform, training mixtures)
-    # Every registered law, in registration order, and the spectral law.
-    laws: tuple[LawSpec, ...] = _common.with_spectral(law_specs())
+    # Every registered law, in registration order, and the spectral law with its offset
+    # variant (``docs/theory.md`` §7: the shared ranks placed in rank order).
+    laws: tuple[LawSpec, ...] = (*_common.with_spectral(law_specs()),
+                                 LawSpec("spectral", variant="offset"))
     n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0  # random starts of the law-optimum search

@@ -258,3 +258,14 @@ def test_results_are_written_with_number_arrays_on_one_line(tmp_path):
     assert '"losses": [2.5, -0.001, null, 7]' in text
     assert "[1, 2]" in text and "[3.5, null]" in text and '"grid": [\n' in text
     assert json.dumps("not an array [1,\n 2]") in text
+
+
+def test_law_colours_are_distinct_and_never_grey():
+    """The laws of a figure get distinct colours (the registry's laws with every spectral
+    variant are nineteen), none of them a grey, which the figures keep for reference lines."""
+    n = len(_common.with_spectral(law_specs())) + 1  # and the offset variant
+    colours = [tuple(np.round(_common.law_color(j), 6)) for j in range(23)]
+    assert n <= 23 and len(set(colours)) == 23
+    for r, g, b, _ in colours:
+        assert max(r, g, b) - min(r, g, b) > 0.05, (r, g, b)
+    assert _common.law_color(23) == _common.law_color(0)
