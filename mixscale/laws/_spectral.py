@@ -549,8 +549,6 @@ class SpectralLaw(AbstractLaw):
                                                     q, tau)
             unkept_shared = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
                                      in_axes=(None, 0, 0))(u_s, b, omega)
-            beyond = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
-                              in_axes=(0, 0, 0))
             if self.psi is not None:
                 # The tail's first t_c ranks: own density 1 − ρ + κ, shared ρ − κ (offset).
                 kappa, t_c = self._offset()
@@ -562,10 +560,11 @@ class SpectralLaw(AbstractLaw):
                                                in_axes=(0, None))(inputs, eta)
                 b_sh_c, m_sh_c = _summed_rate_terms(u_head, _smooth_min(end, u_s, tau), h, b,
                                                     alpha, omega, rate, eta, q, tau)
-                k_ones = jnp.ones_like(b)
-                unkept_own_c = unkept - beyond(_smooth_max(u_own, end, tau) * k_ones, b, omega)
-                unkept_sh_c = unkept_shared - beyond(_smooth_max(u_s, end, tau) * k_ones, b,
-                                                     omega)
+                beyond = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
+                                  in_axes=(0, 0, 0))
+                unkept_own_c = unkept - beyond(_smooth_max(u_own, end, tau), b, omega)
+                unkept_sh_c = unkept_shared - beyond(
+                    jnp.broadcast_to(_smooth_max(u_s, end, tau), b.shape), b, omega)
             unkept = (1.0 - rho) * unkept + rho * unkept_shared
             b_tail = (1.0 - rho) * b_tail + rho * b_shared
             m_tail = (1.0 - rho) * m_tail + rho * m_shared
