@@ -173,7 +173,8 @@ def test_law_list_predicates():
     theory = (LawSpec("spectral"), LawSpec("spectral", variant="transfer"),
               LawSpec("spectral", variant="dispersed"))
     assert MODULES["compare_laws"].Config().laws == (*law_specs(), *theory)
-    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), *theory)
+    offset = LawSpec("spectral", variant="offset")
+    assert MODULES["optimal_mixture_regret"].Config().laws == (*law_specs(), *theory, offset)
     assert MODULES["real_extrapolation"].Config().laws == (*law_specs(uses_scale=True), *theory)
     every_scale_law = set(law_specs(uses_scale=True, candidates=True))
     assert set(MODULES["fit_under_overlap"].Config().laws) < every_scale_law
@@ -181,7 +182,8 @@ def test_law_list_predicates():
         law_specs(uses_scale=False))
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
     # every experiment fits the spectral law (still a candidate) and its transfer and
-    # dispersed variants, and the capacity law's crossover variant, beside the registry's;
+    # dispersed variants, and the capacity law's crossover variant, beside the registry's (and
+    # law_vs_simulator and optimal_mixture_regret its offset variant);
     # ablations fits the spectral law and the crossover, coupled, pooled and pooled_coupled
     # variants beside the capacity variant each ablation is about
     crossover = LawSpec("capacity", variant="crossover")
@@ -189,6 +191,8 @@ def test_law_list_predicates():
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert set(theory) <= set(MODULES[name].Config().laws), name
         assert crossover in MODULES[name].Config().laws, name
+    for name in ("law_vs_simulator", "optimal_mixture_regret"):
+        assert offset in MODULES[name].Config().laws, name
     assert MODULES["ablations"].Config().laws == (
         crossover, *(LawSpec("capacity", variant=v) for v in ("coupled", "pooled",
                                                               "pooled_coupled")), theory[0])
