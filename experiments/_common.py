@@ -7,7 +7,8 @@ and ``main(argv)`` handing them to :func:`experiments._harness.run_experiment`, 
 ``figures/``; ``figures/quick/`` with ``--quick``) and ``--redraw``, and writes into ``DIR``:
 
 * ``<name>.json`` — the results with the configuration and package versions (:func:`write_record`);
-* ``<name>*.png`` — the figures, drawn from the results only (:func:`save_figure`);
+* ``<name>*.png`` — the figures, drawn from the results only
+  (:func:`experiments._figures.save_figure`);
 * ``<name>.md`` — its section of ``REPORT.md``: the figures and every number they show, generated
   from the results (:func:`write_section`).
 
@@ -39,7 +40,7 @@ import numpy as np
 __all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "XLA_FLAGS",
            "Timer", "fit_cache", "fit_law", "fit_laws", "fit_nested_first", "fit_record",
            "fit_stages", "markdown_table", "pct_mean_sd", "n_params", "parse_args",
-           "reused_fit_seconds", "save_figure", "spec_label", "unfitted_laws_lines", "versions",
+           "reused_fit_seconds", "spec_label", "unfitted_laws_lines", "versions",
            "with_spectral", "write_record", "write_section"]
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
@@ -628,44 +629,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def save_figure(fig, out: Path, filename: str) -> Path:
-    """Save a matplotlib figure as a PNG (150 dpi, tight) under ``out`` and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(out) / filename
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-#: The laws' colours, ``(colormap, entry)``: tab20's dark shades, then its light ones, without
-#: its two greys (kept for reference lines: uniform, proportional, static mixtures), then the
-#: darkest shade of each of tab20b's five hues. Twenty-three colours, so that no two laws of a
-#: figure share one (tab10 repeats after ten, and its grey drew a law like a reference; a figure
-#: with the registry's laws and the spectral variants has nineteen).
-_LAW_SHADES = (*(("tab20", i) for i in (0, 2, 4, 6, 8, 10, 12, 16, 18,
-                                         1, 3, 5, 7, 9, 11, 13, 17, 19)),
-               *(("tab20b", i) for i in (0, 4, 8, 12, 16)))
-
-
-def law_color(j: int):
-    """The colour of the ``j``-th law of a figure (RGBA; repeats after 23 laws)."""
-    import matplotlib
-
-    name, entry = _LAW_SHADES[j % len(_LAW_SHADES)]
-    return matplotlib.colormaps[name](entry)
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 class Timer:

@@ -61,7 +61,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments import _common, _sim
+from experiments import _common, _figures, _sim
 from experiments._harness import config_from_record, run_experiment
 from mixscale import LawSpec
 
@@ -291,7 +291,7 @@ def other_laws(rows) -> list[str]:
 def draw(results: dict, out) -> str:
     """Two panels: held-out MRE (%) and regret (loss units), bars grouped by ablation: the
     capacity law (plain) and each law of ``Config.laws`` (hatched) side by side per variant."""
-    plt = _common.pyplot()
+    plt = _figures.pyplot()
     rows = results["variants"]
     fig, (ax_mre, ax_reg) = plt.subplots(1, 2, figsize=(12, 4.8))
     x, ticks, pos = 0.0, [], []
@@ -347,7 +347,7 @@ def draw(results: dict, out) -> str:
                bbox_to_anchor=(0.5, 1.10))
     fig.tight_layout()
     filename = f"{NAME}.png"
-    _common.save_figure(fig, out, filename)
+    _figures.save_figure(fig, out, filename)
     return filename
 
 

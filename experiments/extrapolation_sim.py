@@ -87,7 +87,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common, _sim
+from experiments import _common, _figures, _sim
 from experiments._harness import config_from_record, run_experiment
 from experiments._sim import InstanceSpec
 from mixscale import LawSpec, law_specs
@@ -403,9 +403,9 @@ _STYLE = {TARGET: dict(color="k", ls="--", lw=2.0), STATIC: dict(color="tab:gray
 
 
 def _colors(labels: Sequence[str]) -> dict:
-    """One colour per law label (:func:`experiments._common.law_color`, in law order) plus
+    """One colour per law label (:func:`experiments._figures.law_color`, in law order) plus
     the references'."""
-    colors = {lab: _common.law_color(i) for i, lab in enumerate(labels)}
+    colors = {lab: _figures.law_color(i) for i, lab in enumerate(labels)}
     colors.update({STATIC: "tab:gray", UNIFORM: "lightgray", TARGET: "k"})
     return colors
 
@@ -414,7 +414,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
     """Target ``index`` of every instance: the true mean test loss along training at the
     target N (top) and its excess over the target-scale optimum's curve (bottom, symmetric log).
     Returns the file name, ``extrapolation_sim_curves_<f>x.png``."""
-    plt = _common.pyplot()
+    plt = _figures.pyplot()
     instances = results["instances"]
     b = results["config"]["batch_size"]
     n = len(instances)
@@ -449,7 +449,7 @@ def draw_curves(results: dict, out: Path, index: int) -> str:
                  "mixtures", fontsize=11)
     fig.tight_layout()
     name = f"{NAME}_curves_{factor:g}x.png"
-    _common.save_figure(fig, out, name)
+    _figures.save_figure(fig, out, name)
     return name
 
 
@@ -487,7 +487,7 @@ def draw_regret(results: dict, out: Path) -> str:
     (top) and the excess loss as a share of the uniform mixture's (bottom; uniform is 1, the
     dashed line) of every extrapolated mixture, the static mixture and uniform, one group per
     instance. Returns the file name."""
-    plt = _common.pyplot()
+    plt = _figures.pyplot()
     instances = results["instances"]
     n_targets = len(instances[0]["targets"])
     labels = [*results["law_labels"], STATIC, UNIFORM]
@@ -517,7 +517,7 @@ def draw_regret(results: dict, out: Path) -> str:
                  "excess loss)", fontsize=11)
     fig.tight_layout()
     name = f"{NAME}_regret.png"
-    _common.save_figure(fig, out, name)
+    _figures.save_figure(fig, out, name)
     return name
 
 

@@ -62,7 +62,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from experiments import _common, _sim
+from experiments import _common, _figures, _sim
 from experiments._harness import config_from_record, run_experiment
 from mixscale import LawSpec, law_specs
 
@@ -255,7 +255,7 @@ def _series(results: dict, head: int, label: str, key: str) -> list:
 
 def draw(results: dict, cfg: Config, out) -> str:
     """Held-out MRE (%) vs ρ, one panel per head size, one line per law with N/D terms."""
-    plt = _common.pyplot()
+    plt = _figures.pyplot()
     heads = list(cfg.heads)
     fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 2.6, 4), sharey=True,
                              squeeze=False)
@@ -267,7 +267,7 @@ def draw(results: dict, cfg: Config, out) -> str:
             y = 100 * np.asarray(_series(results, head, spec.label, "validation_mre"), float)
             values += list(y)
             ax.plot(rhos, y, marker=markers[j % len(markers)], label=spec.label,
-                    color=_common.law_color(j))
+                    color=_figures.law_color(j))
         ax.set_title(f"shared head S = {head}")
         ax.set_xlabel("tail overlap ρ")
         ax.set_xticks(list(cfg.rhos))
@@ -282,7 +282,7 @@ def draw(results: dict, cfg: Config, out) -> str:
                  "error on held-out mixtures", fontsize=11)
     fig.tight_layout()
     filename = f"{NAME}.png"
-    _common.save_figure(fig, out, filename)
+    _figures.save_figure(fig, out, filename)
     return filename
 
 

@@ -62,14 +62,12 @@ from experiments._common import (
     N_RESTARTS,
     fit_laws,
     fit_record,
-    law_color,
     markdown_table,
-    pyplot,
-    save_figure,
     unfitted_laws_lines,
     with_spectral,
     write_section,
 )
+from experiments._figures import law_color, pyplot, save_figure
 from experiments._harness import config_from_record, run_experiment
 from experiments._protocols import relative_errors
 from mixscale import LawSpec

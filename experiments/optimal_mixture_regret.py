@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common, _sim
+from experiments import _common, _figures, _sim
 from experiments._harness import config_from_record, run_experiment
 from experiments._sim import InstanceSpec
 from mixscale import LawSpec, law_specs
@@ -197,7 +197,7 @@ _FLOOR_PCT = 1e-4
 def draw(results: dict, out: Path) -> str:
     """The regret figure: relative regret (%) of every law's optimum, one group per instance,
     the three law-free mixtures as horizontal marks. Returns the file name."""
-    plt = _common.pyplot()
+    plt = _figures.pyplot()
     instances = results["instances"]
     labels = results["law_labels"]
     n_l = len(labels)
@@ -213,7 +213,7 @@ def draw(results: dict, out: Path) -> str:
             xs.append(i - 0.4 + (j + 0.5) * width)
             ys.append(max(row["regret_pct"], _FLOOR_PCT))
         lowest += ys
-        ax.bar(xs, ys, width=width * 0.9, color=_common.law_color(j), label=label)
+        ax.bar(xs, ys, width=width * 0.9, color=_figures.law_color(j), label=label)
     styles = {"uniform": ("k", "--"), "proportional": ("tab:gray", ":"),
               "best measured": ("k", "-")}
     for name, (color, ls) in styles.items():
@@ -234,7 +234,7 @@ def draw(results: dict, out: Path) -> str:
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3, which="both")
     name = f"{NAME}.png"
-    _common.save_figure(fig, out, name)
+    _figures.save_figure(fig, out, name)
     return name
 
 

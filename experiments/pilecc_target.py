@@ -53,12 +53,11 @@ from experiments._common import (
     fit_nested_first,
     fit_record,
     markdown_table,
-    pyplot,
-    save_figure,
     unfitted_laws_lines,
     with_spectral,
     write_section,
 )
+from experiments._figures import pyplot, save_figure
 from experiments._harness import run_experiment
 from experiments._protocols import in_mixture, spearman
 from mixscale import LawSpec, law_specs

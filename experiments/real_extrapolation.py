@@ -59,13 +59,12 @@ from experiments._common import (
     fit_nested_first,
     fit_record,
     markdown_table,
-    pyplot,
-    save_figure,
     spec_label,
     unfitted_laws_lines,
     with_spectral,
     write_section,
 )
+from experiments._figures import pyplot, save_figure
 from experiments._harness import run_experiment
 from experiments._protocols import across_scale_tables, evaluate, pile4_across_scale, spearman
 from mixscale import LawSpec, law_specs

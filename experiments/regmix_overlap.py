@@ -57,10 +57,9 @@ from experiments._common import (
     fit_record,
     markdown_table,
     pct_mean_sd,
-    pyplot,
-    save_figure,
     write_section,
 )
+from experiments._figures import pyplot, save_figure
 from experiments._harness import run_experiment
 from experiments._protocols import in_scale_table, ranking_scores, regmix_rank_tables
 from mixscale import LawSpec

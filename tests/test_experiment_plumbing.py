@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import simulate
-from experiments import _common, _readme, _sim, reproduce, update_readme
+from experiments import _common, _figures, _readme, _sim, reproduce, update_readme
 from mixscale import LawSpec, law_specs
 
 
@@ -264,8 +264,8 @@ def test_law_colours_are_distinct_and_never_grey():
     """The laws of a figure get distinct colours (the registry's laws with every spectral
     variant are nineteen), none of them a grey, which the figures keep for reference lines."""
     n = len(_common.with_spectral(law_specs())) + 1  # and the offset variant
-    colours = [tuple(np.round(_common.law_color(j), 6)) for j in range(23)]
+    colours = [tuple(np.round(_figures.law_color(j), 6)) for j in range(23)]
     assert n <= 23 and len(set(colours)) == 23
     for r, g, b, _ in colours:
         assert max(r, g, b) - min(r, g, b) > 0.05, (r, g, b)
-    assert _common.law_color(23) == _common.law_color(0)
+    assert _figures.law_color(23) == _figures.law_color(0)
