@@ -33,9 +33,10 @@ def _simulator_like(head: float, theta: float = 0.0) -> SpectralLaw:
                                    nu=1.0, delta=0.5, eta=0.12, theta=theta)
 
 
-def _losses(laws: list[SpectralLaw], part: str = "loss") -> np.ndarray:
-    """Every domain's loss (or another ``part`` of :meth:`SpectralLaw.components`) for each law
-    at every mixture and scale, ``(laws, 4 · 4, K)`` (one compilation for all laws)."""
+def _losses(laws: list[SpectralLaw], parts: tuple[str, ...] = ("loss",)) -> np.ndarray:
+    """Every domain's loss (or the sum of other ``parts`` of :meth:`SpectralLaw.components`) for
+    each law (all of one variant) at every mixture and scale, ``(laws, 4 · 4, K)`` (one
+    compilation for all laws)."""
     stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *laws)
     h = jnp.asarray(np.repeat(MIXES, len(SCALES), axis=0))
     n, d = (jnp.asarray(np.tile(col, len(MIXES))) for col in np.asarray(SCALES).T)
@@ -43,7 +44,8 @@ def _losses(laws: list[SpectralLaw], part: str = "loss") -> np.ndarray:
     @jax.jit
     @jax.vmap
     def run(law):
-        return jax.vmap(law.components)(h, n, d)[part]
+        out = jax.vmap(law.components)(h, n, d)
+        return sum(out[part] for part in parts)
 
     return np.asarray(run(stacked))
 
@@ -208,13 +210,11 @@ def test_offset_variant_nests_transfer_and_moves_the_loss_through_its_first_tail
                     for p in (-0.5, 0.5))
     assert np.max(np.abs(_losses([below])[0] / _losses([transfer])[0] - 1)) > 1e-3
 
-    def tail_error(law):
-        return _losses([law], "B_tail")[0] + _losses([law], "U")[0]
-
     # an own rank is learned at h_i a_i(u) < T(u) (unkept at a zero weight), a shared one at
     # T(u): more own ranks on top leave more error on every domain (equal where every rank is
     # learned either way)
-    base, low, high = (tail_error(law) for law in (transfer, below, above))
+    tail = ("B_tail", "U")
+    base, (low, high) = _losses([transfer], tail)[0], _losses([below, above], tail)
     assert np.all(low >= base * (1 - 1e-12)) and np.all(high <= base * (1 + 1e-12))
     assert np.mean(low > 1.001 * base) > 0.25 and np.mean(high < base / 1.001) > 0.25
 

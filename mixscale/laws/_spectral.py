@@ -547,8 +547,13 @@ class SpectralLaw(AbstractLaw):
             u_s = _smooth_max((x_s - self.H + head) / nu, u_head, tau)
             b_shared, m_shared = _summed_rate_terms(u_head, u_s, h, b, alpha, omega, rate, eta,
                                                     q, tau)
-            unkept_shared = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
-                                     in_axes=(None, 0, 0))(u_s, b, omega)
+
+            def beyond(lo):
+                """Each domain's unkept loss beyond tail end ``lo`` (``()`` or ``(K,)``)."""
+                return jax.vmap(lambda l, bb, om: _tail_beyond(l, bb, om, tau))(
+                    jnp.broadcast_to(lo, b.shape), b, omega)
+
+            unkept_shared = beyond(u_s)
             if self.psi is not None:
                 # The tail's first t_c ranks: own density 1 − ρ + κ, shared ρ − κ (offset).
                 kappa, t_c = self._offset()
@@ -560,11 +565,8 @@ class SpectralLaw(AbstractLaw):
                                                in_axes=(0, None))(inputs, eta)
                 b_sh_c, m_sh_c = _summed_rate_terms(u_head, _smooth_min(end, u_s, tau), h, b,
                                                     alpha, omega, rate, eta, q, tau)
-                beyond = jax.vmap(lambda lo, bb, om: _tail_beyond(lo, bb, om, tau),
-                                  in_axes=(0, 0, 0))
-                unkept_own_c = unkept - beyond(_smooth_max(u_own, end, tau), b, omega)
-                unkept_sh_c = unkept_shared - beyond(
-                    jnp.broadcast_to(_smooth_max(u_s, end, tau), b.shape), b, omega)
+                unkept_own_c = unkept - beyond(_smooth_max(u_own, end, tau))
+                unkept_sh_c = unkept_shared - beyond(_smooth_max(u_s, end, tau))
             unkept = (1.0 - rho) * unkept + rho * unkept_shared
             b_tail = (1.0 - rho) * b_tail + rho * b_shared
             m_tail = (1.0 - rho) * m_tail + rho * m_shared
