@@ -134,7 +134,10 @@ class Config:
     decay_instances: tuple[InstanceSpec, ...] = (InstanceSpec(4, 0, 10), InstanceSpec(4, 8, 11))
     decay_factor: float = 0.5
     decay_pieces: int = 4
-    laws: tuple[LawSpec, ...] = _common.with_spectral(filter(extrapolated, law_specs()))
+    # The laws with scale terms, in registration order, and the spectral law with its offset
+    # variant (``docs/theory.md`` §7: the shared ranks placed in rank order).
+    laws: tuple[LawSpec, ...] = (*_common.with_spectral(filter(extrapolated, law_specs())),
+                                 LawSpec("spectral", variant="offset"))
     n_restarts: int = _common.N_RESTARTS
     fit_seed: int = 0
     optimum_seed: int = 0

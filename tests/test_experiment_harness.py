@@ -183,7 +183,7 @@ def test_law_list_predicates():
     assert set(MODULES["extrapolation_sim"].Config().laws) < every_scale_law
     # every experiment fits the spectral law (still a candidate) and its transfer and
     # dispersed variants, and the capacity law's crossover variant, beside the registry's (and
-    # law_vs_simulator and optimal_mixture_regret its offset variant);
+    # law_vs_simulator, optimal_mixture_regret and extrapolation_sim its offset variant);
     # ablations fits the spectral law and the crossover, coupled, pooled and pooled_coupled
     # variants beside the capacity variant each ablation is about
     crossover = LawSpec("capacity", variant="crossover")
@@ -191,7 +191,7 @@ def test_law_list_predicates():
                  "extrapolation_sim", "compare_laws", "real_extrapolation", "pilecc_target"):
         assert set(theory) <= set(MODULES[name].Config().laws), name
         assert crossover in MODULES[name].Config().laws, name
-    for name in ("law_vs_simulator", "optimal_mixture_regret"):
+    for name in ("law_vs_simulator", "optimal_mixture_regret", "extrapolation_sim"):
         assert offset in MODULES[name].Config().laws, name
     assert MODULES["ablations"].Config().laws == (
         crossover, *(LawSpec("capacity", variant=v) for v in ("coupled", "pooled",
