@@ -267,7 +267,7 @@ def test_kink_gaps_vanish_where_the_loss_has_a_kink_and_not_elsewhere(variant):
     """``kink_gaps`` for the certificate: on the head's rank kink (``H/ν = 1``) one gap is 0
     and the loss's one-sided derivatives in ``log H`` differ; at a point whose gaps all exceed
     1e-3 the one-sided derivatives agree. The shapes are ``2K + 2`` (``2K + 4`` with shared
-    ranks, ``2K + 5`` with their offset); a zero-weight domain's floor gap is ``inf``."""
+    ranks, ``3K + 6`` with their offset); a zero-weight domain's floor gap is ``inf``."""
     base = _simulator_like(head=1.0)
     extra = {"full": {}, "transfer": {"rho": 0.3}, "offset": {"rho": 0.3, "psi": -0.2}}[variant]
     law = SpectralLaw.from_params(variant=variant, **extra, **base.natural_parameters())
@@ -284,10 +284,48 @@ def test_kink_gaps_vanish_where_the_loss_has_a_kink_and_not_elsewhere(variant):
         up, down = (np.asarray(loss_and_gaps(jnp.asarray(log_h + s))[0]) for s in (step, -step))
         right, left = (up - at) / step, (at - down) / step
         jump = np.max(np.abs(right - left)) / np.max(np.abs(right))
-        assert gaps.shape == (2 * k + 2 + {"full": 0, "transfer": 2, "offset": 3}[variant],)
+        assert gaps.shape == (2 * k + 2 + {"full": 0, "transfer": 2, "offset": k + 4}[variant],)
         if on_kink:
             assert np.min(np.abs(gaps)) < 1e-12 and jump > 1e-3
         else:
             assert np.min(np.abs(gaps)) > 1e-3 and jump < 1e-4, (gaps, jump)
     zero = np.asarray(law.kink_gaps(jnp.asarray(MIXES[2]), N, D))  # MIXES[2] has zero weights
     assert np.isinf(zero[[0, 3]]).all() and np.isfinite(zero[[1, 2]]).all()
+
+
+@pytest.mark.parametrize("tail", ["own", "shared"])
+def test_offset_kink_where_its_end_meets_a_tail_end_is_listed(tail):
+    """The offset's first ``t_c`` tail ranks end at ``min(u_H + t_c, u)`` for each tail end
+    ``u``: where ``u_H + t_c`` equals an own tail's end ``u_i`` (or the shared ``u_s``) the
+    loss has a kink in ``ψ``, and a gap of ``kink_gaps`` is zero there; a little off it the
+    one-sided derivatives agree and no gap is near zero. (An ``extrapolation_sim`` fit ended
+    on such a kink, uncertified, while it was not listed.)"""
+    rho = {"own": 0.05, "shared": 0.3}[tail]
+    law = SpectralLaw.from_params(variant="offset", rho=rho, psi=-0.1,
+                                  **_simulator_like(head=2.3).natural_parameters())
+    h, N, D, k = jnp.asarray(MIXES[0]), 48.0, 3000.0, 4
+    x, x_s = law.shared_allocation(h, jnp.asarray(N))
+    u_head = float(law.H) / float(law.nu)
+    tails = np.append((np.asarray(x) - float(law.H)) / float(law.nu) + u_head,
+                      (float(x_s) - float(law.H)) / float(law.nu) + u_head)
+    target = tails[int(np.argmin(tails[:k]))] if tail == "own" else tails[k]
+    assert target > u_head + 1
+    # ψ < 0: t_c = −ψ/ρ, so the offset's end u_H + t_c lands on the chosen tail's end
+    psi_kink = -rho * (target - u_head)
+
+    @jax.jit
+    def loss_and_gaps(psi):
+        moved = eqx.tree_at(lambda m: m.psi, law, psi)
+        return moved.predict(h, N, D), moved.kink_gaps(h, N, D)
+
+    step = 1e-7
+    for psi, on_kink in ((psi_kink, True), (psi_kink + 0.05 * rho, False)):
+        at, gaps = (np.asarray(v) for v in loss_and_gaps(jnp.asarray(psi)))
+        up, down = (np.asarray(loss_and_gaps(jnp.asarray(psi + s))[0]) for s in (step, -step))
+        right, left = (up - at) / step, (at - down) / step
+        jump = np.max(np.abs(right - left)) / np.max(np.abs(right) + np.abs(left))
+        assert gaps.shape == (3 * k + 6,)
+        if on_kink:
+            assert np.min(np.abs(gaps)) < 1e-9 and jump > 1e-3, (gaps, jump)
+        else:
+            assert np.min(np.abs(gaps)) > 1e-3 and jump < 1e-4, (gaps, jump)

@@ -447,7 +447,7 @@ class SpectralLaw(AbstractLaw):
                 else self.kink_smoothing_value)
 
     def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
-        """Signed gaps ``(2K + 2,)`` (``(2K + 4,)`` with shared tail ranks, ``(2K + 5,)`` with
+        """Signed gaps ``(2K + 2,)`` (``(2K + 4,)`` with shared tail ranks, ``(3K + 6,)`` with
         their offset) of run ``(h, N, D)``
         from the prediction's kinks (:meth:`smoothed` lists them), for the fitter's kink
         certificate (:mod:`mixscale._kinks`):
@@ -462,7 +462,14 @@ class SpectralLaw(AbstractLaw):
           ``u_s`` with ``ρ``, and the offset's end ``u_H + t_c`` with ``ψ``) — minus the
           nearest rank ``1 … N_DISCRETE`` (``inf`` beyond ``N_DISCRETE + 1/2``): the weights
           of :func:`rank_nodes` are piecewise linear in them, with kinks at those integers
-          (the switch to the continuum included).
+          (the switch to the continuum included);
+        * with ``ψ``, the offset's end against each tail's end: ``u_H + t_c − u_i`` per domain
+          and ``u_H + t_c − u_s`` (the sums over the tail's first ``t_c`` ranks stop at
+          ``min(u_H + t_c, u)``); ``inf`` for a tail on its head floor (``u = u_H``), which has
+          no such kink. Without these a fit that ends where a domain's kept tail is exactly
+          ``t_c`` ranks long goes uncertified: found on an ``extrapolation_sim`` fit, whose
+          one-sided derivatives in ``ψ`` there were ``2.2e-6`` and ``−6.0e-7`` (a V) while
+          every listed gap was far from zero.
 
         A domain on its floor has ``u_i = u_H``: its end repeats the head's gap. ``D`` enters no
         kink."""
@@ -483,8 +490,15 @@ class SpectralLaw(AbstractLaw):
         ends = jnp.concatenate(ends)
         rank = jax.lax.stop_gradient(jnp.round(ends))
         on_grid = (rank >= 1) & (rank <= N_DISCRETE)
-        return jnp.concatenate([floors, (self.log_H - jnp.log(N))[None],
-                                jnp.where(on_grid, ends - rank, jnp.inf)])
+        gaps = [floors, (self.log_H - jnp.log(N))[None], jnp.where(on_grid, ends - rank, jnp.inf)]
+        if self.psi is not None:
+            # The offset's end meets a tail's end: min(u_H + t_c, u) in the sums over the first
+            # t_c ranks, for each own tail u_i and the shared one u_s. A tail on its head floor
+            # (u = u_H) has no such kink (its own ranks start beyond every t_c ≥ 0).
+            u_head, end = head / self.nu, head / self.nu + self._offset()[1]
+            tails = ends[1:self.n_train_domains + 2]          # u_i (K,), then u_s
+            gaps.append(jnp.where(tails > u_head, end - tails, jnp.inf))
+        return jnp.concatenate(gaps)
 
     def _offset(self) -> tuple[jax.Array, jax.Array]:
         """``(κ, t_c)`` of the ``"offset"`` variant (module docstring): the extra own-rank
