@@ -72,9 +72,10 @@ decays of one instance share one program: in the quick run below the 4× decay o
 about 10 s to under 1 s). ``--quick``: one small K = 3 instance at the constant step and the same
 under the step decay, the first extrapolated law and two small targets (2× and 4×): 34 s wall on
 the quiet 2-core machine before that change (the decay instance about 15 s of it). The spectral
-``offset`` variant, added with ``--add-law`` (its two parts side by side): 64.3 min for the
-constant-step part and 50.1 min for the step decay, 6–17 min a fit (374–1044 s; 3 of the 5
-uncertified) against 1.6–8.5 min for ``transfer``.
+``offset`` variant, added with ``--add-law`` (its two parts side by side, beside a third
+experiment's fits): 66.6 min for the constant-step part and 51.1 min for the step decay,
+10–21 min a fit (575–1236 s, every one certified; before its end-against-tail kink was listed,
+3 of the 5 ended uncertified) against 1.6–8.5 min for ``transfer``.
 
 Run: ``python -m experiments.extrapolation_sim [--quick] [--redraw] [--out DIR] [--add-law LABEL]
 [--part instances|decay_instances]`` (``--add-law``: every number in an instance but the law's
