@@ -308,7 +308,7 @@ def test_offset_kink_where_its_end_meets_a_tail_end_is_listed(tail):
     u_head = float(law.H) / float(law.nu)
     tails = np.append((np.asarray(x) - float(law.H)) / float(law.nu) + u_head,
                       (float(x_s) - float(law.H)) / float(law.nu) + u_head)
-    target = tails[int(np.argmin(tails[:k]))] if tail == "own" else tails[k]
+    target = tails[:k].min() if tail == "own" else tails[k]
     assert target > u_head + 1
     # ψ < 0: t_c = −ψ/ρ, so the offset's end u_H + t_c lands on the chosen tail's end
     psi_kink = -rho * (target - u_head)

@@ -495,8 +495,7 @@ class SpectralLaw(AbstractLaw):
             # The offset's end meets a tail's end: min(u_H + t_c, u) in the sums over the first
             # t_c ranks, for each own tail u_i and the shared one u_s. A tail on its head floor
             # (u = u_H) has no such kink (its own ranks start beyond every t_c ≥ 0).
-            u_head, end = head / self.nu, head / self.nu + self._offset()[1]
-            tails = ends[1:self.n_train_domains + 2]          # u_i (K,), then u_s
+            u_head, tails, end = ends[0], ends[1:-1], ends[-1]  # u_H; u_i (K,), u_s; u_H + t_c
             gaps.append(jnp.where(tails > u_head, end - tails, jnp.inf))
         return jnp.concatenate(gaps)
 
