@@ -143,7 +143,8 @@ def _sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array]) -> Callabl
 def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.ndarray,
                    lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
                    epsilon: float = EPSILON, n_samples: int = N_SAMPLES,
-                   seed: int = 0) -> tuple[float, np.ndarray, float]:
+                   seed: int = 0,
+                   extra_points: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
     """The sampled measure with the descent direction it implies (gradient sampling's step,
     Burke, Lewis & Overton 2005): ``(σ, d, slope)``.
 
@@ -153,12 +154,20 @@ def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.nda
     −‖r‖ ‖v‖²`` the objective's derivative along ``d`` predicted by ``v``: every sampled
     gradient has at least that descent along it (the hull's nearest point has
     :math:`\\hat g \\cdot v \\ge \\|v\\|^2` for every ``ĝ`` in the hull), so near a
-    point that is not stationary a short enough step along ``d`` lowers the objective."""
+    point that is not stationary a short enough step along ``d`` lowers the objective.
+
+    ``extra_points`` ``(m', P)`` (default: none) are sampled besides the random ones: points
+    the caller knows to lie on the other pieces of the objective near ``p``, which uniform
+    draws can miss (the sides of kinks whose normals are nearly parallel meet in thin wedges:
+    :func:`mixscale._kinks.kink_side_points`). They should lie within about ``epsilon`` of
+    ``p``; they are clipped to the box like the random ones."""
     p = np.asarray(params, float)
     lower = np.full(p.shape, -np.inf) if lower is None else np.asarray(lower, float)
     upper = np.full(p.shape, np.inf) if upper is None else np.asarray(upper, float)
     rng = np.random.default_rng(seed)
-    points = np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))])
+    points = np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))]
+                            + ([] if extra_points is None
+                               else [np.asarray(extra_points, float).reshape(-1, p.size)]))
     points = np.clip(points, lower, upper)
 
     grads, norms, rnorm = (np.asarray(x) for x in

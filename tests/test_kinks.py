@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import mixscale as ms
-from mixscale._kinks import certify_fit, certify_in_two_passes, certify_kink
-from mixscale._stationarity import sampled_stationarity
+from mixscale._kinks import certify_fit, certify_in_two_passes, certify_kink, kink_side_points
+from mixscale._stationarity import clarke_descent, sampled_stationarity
 
 
 def _gap(p):
@@ -259,3 +259,49 @@ def _jac_of_gap(p):
     import jax
 
     return jax.jacfwd(_gap_with_a_broken_normal)(jnp.asarray(p))
+
+
+_WEDGE = 1e-3  # the angle between the two kinks' normals below (radians, about)
+
+
+def _wedge_gaps(p):
+    """Two kinks through the origin whose normals ``(1, 0)`` and ``(1, θ)`` are nearly
+    parallel: their mixed sides ``x > 0 > x + θy`` and ``x < 0 < x + θy`` are wedges of angle
+    about ``θ``, which uniform draws in a box around the origin rarely enter."""
+    return jnp.stack([p[0], p[0] + _WEDGE * p[1]])
+
+
+def _needs_the_wedges(p):
+    """``f = ½‖r‖² ≈ 3/2 + |x| + |x + θy| + (θ/2) y`` near the origin: its minimum is the
+    origin (``0 = a ∇z₁ + b ∇z₂ + (0, θ/2)`` with ``a = −b = 1/2``, inside ``[−1, 1]²``), but
+    the gradients of the sides where both gaps agree, ``(±2, ±θ + θ/2)``, have no zero in
+    their hull: only the wedges' gradients ``(0, ∓θ + θ/2)`` close it."""
+    z = _wedge_gaps(p)
+    return jnp.stack([1.0 + jnp.abs(z[0]), 1.0 + jnp.abs(z[1]), 1.0 + 0.5 * _WEDGE * p[1]])
+
+
+def test_the_sides_of_nearly_parallel_kinks_are_sampled_where_uniform_draws_miss_them():
+    origin = np.zeros(2)
+    assert sampled_stationarity(_needs_the_wedges, origin) > 1e-2   # the draws miss the wedges
+    sides = kink_side_points(origin, np.asarray(_wedge_gaps(origin)),
+                             np.array([[1.0, 0.0], [1.0, _WEDGE]]), np.full(2, -np.inf),
+                             np.full(2, np.inf))
+    signs = np.sign(np.array([np.asarray(_wedge_gaps(jnp.asarray(q))) for q in sides[:4]]))
+    np.testing.assert_array_equal(signs, [[1, 1], [1, -1], [-1, 1], [-1, -1]])
+    assert np.all(sides[4:] == origin) and np.max(np.abs(sides)) <= 1e-9
+    sigma, _, _ = clarke_descent(_needs_the_wedges, origin, extra_points=sides)
+    assert sigma < 1e-6
+    cert = certify_kink(_needs_the_wedges, _wedge_gaps, origin)
+    assert cert.certified and cert.escapes == 0 and cert.active_kinks == 2
+    np.testing.assert_allclose(cert.params, origin, atol=1e-12)
+
+
+def test_a_kink_repeated_over_runs_is_sampled_once():
+    # three copies of one kink (the same domain's floor at three budgets) and a second one:
+    # two independent kinks, four sign patterns; the copies' normals are one surface
+    normals = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    sides = kink_side_points(np.zeros(2), np.zeros(4), normals, np.full(2, -np.inf),
+                             np.full(2, np.inf))
+    assert np.all(np.abs(sides[:4]) > 0) and np.all(sides[4:] == 0.0)
+    assert kink_side_points(np.zeros(2), np.full(4, 1.0), normals, np.full(2, -np.inf),
+                            np.full(2, np.inf)) is None   # none active
