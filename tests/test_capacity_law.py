@@ -347,3 +347,41 @@ def test_a_missing_size_field_is_refused_by_name(variant, field):
     law = _law(variant)
     with pytest.raises(ValueError, match=f"needs {field}"):
         dataclasses.replace(law, **{field: None})
+
+
+@pytest.mark.parametrize("variant", ["transfer", "pooled"])
+def test_the_pooled_share_floor_is_a_kink_that_kink_gaps_lists(variant):
+    """A target absent from the mixture has the pooled share ``h̃_i = p_i Σ_{j≠i} p_j h_j``,
+    floored at the weight floor ``f``: where ``h̃_i`` crosses ``f`` the loss has a kink in
+    ``p_i`` (flat below, ``−γ a_i`` in ``log h̃_i`` above). ``kink_gaps`` lists it after the
+    allocation's ``K`` gaps, ``log h̃_i − log f``, zero there; a little off it the one-sided
+    derivatives agree and no gap is near zero. (Not smoothed by the kink continuation; the
+    certificate finishes on it.)"""
+    h, N, D = jnp.array([0.6, 0.4, 0.0, 0.0]), 40.0, 7.0
+    p = np.array([0.5, 0.9, 0.0, 0.3])
+    p[2] = 1e-3 / (p[0] * 0.6 + p[1] * 0.4)          # h̃_2 = f exactly
+    extra = {"q": 2.0} if variant == "pooled" else {}
+    law = _full_law(variant=variant, eta=0.05, gamma=0.8, p=p, **extra)
+
+    def at(log_p2):
+        moved = eqx.tree_at(lambda m: m.log_p, law, law.log_p.at[2].set(log_p2))
+        return np.asarray(moved.predict(h, N, D))[2], np.asarray(moved.kink_gaps(h, N, D))
+
+    x0, eps = float(law.log_p[2]), 1e-6
+    gaps = at(x0)[1]
+    assert gaps.shape == (2 * K,) and abs(gaps[K + 2]) < 1e-12
+    assert np.all(np.isinf(gaps[K:K + 2]))             # present targets: no such kink
+    right = (at(x0 + eps)[0] - at(x0)[0]) / eps
+    left = (at(x0)[0] - at(x0 - eps)[0]) / eps
+    assert right - left < -1e-3                        # the data term falls only above
+    assert left == 0.0 or variant == "pooled"        # pooled: p pools capacity too
+    off = x0 + np.log(1.5)
+    right = (at(off + eps)[0] - at(off)[0]) / eps
+    left = (at(off)[0] - at(off - eps)[0]) / eps
+    assert right == pytest.approx(left, rel=1e-4)
+    assert np.min(np.abs(at(off)[1])) > 0.1
+
+
+def test_full_lists_only_the_allocation_floor():
+    law = _full_law()
+    assert np.asarray(law.kink_gaps(jnp.array([0.6, 0.4, 0.0, 0.0]), 40.0, 7.0)).shape == (K,)

@@ -153,7 +153,13 @@ nested exactly), was measured on the same splits (64 restarts, the experiments' 
 adopted: ``transfer`` split 0 still ends uncertified, on an allocation floor with 10 parameters
 at a range end (objective 1.8816e-4 against 1.8792e-4, held-out 2.51 → 3.01 %); ``crossover``
 split 1 converges away from the degenerate corner (held-out 13.4 → 1.77 %) but at a higher
-objective (2.30e-4 against 2.04e-4): the corner is missed, not removed.
+objective (2.30e-4 against 2.04e-4): the corner is missed, not removed. The floor's kinks are
+listed for the certificate (:meth:`CapacityLaw.kink_gaps`: ``log h̃_i − log f`` for each
+target whose own weight is below the floor, after the allocation's gaps) since the certificate
+samples every side of the kinks it stands on (:func:`mixscale._kinks.kink_side_points`); on
+``compare_laws``' RegMix-1B split 0 ``transfer`` then ends 3.5 % lower (objective 1.814e-4
+against 1.879e-4, held-out 2.51 → 2.42 %), on 12 active kinks, still uncertified (sampled
+measure 2.1e-4 after 713 Gauss–Newton and 756 second-order steps).
 """
 
 from __future__ import annotations
@@ -461,9 +467,25 @@ class CapacityLaw(AbstractLaw):
     def kink_gaps(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """``log x_i^{free} − log head(N)`` ``(K,)`` for run ``(h, N, D)``: how far each domain's
         unconstrained allocation lies above the head floor, where the prediction has a kink
-        (:func:`mixscale._allocation.log_floor_gap`; ``inf`` for zero weights)."""
+        (:func:`mixscale._allocation.log_floor_gap`; ``inf`` for zero weights); in the variants
+        with a pooled share (``p``) then ``log h̃_i − log f`` ``(M,)`` for each target: where a
+        target whose own weight is below the weight floor ``f`` has its pooled share
+        ``h̃_i = h_i + p_i Σ_{j≠i} p_j h_j`` cross ``f``, its data term has a kink in ``p``
+        (``inf`` for the other targets, whose share never falls below ``f``). Shape ``(K,)``,
+        or ``(K + M,)`` with a pooled share."""
         del D
-        return log_floor_gap(jnp.asarray(h), self.b, self.c, N, self.head(N))
+        h = jnp.asarray(h)
+        floor = log_floor_gap(h, self.b, self.c, N, self.head(N))
+        if self.log_p is None or self.weight_floor == 0:
+            return floor
+        # the pooled share's floor max(h~_i, f): a kink in p where a target of own weight
+        # below f has its pooled share h~_i cross f (inf for the others)
+        idx = jnp.asarray(self.targets)
+        own, pooled = h[idx], self.effective_shares(h)[idx]
+        crossing = (own < self.weight_floor) & (pooled > 0)
+        share = jnp.where(crossing, jnp.log(jnp.where(crossing, pooled, 1.0))
+                          - np.log(self.weight_floor), jnp.inf)
+        return jnp.concatenate([floor, share])
 
     # ------------------------------------------------------------------ prediction
     def allocation(self, h: jax.Array, N: jax.Array) -> jax.Array:
