@@ -270,7 +270,9 @@ def kink_side_points(p: np.ndarray, gaps: np.ndarray, normals: np.ndarray, lower
     less, so that the step towards ``s τ`` stays within ``epsilon / 2`` (a thin wedge is
     entered closer to the kinks' intersection); a pattern whose step still exceeds
     ``epsilon`` (the gaps at ``p`` are too far from zero for its wedge to lie within the
-    measure's radius) and the unused rows are ``p`` itself.
+    measure's radius) and the unused rows are ``p`` itself. The row count is fixed, whatever
+    ``r``, so that the measure's compiled gradients are traced for one more shape only, not
+    for each ``r`` (a padding row costs one duplicate gradient).
 
     Args:
         p: ``(P,)`` the parameters.

@@ -131,7 +131,9 @@ def _sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array]) -> Callabl
     """One compiled program ``(m, P) -> (∇f (m, P), column norms of J (m, P), ‖r‖ (m,))`` per
     residual function, kept for the certificate's later calls on the same fit (op by op, its
     many small operations would each be compiled apart; a fresh closure per call would be
-    compiled again at every step off a kink)."""
+    compiled again at every step off a kink). It is traced once per number of points ``m``:
+    the certificate uses two, ``1 + N_SAMPLES`` and, where kinks are active, that plus the
+    fixed ``2**SIDE_KINKS`` rows of :func:`mixscale._kinks.kink_side_points`."""
 
     def grad_and_norms(q):
         r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
