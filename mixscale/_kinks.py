@@ -46,20 +46,26 @@ gaps differ in sign are thin wedges that uniform draws miss, and a stationary po
 as not stationary (measured: a ``fit_under_overlap`` fit uncertified after its whole budget,
 measure 1.2e-4, is certified at 8.5e-6 where it stood).
 
-Leaving a kink. Where the measure finds the point not stationary, its nearest hull point ``v``
-gives a direction that lowers the objective on every side sampled
-(:func:`mixscale._stationarity.clarke_descent`; gradient sampling's step): the fit takes it
-(Armijo backtracking from a step predicted to halve the objective, down to the sampling radius),
-then goes on along the kinks active where it lands, and is measured again — at most
-:data:`MAX_ESCAPES` times, within ``max_steps``. So a fit stuck on a kink that the objective
-descends across, or along which the tangent steps cannot move, is carried off it instead of left
-uncertified (``KinkCertificate.escapes`` counts the steps off). Every step lowers the objective,
-so the certificate can only improve the fit it starts from: :func:`mixscale.fit` returns its end
-wherever it is lower, certified or not (``FitResult.kink_kept``); on RegMix-1B's in-scale split
-4 (``compare_laws``) the capacity law's ``pooled`` and ``pooled_coupled`` variants end
-uncertified 0.32 % and 0.31 % lower after the 1000-step budget (0.56 % and 0.50 % after 4000:
-they crawl along curved kinks, sampled measure 4.6e-3 and 5.3e-3), ends that were dropped
-while only a certified end was kept.
+Leaving a kink. Where the measure finds the point not stationary, its nearest hull point ``v`` gives
+a direction that lowers the objective on every side sampled
+(:func:`mixscale._stationarity.clarke_descent`; gradient sampling's step): the fit takes it (Armijo
+backtracking from a step predicted to halve the objective, down to the sampling radius), then goes
+on along the kinks active where it lands, and is measured again — at most :data:`MAX_ESCAPES` times,
+within ``max_steps``. Where more than :data:`SIDE_KINKS` independent kinks are active, a search adds
+the sides that block the direction most, and where the step fails all the same, the gradients along
+it join the hull and the new direction is tried (:class:`KinkHull`: column generation and null
+steps). Measured on RegMix-1B's split 0, capacity ``transfer`` (12 active kinks), uncertified at a
+measure of 1.6e-3 with every step off failing: the search alone lowers the measure to 2.1e-4, the
+step still fails; with the null steps, one step off and then certified, measure 8.6e-6, objective
+−5.4e-5 relative. So a fit stuck on a kink that the objective descends across, or along which the
+tangent steps cannot move, is carried off it instead of left uncertified
+(``KinkCertificate.escapes`` counts the steps off). Every step lowers the objective, so the
+certificate can only improve the fit it starts from: :func:`mixscale.fit` returns its end wherever
+it is lower, certified or not (``FitResult.kink_kept``); on RegMix-1B's in-scale split 4
+(``compare_laws``) the capacity law's ``pooled`` and ``pooled_coupled`` variants end uncertified
+0.32 % and 0.31 % lower after the 1000-step budget (0.56 % and 0.50 % after 4000: they crawl along
+curved kinks, sampled measure 4.6e-3 and 5.3e-3), ends that were dropped while only a certified end
+was kept.
 
 The second-order pass. Those crawls are not the kinks' curvature: the Gauss–Newton model
 ``JᵀJ`` misses the residuals' own curvature ``Σ r ∇²r``, which is not small where the fit
@@ -68,7 +74,7 @@ leaves large residuals and its parameters run into the corners of their ranges (
 ``e^-360``), and the damping that keeps the model honest keeps the steps short (232 of 300
 steps accepted, 2e-7 of the objective each, predicted and measured reductions apart by the
 neglected term; clipping at a bound played no part). Where the Gauss–Newton pass ends
-uncertified, :func:`certify_in_two_passes` runs a second pass from its end with the
+uncertified, :func:`certify_in_passes` runs a second pass from its end with the
 Lagrangian's exact Hessian on the kinks' tangent space,
 :math:`Q^\top(\nabla^2 f - \sum_k \lambda_k \nabla^2 z_k)Q` (multipliers
 :math:`\lambda` from :math:`\nabla f = \sum_k \lambda_k \nabla z_k` by least squares;
@@ -81,6 +87,18 @@ its boundary and shrinks to a quarter of the step below 1/4. Gauss–Newton stay
 pass: it needs no Hessian and certifies most fits; the second pass changes no fit the first
 certified. Measured on the same ``pooled`` fit (1000-step budgets): the second pass lowers
 the objective by 0.61 % in 596 trials (28 s) where Gauss–Newton's 4000 gave 0.555 % (319 s).
+
+The passes. The two passes stop for different reasons (Gauss–Newton where its damped model's
+steps stop descending, the second-order pass where its trust radius collapses), and where one
+stops the other can go on: :func:`certify_in_passes` runs them in turn, each from the last one's
+end, until one certifies, one makes no progress (no step accepted, none off the kinks) or
+:data:`MAX_PASSES` have run. A fit the first two passes certify is unchanged. Measured on
+``compare_laws``' SlimPajama-7 split 2, capacity ``transfer`` (two active kinks): after
+767 Gauss–Newton and 714 second-order steps the tangential cosine was 1.0e-4 and the measure
+2.3e-4, uncertified; a third pass (Gauss–Newton) certifies in 85 steps (7 s), measure 9.9e-6,
+objective −3.5e-6 relative. On RegMix-1B's split 0 ``transfer`` (12 active kinks, 11
+independent) the passes reach a tangential cosine of 8.6e-6, but the measure stays at 1.6e-3
+with no step off the kinks that descends: the side points cover 6 of its kinks.
 
 Measured (the capacity law's ``full`` variant; the experiments' fit: 64 restarts, nested starts,
 polish, kink continuation, then this; 2-core machine shared with an experiment):
@@ -124,10 +142,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._lm import EXACT_RMS, GTOL
-from ._stationarity import EPSILON, clarke_descent
+from ._stationarity import EPSILON
 
-__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_in_two_passes", "certify_kink",
-           "certify_law", "fitted_problem", "kink_side_points"]
+__all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_in_passes", "certify_kink",
+           "certify_law", "fitted_problem", "independent_kinks", "kink_side_points", "KinkHull"]
 
 #: A kink is active when its gap is within this of zero (log units for the allocation floor):
 #: Levenberg–Marquardt stalls within about 1e-11 of the kinks it stops on.
@@ -137,9 +155,17 @@ _RETRACTION_STEPS = 8
 _RETRACTION_TOL = 1e-13
 #: Steps off the kinks along the sampled descent direction at most (:func:`certify_kink`).
 MAX_ESCAPES = 50
+#: Passes of :func:`certify_in_passes` at most (Gauss–Newton, second-order, in turn).
+MAX_PASSES = 6
 #: The active kinks whose sides the sampled measure visits explicitly, at most: ``2**6`` points
 #: (:func:`kink_side_points`).
 SIDE_KINKS = 6
+#: Rounds of the search for the sides of more active kinks than that (:class:`KinkHull`).
+SEARCH_ROUNDS = 8
+#: Failed steps off the kinks whose segments join the sampled gradients before the
+#: certificate gives up at a point (:class:`KinkHull`), and the points on each segment.
+NULL_STEPS = 8
+SEGMENT_POINTS = 16
 #: The gap (log units for the allocation floor) at which those points sit on a kink's sides:
 #: well above the gaps' rounding (about 1e-15 on these laws), well below :data:`KINK_TOL`.
 _SIDE_GAP = 1e-12
@@ -280,33 +306,183 @@ def kink_side_points(p: np.ndarray, gaps: np.ndarray, normals: np.ndarray, lower
         normals: ``(G, P)`` their gradients at ``p``.
         lower, upper: ``(P,)`` the box.
     """
+    chosen = independent_kinks(gaps, normals, kink_tol=kink_tol, at_most=SIDE_KINKS)
+    if not chosen:
+        return None
+    patterns = np.array(list(itertools.product((1.0, -1.0), repeat=len(chosen))))
+    points = np.repeat(p[None], 2**SIDE_KINKS, axis=0)
+    points[:len(patterns)] = _pattern_points(p, gaps[chosen], normals[chosen], patterns,
+                                             lower, upper, epsilon)
+    return points
+
+
+def independent_kinks(gaps: np.ndarray, normals: np.ndarray, *, kink_tol: float = KINK_TOL,
+                      at_most: int | None = None) -> list[int]:
+    """The active kinks (gap within ``kink_tol``), most active first, kept while their normals
+    are independent (a normal within 1e-8 of the span of those kept is the same surface to first
+    order: the same kink repeated over runs that differ only in tokens), at most ``at_most``;
+    kinks whose normal is not finite or zero are left out (the certificate stops on them)."""
     active = np.flatnonzero(np.abs(gaps) < kink_tol)
     active = active[np.argsort(np.abs(gaps[active]), kind="stable")]
-    chosen, basis = [], np.zeros((0, p.size))
+    chosen, basis = [], np.zeros((0, normals.shape[1]))
     for k in active:
         normal = normals[k]
         size = float(np.linalg.norm(normal)) if np.all(np.isfinite(normal)) else 0.0
         if size == 0.0:
-            continue  # a kink that cannot be followed here (the certificate stops on it)
+            continue
         rest = normal - basis.T @ (basis @ normal)
         if np.linalg.norm(rest) <= 1e-8 * size:
             continue
         chosen.append(int(k))
         basis = np.vstack([basis, rest / np.linalg.norm(rest)])
-        if len(chosen) == SIDE_KINKS:
+        if at_most is not None and len(chosen) == at_most:
             break
-    if not chosen:
-        return None
-    n_mat = normals[chosen]
-    patterns = np.array(list(itertools.product((1.0, -1.0), repeat=len(chosen))))
+    return chosen
+
+
+def _pattern_points(p, gaps, n_mat, patterns, lower, upper, epsilon):
+    """``(len(patterns), P)``: ``p`` moved by the least-norm step that puts the linearised gaps
+    of the kinks with normals ``n_mat`` ``(r, P)`` and gaps ``gaps`` ``(r,)`` at ``s τ`` for
+    each sign pattern ``s`` (rows of ``patterns``), :func:`kink_side_points`; ``p`` itself for a
+    pattern whose step exceeds ``epsilon``."""
     solve = lambda rhs: (n_mat.T @ np.linalg.solve(n_mat @ n_mat.T, rhs.T)).T  # noqa: E731
     unit = solve(patterns)                                   # the steps per unit of gap
     gap = np.minimum(_SIDE_GAP, 0.5 * epsilon / np.max(np.abs(unit), axis=1))
-    steps = gap[:, None] * unit - solve(gaps[chosen][None])
+    steps = gap[:, None] * unit - solve(gaps[None])
     near = np.max(np.abs(steps), axis=1) <= epsilon
-    points = np.repeat(p[None], 2**SIDE_KINKS, axis=0)
-    points[:len(steps)][near] = np.clip(p + steps[near], lower, upper)
+    points = np.repeat(p[None], len(patterns), axis=0)
+    points[near] = np.clip(p + steps[near], lower, upper)
     return points
+
+
+class KinkHull:
+    r"""The gradients sampled around a point ``p`` on kinks, for the sampled measure and its
+    descent direction (:func:`mixscale._stationarity.clarke_descent`), grown where the direction
+    fails.
+
+    At construction: ``p``, the measure's uniform draws and every side of up to
+    :data:`SIDE_KINKS` active kinks (:func:`kink_side_points`); where more are active and
+    independent and the measure is above ``gtol``, the sides a search finds (below).
+    :meth:`measure` is ``(σ, d, slope)`` over every gradient held; :meth:`add_segment` adds the
+    gradients along a direction that failed to descend (a null step).
+
+    Why more than uniform draws and enumerated sides. With ``r`` independent active kinks the
+    objective has up to ``2^r`` pieces at ``p``; a fit on RegMix-1B (capacity ``transfer``,
+    ``compare_laws``' split 0) sat on 11 (2048 pieces), of which the enumerated sides cover
+    64, and its measure read 1.6e-3 while no step along the implied direction ``d`` descended:
+    a piece not sampled ascends along ``d``.
+
+    The search (column generation for the hull's nearest point, as in Wolfe's method). The piece
+    that blocks ``d`` most is the one whose gradient has the largest directional derivative
+    ``g(s) · d``; with each kink's jump ``J_k`` (half the difference of the gradients on its two
+    sides, the other kinks on ``p``'s own sides) the additive model ``g(s) ≈ g_0 + Σ_k s_k J_k``
+    puts it at ``s_k = sign(J_k · d)``. The model is only a guide (on that fit the kinks
+    interact through the allocation's multiplier: the all-plus piece's gradient is 23 % off
+    the model), so each round evaluates the exact gradients at that pattern and its
+    single-sign flips (batches of ``2**SIDE_KINKS`` rows, the kinks whose ``J_k · d`` is
+    nearest zero flipped first), adds them and solves again, for at most
+    :data:`SEARCH_ROUNDS` rounds, until the measure is at most ``gtol`` or a round lowers it
+    by less than 1 %.
+
+    The null step (the bundle methods' answer to a failed line search). Where the step along
+    ``d`` fails down to the sampling radius, the segment it tried crosses pieces whose
+    gradients the hull lacks: the gradients at ``p + τ d / ‖d‖_∞`` for
+    ``τ = ε, ε/2, …`` (:data:`SEGMENT_POINTS` points) are added and the measure solved again.
+
+    Every gradient added is the exact gradient at a point within ``ε`` of ``p`` (in the
+    max-norm), so the hull only grows within the sampled Clarke subdifferential: the measure
+    can only fall, and a point whose every step off fails keeps its (larger) measure,
+    uncertified, as before.
+    """
+
+    def __init__(self, residual_fn, p: np.ndarray, gaps: np.ndarray, normals: np.ndarray,
+                 lower: np.ndarray, upper: np.ndarray, *, gtol: float = GTOL,
+                 kink_tol: float = KINK_TOL, epsilon: float = EPSILON):
+        from ._stationarity import N_SAMPLES
+
+        self.residual_fn, self.p, self.lower, self.upper = residual_fn, p, lower, upper
+        self.epsilon = epsilon
+        rng = np.random.default_rng(0)
+        sides = kink_side_points(p, gaps, normals, lower, upper, kink_tol=kink_tol,
+                                 epsilon=epsilon)
+        self._sampled = []
+        self._add(np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (N_SAMPLES, p.size))]
+                                 + ([] if sides is None else [sides])))
+        self.result = self._solve()
+        chosen = independent_kinks(gaps, normals, kink_tol=kink_tol)
+        if self.result[0] > gtol and len(chosen) > SIDE_KINKS:
+            self._search(gaps[chosen], normals[chosen], gtol)
+
+    def measure(self) -> tuple[float, np.ndarray, float]:
+        """``(σ, d, slope)`` over every gradient held (:func:`mixscale._stationarity.
+        hull_descent`)."""
+        return self.result
+
+    def add_segment(self, direction: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """Add the gradients along ``direction`` within the sampling radius (a null step) and
+        solve again: the new ``(σ, d, slope)``."""
+        size = float(np.max(np.abs(direction)))
+        if size == 0.0:
+            return self.result
+        taus = self.epsilon * 0.5 ** np.arange(SEGMENT_POINTS)
+        self._add(self.p + (taus[:, None] / size) * direction[None])
+        self.result = self._solve()
+        return self.result
+
+    def _add(self, points: np.ndarray) -> np.ndarray:
+        """Sample the gradients at ``points`` (padded with ``p`` to a multiple of the fixed
+        batch beyond the first call, so that few shapes are compiled); their gradients."""
+        from ._stationarity import sampled_gradients
+
+        rows = len(points)
+        if self._sampled:
+            batch = 2**SIDE_KINKS
+            padded = np.repeat(self.p[None], -(-rows // batch) * batch, axis=0)
+            padded[:rows] = points
+            points = padded
+        out = []
+        batch = len(points) if not self._sampled else 2**SIDE_KINKS
+        for start in range(0, len(points), batch):
+            g, n, r = sampled_gradients(self.residual_fn, points[start:start + batch],
+                                        self.lower, self.upper)
+            self._sampled.append((g, n, r))
+            out.append(g)
+        return np.concatenate(out)[:rows]
+
+    def _solve(self):
+        from ._stationarity import hull_descent
+
+        grads, norms, rnorm = (np.concatenate(x) for x in zip(*self._sampled, strict=True))
+        return hull_descent(self.p, self.lower, self.upper, grads, norms, rnorm)
+
+    def _search(self, gaps, n_mat, gtol):
+        """The search for more kinks' sides (class docstring) over the kinks with gaps
+        ``gaps`` ``(r,)`` and independent normals ``n_mat`` ``(r, P)``."""
+        r = len(gaps)
+
+        def evaluate(patterns):
+            return self._add(_pattern_points(self.p, gaps, n_mat, patterns, self.lower,
+                                             self.upper, self.epsilon))
+
+        base = np.where(gaps >= 0.0, 1.0, -1.0)                   # p's own sides
+        flips = np.repeat(base[None], 2 * r, axis=0)
+        index = np.arange(r)
+        flips[index, index], flips[r + index, index] = 1.0, -1.0
+        g_sides = evaluate(flips)
+        jumps = 0.5 * (g_sides[:r] - g_sides[r:])                # (r, P)
+        self.result = self._solve()
+        for _ in range(SEARCH_ROUNDS):
+            if self.result[0] <= gtol:
+                break
+            along = jumps @ self.result[1]
+            worst = np.where(along >= 0.0, 1.0, -1.0)
+            order = np.argsort(np.abs(along), kind="stable")[:2**SIDE_KINKS - 1]
+            candidates = np.repeat(worst[None], 1 + len(order), axis=0)
+            candidates[1 + np.arange(len(order)), order] *= -1.0
+            evaluate(candidates)
+            previous, self.result = self.result, self._solve()
+            if self.result[0] > 0.99 * previous[0]:
+                break
 
 
 def _scaled_cosine(g: np.ndarray, column_sq: np.ndarray, f: float, free: np.ndarray) -> float:
@@ -531,26 +707,33 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
         if 2.0 * f <= n_res * EXACT_RMS**2:
             sigma = 0.0
             break
-        sides = kink_side_points(p, objective(p)[1], np.asarray(normals_at(jnp.asarray(p))),
-                                 lower, upper, kink_tol=kink_tol)
-        sigma, direction, slope = clarke_descent(residual_fn, p, lower, upper,
-                                                 extra_points=sides)
+        hull = KinkHull(residual_fn, p, objective(p)[1], np.asarray(normals_at(jnp.asarray(p))),
+                        lower, upper, gtol=gtol, kink_tol=kink_tol)
+        sigma, direction, slope = hull.measure()
         if sigma <= gtol or steps >= max_steps or escapes >= MAX_ESCAPES:
             break
         # Not stationary: the sampled gradients agree on a descent direction, across a kink
         # or along one that the tangent steps could not follow. Leave by it (gradient
         # sampling's step: Armijo backtracking from a step predicted to halve the objective,
         # down to the sampling radius), then go on along the kinks active where it lands.
-        t = 0.5 * f / max(-slope, 1e-300)
-        size = float(np.max(np.abs(direction)))
+        # Where it fails, the gradients along it join the hull and the new direction is tried
+        # (null steps, KinkHull), until the measure certifies or NULL_STEPS have failed.
         escaped = False
-        while t * size > EPSILON:
-            trial = np.clip(p + t * direction, lower, upper)
-            f_trial = objective(trial)[0]
-            if np.isfinite(f_trial) and f_trial <= f + 1e-4 * t * slope:
-                p, f, escaped = trial, f_trial, True
+        for null_steps in range(NULL_STEPS + 1):
+            t = 0.5 * f / max(-slope, 1e-300)
+            size = float(np.max(np.abs(direction)))
+            while t * size > EPSILON:
+                trial = np.clip(p + t * direction, lower, upper)
+                f_trial = objective(trial)[0]
+                if np.isfinite(f_trial) and f_trial <= f + 1e-4 * t * slope:
+                    p, f, escaped = trial, f_trial, True
+                    break
+                t *= 0.5
+            if escaped or null_steps == NULL_STEPS:
                 break
-            t *= 0.5
+            sigma, direction, slope = hull.add_segment(direction)
+            if sigma <= gtol:
+                break
         if not escaped:
             break
         escapes += 1
@@ -559,33 +742,43 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
                            sigma=float(sigma), certified=bool(sigma <= gtol), escapes=escapes)
 
 
-def certify_in_two_passes(residual_fn, gap_fn, params, lower=None, upper=None, *,
-                          gtol: float = GTOL, max_steps: int = 1000) -> KinkCertificate:
-    """:func:`certify_kink` in two passes of up to ``max_steps`` iterations each: Gauss–Newton,
-    and where it ends uncertified the second-order pass from its end (module docstring). The
-    certificate is the second's end, with the first's start, the first's steps in ``steps``,
-    the second's in ``second_order_steps`` (``None`` where the first pass certified) and both
-    passes' steps off the kinks in ``escapes``."""
+def certify_in_passes(residual_fn, gap_fn, params, lower=None, upper=None, *,
+                      gtol: float = GTOL, max_steps: int = 1000,
+                      max_passes: int = MAX_PASSES) -> KinkCertificate:
+    """:func:`certify_kink` in passes of up to ``max_steps`` iterations each, Gauss–Newton and
+    the second-order pass in turn, each from the previous one's end (module docstring, "The
+    passes"), until one certifies, one ends where it started (no step accepted, none off the
+    kinks) or ``max_passes`` have run. The certificate is the last pass's end, with the first's
+    start, the Gauss–Newton passes' accepted steps in ``steps``, the second-order passes' in
+    ``second_order_steps`` (``None`` where the first pass certified) and every pass's steps off
+    the kinks in ``escapes``."""
     first = certify_kink(residual_fn, gap_fn, params, lower, upper, gtol=gtol,
                          max_steps=max_steps)
     if first.certified:
         return first
-    second = certify_kink(residual_fn, gap_fn, first.params, lower, upper, gtol=gtol,
-                          max_steps=max_steps, second_order=True)
-    return dataclasses.replace(second, start_objective=first.start_objective,
-                               steps=first.steps, escapes=first.escapes + second.escapes,
-                               second_order_steps=second.steps)
+    cert, steps, escapes = first, {False: first.steps, True: 0}, first.escapes
+    for n_pass in range(1, max_passes):
+        second_order = n_pass % 2 == 1
+        cert = certify_kink(residual_fn, gap_fn, cert.params, lower, upper, gtol=gtol,
+                            max_steps=max_steps, second_order=second_order)
+        steps[second_order] += cert.steps
+        escapes += cert.escapes
+        if cert.certified or (cert.steps == 0 and cert.escapes == 0):
+            break
+    return dataclasses.replace(cert, start_objective=first.start_objective, steps=steps[False],
+                               escapes=escapes,
+                               second_order_steps=steps[True] if max_passes > 1 else None)
 
 
 def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
-                max_steps: int = 1000) -> KinkCertificate | None:
+                max_steps: int = 1000, max_passes: int = MAX_PASSES) -> KinkCertificate | None:
     """:func:`certify_kink` for ``law`` on the fitter's arrays ``data``
     (:class:`mixscale._objective.FitData`) with Huber threshold ``delta`` and the ranges
     ``lower``, ``upper`` (pytrees shaped like the law's parameters, :func:`mixscale._bounds.
     bound_trees`), over its kinks in every run; ``None`` for a law without listed kinks
     (:meth:`mixscale.laws.AbstractLaw.kink_gaps`).
 
-    In two passes (:func:`certify_in_two_passes`)."""
+    In passes (:func:`certify_in_passes`)."""
     import equinox as eqx
 
     from ._objective import Layout, residuals
@@ -604,9 +797,9 @@ def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
         one = eqx.combine(layout.unravel(q), static)
         return jax.vmap(one.kink_gaps)(data.weights, data.model_size, data.tokens).ravel()
 
-    return certify_in_two_passes(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
+    return certify_in_passes(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
                                  np.asarray(layout.ravel(lower)), np.asarray(layout.ravel(upper)),
-                                 gtol=gtol, max_steps=max_steps)
+                                 gtol=gtol, max_steps=max_steps, max_passes=max_passes)
 
 
 def fitted_problem(result, table):
@@ -626,9 +819,9 @@ def fitted_problem(result, table):
     return data, jnp.asarray(DEFAULT_HUBER_DELTA), lower, upper
 
 
-def certify_fit(result, table, *, gtol: float = GTOL,
-                max_steps: int = 1000) -> KinkCertificate | None:
+def certify_fit(result, table, *, gtol: float = GTOL, max_steps: int = 1000,
+                max_passes: int = MAX_PASSES) -> KinkCertificate | None:
     """:func:`certify_law` for the law of a fit (:class:`mixscale.FitResult`) on the rows it
     was fitted to (``table``), with the fit's objective and ranges (:func:`fitted_problem`)."""
     return certify_law(result.law, *fitted_problem(result, table), gtol=gtol,
-                       max_steps=max_steps)
+                       max_steps=max_steps, max_passes=max_passes)

@@ -69,7 +69,8 @@ import numpy as np
 
 from ._mixture import project_to_simplex
 
-__all__ = ["clarke_descent", "min_norm_in_hull", "sampled_stationarity"]
+__all__ = ["clarke_descent", "hull_descent", "min_norm_in_hull", "sampled_gradients",
+           "sampled_stationarity"]
 
 #: Sampling radius in parameter units (see the module docstring).
 EPSILON = 1e-9
@@ -132,8 +133,9 @@ def _sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array]) -> Callabl
     residual function, kept for the certificate's later calls on the same fit (op by op, its
     many small operations would each be compiled apart; a fresh closure per call would be
     compiled again at every step off a kink). It is traced once per number of points ``m``:
-    the certificate uses two, ``1 + N_SAMPLES`` and, where kinks are active, that plus the
-    fixed ``2**SIDE_KINKS`` rows of :func:`mixscale._kinks.kink_side_points`."""
+    the certificate uses three, ``1 + N_SAMPLES``, where kinks are active that plus the fixed
+    ``2**SIDE_KINKS`` rows of :func:`mixscale._kinks.kink_side_points`, and batches of
+    ``2**SIDE_KINKS`` rows for the points :class:`mixscale._kinks.KinkHull` adds."""
 
     def grad_and_norms(q):
         r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
@@ -170,10 +172,23 @@ def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.nda
     points = np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))]
                             + ([] if extra_points is None
                                else [np.asarray(extra_points, float).reshape(-1, p.size)]))
-    points = np.clip(points, lower, upper)
+    return hull_descent(p, lower, upper, *sampled_gradients(residual_fn, points, lower, upper))
 
-    grads, norms, rnorm = (np.asarray(x) for x in
-                           _sampled_gradients(residual_fn)(jnp.asarray(points)))
+
+def sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array], points: np.ndarray,
+                      lower: np.ndarray, upper: np.ndarray):
+    """At ``points`` ``(m, P)``, clipped to the box: the gradients of ``½‖r‖²`` ``(m, P)``, the
+    Jacobian's column norms ``(m, P)`` and ``‖r‖`` ``(m,)`` (the first point's is the one
+    :func:`hull_descent` scales by)."""
+    points = np.clip(np.asarray(points, float), lower, upper)
+    return tuple(np.asarray(x) for x in _sampled_gradients(residual_fn)(jnp.asarray(points)))
+
+
+def hull_descent(p: np.ndarray, lower: np.ndarray, upper: np.ndarray, grads: np.ndarray,
+                 norms: np.ndarray, rnorm: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """:func:`clarke_descent`'s ``(σ, d, slope)`` from the sampled gradients ``grads`` ``(m,
+    P)``, column norms ``norms`` ``(m, P)`` and residual norms ``rnorm`` ``(m,)`` of
+    :func:`sampled_gradients` (``p`` the first point)."""
     # a parameter on a bound: its component may be balanced by the bound's multiplier
     signs = np.where(p >= upper, 1.0, np.where(p <= lower, -1.0, 0.0))
     scale = np.max(norms, axis=0)

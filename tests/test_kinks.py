@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import mixscale as ms
-from mixscale._kinks import certify_fit, certify_in_two_passes, certify_kink, kink_side_points
+from mixscale import _kinks
+from mixscale._kinks import certify_fit, certify_in_passes, certify_kink, kink_side_points
 from mixscale._stationarity import clarke_descent, sampled_stationarity
 
 
@@ -118,13 +119,65 @@ def test_the_second_order_pass_converges_where_gauss_newton_crawls():
 
 def test_the_second_pass_runs_only_where_the_first_ends_uncertified():
     start = np.array([0.3, 0.09])
-    certified_first = certify_in_two_passes(_v_shaped, _gap, start, max_steps=40)
+    certified_first = certify_in_passes(_v_shaped, _gap, start, max_steps=40)
     assert certified_first.certified and certified_first.second_order_steps is None
-    both = certify_in_two_passes(_large_residual, _gap, start, max_steps=40)
+    both = certify_in_passes(_large_residual, _gap, start, max_steps=40)
     first = certify_kink(_large_residual, _gap, start, max_steps=40)
     assert both.certified and both.steps == first.steps and both.second_order_steps >= 1
     assert both.start_objective == first.start_objective and both.objective < first.objective
     np.testing.assert_allclose(both.params, [1.0, 1.0], atol=2e-3)
+
+
+def test_the_passes_alternate_until_one_certifies():
+    """With budgets too short for any one pass, Gauss–Newton and second-order passes in turn,
+    each from the last one's end, reach the minimum that two passes do not."""
+    start = np.array([0.3, 0.09])
+    two = certify_in_passes(_large_residual, _gap, start, max_steps=3, max_passes=2)
+    assert not two.certified
+    many = certify_in_passes(_large_residual, _gap, start, max_steps=3, max_passes=40)
+    assert many.certified and many.objective < two.objective
+    assert many.steps > two.steps and many.second_order_steps > two.second_order_steps
+    assert many.start_objective == two.start_objective
+    np.testing.assert_allclose(many.params, [1.0, 1.0], atol=2e-3)
+
+
+def _scripted_passes(monkeypatch, outcomes):
+    """Replace :func:`certify_kink` by one returning ``outcomes`` in turn (``(certified, steps,
+    escapes)``); the list of the calls' ``second_order`` flags."""
+    calls = []
+
+    def fake(residual_fn, gap_fn, params, lower=None, upper=None, *, gtol, max_steps,
+             second_order=False):
+        certified, steps, escapes = outcomes[len(calls)]
+        calls.append(second_order)
+        return _kinks.KinkCertificate(
+            params=np.asarray(params) + 1.0, objective=10.0 - len(calls),
+            start_objective=11.0 - len(calls), steps=steps, active_kinks=1,
+            tangential_cosine=1.0, sigma=1e-6 if certified else 1.0, certified=certified,
+            escapes=escapes)
+
+    monkeypatch.setattr(_kinks, "certify_kink", fake)
+    return calls
+
+
+def test_the_passes_stop_at_the_first_that_makes_no_progress(monkeypatch):
+    calls = _scripted_passes(monkeypatch, [(False, 5, 1), (False, 3, 0), (False, 2, 2),
+                                           (False, 0, 0), (False, 9, 9)])
+    cert = certify_in_passes(None, None, np.zeros(2), max_steps=10, max_passes=6)
+    assert calls == [False, True, False, True]
+    assert (cert.steps, cert.second_order_steps, cert.escapes) == (7, 3, 3)
+    assert cert.start_objective == 10.0 and cert.objective == 6.0 and not cert.certified
+    np.testing.assert_array_equal(cert.params, [4.0, 4.0])  # each pass starts at the last's end
+
+
+def test_the_passes_stop_at_the_first_that_certifies_or_at_the_limit(monkeypatch):
+    calls = _scripted_passes(monkeypatch, [(False, 1, 0), (False, 1, 0), (True, 1, 0)])
+    assert certify_in_passes(None, None, np.zeros(1), max_steps=10).certified
+    assert calls == [False, True, False]
+    calls = _scripted_passes(monkeypatch, [(False, 1, 0)] * 10)
+    cert = certify_in_passes(None, None, np.zeros(1), max_steps=10, max_passes=5)
+    assert calls == [False, True, False, True, False] and not cert.certified
+    assert (cert.steps, cert.second_order_steps) == (3, 2)
 
 
 @pytest.mark.parametrize("case", ["convex inside", "convex on the boundary", "indefinite",
@@ -205,8 +258,8 @@ def test_fit_finishes_and_certifies_a_capacity_law_stuck_on_its_head_floor(monke
 
 def test_an_uncertified_lower_end_of_the_certificate_is_kept(monkeypatch):
     """The certificate's steps only descend, so its end replaces the law wherever lower, also
-    when it is not certified (here its budget is cut to three steps): the law returned is that
-    end, its objective the one reported, and it is not counted as converged."""
+    when it is not certified (here its budget is cut to one pass of three steps): the law
+    returned is that end, its objective the one reported, and it is not counted as converged."""
     import equinox as eqx
     import jax.numpy as jnp
 
@@ -221,7 +274,7 @@ def test_an_uncertified_lower_end_of_the_certificate_is_kept(monkeypatch):
     monkeypatch.setattr(fit_module, "_smooth_kinks", lambda sol, *a, **k: (sol, False))
     certify = fit_module.certify_law
     monkeypatch.setattr(fit_module, "certify_law",
-                        lambda *a, **k: certify(*a, **{**k, "max_steps": 3}))
+                        lambda *a, **k: certify(*a, **{**k, "max_steps": 3, "max_passes": 1}))
     res = ms.fit(spec, table, n_restarts=2, seed=0, smooth_kinks=True)
     cert = res.kink_certificate
     assert not cert.certified and 0 < cert.steps <= 3 and cert.objective < cert.start_objective
@@ -294,6 +347,49 @@ def test_the_sides_of_nearly_parallel_kinks_are_sampled_where_uniform_draws_miss
     cert = certify_kink(_needs_the_wedges, _wedge_gaps, origin)
     assert cert.certified and cert.escapes == 0 and cert.active_kinks == 2
     np.testing.assert_allclose(cert.params, origin, atol=1e-12)
+
+
+def test_a_failed_step_off_adds_the_gradients_along_it(monkeypatch):
+    """Kinks the law does not list get no side points; at the origin the uniform draws miss the
+    wedges (measure 0.18) and the step along their direction fails, since the origin is the
+    minimum. The gradients along that direction (a null step) lie in a wedge and close the
+    hull: certified, without moving. Without null steps it stays uncertified."""
+    def unlisted(p):
+        return jnp.full(1, jnp.inf) + 0.0 * p[0]
+
+    origin = np.zeros(2)
+    cert = certify_kink(_needs_the_wedges, unlisted, origin)
+    assert cert.certified and cert.sigma < 1e-6 and cert.escapes == 0
+    np.testing.assert_array_equal(cert.params, origin)
+    monkeypatch.setattr(_kinks, "NULL_STEPS", 0)
+    without = certify_kink(_needs_the_wedges, unlisted, origin)
+    assert not without.certified and without.sigma > 1e-2
+
+
+def _corner(p):
+    """``f = ½‖r‖²`` with ``r = (1 + |p_1|, …, 1 + |p_8|, 1 + 0.9 Σ p)``: eight kinks through
+    the origin, the minimum, where the pieces' gradients are ``s + 0.9`` for the sign patterns
+    ``s``; zero is in their hull only with the piece ``s = (−1, …, −1)``, one of 256, which
+    the enumerated sides of six kinks (the other two on the point's own side) lack and uniform
+    draws rarely hit."""
+    return jnp.concatenate([1.0 + jnp.abs(p), jnp.array([1.0 + 0.9 * jnp.sum(p)])])
+
+
+def test_the_search_finds_the_side_that_more_kinks_than_are_enumerated_need(monkeypatch):
+    p = np.full(8, 1e-13)                 # on the plus side of every kink, within 1e-12
+    box = np.full(8, -np.inf), np.full(8, np.inf)
+    hull = _kinks.KinkHull(_corner, p, p.copy(), np.eye(8), *box)
+    assert hull.measure()[0] < 1e-9
+    monkeypatch.setattr(_kinks, "SEARCH_ROUNDS", 0)
+    assert _kinks.KinkHull(_corner, p, p.copy(), np.eye(8), *box).measure()[0] > 0.1
+
+
+def test_independent_kinks_are_the_active_ones_with_new_normals():
+    normals = np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0],
+                        [0.0, 0.0, 1.0]])
+    gaps = np.array([1e-9, 0.0, 2e-9, 3e-9, 1.0])       # the last is not active
+    assert _kinks.independent_kinks(gaps, normals) == [1, 2]
+    assert _kinks.independent_kinks(gaps, normals, at_most=1) == [1]
 
 
 def test_a_kink_repeated_over_runs_is_sampled_once():
