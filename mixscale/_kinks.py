@@ -245,7 +245,8 @@ class KinkCertificate:
         params: ``(P,)`` the final flat parameters (the start's if no step was accepted).
         objective: ``½‖r‖²`` there.
         start_objective: ``½‖r‖²`` at the start.
-        steps: accepted steps along the kinks.
+        steps: accepted steps along the kinks (of every Gauss–Newton pass,
+            :func:`certify_in_passes`).
         active_kinks: how many kinks are active at the end.
         tangential_cosine: the gradient test's cosine of the gradient projected on the active
             kinks' tangent space at the end.
@@ -254,8 +255,8 @@ class KinkCertificate:
         escapes: steps taken off the kinks along the sampled gradients' descent direction
             (:func:`mixscale._stationarity.clarke_descent`), each followed by steps along the
             kinks active where it landed.
-        second_order_steps: accepted steps of the second-order pass (:func:`certify_law`), run
-            where the Gauss–Newton pass ends uncertified; ``None`` where it did not run (a
+        second_order_steps: accepted steps of the second-order passes (:func:`certify_in_passes`),
+            run where the first Gauss–Newton pass ends uncertified; ``None`` where none ran (a
             certified first pass, or a certificate made before the pass existed).
     """
 
