@@ -396,59 +396,57 @@ class KinkHull:
     uncertified, as before.
     """
 
+    #: Rows per batch of added points: one compiled shape for all of them.
+    BATCH = 2**SIDE_KINKS
+
     def __init__(self, residual_fn, p: np.ndarray, gaps: np.ndarray, normals: np.ndarray,
                  lower: np.ndarray, upper: np.ndarray, *, gtol: float = GTOL,
                  kink_tol: float = KINK_TOL, epsilon: float = EPSILON):
-        from ._stationarity import N_SAMPLES
+        from ._stationarity import sample_points, sampled_gradients
 
         self.residual_fn, self.p, self.lower, self.upper = residual_fn, p, lower, upper
         self.epsilon = epsilon
-        rng = np.random.default_rng(0)
         sides = kink_side_points(p, gaps, normals, lower, upper, kink_tol=kink_tol,
                                  epsilon=epsilon)
-        self._sampled = []
-        self._add(np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (N_SAMPLES, p.size))]
-                                 + ([] if sides is None else [sides])))
-        self.result = self._solve()
-        chosen = independent_kinks(gaps, normals, kink_tol=kink_tol)
-        if self.result[0] > gtol and len(chosen) > SIDE_KINKS:
-            self._search(gaps[chosen], normals[chosen], gtol)
+        self._sampled = [sampled_gradients(residual_fn,
+                                           sample_points(p, epsilon=epsilon, extra_points=sides),
+                                           lower, upper)]
+        self._result = self._solve()
+        if self._result[0] > gtol:
+            chosen = independent_kinks(gaps, normals, kink_tol=kink_tol)
+            if len(chosen) > SIDE_KINKS:
+                self._search(gaps[chosen], normals[chosen], gtol)
 
     def measure(self) -> tuple[float, np.ndarray, float]:
         """``(σ, d, slope)`` over every gradient held (:func:`mixscale._stationarity.
         hull_descent`)."""
-        return self.result
+        return self._result
 
     def add_segment(self, direction: np.ndarray) -> tuple[float, np.ndarray, float]:
         """Add the gradients along ``direction`` within the sampling radius (a null step) and
         solve again: the new ``(σ, d, slope)``."""
         size = float(np.max(np.abs(direction)))
         if size == 0.0:
-            return self.result
+            return self._result
         taus = self.epsilon * 0.5 ** np.arange(SEGMENT_POINTS)
         self._add(self.p + (taus[:, None] / size) * direction[None])
-        self.result = self._solve()
-        return self.result
+        self._result = self._solve()
+        return self._result
 
     def _add(self, points: np.ndarray) -> np.ndarray:
-        """Sample the gradients at ``points`` (padded with ``p`` to a multiple of the fixed
-        batch beyond the first call, so that few shapes are compiled); their gradients."""
+        """Sample the gradients at ``points``, in batches of :attr:`BATCH` rows (the last padded
+        with ``p``); their gradients ``(len(points), P)``."""
         from ._stationarity import sampled_gradients
 
-        rows = len(points)
-        if self._sampled:
-            batch = 2**SIDE_KINKS
-            padded = np.repeat(self.p[None], -(-rows // batch) * batch, axis=0)
-            padded[:rows] = points
-            points = padded
-        out = []
-        batch = len(points) if not self._sampled else 2**SIDE_KINKS
-        for start in range(0, len(points), batch):
-            g, n, r = sampled_gradients(self.residual_fn, points[start:start + batch],
-                                        self.lower, self.upper)
-            self._sampled.append((g, n, r))
-            out.append(g)
-        return np.concatenate(out)[:rows]
+        rows, batch = len(points), self.BATCH
+        padded = np.repeat(self.p[None], -(-rows // batch) * batch, axis=0)
+        padded[:rows] = points
+        for start in range(0, len(padded), batch):
+            self._sampled.append(sampled_gradients(self.residual_fn,
+                                                   padded[start:start + batch],
+                                                   self.lower, self.upper))
+        n_new = len(padded) // batch
+        return np.concatenate([g for g, _, _ in self._sampled[-n_new:]])[:rows]
 
     def _solve(self):
         from ._stationarity import hull_descent
@@ -471,18 +469,18 @@ class KinkHull:
         flips[index, index], flips[r + index, index] = 1.0, -1.0
         g_sides = evaluate(flips)
         jumps = 0.5 * (g_sides[:r] - g_sides[r:])                # (r, P)
-        self.result = self._solve()
+        self._result = self._solve()
         for _ in range(SEARCH_ROUNDS):
-            if self.result[0] <= gtol:
+            if self._result[0] <= gtol:
                 break
-            along = jumps @ self.result[1]
+            along = jumps @ self._result[1]
             worst = np.where(along >= 0.0, 1.0, -1.0)
-            order = np.argsort(np.abs(along), kind="stable")[:2**SIDE_KINKS - 1]
+            order = np.argsort(np.abs(along), kind="stable")[:self.BATCH - 1]
             candidates = np.repeat(worst[None], 1 + len(order), axis=0)
             candidates[1 + np.arange(len(order)), order] *= -1.0
             evaluate(candidates)
-            previous, self.result = self.result, self._solve()
-            if self.result[0] > 0.99 * previous[0]:
+            previous, self._result = self._result, self._solve()
+            if self._result[0] > 0.99 * previous[0]:
                 break
 
 

@@ -69,8 +69,8 @@ import numpy as np
 
 from ._mixture import project_to_simplex
 
-__all__ = ["clarke_descent", "hull_descent", "min_norm_in_hull", "sampled_gradients",
-           "sampled_stationarity"]
+__all__ = ["clarke_descent", "hull_descent", "min_norm_in_hull", "sample_points",
+           "sampled_gradients", "sampled_stationarity"]
 
 #: Sampling radius in parameter units (see the module docstring).
 EPSILON = 1e-9
@@ -168,11 +168,19 @@ def clarke_descent(residual_fn: Callable[[jax.Array], jax.Array], params: np.nda
     p = np.asarray(params, float)
     lower = np.full(p.shape, -np.inf) if lower is None else np.asarray(lower, float)
     upper = np.full(p.shape, np.inf) if upper is None else np.asarray(upper, float)
-    rng = np.random.default_rng(seed)
-    points = np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))]
-                            + ([] if extra_points is None
-                               else [np.asarray(extra_points, float).reshape(-1, p.size)]))
+    points = sample_points(p, epsilon=epsilon, n_samples=n_samples, seed=seed,
+                           extra_points=extra_points)
     return hull_descent(p, lower, upper, *sampled_gradients(residual_fn, points, lower, upper))
+
+
+def sample_points(p: np.ndarray, *, epsilon: float = EPSILON, n_samples: int = N_SAMPLES,
+                  seed: int = 0, extra_points: np.ndarray | None = None) -> np.ndarray:
+    """The measure's points ``(1 + n_samples + m', P)``: ``p``, ``n_samples`` uniform draws in
+    the ``epsilon``-box around it (seeded by ``seed``) and ``extra_points`` ``(m', P)``."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([p[None], p + epsilon * rng.uniform(-1, 1, (n_samples, p.size))]
+                          + ([] if extra_points is None
+                             else [np.asarray(extra_points, float).reshape(-1, p.size)]))
 
 
 def sampled_gradients(residual_fn: Callable[[jax.Array], jax.Array], points: np.ndarray,
