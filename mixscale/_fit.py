@@ -170,7 +170,7 @@ class FitResult:
         kink_smoothed: whether the kink continuation (``smooth_kinks``) lowered the best
             restart (its :attr:`steps` then count every stage).
         kink_certificate: when the best restart was still unconverged after the continuation
-            and the law lists its kinks, the certificate's outcome
+            (for a law without kinks: after the finish), the certificate's outcome
             (:class:`mixscale._kinks.KinkCertificate`); its end replaces the returned law
             (and its restart's objective) wherever it is lower (:attr:`kink_kept`; its steps
             only descend), and counts as converged if certified: a first-order (Clarke)
@@ -751,11 +751,11 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             allocation floor; the spectral law's floors and rank weights), continue it
             through smoothed versions of the law back to the exact one
             (:func:`_smooth_kinks`); the result replaces it if lower. If the returned law is
-            still unconverged and the law lists its kinks
+            still unconverged, finish it on the kinks it stopped on
             (:meth:`~mixscale.laws.AbstractLaw.kink_gaps`: the capacity law's head floor;
-            the spectral law's floors, rank ends and ``min(H, N)``), finish it on the kinks
-            it stopped on, stepping off them where the sampled gradients still agree on a
-            descent, and certify the end (:mod:`mixscale._kinks`;
+            the spectral law's floors, rank ends and ``min(H, N)``; a law that lists none is
+            finished on its smooth objective), stepping off them where the sampled gradients
+            still agree on a descent, and certify the end (:mod:`mixscale._kinks`;
             :attr:`FitResult.kink_certificate`). Off by default. The three stages together
             are the converging policy that ``mixscale fit`` and the experiments use:
             ``fit(..., **converging_stages(method, max_steps))``
@@ -1007,21 +1007,19 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         # wherever lower, and counts as converged only if certified.
         t_cert = time.perf_counter()
         cert = certify_law(law, data, delta, *bounds, gtol=gtol, max_steps=max_steps)
-        if cert is not None:
-            timings["kink_certificate_s"] = time.perf_counter() - t_cert
-            kink_certificate = cert
-            if cert.objective < cert.start_objective:
-                params, static_law = eqx.partition(law, eqx.is_inexact_array)
-                law = eqx.combine(Layout.of(params).unravel(jnp.asarray(cert.params)),
-                                  static_law)
-                law_objective *= cert.objective / cert.start_objective
-                objectives = objectives.copy()
-                objectives[best] = law_objective
-                kink_kept = True
-            if cert.certified:
-                conv = np.asarray(conv).copy()
-                conv[best] = True
-                law_converged = True
+        timings["kink_certificate_s"] = time.perf_counter() - t_cert
+        kink_certificate = cert
+        if cert.objective < cert.start_objective:
+            params, static_law = eqx.partition(law, eqx.is_inexact_array)
+            law = eqx.combine(Layout.of(params).unravel(jnp.asarray(cert.params)), static_law)
+            law_objective *= cert.objective / cert.start_objective
+            objectives = objectives.copy()
+            objectives[best] = law_objective
+            kink_kept = True
+        if cert.certified:
+            conv = np.asarray(conv).copy()
+            conv[best] = True
+            law_converged = True
 
     boot = None
     if n_bootstrap:
