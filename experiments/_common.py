@@ -293,8 +293,9 @@ def fit_law(spec, train, *, validation=None, n_restarts: int = N_RESTARTS, seed:
     (``smooth_kinks``) takes a best restart that stopped early on a kink of the law (the
     capacity allocation's head floor) through smoothed versions of the law back to the exact
     one, and keeps it if lower; a best restart still unconverged then is finished on its kinks
-    (Gauss–Newton and a second-order pass in turn while uncertified; its end kept if lower)
-    and certified if it is a (Clarke) stationary point there (``FitResult.kink_certificate``,
+    (a law without kinks: on its smooth objective; Gauss–Newton and a second-order pass in turn
+    while uncertified; its end kept if lower) and certified if it is a (Clarke) stationary
+    point there (``FitResult.kink_certificate``,
     ``kink_kept``, :mod:`mixscale._kinks`). None of them can
     end above the plain fit. ``--quick`` runs skip them, and the nested starts, and cap LM at
     :data:`QUICK_MAX_STEPS` steps (:func:`fit_stages`).
