@@ -453,12 +453,10 @@ class KinkHull:
         rows, batch = len(points), self.BATCH
         padded = np.repeat(self.p[None], -(-rows // batch) * batch, axis=0)
         padded[:rows] = points
-        for start in range(0, len(padded), batch):
-            self._sampled.append(sampled_gradients(self.residual_fn,
-                                                   padded[start:start + batch],
-                                                   self.lower, self.upper))
-        n_new = len(padded) // batch
-        return np.concatenate([g for g, _, _ in self._sampled[-n_new:]])[:rows]
+        new = [sampled_gradients(self.residual_fn, padded[start:start + batch], self.lower,
+                                 self.upper) for start in range(0, len(padded), batch)]
+        self._sampled.extend(new)
+        return np.concatenate([g for g, _, _ in new])[:rows]
 
     def _solve(self):
         from ._stationarity import hull_descent
@@ -504,6 +502,41 @@ def _scaled_cosine(g: np.ndarray, column_sq: np.ndarray, f: float, free: np.ndar
     return float(np.max(cos[free])) if free.any() else 0.0
 
 
+@functools.lru_cache(maxsize=8)
+def _programs(residual_fn: Callable[[jax.Array], jax.Array],
+              gap_fn: Callable[[jax.Array], jax.Array]):
+    """The compiled programs of :func:`certify_kink` for one problem, kept for its later passes
+    (:func:`certify_in_passes` calls it again with the same functions; fresh closures would be
+    compiled again at every pass): ``linearise(q) -> (r, J, z, ∂z)``, ``value(q) -> (½‖r‖², z)``,
+    ``normals_at(q) -> ∂z`` and ``curvature(q, weights) -> (∇²f, ∇²(weights · z))``."""
+
+    @jax.jit
+    def linearise(q):
+        r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
+        return r, jac, gap_fn(q), jax.jacfwd(gap_fn)(q)
+
+    @jax.jit
+    def value(q):
+        r = residual_fn(q)
+        return 0.5 * jnp.dot(r, r), gap_fn(q)
+
+    @jax.jit
+    def curvature(q, weights):
+        """The objective's Hessian and that of ``weights · gaps`` (the kinks' part of the
+        Lagrangian's), ``(P, P)`` each."""
+        def f_of(u):
+            r = residual_fn(u)
+            return 0.5 * jnp.dot(r, r)
+
+        def weighted_gaps(u):
+            z = gap_fn(u)
+            return jnp.dot(weights, jnp.where(weights != 0.0, z, 0.0))
+
+        return jax.hessian(f_of)(q), jax.hessian(weighted_gaps)(q)
+
+    return linearise, value, jax.jit(jax.jacfwd(gap_fn)), curvature
+
+
 def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
                  gap_fn: Callable[[jax.Array], jax.Array], params, lower=None, upper=None, *,
                  gtol: float = GTOL, max_steps: int = 1000,
@@ -530,35 +563,11 @@ def certify_kink(residual_fn: Callable[[jax.Array], jax.Array],
     lower = np.full(p.shape, -np.inf) if lower is None else np.asarray(lower, np.float64)
     upper = np.full(p.shape, np.inf) if upper is None else np.asarray(upper, np.float64)
 
-    @jax.jit
-    def linearise(q):
-        r, jac = residual_fn(q), jax.jacfwd(residual_fn)(q)
-        return r, jac, gap_fn(q), jax.jacfwd(gap_fn)(q)
-
-    @jax.jit
-    def value(q):
-        r = residual_fn(q)
-        return 0.5 * jnp.dot(r, r), gap_fn(q)
+    linearise, value, normals_at, curvature = _programs(residual_fn, gap_fn)
 
     def objective(q):
         f, z = value(jnp.asarray(q))
         return float(f), np.asarray(z)
-
-    normals_at = jax.jit(jax.jacfwd(gap_fn))
-
-    @jax.jit
-    def curvature(q, weights):
-        """The objective's Hessian and that of ``weights · gaps`` (the kinks' part of the
-        Lagrangian's), ``(P, P)`` each."""
-        def f_of(u):
-            r = residual_fn(u)
-            return 0.5 * jnp.dot(r, r)
-
-        def weighted_gaps(u):
-            z = gap_fn(u)
-            return jnp.dot(weights, jnp.where(weights != 0.0, z, 0.0))
-
-        return jax.hessian(f_of)(q), jax.hessian(weighted_gaps)(q)
 
     def tangent(free, normals):
         """``(P, T)``: an orthonormal basis of the directions of the ``free`` parameters along
