@@ -12,7 +12,9 @@ It prints, per experiment: its wall time, the time in law fits and their share, 
 fits and how many returned a converged law; the least time a fresh two-job invocation can spend
 in law fits (an experiment's recorded wall time counts each ``--add-law`` run whole, with the
 nested variants it refitted for starts, which a fresh run fits once); then the laws by total fit
-time over every experiment, and the ``--top`` most costly (experiment, law) pairs. Nothing is
+time over every experiment, the ``--top`` most costly (experiment, law) pairs, and where in its
+record each fit that did not return a converged law is (experiment, place in the results, law,
+fit seconds). Nothing is
 run: the figures are those of the records (machine and load of the runs that wrote them). A fit
 that a record repeats in several rows (``ablations`` stores its base variant's fits under each
 group) is counted in each, so an experiment's fit share can exceed 100 %.
@@ -33,11 +35,12 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from experiments._harness import fit_rows  # how records store their fits
+    from experiments._harness import fit_groups, fit_rows  # how records store their fits
     by_law = collections.defaultdict(lambda: [0.0, 0, 0])
     by_pair = collections.defaultdict(lambda: [0.0, 0, 0])
     total_wall = total_fit = 0.0
     fit_by_experiment: dict[str, float] = {}
+    unconverged: list[tuple[str, str, str, float]] = []
     print(f"{'experiment':24s} {'wall min':>9s} {'fits min':>9s} {'share':>6s} "
           f"{'fits':>5s} {'converged':>9s}")
     for path in sorted(args.figures.glob("*.json")):
@@ -53,6 +56,9 @@ def main(argv=None) -> int:
         print(f"{record['experiment']:24s} {wall / 60:9.1f} {fit_s / 60:9.1f} "
               f"{fit_s / wall if wall else float('nan'):6.0%} {len(rows):5d} "
               f"{sum(c for *_, c in rows):9d}")
+        unconverged += [(record["experiment"], where, law, fit.get("fit_s") or 0.0)
+                        for where, group in fit_groups(record["results"])
+                        for law, fit in group.items() if not fit["law_converged"]]
         for law, seconds, converged in rows:
             for key, table in ((law, by_law), ((record["experiment"], law), by_pair)):
                 table[key][0] += seconds
@@ -78,6 +84,9 @@ def main(argv=None) -> int:
             by_pair.items(), key=lambda kv: -kv[1][0])[:args.top]:
         print(f"{experiment:24s} {law:24s} {seconds / 60:7.1f} min  {n:3d} fits  "
               f"{conv:3d} converged")
+    print(f"\nfits without a converged law: {len(unconverged)}")
+    for experiment, where, law, seconds in unconverged:
+        print(f"{experiment:24s} {where:40s} {law:24s} {seconds:7.0f} s")
     return 0
 
 
