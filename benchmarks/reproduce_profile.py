@@ -56,7 +56,8 @@ def main(argv=None) -> int:
         print(f"{record['experiment']:24s} {wall / 60:9.1f} {fit_s / 60:9.1f} "
               f"{fit_s / wall if wall else float('nan'):6.0%} {len(rows):5d} "
               f"{sum(c for *_, c in rows):9d}")
-        unconverged += [(record["experiment"], where, law, fit.get("fit_s") or 0.0)
+        unconverged += [(record["experiment"], where, law,
+                         float(fit.get("fit_s", fit.get("optimise_s")) or 0.0))
                         for where, group in fit_groups(record["results"])
                         for law, fit in group.items() if not fit["law_converged"]]
         for law, seconds, converged in rows:
