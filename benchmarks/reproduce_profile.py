@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from experiments._harness import fit_groups, fit_rows  # how records store their fits
+    from experiments._harness import (  # how records store their fits
+        fit_groups, fit_rows, fit_seconds)
     by_law = collections.defaultdict(lambda: [0.0, 0, 0])
     by_pair = collections.defaultdict(lambda: [0.0, 0, 0])
     total_wall = total_fit = 0.0
@@ -56,8 +57,7 @@ def main(argv=None) -> int:
         print(f"{record['experiment']:24s} {wall / 60:9.1f} {fit_s / 60:9.1f} "
               f"{fit_s / wall if wall else float('nan'):6.0%} {len(rows):5d} "
               f"{sum(c for *_, c in rows):9d}")
-        unconverged += [(record["experiment"], where, law,
-                         float(fit.get("fit_s", fit.get("optimise_s")) or 0.0))
+        unconverged += [(record["experiment"], where, law, fit_seconds(fit))
                         for where, group in fit_groups(record["results"])
                         for law, fit in group.items() if not fit["law_converged"]]
         for law, seconds, converged in rows:

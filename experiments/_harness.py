@@ -54,7 +54,7 @@ from experiments._common import (
 )
 
 __all__ = ["EXPERIMENTS", "NAMES", "ROW_KEYS", "Part", "config_from_record", "fit_groups",
-           "merge_law_rows", "nested_checks", "read_record", "recorded_wall_s",
+           "fit_seconds", "merge_law_rows", "nested_checks", "read_record", "recorded_wall_s",
            "run_experiment", "same_settings"]
 
 #: (module, title) of every experiment in report order: theory first, then the real tables.
@@ -270,12 +270,16 @@ def fit_records(results: Any, label: str | None = None) -> Iterator[tuple[str, d
             yield from fit_records(value, label)
 
 
+def fit_seconds(record: dict) -> float:
+    """A fit record's wall seconds: ``fit_s`` (else ``optimise_s``; 0 if it has neither)."""
+    return float(record.get("fit_s", record.get("optimise_s")) or 0.0)
+
+
 def fit_rows(results: Any, label: str | None = None) -> Iterator[tuple[str, float, bool]]:
     """``(law label, fit seconds, converged)`` of every fit record under ``results``
-    (:func:`fit_records`); its seconds are ``fit_s`` (else ``optimise_s``)."""
+    (:func:`fit_records`; seconds by :func:`fit_seconds`)."""
     for law, record in fit_records(results, label):
-        seconds = record.get("fit_s", record.get("optimise_s"))
-        yield law, float(seconds or 0.0), bool(record["law_converged"])
+        yield law, fit_seconds(record), bool(record["law_converged"])
 
 
 #: Entries of a fit row that tell apart, within one list of rows, fits made on different rows
