@@ -36,7 +36,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from experiments._harness import (  # how records store their fits
-        fit_groups, fit_rows, fit_seconds)
+        fit_groups,
+        fit_rows,
+        fit_seconds,
+    )
     by_law = collections.defaultdict(lambda: [0.0, 0, 0])
     by_pair = collections.defaultdict(lambda: [0.0, 0, 0])
     total_wall = total_fit = 0.0
