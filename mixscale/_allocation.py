@@ -108,6 +108,27 @@ def _budget_residual(u, h, b, c, N, H, smoothing: float = 0.0):
     return jax.nn.logsumexp(log_x) - jnp.log(N + (k - 1) * H)
 
 
+def _compiled_by_temperature(solve):
+    """``solve(..., smoothing)`` compiled once per shape and temperature, also when called
+    eagerly.
+
+    The Newton loops below close over their inputs, so an eager call (outside ``jax.jit``)
+    would trace and compile a fresh ``while_loop`` every time (about 30 ms on a 2-core
+    machine); inside a traced law the compiled call is traced once per shape and reused by
+    every later trace. A temperature given as a Python number is a static argument (it selects
+    the exact or the smoothed branch, :func:`is_exact`); one given as a JAX array is traced, as
+    the kink continuation passes it (:func:`is_exact`)."""
+    number = jax.jit(solve, static_argnames="smoothing")
+    value = jax.jit(solve)
+
+    @functools.wraps(solve)
+    def call(*args, smoothing):
+        return (value if isinstance(smoothing, jax.Array) else number)(*args, smoothing=smoothing)
+
+    return call
+
+
+@_compiled_by_temperature
 def _newton_solve(h, b, c, N, H, smoothing: float = 0.0):
     k = h.shape[-1]
     feasible = N > H
@@ -164,7 +185,7 @@ def log_multiplier(h, b, c, N, H, smoothing: float = 0.0):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
 def _log_multiplier(h, b, c, N, H, smoothing):
-    return _newton_solve(h, b, c, N, H, smoothing)
+    return _newton_solve(h, b, c, N, H, smoothing=smoothing)
 
 
 @_log_multiplier.defjvp
@@ -267,6 +288,7 @@ def _shared_residual(y, h, b, c, N, H, rho, smoothing: float = 0.0):
     return _shared_parts(y, h, b, c, N, H, rho, smoothing)[1]
 
 
+@_compiled_by_temperature
 def _shared_solve(h, b, c, N, H, rho, smoothing: float = 0.0):
     """The root ``y`` of the budget residual, increasing in ``y``: Newton's method kept inside a
     bracket that it shrinks, with a bisection step whenever Newton would leave it."""
@@ -307,7 +329,7 @@ def log_shared_rank(h, b, c, N, H, rho, smoothing: float = 0.0):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(6,))
 def _log_shared_rank(h, b, c, N, H, rho, smoothing):
-    return _shared_solve(h, b, c, N, H, rho, smoothing)
+    return _shared_solve(h, b, c, N, H, rho, smoothing=smoothing)
 
 
 @_log_shared_rank.defjvp

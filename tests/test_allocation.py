@@ -150,6 +150,39 @@ def test_jit_and_vmap_agree_and_do_not_recompile(rng):
     assert num_traces(jitted) == num_traces(batched) == 1
 
 
+def test_eager_calls_compile_nothing_for_new_values_of_the_same_shapes(rng):
+    """Outside ``jax.jit`` the Newton loops (both solves, exact and smoothed, the temperature as
+    a number and as an array) are compiled on the first call of a shape only; a loop whose body
+    closed over fresh inputs would compile again on every call."""
+    k = 4
+    b, c = rng.uniform(0.2, 1.0, k), rng.uniform(0.5, 2.0, k)
+
+    def calls(h):
+        return [allocate(h, b, c, 20.0, 0.5), log_allocation(h, b, c, 20.0, 0.5, 0.1),
+                log_allocation(h, b, c, 20.0, 0.5, jnp.asarray(0.1)),
+                *log_shared_allocation(h, b, c, 20.0, 0.5, 0.3),
+                *log_shared_allocation(h, b, c, 20.0, 0.5, 0.3, 0.1)]
+
+    first = calls(rng.dirichlet(np.ones(k)))
+    compiled = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        h = rng.dirichlet(np.ones(k))
+        second = calls(h)
+        again = calls(h)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiled == [], f"compiled again for new values: {compiled}"
+    for x, y, z in zip(first, second, again, strict=True):
+        assert np.all(np.isfinite(np.asarray(y))) and np.shape(x) == np.shape(y)
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(z))
+
+
 # ----------------------------------------------------- shared tail ranks (log_shared_allocation)
 def _shared(h, b, c, N, H, rho):
     log_x, log_s = log_shared_allocation(jnp.asarray(h), jnp.asarray(b), jnp.asarray(c), N, H,
