@@ -93,13 +93,20 @@ def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
     still a smooth convex problem in ``λ``; the returned point is :math:`\Pi` of the hull's
     point."""
     g = np.asarray(vectors, float)
-    m = g.shape[0]
     signs = (np.zeros(g.shape[1]) if bound_signs is None
              else np.asarray(bound_signs, float))
-    gj = jnp.asarray(g)
     step = 1.0 / max(float(np.linalg.eigvalsh(g @ g.T)[-1]), 1e-300)
-    lower, upper = jnp.zeros(m), jnp.ones(m)
-    up, down = jnp.asarray(signs > 0), jnp.asarray(signs < 0)
+    return np.asarray(_hull_weights_point(jnp.asarray(g), jnp.asarray(step), jnp.asarray(signs),
+                                          iterations))
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _hull_weights_point(gj, step, signs, iterations: int):
+    """:func:`min_norm_in_hull`'s iteration, compiled once per shape of ``gj`` and iteration
+    count (a loop closing over its inputs would compile again on every call)."""
+    m = gj.shape[0]
+    lower, upper = jnp.zeros(m, gj.dtype), jnp.ones(m, gj.dtype)
+    up, down = signs > 0, signs < 0
 
     def project_cone(c):
         return jnp.where(up, jnp.maximum(c, 0.0), jnp.where(down, jnp.minimum(c, 0.0), c))
@@ -110,9 +117,9 @@ def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
         t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
         return nxt, nxt + ((t - 1.0) / t_next) * (nxt - lam), t_next
 
-    lam0 = jnp.full(m, 1.0 / m)
-    lam, _, _ = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, jnp.asarray(1.0)))
-    return np.asarray(project_cone(lam @ gj))
+    lam0 = jnp.full(m, 1.0 / m, gj.dtype)
+    lam, _, _ = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, jnp.asarray(1.0, gj.dtype)))
+    return project_cone(lam @ gj)
 
 
 def sampled_stationarity(residual_fn: Callable[[jax.Array], jax.Array], params: np.ndarray,

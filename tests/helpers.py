@@ -157,3 +157,22 @@ def assert_no_retrace(*fns: Callable) -> Iterator[None]:
                 for fn, n in zip(counted, before, strict=True) if num_traces(fn) != n]
     retraced += [f"{name}: traced {n} time(s)" for name, n in by_name.items() if n]
     assert not retraced, "recompiled inside the block: " + "; ".join(retraced)
+
+
+@contextlib.contextmanager
+def assert_compiles_nothing() -> Iterator[None]:
+    """Fail if XLA compiles any program inside the block (for code called outside ``jax.jit``
+    that must reuse its compiled programs for new values of the same shapes)."""
+    compiled = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        del duration
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert not compiled, f"compiled inside the block: {compiled}"

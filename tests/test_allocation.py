@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_grad_matches_fd, compile_once, num_traces
+from helpers import assert_compiles_nothing, assert_grad_matches_fd, compile_once, num_traces
 from scipy.optimize import minimize
 
 from mixscale import allocate, log_allocation, log_shared_allocation
@@ -164,20 +164,10 @@ def test_eager_calls_compile_nothing_for_new_values_of_the_same_shapes(rng):
                 *log_shared_allocation(h, b, c, 20.0, 0.5, 0.3, 0.1)]
 
     first = calls(rng.dirichlet(np.ones(k)))
-    compiled = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(kwargs.get("fun_name"))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        h = rng.dirichlet(np.ones(k))
+    h = rng.dirichlet(np.ones(k))
+    with assert_compiles_nothing():
         second = calls(h)
         again = calls(h)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiled == [], f"compiled again for new values: {compiled}"
     for x, y, z in zip(first, second, again, strict=True):
         assert np.all(np.isfinite(np.asarray(y))) and np.shape(x) == np.shape(y)
         np.testing.assert_array_equal(np.asarray(y), np.asarray(z))

@@ -4,6 +4,7 @@ and the measure at smooth and kinked minima and away from them."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_compiles_nothing
 from scipy.optimize import nnls
 
 from mixscale._stationarity import clarke_descent, min_norm_in_hull, sampled_stationarity
@@ -20,6 +21,20 @@ def test_min_norm_point_equals_the_nonnegative_least_squares_solution(rng):
     # the origin inside the hull
     assert np.linalg.norm(min_norm_in_hull(np.array([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]]))) \
         < 1e-9
+
+
+def test_min_norm_point_compiles_once_per_shape(rng):
+    """Called again with new vectors of the same shape (the kink certificate calls it at every
+    stage), the iteration reuses its compiled program: one closing over its inputs would
+    compile again on every call."""
+    g = rng.normal(size=(7, 5))
+    min_norm_in_hull(g)
+    signs = np.array([1.0, 0.0, -1.0, 0.0, 0.0])
+    min_norm_in_hull(g, bound_signs=signs)
+    with assert_compiles_nothing():
+        points = [min_norm_in_hull(rng.normal(size=(7, 5))),
+                  min_norm_in_hull(rng.normal(size=(7, 5)), bound_signs=signs)]
+    assert all(p.shape == (5,) and np.all(np.isfinite(p)) for p in points)
 
 
 def _kinked(p):
