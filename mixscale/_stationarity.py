@@ -96,20 +96,28 @@ def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
     signs = (np.zeros(g.shape[1]) if bound_signs is None
              else np.asarray(bound_signs, float))
     step = 1.0 / max(float(np.linalg.eigvalsh(g @ g.T)[-1]), 1e-300)
-    return np.asarray(_hull_weights_point(jnp.asarray(g), jnp.asarray(step), jnp.asarray(signs),
-                                          iterations))
+    m = g.shape[0]
+    gj = jnp.asarray(g)
+    # every array enters as an argument: built inside the program, XLA's unoptimised CPU
+    # backend (the test suite's) ran the loop 4 times slower
+    start = (jnp.zeros(m, gj.dtype), jnp.ones(m, gj.dtype), jnp.full(m, 1.0 / m, gj.dtype),
+             jnp.asarray(1.0, gj.dtype))
+    signs = jnp.asarray(signs, gj.dtype) if np.any(signs) else None
+    return np.asarray(_hull_point(gj, jnp.asarray(step, gj.dtype), signs, *start, iterations))
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _hull_weights_point(gj, step, signs, iterations: int):
-    """:func:`min_norm_in_hull`'s iteration, compiled once per shape of ``gj`` and iteration
-    count (a loop closing over its inputs would compile again on every call)."""
-    m = gj.shape[0]
-    lower, upper = jnp.zeros(m, gj.dtype), jnp.ones(m, gj.dtype)
-    up, down = signs > 0, signs < 0
+@functools.partial(jax.jit, static_argnums=7)
+def _hull_point(gj, step, signs, lower, upper, lam0, t0, iterations: int):
+    """:func:`min_norm_in_hull`'s iteration, compiled once per shape of ``gj``, iteration count
+    and whether any parameter is on a bound (``signs`` ``None``: none is, and the cone's
+    projection is the identity); a loop closing over its inputs would compile again on every
+    call."""
 
     def project_cone(c):
-        return jnp.where(up, jnp.maximum(c, 0.0), jnp.where(down, jnp.minimum(c, 0.0), c))
+        if signs is None:
+            return c
+        return jnp.where(signs > 0, jnp.maximum(c, 0.0),
+                         jnp.where(signs < 0, jnp.minimum(c, 0.0), c))
 
     def body(_, state):
         lam, y, t = state
@@ -117,8 +125,7 @@ def _hull_weights_point(gj, step, signs, iterations: int):
         t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
         return nxt, nxt + ((t - 1.0) / t_next) * (nxt - lam), t_next
 
-    lam0 = jnp.full(m, 1.0 / m, gj.dtype)
-    lam, _, _ = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, jnp.asarray(1.0, gj.dtype)))
+    lam, _, _ = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, t0))
     return project_cone(lam @ gj)
 
 
