@@ -758,6 +758,17 @@ def _add_rows(p: argparse.ArgumentParser) -> None:
                    help="CSV input: loss columns of domains that are not training domains")
 
 
+def _add_compilation_cache(p: argparse.ArgumentParser) -> None:
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--compilation-cache", metavar="DIR",
+                       help="keep compiled programs in DIR, so that a later run on the same "
+                            "kind of table starts sooner (default: $MIXSCALE_COMPILATION_CACHE, "
+                            "else ~/.cache/mixscale/xla; a directory JAX is told to use by "
+                            "JAX_COMPILATION_CACHE_DIR is kept)")
+    cache.add_argument("--no-compilation-cache", dest="use_compilation_cache",
+                       action="store_false", help="compile every program afresh, keep nothing")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .laws import LAWS
 
@@ -822,6 +833,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="draw the fit: predicted vs measured, residuals vs own weight, loss "
                         "vs tokens")
     f.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _add_compilation_cache(f)
     f.set_defaults(run=_cmd_fit)
 
     o = sub.add_parser("optimize", help="optimal mixture of a fitted law at a scale")
@@ -841,12 +853,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="draw the optimal mixture (with the bootstrap's intervals and the "
                         "objective's distribution for a fit made with --bootstrap)")
     o.add_argument("--json", action="store_true")
+    _add_compilation_cache(o)
     o.set_defaults(run=_cmd_optimize)
 
     e = sub.add_parser("evaluate", help="predicted vs measured losses on a table")
     e.add_argument("fitted", help="JSON written by `mixscale fit --out`")
     _add_rows(e)
     e.add_argument("--json", action="store_true")
+    _add_compilation_cache(e)
     e.set_defaults(run=_cmd_evaluate)
 
     pl = sub.add_parser("plot", help="draw a fitted law against a table's runs")
@@ -854,6 +868,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_rows(pl)
     pl.add_argument("--out", type=_png, required=True, metavar="FILE.png",
                     help="the PNG to write")
+    _add_compilation_cache(pl)
     pl.set_defaults(run=_cmd_plot)
     return p
 
@@ -866,6 +881,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import TableError
 
     args = _parser().parse_args(argv)
+    if hasattr(args, "use_compilation_cache"):
+        from ._compilation_cache import use_compilation_cache
+
+        _, note = use_compilation_cache(args.compilation_cache,
+                                        enabled=args.use_compilation_cache)
+        if note:
+            _err(f"mixscale: note: {note}")
     try:
         return args.run(args)
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
