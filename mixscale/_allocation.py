@@ -113,10 +113,11 @@ def _compiled_by_temperature(solve):
     eagerly.
 
     The Newton loops below close over their inputs, so an eager call (outside ``jax.jit``)
-    would trace and compile a fresh ``while_loop`` every time (about 30 ms on a 2-core
-    machine); inside a traced law the compiled call is traced once per shape and reused by
-    every later trace. A temperature given as a Python number is a static argument (it selects
-    the exact or the smoothed branch, :func:`is_exact`); one given as a JAX array is traced, as
+    would trace and compile a fresh ``while_loop`` every time (an eager ``allocate`` at K = 17
+    took 179 ms after its first call on a 2-core machine, 1.0 ms compiled once); inside a traced
+    law the compiled call is traced once per shape and reused by every later trace. A
+    temperature given as a Python number is a static argument (it selects the exact or the
+    smoothed branch, :func:`is_exact`); one given as a JAX array is traced, as
     the kink continuation passes it (:func:`is_exact`)."""
     number = jax.jit(solve, static_argnames="smoothing")
     value = jax.jit(solve)

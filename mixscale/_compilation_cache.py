@@ -4,7 +4,7 @@ Most of a short ``mixscale fit`` is XLA compiling the fitter's programs for the 
 table's shapes: the README's first command (SlimPajama-7, 122M, 10B tokens) spent 28 of its 46 s
 in compilation on the 2-core machine. The programs depend on the law, the shapes and the
 options, not on the losses, so a later run on the same kind of table can read them back: the
-same command took 21 s the second time (compilation 3.9 s), with a cache of 2.3 MB.
+same command took 21 s the second time (compilation 3.5 s), with a cache of 2.4 MB.
 
 The command line therefore keeps compiled programs in a directory, chosen in this order:
 ``--compilation-cache DIR``; the directory JAX is already told to use (``JAX_COMPILATION_CACHE_DIR``
