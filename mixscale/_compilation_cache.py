@@ -40,6 +40,14 @@ def default_directory(environ=os.environ) -> Path:
     return base.expanduser() / "mixscale" / "xla"
 
 
+def _configured_directory() -> str | None:
+    """The cache directory JAX is already told to use (``JAX_COMPILATION_CACHE_DIR`` or a
+    caller's ``jax.config``), or ``None``."""
+    import jax
+
+    return jax.config.jax_compilation_cache_dir or None
+
+
 def use_compilation_cache(directory: str | os.PathLike | None = None, *,
                           enabled: bool = True) -> tuple[Path | None, str | None]:
     """Point this process's JAX at an on-disk compilation cache (for the command line, which
@@ -55,10 +63,14 @@ def use_compilation_cache(directory: str | os.PathLike | None = None, *,
     if not enabled:
         jax.config.update("jax_enable_compilation_cache", False)
         return None, None
-    configured = jax.config.jax_compilation_cache_dir
+    configured = _configured_directory()
     if directory is None and configured:
         return Path(configured), None
-    path = Path(directory).expanduser() if directory is not None else default_directory()
+    try:
+        path = Path(directory).expanduser() if directory is not None else default_directory()
+    except RuntimeError as err:  # no home directory to resolve ``~`` against
+        return None, (f"compilation cache off: {err}; --compilation-cache DIR or "
+                      f"${ENVIRONMENT_VARIABLE} names a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 
+import mixscale._compilation_cache as cache_module
 from mixscale._compilation_cache import (
     ENVIRONMENT_VARIABLE,
     MIN_COMPILE_SECONDS,
@@ -34,6 +35,19 @@ def test_a_directory_jax_already_uses_is_kept_and_an_impossible_one_is_refused(t
     path, note = use_compilation_cache(blocker / "cache")
     assert path is None and "cannot create" in note and "a-file" in note
     assert jax.config.jax_compilation_cache_dir == configured
+
+
+def test_no_home_directory_leaves_the_cache_off_with_a_note(monkeypatch):
+    monkeypatch.setattr(cache_module, "_configured_directory", lambda: None)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    for name in (ENVIRONMENT_VARIABLE, "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    path, note = use_compilation_cache(None)
+    assert path is None and "home directory" in note and ENVIRONMENT_VARIABLE in note
 
 
 def test_no_compilation_cache_turns_jax_cache_off():
