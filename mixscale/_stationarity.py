@@ -93,8 +93,6 @@ def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
     still a smooth convex problem in ``λ``; the returned point is :math:`\Pi` of the hull's
     point."""
     g = np.asarray(vectors, float)
-    signs = (np.zeros(g.shape[1]) if bound_signs is None
-             else np.asarray(bound_signs, float))
     step = 1.0 / max(float(np.linalg.eigvalsh(g @ g.T)[-1]), 1e-300)
     m = g.shape[0]
     gj = jnp.asarray(g)
@@ -102,7 +100,8 @@ def min_norm_in_hull(vectors: np.ndarray, iterations: int = 4000,
     # backend (the test suite's) ran the loop 4 times slower
     start = (jnp.zeros(m, gj.dtype), jnp.ones(m, gj.dtype), jnp.full(m, 1.0 / m, gj.dtype),
              jnp.asarray(1.0, gj.dtype))
-    signs = jnp.asarray(signs, gj.dtype) if np.any(signs) else None
+    signs = (jnp.asarray(bound_signs, gj.dtype)
+             if bound_signs is not None and np.any(bound_signs) else None)
     return np.asarray(_hull_point(gj, jnp.asarray(step, gj.dtype), signs, *start, iterations))
 
 

@@ -129,6 +129,24 @@ def _has_trace_counter(fn) -> bool:
 
 
 @contextlib.contextmanager
+def _jax_events(event: str) -> Iterator[list]:
+    """The ``fun_name`` of every JAX ``event`` (a ``jax.monitoring`` duration event) recorded
+    inside the block, in order, in the list it yields."""
+    names: list = []
+
+    def listener(name: str, duration: float, **kwargs) -> None:
+        del duration
+        if name == event:
+            names.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@contextlib.contextmanager
 def assert_no_retrace(*fns: Callable) -> Iterator[None]:
     """Fail if any of ``fns`` (jitted functions) is traced, hence compiled, inside the block.
 
@@ -140,22 +158,15 @@ def assert_no_retrace(*fns: Callable) -> Iterator[None]:
     if not fns:
         raise ValueError("give the jitted functions that must not be traced again")
     counted = [fn for fn in fns if _has_trace_counter(fn)]
-    by_name = {fn.__name__: 0 for fn in fns if not _has_trace_counter(fn)}
+    by_name = {fn.__name__ for fn in fns if not _has_trace_counter(fn)}
     before = [num_traces(fn) for fn in counted]
 
-    def listener(event: str, duration: float, **kwargs) -> None:
-        del duration
-        if event == "/jax/core/compile/jaxpr_trace_duration" and kwargs.get("fun_name") in by_name:
-            by_name[kwargs["fun_name"]] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _jax_events("/jax/core/compile/jaxpr_trace_duration") as traced:
         yield
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     retraced = [f"{fn.__name__}: traced {num_traces(fn) - n} more time(s)"
                 for fn, n in zip(counted, before, strict=True) if num_traces(fn) != n]
-    retraced += [f"{name}: traced {n} time(s)" for name, n in by_name.items() if n]
+    retraced += [f"{name}: traced {traced.count(name)} time(s)" for name in by_name
+                 if name in traced]
     assert not retraced, "recompiled inside the block: " + "; ".join(retraced)
 
 
@@ -163,16 +174,6 @@ def assert_no_retrace(*fns: Callable) -> Iterator[None]:
 def assert_compiles_nothing() -> Iterator[None]:
     """Fail if XLA compiles any program inside the block (for code called outside ``jax.jit``
     that must reuse its compiled programs for new values of the same shapes)."""
-    compiled = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        del duration
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(kwargs.get("fun_name"))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _jax_events("/jax/core/compile/backend_compile_duration") as compiled:
         yield
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert not compiled, f"compiled inside the block: {compiled}"
