@@ -40,7 +40,9 @@ import contextlib
 import dataclasses
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -110,8 +112,11 @@ def main(argv=None) -> int:
     p.add_argument("--solvers", nargs="+", default=list(SOLVERS),
                    choices=[*SOLVERS, "split"])
     args = p.parse_args(argv)
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1")
+    # the experiments' single-threaded kernels; their settings live at the repository's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments._common import XLA_FLAGS
+
+    os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "XLA_FLAGS",
+from experiments import _xla_flags
+
+__all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "QUICK_XLA_FLAGS", "XLA_FLAGS",
            "Timer", "fit_cache", "fit_law", "fit_laws", "fit_nested_first", "fit_record",
            "fit_stages", "markdown_table", "pct_mean_sd", "n_params", "parse_args",
            "reused_fit_seconds", "spec_label", "unfitted_laws_lines", "versions",
@@ -45,8 +47,14 @@ __all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "XLA_FLAGS",
 
 #: Single-threaded XLA CPU kernels: the experiments run many small vmapped problems, and on a
 #: shared machine multi-threaded kernels spend most of their time waiting for each other
-#: (measured: up to 10x slower under load).
-XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: (measured: up to 10x slower under load). :mod:`experiments._xla_flags` says why every token
+#: of it must be a ``--flag``.
+XLA_FLAGS = _xla_flags.join(_xla_flags.SINGLE_THREADED)
+
+#: A smoke run's flags (``--quick``): single-threaded kernels, compiled for compile speed — a
+#: smoke run is mostly compilation (``python -m experiments.reproduce --quick`` 118 -> 56 s on
+#: the 2-core machine; :mod:`experiments._xla_flags`).
+QUICK_XLA_FLAGS = _xla_flags.join(_xla_flags.SINGLE_THREADED, _xla_flags.compile_speed_flags())
 
 
 #: Restarts of every law fit in the experiments (the default of ``mixscale fit``).
@@ -487,8 +495,9 @@ def spec_label(value) -> str:
 def parse_args(name: str, description: str, argv: Sequence[str] | None,
                extra: callable | None = None) -> argparse.Namespace:
     """Parse the common options (``--quick``, ``--out``), set up logging to stderr, ask XLA for
-    single-threaded CPU kernels (:data:`XLA_FLAGS`; a user's own ``XLA_FLAGS`` wins) and enable
-    float64 in JAX. ``extra(parser)`` may add options of its own."""
+    single-threaded CPU kernels (:data:`XLA_FLAGS`; with ``--quick`` compiled for compile speed,
+    :data:`QUICK_XLA_FLAGS`; a user's own ``XLA_FLAGS`` wins) and enable float64 in JAX.
+    ``extra(parser)`` may add options of its own."""
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}",
                                      description=description)
     parser.add_argument("--quick", action="store_true",
@@ -504,7 +513,8 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger(name).setLevel(logging.INFO)
-    os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)  # read when JAX first starts its backend
+    # read when JAX first starts its backend
+    os.environ.setdefault("XLA_FLAGS", QUICK_XLA_FLAGS if args.quick else XLA_FLAGS)
     import jax
 
     jax.config.update("jax_enable_x64", True)

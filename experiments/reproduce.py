@@ -1,7 +1,7 @@
 """Run every experiment and assemble ``REPORT.md``: the one command behind the paper's figures.
 
     python -m experiments.reproduce            # full run: every figure and table in figures/
-    python -m experiments.reproduce --quick    # smoke run (under two minutes on two cores)
+    python -m experiments.reproduce --quick    # smoke run (about a minute on two cores)
     python -m experiments.reproduce --jobs 1   # one experiment at a time, in this process
     python -m experiments.reproduce --only compare_laws,ablations
     python -m experiments.reproduce --report-only   # reassemble REPORT.md from the results
@@ -23,19 +23,23 @@ keeps one core busy and the others idle. Their results do not depend on it (ever
 seeds its own draws; only the recorded wall times, measured under the other's load, do).
 Measured on the 2-core machine: a full experiment's process uses 1.03 cores (``compare_laws``
 adding a law: 1783 CPU-s in 1731 s of running), so two side by side should take about half the
-time of one after the other (a full run has not been timed so); the smoke run (``--quick``),
-whose time is mostly compilation, on several of XLA's threads (an experiment's smoke run alone
-uses about 1.5 cores), gains less from two at a time: 121-126 s one at a time, 105-135 s two at
-a time over the versions measured (117-135 s today, by the machine's load). ``--jobs 1`` runs
-them one after the other in this process.
+time of one after the other (a full run has not been timed so). The smoke run (``--quick``)
+is mostly compilation, and its experiments compile for speed rather than for fast code
+(:data:`experiments._common.QUICK_XLA_FLAGS`): 54, 55 and 59 s on the 2-core machine, two at
+a time, against 118 and 119 s under the full runs' flags (:mod:`experiments._xla_flags`; before
+the smoke runs had flags of their own, 117-135 s over many runs by the machine's load).
+``--jobs 1`` runs them one after the other in this process.
 
 ``--compilation-cache DIR`` keeps the experiments' compiled programs in JAX's on-disk cache in
 ``DIR`` (:func:`compilation_cache`), so that a later invocation with the same directory reads
 them back instead of compiling them (the cache is keyed by the program and its compile options,
-so it changes no result). Measured on the 2-core machine, ``--quick``: 117–135 s without it,
-71 s with the cache a previous quick run left. A fresh cache shared by one invocation's
-processes gains nothing measurable (124 and 126 s against 118 and 129 s, alternating runs:
-few of their programs are alike), so none is made by default.
+so it changes no result). Measured on the 2-core machine, ``--quick``: a run that fills an
+empty cache and a second that reads it back took 54.9 and 40.4 s (53.8 and 40.0 s again; 71 s
+for the second when the cache kept only programs of a second or more and the smoke runs compiled
+for fast code).
+A fresh cache shared by one invocation's processes gains nothing measurable (before the smoke
+runs compiled for speed: 124 and 126 s against 118 and 129 s, alternating runs; few of their
+programs are alike), so none is made by default.
 
 ``--fit-cache DIR`` has every experiment keep its fits in ``DIR`` and take a fit kept there
 instead of fitting it again (:func:`fit_cache_for_experiments`): a reproduction too long for one
@@ -74,6 +78,9 @@ log = logging.getLogger("reproduce")
 
 #: The environment variable (read by JAX when it starts) naming the on-disk compilation cache.
 CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+#: The environment variable (read by JAX when it starts) with the shortest compile time, in
+#: seconds, of a program kept in that cache.
+MIN_COMPILE_TIME_VARIABLE = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
 @contextlib.contextmanager
@@ -97,13 +104,25 @@ def _directory_in_environment(variable: str, directory: Path | None):
             os.environ[variable] = previous
 
 
+@contextlib.contextmanager
 def compilation_cache(directory: Path | None):
     """Within the block, the experiment processes this one starts (:func:`run_isolated`) keep
     JAX's on-disk compilation cache in ``directory`` (created if missing; passed to them as
     :data:`CACHE_VARIABLE`), so that a later invocation with the same directory reads their
-    programs back instead of compiling them. ``None``: nothing changes (a cache the
-    environment names is used as it is). This process's own JAX is left as it is."""
-    return _directory_in_environment(CACHE_VARIABLE, directory)
+    programs back instead of compiling them. They keep every program, however fast it compiled
+    (:data:`MIN_COMPILE_TIME_VARIABLE` set to 0 unless the environment sets it): JAX's own
+    threshold, 1 s, keeps almost none of a smoke run's programs, which compile for speed.
+    ``None``: nothing changes (a cache the environment names is used as it is). This process's
+    own JAX is left as it is."""
+    threshold = os.environ.get(MIN_COMPILE_TIME_VARIABLE)
+    if directory is not None and threshold is None:
+        os.environ[MIN_COMPILE_TIME_VARIABLE] = "0"
+    try:
+        with _directory_in_environment(CACHE_VARIABLE, directory) as path:
+            yield path
+    finally:
+        if directory is not None and threshold is None:
+            os.environ.pop(MIN_COMPILE_TIME_VARIABLE, None)
 
 
 def fit_cache_for_experiments(directory: Path | None):

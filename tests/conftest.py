@@ -24,7 +24,8 @@ beside one busy process, five alternating runs each of one process fitting and s
 laws (capacity full and crossover, spectral, joint) from fresh compilations: backend compile time
 12.7 s (10.8-14.7) by default, 10.2 s (9.2-11.0) unsplit; the process's CPU time 21.9 -> 20.0 s.
 
-The flags are set before JAX starts its backend; any the user set follow them (the later wins).
+The flags (:func:`experiments._xla_flags.compile_speed_flags`, shared with the experiments' smoke
+runs) are set before JAX starts its backend; any the user set follow them (the later wins).
 
 Lowered programs carry one frame of each operation's Python traceback (its user call site) as
 its source location, not the whole traceback
@@ -35,17 +36,10 @@ the process's CPU time 23.1 -> 22.2 s (within the noise).
 
 import os
 
-import jaxlib.version
+from experiments._xla_flags import compile_speed_flags, join
 
-
-def _xla_flags() -> list[str]:
-    flags = ["--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
-    if tuple(int(p) for p in jaxlib.version.__version__.split(".")[:2]) >= (0, 10):
-        flags += ["--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1"]
-    return flags
-
-
-os.environ["XLA_FLAGS"] = " ".join([*_xla_flags(), os.environ.get("XLA_FLAGS", "")]).strip()
+os.environ["XLA_FLAGS"] = " ".join([join(compile_speed_flags()),
+                                    os.environ.get("XLA_FLAGS", "")]).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -172,6 +172,31 @@ def test_reproduce_hands_its_fit_cache_to_every_experiment(tmp_path, monkeypatch
     assert seen == {"ablations": "earlier"}
 
 
+def test_reproduce_compilation_cache_keeps_every_program(tmp_path, monkeypatch):
+    """``--compilation-cache DIR``: the experiments' processes see ``DIR`` and a compile-time
+    threshold of 0 (JAX reads both from the environment when it starts: checked in a fresh
+    process); both are restored after, and a threshold the environment sets is kept."""
+    import subprocess
+
+    directory, threshold = reproduce.CACHE_VARIABLE, reproduce.MIN_COMPILE_TIME_VARIABLE
+    monkeypatch.delenv(directory, raising=False)
+    monkeypatch.delenv(threshold, raising=False)
+    with reproduce.compilation_cache(tmp_path / "xla") as path:
+        assert path == (tmp_path / "xla").resolve() and path.is_dir()
+        read = subprocess.run(
+            [sys.executable, "-c", "import jax; print(jax.config.jax_compilation_cache_dir, "
+             "jax.config.jax_persistent_cache_min_compile_time_secs)"],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert read == [str(path), "0.0"]
+    assert directory not in os.environ and threshold not in os.environ
+    monkeypatch.setenv(threshold, "2.5")
+    with reproduce.compilation_cache(tmp_path / "xla"):
+        assert os.environ[threshold] == "2.5"
+    assert os.environ[threshold] == "2.5"
+    with reproduce.compilation_cache(None) as path:
+        assert path is None and directory not in os.environ
+
+
 def test_reproduce_runs_experiments_side_by_side_in_processes_of_their_own(tmp_path, monkeypatch,
                                                                             capfd):
     """``--jobs 2``: each experiment in its own process (here a stand-in script that writes the
