@@ -19,7 +19,11 @@ def test_xla_reads_the_smoke_runs_flags_to_their_end_and_the_check_can_fail():
     assert set(_xla_flags.SINGLE_THREADED) <= set(_common.QUICK_XLA_FLAGS.split())
     assert set(_xla_flags.compile_speed_flags()) <= set(_common.QUICK_XLA_FLAGS.split())
     assert _common.XLA_FLAGS.split() == list(_xla_flags.SINGLE_THREADED)
-    assert _xla_flags.xla_reads_every_flag(_common.QUICK_XLA_FLAGS)
+    reads = _xla_flags.xla_reads_every_flag(_common.QUICK_XLA_FLAGS)
+    if not reads and not _xla_flags.xla_reads_every_flag(""):
+        pytest.skip("this XLA does not refuse an unknown flag: the check cannot see where its "
+                    "parser stops")
+    assert reads
     # a flag after a token that is not one is never read: the check sees it
     assert not _xla_flags.xla_reads_every_flag(_STOPS_THE_PARSER)
 
