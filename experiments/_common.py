@@ -52,7 +52,7 @@ __all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "QUICK_XLA_FLA
 XLA_FLAGS = _xla_flags.join(_xla_flags.SINGLE_THREADED)
 
 #: A smoke run's flags (``--quick``): single-threaded kernels, compiled for compile speed — a
-#: smoke run is mostly compilation (``python -m experiments.reproduce --quick`` 118 -> 56 s on
+#: smoke run is mostly compilation (``python -m experiments.reproduce --quick`` 118 -> 54-59 s on
 #: the 2-core machine; :mod:`experiments._xla_flags`).
 QUICK_XLA_FLAGS = _xla_flags.join(_xla_flags.SINGLE_THREADED, _xla_flags.compile_speed_flags())
 

@@ -20,7 +20,7 @@ a result in its last bits at most, never what is computed. They pay where compil
 the time — the test suite and the experiments' smoke runs (``--quick``) — and not where compiled
 programs run for minutes (the full experiments). Measured on the 2-core machine:
 ``python -m experiments.reproduce --quick`` 118 and 119 s under :data:`SINGLE_THREADED` alone,
-56 s with them (``compare_laws --quick``: XLA's compile time 6.9 -> 2.2 s of its 9.6 -> 4.8 s);
+54-59 s with them (``compare_laws --quick``: XLA's compile time 6.9 -> 2.2 s of its 9.6 -> 4.8 s);
 the README's first command (one fit of 64 restarts, 43 s) gains nothing measurable (42.7 and
 42.3 s: its programs run long enough to lose what their faster compilation saves), so the
 command line keeps XLA's defaults.
