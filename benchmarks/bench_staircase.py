@@ -2,7 +2,8 @@
 
 ``fit_under_overlap``'s capacity ``transfer`` and ``coupled`` fits with a head of 8 at ρ = 1 end
 uncertified on 84 active kinks (README, "Records"; ``docs/fitting.md``, last section). This
-script rebuilds that setting's table as ``experiments.fit_under_overlap.run`` draws it, fits the
+script rebuilds that setting's table with the experiment's own functions
+(``experiments.fit_under_overlap.head_instances`` and ``setting_table``), fits the
 law as the experiment does (:func:`experiments._common.fit_laws`: 64 restarts, nested first,
 polish, kink continuation, certificate) and then runs, from the returned law, a method made for
 nonsmooth objectives that is not in the library: BFGS on the objective itself (Lewis & Overton,
@@ -57,11 +58,10 @@ def main(argv=None) -> int:
     import numpy as np
 
     jax.config.update("jax_enable_x64", True)
-    from experiments import _common, _sim
+    from experiments import _common
     from experiments import fit_under_overlap as experiment
     from mixscale import _kinks, evaluate
     from mixscale._lm import GTOL
-    from mixscale._objective import Layout, residuals
     from mixscale._stationarity import EPSILON
     from mixscale.data import split
 
@@ -70,18 +70,8 @@ def main(argv=None) -> int:
     if not specs:
         raise SystemExit(f"{args.law!r} is not one of {[s.label for s in cfg.laws]}")
     head, rho = 8, 1.0
-    rng = np.random.default_rng([cfg.seed, cfg.heads.index(head)])  # as run() draws it
-    base = _sim.draw_instance(
-        rng, cfg.k, head=head, n_features=_sim.n_features_for_tail(cfg.k, head, cfg.tail, 0.0),
-        beta=cfg.beta, keep=cfg.keep, alpha_range=cfg.alpha_range, sigma2_range=cfg.sigma2_range)
-    mixtures = rng.dirichlet(np.ones(cfg.k), size=cfg.n_mixtures)
-    variants = [base.replace(rho=float(r), n_features=_sim.n_features_for_tail(
-        cfg.k, head, cfg.tail, r)) for r in cfg.rhos]
-    lr = min(_sim.safe_learning_rate(v.model(), cfg.sizes, fraction=cfg.lr_fraction)
-             for v in variants)
-    model = next(v for v in variants if v.rho == rho).model()
-    table = _sim.closed_form_table(model, mixtures, cfg.sizes, cfg.steps, lr,
-                                   name=f"S{head}-rho{rho:g}")
+    _, variants, mixtures, lr = experiment.head_instances(cfg, head)
+    table = experiment.setting_table(cfg, next(v for v in variants if v.rho == rho), mixtures, lr)
     train, val = split(table, cfg.validation_fraction, cfg.seed)
 
     t0 = time.perf_counter()
@@ -94,11 +84,8 @@ def main(argv=None) -> int:
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     data, delta, lower, upper = _kinks.fitted_problem(res, train)
-    params, static = eqx.partition(res.law, eqx.is_inexact_array)
-    layout = Layout.of(params)
-    residual_fn = jax.jit(lambda q: residuals(layout.unravel(q), static, data, delta))
-    gap_fn = jax.jit(lambda q: jax.vmap(eqx.combine(layout.unravel(q), static).kink_gaps)(
-        data.weights, data.model_size, data.tokens).ravel())
+    residual_fn, gap_fn, layout, params = _kinks.flat_problem(res.law, data, delta)
+    residual_fn, gap_fn = jax.jit(residual_fn), jax.jit(gap_fn)
     normals_fn = jax.jit(jax.jacfwd(gap_fn))
     objective = lambda q: 0.5 * jnp.sum(residual_fn(q) ** 2)  # noqa: E731
     value_and_grad = jax.jit(jax.value_and_grad(objective))
@@ -155,7 +142,7 @@ def main(argv=None) -> int:
         q, f, g = trial, float(new_f), new_g
         steps += 1
     sigma, sigma_wide = hull(q, EPSILON).measure()[0], hull(q, RADII[0]).measure()[0]
-    law = eqx.combine(layout.unravel(jnp.asarray(q)), static)
+    law = eqx.combine(layout.unravel(jnp.asarray(q)), res.law)
     units = dict(targets=res.targets, train_domains=res.train_domains, size_unit=res.size_unit,
                  token_unit=res.token_unit)
     print(f"nonsmooth BFGS: {steps} steps ({sampling_steps} gradient-sampling) in "

@@ -173,8 +173,7 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
     if set(model.tails) != {cfg.tail}:  # internal invariant of n_features_for_tail
         raise AssertionError(f"tails {model.tails} differ from the fixed tail {cfg.tail}")
     timer = _common.Timer()
-    table = _sim.closed_form_table(model, mixtures, cfg.sizes, cfg.steps, lr,
-                                   name=f"S{inst.head}-rho{inst.rho:g}")
+    table = setting_table(cfg, inst, mixtures, lr)
     sim_s = timer()
     # how much the grid's N and D move the losses: mean over mixtures and domains of
     # L(smallest, largest) / L(largest, largest) - 1, for N and for D
@@ -212,22 +211,38 @@ def run_setting(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: floa
     return out
 
 
+def head_instances(cfg: Config, head: int):
+    """``(base, variants, mixtures, lr)`` of head size ``head``: the instance drawn from its own
+    stream (seeded by ``cfg.seed`` and the head's index in ``cfg.heads``) with disjoint tails,
+    its variant at every overlap of ``cfg.rhos``, the mixtures ``(n_mixtures, K)`` and the one
+    constant step size safe for all of them."""
+    rng = np.random.default_rng([cfg.seed, cfg.heads.index(head)])
+    base = _sim.draw_instance(rng, cfg.k, head=head, n_features=_sim.n_features_for_tail(
+        cfg.k, head, cfg.tail, 0.0), beta=cfg.beta, keep=cfg.keep,
+        alpha_range=cfg.alpha_range, sigma2_range=cfg.sigma2_range)
+    mixtures = rng.dirichlet(np.ones(cfg.k), size=cfg.n_mixtures)
+    variants = [base.replace(rho=float(r), n_features=_sim.n_features_for_tail(
+        cfg.k, head, cfg.tail, r)) for r in cfg.rhos]
+    lr = min(_sim.safe_learning_rate(v.model(), cfg.sizes, fraction=cfg.lr_fraction)
+             for v in variants)
+    return base, variants, mixtures, lr
+
+
+def setting_table(cfg: Config, inst: _sim.Instance, mixtures: np.ndarray, lr: float):
+    """The exact losses of instance ``inst`` on ``mixtures`` over the grid of ``cfg``, by the
+    closed form of the constant-step recursion."""
+    return _sim.closed_form_table(inst.model(), mixtures, cfg.sizes, cfg.steps, lr,
+                                  name=f"S{inst.head}-rho{inst.rho:g}")
+
+
 def run(cfg: Config, log: logging.Logger) -> dict:
     """Every (head, ρ) setting of ``cfg``; the results document."""
     cfg.check()
     settings, instances = [], {}
-    for i, head in enumerate(cfg.heads):
+    for head in cfg.heads:
         if cfg.only and head not in {s for s, _ in cfg.only}:
             continue  # each head draws from its own stream, seeded by its index: none to advance
-        rng = np.random.default_rng([cfg.seed, i])
-        base = _sim.draw_instance(rng, cfg.k, head=head, n_features=_sim.n_features_for_tail(
-            cfg.k, head, cfg.tail, 0.0), beta=cfg.beta, keep=cfg.keep,
-            alpha_range=cfg.alpha_range, sigma2_range=cfg.sigma2_range)
-        mixtures = rng.dirichlet(np.ones(cfg.k), size=cfg.n_mixtures)
-        variants = [base.replace(rho=float(r), n_features=_sim.n_features_for_tail(
-            cfg.k, head, cfg.tail, r)) for r in cfg.rhos]
-        lr = min(_sim.safe_learning_rate(v.model(), cfg.sizes, fraction=cfg.lr_fraction)
-                 for v in variants)
+        base, variants, mixtures, lr = head_instances(cfg, head)
         instances[str(head)] = {"alpha": base.alpha, "sigma2": base.sigma2, "lr": lr}
         log.info("S=%d: alpha %s, lr %.4g", head, np.round(base.alpha, 3), lr)
         for v in variants:

@@ -84,24 +84,33 @@ MIN_COMPILE_TIME_VARIABLE = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
 @contextlib.contextmanager
-def _directory_in_environment(variable: str, directory: Path | None):
-    """Within the block, the environment variable ``variable`` names ``directory`` (resolved,
-    created if missing), for the experiments this process runs or starts; restored after.
-    ``None``: nothing changes. Yields the directory (or ``None``)."""
-    if directory is None:
-        yield None
+def _variable_in_environment(variable: str, value: str | None):
+    """Within the block, the environment variable ``variable`` is ``value``, for the
+    experiments this process runs or starts; restored after. ``None``: nothing changes."""
+    if value is None:
+        yield
         return
     previous = os.environ.get(variable)
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ[variable] = str(directory)
+    os.environ[variable] = value
     try:
-        yield directory
+        yield
     finally:
         if previous is None:
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = previous
+
+
+@contextlib.contextmanager
+def _directory_in_environment(variable: str, directory: Path | None):
+    """Within the block, the environment variable ``variable`` names ``directory`` (resolved,
+    created if missing), for the experiments this process runs or starts; restored after.
+    ``None``: nothing changes. Yields the directory (or ``None``)."""
+    if directory is not None:
+        directory = Path(directory).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+    with _variable_in_environment(variable, None if directory is None else str(directory)):
+        yield directory
 
 
 @contextlib.contextmanager
@@ -114,15 +123,11 @@ def compilation_cache(directory: Path | None):
     threshold, 1 s, keeps almost none of a smoke run's programs, which compile for speed.
     ``None``: nothing changes (a cache the environment names is used as it is). This process's
     own JAX is left as it is."""
-    threshold = os.environ.get(MIN_COMPILE_TIME_VARIABLE)
-    if directory is not None and threshold is None:
-        os.environ[MIN_COMPILE_TIME_VARIABLE] = "0"
-    try:
-        with _directory_in_environment(CACHE_VARIABLE, directory) as path:
-            yield path
-    finally:
-        if directory is not None and threshold is None:
-            os.environ.pop(MIN_COMPILE_TIME_VARIABLE, None)
+    keep_every_program = None if directory is None or MIN_COMPILE_TIME_VARIABLE in os.environ \
+        else "0"
+    with _variable_in_environment(MIN_COMPILE_TIME_VARIABLE, keep_every_program), \
+            _directory_in_environment(CACHE_VARIABLE, directory) as path:
+        yield path
 
 
 def fit_cache_for_experiments(directory: Path | None):

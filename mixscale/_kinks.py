@@ -157,7 +157,8 @@ from ._lm import EXACT_RMS, GTOL
 from ._stationarity import EPSILON
 
 __all__ = ["KINK_TOL", "KinkCertificate", "certify_fit", "certify_in_passes", "certify_kink",
-           "certify_law", "fitted_problem", "independent_kinks", "kink_side_points", "KinkHull"]
+           "certify_law", "fitted_problem", "flat_problem", "independent_kinks",
+           "kink_side_points", "KinkHull"]
 
 #: A kink is active when its gap is within this of zero (log units for the allocation floor):
 #: Levenberg–Marquardt stalls within about 1e-11 of the kinks it stops on.
@@ -800,6 +801,18 @@ def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
     docstring, "A law without kinks").
 
     In passes (:func:`certify_in_passes`)."""
+    residual_fn, gap_fn, layout, params = flat_problem(law, data, delta)
+    return certify_in_passes(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
+                             np.asarray(layout.ravel(lower)), np.asarray(layout.ravel(upper)),
+                             gtol=gtol, max_steps=max_steps, max_passes=max_passes)
+
+
+def flat_problem(law, data, delta):
+    """``(residual_fn, gap_fn, layout, params)``: the fit's Huber residuals and the law's kink
+    gaps in every run of ``data`` as functions of the flat parameter vector ``q`` (``(P,)`` ->
+    ``(R,)`` and ``(n_kinks,)``, an empty vector for a law that lists no kinks), the
+    :class:`mixscale._objective.Layout` of the law's parameters and those parameters (the
+    law's array fields; ``eqx.combine(layout.unravel(q), law)`` is the law at ``q``)."""
     import equinox as eqx
 
     from ._objective import Layout, residuals
@@ -819,9 +832,7 @@ def certify_law(law, data, delta, lower, upper, *, gtol: float = GTOL,
         one = eqx.combine(layout.unravel(q), static)
         return jax.vmap(one.kink_gaps)(data.weights, data.model_size, data.tokens).ravel()
 
-    return certify_in_passes(residual_fn, gap_fn, np.asarray(layout.ravel(params)),
-                                 np.asarray(layout.ravel(lower)), np.asarray(layout.ravel(upper)),
-                                 gtol=gtol, max_steps=max_steps, max_passes=max_passes)
+    return residual_fn, gap_fn, layout, params
 
 
 def fitted_problem(result, table):
