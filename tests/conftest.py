@@ -32,9 +32,17 @@ its source location, not the whole traceback
 (``jax_include_full_tracebacks_in_locations=False``): the locations only label XLA's own
 diagnostics. Lowering time in the same five alternating pairs of runs: 5.0 s -> 4.3 s (means),
 the process's CPU time 23.1 -> 22.2 s (within the noise).
+
+The suite keeps no on-disk compilation cache. One shared by the workers once saved time
+(642 -> 562 s, when compiling was slower); with the flags above, writing every program to it
+costs more than its few hits save. Measured on the 2-core machine, ``pytest -q -n 2``: 322-330 s
+with it and 314 s without (modules in xdist's order), 322 s and 295 s (longest first, back to
+back); the tests' summed time 613 -> 543 s.
 """
 
+import json
 import os
+from pathlib import Path
 
 from experiments._xla_flags import compile_speed_flags, join
 
@@ -49,39 +57,29 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_include_full_tracebacks_in_locations", False)
 
 
-#: Set by the first pytest process (the xdist controller) and inherited by its workers.
-_CACHE_VARIABLE = "MIXSCALE_TEST_COMPILATION_CACHE"
-
-
-def pytest_configure(config):
-    """One on-disk compilation cache for the run, shared by every xdist worker.
-
-    Programs with identical HLO (the same law fitted on the same shapes in two test modules, on
-    two workers, or again after ``release_compiled_programs`` dropped the in-memory caches) are
-    then compiled once. The cache is keyed by the program and the compile options, so it
-    changes no result; it is a fresh temporary directory per run, removed at the end (nothing
-    carries over between runs). Measured on the 2-core machine, ``pytest -q -n 2``: 642 s
-    without it, 562 s with it (the machine is shared: read them as ±15 %)."""
-    if _CACHE_VARIABLE not in os.environ:
-        import tempfile
-
-        os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="mixscale-xla-cache-")
-        config._mixscale_owns_cache = True
-    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-def pytest_unconfigure(config):
-    if getattr(config, "_mixscale_owns_cache", False):
-        import shutil
-
-        shutil.rmtree(os.environ.pop(_CACHE_VARIABLE), ignore_errors=True)
-
-
 def tol(dtype=np.float64) -> float:
     """Relative tolerance for comparisons that should hold to rounding, keyed by dtype."""
     return {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}[np.dtype(dtype)]
+
+
+#: Seconds each test module takes, written by ``benchmarks/suite_balance.py`` from a measured run.
+_MODULE_SECONDS: dict[str, float] = json.loads(
+    (Path(__file__).with_name("module_seconds.json")).read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest test modules first.
+
+    Each xdist worker runs one module at a time (``--dist loadfile``), handed out in collection
+    order (``--no-loadscope-reorder``; xdist's default order, most tests first, put a 14-second
+    module last and left one worker idle for 12 s of a 5.5-minute run). Longest first, the last
+    modules handed out are short and the workers end together (the longest-processing-time
+    rule): ``benchmarks/suite_balance.py`` measures each module, writes the table, and prints
+    the workers' predicted ends under each order. A module missing from the table is placed as
+    one of median length; the table orders modules, never changes what runs. The sort is
+    stable, so tests within a module keep their order."""
+    median = float(np.median(list(_MODULE_SECONDS.values()))) if _MODULE_SECONDS else 0.0
+    items.sort(key=lambda item: -_MODULE_SECONDS.get(item.path.name, median))
 
 
 @pytest.fixture
