@@ -33,11 +33,15 @@ its source location, not the whole traceback
 diagnostics. Lowering time in the same five alternating pairs of runs: 5.0 s -> 4.3 s (means),
 the process's CPU time 23.1 -> 22.2 s (within the noise).
 
-The suite keeps no on-disk compilation cache. One shared by the workers once saved time
-(642 -> 562 s, when compiling was slower); with the flags above, writing every program to it
-costs more than its few hits save. Measured on the 2-core machine, ``pytest -q -n 2``: 322-330 s
-with it and 314 s without (modules in xdist's order), 322 s and 295 s (longest first, back to
-back); the tests' summed time 613 -> 543 s.
+The suite keeps no on-disk compilation cache (``jax_enable_compilation_cache`` off before the
+first compilation; JAX decides once per process whether to use one). One shared by the workers
+once saved time (642 -> 562 s, when compiling was slower); with the flags above, computing every
+program's cache key and writing it costs more than its few hits save. Measured on the 2-core
+machine, ``pytest -q -n 2``, three runs back to back (modules longest first), wall and the tests'
+summed time: a cache of every program 335 s and 636 s, of the programs compiled in 0.1 s or more
+327 s and 623 s, none 323 s and 613 s. The command line's tests turn a cache on in their
+process: it stays off, and its default directory is a temporary one removed at the end, so that
+no test writes to the user's home.
 """
 
 import json
@@ -55,6 +59,31 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_include_full_tracebacks_in_locations", False)
+jax.config.update("jax_enable_compilation_cache", False)
+
+
+def pytest_configure(config):
+    """The command line's default cache directory, for the run: a temporary directory that the
+    first pytest process (the xdist controller) makes, its workers inherit, and the controller
+    removes at the end."""
+    from mixscale._compilation_cache import ENVIRONMENT_VARIABLE
+
+    if ENVIRONMENT_VARIABLE not in os.environ:
+        import tempfile
+
+        os.environ[ENVIRONMENT_VARIABLE] = tempfile.mkdtemp(prefix="mixscale-test-cache-")
+        config._mixscale_cache_directory = os.environ[ENVIRONMENT_VARIABLE]
+
+
+def pytest_unconfigure(config):
+    from mixscale._compilation_cache import ENVIRONMENT_VARIABLE
+
+    directory = getattr(config, "_mixscale_cache_directory", None)
+    if directory is not None:
+        import shutil
+
+        os.environ.pop(ENVIRONMENT_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def tol(dtype=np.float64) -> float:

@@ -26,15 +26,18 @@ def test_default_directory_follows_the_environment(tmp_path):
 
 
 def test_a_directory_jax_already_uses_is_kept_and_an_impossible_one_is_refused(tmp_path):
-    # the test session points JAX at its own cache (tests/conftest.py)
-    configured = jax.config.jax_compilation_cache_dir
-    assert configured
-    assert use_compilation_cache(None) == (Path(configured), None)
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    path, note = use_compilation_cache(blocker / "cache")
-    assert path is None and "cannot create" in note and "a-file" in note
-    assert jax.config.jax_compilation_cache_dir == configured
+    before = jax.config.jax_compilation_cache_dir
+    configured = str(tmp_path / "configured")
+    jax.config.update("jax_compilation_cache_dir", configured)  # as a caller of the library may
+    try:
+        assert use_compilation_cache(None) == (Path(configured), None)
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        path, note = use_compilation_cache(blocker / "cache")
+        assert path is None and "cannot create" in note and "a-file" in note
+        assert jax.config.jax_compilation_cache_dir == configured
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
 
 
 def test_no_home_directory_leaves_the_cache_off_with_a_note(monkeypatch):
@@ -51,11 +54,13 @@ def test_no_home_directory_leaves_the_cache_off_with_a_note(monkeypatch):
 
 
 def test_no_compilation_cache_turns_jax_cache_off():
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", True)  # the suite runs with it off
     try:
         assert use_compilation_cache("/unused", enabled=False) == (None, None)
         assert not jax.config.jax_enable_compilation_cache
     finally:
-        jax.config.update("jax_enable_compilation_cache", True)
+        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def test_the_command_line_writes_its_programs_and_reads_them_back_unchanged(tmp_path):
