@@ -88,6 +88,7 @@ from ._objective import (
     FitData,
     Layout,
     Replicate,
+    first_restart,
     observed_weight,
     residuals,
     with_replicate,
@@ -385,8 +386,8 @@ def standard_errors(kind: str, params, static, data: FitData, replicates: Replic
     run-major; ``kind="natural"``: ``(B, Q)`` of the natural parameters, concatenated in the
     order of :meth:`~mixscale.laws.AbstractLaw.natural_parameters`.
     """
-    layout = Layout.of(jax.tree_util.tree_map(lambda x: x[0], params))
-    flat = jax.vmap(layout.ravel)(params)
+    layout = Layout.of(first_restart(params))
+    flat = layout.ravel_batch(params)
     delta = jnp.asarray(delta, dtype=float)
     if kind == "predictions":
         h, N, D = _runs(h, N, D)

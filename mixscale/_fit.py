@@ -49,7 +49,7 @@ from ._lbfgs import solve_lbfgs
 from ._linalg import check_law_primitives
 from ._lm import GTOL, solve_lm
 from ._memory import release_compiled_programs
-from ._objective import DEFAULT_HUBER_DELTA, Layout, Solution, prepare_data
+from ._objective import DEFAULT_HUBER_DELTA, Layout, Solution, first_restart, prepare_data
 from .data import LossTable, TableError, mixture_ids
 from .laws._base import AbstractLaw, DataSummary, parameter_count
 from .laws._spec import LawSpec, as_law_spec
@@ -396,7 +396,7 @@ def _initial_laws(law_class, summary: DataSummary, options) -> Callable:
 def _with_starts(params0, static, starts: Sequence[AbstractLaw], law_class):
     """``params0`` (leaves ``(R, ...)``) with the parameters of ``starts`` appended."""
     reference = jax.tree_util.tree_structure(
-        eqx.combine(jax.tree_util.tree_map(lambda x: x[0], params0), static))
+        eqx.combine(first_restart(params0), static))
     extra = []
     for i, law in enumerate(starts):
         if not isinstance(law, law_class) or jax.tree_util.tree_structure(law) != reference:
@@ -646,8 +646,7 @@ def _smooth_kinks(sol: Solution, best: int, static, data, delta, rtol: float, ma
                 current.smoothed(jnp.asarray(tau, dtype=float)), as_value)
         stage = solve_lm(jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], params),
                          stage_static, data, delta, rtol, max_steps, 1, bounds=bounds, **extra)
-        current = eqx.combine(jax.tree_util.tree_map(lambda x: x[0], stage.params),
-                              stage_static)
+        current = eqx.combine(first_restart(stage.params), stage_static)
         steps += int(stage.steps[0])
     params, exact_static = eqx.partition(current.smoothed(0.0), eqx.is_inexact_array)
     width = min(chunk, len(sol.objectives))
@@ -876,8 +875,10 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     params0, static = eqx.partition(_initial_laws(law_class, summary, options)(keys),
                                     eqx.is_inexact_array)
     # no LAPACK in a law's prediction: it can deadlock the compiled fit (mixscale._linalg)
-    check_law_primitives(eqx.combine(jax.tree_util.tree_map(lambda x: x[0], params0), static),
-                         data.weights[0], data.model_size[0], data.tokens[0])
+    # (the first restart and row taken on the host: eager indexing compiles per shape)
+    check_law_primitives(eqx.combine(first_restart(params0), static),
+                         *(np.asarray(v)[0] for v in (data.weights, data.model_size,
+                                                      data.tokens)))
     if starts:  # appended (and checked) before any nested fit runs
         params0 = _with_starts(params0, static, starts, law_class)
     embedded, nested_objectives = [], {}
@@ -908,7 +909,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             progress(FitProgress(done=done, n_restarts=total, best_objective=best,
                                  elapsed_s=time.perf_counter() - t0, stage=stage))
 
-    first = jax.tree_util.tree_map(lambda leaf: leaf[0], params0)
+    first = first_restart(params0)
     notes += _underdetermined_notes(law_class, first, targets, observed)
     notes += _one_scale_notes(law_class, sub)
     notes += _unexplored_domain_notes(sub)
@@ -991,8 +992,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                           sol.group_objectives, np.inf)
         choice = np.argmin(shares, axis=0)
         columns = np.arange(len(choice))
-        law = eqx.combine(jax.tree_util.tree_map(lambda leaf: leaf[choice, columns],
-                                                 sol.params), static)
+        law = eqx.combine(jax.tree_util.tree_map(
+            lambda leaf: jax.device_put(np.asarray(leaf)[choice, columns]), sol.params), static)
         per_target = tuple(int(c) for c in choice)
         law_objective = float(np.sum(shares[choice, columns]))
         if sol.gradient_cosines is not None:

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from jax import Array, lax
 
-from ._objective import FitData, Solution, objective
+from ._objective import FitData, Solution, first_restart, objective
 
 __all__ = ["LBFGSState", "lbfgs_batch", "solve_lbfgs"]
 
@@ -115,7 +115,7 @@ def solve_lbfgs(params, static, data: FitData, delta: Array, rtol: float, max_st
     bounded = bounds is not None and any(
         bool(np.any(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(bounds))
     if bounds is None:
-        first = jax.tree_util.tree_map(lambda x: x[0], params)
+        first = first_restart(params)
         bounds = (jax.tree_util.tree_map(lambda x: jnp.full(x.shape, -jnp.inf), first),
                   jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.inf), first))
     # run-time values, not constants of the program: one compilation serves any of them

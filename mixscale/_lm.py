@@ -178,7 +178,15 @@ from ._blocks import (
     solve_factored,
     solve_normal_equations,
 )
-from ._objective import FitData, Layout, Replicate, Solution, residuals, with_replicate
+from ._objective import (
+    FitData,
+    Layout,
+    Replicate,
+    Solution,
+    first_restart,
+    residuals,
+    with_replicate,
+)
 
 __all__ = ["EXACT_RMS", "GTOL", "HEARTBEAT_S", "LMState", "SEGMENT", "lm_advance", "lm_start",
            "narrower_width", "solve_lm"]
@@ -533,16 +541,16 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
     fits of ``benchmarks/bench_race.py --shrink``, identical to 2e-11 and 1.4–2× faster).
     """
     n = jax.tree_util.tree_leaves(params)[0].shape[0]
-    first = jax.tree_util.tree_map(lambda x: x[0], params)
+    first = first_restart(params)
     layout = Layout.of(first)
     n_targets = int(data.mask.shape[1])
     blocks = Blocks.from_owners(parameter_owners(first, per_target_fields, n_targets), n_targets)
     if bounds is None:
-        lower, upper = jnp.full(layout.size, -jnp.inf), jnp.full(layout.size, jnp.inf)
+        lower, upper = (jax.device_put(np.full(layout.size, v)) for v in (-np.inf, np.inf))
     else:
         lower, upper = layout.ravel(bounds[0]), layout.ravel(bounds[1])
-    bounded = bool(jnp.any(jnp.isfinite(lower)) | jnp.any(jnp.isfinite(upper)))
-    flat = jax.vmap(layout.ravel)(params)
+    bounded = bool(np.isfinite(np.asarray(lower)).any() | np.isfinite(np.asarray(upper)).any())
+    flat = layout.ravel_batch(params)
     width = min(width, n)
     queue = list(range(width, n))
     slot_of = np.arange(width)  # restart held by each slot (-1: none)
@@ -615,7 +623,7 @@ def solve_lm(params, static, data: FitData, delta: Array, rtol: float, max_steps
             last_report = time.perf_counter()
         if finished == n:
             break
-    params_out = jax.vmap(layout.unravel)(jnp.asarray(out_p))
+    params_out = layout.unravel_batch(out_p)
     return Solution(params=params_out, objectives=out_f / count,
                     converged=out_conv & np.isfinite(out_f), steps=out_steps,
                     group_objectives=out_fg / count[:, None] if blocks.n_groups > 1 else None,

@@ -130,9 +130,12 @@ def prepare_data(table: LossTable, targets: Sequence[str]) -> tuple[LossTable, F
     mask = np.isfinite(y)
     if not mask.any():
         raise TableError(f"{table.name}: no observed loss among the targets {list(targets)}")
-    data = FitData(weights=jnp.asarray(sub.weights), model_size=jnp.asarray(sub.model_size),
-                   tokens=jnp.asarray(sub.tokens), losses=jnp.asarray(np.where(mask, y, 1.0)),
-                   mask=jnp.asarray(mask))
+    # device_put, not jnp.asarray: JAX 0.10 stages jnp.asarray(numpy array) as a compiled
+    # operation, one program per shape
+    data = FitData(weights=jax.device_put(np.asarray(sub.weights)),
+                   model_size=jax.device_put(np.asarray(sub.model_size)),
+                   tokens=jax.device_put(np.asarray(sub.tokens)),
+                   losses=jax.device_put(np.where(mask, y, 1.0)), mask=jax.device_put(mask))
     return sub, data
 
 
@@ -260,15 +263,61 @@ class Layout:
         return int(sum(np.prod(s) for s in self.shapes))
 
     def ravel(self, tree) -> Array:
-        """The leaves of ``tree`` concatenated into one ``(P,)`` vector."""
-        return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+        """The leaves of ``tree`` concatenated into one ``(P,)`` vector.
+
+        Concrete leaves (outside ``jit``/``vmap``) are joined on the host and moved back with
+        ``jax.device_put``: the same values, without compiling a program for each leaf shape
+        (each eager ``jnp`` operation on a new shape compiles one, and so does ``jnp.asarray`` of
+        a numpy array, which JAX stages as an operation since 0.10)."""
+        leaves = jax.tree_util.tree_leaves(tree)
+        if _traced(leaves):
+            return jnp.concatenate([jnp.ravel(x) for x in leaves])
+        return jax.device_put(np.concatenate([np.ravel(np.asarray(x)) for x in leaves]))
+
+    def ravel_batch(self, tree) -> Array:
+        """``(B, P)``: :meth:`ravel` of each slice of a batch along the leaves' leading axis
+        (``jax.vmap(layout.ravel)``; joined on the host when the leaves are concrete)."""
+        leaves = jax.tree_util.tree_leaves(tree)
+        if _traced(leaves):
+            return jax.vmap(self.ravel)(tree)
+        batch = np.shape(leaves[0])[0]
+        return jax.device_put(np.concatenate([np.reshape(np.asarray(x), (batch, -1))
+                                              for x in leaves], axis=1))
 
     def unravel(self, flat: Array):
-        """Inverse of :meth:`ravel`."""
+        """Inverse of :meth:`ravel` (split on the host when ``flat`` is concrete)."""
         sizes = [int(np.prod(s)) for s in self.shapes]
-        parts = jnp.split(flat, np.cumsum(sizes)[:-1])
-        return jax.tree_util.tree_unflatten(
-            self.treedef, [x.reshape(s) for x, s in zip(parts, self.shapes, strict=True)])
+        if _traced([flat]):
+            parts = jnp.split(flat, np.cumsum(sizes)[:-1])
+            leaves = [x.reshape(s) for x, s in zip(parts, self.shapes, strict=True)]
+        else:
+            parts = np.split(np.asarray(flat), np.cumsum(sizes)[:-1])
+            leaves = [jax.device_put(x.reshape(s)) for x, s in zip(parts, self.shapes, strict=True)]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def unravel_batch(self, flat: Array):
+        """Inverse of :meth:`ravel_batch`: ``(B, P)`` to a pytree of leaves ``(B, *shape)``."""
+        if _traced([flat]):
+            return jax.vmap(self.unravel)(flat)
+        flat = np.asarray(flat)
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        parts = np.split(flat, np.cumsum(sizes)[:-1], axis=1)
+        return jax.tree_util.tree_unflatten(self.treedef, [
+            jax.device_put(x.reshape((flat.shape[0], *s)))
+            for x, s in zip(parts, self.shapes, strict=True)])
+
+
+def first_restart(tree):
+    """The first slice along every leaf's leading axis (one restart of a batch), taken on the
+    host when the leaves are concrete: eager indexing would compile a program per leaf shape."""
+    if _traced(jax.tree_util.tree_leaves(tree)):
+        return jax.tree_util.tree_map(lambda x: x[0], tree)
+    return jax.tree_util.tree_map(lambda x: jax.device_put(np.asarray(x)[0]), tree)
+
+
+def _traced(arrays) -> bool:
+    """Whether any of ``arrays`` is a JAX tracer (inside ``jit``, ``vmap`` or a derivative)."""
+    return any(isinstance(x, jax.core.Tracer) for x in arrays)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,8 +188,10 @@ class DisjointTailModel(eqx.Module):
         self.alpha = alpha
         self.beta = beta
         self.sigma2 = sigma2
-        self.rank = jnp.asarray(rank)
-        self.member = jnp.asarray(member)
+        # numpy arrays (feature_layout): device_put moves them without the compiled operation
+        # that jnp.asarray stages for each new shape
+        self.rank = jax.device_put(rank)
+        self.member = jax.device_put(member)
         self.head = int(head)
         self.tails = tails
         self.rho = float(rho)
