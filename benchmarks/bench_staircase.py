@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         q, f, g = trial, float(new_f), new_g
         steps += 1
     sigma, sigma_wide = hull(q, EPSILON).measure()[0], hull(q, RADII[0]).measure()[0]
-    law = eqx.combine(layout.unravel(jnp.asarray(q)), res.law)
+    law = eqx.combine(layout.unravel(q), res.law)
     units = dict(targets=res.targets, train_domains=res.train_domains, size_unit=res.size_unit,
                  token_unit=res.token_unit)
     print(f"nonsmooth BFGS: {steps} steps ({sampling_steps} gradient-sampling) in "

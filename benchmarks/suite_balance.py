@@ -34,16 +34,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "tests" / "module_seconds.json"
 
 
-def module_seconds(junit: Path) -> dict[str, float]:
-    """Seconds per test module file name (setup, call and teardown of its tests summed), from a
-    pytest ``--junitxml`` report."""
+def module_totals(junit: Path) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds (setup, call and teardown of its tests summed) and number of tests per test
+    module file name, from a pytest ``--junitxml`` report."""
     seconds: collections.Counter[str] = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     for case in ET.parse(junit).getroot().iter("testcase"):
         name = case.get("classname", "").rsplit(".", 1)[-1] + ".py"
         seconds[name] += float(case.get("time", 0.0))
+        counts[name] += 1
     if not seconds:
         raise SystemExit(f"{junit}: no test cases in this report")
-    return dict(seconds)
+    return dict(seconds), dict(counts)
 
 
 def predicted_ends(seconds: list[float], workers: int = 2) -> list[float]:
@@ -67,10 +69,7 @@ def main(argv=None) -> int:
         print("running the suite: pytest -q -n 2", flush=True)
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2",
                         f"--junitxml={junit}"], cwd=ROOT, check=True)
-    seconds = module_seconds(junit)
-    counts: collections.Counter[str] = collections.Counter(
-        case.get("classname", "").rsplit(".", 1)[-1] + ".py"
-        for case in ET.parse(junit).getroot().iter("testcase"))
+    seconds, counts = module_totals(junit)
     alphabetical = sorted(seconds)
     by_count = sorted(alphabetical, key=lambda m: -counts[m])  # stable, as xdist sorts
     by_time = sorted(alphabetical, key=lambda m: -seconds[m])

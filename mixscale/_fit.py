@@ -1012,7 +1012,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         kink_certificate = cert
         if cert.objective < cert.start_objective:
             params, static_law = eqx.partition(law, eqx.is_inexact_array)
-            law = eqx.combine(Layout.of(params).unravel(jnp.asarray(cert.params)), static_law)
+            law = eqx.combine(Layout.of(params).unravel(cert.params), static_law)
             law_objective *= cert.objective / cert.start_objective
             objectives = objectives.copy()
             objectives[best] = law_objective

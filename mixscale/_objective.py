@@ -132,10 +132,9 @@ def prepare_data(table: LossTable, targets: Sequence[str]) -> tuple[LossTable, F
         raise TableError(f"{table.name}: no observed loss among the targets {list(targets)}")
     # device_put, not jnp.asarray: JAX 0.10 stages jnp.asarray(numpy array) as a compiled
     # operation, one program per shape
-    data = FitData(weights=jax.device_put(np.asarray(sub.weights)),
-                   model_size=jax.device_put(np.asarray(sub.model_size)),
-                   tokens=jax.device_put(np.asarray(sub.tokens)),
-                   losses=jax.device_put(np.where(mask, y, 1.0)), mask=jax.device_put(mask))
+    data = FitData(weights=jax.device_put(sub.weights), model_size=jax.device_put(sub.model_size),
+                   tokens=jax.device_put(sub.tokens), losses=jax.device_put(np.where(mask, y, 1.0)),
+                   mask=jax.device_put(mask))
     return sub, data
 
 
