@@ -139,6 +139,21 @@ def _num(value, spec: str) -> str:
     return format(value, spec) if value is not None and np.isfinite(value) else "n/a"
 
 
+#: Losses of magnitude in this range print with four decimals (at least three significant
+#: digits, at most twelve characters); others, as a user's table in other units may hold,
+#: with four significant digits in scientific notation.
+FIXED_LOSS_RANGE = (0.01, 1e6)
+
+
+def _loss(value) -> str:
+    """A loss for the command line's tables: ``2.4913`` in :data:`FIXED_LOSS_RANGE` (and at
+    zero), ``4.8970e+200`` or ``3.1416e-07`` outside it, ``n/a`` where not a finite number."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    lo, hi = FIXED_LOSS_RANGE
+    return f"{value:.4f}" if value == 0 or lo <= abs(value) < hi else f"{value:.4e}"
+
+
 def _law_units(value: float, unit: float, option: str, path: str, key: str) -> float:
     """``value`` (parameters or tokens) in the law units of a fitted file, refused when the
     file's unit makes it overflow or vanish."""
@@ -223,10 +238,10 @@ def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
         if weight_intervals is not None:
             line += f" {f'[{weight_intervals[0][i]:.4f}, {weight_intervals[1][i]:.4f}]':>18}"
         if name in loss_of:
-            line += f" {_num(loss_of[name], '>11.4f')}"
+            line += f" {_loss(loss_of[name]):>11}"
             if loss_intervals is not None:
                 lo, hi = loss_intervals[name]
-                line += f" {f'[{lo:.4f}, {hi:.4f}]':>18}"
+                line += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
         print(line)
 
 
@@ -673,8 +688,8 @@ def _cmd_optimize(args) -> int:
         print(f"bootstrap: {s['replicates_used']} of {s['replicates']} replicates "
               f"({s['failed']} left out); weight intervals are {100 * LEVEL:.0f} % percentile "
               "intervals of the replicates' optima")
-        print(f"  objective at this mixture under the replicates: median {q['median']:.4f}, "
-              f"{100 * LEVEL:.0f} % interval [{q['lower']:.4f}, {q['upper']:.4f}]; regret "
+        print(f"  objective at this mixture under the replicates: median {_loss(q['median'])}, "
+              f"{100 * LEVEL:.0f} % interval [{_loss(q['lower'])}, {_loss(q['upper'])}]; regret "
               f"against each replicate's own optimum: median {s['regret']['median']:.2g}, "
               f"95th percentile {s['regret']['q95']:.2g}")
         print(f"  L1 distance of the replicates' optima from this mixture: median "

@@ -445,6 +445,27 @@ def test_parameter_columns_never_run_together(capsys):
         assert len(row.split()) == len(header)  # domain name + one number per column
 
 
+def test_mixture_table_shows_losses_of_any_magnitude(capsys):
+    """The mixture table's losses keep their significant digits at any magnitude (a table in
+    other units): four decimals for ordinary losses, scientific notation for 1e200 or 3e-7
+    (four decimals printed 1e200 as a 201-digit number and 3e-7 as 0.0000), ``n/a`` where not
+    finite, intervals likewise."""
+    from mixscale.cli import _print_mixture
+
+    names = ("a", "b", "c", "d")
+    losses = [2.49127, 4.897e200, 3.14159e-7, float("nan")]
+    _print_mixture(names, [0.1, 0.2, 0.3, 0.4], losses, names,
+                   loss_intervals={n: (0.5 * x, 2.0 * x) for n, x in
+                                   zip(names, losses, strict=True)})
+    rows = capsys.readouterr().out.splitlines()
+    cells = [row.split() for row in rows[1:]]
+    assert [c[2] for c in cells] == ["2.4913", "4.8970e+200", "3.1416e-07", "n/a"]
+    assert cells[1][3:] == ["[2.4485e+200,", "9.7940e+200]"]
+    assert cells[2][3:] == ["[1.5708e-07,", "6.2832e-07]"]
+    assert cells[0][3:] == ["[1.2456,", "4.9825]"]
+    assert cells[3][3:] == ["[n/a,", "n/a]"]
+
+
 @pytest.mark.slow
 def test_sixty_four_domains_fit_to_finite_numbers(tmp_path, capsys):
     """K = 64 training domains and 40 runs (the README's limit): finite parameters, metrics,

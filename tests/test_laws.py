@@ -222,6 +222,12 @@ def test_jit_vmap_match_plain_calls(spec, rng):
     np.testing.assert_allclose(kit.values(zs[::-1]), plain[::-1], rtol=1e-13)
 
 
+#: The mixture search runs once per law (its first spec): it compiles one program per law
+#: structure (0.7 s each), and what a variant could break in it — ``predict`` differentiated in
+#: ``h`` under ``jit`` and ``vmap`` — is checked for every spec above, against finite differences.
+_FIRST_OF_LAW = {spec.name: spec for spec in reversed(SPECS)}
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_law_contract(spec):
     """What the library uses of a law, declared and consistent."""
@@ -241,8 +247,9 @@ def test_law_contract(spec):
     sub = spec.init(jax.random.key(0), dataclasses.replace(
         _summary(), targets=targets, loss_min=np.full(2, 2.0), loss_max=np.full(2, 3.0)))
     assert parameter_count(sub) == spec.n_parameters(K, len(targets))
-    opt = mixscale.optimal_mixture(law, 17.0, 2.5, n_starts=2, max_steps=50)
-    assert opt.weights.shape == (K,) and np.isclose(opt.weights.sum(), 1.0)
+    if spec == _FIRST_OF_LAW[spec.name]:
+        opt = mixscale.optimal_mixture(law, 17.0, 2.5, n_starts=2, max_steps=50)
+        assert opt.weights.shape == (K,) and np.isclose(opt.weights.sum(), 1.0)
     with pytest.raises(ValueError, match="use jax.vmap"):
         law.predict(jnp.ones((2, K)) / K, 17.0, 2.5)
     with pytest.raises(ValueError, match="training domains"):
