@@ -75,12 +75,22 @@ def _laws(label: str, summary: DataSummary, n: int):
     return eqx.partition(laws, eqx.is_inexact_array)
 
 
+def _omega(law):
+    """Loss-density amplitudes ``ω_i = b_i c_i ν^{-b_i}`` ``(K,)`` (as ``predict``)."""
+    return law.b * law.c * jnp.exp(-law.b * law.log_nu)
+
+
+def _rate(law, N, D):
+    """Learning per unit rate ``δ (N/ν)^θ D`` of one run (as ``predict``)."""
+    return law.delta * D * jnp.exp(law.sample_efficiency * (jnp.log(N) - law.log_nu))
+
+
 def _head_inputs(law, h, N, D):
     """The allocation and the quantities the head's and tails' terms take (as ``predict``)."""
     x = law.allocation(h, N)
     head = jnp.minimum(law.H, N)
-    omega = law.b * law.c * jnp.exp(-law.b * law.log_nu)
-    rate = law.delta * D * jnp.exp(law.sample_efficiency * (jnp.log(N) - law.log_nu))
+    omega = _omega(law)
+    rate = _rate(law, N, D)
     return x, head / law.nu, (x - law.H + head) / law.nu, omega, rate
 
 
@@ -108,8 +118,8 @@ def _head_per_run(static):
     def fn(p, h, N, D):
         law = eqx.combine(p, static)
         u_head = jnp.minimum(law.H, N) / law.nu
-        omega = law.b * law.c * jnp.exp(-law.b * law.log_nu)
-        rate = law.delta * D * jnp.exp(law.sample_efficiency * (jnp.log(N) - law.log_nu))
+        omega = _omega(law)
+        rate = _rate(law, N, D)
         return spectral._summed_rate_terms(jnp.zeros_like(u_head), u_head, h, law.b, law.alpha,
                                            omega, rate, law.eta)
     return fn
@@ -124,12 +134,12 @@ def _head_once_per_size(static, size):
         u, w = spectral.rank_nodes(jnp.zeros_like(u_head), u_head)
         log_u = jnp.log(u)
         a = jnp.exp(-law.alpha[:, None] * log_u[None, :])
-        omega = law.b * law.c * jnp.exp(-law.b * law.log_nu)
+        omega = _omega(law)
         f = omega[:, None] * jnp.exp(-(law.b[:, None] + 1.0) * log_u[None, :])
         return law, a, f, w
 
     def per_run(law, a, f, w, h, N, D):
-        rate = law.delta * D * jnp.exp(law.sample_efficiency * (jnp.log(N) - law.log_nu))
+        rate = _rate(law, N, D)
         T, Q = h @ a, h @ (a * a)
         left = jnp.exp(-rate * T)
         g = w * (1.0 - left) / (T - 2.0 * law.eta * Q)

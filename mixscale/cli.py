@@ -148,10 +148,9 @@ FIXED_LOSS_RANGE = (0.01, 1e6)
 def _loss(value) -> str:
     """A loss for the command line's tables: ``2.4913`` in :data:`FIXED_LOSS_RANGE` (and at
     zero), ``4.8970e+200`` or ``3.1416e-07`` outside it, ``n/a`` where not a finite number."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
     lo, hi = FIXED_LOSS_RANGE
-    return f"{value:.4f}" if value == 0 or lo <= abs(value) < hi else f"{value:.4e}"
+    fixed = value is not None and (value == 0 or lo <= abs(value) < hi)
+    return _num(value, ".4f" if fixed else ".4e")
 
 
 def _law_units(value: float, unit: float, option: str, path: str, key: str) -> float:
