@@ -21,6 +21,17 @@ stationary point is returned. (Batched with ``vmap`` every start ran until the s
 with a start that never meets the tolerance, ``max_steps`` iterations for all; sequential starts
 were 3× faster at ``K = 64`` and 4.6× at ``K = 17`` on the 2-core machine, equal at ``K = 4``.)
 Stationarity is measured by ``‖P(h − ∇f) − h‖_∞``.
+
+Units. The stationarity measure compares ``∇f`` (loss units) with ``h`` (weights), so a fixed
+tolerance means a different thing for losses in other units: with every loss of a law
+scaled by ``1e-6`` the search met ``1e-9`` with its optimal weights off by up to ``1.6e-4``,
+and scaled by ``1e200`` it never met it (rounding alone moved ``P(h − ∇f)`` by more). The
+search therefore minimises ``f / s``, where ``s`` is a power of two (dividing by it rounds
+nothing) that brings the weighted mean absolute predicted loss at the uniform mixture,
+``Σ_m w_m |L̂_m| / Σ_m w_m``, into ``[1/2, 1)`` when it lies outside ``[1/16, 16]``
+(:func:`objective_scale`); inside that range, which holds losses in nats and the simulator's
+losses, ``s = 1`` and the search is that of ``f`` itself. The reported objective is in the
+law's own units, the stationarity that of ``f / s``.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from ._checks import MAX_SEED, MAX_STARTS, integer, number, positive_number
 from ._evaluate import predict_one
 from .laws._base import AbstractLaw
 
-__all__ = ["MixtureResult", "optimal_mixture", "project_to_simplex"]
+__all__ = ["MixtureResult", "objective_scale", "optimal_mixture", "project_to_simplex"]
 
 def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
     """Euclidean projection of ``v`` ``(K,)`` onto ``{h: Σh = 1, lower ≤ h ≤ upper}``.
@@ -82,9 +93,12 @@ class MixtureResult:
         weights: ``(K,)`` the mixture (sums to 1, within the bounds).
         losses: ``(M,)`` the law's predicted target losses there.
         objective: the weighted mean loss there.
-        stationarity: ``‖P(h − ∇f) − h‖_∞`` at the returned point (0 at an exact optimum).
+        stationarity: ``‖P(h − ∇f/s) − h‖_∞`` at the returned point (0 at an exact
+            optimum; ``s``: ``objective_scale``).
         converged: whether the best start met the tolerance before ``max_steps``.
         start_objectives: ``(S,)`` the final objective of every start.
+        objective_scale: ``s``, the power of two the objective was divided by in the search
+            (1 for mean losses between 1/16 and 16; :func:`objective_scale`).
     """
 
     weights: np.ndarray
@@ -93,12 +107,36 @@ class MixtureResult:
     stationarity: float
     converged: bool
     start_objectives: np.ndarray
+    objective_scale: float = 1.0
+
+
+#: Weighted mean absolute losses in this range are searched in their own units.
+OBJECTIVE_UNIT_RANGE = (1.0 / 16.0, 16.0)
+
+
+def objective_scale(losses, weights) -> float:
+    """The power of two ``s`` that the search divides its objective by: 1 when
+    ``m = Σ_m w_m |L_m| / Σ_m w_m`` (``losses`` and non-negative ``weights``, both ``(M,)``,
+    ``losses`` finite) lies in :data:`OBJECTIVE_UNIT_RANGE` or is 0, else ``2^e`` with
+    ``m / 2^e`` in ``[1/2, 1)`` (``e`` at most 1023, the largest finite power of two)."""
+    losses = np.abs(np.asarray(losses, dtype=float))
+    weights = np.asarray(weights, dtype=float)
+    # the weights scaled by a power of two to at most 1 first, so that their sum is finite
+    weights = weights * np.ldexp(1.0, -int(np.frexp(weights.max())[1]))
+    mean = float(np.dot(weights, losses) / weights.sum())
+    low, high = OBJECTIVE_UNIT_RANGE
+    if mean == 0.0 or low <= mean <= high:
+        return 1.0
+    if not math.isfinite(mean):  # |L| near the float range's top: the dot product overflowed
+        mean = float(np.max(losses[weights > 0]))
+    return float(np.ldexp(1.0, min(int(np.frexp(mean)[1]), 1023)))
 
 
 @eqx.filter_jit
-def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
-    """Spectral projected gradient from each start (``lax.map``); returns per start the point,
-    its objective, its stationarity and the iterations taken.
+def _spg(law, starts, N, D, w, lower, upper, tol, max_steps, scale):
+    """Spectral projected gradient from each start (``lax.map``) on ``f / scale``; returns per
+    start the point, its objective (divided by ``scale``), its stationarity and the iterations
+    taken.
 
     One loop whose every pass evaluates the objective once, at a trial point (the start, then
     ``h + t·d`` of the Armijo search), and its gradient too when the trial is accepted (under
@@ -110,7 +148,7 @@ def _spg(law, starts, N, D, w, lower, upper, tol, max_steps):
     """
 
     def f(h):
-        return jnp.dot(w, law.predict(h, N, D)) / jnp.sum(w)
+        return jnp.dot(w, law.predict(h, N, D)) / jnp.sum(w) / scale
 
     value_and_grad = jax.value_and_grad(f)
 
@@ -181,7 +219,8 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
         lower, upper: ``(K,)`` per-domain lower bounds and caps (default 0 and 1).
         n_starts: number of starting points (uniform, ``w`` mapped to domains, random draws).
         seed: PRNG seed of the random starts.
-        tol: stationarity tolerance ``‖P(h − ∇f) − h‖_∞``.
+        tol: stationarity tolerance ``‖P(h − ∇f/s) − h‖_∞`` (``s``: :func:`objective_scale`,
+            1 for losses of order one).
         max_steps: iterations per start at most.
         n_train_domains: ``K`` (optional: every law knows it; a mismatch is an error).
 
@@ -241,11 +280,12 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
     while len(starts) < n_starts:
         starts.append(rng.dirichlet(np.full(k, 0.5)))
     starts = jnp.asarray(np.stack(starts[:n_starts]))
+    s = objective_scale(probe, w)
     h, f, pg, _ = _spg(law, starts, jnp.asarray(N, float), jnp.asarray(D, float),
                        jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi),
-                       # run-time values (compared against only): one compilation serves any
-                       jnp.asarray(tol, float), jnp.asarray(max_steps))
-    f = np.asarray(f)
+                       # run-time values: one compilation serves any
+                       jnp.asarray(tol, float), jnp.asarray(max_steps), jnp.asarray(s, float))
+    f = np.asarray(f) * s
     f = np.where(np.isfinite(f), f, np.inf)
     if not np.isfinite(f).any():
         raise ValueError(f"the law predicts non-finite losses at every start (N = {N:g}, "
@@ -257,7 +297,7 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
                                                       jnp.asarray(N, float),
                                                       jnp.asarray(D, float))),
         objective=float(f[best]), stationarity=float(pg[best]),
-        converged=bool(pg[best] <= tol), start_objectives=f)
+        converged=bool(pg[best] <= tol), start_objectives=f, objective_scale=s)
 
 
 #: Starts whose objectives differ by at most this, relative, are tied: they found the same

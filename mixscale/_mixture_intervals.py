@@ -80,14 +80,17 @@ class MixtureIntervals:
 
 
 @eqx.filter_jit
-def _replicate_optima(params, static, starts, N, D, w, lo, hi, h_point, tol, max_steps):
+def _replicate_optima(params, static, starts, N, D, w, lo, hi, h_point, tol, max_steps, scale):
+    """Each replicate's best optimum ``(h, f, stationarity)`` and its objective at
+    ``h_point``, the objectives in the law's units (the search runs on ``f / scale``)."""
+
     def one(p):
         law = eqx.combine(p, static)
-        h, f, pg, _ = _spg(law, starts, N, D, w, lo, hi, tol, max_steps)
+        h, f, pg, _ = _spg(law, starts, N, D, w, lo, hi, tol, max_steps, scale)
         f = jnp.where(jnp.isfinite(f), f, jnp.inf)
         best = jnp.argmin(f)
         at_point = jnp.dot(w, law.predict(h_point, N, D)) / jnp.sum(w)
-        return h[best], f[best], pg[best], at_point
+        return h[best], f[best] * scale, pg[best], at_point
 
     return jax.vmap(one)(params)
 
@@ -141,7 +144,9 @@ def optimal_mixture_intervals(result, N: float, D: float, *,
     h, f, pg, at_point = (np.asarray(x) for x in _replicate_optima(
         boot.params, static, jnp.asarray(np.stack(starts)), jnp.asarray(N, float),
         jnp.asarray(D, float), jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi),
-        jnp.asarray(point.weights), tol, max_steps))
+        jnp.asarray(point.weights), tol, max_steps,
+        # the point search's units: every replicate is searched on the same scale
+        jnp.asarray(point.objective_scale, float)))
     keep = np.isfinite(f) & np.isfinite(at_point) & np.all(np.isfinite(h), axis=1)
     if keep.sum() < 2:
         raise ValueError("fewer than 2 replicate searches ended at a finite objective")

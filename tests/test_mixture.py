@@ -147,3 +147,37 @@ def test_the_search_is_compiled_once_for_any_tolerance_and_step_cap():
     with assert_no_retrace(_spg):
         short = optimal_mixture(law, 40.0, 5.0, n_starts=3, tol=1e-3, max_steps=7)
     assert first.converged and short.stationarity >= first.stationarity
+
+
+@pytest.mark.parametrize("unit", [1e-6, 1e200, 3e-300, 50.0])
+def test_the_optimum_does_not_depend_on_the_losses_units(unit):
+    """A law whose every loss is multiplied by ``unit`` (``E``, ``A`` and ``c`` scaled) has the
+    same optimal mixture, found to the same stationarity: the search runs on the objective
+    divided by a power of two that brings it to order one. (With the tolerance in loss units
+    this law's optimum came out 1.6e-4 off at ``1e-6`` and 0.096 off at ``3e-300``, and the
+    ``1e200`` one never met it.)"""
+    params = dict(b=[0.3, 0.5, 0.4, 0.6], H=0.5, a=[0.3, 0.4, 0.2, 0.5])
+    coefficients = dict(c=np.array([2.0, 1.5, 1.0, 2.5]), A=np.array([0.5, 0.3, 0.4, 0.6]),
+                        E=np.array([1.0, 1.5, 0.8, 2.0]))
+    base = optimal_mixture(CapacityLaw.from_params(**params, **coefficients), 60.0, 3.0,
+                           target_weights=W)
+    scaled = optimal_mixture(CapacityLaw.from_params(
+        **params, **{k: unit * v for k, v in coefficients.items()}), 60.0, 3.0, target_weights=W)
+    assert base.objective_scale == 1.0 and base.converged
+    assert scaled.converged and scaled.stationarity < 1e-9
+    np.testing.assert_allclose(scaled.weights, base.weights, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(scaled.objective, unit * base.objective, rtol=1e-9)
+    s = scaled.objective_scale
+    assert s == 2.0 ** round(np.log2(s)) and 0.5 <= abs(scaled.objective) / s < 1.0 + 1e-2
+
+
+def test_objective_scale_is_one_for_losses_of_order_one_and_a_power_of_two_elsewhere():
+    from mixscale._mixture import objective_scale
+
+    assert objective_scale([0.1, 15.0], [1.0, 1.0]) == 1.0
+    assert objective_scale([0.0, 0.0], [1.0, 2.0]) == 1.0
+    assert objective_scale([-3.0, 1.0], [1.0, 0.0]) == 1.0
+    assert objective_scale([40.0, 40.0], [1.0, 1.0]) == 64.0        # 40 / 64 in [1/2, 1)
+    assert objective_scale([1e-3, 5.0], [1.0, 0.0]) == 2.0 ** -9    # the weighted mean only
+    # a mean at the top of the float range: the largest finite power of two
+    assert objective_scale([1.7e308, 1.7e308], [1.0, 1.0]) == 2.0 ** 1023
