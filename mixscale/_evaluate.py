@@ -91,7 +91,8 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
     Args:
         law: a law instance.
         table: the runs to predict (its loss columns are not read).
-        train_domains: the law's training domains; must equal ``table.train_domains``.
+        train_domains: the law's training domains: ``table.train_domains`` must hold the same
+            domains, in any order (:meth:`~mixscale.data.LossTable.in_train_order`).
         size_unit, token_unit: the units of ``N`` and ``D`` the law expects; must match the
             table's.
 
@@ -99,6 +100,7 @@ def predict_table(law: AbstractLaw, table: LossTable, train_domains: Sequence[st
         TableError: if the table's training domains or units differ from the law's.
     """
     _check_law(law, table)
+    table = table.in_train_order(train_domains)
     check_domains(table, train_domains, size_unit, token_unit)
     return predict_in_blocks(law, table.weights, table.model_size, table.tokens)
 

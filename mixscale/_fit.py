@@ -681,7 +681,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
             class (then ``law_options`` gives its options).
         table: the training runs. Select rows and split beforehand (``mixscale.data.select``,
             ``mixscale.data.split``): the fitter uses every row it is given.
-        validation: optional held-out runs (same domains and units) for validation metrics.
+        validation: optional held-out runs (same domains, in any column order, and units) for
+            validation metrics.
         law_options: keyword options of the law's ``init`` (e.g. ``{"variant": "tied"}``), when
             ``law_class`` is a name or class.
         n_restarts: number of random initialisations.
@@ -860,6 +861,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                              f"terms, but the table holds {len(pairs)} (size, tokens) scales; "
                              "select one scale first")
     if validation is not None:
+        # the same domains in another column order are the same runs
+        validation = validation.in_train_order(table.train_domains)
         check_domains(validation, table.train_domains, table.size_unit, table.token_unit)
     sub, data = prepare_data(table, targets)
     y = sub.losses

@@ -63,8 +63,8 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
 
     Args:
         result: a :class:`mixscale.FitResult` (with or without bootstrap replicates).
-        table: runs with the law's training domains and units (the training table, or new
-            runs).
+        table: runs with the law's training domains (in any column order) and units (the
+            training table, or new runs).
         path: the PNG to write.
         title: the figure's title (default: the law and the table's name).
     """
@@ -74,6 +74,7 @@ def plot_fit(result, table, path: str | os.PathLike, *, title: str | None = None
     from ._bootstrap import predict_replicates, prediction_intervals
     from ._evaluate import own_weight
 
+    table = table.in_train_order(result.train_domains)  # its weight columns in the law's order
     pred = result.predict(table)                                   # (n, M)
     targets = list(result.targets)
     measured = table.select_losses(targets).losses

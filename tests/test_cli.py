@@ -374,6 +374,32 @@ def test_evaluate_without_some_measurements_is_strict_and_says_so(fitted, tmp_pa
     assert "nan" not in text.lower() and "n/a" in text
 
 
+def test_evaluate_and_plot_match_domains_by_name_not_column_order(fitted, tmp_path, capsys):
+    """The same runs with the weight columns in another order than the fit's table are the same
+    runs: the same metrics; a table with another domain is refused, naming it."""
+    rows = ["0.1,0.2,0.3,0.4,2e8,8e9,1.1,2.9,1.9,2.8", "0.4,0.3,0.2,0.1,2e8,8e9,1.0,2.7,2.0,3.0"]
+    same = tmp_path / "same.csv"
+    same.write_text(P4 + "\n".join(rows) + "\n")
+    header = P4.strip().split(",")
+    order = [3, 0, 2, 1] + list(range(4, len(header)))     # wikipedia, github, stackexchange, ...
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("\n".join(",".join(r.split(",")[j] if r != P4.strip() else header[j]
+                                          for j in order) for r in [P4.strip(), *rows]) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), str(same), "--json"]) == 0
+    expected = _strict_json(capsys.readouterr().out)
+    assert main(["evaluate", str(fitted), str(swapped), "--json"]) == 0
+    got = _strict_json(capsys.readouterr().out)
+    assert got["mre"] == expected["mre"] and got["per_domain_mre"] == expected["per_domain_mre"]
+    assert main(["plot", str(fitted), str(swapped), "--out", str(tmp_path / "p.png")]) == 0
+    assert _is_png(tmp_path / "p.png")
+    other = tmp_path / "other.csv"
+    other.write_text(P4.replace("weight_github", "weight_arxiv") + rows[0] + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), str(other), "--out-of-mixture", "github"]) == 2
+    _one_line_error(capsys, "'arxiv'", "not fitted on", "lacks ['github']")
+
+
 def test_evaluate_without_any_measurement_is_refused(fitted, tmp_path, capsys):
     csv = tmp_path / "runs.csv"
     csv.write_text(P4 + "0.25,0.25,0.25,0.25,2e8,8e9,,,,\n")

@@ -200,6 +200,18 @@ def test_read_csv_parses_values_units_nan_and_tags(tmp_path):
     assert t.row_tags["mixture_id"].tolist() == ["m1", "m2"]
 
 
+@pytest.mark.parametrize("marker", ["NA", "n/a", "N/A", "#N/A", "<NA>", "null", "None", "NaN",
+                                    "-nan", " na "])
+def test_read_csv_reads_the_usual_missing_value_markers_as_not_measured(tmp_path, marker):
+    """What R (``NA``), pandas (``<NA>``, empty) and spreadsheets (``#N/A``) write for a missing
+    value is a loss not measured (``NaN``, masked in a fit), in a loss column; in a weight
+    column it is still a missing weight."""
+    t = read_csv(_write(tmp_path, _replace_cell(2, "b_loss", marker)))
+    assert np.isnan(t.losses[1, 1]) and t.losses[0, 0] == 3.0
+    with pytest.raises(TableError, match="row 2.*weight_a.*missing weight"):
+        read_csv(_write(tmp_path, _replace_cell(2, "weight_a", marker), "weights.csv"))
+
+
 def test_read_csv_units_and_tag_types(tmp_path):
     text = ("run,temp,weight_a,model_size,n_tokens,a_loss,held_loss\n"
             "1,0.5,1.0,100,1000,2.0,3.0\n2,,1.0,200,2000,1.5,\n")

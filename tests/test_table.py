@@ -32,3 +32,20 @@ def test_valid_table_keeps_nan_and_shapes():
 def test_bad_tables_are_refused_with_location(kw, match):
     with pytest.raises(TableError, match=match):
         _table(**kw)
+
+
+def test_in_train_order_permutes_the_weight_columns_and_names_what_differs():
+    t = _table(weights=np.array([[0.5, 0.5], [0.2, 0.8]]))
+    assert t.in_train_order(("a", "b")) is t
+    swapped = t.in_train_order(["b", "a"])
+    assert swapped.train_domains == ("b", "a")
+    np.testing.assert_array_equal(swapped.weights, [[0.5, 0.5], [0.8, 0.2]])
+    np.testing.assert_array_equal(swapped.losses, t.losses)   # loss columns go by name
+    assert swapped.loss_domains == t.loss_domains
+    with pytest.raises(TableError, match=r"has \['b'\], which the law was not fitted on; "
+                                         r"it lacks \['c'\]"):
+        t.in_train_order(("a", "c"))
+    with pytest.raises(TableError, match=r"it lacks \['c'\]"):
+        t.in_train_order(("a", "b", "c"))
+    with pytest.raises(TableError, match="named twice"):
+        t.in_train_order(("a", "b", "a"))

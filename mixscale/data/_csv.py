@@ -7,9 +7,11 @@ The format has one row per run and these columns, in any order:
   domains are these columns, in file order.
 * ``model_size``: the model's parameter count (> 0).
 * ``n_tokens``: the training tokens (> 0).
-* ``<domain>_loss``: the loss on a domain (> 0); an empty or ``nan`` cell means "not measured"
-  and becomes ``NaN``. ``<domain>`` must be a training domain unless it is declared
-  out-of-mixture, so a typo such as ``githb_loss`` is caught instead of becoming a new target.
+* ``<domain>_loss``: the loss on a domain (> 0); an empty cell, or one that reads (in any case)
+  ``nan``, ``NA``, ``N/A``, ``#N/A``, ``<NA>``, ``null`` or ``None`` — the markers of missing
+  values that R, pandas and spreadsheets write — means "not measured" and becomes ``NaN``.
+  ``<domain>`` must be a training domain unless it is declared out-of-mixture, so a typo such
+  as ``githb_loss`` is caught instead of becoming a new target.
 * anything else (``mixture_id``, ``split``...) is kept, per row, in :attr:`LossTable.row_tags`;
   a name containing ``loss`` or ``weight``, or reading as a misspelt loss column of a domain
   (``github_los``, ``githubloss``), is refused: it would otherwise become a tag and its domain
@@ -41,7 +43,8 @@ LOSS_SUFFIX = "_loss"
 _TINY = float(np.finfo(np.float64).tiny)
 SIZE_COLUMN = "model_size"
 TOKENS_COLUMN = "n_tokens"
-_MISSING = frozenset({"", "nan"})  # lower-cased cell texts that mean "not measured"
+#: Lower-cased cell texts that mean "not measured" (pandas reads each of them as missing too).
+_MISSING = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "<na>", "null", "none"})
 
 
 def read_csv(
@@ -148,7 +151,8 @@ def read_records(stream: Iterable[str], source: str) -> tuple[tuple[str, ...], l
 
 
 def parse_float(cell: str, source: str, row: int, column: str) -> float:
-    """The number in ``cell``; ``NaN`` for an empty or ``nan`` cell; TableError otherwise."""
+    """The number in ``cell``; ``NaN`` for an empty cell or a missing-value marker
+    (:data:`_MISSING`); TableError otherwise."""
     text = cell.strip()
     if text.lower() in _MISSING:
         return math.nan

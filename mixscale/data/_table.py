@@ -226,6 +226,26 @@ class LossTable:
             tokens=self.tokens[idx], losses=self.losses[idx], name=name or self.name,
             row_tags={k: v[idx] for k, v in self.row_tags.items()})
 
+    def in_train_order(self, train_domains: Sequence[str]) -> LossTable:
+        """The same runs with the weight columns in the order ``train_domains`` (the same
+        domains as :attr:`train_domains`, in any order: a table whose CSV lists them otherwise
+        than the table a law was fitted to). Raises ``TableError`` naming the domains that one
+        side has and the other lacks."""
+        train_domains = tuple(str(d) for d in train_domains)
+        if train_domains == self.train_domains:
+            return self
+        extra = [d for d in self.train_domains if d not in train_domains]
+        lacking = [d for d in train_domains if d not in self.train_domains]
+        if extra or lacking or len(set(train_domains)) != len(train_domains):
+            parts = ([f"it has {extra}, which the law was not fitted on"] if extra else []) + (
+                [f"it lacks {lacking}"] if lacking else [])
+            raise TableError(f"{self.name}: training domains {list(self.train_domains)} differ "
+                             f"from the law's {list(train_domains)}: "
+                             + ("; ".join(parts) or "a domain is named twice"))
+        cols = [self.train_domains.index(d) for d in train_domains]
+        return dataclasses.replace(self, weights=self.weights[:, cols],
+                                   train_domains=train_domains)
+
     def select_losses(self, loss_domains: Sequence[str]) -> LossTable:
         """The same runs with only the named loss columns, in that order."""
         unknown = [s for s in loss_domains if s not in self.loss_domains]
