@@ -306,6 +306,17 @@ def _targets_and_notes(law_class, table: LossTable, options) -> tuple[tuple[str,
     return tuple(targets), notes
 
 
+def _unmeasured_notes(targets, observed: np.ndarray) -> list[str]:
+    """A note counting the target losses not measured (``NaN``: empty or ``NA`` cells of a
+    CSV), per target, which the fit leaves out: so that a user sees what was masked."""
+    missing = (~observed).sum(axis=0)
+    if not missing.any():
+        return []
+    which = ", ".join(f"{t} {int(n)}" for t, n in zip(targets, missing, strict=True) if n)
+    return [f"{int(missing.sum())} of {observed.size} target losses are not measured ({which}); "
+            "the fit leaves them out"]
+
+
 def _underdetermined_notes(law_class, params, targets, observed: np.ndarray) -> list[str]:
     """A note when the law has at least as many parameters as observed losses to fit them:
     per target for a law whose every parameter belongs to one target (``per_target_fields``),
@@ -913,6 +924,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
                                  elapsed_s=time.perf_counter() - t0, stage=stage))
 
     first = first_restart(params0)
+    notes += _unmeasured_notes(targets, observed)
     notes += _underdetermined_notes(law_class, first, targets, observed)
     notes += _one_scale_notes(law_class, sub)
     notes += _unexplored_domain_notes(sub)

@@ -1,6 +1,8 @@
 """The fitter: planted parameters recovered, masks, determinism, compilation reuse, evaluation,
 bad input."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -399,6 +401,15 @@ def test_a_fit_with_no_more_losses_than_parameters_says_so(rng):
     tiny = _table(_planted(), rng, n=5)  # 15 losses for 16 parameters
     notes = ms.fit(CapacityLaw, tiny, n_restarts=1, seed=0, max_steps=2, nested=False).notes
     assert any("16 parameters for 15 observed losses" in n for n in notes), notes
+    assert not any("not measured" in n for n in notes), notes
+    # one loss not measured: masked, counted, and said to be left out
+    losses = tiny.losses.copy()
+    losses[0, 1] = np.nan
+    notes = ms.fit(CapacityLaw, dataclasses.replace(tiny, losses=losses), n_restarts=1, seed=0,
+                   max_steps=2, nested=False).notes
+    assert any("16 parameters for 14 observed losses" in n for n in notes), notes
+    assert f"1 of 15 target losses are not measured ({tiny.loss_domains[1]} 1); the fit leaves " \
+        "them out" in notes, notes
 
 
 def test_a_slow_fit_reports_progress_before_any_restart_stops(rng, monkeypatch):
