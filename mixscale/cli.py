@@ -25,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_STARTS, MAX_TRAIN_DOMAINS, TINY
+from .data._csv import count_value
 
 __all__ = ["main"]
 
-_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 #: ``--tokens`` matches published token counts within this relative tolerance (RegMix and
 #: SlimPajama round their budgets, e.g. 9.998B tokens for a nominal "10B" checkpoint).
 TOKEN_MATCH = 0.01
@@ -48,12 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _quantity(text: str) -> float:
-    s = text.strip().upper()
-    scale = 1.0
-    if s and s[-1] in _SUFFIX:
-        scale, s = _SUFFIX[s[-1]], s[:-1]
     try:
-        value = float(s) * scale
+        value = count_value(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 680M, 25B, 1e9)") \
             from None

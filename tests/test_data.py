@@ -212,6 +212,25 @@ def test_read_csv_reads_the_usual_missing_value_markers_as_not_measured(tmp_path
         read_csv(_write(tmp_path, _replace_cell(2, "weight_a", marker), "weights.csv"))
 
 
+@pytest.mark.parametrize("size, tokens, expected", [
+    ("200M", "6B", (200.0, 6.0)), ("0.2b", "6000m", (200.0, 6.0)), ("2e8", "6G", (200.0, 6.0)),
+    ("1.5T", "9.998B", (1.5e6, 9.998)), (" 200 M ", "6000000K", (200.0, 6.0)),
+    ("2e2M", "6e-3T", (200.0, 6.0))])
+def test_read_csv_reads_sizes_and_tokens_with_count_suffixes(tmp_path, size, tokens, expected):
+    """``model_size`` and ``n_tokens`` take the command line's count suffixes (K, M, B or G, T),
+    read exactly as the number with that exponent (9.998B is the float 9.998e9)."""
+    text = _replace_cell(2, "n_tokens", tokens, _replace_cell(2, "model_size", size))
+    t = read_csv(_write(tmp_path, text))
+    assert (t.model_size[1], t.tokens[1]) == expected
+    assert t.model_size[1] * t.size_unit == float(t.model_size[1] * 1e6)
+
+
+@pytest.mark.parametrize("cell", ["B", "twoB", "2BB", "2 B B", "-1B", "e9B"])
+def test_read_csv_refuses_a_count_it_cannot_read(tmp_path, cell):
+    with pytest.raises(TableError, match="row 2.*n_tokens.*(not a number|positive)"):
+        read_csv(_write(tmp_path, _replace_cell(2, "n_tokens", cell)))
+
+
 def test_read_csv_units_and_tag_types(tmp_path):
     text = ("run,temp,weight_a,model_size,n_tokens,a_loss,held_loss\n"
             "1,0.5,1.0,100,1000,2.0,3.0\n2,,1.0,200,2000,1.5,\n")
@@ -257,7 +276,7 @@ BAD_FILES = {
     "non-numeric loss": (_replace_cell(2, "b_loss", "2.5x"), 2, "b_loss", "not a number"),
     "non-numeric weight": (_replace_cell(1, "weight_a", "quarter"), 1, "weight_a",
                            "not a number"),
-    "non-numeric size": (_replace_cell(2, "model_size", "200M"), 2, "model_size",
+    "non-numeric size": (_replace_cell(2, "model_size", "200X"), 2, "model_size",
                          "not a number"),
     "empty weight": (_replace_cell(1, "weight_b", ""), 1, "weight_b", "missing weight"),
     "nan weight": (_replace_cell(2, "weight_a", "nan"), 2, "weight_a", "missing weight"),

@@ -5,8 +5,9 @@ The format has one row per run and these columns, in any order:
 * ``weight_<domain>``: the mixture weight of each training domain (required in every row,
   non-negative, summing to 1 within :data:`~mixscale.data.WEIGHT_SUM_TOLERANCE`). The training
   domains are these columns, in file order.
-* ``model_size``: the model's parameter count (> 0).
-* ``n_tokens``: the training tokens (> 0).
+* ``model_size``: the model's parameter count (> 0), a number or one with a count suffix
+  (:data:`COUNT_SUFFIXES`: ``122M``, ``1.5B``, as the command line takes them).
+* ``n_tokens``: the training tokens (> 0), likewise (``8B``, ``2.5T``).
 * ``<domain>_loss``: the loss on a domain (> 0); an empty cell, or one that reads (in any case)
   ``nan``, ``NA``, ``N/A``, ``#N/A``, ``<NA>``, ``null`` or ``None`` — the markers of missing
   values that R, pandas and spreadsheets write — means "not measured" and becomes ``NaN``.
@@ -311,8 +312,38 @@ def _weight(cell: str, source: str, row: int, column: str) -> float:
     return value
 
 
+#: Count suffixes of ``model_size`` and ``n_tokens`` cells (any case): thousands, millions,
+#: billions (``B`` or ``G``) and trillions.
+COUNT_SUFFIXES = {"K": 3, "M": 6, "B": 9, "G": 9, "T": 12}
+
+
+def count_value(text: str) -> float:
+    """The number in ``text``, which may end in a count suffix: ``9.998B`` is read as the text
+    ``9.998e9`` (so it is exactly that float); a mantissa with its own exponent (``2e3M``) is
+    multiplied by the suffix's power of ten. ``ValueError`` if it is not a number."""
+    s = text.strip()
+    if len(s) > 1 and s[-1].upper() in COUNT_SUFFIXES:
+        exponent, mantissa = COUNT_SUFFIXES[s[-1].upper()], s[:-1].strip()
+        if "e" in mantissa.lower():
+            return float(mantissa) * 10.0**exponent
+        return float(f"{mantissa}e{exponent}")
+    return float(s)
+
+
+def parse_count(cell: str, source: str, row: int, column: str) -> float:
+    """:func:`count_value` of ``cell``; ``NaN`` for a missing-value marker (as
+    :func:`parse_float`); TableError naming the cell otherwise."""
+    if cell.strip().lower() in _MISSING:
+        return math.nan
+    try:
+        return count_value(cell)
+    except ValueError:
+        raise TableError(f"{_where(source, row, column)}not a number: {cell!r} (a count, e.g. "
+                         "122M, 8B or 1.5e9)") from None
+
+
 def _positive(cell: str, source: str, row: int, column: str, unit: float) -> float:
-    value = parse_float(cell, source, row, column)
+    value = parse_count(cell, source, row, column)
     if math.isnan(value):
         raise TableError(f"{_where(source, row, column)}missing value (required in every row)")
     if not (math.isfinite(value) and value > 0 and value / unit >= _TINY):
