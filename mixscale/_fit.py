@@ -359,6 +359,25 @@ def _unexplored_domain_notes(table: LossTable) -> list[str]:
             "out)"]
 
 
+def _duplicate_run_notes(table: LossTable) -> list[str]:
+    """A note when runs repeat: rows with the same mixture, size and tokens (a table
+    concatenated twice, or the same checkpoint logged twice). Such rows count as that many runs
+    in the objective and the metrics; identical ones (the same losses too) are said apart from
+    repeats with other losses (seeds). No bundled table has any."""
+    inputs = np.concatenate([np.asarray(table.weights), np.asarray(table.model_size)[:, None],
+                             np.asarray(table.tokens)[:, None]], axis=1)
+    full = np.concatenate([inputs, np.where(np.isfinite(table.losses), table.losses, -1.0)],
+                          axis=1)
+    repeated = len(inputs) - len(np.unique(inputs, axis=0))
+    if not repeated:
+        return []
+    identical = len(full) - len(np.unique(full, axis=0))
+    return [f"{repeated} run(s) repeat another's mixture, size and tokens ({identical} with the "
+            "same losses too): each counts as a run of its own in the fit and the metrics; "
+            "leave out copies of the same run (a table concatenated twice), keep repeats with "
+            "other seeds"]
+
+
 def _one_scale_notes(law_class, table: LossTable) -> list[str]:
     """A note for a law with model-size or token terms fitted on a table with one model size
     (or one token budget): the data cannot identify how the law's losses change along that
@@ -928,6 +947,7 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
     notes += _underdetermined_notes(law_class, first, targets, observed)
     notes += _one_scale_notes(law_class, sub)
     notes += _unexplored_domain_notes(sub)
+    notes += _duplicate_run_notes(sub)
     report(0, float("inf"))  # every check has passed: the optimiser starts
     bounds = bound_trees(first, law_class.parameter_bounds(summary, **options)
                          if use_bounds else {})

@@ -516,3 +516,18 @@ def test_a_training_domain_never_trained_is_named_in_a_note(rng):
         train_domains=DOMAINS, loss_domains=DOMAINS)) == []
     res = ms.fit("regression", table, n_restarts=1, seed=0, max_steps=2, nested=False)
     assert note in res.notes
+
+
+def test_repeated_runs_are_counted_in_a_note(rng):
+    """Rows that repeat a run's mixture, size and tokens are counted, and those with the same
+    losses too (a table concatenated twice) said apart; a table without repeats gets no note."""
+    from mixscale._fit import _duplicate_run_notes
+
+    table = _table(_planted(), rng, n=6)
+    assert _duplicate_run_notes(table) == []
+    twice = table.take(np.r_[np.arange(6), 0, 1, 2])
+    losses = twice.losses.copy()
+    losses[8] *= 1.01  # row 2 again, from another seed
+    (note,) = _duplicate_run_notes(dataclasses.replace(twice, losses=losses))
+    assert note.startswith("3 run(s) repeat another's mixture, size and tokens (2 with the "
+                           "same losses too)"), note
