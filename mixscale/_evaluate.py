@@ -27,8 +27,11 @@ def check_domains(table: LossTable, train_domains: Sequence[str], size_unit: flo
                   token_unit: float) -> None:
     """Raise ``TableError`` unless ``table`` has these training domains (in order) and units."""
     if tuple(table.train_domains) != tuple(train_domains):
+        hint = (" (the same domains in another order: table.in_train_order(train_domains) "
+                "reorders its weight columns)"
+                if sorted(table.train_domains) == sorted(train_domains) else "")
         raise TableError(f"{table.name}: training domains {list(table.train_domains)} differ "
-                         f"from the law's {list(train_domains)}")
+                         f"from the law's {list(train_domains)}{hint}")
     if not (np.isclose(table.size_unit, size_unit) and np.isclose(table.token_unit, token_unit)):
         raise TableError(f"{table.name}: units (size {table.size_unit:g}, tokens "
                          f"{table.token_unit:g}) differ from the law's ({size_unit:g}, "

@@ -21,7 +21,7 @@ from mixscale._bounds import bound_trees
 from mixscale._evaluate import predict_in_blocks
 from mixscale._lm import lm_advance, lm_start, solve_lm
 from mixscale._objective import FitData, Replicate, objective, prepare_data
-from mixscale.data import LossTable, mixture_ids
+from mixscale.data import LossTable, TableError, mixture_ids
 from mixscale.laws import get_law
 from mixscale.laws._base import DataSummary
 
@@ -137,6 +137,11 @@ def test_intervals_are_ordered_and_bracket_the_replicates(boot_fit):
         assert np.all(p.lower <= p.upper), name
     with pytest.raises(TypeError, match="training table"):
         ms.prediction_intervals(res, table.weights, 100.0, 1.0, method="studentized")
+    # the training table with its domains in another order: refused, saying how to reorder it
+    order = tuple(reversed(table.train_domains))
+    with pytest.raises(TableError, match=r"another order: table\.in_train_order"):
+        ms.prediction_intervals(res, table.weights[:5], table.model_size[:5], table.tokens[:5],
+                                table=table.in_train_order(order), method="studentized")
     with pytest.raises(ValueError, match="method"):
         ms.prediction_intervals(res, table.weights, 100.0, 1.0, method="bca")
     with pytest.raises(ValueError, match="level"):
