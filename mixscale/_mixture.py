@@ -300,6 +300,36 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
         converged=bool(pg[best] <= tol), start_objectives=f, objective_scale=s)
 
 
+def mixture_notes(result: MixtureResult, train_domains: Sequence[str], targets: Sequence[str],
+                  train_weights: np.ndarray | None = None) -> list[str]:
+    """Warnings on an optimal mixture that the law's data do not support: a predicted loss that
+    is not positive and finite (no real loss is), and, given the training runs' mixtures
+    ``train_weights`` ``(n, K)``, a domain weighted more than any training run weighted it (the
+    law then extrapolates in the mixture). Empty when neither holds.
+
+    Measured: the linear regression law fitted to RegMix-1B (1B, 25B tokens) put all the weight
+    on enron_emails, where it predicted losses of -122 and 74 (its training runs gave that
+    domain at most a few per cent)."""
+    notes = []
+    losses = np.asarray(result.losses)
+    bad = [f"{t} {v:.4g}" for t, v in zip(targets, losses, strict=True)
+           if not (np.isfinite(v) and v > 0)]
+    if bad:
+        notes.append(f"the law predicts losses no run can have at this mixture ({', '.join(bad)}): "
+                     "it extrapolates beyond its data there, so the mixture is not one to train "
+                     "on; bound the search (--lower/--upper) or use a law whose losses stay "
+                     "positive")
+    if train_weights is not None:
+        top = np.max(np.asarray(train_weights), axis=0)
+        beyond = [f"{d} {w:.3g} (runs: at most {m:.3g})"
+                  for d, w, m in zip(train_domains, result.weights, top, strict=True)
+                  if w > m + 1e-9]
+        if beyond:
+            notes.append("the mixture weights domains more than any training run did: "
+                         + ", ".join(beyond) + "; the law extrapolates in the mixture there")
+    return notes
+
+
 #: Starts whose objectives differ by at most this, relative, are tied: they found the same
 #: minimum, and the differences are rounding.
 OBJECTIVE_TIE_RTOL = 1e-12

@@ -321,7 +321,7 @@ def _resolve_stages(args) -> None:
 def _cmd_fit(args) -> int:
     from . import fit
     from ._io import save_fit
-    from ._mixture import optimal_mixture
+    from ._mixture import mixture_notes, optimal_mixture
     from .data import split
     from .laws import LawSpec
 
@@ -384,6 +384,7 @@ def _cmd_fit(args) -> int:
                               n_starts=args.mixture_starts)
     except ValueError as err:
         raise CliError(f"the fitted law cannot pick a mixture: {err}") from None
+    mix_notes = mixture_notes(mix, res.train_domains, res.targets, train.weights)
     boot = _bootstrap_summary(res, train, mix.weights, n_at, d_at) if args.bootstrap else None
     if args.out:
         try:
@@ -418,7 +419,7 @@ def _cmd_fit(args) -> int:
                                 "tokens": d_at * table.token_unit,
                                 "weights": dict(zip(res.train_domains,
                                                     mix.weights.tolist(), strict=True)),
-                                "mean_loss": mix.objective},
+                                "mean_loss": mix.objective, "notes": mix_notes},
             "bootstrap": boot}))
         return 0
     print(f"law {spec.label} — {res.n_params} parameters, "
@@ -441,6 +442,8 @@ def _cmd_fit(args) -> int:
     print(f"recommended mixture at {_fmt_quantity(n_at * table.size_unit)} parameters, "
           f"{_fmt_quantity(d_at * table.token_unit)} tokens (mean predicted loss "
           f"{mix.objective:.4g}):")
+    for note in mix_notes:
+        print(f"note: {note}")
     if boot is None:
         _print_mixture(res.train_domains, mix.weights, mix.losses, res.targets)
     else:
@@ -595,7 +598,7 @@ def _load_fit_file(path):
 
 
 def _cmd_optimize(args) -> int:
-    from ._mixture import optimal_mixture
+    from ._mixture import mixture_notes, optimal_mixture
 
     res = _load_fit_file(args.fitted)
     n = _law_units(args.model_size, res.size_unit, "--model-size", args.fitted, "size_unit")
@@ -658,7 +661,8 @@ def _cmd_optimize(args) -> int:
                      title=f"{res.spec.label}: optimal mixture at "
                            f"{_fmt_quantity(args.model_size)} parameters, "
                            f"{_fmt_quantity(args.tokens)} tokens")
-    notes = res.extrapolation_notes(args.model_size, args.tokens)
+    notes = res.extrapolation_notes(args.model_size, args.tokens) + mixture_notes(
+        mix, res.train_domains, res.targets)
     if args.json:
         out = {"model_size": args.model_size, "tokens": args.tokens, "notes": notes,
                "weights": dict(zip(res.train_domains, mix.weights.tolist(), strict=True)),

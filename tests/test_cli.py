@@ -602,3 +602,28 @@ def test_fit_says_what_the_kink_certificate_did():
     on = SimpleNamespace(**vars(args), smooth_kinks=True)
     note = _unconverged_note(early, on)
     assert "stopped before the step limit" in note and "--smooth-kinks" not in note
+
+
+def test_a_mixture_the_data_do_not_support_is_flagged(tmp_path, capsys):
+    """A linear law fitted to runs that give domain c at most 5 % (its losses falling steeply
+    with it) puts all the weight on c, where it predicts negative losses: the fit's and the
+    optimum's output name both the impossible losses and the weight beyond the runs."""
+    rng = np.random.default_rng(0)
+    c = rng.uniform(0.0, 0.05, 16)                             # domain c: a sliver of each run
+    h = np.column_stack([rng.dirichlet([1.0, 1.0], 16) * (1.0 - c)[:, None], c])
+    losses = 3.0 - 40.0 * h[:, [2]] + 0.1 * h[:, [0, 1, 0]]
+    csv = tmp_path / "sliver.csv"
+    header = "weight_a,weight_b,weight_c,model_size,n_tokens,a_loss,b_loss,c_loss\n"
+    csv.write_text(header + "".join(
+        f"{w[0]:.17g},{w[1]:.17g},{w[2]:.17g},1e8,1e9,{y[0]:.17g},{y[1]:.17g},{y[2]:.17g}\n"
+        for w, y in zip(h, losses, strict=True)))
+    path = tmp_path / "fit.json"
+    capsys.readouterr()
+    assert main(["fit", str(csv), "--law", "regression", "--variant", "linear", "--restarts", "2",
+                 "--validation-fraction", "0", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "losses no run can have at this mixture" in out
+    assert f"more than any training run did: c 1 (runs: at most {c.max():.3g})" in out
+    assert main(["optimize", str(path), "--model-size", "100M", "--tokens", "1B", "--json"]) == 0
+    notes = _strict_json(capsys.readouterr().out)["notes"]
+    assert any("losses no run can have" in n for n in notes), notes

@@ -181,3 +181,24 @@ def test_objective_scale_is_one_for_losses_of_order_one_and_a_power_of_two_elsew
     assert objective_scale([1e-3, 5.0], [1.0, 0.0]) == 2.0 ** -9    # the weighted mean only
     # a mean at the top of the float range: the largest finite power of two
     assert objective_scale([1.7e308, 1.7e308], [1.0, 1.0]) == 2.0 ** 1023
+
+
+def test_mixture_notes_flag_impossible_losses_and_weights_beyond_the_runs():
+    """A predicted loss that is not positive and finite, and a domain weighted more than any
+    training run weighted it, are named; a mixture inside the runs with positive losses gets no
+    note."""
+    from mixscale._mixture import MixtureResult, mixture_notes
+
+    def result(weights, losses):
+        return MixtureResult(weights=np.asarray(weights), losses=np.asarray(losses),
+                             objective=float(np.mean(losses)), stationarity=0.0, converged=True,
+                             start_objectives=np.zeros(1))
+
+    runs = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    domains, targets = ("a", "b", "c"), ("a", "c")
+    assert mixture_notes(result([0.4, 0.3, 0.3], [2.0, 3.0]), domains, targets, runs) == []
+    (note,) = mixture_notes(result([0.4, 0.3, 0.3], [-1.5, np.inf]), domains, targets)
+    assert "(a -1.5, c inf)" in note and "not one to train on" in note
+    (note,) = mixture_notes(result([0.0, 0.0, 1.0], [2.0, 3.0]), domains, targets, runs)
+    assert "c 1 (runs: at most 0.6)" in note and "a " not in note
+    assert mixture_notes(result([0.0, 0.0, 1.0], [2.0, 3.0]), domains, targets) == []
