@@ -182,6 +182,9 @@ class FitResult:
             largest model size (parameters) and token budget among the rows fitted, in the
             table's raw units (not law units); ``None`` for a fit file written before they
             were recorded. :meth:`extrapolation_notes` reads them.
+        fitted_weight_max: ``(K,)`` the largest weight each training domain had in the rows
+            fitted; ``None`` for a fit file written before it was recorded. A mixture beyond
+            it is an extrapolation in the mixture (:func:`mixscale._mixture.mixture_notes`).
     """
 
     law: AbstractLaw
@@ -213,6 +216,7 @@ class FitResult:
     kink_certificate: KinkCertificate | None = None
     kink_kept: bool = False
     fitted_scales: Mapping[str, tuple[float, float]] | None = None
+    fitted_weight_max: tuple[float, ...] | None = None
 
     @property
     def spec(self) -> LawSpec:
@@ -1084,7 +1088,14 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         gradient_cosines=(None if sol.gradient_cosines is None
                           else np.max(sol.gradient_cosines, axis=1)),
         at_bounds=count_at_bounds(eqx.filter(law, eqx.is_inexact_array), *bounds),
-        fitted_scales=fitted_scales(sub))
+        fitted_scales=fitted_scales(sub), fitted_weight_max=fitted_weight_max(sub))
+
+
+def fitted_weight_max(table: LossTable) -> tuple[float, ...]:
+    """The largest weight of each training domain among ``table``'s rows with a measured loss
+    (:attr:`FitResult.fitted_weight_max`)."""
+    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
+    return tuple(float(v) for v in np.asarray(table.weights)[measured].max(axis=0))
 
 
 def fitted_scales(table: LossTable) -> dict[str, tuple[float, float]]:

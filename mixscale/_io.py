@@ -162,6 +162,8 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "bootstrap": _bootstrap_to_dict(result.law, result.bootstrap),
         "fitted_scales": (None if result.fitted_scales is None else
                           {k: list(v) for k, v in result.fitted_scales.items()}),
+        "fitted_weight_max": (None if result.fitted_weight_max is None
+                              else [float(v) for v in result.fitted_weight_max]),
         "law_converged": bool(result.law_converged),
         "polished": [int(r) for r in result.polished],
         "finished": [int(r) for r in result.finished],
@@ -270,6 +272,8 @@ def load_fit(path: str | os.PathLike) -> FitResult:
                                         n_restarts, where),
         bootstrap=_bootstrap_from_dict(doc.get("bootstrap"), law, f"{where}: bootstrap"),
         fitted_scales=_fitted_scales(doc.get("fitted_scales"), f"{where}: fitted_scales"),
+        fitted_weight_max=_weight_max(doc.get("fitted_weight_max"), len(train_domains),
+                                      f"{where}: fitted_weight_max"),
         law_converged=_law_converged(doc.get("law_converged"), converged, best,
                                      doc.get("per_target_restarts"), where),
         polished=_restart_indices(doc.get("polished", []), n_restarts, f"{where}: polished"),
@@ -351,6 +355,22 @@ def _fitted_scales(v: Any, where: str) -> dict[str, tuple[float, float]] | None:
             raise ValueError(f"{where}.{key}: smallest {lo:g} is above largest {hi:g}")
         out[key] = (lo, hi)
     return out
+
+
+def _weight_max(v: Any, k: int, where: str) -> tuple[float, ...] | None:
+    """``K`` weights in ``[0, 1]``, or ``None`` (absent: a file written before they were
+    recorded)."""
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == k):
+        raise ValueError(f"{where}: must be a list of {k} weights (one per training domain), or "
+                         "null")
+    out = []
+    for i, x in enumerate(v):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1:
+            raise ValueError(f"{where}[{i}]: must be a weight in [0, 1], got {x!r}")
+        out.append(float(x))
+    return tuple(out)
 
 
 def _parameter_fields(law) -> list[str]:

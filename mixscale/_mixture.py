@@ -301,11 +301,12 @@ def optimal_mixture(law: AbstractLaw, N: float, D: float, *,
 
 
 def mixture_notes(result: MixtureResult, train_domains: Sequence[str], targets: Sequence[str],
-                  train_weights: np.ndarray | None = None) -> list[str]:
+                  weight_max: Sequence[float] | None = None) -> list[str]:
     """Warnings on an optimal mixture that the law's data do not support: a predicted loss that
-    is not positive and finite (no real loss is), and, given the training runs' mixtures
-    ``train_weights`` ``(n, K)``, a domain weighted more than any training run weighted it (the
-    law then extrapolates in the mixture). Empty when neither holds.
+    is not positive and finite (no real loss is), and, given the largest weight ``weight_max``
+    ``(K,)`` each domain had in the training runs (:attr:`mixscale.FitResult.fitted_weight_max`),
+    a domain weighted more than any training run weighted it (the law then extrapolates in the
+    mixture). Empty when neither holds.
 
     Measured: the linear regression law fitted to RegMix-1B (1B, 25B tokens) put all the weight
     on enron_emails, where it predicted losses of -122 and 74 (its training runs gave that
@@ -319,8 +320,8 @@ def mixture_notes(result: MixtureResult, train_domains: Sequence[str], targets: 
                      "it extrapolates beyond its data there, so the mixture is not one to train "
                      "on; bound the search (--lower/--upper) or use a law whose losses stay "
                      "positive")
-    if train_weights is not None:
-        top = np.max(np.asarray(train_weights), axis=0)
+    if weight_max is not None:
+        top = np.asarray(weight_max, dtype=float)
         beyond = [f"{d} {w:.3g} (runs: at most {m:.3g})"
                   for d, w, m in zip(train_domains, result.weights, top, strict=True)
                   if w > m + 1e-9]

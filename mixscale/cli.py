@@ -384,7 +384,7 @@ def _cmd_fit(args) -> int:
                               n_starts=args.mixture_starts)
     except ValueError as err:
         raise CliError(f"the fitted law cannot pick a mixture: {err}") from None
-    mix_notes = mixture_notes(mix, res.train_domains, res.targets, train.weights)
+    mix_notes = mixture_notes(mix, res.train_domains, res.targets, res.fitted_weight_max)
     boot = _bootstrap_summary(res, train, mix.weights, n_at, d_at) if args.bootstrap else None
     if args.out:
         try:
@@ -662,7 +662,7 @@ def _cmd_optimize(args) -> int:
                            f"{_fmt_quantity(args.model_size)} parameters, "
                            f"{_fmt_quantity(args.tokens)} tokens")
     notes = res.extrapolation_notes(args.model_size, args.tokens) + mixture_notes(
-        mix, res.train_domains, res.targets)
+        mix, res.train_domains, res.targets, res.fitted_weight_max)
     if args.json:
         out = {"model_size": args.model_size, "tokens": args.tokens, "notes": notes,
                "weights": dict(zip(res.train_domains, mix.weights.tolist(), strict=True)),

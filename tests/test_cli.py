@@ -607,7 +607,8 @@ def test_fit_says_what_the_kink_certificate_did():
 def test_a_mixture_the_data_do_not_support_is_flagged(tmp_path, capsys):
     """A linear law fitted to runs that give domain c at most 5 % (its losses falling steeply
     with it) puts all the weight on c, where it predicts negative losses: the fit's and the
-    optimum's output name both the impossible losses and the weight beyond the runs."""
+    optimum's output name both the impossible losses and the weight beyond the runs (the fit
+    file keeps each domain's largest weight for optimize)."""
     rng = np.random.default_rng(0)
     c = rng.uniform(0.0, 0.05, 16)                             # domain c: a sliver of each run
     h = np.column_stack([rng.dirichlet([1.0, 1.0], 16) * (1.0 - c)[:, None], c])
@@ -627,3 +628,4 @@ def test_a_mixture_the_data_do_not_support_is_flagged(tmp_path, capsys):
     assert main(["optimize", str(path), "--model-size", "100M", "--tokens", "1B", "--json"]) == 0
     notes = _strict_json(capsys.readouterr().out)["notes"]
     assert any("losses no run can have" in n for n in notes), notes
+    assert any(f"c 1 (runs: at most {c.max():.3g})" in n for n in notes), notes

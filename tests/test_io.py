@@ -28,6 +28,7 @@ def saved(tmp_path):
                     converged=np.array([True, False]), steps=np.array([10, 400]), best=0,
                     n_params=21, notes=(), method="lm", timings={"total_s": 1.0},
                     fitted_scales={"model_size": (3e7, 3e8), "tokens": (4e9, 4e9)},
+                    fitted_weight_max=(0.5, 0.25, 1.0, 0.0),
                     law_converged=True, polished=(0,), finished=(0,),
                     kink_certificate=KinkCertificate(
                         params=np.array([0.5, -1.0]), objective=0.1, start_objective=0.2,
@@ -49,6 +50,7 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert json.loads(text)["natural_parameters"].keys() == {"b", "c", "H", "A", "a", "E"}
     assert back.objectives[1] == np.inf and back.train_metrics["mre_high_weight"] is None
     assert back.fitted_scales == res.fitted_scales
+    assert back.fitted_weight_max == res.fitted_weight_max
     # how the fit ended: the converged flag, the stages' restarts and the kink certificate
     assert back.law_converged and back.polished == (0,) and back.finished == (0,)
     assert back.kink_kept
@@ -109,11 +111,12 @@ def test_extrapolation_notes_name_the_axis_and_how_far(saved, tmp_path):
         with pytest.raises(ValueError, match="model_size must be finite positive"):
             res.extrapolation_notes(bad, 4e9)
     doc = json.loads(path.read_text())
-    del doc["fitted_scales"]
+    del doc["fitted_scales"], doc["fitted_weight_max"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
     back = load_fit(old)
     assert back.fitted_scales is None and back.extrapolation_notes(1e12, 1e12) == []
+    assert back.fitted_weight_max is None
 
 
 def _set(doc, dotted, value):
@@ -166,6 +169,9 @@ CORRUPTIONS = [
     ("fitted_scales.tokens", [4e9, -1.0], "fitted_scales.tokens"),
     ("fitted_scales.model_size", [3e8, 3e7], r"smallest 3e\+08 is above largest"),
     ("fitted_scales.model_size", _DELETE, "fitted_scales"),
+    ("fitted_weight_max", [0.5, 0.5], "fitted_weight_max"),
+    ("fitted_weight_max", [0.5, 0.5, 1.5, 0.0], "must be a weight in .0, 1., got 1.5"),
+    ("fitted_weight_max", [0.5, True, 1.0, 0.0], "must be a weight in .0, 1., got True"),
     ("law_converged", "yes", "law_converged"),
     ("polished", [0, 2], "polished"),
     ("finished", [True], "finished"),

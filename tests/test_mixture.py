@@ -194,7 +194,7 @@ def test_mixture_notes_flag_impossible_losses_and_weights_beyond_the_runs():
                              objective=float(np.mean(losses)), stationarity=0.0, converged=True,
                              start_objectives=np.zeros(1))
 
-    runs = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    runs = (0.5, 0.3, 0.6)  # each domain's largest weight in the training runs
     domains, targets = ("a", "b", "c"), ("a", "c")
     assert mixture_notes(result([0.4, 0.3, 0.3], [2.0, 3.0]), domains, targets, runs) == []
     (note,) = mixture_notes(result([0.4, 0.3, 0.3], [-1.5, np.inf]), domains, targets)
