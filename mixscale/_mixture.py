@@ -310,7 +310,7 @@ def mixture_notes(result: MixtureResult, train_domains: Sequence[str], targets: 
 
     Measured: the linear regression law fitted to RegMix-1B (1B, 25B tokens) put all the weight
     on enron_emails, where it predicted losses of -122 and 74 (its training runs gave that
-    domain at most a few per cent)."""
+    domain at most 0.009)."""
     notes = []
     losses = np.asarray(result.losses)
     bad = [f"{t} {v:.4g}" for t, v in zip(targets, losses, strict=True)
