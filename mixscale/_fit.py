@@ -352,7 +352,7 @@ def _unexplored_domain_notes(table: LossTable) -> list[str]:
     weight on them rest on the law's form alone. Measured: the capacity law fitted to a table of
     three domains whose third was never trained recommended 15 % of it, predicting its loss at
     2.29 where every run measured 4.0–4.15."""
-    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
+    measured = _measured_rows(table)
     never = [d for d, w in zip(table.train_domains, np.asarray(table.weights)[measured].T,
                                strict=True) if not np.any(w > 0)]
     if not never:
@@ -370,11 +370,11 @@ def _duplicate_run_notes(table: LossTable) -> list[str]:
     repeats with other losses (seeds). No bundled table has any."""
     inputs = np.concatenate([np.asarray(table.weights), np.asarray(table.model_size)[:, None],
                              np.asarray(table.tokens)[:, None]], axis=1)
-    full = np.concatenate([inputs, np.where(np.isfinite(table.losses), table.losses, -1.0)],
-                          axis=1)
     repeated = len(inputs) - len(np.unique(inputs, axis=0))
     if not repeated:
         return []
+    full = np.concatenate([inputs, np.where(np.isfinite(table.losses), table.losses, -1.0)],
+                          axis=1)
     identical = len(full) - len(np.unique(full, axis=0))
     return [f"{repeated} run(s) repeat another's mixture, size and tokens ({identical} with the "
             "same losses too): each counts as a run of its own in the fit and the metrics; "
@@ -1091,17 +1091,21 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         fitted_scales=fitted_scales(sub), fitted_weight_max=fitted_weight_max(sub))
 
 
+def _measured_rows(table: LossTable) -> np.ndarray:
+    """``(n,)`` bool: the rows of ``table`` with at least one measured loss (those fitted)."""
+    return np.isfinite(np.asarray(table.losses)).any(axis=1)
+
+
 def fitted_weight_max(table: LossTable) -> tuple[float, ...]:
     """The largest weight of each training domain among ``table``'s rows with a measured loss
     (:attr:`FitResult.fitted_weight_max`)."""
-    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
-    return tuple(float(v) for v in np.asarray(table.weights)[measured].max(axis=0))
+    return tuple(float(v) for v in np.asarray(table.weights)[_measured_rows(table)].max(axis=0))
 
 
 def fitted_scales(table: LossTable) -> dict[str, tuple[float, float]]:
     """``{"model_size": (lo, hi), "tokens": (lo, hi)}`` of ``table``'s rows with a measured
     loss, in raw units (:attr:`FitResult.fitted_scales`)."""
-    measured = np.isfinite(np.asarray(table.losses)).any(axis=1)
+    measured = _measured_rows(table)
     size = np.asarray(table.model_size, dtype=np.float64)[measured] * table.size_unit
     tokens = np.asarray(table.tokens, dtype=np.float64)[measured] * table.token_unit
     return {"model_size": (float(size.min()), float(size.max())),
