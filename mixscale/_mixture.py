@@ -55,7 +55,10 @@ __all__ = ["MixtureResult", "objective_scale", "optimal_mixture", "project_to_si
 def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
     """Euclidean projection of ``v`` ``(K,)`` onto ``{h: Σh = 1, lower ≤ h ≤ upper}``.
 
-    Assumes the set is non-empty (``Σ lower ≤ 1 ≤ Σ upper``, ``lower ≤ upper``).
+    Assumes the set is non-empty (``Σ lower ≤ 1 ≤ Σ upper``, ``lower ≤ upper``); where the
+    bounds miss 1 by rounding only, so that no point of the box sums to 1 exactly, it returns the
+    box's point nearest to that sum: ``upper`` when ``Σ upper < 1``, ``lower`` when
+    ``Σ lower > 1``.
 
     The projection is ``clip(v − τ, lower, upper)`` where ``f(τ) = Σ clip(v − τ, lower, upper)``
     equals 1. ``f`` is piecewise linear and non-increasing with breakpoints ``v − upper`` and
@@ -77,12 +80,18 @@ def project_to_simplex(v: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.
     at = jax.vmap(total)(breaks)
     lo = jnp.max(jnp.where(at >= 1.0, breaks, -jnp.inf))
     hi = jnp.min(jnp.where(at <= 1.0, breaks, jnp.inf))
+    caps_short, floors_over = jnp.isneginf(lo), jnp.isposinf(hi)
     lo, hi = jnp.minimum(lo, hi), jnp.maximum(lo, hi)
     f_lo, f_hi = total(lo), total(hi)
     drop = f_lo - f_hi
     frac = jnp.where(drop > 0, (f_lo - 1.0) / jnp.where(drop > 0, drop, 1.0), 0.0)
     tau = lo + jnp.clip(frac, 0.0, 1.0) * (hi - lo)
-    return jnp.clip(v - tau, lower, upper)
+    h = jnp.clip(v - tau, lower, upper)
+    # Bounds that bracket 1 only to rounding (``upper`` computed as shares ``t / sum(t)`` can
+    # sum to 1 - 2e-16): no τ gives the sum 1 exactly, the bracket is infinite on one side and
+    # τ would be NaN. The nearest point of the bounds' box is then every weight at its cap
+    # (``sum(upper) < 1``) or at its floor (``sum(lower) > 1``).
+    return jnp.where(caps_short, upper, jnp.where(floors_over, lower, h))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +99,8 @@ class MixtureResult:
     """The optimal mixture found.
 
     Attributes:
-        weights: ``(K,)`` the mixture (sums to 1, within the bounds).
+        weights: ``(K,)`` the mixture (within the bounds; sums to 1, or where the bounds admit
+            only one mixture and their sum misses 1 by rounding, to within 1e-12: the bounds).
         losses: ``(M,)`` the law's predicted target losses there.
         objective: the weighted mean loss there.
         stationarity: ``‖P(h − ∇f/s) − h‖_∞`` at the returned point (0 at an exact

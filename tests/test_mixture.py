@@ -123,6 +123,30 @@ def test_projection_of_a_huge_vector_is_still_a_mixture():
     assert abs(q.sum() - 1.0) < 1e-12 and np.all(q >= 0) and np.all(q <= 1)
 
 
+
+def test_bounds_that_meet_one_only_to_rounding_give_that_mixture_not_nan():
+    """Caps computed as shares of the data available, ``t / sum(t)``, can sum to 1 - 1.1e-16:
+    no point of the box sums to 1 exactly, and the projection's bracket had an infinite end
+    (weights NaN, objective finite). The only feasible mixture to rounding is the caps
+    themselves (likewise lower bounds summing to just above 1)."""
+    caps = np.array([0.44043143255792233, 0.3366797590952262, 0.2228888083468513])
+    assert caps.sum() < 1.0
+    np.testing.assert_array_equal(project_to_simplex(jnp.zeros(3), jnp.zeros(3),
+                                                     jnp.asarray(caps)), caps)
+    floors = np.array([0.7, 0.2, 0.1 + 2.3e-16])
+    assert floors.sum() > 1.0
+    np.testing.assert_array_equal(project_to_simplex(jnp.asarray([3.0, -1.0, 0.5]),
+                                                     jnp.asarray(floors), jnp.ones(3)), floors)
+    law = CapacityLaw.from_params(b=[0.15, 0.35, 0.24], c=[0.47, 0.78, 0.62], H=20.0,
+                                  A=[0.24, 0.63, 1.15], a=[0.47, 0.62, 0.31],
+                                  E=[0.63, 2.0, 0.66])
+    for bounds, point in ((dict(upper=caps), caps), (dict(lower=floors), floors)):
+        res = optimal_mixture(law, 1000.0, 30.0, n_starts=2, **bounds)
+        np.testing.assert_array_equal(res.weights, point)
+        expected = np.asarray(law.predict(jnp.asarray(point), 1000.0, 30.0))
+        np.testing.assert_allclose(res.losses, expected, rtol=1e-14)
+        assert res.objective == pytest.approx(expected.mean(), rel=1e-14) and res.converged
+
 def test_best_start_breaks_rounding_ties_by_stationarity():
     from mixscale._mixture import _best_start
 
