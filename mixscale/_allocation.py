@@ -55,6 +55,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._checks import known_values
+
 __all__ = ["allocate", "is_exact", "log_allocation", "log_floor_gap", "log_multiplier",
            "log_shared_allocation", "log_shared_floor_gap", "log_shared_rank", "smooth_max"]
 
@@ -220,11 +222,21 @@ def log_allocation(h, b, c, N, H, smoothing: float = 0.0):
     (:func:`mixscale.fit`, ``smooth_kinks``); the budget residual stays convex and decreasing
     in ``u``, so the Newton solve keeps its guarantees.
     """
+    _check_known(h, N, H)
     dtype = jnp.result_type(h, b, c, N, H, float)
     h, b, c, N, H = (jnp.asarray(v, dtype) for v in (h, b, c, N, H))
     u = log_multiplier(h, b, c, N, H, smoothing)
     log_x = _log_alloc_given_u(u, h, b, c, N, H, smoothing)
     return jnp.where(N > H, log_x, jnp.log(H) * jnp.ones_like(log_x))
+
+
+def _check_known(h, N, H) -> None:
+    """A weight that is NaN, infinite or negative, or a size or head that is NaN or infinite,
+    refused where the values are known (not traced): the solve reads a NaN weight as a zero
+    weight and a NaN size as one below the head, and would return a finite allocation."""
+    known_values(h, "h (mixture weights)", non_negative=True)
+    known_values(N, "N (model size)")
+    known_values(H, "H (head)")
 
 
 def log_floor_gap(h, b, c, N, H):
@@ -374,6 +386,7 @@ def log_shared_allocation(h, b, c, N, H, rho, smoothing: float = 0.0):
         ``(log x, log x_s)``: shapes ``(K,)`` and ``()``. When ``N <= H`` every rank sits at
         ``H``.
     """
+    _check_known(h, N, H)
     dtype = jnp.result_type(h, b, c, N, H, rho, float)
     h, b, c, N, H, rho = (jnp.asarray(v, dtype) for v in (h, b, c, N, H, rho))
     y = log_shared_rank(h, b, c, N, H, rho, smoothing)

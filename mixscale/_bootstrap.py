@@ -82,6 +82,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import runs
 from ._lm import GTOL, solve_lm
 from ._objective import (
     DEFAULT_HUBER_DELTA,
@@ -93,6 +94,7 @@ from ._objective import (
     residuals,
     with_replicate,
 )
+from .data import WEIGHT_SUM_TOLERANCE
 
 __all__ = ["Bootstrap", "Intervals", "MAX_REPLICATES", "MIN_REPLICATES", "draw_multiplicities",
            "interval", "parameter_intervals", "predict_replicates", "prediction_intervals",
@@ -453,9 +455,17 @@ def prediction_intervals(result, h, N, D, *, table=None, level: float = 0.9,
 
     Returns:
         :class:`Intervals` of shape ``(n, M)`` (targets in ``result.targets`` order).
+
+    Raises:
+        ValueError: mixtures not of the fit's ``K`` domains, with a weight that is negative or
+            not finite, or not summing to 1 within :data:`~mixscale.data.WEIGHT_SUM_TOLERANCE`
+            (nothing is renormalised); sizes or tokens not positive and finite, or not one per
+            mixture.
+        TypeError: values that are not real numbers.
     """
     _check_method(method)
     boot = _require_bootstrap(result)
+    h, N, D = runs(h, N, D, len(result.train_domains), WEIGHT_SUM_TOLERANCE)
     params, static = eqx.partition(result.law, eqx.is_inexact_array)
     one = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], params)
     point = predict_replicates(one, static, h, N, D)[0]

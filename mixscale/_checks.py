@@ -21,10 +21,11 @@ import math
 import numbers
 from typing import Any
 
+import jax
 import numpy as np
 
 __all__ = ["MAX_RESTARTS", "MAX_SEED", "MAX_STARTS", "MAX_TRAIN_DOMAINS", "TINY", "integer",
-           "number", "positive_number"]
+           "known_values", "number", "positive_number", "runs"]
 
 MAX_TRAIN_DOMAINS = 64
 MAX_RESTARTS = 4096
@@ -76,3 +77,73 @@ def positive_number(value: Any, what: str) -> float:
     if not x >= TINY:
         raise ValueError(f"{what} must be positive (and not subnormal), got {x:g}")
     return x
+
+
+def _real_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array, refusing what is not real numbers (strings, complex)."""
+    try:
+        array = np.asarray(value)
+    except Exception as err:  # ragged lists and the like
+        raise TypeError(f"{what} must be an array of numbers: {err}") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{what} must be real numbers, got dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def runs(h: Any, N: Any, D: Any, k: int, weight_tolerance: float
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs ``(h, N, D)`` given as arrays, checked: ``h`` ``(n, K)`` or one ``(K,)`` mixture of
+    ``K = k`` finite, non-negative weights summing to 1 within ``weight_tolerance`` (nothing
+    is renormalised); ``N`` and ``D`` scalars or ``(n,)``, positive, normal and finite.
+    Returns ``h`` ``(n, K)``, ``N`` and ``D`` ``(n,)``, float64, each error naming the argument
+    and the first offending run."""
+    h = _real_array(h, "h (mixtures)")
+    if h.ndim == 1:
+        h = h[None]
+    if h.ndim != 2 or h.shape[1] != k:
+        raise ValueError(f"h must be mixtures of shape (n, {k}) or one of shape ({k},) for the "
+                         f"law's {k} training domains, got shape {h.shape}")
+    n = h.shape[0]
+    if n == 0:
+        raise ValueError("h holds no mixture (shape (0, K))")
+    bad = np.flatnonzero(~np.all(np.isfinite(h) & (h >= 0), axis=1))
+    if bad.size:
+        raise ValueError(f"h[{bad[0]}] = {h[bad[0]].tolist()}: weights must be finite and "
+                         "non-negative")
+    off = np.flatnonzero(np.abs(h.sum(axis=1) - 1.0) > weight_tolerance)
+    if off.size:
+        raise ValueError(f"h[{off[0]}] sums to {h[off[0]].sum():.6g}, not 1 (tolerance "
+                         f"{weight_tolerance:g}; nothing is renormalised)")
+    out = []
+    for value, what in ((N, "N (model sizes, law units)"), (D, "D (tokens, law units)")):
+        array = _real_array(value, what)
+        if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != n):
+            raise ValueError(f"{what} must be a number or one per mixture, shape ({n},); got "
+                             f"shape {array.shape}")
+        array = np.broadcast_to(array, (n,))
+        bad = np.flatnonzero(~(np.isfinite(array) & (array >= TINY)))
+        if bad.size:
+            raise ValueError(f"{what} must be positive and finite, got {array[bad[0]]:g} "
+                             f"(run {bad[0]})")
+        out.append(np.array(array))
+    return h, out[0], out[1]
+
+
+def known_values(value: Any, what: str, *, non_negative: bool = False) -> None:
+    """Refuse NaN or infinite entries of ``value`` (and negative ones if ``non_negative``) when
+    its values are known, with a ``ValueError`` naming ``what``; nothing when ``value`` is
+    traced (under ``jit``, ``vmap`` or ``grad`` its values are not known until the program
+    runs, and a compiled program cannot raise). For the functions that take a mixture, size
+    or tokens directly (a law's ``predict``, :func:`mixscale.allocate`), which would otherwise
+    read a NaN weight as a zero weight (``NaN > 0`` is false) and return finite losses."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        return
+    bad = ~np.isfinite(array)
+    if non_negative:
+        bad |= array < 0
+    if bad.any():
+        need = "finite and non-negative" if non_negative else "finite"
+        raise ValueError(f"{what} must be {need}, got {array.tolist()}")

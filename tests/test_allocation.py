@@ -321,3 +321,21 @@ def test_shared_floor_gaps_are_the_floors_of_the_shared_allocation():
         seen_floor += floor.sum()
         seen_free += free.sum()
     assert seen_floor and seen_free  # both sides of the floor were checked
+
+
+@pytest.mark.parametrize("solve", [
+    lambda h, N, H: allocate(h, jnp.array([0.5, 0.3]), jnp.ones(2), N, H),
+    lambda h, N, H: log_shared_allocation(h, jnp.array([0.5, 0.3]), jnp.ones(2), N, H, 0.5)[0],
+])
+def test_known_nan_or_negative_inputs_are_refused_not_solved(solve):
+    """Called with values, the solves refuse a NaN or negative weight and a NaN size or head:
+    before, ``h = [nan, 0.5]`` gave the allocation of ``h = [0, 0.5]`` and ``N = nan`` every
+    domain on its floor, both finite. Traced values are not checked."""
+    ok = jnp.array([0.5, 0.5])
+    assert np.all(np.isfinite(np.asarray(solve(ok, 10.0, 1.0))))
+    for h, N, H, match in (([np.nan, 0.5], 10.0, 1.0, r"h \(mixture weights\)"),
+                           ([-0.5, 1.5], 10.0, 1.0, "finite and non-negative"),
+                           ([0.5, 0.5], np.nan, 1.0, r"N \(model size\) must be finite"),
+                           ([0.5, 0.5], 10.0, np.inf, r"H \(head\) must be finite")):
+        with pytest.raises(ValueError, match=match):
+            solve(jnp.asarray(h), N, H)

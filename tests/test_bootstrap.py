@@ -181,6 +181,25 @@ def test_failed_replicates_are_counted_and_left_out(boot_fit):
         interval(np.zeros(1), np.array([[0.0], [np.nan]]))
 
 
+@pytest.mark.parametrize("h, N, D, error, match", [
+    ([np.nan, 0.5, 0.5], 100.0, 1.0, ValueError, r"h\[0\] = \[nan, 0.5, 0.5\]: weights must be"),
+    ([[0.2, 0.3, 0.5], [1.2, -0.1, -0.1]], 100.0, 1.0, ValueError, r"h\[1\].*non-negative"),
+    ([5.0, 5.0, 5.0], 100.0, 1.0, ValueError, "sums to 15, not 1"),
+    ([0.5, 0.5], 100.0, 1.0, ValueError, r"shape \(n, 3\)"),
+    ([0.2, 0.3, 0.5], -100.0, 1.0, ValueError, r"N \(model sizes.*positive and finite, got -100"),
+    ([0.2, 0.3, 0.5], 100.0, np.nan, ValueError, r"D \(tokens.*got nan"),
+    ([[0.2, 0.3, 0.5]] * 4, [100.0, 100.0], 1.0, ValueError, r"one per mixture, shape \(4,\)"),
+    (["0.2", "0.3", "0.5"], 100.0, 1.0, TypeError, "real numbers"),
+])
+def test_prediction_intervals_refuse_what_is_not_a_run(boot_fit, h, N, D, error, match):
+    """Mixtures, sizes and tokens given as arrays are checked as a table's are: before, a NaN
+    weight was taken for 0, weights summing to 15 and a negative size gave finite intervals,
+    and sizes of another length failed inside JAX ("Incompatible shapes for broadcasting")."""
+    _, res = boot_fit
+    with pytest.raises(error, match=match):
+        ms.prediction_intervals(res, h, N, D)
+
+
 def test_bad_bootstrap_arguments_are_refused():
     table = _noisy_table(np.random.default_rng(0), n_mixtures=4)
     with pytest.raises(ValueError, match="n_bootstrap"):

@@ -264,6 +264,25 @@ def test_law_contract(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=ids)
+def test_known_bad_weights_sizes_and_tokens_are_refused_not_read_as_zero(spec):
+    """Called with values (not traced), ``predict`` refuses a NaN, infinite or negative weight
+    and, where the law reads them, a NaN or infinite size or token count: the laws' ``h > 0``
+    tests read a NaN weight as a zero weight, so the capacity law returned its losses at
+    ``h = 0`` for ``h = [nan, nan, nan]``, and finite losses for ``N = nan``. (Traced values
+    are not checked: a compiled program cannot raise.)"""
+    law = _planted(spec)
+    for h in ([np.nan, 0.5, 0.5], [np.inf, 0.0, 0.0], [-0.1, 0.6, 0.5]):
+        with pytest.raises(ValueError, match=r"h \(mixture weights\) must be finite and non-neg"):
+            law.predict(jnp.asarray(h), 17.0, 2.5)
+    h = jnp.array([0.2, 0.3, 0.5])
+    if spec.uses_scale:
+        with pytest.raises(ValueError, match=r"N \(model size\) must be finite, got nan"):
+            law.predict(h, np.nan, 2.5)
+        with pytest.raises(ValueError, match=r"D \(tokens\) must be finite, got inf"):
+            law.predict(h, 17.0, np.inf)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=ids)
 def test_declared_per_target_fields_act_on_their_target_only(spec, rng):
     """The block structure the fitter relies on, measured: a per-target parameter's derivative
     vanishes on every other target's prediction (at random mixtures, sizes and tokens)."""

@@ -121,7 +121,7 @@ class AdditiveLaw(AbstractLaw):
 
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
-        h = check_mixture(h, self.log_C.shape[1])
+        h = check_mixture(h, self.log_C.shape[1], N, D)
         return (self.E + mixture_term(self.log_C, self.log_gamma, h)
                 + self.A * jnp.exp(-self.alpha * jnp.log(N))
                 + self.B * jnp.exp(-self.beta * jnp.log(D)))

@@ -134,7 +134,15 @@ class AbstractLaw(eqx.Module):
     @abc.abstractmethod
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Predicted losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``,
-        tokens ``D`` (law units)."""
+        tokens ``D`` (law units).
+
+        Implementations start with :func:`mixscale.laws._terms.check_mixture`: a batch or a
+        wrong ``K`` is a ``ValueError``, and so, where the values are known (a call outside
+        ``jit``/``vmap``/``grad``), is a weight that is NaN, infinite or negative and a size or
+        token count that is NaN or infinite. Traced values cannot be checked: a NaN weight then
+        counts as a zero weight. :meth:`mixscale.FitResult.predict` (a table),
+        :func:`mixscale.prediction_intervals` and :func:`mixscale.optimal_mixture` check
+        their inputs before tracing."""
 
     @abc.abstractmethod
     def natural_parameters(self) -> dict[str, jax.Array]:

@@ -96,8 +96,8 @@ class BiMixLaw(AbstractLaw):
 
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` for mixture ``h`` ``(K,)`` and tokens ``D``; ``N`` is ignored."""
+        h = check_mixture(h, self.n_domains, N, D)
         del N
-        h = check_mixture(h, self.n_domains)
         log_share = floored_log(h[jnp.asarray(self.targets)], self.weight_floor)
         return jnp.exp(-self.alpha * log_share) * (self.B * jnp.exp(-self.beta * jnp.log(D))
                                                    + self.C)

@@ -178,6 +178,7 @@ from ._base import AbstractLaw, DataSummary
 from ._registry import register_law
 from ._terms import (
     EXPONENT_RANGE,
+    check_mixture,
     check_smoothing,
     check_variant_fields,
     check_weight_floor,
@@ -513,14 +514,8 @@ class CapacityLaw(AbstractLaw):
 
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
-        h = jnp.asarray(h)
-        if h.ndim != 1:
-            raise ValueError(f"h must be one mixture of shape (K,), got {h.shape}; "
-                             "use jax.vmap for a batch")
         b, c = self.b, self.c
-        if h.shape[0] != b.shape[0]:
-            raise ValueError(f"h has {h.shape[0]} weights but the law has {b.shape[0]} "
-                             "training domains")
+        h = check_mixture(h, b.shape[0], N, D)
         idx = jnp.asarray(self.targets)
         log_x = log_allocation(h, b, c, N, self.head(N), self._smoothing)
         if self.variant in POOLED_CAPACITY:

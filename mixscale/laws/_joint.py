@@ -125,6 +125,7 @@ class JointLaw(AbstractLaw):
 
     def predict(self, h: jax.Array, N: jax.Array, D: jax.Array) -> jax.Array:
         """Losses ``(M,)`` of the targets for mixture ``h`` ``(K,)``, size ``N``, tokens ``D``."""
+        h = check_mixture(h, self.log_C.shape[1], N, D)
         A_h, B_h = self.amplitudes(h)
         return (self.E + mixture_term(self.log_C, self.log_gamma, h)
                 + A_h * jnp.exp(-self.alpha * jnp.log(N))

@@ -474,7 +474,7 @@ class SpectralLaw(AbstractLaw):
         A domain on its floor has ``u_i = u_H``: its end repeats the head's gap. ``D`` enters no
         kink."""
         del D
-        h = check_mixture(h, self.n_train_domains)
+        h = check_mixture(h, self.n_train_domains, N)
         if self.rho is not None:
             floors = log_shared_floor_gap(h, self.b, self.c, N, self.H, self.tail_overlap)
             x, x_s = self.shared_allocation(h, N)
@@ -526,7 +526,7 @@ class SpectralLaw(AbstractLaw):
         ``"transfer"`` also ``x_shared``, the last shared tail rank kept), ``U``
         (unkept ranks), ``B_head``, ``B_tail`` (bias of kept ranks), ``M`` ``(K, K)`` (noise
         coupling), ``own = E + U + B`` and ``loss`` ``(K,)``."""
-        h = check_mixture(h, self.n_train_domains)
+        h = check_mixture(h, self.n_train_domains, N, D)
         b, c, alpha, nu, eta = self.b, self.c, self.alpha, self.nu, self.eta
         shares = self.rho is not None  # a fraction of tail ranks is shared
         q = self.dispersion

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import known_values
+
 __all__ = ["EXPONENT_RANGE", "check_mixture", "check_smoothing", "check_variant_fields",
            "check_weight_floor",
            "every_target", "floored_log", "in_mixture_targets", "log_power_sum", "log_range",
@@ -81,14 +83,21 @@ def check_smoothing(value) -> float | jax.Array:
     return float(value)
 
 
-def check_mixture(h: jax.Array, k: int) -> jax.Array:
-    """``h`` as an array of shape ``(k,)``; a clear error for a batch or a wrong ``K``."""
+def check_mixture(h: jax.Array, k: int, N=None, D=None) -> jax.Array:
+    """``h`` as an array of shape ``(k,)``; a clear error for a batch or a wrong ``K``, and,
+    where their values are known (not traced: :func:`mixscale._checks.known_values`), for a
+    weight that is NaN, infinite or negative and for a size ``N`` or tokens ``D`` (when given)
+    that is NaN or infinite."""
     h = jnp.asarray(h)
     if h.ndim != 1:
         raise ValueError(f"h must be one mixture of shape (K,), got {h.shape}; "
                          "use jax.vmap for a batch")
     if h.shape[0] != k:
         raise ValueError(f"h has {h.shape[0]} weights but the law has {k} training domains")
+    known_values(h, "h (mixture weights)", non_negative=True)
+    for value, what in ((N, "N (model size)"), (D, "D (tokens)")):
+        if value is not None:
+            known_values(value, what)
     return h
 
 
