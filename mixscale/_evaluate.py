@@ -115,6 +115,20 @@ def own_weight(table: LossTable, targets: Sequence[str]) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def measured_targets(table: LossTable, targets: Sequence[str]) -> np.ndarray:
+    """The losses ``(n, M)`` of ``targets`` in ``table`` (``NaN`` where not measured), after
+    checking that :func:`evaluate` can score the table: a loss column for every target and at
+    least one measured loss among them (``TableError`` naming the table otherwise)."""
+    missing = [t for t in targets if t not in table.loss_domains]
+    if missing:
+        raise TableError(f"{table.name} has no loss columns for the law's targets {missing}")
+    obs = table.select_losses(list(targets)).losses
+    if not np.isfinite(obs).any():
+        raise TableError(f"{table.name}: none of the law's targets {list(targets)} has a "
+                         f"measured loss in its {table.n_runs} runs: nothing to evaluate")
+    return obs
+
+
 def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
              train_domains: Sequence[str], size_unit: float, token_unit: float) -> dict:
     """Error metrics of ``law`` on every run of ``table`` (e.g. held-out or new runs).
@@ -137,19 +151,13 @@ def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
             non-finite loss where one is measured.
     """
     _check_law(law, table)
-    missing = [t for t in targets if t not in table.loss_domains]
-    if missing:
-        raise TableError(f"{table.name} has no loss columns for the law's targets {missing}")
+    obs = measured_targets(table, targets)
     pred = predict_table(law, table, train_domains, size_unit, token_unit)
     if pred.shape[1:] != (len(targets),):
         raise ValueError(f"the law predicts {pred.shape[1:]} losses per run but "
                          f"{len(targets)} targets were given ({list(targets)}); pass the "
                          "targets the law was fitted to")
-    obs = table.select_losses(list(targets)).losses
     measured = np.isfinite(obs)
-    if not measured.any():
-        raise TableError(f"{table.name}: none of the law's targets {list(targets)} has a "
-                         f"measured loss in its {table.n_runs} runs: nothing to evaluate")
     bad = measured & ~np.isfinite(pred)
     if bad.any():
         r, m = np.argwhere(bad)[0]

@@ -43,7 +43,7 @@ from ._blocks import parameter_owners
 from ._bootstrap import MAX_REPLICATES, MIN_REPLICATES, Bootstrap, run_bootstrap
 from ._bounds import bound_trees, count_at_bounds
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_TRAIN_DOMAINS, integer, number
-from ._evaluate import check_domains, evaluate, predict_table
+from ._evaluate import check_domains, evaluate, measured_targets, predict_table
 from ._kinks import KinkCertificate, certify_law
 from ._lbfgs import solve_lbfgs
 from ._linalg import check_law_primitives
@@ -898,6 +898,8 @@ def fit(law_class: LawSpec | type[AbstractLaw] | str, table: LossTable, *,
         # the same domains in another column order are the same runs
         validation = validation.in_train_order(table.train_domains)
         check_domains(validation, table.train_domains, table.size_unit, table.token_unit)
+        # before the restarts, not after them: a table the fit could not score at its end
+        measured_targets(validation, targets)
     sub, data = prepare_data(table, targets)
     y = sub.losses
     observed = np.isfinite(y)

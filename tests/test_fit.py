@@ -496,6 +496,23 @@ def test_a_target_never_measured_is_refused_with_the_remedy(rng):
         ms.fit(CapacityLaw, table, n_restarts=1)
 
 
+
+def test_a_validation_table_it_could_not_score_is_refused_before_any_restart(rng):
+    """A validation table without a target's loss column, or with none of the targets'
+    losses measured, is refused before the restarts run (before, the whole fit ran first and
+    its end raised): the progress callback never hears of a restart."""
+    table = _table(_planted(), rng, n=12)
+    calls = []
+    lacking = table.take(np.arange(5)).select_losses(["a", "b"])
+    unmeasured = dataclasses.replace(table.take(np.arange(5)),
+                                     losses=np.full((5, 3), np.nan))
+    for validation, match in ((lacking, r"no loss columns for the law's targets \['c'\]"),
+                              (unmeasured, "has a measured loss in its 5 runs")):
+        with pytest.raises(TableError, match=match):
+            ms.fit(CapacityLaw, table, validation=validation, n_restarts=2,
+                   progress=calls.append)
+    assert calls == []
+
 def test_a_training_domain_never_trained_is_named_in_a_note(rng):
     """A training domain whose weight is 0 in every run gets a note (its weight's effect is not
     in the data); one with weight in a single run gets none. The note reaches the fit."""
