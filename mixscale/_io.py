@@ -5,12 +5,14 @@ lists, static options as JSON values), its natural parameters for reading, the d
 of ``N`` and ``D``, the metrics and the restart statistics of the fit (each restart's objective,
 convergence flag and steps; whether the returned law converged; the restarts the polish and the
 finish continued; the kink certificate, where one was made, and whether its end replaced the
-law), and, for a fit with
+law; the returned law's training objective, each restart's gradient cosine and the objectives of
+the nested variants' fits it started from), and, for a fit with
 bootstrap replicates, a ``bootstrap`` object: the seed, the number of mixtures and rows, the Huber
 threshold, each replicate's objective (``null``: failed) and convergence flag, the ``(B, G)``
 multiplicities of the resampled mixtures, and the raw parameter fields of the successful
 replicates (each ``(B_ok, ...)``). Files are strict JSON (a non-finite metric is written as
-``null``), and :func:`load_fit` validates every field before anything is computed from it.
+``null``: a metric reads back as ``None``, an objective or cosine as ``NaN``), and
+:func:`load_fit` validates every field before anything is computed from it.
 """
 
 from __future__ import annotations
@@ -169,6 +171,11 @@ def save_fit(result: FitResult, path: str | os.PathLike) -> None:
         "finished": [int(r) for r in result.finished],
         "kink_certificate": _certificate_to_dict(result.kink_certificate),
         "kink_kept": bool(result.kink_kept),
+        "kink_smoothed": bool(result.kink_smoothed),
+        "objective": float(result.objective),
+        "gradient_cosines": (None if result.gradient_cosines is None
+                             else [float(v) for v in np.asarray(result.gradient_cosines)]),
+        "nested_objectives": {str(k): float(v) for k, v in result.nested_objectives.items()},
     }
     text = json.dumps(_finite_or_null(doc), indent=1, allow_nan=False)
     with open(path, "w", encoding="utf-8") as fh:
@@ -280,7 +287,40 @@ def load_fit(path: str | os.PathLike) -> FitResult:
         finished=_restart_indices(doc.get("finished", []), n_restarts, f"{where}: finished"),
         kink_certificate=_certificate_from_dict(doc.get("kink_certificate"),
                                                 f"{where}: kink_certificate"),
-        kink_kept=_flag(doc.get("kink_kept", False), f"{where}: kink_kept"))
+        kink_kept=_flag(doc.get("kink_kept", False), f"{where}: kink_kept"),
+        kink_smoothed=_flag(doc.get("kink_smoothed", False), f"{where}: kink_smoothed"),
+        objective=_number_or_null(doc.get("objective"), f"{where}: objective"),
+        gradient_cosines=_cosines(doc.get("gradient_cosines"), n_restarts,
+                                  f"{where}: gradient_cosines"),
+        nested_objectives=_nested_objectives(doc.get("nested_objectives", {}),
+                                             f"{where}: nested_objectives"))
+
+
+def _number_or_null(v: Any, where: str) -> float:
+    """A saved non-negative objective; ``null`` (non-finite, or a file written before it was
+    saved) reads as ``NaN``."""
+    if v is None:
+        return float("nan")
+    x = _number(v, where)
+    if not (math.isfinite(x) and x >= 0):
+        raise ValueError(f"{where} must be a non-negative number or null, got {v!r}")
+    return x
+
+
+def _cosines(v: Any, n: int, where: str) -> np.ndarray | None:
+    """Each restart's gradient cosine (``null``: not finite, read as ``NaN``), or ``None``
+    (L-BFGS, or a file written before they were saved)."""
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == n):
+        raise ValueError(f"{where} must be a list of {n} numbers or nulls (one per restart)")
+    return np.array([_number_or_null(x, where) for x in v], dtype=np.float64)
+
+
+def _nested_objectives(v: Any, where: str) -> dict[str, float]:
+    if not (isinstance(v, dict) and all(isinstance(k, str) and k for k in v)):
+        raise ValueError(f"{where} must be a JSON object of variant labels and objectives")
+    return {k: _number_or_null(x, f"{where}.{k}") for k, x in v.items()}
 
 
 def _flag(v: Any, where: str) -> bool:

@@ -33,7 +33,9 @@ def saved(tmp_path):
                     kink_certificate=KinkCertificate(
                         params=np.array([0.5, -1.0]), objective=0.1, start_objective=0.2,
                         steps=12, active_kinks=1, tangential_cosine=float("nan"), sigma=5e-6,
-                        certified=False, escapes=0, second_order_steps=7), kink_kept=True)
+                        certified=False, escapes=0, second_order_steps=7), kink_kept=True,
+                    kink_smoothed=True, objective=0.1, gradient_cosines=np.array([3e-5, np.inf]),
+                    nested_objectives={"capacity (tied)": 0.12, "capacity (capacity)": 0.3})
     path = tmp_path / "fit.json"
     save_fit(res, path)
     return path, res
@@ -59,6 +61,11 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert cert.second_order_steps == 7
     assert np.isnan(cert.tangential_cosine)  # written as null
     np.testing.assert_array_equal(cert.params, res.kink_certificate.params)
+    # the returned law's objective, each restart's optimality measure (not finite: null, read
+    # as NaN), the nested variants' objectives and the kink continuation's flag
+    assert back.objective == 0.1 and back.kink_smoothed
+    np.testing.assert_array_equal(back.gradient_cosines, [3e-5, np.nan])
+    assert back.nested_objectives == res.nested_objectives
 
 
 def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
@@ -66,13 +73,16 @@ def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
     fitted as one problem takes its best restart's flag; no stages, no certificate."""
     path, _ = saved
     doc = json.loads(path.read_text())
-    for key in ("law_converged", "polished", "finished", "kink_certificate", "kink_kept"):
+    for key in ("law_converged", "polished", "finished", "kink_certificate", "kink_kept",
+                "kink_smoothed", "objective", "gradient_cosines", "nested_objectives"):
         del doc[key]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
     back = load_fit(old)
     assert back.law_converged and back.polished == () and back.kink_certificate is None
-    assert not back.kink_kept
+    assert not back.kink_kept and not back.kink_smoothed
+    assert np.isnan(back.objective) and back.gradient_cosines is None
+    assert back.nested_objectives == {}
     doc["converged"] = [False, False]
     old.write_text(json.dumps(doc))
     assert not load_fit(old).law_converged
@@ -183,6 +193,13 @@ CORRUPTIONS = [
     ("kink_certificate.second_order_steps", -2, r"kink_certificate.second_order_steps"),
     ("kink_certificate.second_order_steps", True, r"kink_certificate.second_order_steps"),
     ("kink_kept", 1, "kink_kept"),
+    ("kink_smoothed", "no", "kink_smoothed"),
+    ("objective", -1.0, "objective must be a non-negative number or null"),
+    ("objective", "0.1", "objective: expected a number"),
+    ("gradient_cosines", [0.1], "gradient_cosines must be a list of 2"),
+    ("gradient_cosines", [0.1, True], "gradient_cosines: expected a number"),
+    ("nested_objectives", [0.1], "nested_objectives must be a JSON object"),
+    ("nested_objectives", {"capacity (tied)": -2.0}, r"nested_objectives.capacity \(tied\)"),
 ]
 
 
