@@ -403,6 +403,17 @@ def test_write_csv_refuses_a_reserved_tag_name(tmp_path):
         write_csv(bad, tmp_path / "x.csv")
 
 
+def test_write_csv_refuses_a_loss_domain_whose_column_would_read_as_a_weight(tmp_path):
+    """A domain named 'weight' has the loss column 'weight_loss', which read_csv takes for the
+    weight of a domain 'loss' (it then refused the file: "weights sum to 4")."""
+    table = LossTable(weights=np.full((2, 2), 0.5), model_size=np.ones(2), tokens=np.ones(2),
+                      losses=np.ones((2, 2)), train_domains=("weight", "b"),
+                      loss_domains=("weight", "b"), name="named")
+    with pytest.raises(TableError, match=r"\['weight'\] cannot be written: their loss column "
+                                         r"'weight_loss' would read back as the weight column"):
+        write_csv(table, tmp_path / "x.csv")
+
+
 # ------------------------------------------------------------------------------- selection
 def test_select_by_size_and_tokens():
     t = load("pile4")

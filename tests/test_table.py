@@ -28,6 +28,17 @@ def test_valid_table_keeps_nan_and_shapes():
     (dict(train_domains=("a", "a")), "duplicate training domain"),
     (dict(weights=np.zeros((0, 2)), model_size=np.zeros(0), tokens=np.zeros(0),
           losses=np.zeros((0, 2))), "empty"),
+    # each of these was accepted or failed inside numpy: an imaginary part dropped with a
+    # ComplexWarning, "ab" split into the domains 'a' and 'b', an empty name (written as the
+    # column 'weight_', which read_csv refuses), a name 'a ' that a CSV header reads as 'a'
+    (dict(weights=np.array([[0.5, 0.5], [0.2, 0.8]]) + 0j), "weights must be real numbers"),
+    (dict(losses=np.array([["3.0", "2.0"], ["2.5", "2.0"]])), "losses must be real numbers"),
+    (dict(train_domains="ab"), "not the single string 'ab'"),
+    (dict(train_domains=("", "b")), "training domain name '' is empty or"),
+    (dict(loss_domains=("a", "b ")), "loss domain name 'b ' is empty or begins or ends"),
+    (dict(size_unit="1e6"), "size_unit must be a number, got '1e6'"),
+    (dict(token_unit=np.array([1e9, 1e9])), "token_unit must be a number"),
+    (dict(meta=[1, 2]), "meta must be a mapping"),
 ])
 def test_bad_tables_are_refused_with_location(kw, match):
     with pytest.raises(TableError, match=match):

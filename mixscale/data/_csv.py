@@ -376,8 +376,15 @@ def write_csv(table: LossTable, path: str | os.PathLike[str]) -> None:
     file back with the same ``size_unit``, ``token_unit`` and ``out_of_mixture``.
 
     Raises:
-        TableError: a row tag's name collides with a column of the format.
+        TableError: a row tag's name collides with a column of the format, or a loss domain's
+            column would read back as a weight column (a domain named ``weight`` or
+            ``weight_...``: its ``<domain>_loss`` column begins with ``weight_``).
     """
+    clash = [d for d in table.loss_domains if (d + LOSS_SUFFIX).startswith(WEIGHT_PREFIX)]
+    if clash:
+        raise TableError(f"{table.name}: loss domain(s) {clash} cannot be written: their loss "
+                         f"column {clash[0] + LOSS_SUFFIX!r} would read back as the weight "
+                         "column of another domain; rename them")
     for key in table.row_tags:
         if (key.startswith(WEIGHT_PREFIX) or key.endswith(LOSS_SUFFIX)
                 or key in (SIZE_COLUMN, TOKENS_COLUMN)):

@@ -19,6 +19,7 @@ whose name equals a training domain's name is *in-mixture*; the others are *out-
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,6 +86,23 @@ class LossTable:
 
     def __post_init__(self) -> None:
         src = self.name
+        for field in ("weights", "model_size", "tokens", "losses"):
+            kind = np.asarray(getattr(self, field)).dtype.kind
+            if kind in "cUSMm":  # complex parts or text would be dropped or parsed silently
+                raise TableError(f"{src}: {field} must be real numbers, got "
+                                 f"{np.asarray(getattr(self, field)).dtype}")
+        for field in ("train_domains", "loss_domains"):
+            if isinstance(getattr(self, field), (str, bytes)):
+                raise TableError(f"{src}: {field} must be a sequence of domain names, not the "
+                                 f"single string {getattr(self, field)!r}")
+        for field in ("size_unit", "token_unit"):
+            unit = getattr(self, field)
+            if isinstance(unit, (bool, np.bool_)) or not isinstance(unit, numbers.Real):
+                raise TableError(f"{src}: {field} must be a number, got {unit!r}")
+        for field in ("meta", "row_tags"):
+            if not isinstance(getattr(self, field), Mapping):
+                raise TableError(f"{src}: {field} must be a mapping (a dict), got "
+                                 f"{type(getattr(self, field)).__name__}")
         w = np.asarray(self.weights, dtype=np.float64)
         n_size = np.asarray(self.model_size, dtype=np.float64).reshape(-1)
         d = np.asarray(self.tokens, dtype=np.float64).reshape(-1)
@@ -114,6 +132,10 @@ class LossTable:
             for s in names:
                 if s in seen:
                     raise TableError(f"{src}: duplicate {what} {s!r}")
+                # a CSV header strips its names: 'a ' and 'a' would be one domain there
+                if not s or s != s.strip():
+                    raise TableError(f"{src}: {what} name {s!r} is empty or begins or ends "
+                                     "with white space")
                 seen.add(s)
         if not (np.isfinite(self.size_unit) and self.size_unit > 0
                 and np.isfinite(self.token_unit) and self.token_unit > 0):
