@@ -30,7 +30,7 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
 
     Args:
         pred: ``(n, M)`` predicted losses (finite).
-        obs: ``(n, M)`` measured losses, ``NaN`` where not measured.
+        obs: ``(n, M)`` measured losses, positive, ``NaN`` where not measured.
         targets: the ``M`` target names.
         own_weight: optional ``(n, M)`` weight of each target's own training domain in each row
             (``NaN`` for out-of-mixture targets); enables ``mre_high_weight`` and
@@ -42,11 +42,30 @@ def error_metrics(pred: np.ndarray, obs: np.ndarray, targets: Sequence[str], *,
         when no entry has ``h_i >= 0.1``) and ``n_high_weight``, and ``mre_absent`` (NaN when
         no entry has ``h_i = 0``) and ``n_absent``. Means are computed scaled by their largest
         term, so finite errors never overflow to ``inf``.
+
+    Raises:
+        ValueError: ``pred`` not 2-D, shapes that differ, a name count other than ``M``, a
+            measurement that is not positive (a relative error divides by it) or infinite, or
+            ``own_weight`` of another shape.
     """
     pred = np.asarray(pred, dtype=np.float64)
     obs = np.asarray(obs, dtype=np.float64)
+    if pred.ndim != 2:
+        raise ValueError(f"pred must be (n, M) losses, one column per target; got shape "
+                         f"{pred.shape}")
     if pred.shape != obs.shape:
         raise ValueError(f"pred has shape {pred.shape} but obs has {obs.shape}")
+    targets = list(targets) if not isinstance(targets, str) else [targets]
+    if len(targets) != pred.shape[1]:
+        raise ValueError(f"{len(targets)} target names for {pred.shape[1]} loss columns")
+    wrong = ~np.isnan(obs) & ~(np.isfinite(obs) & (obs > 0))
+    if wrong.any():
+        bad = obs[wrong][0]
+        raise ValueError(f"obs must be positive losses (NaN where not measured), got {bad:g}: "
+                         "a relative error needs a positive measurement")
+    if own_weight is not None and np.shape(own_weight) != pred.shape:
+        raise ValueError(f"own_weight must have the losses' shape {pred.shape}, got "
+                         f"{np.shape(own_weight)}")
     mask = np.isfinite(obs)
     err = np.where(mask, pred - obs, 0.0)
     rel = np.where(mask, np.abs(err) / np.where(mask, obs, 1.0), 0.0)

@@ -194,6 +194,23 @@ def test_metrics_of_huge_losses_do_not_overflow():
     assert m["mae"] == pytest.approx(1e308 / 3, rel=1e-12)
 
 
+@pytest.mark.parametrize("pred, obs, targets, kw, message", [
+    # the first two gave an MRE of 0.0 and of -0.5
+    (np.ones((2, 1)), np.array([[-2.0], [-2.0]]), ["a"], {}, "obs must be positive .* -2"),
+    (np.ones((2, 1)), np.array([[2.0], [0.0]]), ["a"], {}, "obs must be positive .* got 0"),
+    (np.ones((2, 1)), np.array([[2.0], [np.inf]]), ["a"], {}, "got inf"),
+    # one name for three columns was scored as that one column
+    (np.ones((4, 3)), np.full((4, 3), 2.0), ["a"], {}, "1 target names for 3 loss columns"),
+    (np.ones((4, 3)), np.full((4, 3), 2.0), list("abcd"), {}, "4 target names for 3"),
+    (np.ones(3), np.full(3, 2.0), list("abc"), {}, r"pred must be \(n, M\)"),
+    (np.ones((4, 3)), np.full((4, 3), 2.0), list("abc"), {"own_weight": np.ones(3)},
+     r"own_weight must have the losses' shape \(4, 3\)"),
+])
+def test_error_metrics_refuse_what_they_cannot_score(pred, obs, targets, kw, message):
+    with pytest.raises(ValueError, match=message):
+        mixscale.error_metrics(pred, obs, targets, **kw)
+
+
 def test_evaluate_refuses_a_table_without_measurements(table):
     law = CapacityLaw.from_params(b=[0.3] * 4, c=[1.0] * 4, H=1.0, A=[0.5] * 4, a=[0.3] * 4,
                                   E=[1.0] * 4)
