@@ -99,7 +99,30 @@ def law_from_dict(d: dict, where: str = "law"):
     bad = [k for k, v in natural.items() if not np.all(np.isfinite(np.asarray(v)))]
     if bad:
         raise ValueError(f"{where}: parameters {bad} overflow (their raw fields are too large)")
+    _check_natural(d.get("natural_parameters"), natural, where)
     return law
+
+
+def _check_natural(written: Any, natural: dict, where: str) -> None:
+    """The file's ``natural_parameters`` (written for reading; the law is built from ``fields``)
+    must be the law's own, to rounding: a hand edit of them would otherwise be ignored without
+    a word. Absent: nothing to check."""
+    if written is None:
+        return
+    if not (isinstance(written, dict) and set(written) == set(natural)):
+        raise ValueError(f"{where}: natural_parameters must list the law's parameters "
+                         f"{sorted(natural)}")
+    for key, value in natural.items():
+        mine = np.asarray(value, dtype=np.float64)
+        try:
+            theirs = np.asarray(written[key], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            theirs = None
+        if theirs is None or theirs.shape != mine.shape or not np.allclose(
+                theirs, mine, rtol=1e-12, atol=0.0):
+            raise ValueError(f"{where}: natural_parameters.{key} differs from the value the "
+                             "law's fields give; the fields are what predicts: edit them (or "
+                             "refit), not natural_parameters")
 
 
 def _static_value(v: Any, where: str) -> Any:
@@ -127,6 +150,9 @@ def _finite_array(v: Any, where: str) -> jnp.ndarray:
         raise ValueError(f"{where}: expected numbers or nested lists of numbers")
     try:
         arr = np.asarray(v, dtype=np.float64)
+    except OverflowError:  # an integer literal beyond float64
+        raise ValueError(f"{where}: parameters must be finite numbers (an integer too large "
+                         "for a float)") from None
     except (TypeError, ValueError):
         raise ValueError(f"{where}: expected numbers (nested lists of equal length)") from None
     if not np.all(np.isfinite(arr)):
@@ -223,6 +249,14 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     if missing:
         raise ValueError(f"{where}: missing fields {missing}")
     law = law_from_dict(doc, where)
+    # a fitted law is the exact one (the kink continuation ends there): a smoothing
+    # temperature in its fields would change every prediction without a word
+    for key, value in doc["fields"].items():
+        if ((key.endswith("_smoothing") and value != 0)
+                or (key.endswith("_smoothing_value") and value is not None)):
+            raise ValueError(f"{where}: fields.{key} must be "
+                             f"{'0' if key.endswith('_smoothing') else 'null'} in a fitted law "
+                             f"(the exact law, not a smoothed one), got {value!r}")
     options = doc["law_options"]
     if not isinstance(options, dict):
         raise ValueError(f"{where}: 'law_options' must be a JSON object")
@@ -242,7 +276,8 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     index = law.targets
     if index is not None:
         if len(index) != len(targets) or not all(
-                isinstance(t, int) and 0 <= t < len(train_domains) for t in index):
+                isinstance(t, int) and not isinstance(t, bool) and 0 <= t < len(train_domains)
+                for t in index):
             raise ValueError(f"{where}: fields.targets must give one training-domain index in "
                              f"[0, {len(train_domains)}) per target ({len(targets)} targets)")
         if [train_domains[t] for t in index] != list(targets):
@@ -252,6 +287,9 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     n_restarts = _count_list(doc["objectives"], f"{where}: objectives")
     objectives = np.array([np.inf if v is None else _number(v, f"{where}: objectives")
                            for v in doc["objectives"]], dtype=np.float64)
+    if np.any(objectives < 0):
+        raise ValueError(f"{where}: objectives must be non-negative numbers or null (failed "
+                         f"restarts), got {float(objectives[objectives < 0][0])!r}")
     converged = _bool_list(doc["converged"], n_restarts, f"{where}: converged")
     steps = _int_list(doc["steps"], n_restarts, f"{where}: steps")
     best = doc["best"]
@@ -565,7 +603,11 @@ def _names(v: Any, where: str) -> tuple[str, ...]:
 def _number(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"{where}: expected a number, got {v!r}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an integer literal beyond float64
+        raise ValueError(f"{where}: expected a finite number, got an integer of "
+                         f"{len(str(abs(v)))} digits") from None
 
 
 def _positive(v: Any, where: str) -> float:

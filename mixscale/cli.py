@@ -218,7 +218,8 @@ def _fmt_quantity(value: float) -> str:
 def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
                    weight_intervals=None):
     """One line per training domain: its weight (with ``[lo, hi]`` from ``weight_intervals``)
-    and its predicted loss (with ``[lo, hi]`` from ``loss_intervals``, by target name)."""
+    and its predicted loss (with ``[lo, hi]`` from ``loss_intervals``, by target name); then
+    one line per out-of-mixture target, its predicted loss (weight ``—``)."""
     head = f"  {'domain':<22} {'weight':>8}"
     if weight_intervals is not None:
         head += f" {f'{100 * LEVEL:.0f} % interval':>18}"
@@ -238,6 +239,18 @@ def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
                 lo, hi = loss_intervals[name]
                 line += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
         print(line)
+    # out-of-mixture targets have a predicted loss and no weight: listed after the domains, so
+    # that every loss in the weighted mean is shown
+    for name in targets:
+        if name in loss_of and name not in names:
+            line = f"  {name:<22} {'—':>8}"
+            if weight_intervals is not None:
+                line += f" {'':>18}"
+            line += f" {_loss(loss_of[name]):>11}"
+            if loss_intervals is not None:
+                lo, hi = loss_intervals[name]
+                line += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
+            print(line)
 
 
 def _print_metrics(title, m):

@@ -629,3 +629,16 @@ def test_a_mixture_the_data_do_not_support_is_flagged(tmp_path, capsys):
     notes = _strict_json(capsys.readouterr().out)["notes"]
     assert any("losses no run can have" in n for n in notes), notes
     assert any(f"c 1 (runs: at most {c.max():.3g})" in n for n in notes), notes
+
+
+def test_the_mixture_table_lists_out_of_mixture_targets_too(capsys):
+    """A law with an out-of-mixture target (the additive law's ``openhermes`` on SlimPajama)
+    averages its predicted loss into the mixture's mean: the table lists it after the training
+    domains, with no weight, so that every loss of the mean is shown (it was left out)."""
+    from mixscale.cli import _print_mixture
+
+    _print_mixture(("a", "b"), [0.3, 0.7], [2.0, 3.0, 4.5], ("a", "b", "oom"),
+                   loss_intervals={"a": (1.9, 2.1), "b": (2.9, 3.1), "oom": (4.4, 4.6)})
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["a", "b", "oom"]
+    assert rows[2][1:] == ["—", "4.5000", "[4.4000,", "4.6000]"]

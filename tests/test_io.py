@@ -194,6 +194,18 @@ CORRUPTIONS = [
     ("kink_certificate.second_order_steps", True, r"kink_certificate.second_order_steps"),
     ("kink_kept", 1, "kink_kept"),
     ("kink_smoothed", "no", "kink_smoothed"),
+    # each of these loaded before: a negative smoothing predicted losses of 3e7, a positive one
+    # a smoothed law; edited natural parameters were ignored; an integer beyond float64 was an
+    # internal error (OverflowError); bools passed as target indices
+    ("fields.floor_smoothing", -5.0, "smoothing must be a non-negative number"),
+    ("fields.floor_smoothing", 5.0, r"fields.floor_smoothing must be 0 in a fitted law"),
+    ("fields.floor_smoothing_value", 5.0, r"fields.floor_smoothing_value must be null"),
+    ("natural_parameters.H", 1000.0, r"natural_parameters.H differs from the value the law's"),
+    ("natural_parameters", {"H": 0.5}, "natural_parameters must list the law's parameters"),
+    ("fields.log_b", [10**400, 0.1, 0.2, 0.3], "an integer too large for a float"),
+    ("size_unit", 10**400, "size_unit: expected a finite number, got an integer of 401 digits"),
+    ("objectives", [-0.1, 0.2], "objectives must be non-negative numbers or null"),
+    ("fields.targets", [False, True, 2, 3], "fields.targets must give one training-domain"),
     ("objective", -1.0, "objective must be a non-negative number or null"),
     ("objective", "0.1", "objective: expected a number"),
     ("gradient_cosines", [0.1], "gradient_cosines must be a list of 2"),
@@ -338,6 +350,7 @@ def test_parameters_that_overflow_at_the_scale_are_refused(saved, capsys):
     doc = json.loads(path.read_text())
     doc["fields"]["log_b"][0] = 6.0  # b = 403: x^(-b) underflows, c x^(-b) with c = e^700 ...
     doc["fields"]["log_c"][0] = 700.0
+    del doc["natural_parameters"]  # they would no longer match the fields
     path.write_text(json.dumps(doc))
     rc = main(["optimize", str(path), "--model-size", "1M", "--tokens", "1B", "--json"])
     captured = capsys.readouterr()

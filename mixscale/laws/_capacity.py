@@ -324,6 +324,7 @@ class CapacityLaw(AbstractLaw):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
         check_weight_floor(self.weight_floor)
+        check_smoothing(self.floor_smoothing)
         sized_by = "log_alpha_minus_1" if self.variant == "tied" else "log_b"
         if getattr(self, sized_by) is None:  # before its shape is read
             raise ValueError(f"variant {self.variant!r} needs {sized_by}")

@@ -348,6 +348,7 @@ class SpectralLaw(AbstractLaw):
     def __check_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        check_smoothing(self.kink_smoothing)
         k = jnp.shape(self.log_alpha_minus_1)
         check_variant_fields(self, PARAMETERS[self.variant].values(),
                              ("log_b", "log_c", "theta", "rho", "log_beta", "dispersion",
