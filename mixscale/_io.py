@@ -229,7 +229,8 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     _check_path(path)
     where = str(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        # utf-8-sig: a byte-order mark (an editor's) is not part of the JSON, as in a CSV
+        with open(path, encoding="utf-8-sig") as fh:
             doc = json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"{where}: no such file") from None

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._checks import MAX_RESTARTS, MAX_SEED, MAX_STARTS, MAX_TRAIN_DOMAINS, TINY
-from .data._csv import count_value
+from .data._csv import count_value, strict_float
 
 __all__ = ["main"]
 
@@ -59,11 +59,12 @@ def _quantity(text: str) -> float:
 
 
 def _assignment(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
+    """``NAME=VALUE``, split at the last ``=`` (a domain name may hold one: ``a=b=0.3``)."""
+    name, sep, value = text.rpartition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     try:
-        number = float(value)
+        number = strict_float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
     if not (np.isfinite(number) and (number == 0 or abs(number) >= np.finfo(float).tiny)):
@@ -165,6 +166,9 @@ def _load_table(source: str, out_of_mixture: Sequence[str], split: str | None):
 
     names = {d.name for d in available()}
     if source in names:
+        if os.path.exists(source):
+            _err(f"note: {source} names a bundled table, which is read; the file {source} here "
+                 f"is not (give ./{source} to read it)")
         if out_of_mixture:
             raise CliError("--out-of-mixture applies to CSV input only: the bundled tables "
                            "already name their out-of-mixture columns")
@@ -348,11 +352,7 @@ def _cmd_fit(args) -> int:
         spec = LawSpec(args.law, **options)
     except (KeyError, ValueError) as err:
         raise CliError(f"--law/--variant: {str(err).strip(chr(34) + chr(39))}") from None
-    if args.out and os.path.exists(args.dataset) and os.path.exists(args.out) \
-            and os.path.samefile(args.out, args.dataset):
-        raise CliError(f"--out {args.out} is the input table: choose another file")
-    if args.out:
-        _check_writable(args.out)
+    _check_outputs(args, ((args.dataset, "table"),))
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     if table.n_train_domains > MAX_TRAIN_DOMAINS:
         raise CliError(f"{args.dataset}: {table.n_train_domains} training domains; fits support "
@@ -515,19 +515,38 @@ def _print_bootstrap(res, boot: dict) -> None:
         print(f"  {name}: " + "; ".join(cells))
 
 
-def _check_writable(path: str) -> None:
-    """Refuse an ``--out`` that cannot be written, before any work (a file created by the check
-    is removed again)."""
+def _check_writable(path: str, option: str = "--out") -> None:
+    """Refuse an output file (``--out``, ``--plot``) that cannot be written, before any work (a
+    file created by the check is removed again)."""
     if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise CliError(f"--out {path}: not a file in an existing directory")
+        raise CliError(f"{option} {path}: not a file in an existing directory")
     existed = os.path.exists(path)
     try:
         with open(path, "a", encoding="utf-8"):
             pass
     except OSError as err:
-        raise CliError(f"--out {path}: cannot write it ({err.strerror})") from None
+        raise CliError(f"{option} {path}: cannot write it ({err.strerror})") from None
     if not existed:
         os.remove(path)
+
+
+def _check_outputs(args, inputs: tuple[tuple[str, str], ...] = ()) -> None:
+    """Every output file of the command (``--out``, ``--plot``) writable, none of them an input
+    file (``inputs``: ``(path, what it is)``) or another output: checked before any work, so
+    that a fit is not run only to fail on its figure, nor its saved law overwritten by the
+    figure."""
+    outputs = [(option, path) for option, path in (("--out", getattr(args, "out", None)),
+                                                    ("--plot", getattr(args, "plot", None)))
+               if path]
+    for option, path in outputs:
+        for source, what in inputs:
+            if os.path.exists(source) and os.path.exists(path) and os.path.samefile(path,
+                                                                                   source):
+                raise CliError(f"{option} {path} is the input {what}: choose another file")
+        _check_writable(path, option)
+    if len(outputs) == 2 and os.path.abspath(outputs[0][1]) == os.path.abspath(outputs[1][1]):
+        raise CliError(f"--out and --plot name the same file {outputs[0][1]}: the figure would "
+                       "overwrite the saved law")
 
 
 def _off_kinks(cert) -> str:
@@ -597,9 +616,12 @@ def _print_parameters(res) -> None:
                                             for c in cells))
     for key, mat in matrices.items():
         print(f"  {key} (rows: predicted domain; columns: training domain)")
-        print(f"  {'':<22}" + "".join(f" {n[:10]:>10}" for n in k_names))
+        # columns as wide as the longest name: cut to 10 characters, two domains could read
+        # the same ('stackexchange' and 'stackexchange_old')
+        width = max(10, *(len(n) for n in k_names))
+        print(f"  {'':<22}" + "".join(f" {n:>{width}}" for n in k_names))
         for name, row in zip(m_names, mat, strict=False):
-            print(f"  {name:<22}" + "".join(f" {x:>10.4g}" for x in row))
+            print(f"  {name:<22}" + "".join(f" {x:>{width}.4g}" for x in row))
 
 
 def _load_fit_file(path):
@@ -613,6 +635,7 @@ def _load_fit_file(path):
 def _cmd_optimize(args) -> int:
     from ._mixture import mixture_notes, optimal_mixture
 
+    _check_outputs(args, ((args.fitted, "fit file"),))
     res = _load_fit_file(args.fitted)
     n = _law_units(args.model_size, res.size_unit, "--model-size", args.fitted, "size_unit")
     d = _law_units(args.tokens, res.token_unit, "--tokens", args.fitted, "token_unit")
@@ -648,10 +671,11 @@ def _cmd_optimize(args) -> int:
         if lo > hi:
             raise CliError(f"--lower {name}={lo:g} is above --upper {name}={hi:g}")
     if lower.sum() > 1 + 1e-12:
-        raise CliError(f"--lower: the lower bounds sum to {lower.sum():.6g}, above 1")
+        raise CliError(f"--lower: the lower bounds sum to {float(lower.sum())!r}, above 1 (by "
+                       f"{lower.sum() - 1:.3g})")
     if upper.sum() < 1 - 1e-12:
-        raise CliError(f"--upper: the caps sum to {upper.sum():.6g}, below 1 (no mixture "
-                       "meets them)")
+        raise CliError(f"--upper: the caps sum to {float(upper.sum())!r}, below 1 (by "
+                       f"{1 - upper.sum():.3g}: no mixture meets them)")
     spread = None
     if res.bootstrap is not None:
         from ._mixture_intervals import optimal_mixture_intervals
@@ -732,6 +756,7 @@ def _optimum_spread(spread, names) -> dict:
 def _cmd_plot(args) -> int:
     from .plots import plot_fit
 
+    _check_outputs(args, ((args.fitted, "fit file"), (args.dataset, "table")))
     res = _load_fit_file(args.fitted)
     table = _select_rows(_load_table(args.dataset, args.out_of_mixture, args.split), args)
     plot_fit(res, table, args.out)
@@ -755,6 +780,10 @@ def _cmd_evaluate(args) -> int:
     except ValueError as err:  # TableError included
         raise CliError(f"{args.fitted} on {args.dataset}: {err}") from None
     notes = _scale_notes(res, table)
+    unscored = [d for d in table.loss_domains if d not in res.targets]
+    if unscored:
+        notes.append(f"the law predicts {list(res.targets)}: the table's loss columns "
+                     f"{unscored} are not scored")
     if args.json:
         print(_dumps({"dataset": table.name, "runs": table.n_runs, "notes": notes, **m}))
         return 0

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -642,3 +643,87 @@ def test_the_mixture_table_lists_out_of_mixture_targets_too(capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [r[0] for r in rows] == ["a", "b", "oom"]
     assert rows[2][1:] == ["—", "4.5000", "[4.4000,", "4.6000]"]
+
+
+def test_output_files_are_checked_before_any_work(tmp_path, capsys):
+    """A --plot that is a folder failed only after the whole fit (the --json result lost), and
+    --out and --plot naming one file saved the law and then overwrote it with the figure."""
+    folder = tmp_path / "dir.png"
+    folder.mkdir()
+    saved = tmp_path / "fit.json"
+    for argv, message in (
+            (["fit", "pile4", "--plot", str(folder), "--out", str(saved)],
+             "--plot .*dir.png: not a file in an existing directory"),
+            (["fit", "pile4", "--out", str(tmp_path / "same.png"), "--plot",
+              str(tmp_path / "same.png")], "--out and --plot name the same file"),
+            (["optimize", str(saved), "--model-size", "1B", "--tokens", "1B", "--plot",
+              str(folder)], "--plot .*dir.png: not a file"),
+            (["plot", str(saved), "pile4", "--out", str(folder)], "--out .*dir.png: not a file")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), err
+        assert "restarts" not in err  # no fit started
+    assert not saved.exists()
+
+
+def test_assignments_split_at_the_last_equals_sign_and_read_plain_numbers():
+    """A domain name may hold '=' (a CSV column 'weight_a=b' is read): --lower a=b=0.3 names
+    it; the value is a plain decimal number (Python's float also reads '1_0')."""
+    import argparse
+
+    from mixscale.cli import _assignment
+
+    assert _assignment("a=b=0.3") == ("a=b", 0.3)
+    assert _assignment(" github = 1e-2") == ("github", 0.01)
+    for bad in ("github=1_0", "github", "github=0x1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _assignment(bad)
+
+
+def test_bounds_that_miss_one_say_by_how_much(fitted, capsys):
+    """The sum is shown to its last digit and the excess apart: '--lower: the lower bounds sum
+    to 1, above 1' (six digits) contradicted itself."""
+    assert main(["optimize", str(fitted), "--model-size", "200M", "--tokens", "8B", "--lower",
+                 "github=0.99999999999", "gutenberg=0.000000001"]) == 2
+    err = capsys.readouterr().err
+    assert "sum to 1.00000000099, above 1 (by 9.9e-10)" in err
+
+
+def test_evaluate_names_other_domains_and_the_columns_it_does_not_score(fitted, tmp_path,
+                                                                         capsys, monkeypatch):
+    """A table of other training domains is refused for them (it was refused for a missing
+    loss column, the symptom); loss columns the law does not predict are named in a note (they
+    were dropped without a word); a local file with a bundled table's name is noted."""
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), "slimpajama7", "--model-size", "122M", "--tokens",
+                 "10B"]) == 2
+    _one_line_error(capsys, "training domains", "differ from the law's")
+    csv = tmp_path / "runs.csv"
+    csv.write_text(P4.strip() + ",openhermes_loss\n0.1,0.2,0.3,0.4,2e8,8e9,1.1,2.9,1.9,2.8,3.3\n")
+    assert main(["evaluate", str(fitted), str(csv), "--out-of-mixture", "openhermes",
+                 "--json"]) == 0
+    notes = _strict_json(capsys.readouterr().out)["notes"]
+    assert any("loss columns ['openhermes'] are not scored" in n for n in notes), notes
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pile4").write_text(P4)
+    assert main(["evaluate", str(fitted), "pile4", "--model-size", "200M", "--tokens",
+                 "8B"]) == 0
+    assert "the file pile4 here is not (give ./pile4 to read it)" in capsys.readouterr().err
+
+
+def test_matrix_parameters_keep_whole_domain_names(capsys):
+    """An (M, K) parameter's columns are as wide as the longest training domain's name: cut to
+    10 characters, 'stackexchange' and 'stackexchange_old' both read 'stackexcha'."""
+    from types import SimpleNamespace
+
+    from mixscale.cli import _print_parameters
+    from mixscale.laws import AdditiveLaw
+
+    names = ("stackexchange", "stackexchange_old")
+    law = AdditiveLaw.from_params(E=[1.0, 1.2], C=[[0.5, 1.0], [1.5, 0.2]],
+                                  gamma=[[0.3, 0.6], [0.5, 0.5]], A=[3.0, 2.0],
+                                  alpha=[0.4, 0.3], B=[0.8, 1.1], beta=[0.2, 0.5])
+    _print_parameters(SimpleNamespace(law=law, train_domains=names, targets=names))
+    headers = [line.split() for line in capsys.readouterr().out.splitlines()
+               if line.split() == list(names)]
+    assert len(headers) == 2  # C and gamma

@@ -278,6 +278,11 @@ BAD_FILES = {
                            "not a number"),
     "non-numeric size": (_replace_cell(2, "model_size", "200X"), 2, "model_size",
                          "not a number"),
+    # Python's float reads these; no CSV writer means them as numbers (1_144797 was 1144797)
+    "digit-group underscore": (_replace_cell(2, "b_loss", "2_5"), 2, "b_loss", "not a number"),
+    "underscore in a count": (_replace_cell(1, "model_size", "90_000M"), 1, "model_size",
+                              "not a number"),
+    "non-ASCII digits": (_replace_cell(1, "weight_a", "٠.25"), 1, "weight_a", "not a number"),
     "empty weight": (_replace_cell(1, "weight_b", ""), 1, "weight_b", "missing weight"),
     "nan weight": (_replace_cell(2, "weight_a", "nan"), 2, "weight_a", "missing weight"),
     "negative weight": (_replace_cell(2, "weight_a", "-0.5", _replace_cell(2, "weight_b", "1.5")),

@@ -68,6 +68,15 @@ def test_round_trip_is_exact_and_strict_json(saved):
     assert back.nested_objectives == res.nested_objectives
 
 
+def test_a_file_with_a_byte_order_mark_loads(saved, tmp_path):
+    """An editor may save the file with a UTF-8 byte-order mark (read CSVs may have one too):
+    it was refused as "not a JSON file"."""
+    path, res = saved
+    marked = tmp_path / "bom.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_fit(marked).objectives[0] == res.objectives[0]
+
+
 def test_a_file_written_before_the_fits_ending_was_saved_loads(saved, tmp_path):
     """Without ``law_converged``, the polish's and finish's restarts and the certificate: a law
     fitted as one problem takes its best restart's flag; no stages, no certificate."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -151,6 +152,23 @@ def read_records(stream: Iterable[str], source: str) -> tuple[tuple[str, ...], l
     return names, rows
 
 
+#: A number as a CSV writes it: decimal digits, an optional fraction and exponent, or an
+#: infinity. Python's ``float`` also reads digit-group underscores (``1_144797``), non-ASCII
+#: digits and the like, which no CSV writer means as a number: ``1_144797`` became 1144797.
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)",
+                     re.IGNORECASE | re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def strict_float(text: str) -> float:
+    """``float(text)`` for the plain decimal notation of :data:`_NUMBER` only (surrounding
+    spaces allowed); ``ValueError`` otherwise."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def parse_float(cell: str, source: str, row: int, column: str) -> float:
     """The number in ``cell``; ``NaN`` for an empty cell or a missing-value marker
     (:data:`_MISSING`); TableError otherwise."""
@@ -158,7 +176,7 @@ def parse_float(cell: str, source: str, row: int, column: str) -> float:
     if text.lower() in _MISSING:
         return math.nan
     try:
-        return float(text)
+        return strict_float(text)
     except ValueError:
         raise TableError(f"{_where(source, row, column)}not a number: {cell!r}") from None
 
@@ -297,7 +315,8 @@ def _classify(
         if domain not in train and domain not in out_of_mixture:
             raise TableError(
                 f"{_where(source, column=header[j])}unknown domain {domain!r}: not a training "
-                f"domain {train}; pass out_of_mixture=({domain!r},) if it is a held-out target")
+                f"domain {train}; pass out_of_mixture=({domain!r},) (on the command line: "
+                f"--out-of-mixture {domain}) if it is a held-out target")
     return weight_cols, loss_cols, tag_cols
 
 
@@ -325,9 +344,10 @@ def count_value(text: str) -> float:
     if len(s) > 1 and s[-1].upper() in COUNT_SUFFIXES:
         exponent, mantissa = COUNT_SUFFIXES[s[-1].upper()], s[:-1].strip()
         if "e" in mantissa.lower():
-            return float(mantissa) * 10.0**exponent
+            return strict_float(mantissa) * 10.0**exponent
+        strict_float(mantissa)  # plain decimal notation only
         return float(f"{mantissa}e{exponent}")
-    return float(s)
+    return strict_float(s)
 
 
 def parse_count(cell: str, source: str, row: int, column: str) -> float:
@@ -356,12 +376,13 @@ def _tag_array(cells: list[str]) -> np.ndarray:
     """A tag column as ``int64`` if every cell is an integer, else ``float64`` if every cell is a
     number or empty (``NaN``), else as strings."""
     texts = [c.strip() for c in cells]
+    if all(_INTEGER.fullmatch(t) for t in texts):
+        try:
+            return np.array([int(t) for t in texts], dtype=np.int64)
+        except OverflowError:
+            pass
     try:
-        return np.array([int(t) for t in texts], dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        return np.array([float(t) if t else math.nan for t in texts], dtype=np.float64)
+        return np.array([strict_float(t) if t else math.nan for t in texts], dtype=np.float64)
     except ValueError:
         return np.array(texts, dtype=np.str_)
 

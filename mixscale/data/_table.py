@@ -272,7 +272,7 @@ class LossTable:
         """The same runs with only the named loss columns, in that order."""
         unknown = [s for s in loss_domains if s not in self.loss_domains]
         if unknown:
-            raise TableError(f"{self.name}: unknown loss domains {unknown}; "
+            raise TableError(f"{self.name}: no loss columns for {unknown}; "
                              f"the table has {list(self.loss_domains)}")
         cols = [self.loss_domains.index(s) for s in loss_domains]
         return dataclasses.replace(self, losses=self.losses[:, cols],
