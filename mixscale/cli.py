@@ -194,14 +194,22 @@ def _select_rows(table, args):
     kw = {}
     if args.model_size:
         kw["model_size"] = [v / table.size_unit for v in args.model_size]
+    if args.tokens and args.tokens_range:
+        raise CliError("give --tokens or --tokens-range, not both")
     if args.tokens:
-        if len(args.tokens) != 1:
-            raise CliError("give one --tokens value (or --tokens-range LO HI)")
-        t = args.tokens[0] / table.token_unit
-        kw["tokens_range"] = (t * (1 - TOKEN_MATCH), t * (1 + TOKEN_MATCH))
+        # rows within TOKEN_MATCH of any of the values (a run logs 9.998B for "10B")
+        wanted = np.asarray(args.tokens, dtype=float) / table.token_unit
+        match = np.any(np.abs(table.tokens[:, None] / wanted[None, :] - 1.0) <= TOKEN_MATCH,
+                       axis=1)
+        if not match.any():
+            have = sorted({float(v) for v in table.tokens * table.token_unit})
+            raise CliError(f"rows (--tokens): {table.name} has no row within "
+                           f"{100 * TOKEN_MATCH:g} % of "
+                           f"{', '.join(_fmt_quantity(v) for v in args.tokens)} tokens; it has "
+                           f"{', '.join(_fmt_quantity(v) for v in have[:12])}"
+                           f"{' ...' if len(have) > 12 else ''}")
+        table = table.take(np.flatnonzero(match))
     if args.tokens_range:
-        if "tokens_range" in kw:
-            raise CliError("give --tokens or --tokens-range, not both")
         lo, hi = args.tokens_range
         kw["tokens_range"] = (lo / table.token_unit, hi / table.token_unit)
     if not kw:
@@ -804,7 +812,7 @@ def _add_rows(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-size", type=_quantity, nargs="+", metavar="N",
                    help="keep rows of these model sizes (parameters, e.g. 122M)")
     p.add_argument("--tokens", type=_quantity, nargs="+", metavar="D",
-                   help=f"keep rows with this many tokens (matched within "
+                   help=f"keep rows with these token counts (each matched within "
                         f"{100 * TOKEN_MATCH:g} %%, e.g. 10B)")
     p.add_argument("--tokens-range", type=_quantity, nargs=2, metavar=("LO", "HI"),
                    help="keep rows with tokens in [LO, HI]")

@@ -727,3 +727,19 @@ def test_matrix_parameters_keep_whole_domain_names(capsys):
     headers = [line.split() for line in capsys.readouterr().out.splitlines()
                if line.split() == list(names)]
     assert len(headers) == 2  # C and gamma
+
+
+def test_several_token_counts_select_the_rows_of_each(fitted, capsys):
+    """--tokens takes several values, as its usage line says (two were refused: 'give one
+    --tokens value'); a value no row has is refused with the counts the table has."""
+    from mixscale.data import load
+
+    table = load("pile4")
+    expected = int(np.sum((table.model_size == 200.0)
+                          & np.isin(np.round(table.tokens, 3), [6.0, 8.0])))
+    capsys.readouterr()
+    assert main(["evaluate", str(fitted), "pile4", "--model-size", "200M", "--tokens", "6B",
+                 "8B", "--json"]) == 0
+    assert _strict_json(capsys.readouterr().out)["runs"] == expected > 0
+    assert main(["evaluate", str(fitted), "pile4", "--tokens", "7.5B"]) == 2
+    _one_line_error(capsys, "no row within 1 % of 7.5B tokens", "it has 3B, 4B")
