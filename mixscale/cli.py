@@ -307,13 +307,17 @@ def _cmd_laws(args) -> int:
     k = args.domains
     from .laws._registry import CANDIDATES
 
+    specs = list(law_specs(candidates=True))
     rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
              ("[candidate] " if spec.name in CANDIDATES else "")
              + (spec.law_class.__doc__ or "").strip().splitlines()[0])
-            for spec in law_specs(candidates=True)]
-    if args.json:
-        print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2]) for r in rows],
-                         indent=1))
+            for spec in specs]
+    if args.json:  # what the text says, as fields: candidate, description, whether it fits K
+        print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2],
+                               candidate=spec.name in CANDIDATES,
+                               description=(spec.law_class.__doc__ or "").strip().splitlines()[0],
+                               fits_k_domains=k <= MAX_TRAIN_DOMAINS)
+                          for r, spec in zip(rows, specs, strict=True)], indent=1))
         return 0
     print(f"laws for K = M = {k} domains")
     print(f"{'law':<22} {'params':>6}  {'N, D terms':<10} description")

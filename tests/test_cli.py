@@ -89,6 +89,11 @@ def test_datasets_and_laws_listing(capsys):
     assert rows["capacity (tied)"] == 3 * 7 + 3 and rows["capacity (capacity)"] == 3 * 7 + 1
     assert rows["regression (linear)"] == rows["regression (loglinear)"] == 7 * 7
     assert {"additive", "joint", "dml", "bimix"} <= set(rows)
+    # the text's candidate marker, description and domain limit are fields of the JSON too
+    assert main(["laws", "--domains", "100", "--json"]) == 0
+    listed = {r["law"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["spectral (full)"]["candidate"] and not listed["capacity (full)"]["candidate"]
+    assert listed["additive"]["description"] and not listed["additive"]["fits_k_domains"]
 
 
 @pytest.mark.parametrize("argv, message", [
