@@ -495,6 +495,14 @@ def spec_label(value) -> str:
     return spec.label
 
 
+def _directory(text: str) -> Path:
+    """An argparse type: a directory path, not empty (``Path("")`` is the current directory,
+    which an empty shell variable would then name without a word)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got ''")
+    return Path(text)
+
+
 def parse_args(name: str, description: str, argv: Sequence[str] | None,
                extra: callable | None = None) -> argparse.Namespace:
     """Parse the common options (``--quick``, ``--out``), set up logging to stderr, ask XLA for
@@ -505,7 +513,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
                                      description=description)
     parser.add_argument("--quick", action="store_true",
                         help="smoke configuration (seconds to a minute)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=_directory, default=None,
                         help="output directory (default figures/, or figures/quick/ with "
                              "--quick, so that a smoke run never overwrites the full results)")
     if extra is not None:
@@ -513,6 +521,8 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = Path("figures") / "quick" if args.quick else Path("figures")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: a file, not a directory")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger(name).setLevel(logging.INFO)
@@ -521,7 +531,10 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on its path, no permission
+        parser.error(f"--out {args.out}: cannot make the directory ({err.strerror})")
     return args
 
 

@@ -35,6 +35,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,13 +73,40 @@ EXPERIMENTS = (
 NAMES = tuple(name for name, _ in EXPERIMENTS)
 
 
+class RecordError(ValueError):
+    """A results record that cannot be used as it is (malformed, or another experiment's); the
+    experiments' command lines report it in one line."""
+
+
 def read_record(out: Path, name: str) -> dict:
-    """The results record ``out/<name>.json``."""
+    """The results record ``out/<name>.json``, checked for the shape every record has (an
+    object with this experiment's name, its ``config`` object, its ``results`` and a numeric or
+    null ``elapsed_s``): ``FileNotFoundError`` without the file, :class:`RecordError` naming
+    what is wrong otherwise."""
     path = Path(out) / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the experiment first "
-                                f"(python -m experiments.{name}), then --redraw")
-    return json.loads(path.read_text(encoding="utf-8"))
+                                f"(python -m experiments.{name}), then --redraw or --add-law")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path}: not a JSON results record ({err})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: a results record is a JSON object, got "
+                          f"{type(record).__name__}")
+    if record.get("experiment") != name:
+        raise RecordError(f"{path}: the record of experiment {record.get('experiment')!r}, not "
+                          f"of {name!r}")
+    for key, kind in (("config", dict), ("results", (dict, list))):
+        if not isinstance(record.get(key), kind):
+            raise RecordError(f"{path}: '{key}' is missing or not a JSON "
+                              f"{'object' if kind is dict else 'object or list'}")
+    elapsed = record.get("elapsed_s")
+    if elapsed is not None and (isinstance(elapsed, bool)
+                                or not isinstance(elapsed, (int, float))):
+        raise RecordError(f"{path}: 'elapsed_s' must be a number of seconds or null, got "
+                          f"{elapsed!r}")
+    return record
 
 
 def recorded_wall_s(out: Path, name: str) -> float | None:
@@ -466,16 +494,53 @@ def run_experiment(name: str, description: str, config_class: type,
 
     args = parse_args(name, description, argv, options)
     log = logging.getLogger(name)
-    if not args.redraw:
-        if not isinstance(quick_config, config_class):
-            raise TypeError(f"quick_config must be a {config_class.__name__}, got "
-                            f"{type(quick_config).__name__}")
-        config = quick_config if args.quick else config_class()
-        with fit_stages(not args.quick), fit_cache(args.fit_cache):
-            _run_or_add(name, config_class, config, args, run, log, parts)
-    render(args.out, read_record(args.out, name))
+    if not isinstance(quick_config, config_class):
+        raise TypeError(f"quick_config must be a {config_class.__name__}, got "
+                        f"{type(quick_config).__name__}")
+    try:
+        _check_arguments(args)
+        if not args.redraw:
+            config = quick_config if args.quick else config_class()
+            with fit_stages(not args.quick), fit_cache(args.fit_cache):
+                _run_or_add(name, config_class, config, args, run, log, parts)
+        record = read_record(args.out, name)
+        try:
+            render(args.out, record)
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            if os.environ.get("MIXSCALE_DEBUG"):
+                raise
+            raise RecordError(
+                f"{Path(args.out) / name}.json: cannot be rendered ({type(err).__name__}: "
+                f"{err}): a record edited by hand or written by another version; rerun the "
+                "experiment (MIXSCALE_DEBUG=1 shows the traceback)") from None
+    except (RecordError, FileNotFoundError) as err:
+        print(f"python -m experiments.{name}: error: {err}", file=sys.stderr)
+        return 2
     log.info("wrote the figures and %s", Path(args.out) / f"{name}.md")
     return 0
+
+
+def _check_arguments(args) -> None:
+    """What the options ask, checked before any work: ``--redraw`` with nothing that fits;
+    ``--add-law`` labels that name a registered law (variant included), each once; a
+    ``--fit-cache`` that is a directory or can become one."""
+    from mixscale import LawSpec
+
+    labels = getattr(args, "add_law", None) or []
+    if args.redraw and (labels or getattr(args, "part", None)):
+        raise RecordError("--redraw only redraws from the record: drop --add-law and --part, "
+                          "or --redraw")
+    for label in labels:
+        try:
+            LawSpec.parse(label)
+        except (KeyError, ValueError) as err:
+            raise RecordError(f"--add-law {label!r}: {str(err).strip(chr(34))}") from None
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise RecordError(f"--add-law names {twice} twice")
+    cache = getattr(args, "fit_cache", None)
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise RecordError(f"--fit-cache {cache}: a file, not a directory")
 
 
 def _run_or_add(name: str, config_class: type, config, args, run, log, parts=None) -> None:

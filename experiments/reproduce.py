@@ -141,16 +141,27 @@ def fit_cache_for_experiments(directory: Path | None):
 
 
 def _select(only: str | None, skip: str | None) -> list[str]:
-    def names(text):
+    """The experiments ``--only`` names (``None``: all), less those ``--skip`` names; an empty
+    ``--only`` (an empty shell variable), a name given twice or nothing left is refused: an
+    empty ``--only`` ran all nine experiments, hours of work."""
+    def names(text, option):
         out = [s.strip() for s in text.split(",") if s.strip()]
+        if not out:
+            raise SystemExit(f"{option} {text!r} names no experiment; choose from {list(NAMES)}")
         unknown = [s for s in out if s not in NAMES]
         if unknown:
             raise SystemExit(f"unknown experiment(s) {unknown}; choose from {list(NAMES)}")
+        twice = sorted({s for s in out if out.count(s) > 1})
+        if twice:
+            raise SystemExit(f"{option} names {twice} twice")
         return out
 
-    chosen = names(only) if only else list(NAMES)
-    dropped = set(names(skip)) if skip else set()
-    return [n for n in chosen if n not in dropped]
+    chosen = names(only, "--only") if only is not None else list(NAMES)
+    dropped = set(names(skip, "--skip")) if skip is not None else set()
+    left = [n for n in chosen if n not in dropped]
+    if not left:
+        raise SystemExit("--only and --skip leave no experiment to run")
+    return left
 
 
 def run_one(name: str, out: Path, quick: bool) -> float:
@@ -321,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args("reproduce", __doc__.splitlines()[0], argv, extra)
     if args.jobs is not None and args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    if args.report_only and (args.only is not None or args.skip is not None or args.jobs):
+        raise SystemExit("--report-only runs nothing: --only, --skip and --jobs do not apply")
+    for option, directory in (("--fit-cache", args.fit_cache),
+                              ("--compilation-cache", args.compilation_cache)):
+        if directory is not None and directory.exists() and not directory.is_dir():
+            raise SystemExit(f"{option} {directory}: a file, not a directory")
     names = [] if args.report_only else _select(args.only, args.skip)
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(names)))
     started = time.perf_counter()
@@ -333,8 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings = run_all(names, args.out, args.quick, jobs)
     record_path = args.out / "reproduce.json"
     previous = json.loads(record_path.read_text()) if record_path.exists() else {}
+    if args.report_only and previous.get("quick", args.quick) != args.quick:
+        # the records in --out say what they are: a full run's folder reassembled with --quick
+        # lost its wall times and called its full numbers a smoke run's
+        log.info("--report-only: the records in %s are a %s run's; reporting them as such",
+                 args.out, "smoke" if previous["quick"] else "full")
+        args.quick = previous["quick"]
     if previous.get("quick", args.quick) == args.quick:  # keep the times of sections not rerun
         timings = {**previous.get("wall_s", {}), **timings}
+    if args.report_only:  # an experiment rerun alone since its failure here has its record now
+        timings = {n: (recorded_wall_s(args.out, n) if t is None
+                       and (args.out / f"{n}.md").exists() else t) for n, t in timings.items()}
     # --report-only runs nothing: the last run's record stands (none if there was none)
     this_run = ({"experiments": names, "total_wall_s": time.perf_counter() - started} if names
                 else previous.get("last_run"))

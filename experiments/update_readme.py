@@ -26,7 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=_readme.FIGURES)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    log.info("updated %s", _readme.update(args.readme, args.figures))
+    # A folder without results would empty the README's goals and figures blocks (a typo in
+    # --figures did, exit 0): refused, as is a README without the blocks' markers.
+    if not args.figures.is_dir():
+        parser.error(f"--figures {args.figures}: not a directory")
+    if not any(args.figures.glob("*.json")):
+        parser.error(f"--figures {args.figures}: holds no results files (*.json); run the "
+                     "experiments first")
+    if not args.readme.is_file():
+        parser.error(f"--readme {args.readme}: no such file")
+    try:
+        log.info("updated %s", _readme.update(args.readme, args.figures))
+    except ValueError as err:  # the README's markers
+        parser.error(f"--readme {args.readme}: {err}")
     return 0
 
 

@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import typing
 from pathlib import Path
 
@@ -105,9 +106,59 @@ def toy_render_nothing(out, record):
     _common.write_section(out, "toy", "## Toy")
 
 
-def test_redraw_needs_a_record(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run the experiment first"):
-        toy_main(["--redraw", "--out", str(tmp_path)])
+def test_redraw_needs_a_record(tmp_path, capsys):
+    """Said in one line (exit 2), not a traceback."""
+    assert toy_main(["--redraw", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run the experiment first" in err[0], err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda path: path.write_text("{\"experiment\": \"toy\", "), "not a JSON results record"),
+    (lambda path: path.write_text("[1, 2]"), "is a JSON object, got list"),
+    (lambda path: _edit_record(path, experiment="rows"), "of experiment 'rows', not of 'toy'"),
+    (lambda path: _edit_record(path, results=None), "'results' is missing"),
+    (lambda path: _edit_record(path, config=[1]), "'config' is missing or not a JSON object"),
+    (lambda path: _edit_record(path, elapsed_s="abc"), "'elapsed_s' must be a number"),
+    (lambda path: _edit_record(path, results={}), "cannot be rendered .KeyError: 'values'."),
+])
+def test_a_record_edited_by_hand_is_refused_in_one_line(tmp_path, capsys, edit, message):
+    """Each of these was a traceback (JSONDecodeError, KeyError, TypeError) on --redraw."""
+    assert toy_main(["--quick", "--out", str(tmp_path)]) == 0
+    edit(tmp_path / "toy.json")
+    capsys.readouterr()
+    assert toy_main(["--redraw", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+
+
+def _edit_record(path, **fields):
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
+    """An --out that is a file (FileExistsError), an unknown law or variant (KeyError), a law
+    named twice, --redraw with --add-law (which it ignored) and a --fit-cache that is a file
+    were tracebacks or silently ignored."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for argv in (["--quick", "--out", str(afile)], ["--quick", "--out", ""]):
+        with pytest.raises(SystemExit) as stop:
+            row_main(argv)
+        assert stop.value.code == 2
+    row_run.calls = 0
+    assert row_main(["--quick", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for argv, message in ((["--add-law", "nonsense law"], "--add-law 'nonsense law': unknown law"),
+                          (["--add-law", "capacity (bogus)"], "has no variant 'bogus'"),
+                          (["--add-law", "bimix", "--add-law", "bimix"], r"\['bimix'\] twice"),
+                          (["--redraw", "--add-law", "bimix"], "--redraw only redraws"),
+                          (["--fit-cache", str(afile)], "a file, not a directory")):
+        assert row_main([*argv, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(message, err[0]), err
 
 
 def test_quick_config_must_be_a_config(tmp_path):
