@@ -12,7 +12,7 @@ An experiment module is four names::
     def render(out: Path, record: dict) -> None: ...  # figures and OUT/<name>.md from the record
 
     def main(argv=None) -> int:
-        return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+        return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
                               quick_config=QUICK)
 
 :func:`run_experiment` owns the command line (``--quick``, ``--out``, ``--redraw``), the results

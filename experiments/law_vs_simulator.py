@@ -413,7 +413,7 @@ PARTS = {"settings": lambda c: dataclasses.replace(c, overlap_rhos=()),
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+    return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
                           quick_config=QUICK, can_add_laws=True, parts=PARTS)
 
 

@@ -334,7 +334,7 @@ def render(out: Path, record: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_experiment(NAME, __doc__.splitlines()[0], Config, run, render, argv,
+    return run_experiment(NAME, __doc__.split("\n\n")[0], Config, run, render, argv,
                           quick_config=QUICK, can_add_laws=True)
 
 

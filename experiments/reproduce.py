@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "invocations with the same DIR to read back (a quick run: "
                                  "about 120 s without, 70 s with a previous run's cache)")
 
-    args = parse_args("reproduce", __doc__.splitlines()[0], argv, extra)
+    args = parse_args("reproduce", __doc__.split("\n\n")[0], argv, extra)
     if args.jobs is not None and args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     if args.report_only and (args.only is not None or args.skip is not None or args.jobs):

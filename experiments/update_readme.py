@@ -21,7 +21,7 @@ log = logging.getLogger("update_readme")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.update_readme",
-                                     description=__doc__.splitlines()[0])
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", type=Path, default=_readme.README)
     parser.add_argument("--figures", type=Path, default=_readme.FIGURES)
     args = parser.parse_args(argv)
