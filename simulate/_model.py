@@ -58,6 +58,18 @@ from ._layout import check_phase, equal_tail_for_budget, feature_layout
 __all__ = ["DisjointTailModel"]
 
 
+def _count(value, what: str) -> int:
+    """``value`` as a non-negative int: an int, or a float that is one (``6.0``); a fraction,
+    a string, a bool, NaN or a negative number is a ``ValueError`` naming ``what`` (``int()``
+    truncated ``2.7`` to 2 and ``-0.5`` to 0, and read ``'5'``)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
+                                                               | np.floating):
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    if not (np.isfinite(value) and float(value).is_integer() and value >= 0):
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 class DisjointTailModel(eqx.Module):
     r"""K domains with power-law spectra, a shared head and (partly overlapping) tails.
 
@@ -128,7 +140,8 @@ class DisjointTailModel(eqx.Module):
             raise ValueError(f"sigma2 must be a scalar or K={k} variances, got shape "
                              f"{sigma2.shape}")
         sigma2 = jnp.broadcast_to(sigma2, (k,))
-        if not isinstance(head, int | np.integer) or head < 0:
+        if isinstance(head, bool | np.bool_) or not isinstance(head, int | np.integer) \
+                or head < 0:
             raise ValueError(f"head must be a non-negative int, got {head!r}")
         if not (0.0 <= float(rho) <= 1.0):
             raise ValueError(f"rho must lie in [0, 1], got {rho!r}")
@@ -138,12 +151,13 @@ class DisjointTailModel(eqx.Module):
             raise ValueError("give exactly one of tail (per-domain lengths) and n_features "
                              "(a total budget)")
         if tail is not None:
-            tails = (int(tail),) * k if np.ndim(tail) == 0 else tuple(int(t) for t in tail)
+            tails = tuple(_count(t, "tail") for t in (
+                [tail] * k if np.ndim(tail) == 0 else list(np.asarray(tail, dtype=object))))
             if len(tails) != k:
                 raise ValueError(f"tail has {len(tails)} lengths but alpha has K={k} domains")
         else:
-            tails = (equal_tail_for_budget(int(n_features), head, k, float(rho),
-                                           overlap_phase),) * k
+            tails = (equal_tail_for_budget(_count(n_features, "n_features"), head, k,
+                                           float(rho), overlap_phase),) * k
         if any(t < 0 for t in tails):
             raise ValueError(f"tail lengths must be non-negative, got {tails}")
         if head + max(tails) < 1:

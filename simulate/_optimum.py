@@ -55,7 +55,7 @@ from ._closed_form import (
 )
 from ._model import DisjointTailModel
 from ._schedule import AbstractSchedule, Constant
-from ._validate import check_call, require_stable
+from ._validate import check_call, check_steps, require_stable
 
 __all__ = ["Optimum", "optimal_mixture", "simplex_lattice"]
 
@@ -208,6 +208,13 @@ def _kernel_arguments(n, schedule, checkpoints, batch_size, target, dtype):
             batch_argument(batch_size, dtype), jnp.asarray(target, dtype))
 
 
+def _whole(value, what: str, lowest: int) -> None:
+    """Refuse ``value`` unless it is an int (not a bool) of at least ``lowest``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) \
+            or value < lowest:
+        raise ValueError(f"{what} must be an integer >= {lowest}, got {value!r}")
+
+
 def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
                     batch_size: int = 1, *, target=None, resolution: int | None = None,
                     n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500,
@@ -232,8 +239,15 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    # named as this function names them (the shared checks said "checkpoints"), and refused
+    # rather than truncated (resolution 2.5 -> 2) or clamped (n_starts -3 -> 1)
+    _whole(steps, "steps", 0)
+    for value, what in ((n_starts, "n_starts"), (max_iterations, "max_iterations")) + (
+            () if resolution is None else ((resolution, "resolution"),)):
+        _whole(value, what, 1)
     call = check_call("optimal_mixture", model, sizes=n, schedule=schedule, checkpoints=[steps],
                       batch_size=batch_size)
+    check_steps(schedule, int(call.checkpoints[0]))  # before the schedule is laid out
     k = model.n_domains
     n_arr, checkpoints, batch_size = call.sizes, call.checkpoints, call.batch_size
     dtype = model.alpha.dtype
@@ -268,6 +282,11 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
 
     lattice = simplex_lattice(k, r)
     values, lattice_losses = evaluate(lattice)
+    if k == 1:  # one domain: the simplex is the point h = (1,), which the lattice holds
+        return Optimum(weights=jnp.asarray(lattice[0], dtype),
+                       loss=jnp.asarray(values[0], dtype),
+                       losses=jnp.asarray(lattice_losses[0], dtype), step=0.0,
+                       n_evaluations=n_evals)
     n_starts = max(1, min(int(n_starts), lattice.shape[0]))
     best = np.argsort(values, kind="stable")[:n_starts]
     points = lattice[best].copy()

@@ -113,6 +113,29 @@ def _limits(model: DisjointTailModel, mixtures, sizes, batch_size: int, exact: b
 _limits_jit = eqx.filter_jit(_limits)
 
 
+def check_steps(schedule: AbstractSchedule, n_steps: int) -> None:
+    """Raise a ``ValueError`` unless ``schedule.blocks`` covers steps ``0 .. n_steps - 1`` in
+    order with positive, finite step sizes: the stability test reads the largest step only, so
+    a negative, zero or infinite step passed it (losses of 1e14, or NaN), and a schedule that
+    stopped short failed with a bare ``KeyError``."""
+    n = max(int(n_steps), 1)
+    at = 0
+    for start, lrs, length in schedule.blocks(n):
+        rates = np.asarray(lrs, dtype=np.float64).reshape(-1)
+        if start != at or length < 1:
+            raise ValueError(f"{type(schedule).__name__}.blocks({n}) must cover steps 0 .. "
+                             f"{n - 1} in order: a block starts at step {start}, not {at}")
+        bad = ~(np.isfinite(rates) & (rates > 0))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{type(schedule).__name__}: every step size must be positive and "
+                             f"finite, got {rates[first]:g} at step {start + first * length}")
+        at = start + rates.size * int(length)
+    if at != n:
+        raise ValueError(f"{type(schedule).__name__}.blocks({n}) must cover steps 0 .. {n - 1} "
+                         f"in order: its blocks end at step {at}")
+
+
 def _bucket(n: int) -> int:
     """The least power of two ``>= n`` (``n >= 1``)."""
     return 1 << (int(n) - 1).bit_length()
@@ -133,6 +156,7 @@ def require_stable(model: DisjointTailModel, schedule: AbstractSchedule, mixture
     dtype = model.alpha.dtype
     mixtures = np.asarray(mixtures, dtype=np.float64)
     sizes = np.asarray(sizes)
+    check_steps(schedule, n_steps)
     lr_max = float(schedule.max_lr(n_steps))
     # A cheap certificate first (a lower bound within 2x of the limit); the exact bisection
     # only when it cannot certify every pair (for all pairs at once). Both axes are padded to a

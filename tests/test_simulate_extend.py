@@ -148,3 +148,77 @@ def test_every_verb_names_the_abstract_schedule(model, call):
         call(model, 0.1)
     with pytest.raises(TypeError, match="model must be a DisjointTailModel"):
         call("model", sim.Constant(0.1))
+
+
+class Pieces(sim.AbstractSchedule):
+    """Given step sizes, each held for ``length`` steps, then the last one repeated."""
+
+    lrs: jax.Array
+    length: int
+
+    def __init__(self, lrs, length: int):
+        self.lrs = jnp.asarray(lrs, dtype=jnp.result_type(float))
+        self.length = int(length)
+
+    def blocks(self, n_steps):
+        full = min(n_steps // self.length, self.lrs.shape[0])
+        out = [(0, self.lrs[:full], self.length)] if full else []
+        if n_steps > full * self.length:
+            out.append((full * self.length, self.lrs[full - 1:full] if full else self.lrs[:1],
+                        n_steps - full * self.length))
+        return out
+
+
+class StopsShort(sim.AbstractSchedule):
+    """A schedule whose blocks end five steps early."""
+
+    lr: jax.Array
+
+    def blocks(self, n_steps):
+        return [(0, self.lr[None], max(n_steps - 5, 1))]
+
+
+@pytest.mark.parametrize("schedule, message", [
+    (Pieces([0.2, -0.3], 10), "got -0.3 at step 10"),   # losses of 1e14 before
+    (Pieces([0.2, 0.0], 10), "got 0 at step 10"),
+    (Pieces([0.2, -np.inf], 10), "got -inf at step 10"),  # NaN losses before
+    (StopsShort(jnp.asarray(0.2)), r"steps 0 \.\. 39 in order: its blocks end at step 35"),
+])
+@pytest.mark.parametrize("verb", ["expected_losses", "closed_form_losses", "sweep_losses",
+                                  "optimal_mixture"])
+def test_a_schedule_with_a_step_that_is_not_positive_or_that_stops_short_is_refused(
+        model, schedule, message, verb):
+    """The stability test read the largest step only: a negative, zero or infinite step ran
+    (losses of 1e14 or NaN, and an 'optimal' mixture), and a schedule that stopped short failed
+    with a bare KeyError."""
+    h = [0.2, 0.3, 0.5]
+    call = {"expected_losses": lambda: sim.expected_losses(model, h, 14, schedule, [40]),
+            "closed_form_losses": lambda: sim.closed_form_losses(model, h, 14, schedule, [40]),
+            "sweep_losses": lambda: sim.sweep_losses(model, [h], [14], [40], schedule),
+            "optimal_mixture": lambda: sim.optimal_mixture(model, 14, 40, schedule)}[verb]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_optimal_mixture_of_one_domain_is_that_domain():
+    """K = 1 crashed with an IndexError (no pair of domains to move weight between)."""
+    one = sim.DisjointTailModel(jnp.array([1.5]), sigma2=jnp.array([0.1]), head=2, tail=6)
+    exact = float(sim.expected_losses(one, [1.0], 4, sim.Constant(0.2), [50])[0, 0])
+    for method in ("gradient", "compass"):
+        opt = sim.optimal_mixture(one, 4, 50, sim.Constant(0.2), method=method)
+        np.testing.assert_array_equal(np.asarray(opt.weights), [1.0])
+        assert float(opt.loss) == pytest.approx(exact, rel=1e-13)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(steps=-1), "steps must be an integer >= 0, got -1"),  # said "checkpoints"
+    (dict(steps=10.5), "steps must be an integer >= 0, got 10.5"),
+    (dict(resolution=2.5), "resolution must be an integer >= 1, got 2.5"),  # truncated to 2
+    (dict(n_starts=-3), "n_starts must be an integer >= 1, got -3"),  # clamped to 1
+    (dict(max_iterations=-1), "max_iterations must be an integer >= 1, got -1"),
+])
+def test_optimal_mixture_names_its_own_arguments(model, kw, message):
+    args = {"steps": 10, **kw}
+    steps = args.pop("steps")
+    with pytest.raises(ValueError, match=message):
+        sim.optimal_mixture(model, 5, steps, sim.Constant(0.1), **args)

@@ -183,6 +183,14 @@ def test_rate_factors_move_learning_speed_not_the_loss_a_feature_carries(rng):
     (dict(rate_factor=np.ones(5)), r"one multiplier per feature, shape \(40,\)"),
     (dict(rate_factor=np.r_[np.ones(39), 0.0]), r"rate_factor\[39\] = 0.0"),
     (dict(rate_factor=np.r_[np.nan, np.ones(39)]), r"rate_factor\[0\] = nan"),
+    # int() truncated these (2.7 -> 2, -0.5 -> 0 past the sign check) or read a string
+    (dict(tail=2.7), "tail must be a non-negative integer, got 2.7"),
+    (dict(tail=-0.5), "tail must be a non-negative integer, got -0.5"),
+    (dict(tail=[3.9, 4, 4]), "got 3.9"),
+    (dict(tail="5"), "got '5'"),
+    (dict(tail=float("nan")), "got nan"),
+    (dict(tail=None, n_features=20.9), "n_features must be a non-negative integer, got 20.9"),
+    (dict(head=True), "head must be a non-negative int, got True"),
 ])
 def test_bad_model_input_is_refused(kw, match):
     with pytest.raises(ValueError, match=match):
