@@ -105,6 +105,12 @@ def monte_carlo(model: DisjointTailModel, h, n, schedule: AbstractSchedule, chec
     call = check_call("monte_carlo", model, mixtures=h, sizes=n, schedule=schedule,
                       checkpoints=checkpoints, batch_size=batch_size)
     key = jax.random.key(0) if key is None else key
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+            and key.shape == ()):
+        raise TypeError(f"key must be one typed PRNG key (jax.random.key(seed)), got {key!r}")
+    if jnp.dtype(sample_dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        # float16's resolution (1e-3) is far coarser than the agreement the path is checked to
+        raise ValueError(f"sample_dtype must be float32 or float64, got {sample_dtype!r}")
     keys = jax.random.split(key, int(n_runs))
     mean, stderr = _monte_carlo_jit(model, jnp.asarray(call.mixtures, model.alpha.dtype),
                                     jnp.asarray(call.sizes), schedule, call.checkpoints,

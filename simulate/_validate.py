@@ -86,9 +86,13 @@ def check_call(verb: str, model, *, sizes, batch_size, mixtures=None, schedule=N
             if mixtures.ndim != 2:
                 raise ValueError(f"{verb} takes mixtures of shape (M, K={k}), got shape "
                                  f"{mixtures.shape}")
+            if mixtures.shape[0] == 0:  # numpy's "argmin of an empty sequence" said it before
+                raise ValueError(f"{verb} takes at least one mixture, got none")
         sizes = check_sizes(np.atleast_1d(sizes), p, "sizes")
         if sizes.ndim != 1:
             raise ValueError(f"{verb} takes a 1-d list of sizes, got shape {sizes.shape}")
+        if sizes.shape[0] == 0:
+            raise ValueError(f"{verb} takes at least one size, got none")
     else:
         if mixtures is not None:
             mixtures = check_mixtures(mixtures, k)

@@ -222,3 +222,19 @@ def test_optimal_mixture_names_its_own_arguments(model, kw, message):
     steps = args.pop("steps")
     with pytest.raises(ValueError, match=message):
         sim.optimal_mixture(model, 5, steps, sim.Constant(0.1), **args)
+
+
+def test_monte_carlo_key_and_sample_type_and_empty_sweeps_are_refused(model):
+    """key=0 failed inside JAX, float16 draws ran (their resolution, 1e-3, is far coarser than
+    the agreement the path is checked to), and an empty sweep failed with numpy's 'argmin of an
+    empty sequence'."""
+    h = [0.2, 0.3, 0.5]
+    with pytest.raises(TypeError, match=r"key must be one typed PRNG key"):
+        sim.monte_carlo(model, h, 14, sim.Constant(0.1), [5], n_runs=4, key=0)
+    with pytest.raises(ValueError, match="sample_dtype must be float32 or float64"):
+        sim.monte_carlo(model, h, 14, sim.Constant(0.1), [5], n_runs=4,
+                        sample_dtype=jnp.float16)
+    with pytest.raises(ValueError, match="at least one mixture, got none"):
+        sim.sweep_losses(model, np.zeros((0, 3)), [14], [5], sim.Constant(0.1))
+    with pytest.raises(ValueError, match="at least one size, got none"):
+        sim.sweep_losses(model, [h], [], [5], sim.Constant(0.1))
