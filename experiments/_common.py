@@ -40,6 +40,7 @@ import numpy as np
 from experiments import _xla_flags
 
 __all__ = ["FIT_CACHE_VARIABLE", "N_RESTARTS", "QUICK_MAX_STEPS", "QUICK_XLA_FLAGS", "XLA_FLAGS",
+           "directory_argument",
            "Timer", "fit_cache", "fit_law", "fit_laws", "fit_nested_first", "fit_record",
            "fit_stages", "markdown_table", "pct_mean_sd", "n_params", "parse_args",
            "reused_fit_seconds", "spec_label", "unfitted_laws_lines", "versions",
@@ -495,12 +496,16 @@ def spec_label(value) -> str:
     return spec.label
 
 
-def _directory(text: str) -> Path:
+def directory_argument(text: str) -> Path:
     """An argparse type: a directory path, not empty (``Path("")`` is the current directory,
-    which an empty shell variable would then name without a word)."""
+    which an empty shell variable would then name without a word) and not an existing file
+    (it may not exist yet)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a directory, got ''")
-    return Path(text)
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a file, not a directory")
+    return path
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None,
@@ -513,7 +518,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
                                      description=description)
     parser.add_argument("--quick", action="store_true",
                         help="smoke configuration (seconds to a minute)")
-    parser.add_argument("--out", type=_directory, default=None,
+    parser.add_argument("--out", type=directory_argument, default=None,
                         help="output directory (default figures/, or figures/quick/ with "
                              "--quick, so that a smoke run never overwrites the full results)")
     if extra is not None:
@@ -521,8 +526,6 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None,
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = Path("figures") / "quick" if args.quick else Path("figures")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out}: a file, not a directory")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger(name).setLevel(logging.INFO)

@@ -70,7 +70,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments import _readme
-from experiments._common import FIT_CACHE_VARIABLE, parse_args, versions
+from experiments._common import FIT_CACHE_VARIABLE, directory_argument, parse_args, versions
 from experiments._harness import EXPERIMENTS, NAMES, read_record, recorded_wall_s
 
 log = logging.getLogger("reproduce")
@@ -319,12 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             help="experiments run at a time, each in its own process "
                                  "(default: the CPU count; 1: one after the other in this "
                                  "process)")
-        parser.add_argument("--fit-cache", type=Path, default=None, metavar="DIR",
+        parser.add_argument("--fit-cache", type=directory_argument, default=None, metavar="DIR",
                             help="every experiment keeps its fits in DIR and takes a fit kept "
                                  "there (same code, rows and options) instead of fitting it "
                                  "again: a reproduction stopped midway is resumed by the same "
                                  "command")
-        parser.add_argument("--compilation-cache", type=Path, default=None, metavar="DIR",
+        parser.add_argument("--compilation-cache", type=directory_argument, default=None,
+                            metavar="DIR",
                             help="keep the experiments' compiled programs in DIR, for later "
                                  "invocations with the same DIR to read back (a quick run: "
                                  "about 120 s without, 70 s with a previous run's cache)")
@@ -334,10 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
     if args.report_only and (args.only is not None or args.skip is not None or args.jobs):
         raise SystemExit("--report-only runs nothing: --only, --skip and --jobs do not apply")
-    for option, directory in (("--fit-cache", args.fit_cache),
-                              ("--compilation-cache", args.compilation_cache)):
-        if directory is not None and directory.exists() and not directory.is_dir():
-            raise SystemExit(f"{option} {directory}: a file, not a directory")
     names = [] if args.report_only else _select(args.only, args.skip)
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(names)))
     started = time.perf_counter()

@@ -152,7 +152,8 @@ def evaluate(law: AbstractLaw, table: LossTable, targets: Sequence[str],
     """
     _check_law(law, table)
     # other training domains or units first: they, not a missing loss column, are the problem
-    check_domains(table.in_train_order(train_domains), train_domains, size_unit, token_unit)
+    table = table.in_train_order(train_domains)
+    check_domains(table, train_domains, size_unit, token_unit)
     obs = measured_targets(table, targets)
     pred = predict_table(law, table, train_domains, size_unit, token_unit)
     if pred.shape[1:] != (len(targets),):

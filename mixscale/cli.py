@@ -241,28 +241,27 @@ def _print_mixture(names, weights, losses=None, targets=(), loss_intervals=None,
             head += f" {f'{100 * LEVEL:.0f} % interval':>18}"
     print(head)
     loss_of = dict(zip(targets, [] if losses is None else losses, strict=False))
+
+    def loss_cells(name):  # the predicted loss and its interval, where the law predicts one
+        if name not in loss_of:
+            return ""
+        text = f" {_loss(loss_of[name]):>11}"
+        if loss_intervals is not None:
+            lo, hi = loss_intervals[name]
+            text += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
+        return text
+
     for i, (name, w) in enumerate(zip(names, weights, strict=True)):
         line = f"  {name:<22} {w:>8.4f}"
         if weight_intervals is not None:
             line += f" {f'[{weight_intervals[0][i]:.4f}, {weight_intervals[1][i]:.4f}]':>18}"
-        if name in loss_of:
-            line += f" {_loss(loss_of[name]):>11}"
-            if loss_intervals is not None:
-                lo, hi = loss_intervals[name]
-                line += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
-        print(line)
+        print(line + loss_cells(name))
     # out-of-mixture targets have a predicted loss and no weight: listed after the domains, so
     # that every loss in the weighted mean is shown
     for name in targets:
         if name in loss_of and name not in names:
-            line = f"  {name:<22} {'—':>8}"
-            if weight_intervals is not None:
-                line += f" {'':>18}"
-            line += f" {_loss(loss_of[name]):>11}"
-            if loss_intervals is not None:
-                lo, hi = loss_intervals[name]
-                line += f" {f'[{_loss(lo)}, {_loss(hi)}]':>18}"
-            print(line)
+            print(f"  {name:<22} {'—':>8}" + (f" {'':>18}" if weight_intervals is not None
+                                               else "") + loss_cells(name))
 
 
 def _print_metrics(title, m):
@@ -307,22 +306,20 @@ def _cmd_laws(args) -> int:
     k = args.domains
     from .laws._registry import CANDIDATES
 
-    specs = list(law_specs(candidates=True))
-    rows = [(spec.label, spec.n_parameters(k, k), spec.uses_scale,
-             ("[candidate] " if spec.name in CANDIDATES else "")
-             + (spec.law_class.__doc__ or "").strip().splitlines()[0])
-            for spec in specs]
-    if args.json:  # what the text says, as fields: candidate, description, whether it fits K
-        print(json.dumps([dict(law=r[0], n_params=r[1], uses_scale=r[2],
-                               candidate=spec.name in CANDIDATES,
-                               description=(spec.law_class.__doc__ or "").strip().splitlines()[0],
-                               fits_k_domains=k <= MAX_TRAIN_DOMAINS)
-                          for r, spec in zip(rows, specs, strict=True)], indent=1))
+    rows = [dict(law=spec.label, n_params=spec.n_parameters(k, k), uses_scale=spec.uses_scale,
+                 candidate=spec.name in CANDIDATES,
+                 description=(spec.law_class.__doc__ or "").strip().splitlines()[0],
+                 fits_k_domains=k <= MAX_TRAIN_DOMAINS)
+            for spec in law_specs(candidates=True)]
+    if args.json:  # what the text says, as fields
+        print(json.dumps(rows, indent=1))
         return 0
     print(f"laws for K = M = {k} domains")
     print(f"{'law':<22} {'params':>6}  {'N, D terms':<10} description")
-    for label, n, scale, doc in rows:
-        print(f"{label:<22} {n:>6}  {'yes' if scale else 'one scale':<10} {doc}")
+    for r in rows:
+        print(f"{r['law']:<22} {r['n_params']:>6}  "
+              f"{'yes' if r['uses_scale'] else 'one scale':<10} "
+              f"{'[candidate] ' if r['candidate'] else ''}{r['description']}")
     if k > MAX_TRAIN_DOMAINS:
         print(f"note: fits support at most {MAX_TRAIN_DOMAINS} training domains")
     return 0

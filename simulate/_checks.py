@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["SIMPLEX_TOLERANCE", "check_batch_size", "check_checkpoints", "check_mixtures",
-           "check_sizes", "is_concrete"]
+__all__ = ["SIMPLEX_TOLERANCE", "check_batch_size", "check_checkpoints", "check_count",
+           "check_integer", "check_mixtures", "check_sizes", "is_concrete"]
 
 #: A mixture is accepted when its weights are >= 0 and sum to 1 within this tolerance; the
 #: simulator uses the weights as sampling probabilities as given (nothing is renormalised).
@@ -91,3 +91,22 @@ def batch_argument(batch_size: int, dtype) -> jax.Array:
     ``B`` only through ``1/B`` (no shape does), so as a run-time value one compilation serves
     every batch size (as a Python int it would be a static argument, one program per ``B``)."""
     return jax.numpy.asarray(batch_size, dtype)
+
+
+def check_count(value, what: str) -> int:
+    """``value`` as a non-negative int: an int, or a float that is one (``6.0``); a fraction,
+    a string, a bool, NaN or a negative number is a ``ValueError`` naming ``what`` (``int()``
+    truncated ``2.7`` to 2 and ``-0.5`` to 0, and read ``'5'``)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
+                                                               | np.floating):
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    if not (np.isfinite(value) and float(value).is_integer() and value >= 0):
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_integer(value, what: str, lowest: int) -> None:
+    """Refuse ``value`` unless it is an int (not a bool) of at least ``lowest``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) \
+            or value < lowest:
+        raise ValueError(f"{what} must be an integer >= {lowest}, got {value!r}")

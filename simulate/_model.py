@@ -51,23 +51,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ._checks import is_concrete
+from ._checks import check_count, is_concrete
 from ._keep import AbstractKeepRule, as_keep_rule, feature_order, feature_positions
 from ._layout import check_phase, equal_tail_for_budget, feature_layout
 
 __all__ = ["DisjointTailModel"]
-
-
-def _count(value, what: str) -> int:
-    """``value`` as a non-negative int: an int, or a float that is one (``6.0``); a fraction,
-    a string, a bool, NaN or a negative number is a ``ValueError`` naming ``what`` (``int()``
-    truncated ``2.7`` to 2 and ``-0.5`` to 0, and read ``'5'``)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
-                                                               | np.floating):
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
-    if not (np.isfinite(value) and float(value).is_integer() and value >= 0):
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 class DisjointTailModel(eqx.Module):
@@ -151,12 +139,12 @@ class DisjointTailModel(eqx.Module):
             raise ValueError("give exactly one of tail (per-domain lengths) and n_features "
                              "(a total budget)")
         if tail is not None:
-            tails = tuple(_count(t, "tail") for t in (
+            tails = tuple(check_count(t, "tail") for t in (
                 [tail] * k if np.ndim(tail) == 0 else list(np.asarray(tail, dtype=object))))
             if len(tails) != k:
                 raise ValueError(f"tail has {len(tails)} lengths but alpha has K={k} domains")
         else:
-            tails = (equal_tail_for_budget(_count(n_features, "n_features"), head, k,
+            tails = (equal_tail_for_budget(check_count(n_features, "n_features"), head, k,
                                            float(rho), overlap_phase),) * k
         if any(t < 0 for t in tails):
             raise ValueError(f"tail lengths must be non-negative, got {tails}")

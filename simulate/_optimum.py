@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from ._checks import batch_argument
+from ._checks import batch_argument, check_integer
 from ._closed_form import (
     closed_form_one,
     constant_losses,
@@ -208,13 +208,6 @@ def _kernel_arguments(n, schedule, checkpoints, batch_size, target, dtype):
             batch_argument(batch_size, dtype), jnp.asarray(target, dtype))
 
 
-def _whole(value, what: str, lowest: int) -> None:
-    """Refuse ``value`` unless it is an int (not a bool) of at least ``lowest``."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) \
-            or value < lowest:
-        raise ValueError(f"{what} must be an integer >= {lowest}, got {value!r}")
-
-
 def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractSchedule,
                     batch_size: int = 1, *, target=None, resolution: int | None = None,
                     n_starts: int = 8, tol: float = 1e-4, max_iterations: int = 500,
@@ -241,10 +234,10 @@ def optimal_mixture(model: DisjointTailModel, n, steps: int, schedule: AbstractS
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     # named as this function names them (the shared checks said "checkpoints"), and refused
     # rather than truncated (resolution 2.5 -> 2) or clamped (n_starts -3 -> 1)
-    _whole(steps, "steps", 0)
+    check_integer(steps, "steps", 0)
     for value, what in ((n_starts, "n_starts"), (max_iterations, "max_iterations")) + (
             () if resolution is None else ((resolution, "resolution"),)):
-        _whole(value, what, 1)
+        check_integer(value, what, 1)
     call = check_call("optimal_mixture", model, sizes=n, schedule=schedule, checkpoints=[steps],
                       batch_size=batch_size)
     check_steps(schedule, int(call.checkpoints[0]))  # before the schedule is laid out

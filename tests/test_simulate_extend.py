@@ -1,6 +1,7 @@
 """Extending the simulator through its public abstract types only: a schedule and a keep rule
 defined here run through every verb, and the sweep's two methods agree."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,12 +154,8 @@ def test_every_verb_names_the_abstract_schedule(model, call):
 class Pieces(sim.AbstractSchedule):
     """Given step sizes, each held for ``length`` steps, then the last one repeated."""
 
-    lrs: jax.Array
-    length: int
-
-    def __init__(self, lrs, length: int):
-        self.lrs = jnp.asarray(lrs, dtype=jnp.result_type(float))
-        self.length = int(length)
+    lrs: jax.Array = eqx.field(converter=jnp.asarray)
+    length: int = eqx.field(static=True)
 
     def blocks(self, n_steps):
         full = min(n_steps // self.length, self.lrs.shape[0])
